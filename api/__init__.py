@@ -1,0 +1,1 @@
+"""Trainport's HTTP control plane: FastAPI routes over the services in `core`."""

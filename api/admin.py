@@ -1,0 +1,63 @@
+"""Operator commands: `python -m api.admin migrate | bootstrap --org NAME`.
+
+`bootstrap` creates the first organisation, its `default` project and an admin key, and prints
+the key once. It runs beside the API (same database), not through it: there is no key yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from core import db, migrate
+from core.errors import TrainportError
+from core.settings import get_settings
+from core.tenants.service import bootstrap
+
+
+def _migrate(_: argparse.Namespace) -> int:
+    migrate.upgrade(get_settings().database_url)
+    print("database is at the latest schema")
+    return 0
+
+
+def _bootstrap(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    if args.migrate:
+        migrate.upgrade(settings.database_url)
+    db.configure(settings)
+    try:
+        with db.session_scope() as session:
+            made = bootstrap(session, args.org)
+    except TrainportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(
+            json.dumps(
+                {"org_id": made.org.id, "project_id": made.project.id, "api_key": made.secret}
+            )
+        )
+    else:
+        print(f"organisation {args.org} ({made.org.id}), project default ({made.project.id})")
+        print(f"admin API key (shown once, keep it safe): {made.secret}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m api.admin", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("migrate", help="upgrade the database schema").set_defaults(func=_migrate)
+    boot = commands.add_parser("bootstrap", help="create an org, its default project, an admin key")
+    boot.add_argument("--org", required=True, help="organisation name (a DNS label)")
+    boot.add_argument("--json", action="store_true", help="machine-readable output")
+    boot.add_argument("--migrate", action="store_true", help="upgrade the schema first")
+    boot.set_defaults(func=_bootstrap)
+    args = parser.parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

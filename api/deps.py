@@ -1,0 +1,44 @@
+"""Request-scoped dependencies: settings, the unit-of-work session, and the authenticated caller."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+
+from core.db import session_scope
+from core.settings import Settings
+from core.tenants.schemas import Principal
+from core.tenants.service import authenticate
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_session() -> Iterator[Session]:
+    """One session per request; it commits when the route returns and rolls back if it raises."""
+    with session_scope() as session:
+        yield session
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+# scope="function": commit before the response is sent, so a client never reads stale data.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+_bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer tp_...`")
+
+
+def get_caller(
+    session: SessionDep,
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    secret = credentials.credentials if credentials else None
+    return authenticate(session, secret, settings.key_touch_interval_seconds)
+
+
+Caller = Annotated[Principal, Depends(get_caller)]

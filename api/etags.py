@@ -1,0 +1,40 @@
+"""Entity tags for runs and run lists, and the conditional-request checks built on them."""
+
+from __future__ import annotations
+
+import hashlib
+
+from fastapi import Request
+
+from core.errors import FieldError, InvalidInput
+
+
+def run_etag(resource_version: int) -> str:
+    return f'"{resource_version}"'
+
+
+def list_etag(org_version: int, request: Request) -> str:
+    # The org's newest version changes with any change to any of its runs; the query string
+    # tells one list from another. Together they identify a page without reading it.
+    query = hashlib.sha256(str(request.query_params).encode()).hexdigest()[:16]
+    return f'"L{org_version}-{query}"'
+
+
+def matches(if_none_match: str | None, etag: str) -> bool:
+    if not if_none_match:
+        return False
+    candidates = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
+    return "*" in candidates or etag in candidates
+
+
+def parse_if_match(header: str | None) -> int | None:
+    """The resource_version an `If-Match` header names, or None when absent."""
+    if header is None:
+        return None
+    tag = header.strip().removeprefix("W/").strip('"')
+    if not tag.isdigit() or len(tag) > 19:
+        raise InvalidInput(
+            "If-Match must be a run's ETag, as returned by GET /v1/runs/{id}.",
+            [FieldError.for_parameter("If-Match", "not an ETag issued by this server")],
+        )
+    return int(tag)

@@ -1,0 +1,112 @@
+"""Every error leaves as RFC 9457 `application/problem+json`, with a stable `code`.
+
+No stack trace or SQL reaches a client: unexpected errors become a 500 that carries the request
+id, and the same id is logged with the traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from core.errors import FieldError, TrainportError
+
+PROBLEM_TYPE_BASE = "https://trainport.dev/problems/"
+log = logging.getLogger("trainport.api")
+
+
+class ProblemResponse(JSONResponse):
+    media_type = "application/problem+json"
+
+
+def problem(
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    request: Request | None = None,
+    errors: list[FieldError] | None = None,
+    headers: dict[str, str] | None = None,
+) -> ProblemResponse:
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE_BASE + code.replace("_", "-"),
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+    if request is not None:
+        body["instance"] = request.url.path
+        body["request_id"] = getattr(request.state, "request_id", None)
+    if errors:
+        body["errors"] = [_field(e) for e in errors]
+    return ProblemResponse(body, status_code=status, headers=headers)
+
+
+def _field(error: FieldError) -> dict[str, str]:
+    if error.parameter is not None:
+        return {"parameter": error.parameter, "message": error.message}
+    return {"pointer": error.pointer, "message": error.message}
+
+
+def _validation_errors(exc: RequestValidationError) -> list[FieldError]:
+    out = []
+    for err in exc.errors():
+        where, *path = err.get("loc", ()) or ("body",)
+        message = str(err.get("msg", "invalid value"))
+        if where == "body":
+            pointer = "".join(f"/{str(p).replace('~', '~0').replace('/', '~1')}" for p in path)
+            out.append(FieldError(pointer, message))
+        else:
+            out.append(FieldError.for_parameter(str(path[0]) if path else str(where), message))
+    return out
+
+
+async def _trainport_error(request: Request, exc: Exception) -> ProblemResponse:
+    assert isinstance(exc, TrainportError)
+    return problem(exc.status, exc.code, exc.title, exc.detail, request, exc.errors)
+
+
+async def _validation_error(request: Request, exc: Exception) -> ProblemResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = _validation_errors(exc)
+    summary = "; ".join(f"{e.parameter or e.pointer or '/'}: {e.message}" for e in errors[:3])
+    return problem(422, "validation_error", "Invalid request", summary, request, errors)
+
+
+async def _http_error(request: Request, exc: Exception) -> ProblemResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return problem(
+        exc.status_code,
+        code,
+        str(exc.detail) if exc.status_code != 404 else "Not found",
+        "No such route." if exc.status_code == 404 else str(exc.detail),
+        request,
+        headers=dict(exc.headers or {}),
+    )
+
+
+async def _unexpected(request: Request, exc: Exception) -> ProblemResponse:
+    request_id = getattr(request.state, "request_id", "-")
+    log.error("unhandled error request_id=%s", request_id, exc_info=exc)
+    return problem(
+        500,
+        "internal_error",
+        "Internal server error",
+        f"Something went wrong on our side. Quote request id {request_id} when reporting it.",
+        request,
+        headers={"X-Request-Id": str(request_id)},
+    )
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(TrainportError, _trainport_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

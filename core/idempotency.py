@@ -1,0 +1,76 @@
+"""Idempotency keys: a retried create with the same key returns what the first one made.
+
+Records are per organisation and kept at least `idempotency_ttl_hours`. Two concurrent requests
+with one key race on the record's primary key: the loser waits for the winner's commit, sees the
+unique violation, and replays the winner's result, so one key never makes two runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from core.errors import InvalidInput
+from core.models import IdempotencyRecord, utcnow
+
+MAX_KEY_LENGTH = 255
+
+
+def request_hash(document: Any) -> str:
+    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def validate_key(key: str) -> str:
+    if not 1 <= len(key) <= MAX_KEY_LENGTH or not key.isprintable():
+        raise InvalidInput("The Idempotency-Key header must be 1-255 printable characters.")
+    return key
+
+
+def find(session: Session, org_id: str, key: str, fingerprint: str) -> str | None:
+    """The run id an earlier request with this key made, if that request had the same body."""
+    record = session.scalars(
+        select(IdempotencyRecord).where(
+            IdempotencyRecord.org_id == org_id,
+            IdempotencyRecord.key == key,
+            IdempotencyRecord.expires_at > utcnow(),
+        )
+    ).first()
+    if record is None:
+        return None
+    if record.request_hash != fingerprint:
+        raise InvalidInput(
+            "This Idempotency-Key was already used with a different request body; "
+            "use a new key for a different run.",
+        ).with_code("idempotency_key_reused")
+    return record.run_id
+
+
+def remember(
+    session: Session, org_id: str, key: str, fingerprint: str, run_id: str, ttl_hours: int
+) -> None:
+    """Claim the key for this request; raises IntegrityError when another request holds it."""
+    now = utcnow()
+    session.execute(
+        delete(IdempotencyRecord).where(
+            IdempotencyRecord.org_id == org_id,
+            IdempotencyRecord.key == key,
+            IdempotencyRecord.expires_at <= now,
+        )
+    )
+    session.add(
+        IdempotencyRecord(
+            org_id=org_id,
+            key=key,
+            request_hash=fingerprint,
+            run_id=run_id,
+            created_at=now,
+            expires_at=now + timedelta(hours=ttl_hours),
+        )
+    )
+    session.flush()

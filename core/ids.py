@@ -1,0 +1,21 @@
+"""Public ids: a type prefix plus a ULID, so ids sort by creation time and say what they name."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from ulid import ULID
+
+PREFIXES = ("org", "prj", "key", "run")
+
+
+def new_id(prefix: str) -> str:
+    """A fresh id such as `run_01jd5x...`; lower case keeps ULID order (digits before letters)."""
+    return f"{prefix}_{str(ULID()).lower()}"
+
+
+def lowest_id_at(prefix: str, moment: datetime) -> str:
+    """The smallest id that could have been minted at `moment`: a keyset bound for time filters."""
+    ulid = ULID.from_timestamp(moment.timestamp())
+    timestamp_part = str(ulid)[:10]
+    return f"{prefix}_{timestamp_part.lower()}{'0' * 16}"

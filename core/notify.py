@@ -1,0 +1,127 @@
+"""Change notifications for long polls: who wants to hear that a run changed, and telling them.
+
+A transaction that changes a run records the run id on its session. On commit the ids are
+published to this process's hub; on PostgreSQL they also go out as `NOTIFY`, delivered by the
+database only once the transaction commits, and every API process's listener thread feeds them
+to its own hub. Waiters are asyncio events, so a waiting client holds no database connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections import defaultdict
+from collections.abc import Iterable
+
+import psycopg
+from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+CHANNEL = "trainport_run_changes"
+_SESSION_KEY = "trainport.changed_runs"
+log = logging.getLogger(__name__)
+
+
+class ChangeHub:
+    """Thread-safe fan-out from 'run X changed' to the asyncio waiters interested in X."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiters: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = (
+            defaultdict(set)
+        )
+
+    def subscribe(self, run_id: str) -> asyncio.Event:
+        waiter = (asyncio.get_running_loop(), asyncio.Event())
+        with self._lock:
+            self._waiters[run_id].add(waiter)
+        return waiter[1]
+
+    def unsubscribe(self, run_id: str, flag: asyncio.Event) -> None:
+        with self._lock:
+            waiters = self._waiters.get(run_id, set())
+            waiters.difference_update({w for w in waiters if w[1] is flag})
+            if not waiters:
+                self._waiters.pop(run_id, None)
+
+    def publish(self, run_ids: Iterable[str]) -> None:
+        with self._lock:
+            targets = [w for run_id in run_ids for w in self._waiters.get(run_id, ())]
+        for loop, flag in targets:
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(flag.set)
+
+    def wake_all(self) -> None:
+        """After a lost listener connection: notifications may be gone, so everyone re-checks."""
+        with self._lock:
+            run_ids = list(self._waiters)
+        self.publish(run_ids)
+
+
+hub = ChangeHub()
+
+
+def record_change(session: Session, run_id: str) -> None:
+    session.info.setdefault(_SESSION_KEY, set()).add(run_id)
+
+
+@event.listens_for(Session, "before_commit")
+def _notify_database(session: Session) -> None:
+    changed: set[str] = session.info.get(_SESSION_KEY, set())
+    bind = session.get_bind()
+    if changed and bind.dialect.name == "postgresql":
+        for run_id in sorted(changed):
+            session.execute(
+                text("SELECT pg_notify(:channel, :id)"), {"channel": CHANNEL, "id": run_id}
+            )
+
+
+@event.listens_for(Session, "after_commit")
+def _notify_process(session: Session) -> None:
+    changed: set[str] = session.info.pop(_SESSION_KEY, set())
+    if changed:
+        hub.publish(changed)
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget(session: Session) -> None:
+    session.info.pop(_SESSION_KEY, None)
+
+
+class PostgresListener:
+    """A daemon thread that LISTENs on one dedicated connection and feeds the hub."""
+
+    def __init__(self, database_url: str, target: ChangeHub = hub) -> None:
+        url = make_url(database_url).set(drivername="postgresql")
+        self._dsn = url.render_as_string(hide_password=False)
+        self._hub = target
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="trainport-listen", daemon=True)
+        self.ready = threading.Event()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._listen()
+            except Exception as exc:  # a lost connection is retried, never fatal
+                log.warning("change listener lost its connection (%s); reconnecting", exc)
+                self._hub.wake_all()
+                self._stop.wait(1.0)
+
+    def _listen(self) -> None:
+        with psycopg.connect(self._dsn, autocommit=True) as conn:
+            conn.execute(f"LISTEN {CHANNEL}")
+            self.ready.set()
+            while not self._stop.is_set():
+                ids = [n.payload for n in conn.notifies(timeout=1.0)]
+                if ids:
+                    self._hub.publish(ids)

@@ -1,0 +1,121 @@
+"""Every query over runs, their labels and events. All of them are scoped to one organisation."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session
+
+from core.ids import lowest_id_at
+from core.models import Run, RunEvent, RunLabel, VersionCounter
+from core.runs.versions import RUNS_COUNTER
+
+
+@dataclass
+class RunFilter:
+    """What `GET /v1/runs` may filter on; every field narrows the result."""
+
+    org_id: str
+    project_id: str | None = None
+    statuses: Sequence[str] = ()
+    labels_equal: dict[str, str] = field(default_factory=dict)
+    labels_present: Sequence[str] = ()
+    name_prefix: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+
+def get_run(session: Session, org_id: str, run_id: str, *, for_update: bool = False) -> Run | None:
+    query = select(Run).where(Run.org_id == org_id, Run.id == run_id, Run.deleted_at.is_(None))
+    if for_update:
+        query = query.with_for_update()
+    return session.scalars(query).first()
+
+
+def run_version(session: Session, org_id: str, run_id: str) -> int | None:
+    """Just the run's resource_version: what a conditional GET needs, read from one index row."""
+    return session.scalar(
+        select(Run.resource_version).where(
+            Run.org_id == org_id, Run.id == run_id, Run.deleted_at.is_(None)
+        )
+    )
+
+
+def _filtered(criteria: RunFilter) -> Select[Run]:
+    query = select(Run).where(Run.org_id == criteria.org_id, Run.deleted_at.is_(None))
+    if criteria.project_id:
+        query = query.where(Run.project_id == criteria.project_id)
+    if criteria.statuses:
+        query = query.where(Run.status.in_(list(criteria.statuses)))
+    for key, value in criteria.labels_equal.items():
+        query = query.where(Run.id.in_(_label_runs(criteria.org_id, key, value)))
+    for key in criteria.labels_present:
+        query = query.where(Run.id.in_(_label_runs(criteria.org_id, key, None)))
+    if criteria.name_prefix:
+        escaped = criteria.name_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        query = query.where(Run.name.like(escaped + "%", escape="\\"))
+    if criteria.created_after:
+        # ids are time-ordered, so the bound on id keeps this an index range scan.
+        query = query.where(
+            Run.id >= lowest_id_at("run", criteria.created_after),
+            Run.created_at > criteria.created_after,
+        )
+    if criteria.created_before:
+        query = query.where(Run.created_at < criteria.created_before)
+    return query
+
+
+def _label_runs(org_id: str, key: str, value: str | None) -> Select[str]:
+    query = select(RunLabel.run_id).where(RunLabel.org_id == org_id, RunLabel.key == key)
+    return query.where(RunLabel.value == value) if value is not None else query
+
+
+def list_runs(
+    session: Session, criteria: RunFilter, limit: int, before_id: str | None
+) -> list[Run]:
+    """Newest first, keyset-paged on id; fetches one extra row to tell whether more exist."""
+    query = _filtered(criteria)
+    if before_id is not None:
+        query = query.where(Run.id < before_id)
+    return list(session.scalars(query.order_by(Run.id.desc()).limit(limit + 1)))
+
+
+def current_version(session: Session) -> int:
+    """The newest committed resource_version: every version at or below it is visible."""
+    return int(
+        session.scalar(select(VersionCounter.value).where(VersionCounter.name == RUNS_COUNTER)) or 0
+    )
+
+
+def changed_runs(
+    session: Session, org_id: str, project_id: str | None, after: int, upto: int, limit: int
+) -> list[Run]:
+    """Runs (deleted ones included) whose version lies in (after, upto], oldest change first."""
+    query = select(Run).where(
+        Run.org_id == org_id, Run.resource_version > after, Run.resource_version <= upto
+    )
+    if project_id:
+        query = query.where(Run.project_id == project_id)
+    return list(session.scalars(query.order_by(Run.resource_version).limit(limit + 1)))
+
+
+def org_version(session: Session, org_id: str) -> int:
+    """The highest version of any run in the org: changes whenever any of its runs does."""
+    return int(
+        session.scalar(select(func.max(Run.resource_version)).where(Run.org_id == org_id)) or 0
+    )
+
+
+def replace_labels(session: Session, run: Run, labels: dict[str, str]) -> None:
+    session.query(RunLabel).filter(RunLabel.run_id == run.id).delete(synchronize_session=False)
+    session.add_all(
+        RunLabel(run_id=run.id, org_id=run.org_id, key=k, value=v) for k, v in labels.items()
+    )
+
+
+def list_events(session: Session, run_id: str, after_id: int, limit: int) -> list[RunEvent]:
+    query = select(RunEvent).where(RunEvent.run_id == run_id, RunEvent.id > after_id)
+    return list(session.scalars(query.order_by(RunEvent.id).limit(limit + 1)))

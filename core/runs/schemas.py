@@ -1,0 +1,86 @@
+"""Run documents the API returns and the edits it accepts (the spec itself is in spec.py)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from core.runs.spec import Duration, Labels, Priority
+from core.runs.states import RunStatus, StatusReason
+
+
+class QueueInfo(BaseModel):
+    """Why a run that has not started is still waiting."""
+
+    position: int | None = None
+    reason: str
+    detail: str
+
+
+class RunOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    object: str = "run"
+    name: str
+    project_id: str
+    status: RunStatus
+    status_reason: StatusReason | None
+    status_message: str | None
+    priority: Priority
+    attempt: int
+    labels: dict[str, str]
+    spec: dict[str, Any]
+    resource_version: int
+    created_by: str | None
+    created_at: datetime
+    updated_at: datetime
+    queued_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    deleted: bool = Field(default=False, description="true only in the change feed, for tombstones")
+    queue: QueueInfo | None = None
+
+
+class RunPage(BaseModel):
+    object: str = "list"
+    data: list[RunOut]
+    has_more: bool
+    next_cursor: str | None = None
+    resource_version: int | None = Field(
+        default=None, description="with changed_since: the version to ask from next time"
+    )
+
+
+class RunPatch(BaseModel):
+    """The fields of a run that may change after submission."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    priority: Priority | None = None
+    max_duration: Duration | None = Field(default=None, description="'12h' or seconds")
+    labels: Labels | None = None
+
+
+class RunEventOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    run_id: str
+    kind: str
+    from_status: RunStatus | None
+    to_status: RunStatus | None
+    reason: str | None
+    message: str | None
+    resource_version: int
+    actor: str | None
+    created_at: datetime
+
+
+class RunEventPage(BaseModel):
+    object: str = "list"
+    data: list[RunEventOut]
+    has_more: bool
+    next_cursor: str | None = None

@@ -1,0 +1,274 @@
+"""Run rules: create (idempotently), read, list, the change feed, cancel, edit and delete.
+
+Services flush but never commit: the request's or task's session owner does.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from core import idempotency
+from core.errors import Conflict, FieldError, InvalidInput, NotFound, PreconditionFailed
+from core.ids import new_id
+from core.models import Run, RunEvent, utcnow
+from core.pagination import decode_cursor, encode_cursor
+from core.runs import repository
+from core.runs.repository import RunFilter
+from core.runs.schemas import RunEventOut, RunEventPage, RunOut, RunPage, RunPatch
+from core.runs.spec import RunCreate, check_labels
+from core.runs.states import RunStatus, StatusReason, transition
+from core.runs.versions import claim_resource_version
+from core.tenants import service as tenants
+from core.tenants.schemas import Principal, Role
+
+
+@dataclass(frozen=True)
+class Created:
+    run: Run
+    replayed: bool
+
+
+def get_run(session: Session, caller: Principal, run_id: str, *, for_update: bool = False) -> Run:
+    """The caller's run; another org's (or another project's) run is exactly as missing."""
+    run = repository.get_run(session, caller.org_id, run_id, for_update=for_update)
+    if run is None or (caller.project_id and run.project_id != caller.project_id):
+        raise NotFound(f"Run {run_id} was not found.")
+    return run
+
+
+def create_run(
+    session: Session,
+    caller: Principal,
+    body: RunCreate,
+    idempotency_key: str | None = None,
+    ttl_hours: int = 24,
+) -> Created:
+    caller.require(Role.MEMBER)
+    document = body.model_dump(mode="json")
+    if idempotency_key is None:
+        return Created(_insert_run(session, caller, body), replayed=False)
+    fingerprint = idempotency.request_hash(document)
+    earlier = idempotency.find(session, caller.org_id, idempotency_key, fingerprint)
+    if earlier is not None:
+        return Created(get_run(session, caller, earlier), replayed=True)
+    try:
+        with session.begin_nested():
+            run_id = new_id("run")
+            idempotency.remember(
+                session, caller.org_id, idempotency_key, fingerprint, run_id, ttl_hours
+            )
+            run = _insert_run(session, caller, body, run_id)
+    except IntegrityError:
+        # A concurrent request with the same key committed first: replay its result.
+        earlier = idempotency.find(session, caller.org_id, idempotency_key, fingerprint)
+        if earlier is None:
+            raise
+        return Created(get_run(session, caller, earlier), replayed=True)
+    return Created(run, replayed=False)
+
+
+def _insert_run(
+    session: Session, caller: Principal, body: RunCreate, run_id: str | None = None
+) -> Run:
+    project = tenants.resolve_project(session, caller, body.project)
+    spec = body.model_dump(mode="json", exclude={"project"})
+    spec["name"] = spec["name"] or f"{body.recipe or 'run'}-{secrets.token_hex(3)}"
+    run_id = run_id or new_id("run")
+    now = utcnow()
+    run = Run(
+        id=run_id,
+        org_id=caller.org_id,
+        project_id=project.id,
+        name=spec["name"],
+        spec=spec,
+        status=RunStatus.PENDING.value,
+        status_reason=StatusReason.SUBMITTED.value,
+        priority=body.scheduling.priority.value,
+        attempt=0,
+        labels=dict(body.labels),
+        created_by=caller.key_id,
+        created_at=now,
+        updated_at=now,
+        # Claimed last: the counter row stays locked until commit (see versions.py).
+        resource_version=claim_resource_version(session, run_id),
+    )
+    session.add(run)
+    session.flush()
+    repository.replace_labels(session, run, run.labels)
+    _record(session, run, "created", caller.key_id, to_status=RunStatus.PENDING)
+    return run
+
+
+def _record(session: Session, run: Run, kind: str, actor: str | None, **fields: Any) -> None:
+    session.add(
+        RunEvent(
+            run_id=run.id,
+            org_id=run.org_id,
+            kind=kind,
+            resource_version=run.resource_version,
+            actor=actor,
+            created_at=utcnow(),
+            **fields,
+        )
+    )
+    session.flush()
+
+
+def parse_label_selector(selector: str) -> tuple[dict[str, str], list[str]]:
+    """`k=v,k2` → ({k: v}, [k2]): equality and existence, as in Kubernetes selectors."""
+    equal: dict[str, str] = {}
+    present: list[str] = []
+    for term in filter(None, (t.strip() for t in selector.split(","))):
+        key, sep, value = term.partition("=")
+        try:
+            check_labels({key.strip(): value.strip()})
+        except ValueError as exc:
+            raise InvalidInput(
+                f"Bad label selector term {term!r}.", [FieldError.for_parameter("labels", str(exc))]
+            ) from None
+        if sep:
+            equal[key.strip()] = value.strip()
+        else:
+            present.append(key.strip())
+    return equal, present
+
+
+def list_runs(
+    session: Session, caller: Principal, criteria: RunFilter, limit: int, after: str | None
+) -> RunPage:
+    criteria.project_id = _scoped_project(session, caller, criteria.project_id)
+    before_id = decode_cursor(after, id=str)["id"] if after else None
+    rows = repository.list_runs(session, criteria, limit, before_id)
+    page = rows[:limit]
+    more = len(rows) > limit
+    return RunPage(
+        data=[RunOut.model_validate(r) for r in page],
+        has_more=more,
+        next_cursor=encode_cursor(id=page[-1].id) if more else None,
+    )
+
+
+def _scoped_project(session: Session, caller: Principal, project: str | None) -> str | None:
+    if project is None:
+        return caller.project_id
+    return tenants.resolve_project(session, caller, project).id
+
+
+def changes_since(
+    session: Session, caller: Principal, after: int, limit: int, project: str | None = None
+) -> RunPage:
+    """Every run changed after version `after`, and the version to ask from next time."""
+    project_id = _scoped_project(session, caller, project)
+    upto = repository.current_version(session)
+    rows = repository.changed_runs(session, caller.org_id, project_id, after, upto, limit)
+    page, more = rows[:limit], len(rows) > limit
+    next_version = page[-1].resource_version if more else max(upto, after)
+    data = [
+        RunOut.model_validate(r).model_copy(update={"deleted": bool(r.deleted_at)}) for r in page
+    ]
+    return RunPage(data=data, has_more=more, resource_version=next_version)
+
+
+def list_version(session: Session, caller: Principal) -> int:
+    return repository.org_version(session, caller.org_id)
+
+
+def run_version(session: Session, caller: Principal, run_id: str) -> int | None:
+    if caller.project_id:  # scoped keys need the project check that get_run does
+        return get_run(session, caller, run_id).resource_version
+    return repository.run_version(session, caller.org_id, run_id)
+
+
+def cancel_run(session: Session, caller: Principal, run_id: str) -> Run:
+    """Cancel now if nothing runs yet; otherwise ask the workers to stop it. Repeats are no-ops."""
+    caller.require(Role.MEMBER)
+    run = get_run(session, caller, run_id, for_update=True)
+    status = RunStatus(run.status)
+    if status in {RunStatus.CANCELLED, RunStatus.STOPPING}:
+        return run
+    if status.is_terminal:
+        raise Conflict(
+            f"Run {run_id} already {status.value}; there is nothing to cancel.", "run_finished"
+        )
+    target = (
+        RunStatus.STOPPING
+        if status in {RunStatus.STARTING, RunStatus.RUNNING}
+        else RunStatus.CANCELLED
+    )
+    return transition(
+        session,
+        run,
+        target,
+        StatusReason.USER_CANCELLED,
+        "Cancelled by the user.",
+        actor=caller.key_id,
+    )
+
+
+def update_run(
+    session: Session, caller: Principal, run_id: str, patch: RunPatch, if_match: int | None
+) -> Run:
+    caller.require(Role.MEMBER)
+    run = get_run(session, caller, run_id, for_update=True)
+    if if_match is not None and if_match != run.resource_version:
+        raise PreconditionFailed(
+            f"Run {run_id} changed since you read it (now version {run.resource_version})."
+        )
+    if RunStatus(run.status).is_terminal:
+        raise Conflict(f"Run {run_id} has finished; it can no longer be edited.", "run_finished")
+    changes = patch.model_dump(exclude_unset=True, exclude_none=True, mode="json")
+    if not changes:
+        return run
+    spec = dict(run.spec)
+    spec["scheduling"] = {
+        **spec["scheduling"],
+        **{k: v for k, v in changes.items() if k != "labels"},
+    }
+    if "labels" in changes:
+        spec["labels"] = changes["labels"]
+        run.labels = changes["labels"]
+        repository.replace_labels(session, run, run.labels)
+    run.spec = spec
+    run.priority = spec["scheduling"]["priority"]
+    _bump(session, run)
+    _record(session, run, "updated", caller.key_id, message=f"changed {', '.join(sorted(changes))}")
+    return run
+
+
+def _bump(session: Session, run: Run) -> None:
+    run.updated_at = utcnow()
+    run.resource_version = claim_resource_version(session, run.id)
+    session.flush()
+
+
+def delete_run(session: Session, caller: Principal, run_id: str) -> None:
+    """Tombstone a finished run: gone from reads, still visible to the change feed."""
+    caller.require(Role.MEMBER)
+    run = get_run(session, caller, run_id, for_update=True)
+    if not RunStatus(run.status).is_terminal:
+        raise Conflict(
+            f"Run {run_id} is {run.status}; cancel it and wait for it to finish before deleting.",
+            "run_not_finished",
+        )
+    run.deleted_at = utcnow()
+    _bump(session, run)
+    _record(session, run, "deleted", caller.key_id)
+
+
+def list_events(
+    session: Session, caller: Principal, run_id: str, limit: int, after: str | None
+) -> RunEventPage:
+    run = get_run(session, caller, run_id)
+    after_id = decode_cursor(after, id=int)["id"] if after else 0
+    rows = repository.list_events(session, run.id, after_id, limit)
+    page, more = rows[:limit], len(rows) > limit
+    return RunEventPage(
+        data=[RunEventOut.model_validate(e) for e in page],
+        has_more=more,
+        next_cursor=encode_cursor(id=page[-1].id) if more else None,
+    )

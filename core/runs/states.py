@@ -1,0 +1,165 @@
+"""The run lifecycle: statuses, reasons, legal transitions, and the one function that moves a run.
+
+Nothing else in the codebase assigns `Run.status`. `transition()` is a guarded UPDATE
+(`WHERE id = :id AND status = :expected`) that also bumps the run's resource_version and appends
+a RunEvent in the same transaction, so history, change feed and status never disagree.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
+
+from core.errors import Conflict, IllegalTransition
+from core.models import Run, RunEvent, utcnow
+from core.runs.versions import claim_resource_version
+
+
+class RunStatus(StrEnum):
+    PENDING = "pending"
+    QUEUED = "queued"
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+
+class StatusReason(StrEnum):
+    """Why a run is in its status; kept apart from the status so both stay small enums."""
+
+    SUBMITTED = "submitted"
+    QUEUED_FOR_CAPACITY = "queued_for_capacity"
+    QUOTA_EXHAUSTED = "quota_exhausted"
+    LAUNCHING = "launching"
+    RUNNING = "running"
+    USER_CANCELLED = "user_cancelled"
+    COMPLETED = "completed"
+    EXIT_CODE_NONZERO = "exit_code_nonzero"
+    OOM_KILLED = "oom_killed"
+    IMAGE_PULL_FAILED = "image_pull_failed"
+    UNSCHEDULABLE = "unschedulable"
+    EVICTED = "evicted"
+    PREEMPTED = "preempted"
+    NODE_LOST = "node_lost"
+    MAX_DURATION_EXCEEDED = "max_duration_exceeded"
+    RETRYING = "retrying"
+    SYSTEM_ERROR = "system_error"
+
+
+TERMINAL_STATUSES = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED})
+
+# Every legal edge. A retry goes back to `queued` with the next attempt.
+TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
+    RunStatus.PENDING: frozenset({RunStatus.QUEUED, RunStatus.CANCELLED, RunStatus.FAILED}),
+    RunStatus.QUEUED: frozenset(
+        {RunStatus.STARTING, RunStatus.PENDING, RunStatus.CANCELLED, RunStatus.FAILED}
+    ),
+    RunStatus.STARTING: frozenset(
+        {
+            RunStatus.RUNNING,
+            RunStatus.STOPPING,
+            RunStatus.QUEUED,
+            RunStatus.SUCCEEDED,
+            RunStatus.FAILED,
+        }
+    ),
+    RunStatus.RUNNING: frozenset(
+        {RunStatus.STOPPING, RunStatus.QUEUED, RunStatus.SUCCEEDED, RunStatus.FAILED}
+    ),
+    RunStatus.STOPPING: frozenset({RunStatus.CANCELLED, RunStatus.SUCCEEDED, RunStatus.FAILED}),
+    RunStatus.SUCCEEDED: frozenset(),
+    RunStatus.FAILED: frozenset(),
+    RunStatus.CANCELLED: frozenset(),
+}
+
+
+class TransitionLost(Conflict):
+    """Another writer moved the run first: the guarded UPDATE matched no row."""
+
+    def __init__(self, run_id: str, expected: RunStatus) -> None:
+        super().__init__(
+            f"Run {run_id} is no longer {expected.value}; it was changed concurrently. "
+            "Reload it and try again.",
+            code="concurrent_change",
+        )
+
+
+def can_transition(current: RunStatus, to: RunStatus) -> bool:
+    return to in TRANSITIONS[current]
+
+
+def _timestamps(to: RunStatus, now: datetime) -> dict[str, datetime]:
+    if to is RunStatus.QUEUED:
+        return {"queued_at": now}
+    if to is RunStatus.RUNNING:
+        return {"started_at": now}
+    if to.is_terminal:
+        return {"finished_at": now}
+    return {}
+
+
+def transition(
+    session: Session,
+    run: Run,
+    to: RunStatus,
+    reason: StatusReason,
+    message: str | None = None,
+    *,
+    actor: str | None = None,
+    next_attempt: bool = False,
+) -> Run:
+    """Move `run` to `to`, or raise IllegalTransition (forbidden edge) or TransitionLost (a race).
+
+    `next_attempt` starts a new attempt (used on the way to `starting`).
+    """
+    current = RunStatus(run.status)
+    if not can_transition(current, to):
+        raise IllegalTransition(f"Run {run.id} cannot go from {current.value} to {to.value}.")
+    now = utcnow()
+    version = claim_resource_version(session, run.id)
+    values = {
+        "status": to.value,
+        "status_reason": reason.value,
+        "status_message": message,
+        "resource_version": version,
+        "updated_at": now,
+        "attempt": run.attempt + 1 if next_attempt else run.attempt,
+        **_timestamps(to, now),
+    }
+    result = session.execute(
+        update(Run)
+        .where(Run.id == run.id, Run.status == current.value)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise TransitionLost(run.id, current)
+    session.add(
+        RunEvent(
+            run_id=run.id,
+            org_id=run.org_id,
+            kind="status",
+            from_status=current.value,
+            to_status=to.value,
+            reason=reason.value,
+            message=message,
+            resource_version=version,
+            actor=actor,
+            created_at=now,
+        )
+    )
+    # Mirror the UPDATE on the loaded object without marking it dirty (no second write).
+    for name, value in values.items():
+        set_committed_value(run, name, value)
+    session.flush()
+    return run

@@ -1,0 +1,1 @@
+"""Tenants: organisations, their projects, and the API keys that act for them."""

@@ -1,0 +1,62 @@
+"""Queries over organisations, projects and API keys; every one is scoped by org id."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from core.models import ApiKey, Organization, Project
+
+
+def get_org(session: Session, org_id: str) -> Organization | None:
+    return session.get(Organization, org_id)
+
+
+def get_org_by_name(session: Session, name: str) -> Organization | None:
+    return session.scalars(select(Organization).where(Organization.name == name)).first()
+
+
+def find_project(session: Session, org_id: str, name_or_id: str) -> Project | None:
+    return session.scalars(
+        select(Project).where(
+            Project.org_id == org_id, or_(Project.id == name_or_id, Project.name == name_or_id)
+        )
+    ).first()
+
+
+def list_projects(session: Session, org_id: str, only: str | None = None) -> list[Project]:
+    query = select(Project).where(Project.org_id == org_id)
+    if only is not None:
+        query = query.where(Project.id == only)
+    return list(session.scalars(query.order_by(Project.name)))
+
+
+def key_by_digest(session: Session, key_digest: str) -> ApiKey | None:
+    return session.scalars(select(ApiKey).where(ApiKey.digest == key_digest)).first()
+
+
+def get_key(session: Session, org_id: str, key_id: str) -> ApiKey | None:
+    return session.scalars(
+        select(ApiKey).where(ApiKey.org_id == org_id, ApiKey.id == key_id)
+    ).first()
+
+
+def list_keys(session: Session, org_id: str) -> list[ApiKey]:
+    return list(
+        session.scalars(select(ApiKey).where(ApiKey.org_id == org_id).order_by(ApiKey.id.desc()))
+    )
+
+
+def touch_key(session: Session, key_id: str, now: datetime, stale_before: datetime) -> None:
+    """Record a use, but only when the last one is older than `stale_before` (few writes)."""
+    session.execute(
+        update(ApiKey)
+        .where(
+            ApiKey.id == key_id,
+            or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at < stale_before),
+        )
+        .values(last_used_at=now)
+        .execution_options(synchronize_session=False)
+    )

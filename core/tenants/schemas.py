@@ -1,0 +1,91 @@
+"""Tenant-facing shapes: who is calling (Principal) and the documents the API returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from core.errors import Forbidden
+
+
+class Role(StrEnum):
+    VIEWER = "viewer"
+    MEMBER = "member"
+    ADMIN = "admin"
+
+    @property
+    def rank(self) -> int:
+        return list(Role).index(self)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller: an API key, its org, its role and its optional project scope."""
+
+    org_id: str
+    key_id: str
+    role: Role
+    project_id: str | None = None
+
+    def require(self, role: Role) -> None:
+        if self.role.rank < role.rank:
+            raise Forbidden(
+                f"This action needs the {role.value} role; this key is {self.role.value}."
+            )
+
+
+Slug = Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+class ProjectCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Slug
+    description: str = Field(default="", max_length=1000)
+
+
+class ProjectOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    name: str
+    description: str
+    created_at: datetime
+
+
+class ApiKeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=100)
+    role: Role = Role.MEMBER
+    project: str | None = Field(default=None, max_length=63, description="limit to one project")
+    expires_in_days: int | None = Field(default=None, ge=1, le=3650)
+
+
+class ApiKeyOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    name: str
+    role: Role
+    prefix: str
+    project_id: str | None
+    created_at: datetime
+    last_used_at: datetime | None
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+
+class ApiKeyCreated(ApiKeyOut):
+    key: str = Field(description="the full key; shown only in this response")
+
+
+class OrganizationOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    name: str
+    created_at: datetime
+
+
+class Me(BaseModel):
+    organization: OrganizationOut
+    key: ApiKeyOut

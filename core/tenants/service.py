@@ -1,0 +1,144 @@
+"""Tenant rules: bootstrapping an org, authenticating keys, managing keys and projects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from core.errors import Conflict, Forbidden, NotFound, Unauthenticated
+from core.ids import new_id
+from core.models import ApiKey, Organization, Project, utcnow
+from core.tenants import keys, repository
+from core.tenants.schemas import ApiKeyCreate, Principal, ProjectCreate, Role
+
+DEFAULT_PROJECT = "default"
+
+
+@dataclass(frozen=True)
+class Bootstrapped:
+    org: Organization
+    project: Project
+    key: ApiKey
+    secret: str
+
+
+def bootstrap(session: Session, org_name: str, key_name: str = "bootstrap-admin") -> Bootstrapped:
+    """Create an organisation with a `default` project and its first admin key."""
+    if repository.get_org_by_name(session, org_name) is not None:
+        raise Conflict(f"Organisation {org_name!r} already exists.", code="already_exists")
+    org = Organization(id=new_id("org"), name=org_name)
+    session.add(org)
+    session.flush()
+    project = Project(id=new_id("prj"), org_id=org.id, name=DEFAULT_PROJECT, description="")
+    session.add(project)
+    session.flush()
+    key, secret = _new_key(org.id, key_name, Role.ADMIN, None, None, None)
+    session.add(key)
+    session.flush()
+    return Bootstrapped(org, project, key, secret)
+
+
+def _new_key(
+    org_id: str,
+    name: str,
+    role: Role,
+    project_id: str | None,
+    expires_in_days: int | None,
+    created_by: str | None,
+) -> tuple[ApiKey, str]:
+    secret = keys.mint_key()
+    expires_at = utcnow() + timedelta(days=expires_in_days) if expires_in_days else None
+    key = ApiKey(
+        id=new_id("key"),
+        org_id=org_id,
+        project_id=project_id,
+        name=name,
+        role=role.value,
+        digest=keys.digest(secret),
+        prefix=keys.display_prefix(secret),
+        expires_at=expires_at,
+        created_by=created_by,
+    )
+    return key, secret
+
+
+def authenticate(session: Session, secret: str | None, touch_interval_s: int) -> Principal:
+    """The caller behind a presented key. Every failure reads the same, so nothing leaks."""
+    if not secret or not keys.looks_like_key(secret):
+        raise Unauthenticated()
+    key = repository.key_by_digest(session, keys.digest(secret))
+    now = utcnow()
+    if key is None or key.revoked_at is not None or (key.expires_at and key.expires_at <= now):
+        raise Unauthenticated()
+    if key.last_used_at is None or key.last_used_at < now - timedelta(seconds=touch_interval_s):
+        repository.touch_key(session, key.id, now, now - timedelta(seconds=touch_interval_s))
+    return Principal(
+        org_id=key.org_id, key_id=key.id, role=Role(key.role), project_id=key.project_id
+    )
+
+
+def create_key(session: Session, caller: Principal, body: ApiKeyCreate) -> tuple[ApiKey, str]:
+    caller.require(Role.ADMIN)
+    project_id = resolve_project(session, caller, body.project).id if body.project else None
+    key, secret = _new_key(
+        caller.org_id, body.name, body.role, project_id, body.expires_in_days, caller.key_id
+    )
+    session.add(key)
+    session.flush()
+    return key, secret
+
+
+def list_keys(session: Session, caller: Principal) -> list[ApiKey]:
+    caller.require(Role.ADMIN)
+    return repository.list_keys(session, caller.org_id)
+
+
+def revoke_key(session: Session, caller: Principal, key_id: str) -> ApiKey:
+    """Revoke a key; revoking twice is fine (the first revocation time stays)."""
+    caller.require(Role.ADMIN)
+    key = repository.get_key(session, caller.org_id, key_id)
+    if key is None:
+        raise NotFound(f"API key {key_id} was not found.")
+    if key.revoked_at is None:
+        key.revoked_at = utcnow()
+        session.flush()
+    return key
+
+
+def current_key(session: Session, caller: Principal) -> tuple[Organization, ApiKey]:
+    org = repository.get_org(session, caller.org_id)
+    key = repository.get_key(session, caller.org_id, caller.key_id)
+    if org is None or key is None:  # deleted between authentication and now
+        raise Unauthenticated()
+    return org, key
+
+
+def resolve_project(session: Session, caller: Principal, name_or_id: str | None) -> Project:
+    """The project a request means: the named one, else the key's scope, else `default`."""
+    wanted = name_or_id or caller.project_id or DEFAULT_PROJECT
+    project = repository.find_project(session, caller.org_id, wanted)
+    if project is None:
+        raise NotFound(f"Project {wanted!r} was not found.")
+    if caller.project_id is not None and project.id != caller.project_id:
+        raise Forbidden("This API key is limited to another project.")
+    return project
+
+
+def list_projects(session: Session, caller: Principal) -> list[Project]:
+    return repository.list_projects(session, caller.org_id, only=caller.project_id)
+
+
+def create_project(session: Session, caller: Principal, body: ProjectCreate) -> Project:
+    caller.require(Role.ADMIN)
+    project = Project(
+        id=new_id("prj"), org_id=caller.org_id, name=body.name, description=body.description
+    )
+    try:
+        with session.begin_nested():
+            session.add(project)
+    except IntegrityError:
+        raise Conflict(f"Project {body.name!r} already exists.", code="already_exists") from None
+    return project
