@@ -26,13 +26,15 @@ def _bootstrap(args: argparse.Namespace) -> int:
     settings = get_settings()
     if args.migrate:
         migrate.upgrade(settings.database_url)
-    db.configure(settings)
+    engine = db.build_engine(settings)
     try:
-        with db.session_scope() as session:
+        with db.session_scope(db.make_sessionmaker(engine)) as session:
             made = bootstrap(session, args.org)
     except TrainportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    finally:
+        engine.dispose()
     if args.json:
         print(
             json.dumps(

@@ -20,9 +20,9 @@ def get_settings(request: Request) -> Settings:
     return settings
 
 
-def get_session() -> Iterator[Session]:
+def get_session(request: Request) -> Iterator[Session]:
     """One session per request; it commits when the route returns and rolls back if it raises."""
-    with session_scope() as session:
+    with session_scope(request.app.state.sessionmaker) as session:
         yield session
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.settings import Settings, get_settings
+from core.settings import Settings
 
 
 def _prepare_sqlite(engine: Engine, url: str) -> None:
@@ -53,35 +53,14 @@ def build_engine(settings: Settings) -> Engine:
     )
 
 
-_engine: Engine | None = None
-_sessionmaker: sessionmaker[Session] | None = None
-
-
-def configure(settings: Settings) -> Engine:
-    """Point this process at `settings.database_url` (replacing any earlier engine)."""
-    global _engine, _sessionmaker
-    if _engine is not None:
-        _engine.dispose()
-    _engine = build_engine(settings)
-    _sessionmaker = sessionmaker(bind=_engine, expire_on_commit=False)
-    return _engine
-
-
-def get_engine() -> Engine:
-    return _engine if _engine is not None else configure(get_settings())
-
-
-def get_sessionmaker() -> sessionmaker[Session]:
-    if _sessionmaker is None:
-        configure(get_settings())
-    assert _sessionmaker is not None
-    return _sessionmaker
+def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(bind=engine, expire_on_commit=False)
 
 
 @contextmanager
-def session_scope() -> Iterator[Session]:
+def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
     """A unit of work: commit when the block ends cleanly, roll back when it raises."""
-    session = get_sessionmaker()()
+    session = factory()
     try:
         yield session
         session.commit()

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
-
-from core.db import get_engine
 
 router = APIRouter(tags=["health"])
 
@@ -19,9 +17,9 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-def _database_reachable() -> bool:
+def _database_reachable(engine: Engine) -> bool:
     try:
-        with get_engine().connect() as conn:
+        with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
     except SQLAlchemyError:
         return False
@@ -29,8 +27,8 @@ def _database_reachable() -> bool:
 
 
 @router.get("/readyz", responses={503: {"description": "database unreachable"}})
-async def readyz() -> JSONResponse:
+async def readyz(request: Request) -> JSONResponse:
     """Ready to serve: the database answers."""
-    if await run_in_threadpool(_database_reachable):
+    if await run_in_threadpool(_database_reachable, request.app.state.engine):
         return JSONResponse({"status": "ready", "database": "ok"})
     return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)

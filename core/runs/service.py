@@ -55,7 +55,7 @@ def create_run(
     fingerprint = idempotency.request_hash(document)
     earlier = idempotency.find(session, caller.org_id, idempotency_key, fingerprint)
     if earlier is not None:
-        return Created(get_run(session, caller, earlier), replayed=True)
+        return _replay(session, caller, earlier)
     try:
         with session.begin_nested():
             run_id = new_id("run")
@@ -68,8 +68,19 @@ def create_run(
         earlier = idempotency.find(session, caller.org_id, idempotency_key, fingerprint)
         if earlier is None:
             raise
-        return Created(get_run(session, caller, earlier), replayed=True)
+        return _replay(session, caller, earlier)
     return Created(run, replayed=False)
+
+
+def _replay(session: Session, caller: Principal, run_id: str) -> Created:
+    try:
+        return Created(get_run(session, caller, run_id), replayed=True)
+    except NotFound:
+        raise Conflict(
+            f"The run this Idempotency-Key created ({run_id}) has since been deleted; "
+            "use a new key to submit again.",
+            "idempotent_run_deleted",
+        ) from None
 
 
 def _insert_run(

@@ -1,0 +1,86 @@
+"""Shared fixtures: a throwaway PostgreSQL database migrated by Alembic, the app, and clients.
+
+Every test session gets its own database (created here, dropped at the end), so parallel runs
+never meet. Tests isolate themselves by tenancy: each makes its own organisation.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy.engine import make_url
+
+from api.app import create_app
+from core import migrate
+from core.settings import Settings
+from tests.factories import Tenant, make_tenant
+
+ADMIN_URL = os.environ.get(
+    "TRAINPORT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def _admin_dsn() -> str:
+    return make_url(ADMIN_URL).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh database for this session, at the latest migration."""
+    name = f"trainport_test_{secrets.token_hex(4)}"
+    with psycopg.connect(_admin_dsn(), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    migrate.upgrade(url)
+    yield url
+    with psycopg.connect(_admin_dsn(), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path: Path = tmp_path_factory.mktemp("embedded") / "trainport.db"
+    url = f"sqlite:///{path}"
+    migrate.upgrade(url)
+    return url
+
+
+def _app(url: str) -> FastAPI:
+    return create_app(Settings(database_url=url, key_touch_interval_seconds=0))
+
+
+@pytest.fixture(scope="session")
+def app(postgres_url: str) -> FastAPI:
+    return _app(postgres_url)
+
+
+@pytest.fixture(scope="session")
+def client(app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+@pytest.fixture(scope="session", params=["postgres", "sqlite"])
+def any_client(request: pytest.FixtureRequest) -> Iterator[TestClient]:
+    """The same API on each backend: PostgreSQL and the embedded SQLite mode."""
+    url = request.getfixturevalue(f"{request.param}_url")
+    with TestClient(_app(url), raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def tenant(client: TestClient) -> Tenant:
+    """A brand-new organisation with an admin key, on PostgreSQL."""
+    return make_tenant(client)
+
+
+@pytest.fixture
+def other_tenant(client: TestClient) -> Tenant:
+    return make_tenant(client)
