@@ -69,7 +69,8 @@ def _validation_errors(exc: RequestValidationError) -> list[FieldError]:
 
 async def _trainport_error(request: Request, exc: Exception) -> ProblemResponse:
     assert isinstance(exc, TrainportError)
-    return problem(exc.status, exc.code, exc.title, exc.detail, request, exc.errors)
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    return problem(exc.status, exc.code, exc.title, exc.detail, request, exc.errors, headers)
 
 
 async def _validation_error(request: Request, exc: Exception) -> ProblemResponse:

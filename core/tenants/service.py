@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from core.errors import Conflict, Forbidden, NotFound, Unauthenticated
+from core.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
 from core.ids import new_id
 from core.models import ApiKey, Organization, Project, utcnow
 from core.tenants import keys, repository
 from core.tenants.schemas import ApiKeyCreate, Principal, ProjectCreate, Role
 
 DEFAULT_PROJECT = "default"
+ORG_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,11 @@ class Bootstrapped:
 
 def bootstrap(session: Session, org_name: str, key_name: str = "bootstrap-admin") -> Bootstrapped:
     """Create an organisation with a `default` project and its first admin key."""
+    if not ORG_NAME.match(org_name) or len(org_name) > 63:
+        raise InvalidInput(
+            f"Organisation name {org_name!r} must be a DNS label: 1-63 lower-case letters, "
+            "digits and '-'."
+        )
     if repository.get_org_by_name(session, org_name) is not None:
         raise Conflict(f"Organisation {org_name!r} already exists.", code="already_exists")
     org = Organization(id=new_id("org"), name=org_name)

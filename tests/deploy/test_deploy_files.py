@@ -1,0 +1,290 @@
+"""The deployment files and the docs agree with the code they describe.
+
+No Docker engine or cluster here, so these read the files: compose services, commands, health
+checks and env; every Kubernetes manifest's kind, security context and probes; the Dockerfile's
+user; and that the README documents every setting, run-spec field and route, and the
+architecture doc's state diagram is the lifecycle table.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import BaseModel
+
+from api.app import create_app
+from core.runs.spec import RunCreate
+from core.runs.states import TRANSITIONS
+from core.settings import Environment, Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+TRAINPORT_SERVICES = ("migrate", "api", "worker", "beat")
+NAMESPACES = {"trainport", "trainport-runs"}
+POD_OWNERS = {"Deployment", "Job"}
+
+
+def _compose() -> dict[str, Any]:
+    document: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return document
+
+
+def _manifests() -> list[dict[str, Any]]:
+    return [
+        doc
+        for path in sorted((ROOT / "k8s").glob("*.yaml"))
+        if path.name != "kustomization.yaml"
+        for doc in yaml.safe_load_all(path.read_text())
+        if doc
+    ]
+
+
+def _of_kind(kind: str) -> dict[str, dict[str, Any]]:
+    return {m["metadata"]["name"]: m for m in _manifests() if m["kind"] == kind}
+
+
+def _settings_from(env: dict[str, str]) -> Settings:
+    fields = {k.removeprefix("TRAINPORT_").lower(): v for k, v in env.items()}
+    return Settings(**fields)
+
+
+def _expand(value: str) -> str:
+    """Compose's `${VAR:-default}` with VAR unset."""
+    return re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", value)
+
+
+# docker-compose.yml
+
+
+def test_compose_has_the_production_shaped_services() -> None:
+    services = _compose()["services"]
+    assert set(services) == {"postgres", "redis", *TRAINPORT_SERVICES}
+
+
+def test_compose_health_checks_cover_postgres_redis_and_the_api() -> None:
+    services = _compose()["services"]
+    assert "pg_isready" in services["postgres"]["healthcheck"]["test"]
+    assert services["redis"]["healthcheck"]["test"][-2:] == ["redis-cli", "ping"]
+    api_check = " ".join(services["api"]["healthcheck"]["test"])
+    assert "urllib.request" in api_check
+    assert "/readyz" in api_check
+
+
+def test_compose_migrates_once_before_anything_else_starts() -> None:
+    services = _compose()["services"]
+    assert services["migrate"]["command"] == ["python", "-m", "api.admin", "migrate"]
+    assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert services["migrate"]["restart"] == "no"
+    for name in ("api", "worker", "beat"):
+        depends = services[name]["depends_on"]
+        assert depends["migrate"]["condition"] == "service_completed_successfully", name
+        assert depends["redis"]["condition"] == "service_healthy", name
+
+
+def test_compose_commands_run_the_api_and_both_celery_processes() -> None:
+    services = _compose()["services"]
+    assert services["api"]["command"][:2] == ["uvicorn", "api.main:app"]
+    assert services["worker"]["command"][:4] == ["celery", "-A", "workers.celery_app", "worker"]
+    assert services["beat"]["command"][:4] == ["celery", "-A", "workers.celery_app", "beat"]
+    for module in ("api.main", "api.admin", "workers.celery_app"):
+        assert importlib.util.find_spec(module) is not None, module
+
+
+def test_compose_environment_is_valid_production_settings() -> None:
+    services = _compose()["services"]
+    for name in TRAINPORT_SERVICES:
+        env = {k: _expand(str(v)) for k, v in services[name]["environment"].items()}
+        assert env["TRAINPORT_BROKER_URL"] == "redis://redis:6379/0"
+        assert env["TRAINPORT_DATABASE_URL"].startswith("postgresql+psycopg://")
+        assert "@postgres:5432/" in env["TRAINPORT_DATABASE_URL"]
+        settings = _settings_from(env)  # unknown names would be typos: Settings ignores them
+        assert set(env) <= {f"TRAINPORT_{f.upper()}" for f in Settings.model_fields}
+        assert settings.environment is Environment.PRODUCTION
+        assert services[name]["image"] == services["api"]["image"]
+
+
+def test_compose_api_and_worker_share_the_state_volume() -> None:
+    compose = _compose()
+    for name in ("api", "worker"):
+        assert "state:/var/lib/trainport" in compose["services"][name]["volumes"], name
+    assert "state" in compose["volumes"]
+
+
+# Dockerfile
+
+
+def test_the_image_runs_as_a_non_root_user_and_serves_the_api() -> None:
+    lines = [ln.strip() for ln in (ROOT / "Dockerfile").read_text().splitlines()]
+    users = [ln.split(None, 1)[1] for ln in lines if ln.startswith("USER ")]
+    assert users, "the Dockerfile sets no USER"
+    assert users[-1].split(":")[0] not in {"root", "0"}
+    assert [ln for ln in lines if ln.startswith("FROM ")] == ["FROM python:3.11-slim"]
+    cmd = [ln for ln in lines if ln.startswith("CMD ")][-1]
+    assert all(part in cmd for part in ('"uvicorn"', '"api.main:app"', '"0.0.0.0"', '"8000"'))
+
+
+def test_everything_the_dockerfile_copies_exists_and_is_not_ignored() -> None:
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    for line in (ROOT / "Dockerfile").read_text().splitlines():
+        if line.startswith("COPY "):
+            for source in line.split()[1:-1]:
+                assert (ROOT / source).exists(), source
+                assert source not in ignored or f"!{source}" in ignored, source
+
+
+# k8s/
+
+
+def test_kustomization_lists_every_manifest() -> None:
+    kustomization = yaml.safe_load((ROOT / "k8s" / "kustomization.yaml").read_text())
+    files = {p.name for p in (ROOT / "k8s").glob("*.yaml")} - {"kustomization.yaml"}
+    assert set(kustomization["resources"]) == files
+
+
+def test_manifests_have_the_expected_kinds_in_our_namespaces() -> None:
+    kinds = [m["kind"] for m in _manifests()]
+    for kind in ("Namespace", "ConfigMap", "Secret", "Job", "Deployment", "Service"):
+        assert kind in kinds
+    assert set(_of_kind("Namespace")) == NAMESPACES
+    assert set(_of_kind("Deployment")) == {"trainport-api", "trainport-worker", "trainport-beat"}
+    for manifest in _manifests():
+        if manifest["kind"] != "Namespace":
+            assert manifest["metadata"]["namespace"] in NAMESPACES, manifest["metadata"]
+
+
+def _pod_specs() -> list[tuple[str, dict[str, Any]]]:
+    return [
+        (m["metadata"]["name"], m["spec"]["template"]["spec"])
+        for m in _manifests()
+        if m["kind"] in POD_OWNERS
+    ]
+
+
+def test_every_pod_is_non_root_with_no_privileges() -> None:
+    assert len(_pod_specs()) == 4
+    for name, pod in _pod_specs():
+        assert pod["securityContext"]["runAsNonRoot"] is True, name
+        assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault", name
+        for container in pod["containers"]:
+            context = container["securityContext"]
+            assert context["allowPrivilegeEscalation"] is False, name
+            assert context["capabilities"]["drop"] == ["ALL"], name
+            assert context["readOnlyRootFilesystem"] is True, name
+            assert container["resources"]["requests"], name
+            assert container["resources"]["limits"]["memory"], name
+            declared = {volume["name"] for volume in pod.get("volumes", [])}
+            assert {m["name"] for m in container.get("volumeMounts", [])} <= declared, name
+
+
+def test_pods_take_their_settings_from_the_configmap_and_secret() -> None:
+    config_maps, secrets = _of_kind("ConfigMap"), _of_kind("Secret")
+    accounts = set(_of_kind("ServiceAccount"))
+    for name, pod in _pod_specs():
+        assert pod["serviceAccountName"] in accounts, name
+        for container in pod["containers"]:
+            refs = container["envFrom"]
+            assert {r["configMapRef"]["name"] for r in refs if "configMapRef" in r} <= set(
+                config_maps
+            )
+            assert {r["secretRef"]["name"] for r in refs if "secretRef" in r} <= set(secrets)
+    env = {**config_maps["trainport-config"]["data"], **secrets["trainport-secrets"]["stringData"]}
+    assert set(env) <= {f"TRAINPORT_{f.upper()}" for f in Settings.model_fields}
+    assert _settings_from(env).environment is Environment.PRODUCTION
+
+
+def test_the_api_is_probed_on_healthz_and_readyz_and_exposed_by_its_service() -> None:
+    api = _of_kind("Deployment")["trainport-api"]
+    container = api["spec"]["template"]["spec"]["containers"][0]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["command"][:2] == ["uvicorn", "api.main:app"]
+    labels = api["spec"]["template"]["metadata"]["labels"]
+    assert api["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    service = _of_kind("Service")["trainport-api"]
+    assert service["spec"]["selector"].items() <= labels.items()
+    port_names = {p["name"] for p in container["ports"]}
+    assert {p["targetPort"] for p in service["spec"]["ports"]} <= port_names
+
+
+def test_the_migration_job_and_celery_deployments_run_the_right_commands() -> None:
+    job = _of_kind("Job")["trainport-migrate"]["spec"]["template"]["spec"]
+    assert job["containers"][0]["command"] == ["python", "-m", "api.admin", "migrate"]
+    deployments = _of_kind("Deployment")
+    for name, role in (("trainport-worker", "worker"), ("trainport-beat", "beat")):
+        container = deployments[name]["spec"]["template"]["spec"]["containers"][0]
+        assert container["command"][:4] == ["celery", "-A", "workers.celery_app", role]
+    assert deployments["trainport-beat"]["spec"]["replicas"] == 1
+    assert deployments["trainport-beat"]["spec"]["strategy"]["type"] == "Recreate"
+
+
+def test_only_the_worker_may_manage_jobs_pods_and_services_in_the_training_namespace() -> None:
+    role = _of_kind("Role")["trainport-executor"]
+    assert role["metadata"]["namespace"] == "trainport-runs"
+    granted = {res for rule in role["rules"] for res in rule["resources"]}
+    assert {"jobs", "pods", "services"} <= granted
+    binding = _of_kind("RoleBinding")["trainport-worker-executor"]
+    assert binding["roleRef"]["name"] == "trainport-executor"
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "trainport-worker", "namespace": "trainport"}
+    ]
+    worker = _of_kind("Deployment")["trainport-worker"]["spec"]["template"]["spec"]
+    assert worker["serviceAccountName"] == "trainport-worker"
+    assert _of_kind("ServiceAccount")["trainport"]["automountServiceAccountToken"] is False
+    assert not _of_kind("ClusterRole")
+
+
+# README.md and docs/architecture.md
+
+
+@pytest.fixture(scope="module")
+def readme() -> str:
+    return (ROOT / "README.md").read_text()
+
+
+def test_the_readme_quick_start_is_make_demo_and_make_test(readme: str) -> None:
+    quick_start = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    assert "make demo" in quick_start
+    assert "make test" in quick_start
+
+
+def test_the_readme_documents_every_setting(readme: str) -> None:
+    for field in Settings.model_fields:
+        assert f"`TRAINPORT_{field.upper()}`" in readme, field
+
+
+def _spec_field_names(model: type[BaseModel], prefix: str = "") -> list[str]:
+    names = []
+    for name, info in model.model_fields.items():
+        names.append(prefix + name)
+        nested = info.annotation
+        if isinstance(nested, type) and issubclass(nested, BaseModel):
+            names += _spec_field_names(nested, f"{prefix}{name}.")
+    return names
+
+
+def test_the_readme_documents_every_run_spec_field(readme: str) -> None:
+    names = _spec_field_names(RunCreate)
+    assert "compute.gpus_per_node" in names
+    for name in names:
+        assert f"| `{name}`" in readme, name
+
+
+def test_the_readme_documents_every_route(readme: str) -> None:
+    app = create_app(Settings(database_url="sqlite:///:memory:"))
+    paths = app.openapi()["paths"]
+    assert "/v1/runs" in paths
+    for path, operations in paths.items():
+        for method in operations:
+            assert f"`{method.upper()} {path}`" in readme, (method, path)
+
+
+def test_the_architecture_state_diagram_is_the_transition_table() -> None:
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    diagram = text.split("```mermaid\nstateDiagram-v2", 1)[1].split("```", 1)[0]
+    drawn = set(re.findall(r"^\s*(\w+) --> (\w+)", diagram, flags=re.MULTILINE))
+    table = {(a.value, b.value) for a, targets in TRANSITIONS.items() for b in targets}
+    assert drawn == table
