@@ -11,8 +11,8 @@ $(BIN)/python:
 	$(PIP) install -q --upgrade pip
 
 # Reinstall only when the dependency lists change.
-$(VENV)/.installed: $(BIN)/python pyproject.toml
-	$(PIP) install -q -e .
+$(VENV)/.installed: $(BIN)/python pyproject.toml sdk/pyproject.toml
+	$(PIP) install -q -e . -e './sdk[cli]'
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
@@ -37,7 +37,7 @@ lint:
 	$(BIN)/ruff format --check .
 
 typecheck:
-	$(BIN)/mypy api core workers
+	$(BIN)/mypy api core workers sdk/trainport
 
 imports:
 	$(BIN)/lint-imports

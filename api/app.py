@@ -9,9 +9,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
-from api import problems
-from api.middleware import BodyLimitMiddleware, RequestIdMiddleware
-from api.routers import health, runs, tenants
+from api import openapi, problems
+from api.middleware import BodyLimitMiddleware, NulGuardMiddleware, RequestIdMiddleware
+from api.routers import health, logs, quotas, runs, tenants
 from core import db
 from core.notify import PostgresListener
 from core.settings import Settings, get_settings
@@ -51,9 +51,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = db.build_engine(settings)
     app.state.sessionmaker = db.make_sessionmaker(app.state.engine)
     problems.install(app)
+    openapi.document_problems(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(NulGuardMiddleware)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health.router)
     app.include_router(runs.router)
+    app.include_router(logs.router)
     app.include_router(tenants.router)
+    app.include_router(quotas.router)
     return app

@@ -38,7 +38,12 @@ def get_caller(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     secret = credentials.credentials if credentials else None
-    return authenticate(session, secret, settings.key_touch_interval_seconds)
+    caller = authenticate(session, secret, settings.key_touch_interval_seconds)
+    # Return the connection to the pool within this worker thread: a request that held one while
+    # queueing for its next thread could wait behind threads that wait for connections (a
+    # deadlock until the pool times out). The route's work begins a new transaction.
+    session.commit()
+    return caller
 
 
 Caller = Annotated[Principal, Depends(get_caller)]

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import secrets
+from urllib.parse import parse_qsl
 
 from starlette.datastructures import MutableHeaders
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.problems import problem
+from core.errors import FieldError
 
 
 class RequestIdMiddleware:
@@ -32,6 +35,32 @@ class RequestIdMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_id)
+
+
+class NulGuardMiddleware:
+    """Answers 422 for a NUL character in the path or the query string.
+
+    No id, name or filter contains one, and PostgreSQL refuses it in text, so without this a
+    `%00` anywhere in a URL would reach the driver and come back as a 500.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            query = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
+            bad = ["path"] if "\x00" in scope["path"] else []
+            bad += [name for name, value in query if "\x00" in name + value]
+            if bad:
+                errors = [FieldError.for_parameter(name, "must not contain NUL") for name in bad]
+                detail = f"NUL characters are not accepted in {', '.join(bad)}."
+                response = problem(
+                    422, "validation_error", "Invalid request", detail, Request(scope), errors
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class BodyLimitMiddleware:
@@ -83,5 +112,6 @@ class BodyLimitMiddleware:
             "payload_too_large",
             "Payload too large",
             f"Request bodies are limited to {self.max_bytes} bytes.",
+            Request(scope),
         )
         await response(scope, receive, send)

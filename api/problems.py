@@ -17,6 +17,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from core.errors import FieldError, TrainportError
 
 PROBLEM_TYPE_BASE = "https://trainport.dev/problems/"
+BODY_PARSE_ERROR = "There was an error parsing the body"  # FastAPI's own 400 detail
+_BODY = FieldError("", "not a readable JSON document")
 log = logging.getLogger("trainport.api")
 
 
@@ -59,6 +61,8 @@ def _validation_errors(exc: RequestValidationError) -> list[FieldError]:
     for err in exc.errors():
         where, *path = err.get("loc", ()) or ("body",)
         message = str(err.get("msg", "invalid value"))
+        if err.get("type") == "json_invalid":
+            path = []  # its loc holds a character offset, not a field: the body as a whole
         if where == "body":
             pointer = "".join(f"/{str(p).replace('~', '~0').replace('/', '~1')}" for p in path)
             out.append(FieldError(pointer, message))
@@ -82,6 +86,11 @@ async def _validation_error(request: Request, exc: Exception) -> ProblemResponse
 
 async def _http_error(request: Request, exc: Exception) -> ProblemResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and exc.detail == BODY_PARSE_ERROR:
+        # FastAPI's answer to JSON it could not even decode (too deep, huge numbers): the same
+        # 422 as any other malformed body.
+        detail = "The body is not a JSON document this server can read (too deep or too large)."
+        return problem(422, "validation_error", "Invalid request", detail, request, [_BODY])
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
     return problem(
         exc.status_code,

@@ -12,9 +12,9 @@ from typing import Any
 
 import yaml
 from fastapi import Request, Response
-from fastapi.routing import APIRoute
 
-from core.errors import InvalidInput
+from api.routing import UnitOfWorkRoute
+from core.errors import FieldError, InvalidInput
 
 YAML_TYPES = {"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"}
 
@@ -30,10 +30,13 @@ def parse_yaml(raw: bytes) -> Any:
     try:
         return yaml.load(raw, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
-        raise InvalidInput(f"The body is not valid YAML: {exc}".splitlines()[0]) from None
+        message = f"The body is not valid YAML: {exc}".splitlines()[0]
+    except RecursionError:  # the composer recurses once per nesting level
+        message = "The body is not valid YAML: it is nested too deeply"
+    raise InvalidInput(message, [FieldError("", message)])
 
 
-class YamlBodyRoute(APIRoute):
+class YamlBodyRoute(UnitOfWorkRoute):
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from core.errors import InvalidInput
+from core.errors import FieldError, InvalidInput
 from core.models import IdempotencyRecord, utcnow
 
 MAX_KEY_LENGTH = 255
@@ -28,7 +28,10 @@ def request_hash(document: Any) -> str:
 
 def validate_key(key: str) -> str:
     if not 1 <= len(key) <= MAX_KEY_LENGTH or not key.isprintable():
-        raise InvalidInput("The Idempotency-Key header must be 1-255 printable characters.")
+        raise InvalidInput(
+            "The Idempotency-Key header must be 1-255 printable characters.",
+            [FieldError.for_parameter("Idempotency-Key", "1-255 printable characters")],
+        )
     return key
 
 

@@ -16,6 +16,7 @@ def new_id(prefix: str) -> str:
 
 def lowest_id_at(prefix: str, moment: datetime) -> str:
     """The smallest id that could have been minted at `moment`: a keyset bound for time filters."""
-    ulid = ULID.from_timestamp(moment.timestamp())
+    # ULIDs cover 1970 to 10889: clamp, since any id is above the bound of an earlier moment.
+    ulid = ULID.from_timestamp(min(max(moment.timestamp(), 0.0), 2.0**48 / 1000 - 1))
     timestamp_part = str(ulid)[:10]
     return f"{prefix}_{timestamp_part.lower()}{'0' * 16}"

@@ -16,10 +16,11 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 JSONDocument = JSON().with_variant(JSONB(), "postgresql")
 
@@ -98,6 +99,8 @@ class Run(Base):
         Index("ix_runs_org_id_name", "org_id", "name"),
         # The change feed: rows past a version, per org.
         Index("ix_runs_org_id_resource_version", "org_id", "resource_version"),
+        # The scheduler's scan of queued runs (migration 0002).
+        Index("ix_runs_status_queued_at", "status", "queued_at"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -120,6 +123,10 @@ class Run(Base):
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
     # Deletion is a tombstone, so the change feed can tell dashboards a run went away.
     deleted_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Loaded with the run (one extra IN query per batch), so every RunOut carries attempts[].
+    attempts: Mapped[list[RunAttempt]] = relationship(
+        lazy="selectin", order_by="RunAttempt.attempt", viewonly=True
+    )
 
 
 class RunLabel(Base):
@@ -174,3 +181,100 @@ class VersionCounter(Base):
 
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     value: Mapped[int] = mapped_column(BigInteger)
+
+
+class Cluster(Base):
+    """A place runs execute: its executor kind and what it holds (GPUs per type, CPU slots).
+
+    The scheduler locks every cluster row for the length of an admission pass, which is what
+    keeps two schedulers from handing out the same capacity (see core/scheduling/admission.py).
+    """
+
+    __tablename__ = "clusters"
+
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    executor: Mapped[str] = mapped_column(String(32))
+    # {"gpus": {"a100": 8}, "cpu_slots": 16 or null for unlimited, "nodes": 1}
+    inventory: Mapped[dict[str, Any]]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Quota(Base):
+    """Limits for an org (`project_id` = "") or for one of its projects; null means unlimited."""
+
+    __tablename__ = "quotas"
+
+    org_id: Mapped[str] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True
+    )
+    project_id: Mapped[str] = mapped_column(String(40), primary_key=True, default="")
+    max_gpus: Mapped[int | None] = mapped_column(Integer, default=None)
+    max_running_runs: Mapped[int | None] = mapped_column(Integer, default=None)
+    updated_by: Mapped[str | None] = mapped_column(String(40), default=None)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RunAttempt(Base):
+    """One attempt of a run: what it was granted, where it ran and how it ended.
+
+    An attempt holds its grant (GPUs, CPU slots on `cluster`) from admission until `ended_at`,
+    so the open attempts are the capacity and quota ledger, and closed ones the fair-share history.
+    """
+
+    __tablename__ = "run_attempts"
+    __table_args__ = (
+        Index("ix_run_attempts_ended_at", "ended_at"),
+        Index("ix_run_attempts_org_id_admitted_at", "org_id", "admitted_at"),
+    )
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
+    org_id: Mapped[str] = mapped_column(String(40))
+    project_id: Mapped[str] = mapped_column(String(40))
+    cluster: Mapped[str] = mapped_column(String(63))
+    gpu_type: Mapped[str | None] = mapped_column(String(63), default=None)
+    gpus: Mapped[int] = mapped_column(Integer, default=0)
+    cpu_slots: Mapped[int] = mapped_column(Integer, default=0)
+    admitted_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    ended_at: Mapped[datetime | None] = mapped_column(default=None)
+    outcome: Mapped[str | None] = mapped_column(String(16), default=None)
+    exit_code: Mapped[int | None] = mapped_column(Integer, default=None)
+    reason: Mapped[str | None] = mapped_column(String(40), default=None)
+    message: Mapped[str | None] = mapped_column(Text, default=None)
+    where: Mapped[str] = mapped_column(String(255), default="")
+
+
+class OutboxMessage(Base):
+    """A task to publish, written in the same transaction as the change that calls for it."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        Index(
+            "ix_outbox_unsent",
+            "id",
+            postgresql_where=text("sent_at IS NULL"),
+            sqlite_where=text("sent_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    task: Mapped[str] = mapped_column(String(100))
+    payload: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # A relay claims rows for a short lease, publishes outside the transaction, then marks them.
+    claimed_until: Mapped[datetime | None] = mapped_column(default=None)
+    sent_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class TaskDelivery(Base):
+    """How often a task for (run, attempt) was delivered without finishing: bounds crash loops."""
+
+    __tablename__ = "task_deliveries"
+
+    task: Mapped[str] = mapped_column(String(100), primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
+    deliveries: Mapped[int] = mapped_column(Integer, default=0)
+    completed_at: Mapped[datetime | None] = mapped_column(default=None)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

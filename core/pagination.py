@@ -29,7 +29,7 @@ def decode_cursor(cursor: str, **fields: type) -> dict[str, Any]:
         position = None
     well_formed = isinstance(position, dict) and set(position) == set(fields)
     if not well_formed or not all(
-        type(position[name]) is kind
+        type(position[name]) is kind and "\x00" not in str(position[name])
         for name, kind in fields.items()  # bool is not an int here
     ):
         raise InvalidInput(

@@ -1,18 +1,71 @@
-"""The Celery application. Tasks arrive with the workers issue; the settings are final now.
+"""The one Celery application, for production (Redis) and the embedded mode (no server at all).
 
-JSON only, no result backend, late acks with redelivery when a worker dies, prefetch 1.
+`TRAINPORT_BROKER_URL=redis://...` selects Redis. Without it the broker is kombu's SQLAlchemy
+transport on a SQLite file in the state directory (`<state_dir>/broker.db`), polled every
+50 ms: the same tasks, the same code path, nothing to install or start. (That transport hands
+a message out when it is fetched, so a message a killed worker held is lost; the reconciler
+re-drives whatever it was doing.)
+
+Delivery: JSON only, no result backend (tasks write their results to the database), late acks
+with `task_reject_on_worker_lost` (a task whose worker dies is redelivered, never lost), one
+message prefetched at a time. Redis redelivers an unacknowledged message only after its
+visibility timeout, so that timeout is longer than any task's hard time limit: a slow task is
+never handed to a second worker while it still runs. Every beat entry carries `expires`, so a
+backlog of periodic messages built up while workers were away is dropped, not replayed.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from celery import Celery
+from kombu.transport import sqlalchemy as sqla_transport
 
-from core.settings import get_settings
+from core.outbox import Task
+from core.settings import Settings, get_settings
+
+TASK_TIME_LIMIT = 300  # seconds; the longest any task may run before it is killed
+VISIBILITY_TIMEOUT = 3600  # seconds; must stay above every task's time limit
+EMBEDDED_POLL_SECONDS = 0.05  # how often a worker polls the serverless broker
+PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2}
 
 
-def create_celery() -> Celery:
-    settings = get_settings()
-    app = Celery("trainport", broker=settings.broker_url or "memory://")
+class EmbeddedTransport(sqla_transport.Transport):
+    """kombu's SQLAlchemy transport, polling often enough that a run starts promptly.
+
+    The interval is a class attribute because the transport hands its options, unfiltered, to
+    `create_engine`, which rejects `polling_interval`.
+    """
+
+    polling_interval = EMBEDDED_POLL_SECONDS
+
+
+def broker_url(settings: Settings) -> str:
+    if settings.broker_url:
+        return settings.broker_url
+    return f"sqlite:///{(settings.state_dir / 'broker.db').resolve()}"
+
+
+def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
+    def every(task: Task, seconds: float, expires: float | None = None) -> dict[str, Any]:
+        return {"task": task.value, "schedule": seconds, "options": {"expires": expires or seconds}}
+
+    return {
+        "reconcile": every(Task.RECONCILE, settings.reconcile_interval_seconds),
+        "schedule": every(Task.SCHEDULE, 5.0),
+        "prune-outbox": every(Task.PRUNE, 3600.0, expires=600.0),
+    }
+
+
+def create_celery(settings: Settings | None = None) -> Celery:
+    settings = settings or get_settings()
+    settings.state_dir.mkdir(parents=True, exist_ok=True)  # beat's schedule, maybe the broker
+    app = Celery("trainport", broker=broker_url(settings), include=["workers.tasks"])
+    if settings.broker_url:
+        transport: dict[str, Any] = {"visibility_timeout": VISIBILITY_TIMEOUT}
+    else:
+        transport = {}
+        app.conf.broker_transport = f"{__name__}:EmbeddedTransport"
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],
@@ -21,7 +74,16 @@ def create_celery() -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        broker_transport_options={"visibility_timeout": 3600},
+        task_time_limit=TASK_TIME_LIMIT,
+        task_soft_time_limit=TASK_TIME_LIMIT - 30,
+        task_default_queue=settings.celery_queue,
+        task_publish_retry_policy=PUBLISH_RETRY_POLICY,
+        broker_transport_options=transport,
+        broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,  # a worker waits out a broker outage
+        beat_schedule=beat_schedule(settings),
+        beat_schedule_filename=str(settings.state_dir / "celerybeat-schedule"),
+        worker_hijack_root_logger=False,
     )
     return app
 

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Response, status
 
 from api.deps import Caller, SessionDep
+from api.routing import UnitOfWorkRoute
 from core.errors import NotFound
 from core.tenants import service
 from core.tenants.schemas import (
@@ -19,7 +20,7 @@ from core.tenants.schemas import (
     ProjectOut,
 )
 
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", route_class=UnitOfWorkRoute)
 ObjectId = Annotated[str, Path(min_length=1, max_length=64)]
 
 

@@ -19,6 +19,25 @@ class QueueInfo(BaseModel):
     detail: str
 
 
+class AttemptOut(BaseModel):
+    """One attempt of a run: when and where it ran, and how it ended."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    attempt: int
+    cluster: str
+    where: str = Field(description="cluster, then host or node names once it ran")
+    gpus: int
+    gpu_type: str | None
+    admitted_at: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+    outcome: str | None = Field(description="succeeded, failed, system_failed or cancelled")
+    exit_code: int | None
+    reason: str | None
+    message: str | None
+
+
 class RunOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -42,6 +61,7 @@ class RunOut(BaseModel):
     finished_at: datetime | None
     deleted: bool = Field(default=False, description="true only in the change feed, for tombstones")
     queue: QueueInfo | None = None
+    attempts: list[AttemptOut] = Field(default_factory=list)
 
 
 class RunPage(BaseModel):

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from core import idempotency
+from core import idempotency, outbox
 from core.errors import Conflict, FieldError, InvalidInput, NotFound, PreconditionFailed
 from core.ids import new_id
 from core.models import Run, RunEvent, utcnow
@@ -23,6 +23,8 @@ from core.runs.schemas import RunEventOut, RunEventPage, RunOut, RunPage, RunPat
 from core.runs.spec import RunCreate, check_labels
 from core.runs.states import RunStatus, StatusReason, transition
 from core.runs.versions import claim_resource_version
+from core.scheduling.explain import explain
+from core.settings import Settings
 from core.tenants import service as tenants
 from core.tenants.schemas import Principal, Role
 
@@ -52,6 +54,7 @@ def create_run(
     document = body.model_dump(mode="json")
     if idempotency_key is None:
         return Created(_insert_run(session, caller, body), replayed=False)
+    idempotency.validate_key(idempotency_key)
     fingerprint = idempotency.request_hash(document)
     earlier = idempotency.find(session, caller.org_id, idempotency_key, fingerprint)
     if earlier is not None:
@@ -70,6 +73,15 @@ def create_run(
             raise
         return _replay(session, caller, earlier)
     return Created(run, replayed=False)
+
+
+def describe_run(session: Session, caller: Principal, run_id: str, settings: Settings) -> RunOut:
+    """The run as `GET /v1/runs/{id}` shows it: with `queue` while it waits to start."""
+    return with_queue(session, get_run(session, caller, run_id), settings)
+
+
+def with_queue(session: Session, run: Run, settings: Settings) -> RunOut:
+    return RunOut.model_validate(run).model_copy(update={"queue": explain(session, run, settings)})
 
 
 def _replay(session: Session, caller: Principal, run_id: str) -> Created:
@@ -112,6 +124,8 @@ def _insert_run(
     session.flush()
     repository.replace_labels(session, run, run.labels)
     _record(session, run, "created", caller.key_id, to_status=RunStatus.PENDING)
+    # Committed with the run, published by the relay: the scheduler hears of it once it exists.
+    outbox.enqueue(session, outbox.Task.SCHEDULE, run_id=run.id)
     return run
 
 
@@ -211,7 +225,7 @@ def cancel_run(session: Session, caller: Principal, run_id: str) -> Run:
         if status in {RunStatus.STARTING, RunStatus.RUNNING}
         else RunStatus.CANCELLED
     )
-    return transition(
+    run = transition(
         session,
         run,
         target,
@@ -219,6 +233,9 @@ def cancel_run(session: Session, caller: Principal, run_id: str) -> Run:
         "Cancelled by the user.",
         actor=caller.key_id,
     )
+    if target is RunStatus.STOPPING:  # processes may run: a worker stops them (same commit)
+        outbox.enqueue(session, outbox.Task.STOP, run_id=run.id, attempt=run.attempt)
+    return run
 
 
 def update_run(

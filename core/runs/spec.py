@@ -16,8 +16,11 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    field_validator,
     model_validator,
 )
+
+from core.storable import check_storable
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -44,7 +47,7 @@ class Priority(StrEnum):
 
 
 def _dns_label(value: str) -> str:
-    if not DNS_LABEL.match(value):
+    if not DNS_LABEL.fullmatch(value):
         raise ValueError(
             "must be a DNS-1123 label: lower-case letters, digits and '-', "
             "starting and ending with a letter or digit"
@@ -54,7 +57,7 @@ def _dns_label(value: str) -> str:
 
 def quantity_value(text: str) -> float:
     """The numeric value of a Kubernetes quantity such as `500m`, `4` or `16Gi`."""
-    match = QUANTITY.match(text)
+    match = QUANTITY.fullmatch(text)
     if not match:
         raise ValueError(f"{text!r} is not a Kubernetes quantity (e.g. '4', '500m', '16Gi')")
     number, suffix = float(match.group(1)), match.group(3) or ""
@@ -80,7 +83,7 @@ def parse_duration(value: Any) -> int:
         raise ValueError("must be a duration such as '12h' or a number of seconds")
     if isinstance(value, int):
         seconds = value
-    elif isinstance(value, str) and (match := DURATION.match(value.strip())):
+    elif isinstance(value, str) and (match := DURATION.fullmatch(value.strip())):
         seconds = int(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
     else:
         raise ValueError("must be a duration such as '12h', '90m', '30s' or a number of seconds")
@@ -99,6 +102,11 @@ Memory = Annotated[str, _quantity(2.0**44, "memory")]
 
 class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", str_max_length=4096)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _storable(cls, value: Any) -> Any:
+        return check_storable(value)
 
 
 class SecretRef(StrictModel):
@@ -137,7 +145,7 @@ class CheckpointSpec(StrictModel):
 
 def _check_env(env: dict[str, str | SecretRef]) -> dict[str, str | SecretRef]:
     for name in env:
-        if not ENV_NAME.match(name):
+        if not ENV_NAME.fullmatch(name):
             raise ValueError(f"env name {name!r} must match [A-Za-z_][A-Za-z0-9_]*")
         if name.startswith(RESERVED_ENV_PREFIXES) or name in RESERVED_ENV_NAMES:
             raise ValueError(f"env name {name!r} is reserved by the platform")
@@ -150,11 +158,11 @@ def check_labels(labels: dict[str, str]) -> dict[str, str]:
         prefix, _, name = key.rpartition("/")
         if key.startswith(RESERVED_LABEL_PREFIX):
             raise ValueError(f"label key {key!r}: the {RESERVED_LABEL_PREFIX} prefix is reserved")
-        if prefix and (len(prefix) > 253 or not DNS_SUBDOMAIN.match(prefix)):
+        if prefix and (len(prefix) > 253 or not DNS_SUBDOMAIN.fullmatch(prefix)):
             raise ValueError(f"label key {key!r}: prefix must be a DNS subdomain")
-        if not (0 < len(name) <= 63 and LABEL_NAME.match(name)):
+        if not (0 < len(name) <= 63 and LABEL_NAME.fullmatch(name)):
             raise ValueError(f"label key {key!r}: name must be 1-63 alphanumerics, '-', '_', '.'")
-        if value and not (len(value) <= 63 and LABEL_NAME.match(value)):
+        if value and not (len(value) <= 63 and LABEL_NAME.fullmatch(value)):
             raise ValueError(
                 f"label {key!r}: value must be at most 63 alphanumerics, '-', '_', '.'"
             )
@@ -193,7 +201,7 @@ class RunSpec(StrictModel):
     @model_validator(mode="after")
     def _command_or_recipe(self) -> RunSpec:
         if (self.command is None) == (self.recipe is None):
-            raise ValueError("give exactly one of `command` (with `image`) or `recipe`")
+            raise ValueError("give exactly one of `command` or `recipe`")
         if self.parameters is not None and self.recipe is None:
             raise ValueError("`parameters` go with a `recipe`")
         return self

@@ -126,16 +126,17 @@ def transition(
     if not can_transition(current, to):
         raise IllegalTransition(f"Run {run.id} cannot go from {current.value} to {to.value}.")
     now = utcnow()
-    version = claim_resource_version(session, run.id)
-    values = {
+    values: dict[str, object] = {
         "status": to.value,
         "status_reason": reason.value,
         "status_message": message,
-        "resource_version": version,
         "updated_at": now,
         "attempt": run.attempt + 1 if next_attempt else run.attempt,
         **_timestamps(to, now),
     }
+    # Lock order is always the run row first, the version counter second (as in every API
+    # write), so a transition racing a cancel cannot deadlock; a lost race never takes the
+    # counter at all.
     result = session.execute(
         update(Run)
         .where(Run.id == run.id, Run.status == current.value)
@@ -144,6 +145,13 @@ def transition(
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
         raise TransitionLost(run.id, current)
+    values["resource_version"] = version = claim_resource_version(session, run.id)
+    session.execute(
+        update(Run)
+        .where(Run.id == run.id)
+        .values(resource_version=version)
+        .execution_options(synchronize_session=False)
+    )
     session.add(
         RunEvent(
             run_id=run.id,

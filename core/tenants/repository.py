@@ -50,11 +50,18 @@ def list_keys(session: Session, org_id: str) -> list[ApiKey]:
 
 
 def touch_key(session: Session, key_id: str, now: datetime, stale_before: datetime) -> None:
-    """Record a use, but only when the last one is older than `stale_before` (few writes)."""
+    """Record a use, but only when the last one is older than `stale_before` (few writes).
+
+    Best effort: when another request's transaction is already touching the key, skip rather
+    than wait for it, so one slow transaction never stalls every request made with that key.
+    """
+    free = (
+        select(ApiKey.id).where(ApiKey.id == key_id).with_for_update(skip_locked=True)
+    ).scalar_subquery()
     session.execute(
         update(ApiKey)
         .where(
-            ApiKey.id == key_id,
+            ApiKey.id == free,
             or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at < stale_before),
         )
         .values(last_used_at=now)

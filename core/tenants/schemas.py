@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from core.errors import Forbidden
+from core.storable import check_storable
 
 
 class Role(StrEnum):
@@ -40,8 +42,18 @@ class Principal:
 Slug = Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
-class ProjectCreate(BaseModel):
+class StorableInput(BaseModel):
+    """A request body: unknown fields refused, every value storable as given."""
+
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _storable(cls, value: Any) -> Any:
+        return check_storable(value)
+
+
+class ProjectCreate(StorableInput):
     name: str = Slug
     description: str = Field(default="", max_length=1000)
 
@@ -54,8 +66,7 @@ class ProjectOut(BaseModel):
     created_at: datetime
 
 
-class ApiKeyCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ApiKeyCreate(StorableInput):
     name: str = Field(min_length=1, max_length=100)
     role: Role = Role.MEMBER
     project: str | None = Field(default=None, max_length=63, description="limit to one project")

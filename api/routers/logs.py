@@ -1,0 +1,84 @@
+"""`GET /v1/runs/{id}/logs`: a rank's log of one attempt, as text or NDJSON, optionally followed.
+
+The run is looked up in the caller's org first (another org's run is a 404), then the log store
+is read; the answer comes from the store alone, so it works after the process is gone.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Path, Query, Request
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import Caller, SessionDep, SettingsDep
+from api.routing import UnitOfWorkRoute
+from core.db import session_scope
+from core.errors import NotFound
+from core.logs import LogLine, LogStore, attempt_is_over
+from core.runs import service
+from core.runs.states import RunStatus
+from core.tenants.schemas import Principal
+
+router = APIRouter(prefix="/v1/runs", tags=["runs"], route_class=UnitOfWorkRoute)
+NDJSON = "application/x-ndjson"
+LOG_RESPONSES: dict[int | str, dict[str, object]] = {
+    200: {
+        "description": "Lines `<RFC 3339 time> <stream> <text>`, or NDJSON objects",
+        "content": {"text/plain": {}, NDJSON: {}},
+    },
+    404: {"description": "No such run, or no log for that attempt and rank"},
+}
+
+
+@router.get("/{run_id}/logs", response_class=StreamingResponse, responses=LOG_RESPONSES)
+def get_run_logs(
+    request: Request,
+    run_id: Annotated[str, Path(min_length=1, max_length=64)],
+    caller: Caller,
+    session: SessionDep,
+    settings: SettingsDep,
+    attempt: Annotated[int | None, Query(ge=0, le=10_000, description="default: latest")] = None,
+    rank: Annotated[int, Query(ge=0, le=4096)] = 0,
+    tail: Annotated[int | None, Query(ge=0, le=100_000, description="last N lines")] = None,
+    follow: Annotated[bool, Query(description="stream new lines until the attempt ends")] = False,
+    accept: Annotated[str | None, Header(max_length=1024)] = None,
+) -> StreamingResponse:
+    """A rank's stdout/stderr with timestamps. `Accept: application/x-ndjson` for JSON lines."""
+    service.get_run(session, caller, run_id)  # scoping: another org's run is simply missing
+    store = LogStore(settings.log_root)
+    attempts = store.attempts(run_id)
+    chosen = attempt if attempt is not None else (attempts[-1] if attempts else None)
+    if chosen is None or chosen not in attempts or rank not in store.ranks(run_id, chosen):
+        raise NotFound(f"Run {run_id} has no log for attempt {chosen} rank {rank}.")
+    ref = store.ref(run_id, chosen, rank)
+
+    async def is_over() -> bool:
+        return await run_in_threadpool(_attempt_over, request, caller, run_id, chosen)
+
+    chunks = store.read(ref, tail, follow, is_over)
+    as_json = NDJSON in (accept or "")
+    return StreamingResponse(
+        _as_ndjson(chunks) if as_json else chunks,
+        media_type=NDJSON if as_json else "text/plain; charset=utf-8",
+        headers={"X-Trainport-Attempt": str(chosen), "Cache-Control": "no-store"},
+    )
+
+
+def _attempt_over(request: Request, caller: Principal, run_id: str, attempt: int) -> bool:
+    """A short transaction of its own: the request's session is closed while the body streams."""
+    try:
+        with session_scope(request.app.state.sessionmaker) as session:
+            run = service.get_run(session, caller, run_id)
+            return attempt_is_over(RunStatus(run.status).is_terminal, run.attempt, attempt)
+    except NotFound:
+        return True  # deleted while being followed
+
+
+async def _as_ndjson(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    async for chunk in chunks:
+        lines = chunk.decode(errors="replace").splitlines()
+        yield "".join(json.dumps(LogLine.parse(line).__dict__) + "\n" for line in lines).encode()

@@ -1,0 +1,161 @@
+"""Attempt records, and what an attempt's end means for its run (retry, or a final status).
+
+An attempt is opened when the scheduler admits the run and holds its grant until it is closed:
+the open attempts are the capacity and quota ledger, the closed ones the run's `attempts[]` and
+the fair-share history. Retries: a platform failure (process lost, worker died) goes back to
+the queue up to `system_retry_limit` times when the spec allows it, without touching the
+user's `max_retries`; a failure of the user's code retries only within `max_retries`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from core.models import Run, RunAttempt, utcnow
+from core.runs.states import RunStatus, StatusReason, transition
+
+
+class AttemptOutcome(StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # the user's code failed: counts against max_retries
+    SYSTEM_FAILED = "system_failed"  # the platform failed: its own retry budget
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What an admitted attempt holds until it ends."""
+
+    cluster: str
+    gpu_type: str | None
+    gpus: int
+    cpu_slots: int
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How an attempt ended, as the executor saw it."""
+
+    outcome: AttemptOutcome
+    reason: StatusReason
+    message: str
+    exit_code: int | None = None
+    where: str = ""
+
+
+def open_attempt(session: Session, run: Run, grant: Grant, now: datetime) -> RunAttempt:
+    """Record attempt `run.attempt` (already advanced by the transition) with its grant."""
+    record = RunAttempt(
+        run_id=run.id,
+        attempt=run.attempt,
+        org_id=run.org_id,
+        project_id=run.project_id,
+        cluster=grant.cluster,
+        gpu_type=grant.gpu_type,
+        gpus=grant.gpus,
+        cpu_slots=grant.cpu_slots,
+        admitted_at=now,
+        where=grant.cluster,
+    )
+    session.add(record)
+    return record
+
+
+def mark_started(session: Session, run_id: str, attempt: int, where: str = "") -> None:
+    """Record that the attempt's processes exist (first call wins) and where they run."""
+    key = (RunAttempt.run_id == run_id, RunAttempt.attempt == attempt)
+    session.execute(
+        update(RunAttempt)
+        .where(*key, RunAttempt.started_at.is_(None))
+        .values(started_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    if where:
+        session.execute(
+            update(RunAttempt)
+            .where(*key)
+            .values(where=where[:255])
+            .execution_options(synchronize_session=False)
+        )
+
+
+def close_attempt(session: Session, run_id: str, attempt: int, ending: Ending) -> None:
+    """End the attempt and give back its grant. Closing twice keeps the first ending."""
+    values = {
+        "ended_at": utcnow(),
+        "outcome": ending.outcome.value,
+        "reason": ending.reason.value,
+        "message": ending.message,
+        "exit_code": ending.exit_code,
+    } | ({"where": ending.where[:255]} if ending.where else {})
+    session.execute(
+        update(RunAttempt)
+        .where(
+            RunAttempt.run_id == run_id,
+            RunAttempt.attempt == attempt,
+            RunAttempt.ended_at.is_(None),
+        )
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def open_attempts(session: Session) -> Sequence[RunAttempt]:
+    """Every grant held right now: the ledger the scheduler admits against."""
+    return session.scalars(select(RunAttempt).where(RunAttempt.ended_at.is_(None))).all()
+
+
+def usage_since(session: Session, since: datetime) -> Sequence[RunAttempt]:
+    """GPU attempts that overlap (since, now]: the fair-share history."""
+    return session.scalars(
+        select(RunAttempt).where(
+            RunAttempt.gpus > 0,
+            (RunAttempt.ended_at.is_(None)) | (RunAttempt.ended_at > since),
+        )
+    ).all()
+
+
+def _count(session: Session, run_id: str, outcome: AttemptOutcome) -> int:
+    query = select(func.count()).where(
+        RunAttempt.run_id == run_id, RunAttempt.outcome == outcome.value
+    )
+    return int(session.scalar(query) or 0)
+
+
+def settle(session: Session, run: Run, ending: Ending, system_retry_limit: int) -> RunStatus:
+    """Close the run's current attempt with `ending` and move the run on: retry or finish.
+
+    The caller holds the run's row lock. A stopping run ends cancelled whatever its processes did.
+    """
+    close_attempt(session, run.id, run.attempt, ending)
+    status = RunStatus(run.status)
+    if status is RunStatus.STOPPING:
+        transition(
+            session, run, RunStatus.CANCELLED, StatusReason.USER_CANCELLED, run.status_message
+        )
+    elif ending.outcome is AttemptOutcome.SUCCEEDED:
+        transition(session, run, RunStatus.SUCCEEDED, StatusReason.COMPLETED, ending.message)
+    elif _may_retry(session, run, ending, system_retry_limit):
+        message = f"attempt {run.attempt} ended ({ending.reason.value}: {ending.message}); retrying"
+        transition(session, run, RunStatus.QUEUED, StatusReason.RETRYING, message)
+    else:
+        transition(session, run, RunStatus.FAILED, ending.reason, ending.message)
+    return RunStatus(run.status)
+
+
+def _may_retry(session: Session, run: Run, ending: Ending, system_retry_limit: int) -> bool:
+    scheduling = run.spec.get("scheduling") or {}
+    if ending.outcome is AttemptOutcome.SYSTEM_FAILED:
+        allowed = bool(scheduling.get("retry_on_system_failure", True))
+        used = _count(session, run.id, AttemptOutcome.SYSTEM_FAILED)
+        return allowed and used <= system_retry_limit
+    if ending.outcome is AttemptOutcome.FAILED:
+        used = _count(session, run.id, AttemptOutcome.FAILED)
+        return used <= int(scheduling.get("max_retries", 0))
+    return False

@@ -1,0 +1,83 @@
+"""Trainport's Python SDK: `trainport.Client` / `trainport.AsyncClient`, run specs, errors.
+
+import trainport
+
+client = trainport.Client()
+run = client.runs.create(trainport.RunSpec.from_yaml("run.yaml"))
+print(client.runs.wait(run).status)
+"""
+
+from trainport._version import __version__
+from trainport.client import AsyncClient, Client
+from trainport.errors import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequest,
+    ConfigurationError,
+    Conflict,
+    FieldError,
+    NotFound,
+    PermissionDenied,
+    PreconditionFailed,
+    QuotaExceeded,
+    RateLimited,
+    ServerError,
+    TrainportError,
+    ValidationError,
+    WaitTimeout,
+)
+from trainport.models import (
+    TERMINAL_STATUSES,
+    ApiKey,
+    ApiKeyCreated,
+    LogLine,
+    Me,
+    Organization,
+    Project,
+    Run,
+    RunEvent,
+    RunStatus,
+)
+from trainport.pagination import AsyncPage, SyncPage
+from trainport.retries import RetryPolicy
+from trainport.spec import RunSpec, SpecError
+
+__all__ = [
+    "TERMINAL_STATUSES",
+    "APIConnectionError",
+    "APIStatusError",
+    "APITimeoutError",
+    "ApiKey",
+    "ApiKeyCreated",
+    "AsyncClient",
+    "AsyncPage",
+    "AuthenticationError",
+    "BadRequest",
+    "Client",
+    "ConfigurationError",
+    "Conflict",
+    "FieldError",
+    "LogLine",
+    "Me",
+    "NotFound",
+    "Organization",
+    "PermissionDenied",
+    "PreconditionFailed",
+    "Project",
+    "QuotaExceeded",
+    "RateLimited",
+    "RetryPolicy",
+    "Run",
+    "RunEvent",
+    "RunSpec",
+    "RunStatus",
+    "ServerError",
+    "SpecError",
+    "SyncPage",
+    "TrainportError",
+    "ValidationError",
+    "WaitTimeout",
+    "__version__",
+]

@@ -1,0 +1,293 @@
+"""`trainport run`, `runs ls|get|describe|rm`, `cancel` and `logs`: runs from a terminal."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import sys
+import time
+from typing import Annotated, Any
+
+import typer
+import yaml
+
+from trainport.cli.context import ExitCode, err, out, state
+from trainport.cli.output import (
+    Format,
+    describe,
+    print_change,
+    print_run,
+    print_runs,
+    watch_header,
+)
+from trainport.client import Client
+from trainport.errors import NotFound
+from trainport.models import Run, RunStatus
+from trainport.spec import RunSpec
+
+runs_app = typer.Typer(help="List, inspect and delete runs.", no_args_is_help=True)
+OutputOption = Annotated[
+    Format, typer.Option("--output", "-o", help="table for people; json or yaml for scripts")
+]
+LONG_POLL_SECONDS = 60
+LOG_RETRY_SECONDS = 2  # a running attempt whose log file is not there yet
+RunArg = Annotated[str, typer.Argument(help="a run id, run_...", metavar="RUN")]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(submit)
+    app.command("cancel")(cancel)
+    app.command("logs")(logs)
+    app.add_typer(runs_app, name="runs")
+
+
+def parse_value(raw: str) -> Any:
+    """`--set` values: JSON first (so `3e-4` is a number), then YAML, else the text itself."""
+    try:
+        return json.loads(raw)
+    except ValueError:
+        pass
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    overrides = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--set")
+        overrides[key.strip()] = parse_value(raw)
+    return overrides
+
+
+def load_spec(file: str) -> RunSpec:
+    if file == "-":
+        return RunSpec.from_yaml_string(sys.stdin.read(), source="stdin")
+    return RunSpec.from_yaml(file)
+
+
+def submit(
+    file: Annotated[
+        str, typer.Option("--file", "-f", help="the run spec, YAML or JSON ('-' for stdin)")
+    ],
+    follow: Annotated[
+        bool, typer.Option("--follow", help="stream logs until the run ends; exit 0 or 1")
+    ] = False,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option("--set", metavar="KEY=VALUE", help="override a field by dotted path"),
+    ] = None,
+    project: Annotated[
+        str | None, typer.Option("--project", "-p", help="project name or id")
+    ] = None,
+    name: Annotated[str | None, typer.Option("--name", help="the run's name")] = None,
+    output: OutputOption = Format.TABLE,
+) -> None:
+    """Submit a run from a spec file; with --follow, stream its logs and exit with how it ended."""
+    extra = parse_overrides(overrides or [])
+    if name is not None:
+        extra["name"] = name
+    spec = load_spec(file).with_overrides(extra)
+    client = state.client()
+    run = client.runs.create(spec, project=project or spec.project or client.config.project)
+    if output is Format.TABLE:
+        err.print(f"Submitted [bold]{run.id}[/] ({run.name}): {run.status}")
+        print(run.id, flush=True)
+    else:
+        print_run(run, output)
+    if follow:
+        finished = follow_run(client, run)
+        err.print(f"{finished.id} {finished.status}" + _reason(finished))
+        raise typer.Exit(
+            ExitCode.OK if finished.status == RunStatus.SUCCEEDED else ExitCode.RUN_FAILED
+        )
+
+
+def _reason(run: Run) -> str:
+    detail = run.status_message or run.status_reason
+    return f": {detail}" if detail else ""
+
+
+def follow_run(client: Client, run: Run) -> Run:
+    """Stream each attempt's logs while it runs (a retried run has several); return the run
+    once it has finished."""
+    followed: int | None = None
+    try:
+        while not run.is_terminal:
+            unseen = run.status == RunStatus.RUNNING and run.attempt != followed
+            if unseen and stream_logs(client, run.id, follow=True):
+                followed = run.attempt
+                run = client.runs.get(run)
+                continue
+            # Nothing (more) to stream: sleep on the long-poll until the run changes, or
+            # briefly when a running attempt's log has not appeared yet.
+            window = LOG_RETRY_SECONDS if unseen else LONG_POLL_SECONDS
+            with err.status(f"{run.id} is {run.status}..."):
+                run = client.runs.get(run, wait=window, resource_version=run.resource_version)
+        return run
+    except KeyboardInterrupt:
+        err.print(f"Stopped following; {run.id} keeps going. Stop it: trainport cancel {run.id}")
+        raise typer.Exit(ExitCode.INTERRUPTED) from None
+
+
+def stream_logs(
+    client: Client,
+    run_id: str,
+    *,
+    follow: bool,
+    rank: int | None = None,
+    attempt: int | None = None,
+    tail: int | None = None,
+) -> bool:
+    """Print the log; False when it does not exist (yet) and we are following."""
+    try:
+        for line in client.runs.logs(run_id, rank=rank, attempt=attempt, tail=tail, follow=follow):
+            print(line, flush=True)
+    except NotFound:
+        if not follow:
+            raise
+        return False
+    return True
+
+
+def cancel(runs: Annotated[list[str], typer.Argument(help="run ids", metavar="RUN...")]) -> None:
+    """Cancel runs: at once if they have not started, else they stop gracefully."""
+    client = state.client()
+    for run_id in runs:
+        run = client.runs.cancel(run_id)
+        out.print(f"{run.id}: {run.status}")
+
+
+def logs(
+    run: RunArg,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="keep streaming new lines")
+    ] = False,
+    rank: Annotated[int | None, typer.Option("--rank", min=0, help="one rank only")] = None,
+    attempt: Annotated[
+        int | None, typer.Option("--attempt", min=0, help="an earlier attempt")
+    ] = None,
+    tail: Annotated[int | None, typer.Option("--tail", min=0, help="only the last N lines")] = None,
+) -> None:
+    """Print a run's logs; with -f, follow them until the run ends."""
+    stream_logs(state.client(), run, follow=follow, rank=rank, attempt=attempt, tail=tail)
+
+
+@runs_app.command("ls")
+def list_runs(
+    status: Annotated[
+        list[RunStatus] | None, typer.Option("--status", "-s", help="repeatable")
+    ] = None,
+    label: Annotated[
+        list[str] | None, typer.Option("--label", "-l", help="k=v or k; repeatable")
+    ] = None,
+    project: Annotated[str | None, typer.Option("--project", "-p")] = None,
+    name_prefix: Annotated[str | None, typer.Option("--name", help="name prefix")] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="at most N runs")] = 50,
+    all_runs: Annotated[bool, typer.Option("--all", help="every run, however many")] = False,
+    output: OutputOption = Format.TABLE,
+    watch: Annotated[
+        bool, typer.Option("--watch", "-w", help="then print each change as it happens")
+    ] = False,
+    interval: Annotated[
+        float, typer.Option("--interval", min=0.05, help="seconds between change checks")
+    ] = 2.0,
+) -> None:
+    """List runs, newest first."""
+    client = state.client()
+    floor = _version_floor(client) if watch else 0
+    page = client.runs.list(
+        status=[s.value for s in status or []] or None,
+        labels=label or None,
+        project=project,
+        name_prefix=name_prefix,
+        limit=min(limit, 200),
+    )
+    shown = list(page if all_runs else itertools.islice(page, limit))
+    if not watch:
+        print_runs(shown, output)
+        return
+    criteria = _Criteria({s.value for s in status or []}, label or [], name_prefix)
+    watch_runs(client, shown, floor, criteria, project, output, interval)
+
+
+def _version_floor(client: Client) -> int:
+    """A version read *before* the listing: the watch resumes from here, so no change falls
+    between the listing and the first poll of the change feed."""
+    return max((r.resource_version for r in client.runs.list(limit=1).data), default=0)
+
+
+class _Criteria:
+    """The `runs ls` filters, applied client-side to the change feed in --watch mode."""
+
+    def __init__(self, statuses: set[str], labels: list[str], name_prefix: str | None) -> None:
+        self.statuses = statuses
+        self.labels = [item.partition("=") for item in labels]
+        self.name_prefix = name_prefix
+
+    def matches(self, run: Run) -> bool:
+        if self.statuses and run.status not in self.statuses:
+            return False
+        if self.name_prefix and not run.name.startswith(self.name_prefix):
+            return False
+        return all(
+            key in run.labels and (not sep or run.labels[key] == value)
+            for key, sep, value in self.labels
+        )
+
+
+def watch_runs(
+    client: Client,
+    shown: list[Run],
+    floor: int,
+    criteria: _Criteria,
+    project: str | None,
+    fmt: Format,
+    interval: float,
+) -> None:
+    """Print the runs, then one line per change (like `kubectl get -w`) until interrupted."""
+    if fmt is Format.TABLE:
+        print(watch_header(), flush=True)
+    for run in shown:
+        print_change(run, fmt)
+    tracked = {run.id for run in shown}
+    version = max([floor, *(r.resource_version for r in shown)])
+    try:
+        while True:
+            for page in client.runs.list(changed_since=version, project=project).iter_pages():
+                for run in page.data:
+                    if run.id in tracked or criteria.matches(run):
+                        tracked.add(run.id)
+                        print_change(run, fmt)
+                version = page.resource_version or version
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        return
+
+
+@runs_app.command("get")
+def get_run(run: RunArg, output: OutputOption = Format.TABLE) -> None:
+    """One run (-o json|yaml for the whole document)."""
+    print_run(state.client().runs.get(run), output)
+
+
+@runs_app.command("describe")
+def describe_run(run: RunArg) -> None:
+    """A run in full: status and why, queue position, attempts, spec and history."""
+    client = state.client()
+    found = client.runs.get(run)
+    describe(found, list(client.runs.events(found, limit=200)))
+
+
+@runs_app.command("rm")
+def remove_runs(
+    runs: Annotated[list[str], typer.Argument(help="run ids", metavar="RUN...")],
+) -> None:
+    """Delete finished runs (cancel a running one first)."""
+    client = state.client()
+    for run_id in runs:
+        client.runs.delete(run_id)
+        out.print(f"{run_id}: deleted")

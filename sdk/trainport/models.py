@@ -1,0 +1,152 @@
+"""Response models: what the API returns, as pydantic models that tolerate fields added later.
+
+Every model allows extra fields, so a newer server never breaks an older client; enumerated
+values (statuses, reasons, roles) are plain strings for the same reason, with the known values
+as `StrEnum`s to compare against.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class TrainportModel(BaseModel):
+    """Base of every response model: unknown fields are kept, not rejected."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict, unknown fields included."""
+        return self.model_dump(mode="json")
+
+
+class RunStatus(StrEnum):
+    PENDING = "pending"
+    QUEUED = "queued"
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+TERMINAL_STATUSES = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED})
+
+
+class QueueInfo(TrainportModel):
+    """Why a run that has not started is still waiting, and where it stands in the queue."""
+
+    position: int | None = None
+    reason: str = ""
+    detail: str = ""
+
+
+class Run(TrainportModel):
+    id: str
+    object: str = "run"
+    name: str
+    project_id: str
+    status: str
+    status_reason: str | None = None
+    status_message: str | None = None
+    priority: str = "normal"
+    attempt: int = 0
+    labels: dict[str, str] = Field(default_factory=dict)
+    spec: dict[str, Any] = Field(default_factory=dict)
+    resource_version: int
+    created_by: str | None = None
+    created_at: datetime
+    updated_at: datetime | None = None
+    queued_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    deleted: bool = False
+    queue: QueueInfo | None = None
+
+    @property
+    def is_terminal(self) -> bool:
+        """Succeeded, failed or cancelled: the run will not change status again."""
+        return self.status in TERMINAL_STATUSES
+
+    @property
+    def etag(self) -> str:
+        """The run's entity tag, for `runs.update(..., if_match=run.etag)`."""
+        return f'"{self.resource_version}"'
+
+
+class RunEvent(TrainportModel):
+    """One entry of a run's history: a status change or an edit."""
+
+    id: int
+    run_id: str
+    kind: str
+    from_status: str | None = None
+    to_status: str | None = None
+    reason: str | None = None
+    message: str | None = None
+    resource_version: int
+    actor: str | None = None
+    created_at: datetime
+
+
+class LogLine(TrainportModel):
+    """One line a run printed: when (RFC 3339, UTC), on which stream, and the text."""
+
+    time: str = ""
+    stream: str = ""
+    text: str = ""
+    attempt: int | None = None
+    rank: int | None = None
+
+    @property
+    def timestamp(self) -> datetime | None:
+        try:
+            return datetime.fromisoformat(self.time) if self.time else None
+        except ValueError:
+            return None
+
+    def __str__(self) -> str:
+        return self.text
+
+
+class Project(TrainportModel):
+    id: str
+    name: str
+    description: str = ""
+    created_at: datetime
+
+
+class ApiKey(TrainportModel):
+    """An API key as listed: prefix, role and use, never the secret."""
+
+    id: str
+    name: str
+    role: str
+    prefix: str
+    project_id: str | None = None
+    created_at: datetime
+    last_used_at: datetime | None = None
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+class ApiKeyCreated(ApiKey):
+    key: str = Field(description="the full key; returned only when the key is created")
+
+
+class Organization(TrainportModel):
+    id: str
+    name: str
+    created_at: datetime
+
+
+class Me(TrainportModel):
+    """Who is calling: the organisation and the API key of this client."""
+
+    organization: Organization
+    key: ApiKey

@@ -1,0 +1,7 @@
+"""The API's resources, one module each; every resource has a sync and an async twin."""
+
+from trainport.resources.api_keys import ApiKeys, AsyncApiKeys
+from trainport.resources.projects import AsyncProjects, Projects
+from trainport.resources.runs import AsyncRuns, Runs
+
+__all__ = ["ApiKeys", "AsyncApiKeys", "AsyncProjects", "AsyncRuns", "Projects", "Runs"]

@@ -1,0 +1,1 @@
+"""Tests of durable run logs: the log store and the logs route."""

@@ -1,0 +1,1 @@
+"""Tests of the executors: real processes on this machine."""

@@ -1,0 +1,131 @@
+"""Stopping local ranks: cancel (SIGTERM, then SIGKILL), max_duration, and cleanup."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from core.logs import LogStore
+from core.runs.states import StatusReason
+from tests.executors.conftest import FINISHED, PY, RUNNING, launch_request, observed, wait_until
+from workers.executors.base import LaunchRequest, RankPhase
+from workers.executors.local import LocalExecutor
+from workers.executors.local_attempt import session_members
+
+# Says it is ready once its SIGTERM handler is in place, then waits for signals forever.
+STUBBORN = (
+    "import signal, sys\n"
+    "signal.signal(signal.SIGTERM, lambda *_: print('got SIGTERM, ignoring it', flush=True))\n"
+    "print('ready', flush=True)\n"
+    "while True: signal.pause()\n"
+)
+OBEDIENT = "import signal\nprint('ready', flush=True)\nwhile True: signal.pause()\n"
+
+
+def wait_until_ready(executor: LocalExecutor, log_store: LogStore, request: LaunchRequest) -> None:
+    path = log_store.ref(request.run_id, request.attempt, 0).path
+    wait_until(executor, request, lambda seen: RUNNING(seen) and " stdout ready" in _text(path))
+
+
+def _text(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
+
+
+def cancel_until_done(
+    executor: LocalExecutor, request: LaunchRequest, timeout: float = 10.0
+) -> int:
+    """Call cancel the way a reconciler does, until it says nothing is left; the call count."""
+    deadline = time.monotonic() + timeout
+    calls = 0
+    while time.monotonic() < deadline:
+        calls += 1
+        if executor.cancel(request.run_id, request.attempt):
+            return calls
+        time.sleep(0.05)
+    raise AssertionError("cancel never finished")
+
+
+def shim_sessions(executor: LocalExecutor, request: LaunchRequest) -> list[int]:
+    folder = executor.state_dir / "runs" / request.run_id / f"attempt-{request.attempt}"
+    return [json.loads(p.read_text())["pid"] for p in folder.glob("ranks/rank-*.pid")]
+
+
+def test_cancel_stops_a_cooperative_command_with_sigterm(
+    executor: LocalExecutor, log_store: LogStore
+) -> None:
+    request = launch_request([PY, "-c", OBEDIENT], compute={"processes": 2})
+    executor.launch(request)
+    wait_until_ready(executor, log_store, request)
+
+    started = time.monotonic()
+    cancel_until_done(executor, request)
+
+    assert time.monotonic() - started < executor.grace_seconds  # no SIGKILL was needed
+    seen = observed(executor, request)
+    assert seen is not None
+    assert {(r.phase, r.exit_code, r.reason) for r in seen.ranks} == {
+        (RankPhase.FAILED, 128 + 15, StatusReason.USER_CANCELLED)
+    }
+
+
+def test_cancel_kills_a_command_that_ignores_sigterm_after_the_grace_period(
+    executor: LocalExecutor, log_store: LogStore
+) -> None:
+    request = launch_request([PY, "-c", STUBBORN])
+    executor.launch(request)
+    wait_until_ready(executor, log_store, request)
+    sessions = shim_sessions(executor, request)
+
+    started = time.monotonic()
+    calls = cancel_until_done(executor, request)
+
+    assert calls > 1
+    assert time.monotonic() - started >= executor.grace_seconds
+    assert not any(session_members(session) for session in sessions)
+    text = log_store.ref(request.run_id, 1, 0).path.read_text()
+    assert "stdout got SIGTERM, ignoring it" in text
+    seen = observed(executor, request)
+    assert seen is not None
+    assert seen.ranks[0].reason is StatusReason.USER_CANCELLED
+
+
+def test_cancel_before_launch_keeps_the_attempt_from_ever_starting(
+    executor: LocalExecutor,
+) -> None:
+    request = launch_request([PY, "-c", "print('should never run')"])
+
+    assert executor.cancel(request.run_id, request.attempt)
+    executor.launch(request)
+
+    assert observed(executor, request) is None
+
+
+def test_max_duration_stops_the_command_with_its_own_reason(
+    executor: LocalExecutor, log_store: LogStore
+) -> None:
+    request = launch_request([PY, "-c", STUBBORN], scheduling={"max_duration": 1})
+    executor.launch(request)
+
+    done = wait_until(executor, request, FINISHED)
+
+    assert done.ranks[0].phase is RankPhase.FAILED
+    assert done.ranks[0].reason is StatusReason.MAX_DURATION_EXCEEDED
+    text = log_store.ref(request.run_id, 1, 0).path.read_text()
+    assert "max_duration of 1s exceeded" in text
+    assert "still running after the grace period: sending SIGKILL" in text
+
+
+def test_cleanup_forgets_the_attempt_but_keeps_its_logs(
+    executor: LocalExecutor, log_store: LogStore
+) -> None:
+    request = launch_request([PY, "-c", "print('kept')"])
+    executor.launch(request)
+    wait_until(executor, request, FINISHED)
+
+    executor.cleanup(request.run_id, request.attempt)
+    executor.launch(request)  # a stale redelivery after cleanup must not run it again
+
+    assert observed(executor, request) is None
+    lines = log_store.ref(request.run_id, 1, 0).path.read_text().splitlines()
+    assert sum(line.endswith(" stdout kept") for line in lines) == 1

@@ -1,0 +1,111 @@
+"""The SDK's fixtures: the real API served by uvicorn on this session's Postgres database.
+
+The server runs as a subprocess on a free 127.0.0.1 port, exactly as users run it, so the SDK
+and CLI are tested over real HTTP. Each test makes its own tenant (organisation + admin key).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+import trainport
+from tests.factories import Tenant, make_tenant
+
+ROOT = Path(__file__).resolve().parents[2]
+READY_TIMEOUT_S = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _wait_until_ready(url: str, server: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"uvicorn exited early:\n{log.read_text()}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"uvicorn did not become ready in {READY_TIMEOUT_S}s:\n{log.read_text()}")
+
+
+@pytest.fixture(scope="session")
+def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the live server reads run logs (tests write them as an executor would)."""
+    return tmp_path_factory.mktemp("run-logs")
+
+
+@pytest.fixture(scope="session")
+def api_url(
+    postgres_url: str, log_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """The base URL of a live API process on this session's database."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("uvicorn") / "server.log"
+    env = {
+        **os.environ,
+        "TRAINPORT_DATABASE_URL": postgres_url,
+        "TRAINPORT_LOG_DIR": str(log_dir),
+        "TRAINPORT_KEY_TOUCH_INTERVAL_SECONDS": "0",
+        "TRAINPORT_LOG_LEVEL": "WARNING",
+    }
+    command = [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1"]
+    with log.open("wb") as sink:
+        server = subprocess.Popen(
+            [*command, "--port", str(port), "--log-level", "warning"],
+            cwd=ROOT,
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_ready(url, server, log)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+@pytest.fixture
+def sdk_tenant(client: TestClient) -> Tenant:
+    """A new organisation with an admin key (made on the same database the server uses)."""
+    return make_tenant(client)
+
+
+@pytest.fixture
+def sdk(api_url: str, sdk_tenant: Tenant) -> Iterator[trainport.Client]:
+    """A client for a brand-new organisation, talking to the live server."""
+    with trainport.Client(base_url=api_url, api_key=sdk_tenant.key) as client:
+        yield client
+
+
+@pytest.fixture(autouse=True)
+def config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point config lookup at an empty temp file and clear the TRAINPORT_* client variables."""
+    config = tmp_path / "config.toml"
+    monkeypatch.setenv("TRAINPORT_CONFIG", str(config))
+    for name in ("TRAINPORT_API_URL", "TRAINPORT_API_KEY", "TRAINPORT_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    return config

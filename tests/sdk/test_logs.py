@@ -1,0 +1,60 @@
+"""`client.runs.logs` against the live logs route, reading what an executor wrote to the store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import trainport
+from core.logs import LogStore
+
+SPEC = {"image": "python:3.11-slim", "command": ["python", "-c", "print('hi')"]}
+
+
+def write_log(
+    log_dir: Path, run_id: str, lines: list[str], *, attempt: int = 0, rank: int = 0
+) -> None:
+    writer = LogStore(log_dir).writer(run_id, attempt, rank)
+    for text in lines:
+        writer.write("stdout", text)
+    writer.close()
+
+
+def test_logs_yield_each_line_with_its_time_stream_and_attempt(
+    sdk: trainport.Client, log_dir: Path
+) -> None:
+    run = sdk.runs.create(SPEC)
+    write_log(log_dir, run.id, ["step 1", "step 2", "done"])
+    lines = list(sdk.runs.logs(run))
+    assert [str(line) for line in lines] == ["step 1", "step 2", "done"]
+    assert {(line.stream, line.attempt, line.rank) for line in lines} == {("stdout", 0, 0)}
+    assert all(line.timestamp is not None for line in lines)
+    assert [line.text for line in sdk.runs.logs(run, tail=1)] == ["done"]
+
+
+def test_logs_pick_the_rank_and_attempt_asked_for(sdk: trainport.Client, log_dir: Path) -> None:
+    run = sdk.runs.create(SPEC)
+    write_log(log_dir, run.id, ["first try"], attempt=0)
+    write_log(log_dir, run.id, ["second try, rank 0"], attempt=1)
+    write_log(log_dir, run.id, ["second try, rank 1"], attempt=1, rank=1)
+    assert [line.text for line in sdk.runs.logs(run)] == ["second try, rank 0"]
+    assert [line.text for line in sdk.runs.logs(run, rank=1)] == ["second try, rank 1"]
+    assert [line.text for line in sdk.runs.logs(run, attempt=0)] == ["first try"]
+    with pytest.raises(trainport.NotFound):
+        list(sdk.runs.logs(run, rank=7))
+
+
+def test_following_streams_new_lines_until_the_writer_is_done(
+    sdk: trainport.Client, log_dir: Path
+) -> None:
+    run = sdk.runs.create(SPEC)
+    writer = LogStore(log_dir).writer(run.id, 0, 0)
+    writer.write("stdout", "before")
+    seen = []
+    for line in sdk.runs.logs(run, follow=True):
+        seen.append((line.stream, line.text))
+        if line.text == "before":  # written while the stream is open
+            writer.write("stderr", "after")
+            writer.close()
+    assert seen == [("stdout", "before"), ("stderr", "after")]

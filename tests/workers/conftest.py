@@ -1,0 +1,264 @@
+"""Fixtures for the workers: fresh databases, a real worker process tree, a throwaway Redis.
+
+Scheduling state is global (clusters, the queue), so these tests do not share the session's
+database: each test (or module) gets its own, cloned in milliseconds from a template that
+Alembic migrated once. `start_platform` runs `python -m workers.embedded` (Celery worker, beat
+and relay) as a subprocess on such a database with real Redis as the broker, each platform on
+a queue of its own, exactly as it runs in production.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.app import create_app
+from core import db, migrate
+from core.logs import LogStore
+from core.settings import Settings
+from tests.conftest import ADMIN_URL
+from tests.factories import Tenant
+from workers.executors.local import LocalExecutor
+
+ROOT = Path(__file__).resolve().parents[2]
+REDIS_URL = os.environ.get("TRAINPORT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+READY_TIMEOUT_S = 30.0
+
+
+def _admin(sql: str) -> None:
+    dsn = make_url(ADMIN_URL).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(sql)
+
+
+def _url(name: str) -> str:
+    return make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def template_db() -> Iterator[str]:
+    """A migrated database that fresh ones are cloned from (its name)."""
+    name = f"trainport_wtmpl_{secrets.token_hex(4)}"
+    _admin(f'CREATE DATABASE "{name}"')
+    migrate.upgrade(_url(name))
+    yield name
+    _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _clone(template: str) -> str:
+    name = f"trainport_w_{secrets.token_hex(4)}"
+    _admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    return name
+
+
+@pytest.fixture
+def make_database(template_db: str) -> Iterator[Callable[[], str]]:
+    """Clone fresh, migrated databases; every one is dropped when the test ends."""
+    made: list[str] = []
+
+    def clone() -> str:
+        made.append(_clone(template_db))
+        return _url(made[-1])
+
+    yield clone
+    for name in made:
+        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def fresh_url(make_database: Callable[[], str]) -> str:
+    return make_database()
+
+
+@pytest.fixture
+def factory(fresh_url: str) -> Iterator[sessionmaker[Session]]:
+    engine = db.build_engine(Settings(database_url=fresh_url))
+    yield db.make_sessionmaker(engine)
+    engine.dispose()
+
+
+@pytest.fixture
+def fresh_client(fresh_url: str) -> Iterator[TestClient]:
+    """The API on this test's own database (no lifespan: nothing here long-polls)."""
+    app = create_app(Settings(database_url=fresh_url, key_touch_interval_seconds=0))
+    yield TestClient(app, raise_server_exceptions=False)
+    app.state.engine.dispose()
+
+
+# -- a real worker process tree ---------------------------------------------------------------
+
+
+@dataclass
+class Platform:
+    """`python -m workers.embedded` running as its own process group."""
+
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def kill(self) -> None:
+        """kill -9 the whole tree (worker, beat, relay), as a crashed machine would."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+StartPlatform = Callable[..., Platform]
+
+
+def platform_env(database_url: str, state_dir: Path, **settings: Any) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINPORT_")}
+    env.update(
+        TRAINPORT_DATABASE_URL=database_url,
+        TRAINPORT_BROKER_URL=REDIS_URL,
+        TRAINPORT_CELERY_QUEUE=f"test-{secrets.token_hex(4)}",
+        TRAINPORT_STATE_DIR=str(state_dir),
+        TRAINPORT_LOCAL_CPU_SLOTS="4",
+        TRAINPORT_RECONCILE_INTERVAL_SECONDS="0.3",
+        TRAINPORT_CANCEL_GRACE_SECONDS="2",
+        TRAINPORT_LOG_LEVEL="INFO",
+    )
+    env.update({f"TRAINPORT_{k.upper()}": str(v) for k, v in settings.items()})
+    return env
+
+
+def _wait_ready(platform: Platform) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:  # bounded poll: Celery says "ready." in its log
+        if platform.process.poll() is not None:
+            raise RuntimeError(f"the worker exited early:\n{platform.log_text()}")
+        if " ready." in platform.log_text():
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"the worker was not ready in {READY_TIMEOUT_S}s:\n{platform.log_text()}")
+
+
+class Platforms:
+    """Starts worker trees on databases, and stops (or kills) them all at the end."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.started: list[Platform] = []
+
+    def start(self, database_url: str, **settings: Any) -> Platform:
+        settings.setdefault("state_dir", self.folder / "state")
+        env = platform_env(database_url, Path(settings.pop("state_dir")), **settings)
+        log = self.folder / f"platform-{len(self.started)}.log"
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "workers.embedded", "--no-migrate", "--concurrency", "4"],
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        platform = Platform(process, log)
+        self.started.append(platform)
+        _wait_ready(platform)
+        return platform
+
+    def stop_all(self) -> None:
+        for platform in self.started:
+            platform.stop()
+        state = self.folder / "state"
+        leftovers = LocalExecutor(state, LogStore(state / "logs"), "")
+        for seen in leftovers.observe():  # never leave a training process behind
+            leftovers.cleanup(seen.run_id, seen.attempt)
+
+
+@pytest.fixture
+def start_platform(tmp_path: Path) -> Iterator[StartPlatform]:
+    platforms = Platforms(tmp_path)
+    yield platforms.start
+    platforms.stop_all()
+
+
+@dataclass(frozen=True)
+class Shared:
+    client: TestClient
+    database_url: str
+    platform: Platform
+
+
+@pytest.fixture(scope="module")
+def shared_platform(template_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shared]:
+    """One database, one worker tree and one API client for a whole module."""
+    name = _clone(template_db)
+    platforms = Platforms(tmp_path_factory.mktemp("platform"))
+    app = create_app(Settings(database_url=_url(name), key_touch_interval_seconds=0))
+    try:
+        with TestClient(app, raise_server_exceptions=False) as client:
+            yield Shared(client, _url(name), platforms.start(_url(name)))
+    finally:
+        platforms.stop_all()
+        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def wait_for_run(
+    client: TestClient,
+    tenant: Tenant,
+    run_id: str,
+    statuses: set[str],
+    timeout: float = 30.0,
+    wait: int = 5,
+) -> dict[str, Any]:
+    """Long-poll the run until it reaches `statuses`. On PostgreSQL the API wakes on the
+    worker's NOTIFY; SQLite has no cross-process wake-up, so there pass a short `wait`."""
+    deadline = time.monotonic() + timeout
+    version = 0
+    while True:
+        response = client.get(
+            f"/v1/runs/{run_id}",
+            params={"wait": wait, "resource_version": version},
+            headers=tenant.headers,
+        )
+        assert response.status_code == 200, response.text
+        run: dict[str, Any] = response.json()
+        if run["status"] in statuses:
+            return run
+        if time.monotonic() > deadline:
+            raise AssertionError(f"run stayed {run['status']}: {run['status_message']}")
+        version = run["resource_version"]
+
+
+def wait_for_file(path: Path, lines: int = 1, timeout: float = 30.0) -> list[str]:
+    """Bounded poll for a marker file a command writes (no event crosses that boundary)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and len(found := path.read_text().splitlines()) >= lines:
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"{path} never got {lines} line(s)")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port

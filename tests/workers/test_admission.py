@@ -1,0 +1,201 @@
+"""Admission: priority, fair share, FIFO, gangs, reservations for starved runs, and the
+"why is my run pending" answers, on a database of each test's own (clusters are global)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.db import session_scope
+from core.models import Run, RunAttempt, utcnow
+from core.runs.attempts import AttemptOutcome, Ending, settle
+from core.runs.states import StatusReason
+from core.scheduling.admission import accept_pending, admit_queued_runs
+from core.scheduling.clusters import Inventory, register_cluster
+from core.settings import Settings
+from tests.factories import Tenant, create_run, make_tenant
+
+Factory = sessionmaker[Session]
+SETTINGS = Settings(database_url="postgresql://unused", scheduler_starvation_seconds=600)
+
+
+def sessions(client: TestClient) -> Factory:
+    factory: Factory = client.app.state.sessionmaker  # type: ignore[attr-defined]
+    return factory
+
+
+def gpus(count: int, nodes: int = 1, **scheduling: Any) -> dict[str, Any]:
+    compute = {"nodes": nodes, "gpus_per_node": count // nodes, "gpu_type": "a100"}
+    return {"compute": compute, "scheduling": scheduling}
+
+
+def cluster(factory: Factory, a100: int, nodes: int = 1, cpu_slots: int | None = 8) -> None:
+    with session_scope(factory) as session:
+        register_cluster(session, "gpu", "local", Inventory({"a100": a100}, cpu_slots, nodes))
+
+
+def submit(client: TestClient, tenant: Tenant, **spec: Any) -> str:
+    run_id: str = create_run(client, tenant, **spec)["id"]
+    with session_scope(sessions(client)) as session:
+        accept_pending(session, [run_id])
+    return run_id
+
+
+def admit(factory: Factory, later: timedelta = timedelta()) -> set[str]:
+    with session_scope(factory) as session:
+        return {a.run_id for a in admit_queued_runs(session, SETTINGS, utcnow() + later)}
+
+
+def finish(factory: Factory, run_id: str) -> None:
+    with session_scope(factory) as session:
+        run = session.get(Run, run_id, with_for_update=True)
+        assert run is not None
+        settle(session, run, Ending(AttemptOutcome.SUCCEEDED, StatusReason.COMPLETED, "done"), 3)
+
+
+def queue(client: TestClient, tenant: Tenant, run_id: str) -> dict[str, Any]:
+    run = client.get(f"/v1/runs/{run_id}", headers=tenant.headers).json()
+    assert run["status"] == "queued", run
+    info: dict[str, Any] = run["queue"]
+    return info
+
+
+def org_name(client: TestClient, tenant: Tenant) -> str:
+    name: str = client.get("/v1/me", headers=tenant.headers).json()["organization"]["name"]
+    return name
+
+
+def test_higher_priority_goes_first_even_when_submitted_later(fresh_client: TestClient) -> None:
+    factory, tenant = sessions(fresh_client), make_tenant(fresh_client)
+    cluster(factory, a100=1)
+    older = submit(fresh_client, tenant, **gpus(1))
+    urgent = submit(fresh_client, tenant, **gpus(1, priority="high"))
+    assert admit(factory) == {urgent}
+    assert queue(fresh_client, tenant, older)["reason"] == "no_capacity"
+
+
+def test_the_org_with_less_recent_gpu_usage_goes_first_then_fifo(
+    fresh_client: TestClient,
+) -> None:
+    factory = sessions(fresh_client)
+    heavy, light = make_tenant(fresh_client), make_tenant(fresh_client)
+    cluster(factory, a100=2)
+    history = create_run(fresh_client, heavy)["id"]
+    with session_scope(factory) as session:  # ten GPU-minutes an hour ago
+        session.add(_finished_attempt(history, heavy, gpus=1, seconds=600))
+    first, second = submit(fresh_client, heavy, **gpus(1)), submit(fresh_client, heavy, **gpus(1))
+    late = submit(fresh_client, light, **gpus(1))
+    assert queue(fresh_client, light, late)["position"] == 1
+    assert queue(fresh_client, heavy, second)["position"] == 3
+    assert admit(factory) == {late, first}  # interleaved by usage; FIFO inside the heavy org
+
+
+def _finished_attempt(run_id: str, tenant: Tenant, gpus: int, seconds: int) -> RunAttempt:
+    start = utcnow() - timedelta(hours=1)
+    return RunAttempt(
+        run_id=run_id, attempt=1, org_id=tenant.org_id, project_id=tenant.project_id,
+        cluster="gpu", gpu_type="a100", gpus=gpus, cpu_slots=0, admitted_at=start,
+        ended_at=start + timedelta(seconds=seconds), outcome="succeeded", where="gpu",
+    )  # fmt: skip
+
+
+def test_a_gang_is_admitted_whole_or_not_at_all(fresh_client: TestClient) -> None:
+    factory, tenant = sessions(fresh_client), make_tenant(fresh_client)
+    cluster(factory, a100=8, nodes=2)
+    holder = submit(fresh_client, tenant, **gpus(6))
+    assert admit(factory) == {holder}
+    gang = submit(fresh_client, tenant, **gpus(8, nodes=2))
+    small = submit(fresh_client, tenant, **gpus(2))
+    assert admit(factory) == {small}  # backfilled: the gang has not waited long enough
+    assert queue(fresh_client, tenant, gang) == {
+        "position": 1,
+        "reason": "no_capacity",
+        "detail": "needs 8 x a100, largest free 0",
+    }
+    finish(factory, holder)
+    assert admit(factory) == set()  # 6 free: still not all 8
+    finish(factory, small)
+    assert admit(factory) == {gang}
+
+
+def test_a_starved_large_run_holds_back_what_smaller_runs_would_take(
+    fresh_client: TestClient,
+) -> None:
+    factory, tenant = sessions(fresh_client), make_tenant(fresh_client)
+    cluster(factory, a100=8)
+    holder = submit(fresh_client, tenant, **gpus(6))
+    assert admit(factory) == {holder}
+    large = submit(fresh_client, tenant, **gpus(8))
+    small = submit(fresh_client, tenant, **gpus(2))
+    an_hour = timedelta(hours=1)  # both have now waited past scheduler_starvation_seconds
+    assert admit(factory, later=an_hour) == set()  # the 2 free GPUs are held for `large`
+    finish(factory, holder)
+    assert admit(factory, later=an_hour) == {large}
+    finish(factory, large)
+    assert admit(factory, later=an_hour) == {small}
+
+
+def test_quota_exhausted_explains_whose_quota_and_how_full(fresh_client: TestClient) -> None:
+    factory, tenant = sessions(fresh_client), make_tenant(fresh_client)
+    cluster(factory, a100=8)
+    fresh_client.put(
+        f"/v1/orgs/{tenant.org_id}/quota", json={"max_gpus": 4}, headers=tenant.headers
+    )
+    running = submit(fresh_client, tenant, **gpus(4))
+    assert admit(factory) == {running}
+    waiting = submit(fresh_client, tenant, **gpus(2))
+    assert admit(factory) == set()
+    assert queue(fresh_client, tenant, waiting) == {
+        "position": 1,
+        "reason": "quota_exhausted",
+        "detail": f"4 of 4 GPUs of org {org_name(fresh_client, tenant)} in use",
+    }
+    quota = fresh_client.get(f"/v1/orgs/{tenant.org_id}/quota", headers=tenant.headers).json()
+    assert quota["usage"] == {"gpus": 4, "running_runs": 1}
+
+
+def test_running_runs_and_project_quotas_are_enforced_and_explained(
+    fresh_client: TestClient,
+) -> None:
+    factory, tenant = sessions(fresh_client), make_tenant(fresh_client)
+    cluster(factory, a100=8)
+    org_url = f"/v1/orgs/{tenant.org_id}"
+    limit(fresh_client, tenant, f"{org_url}/quota", max_running_runs=3)
+    limit(fresh_client, tenant, f"{org_url}/projects/default/quota", max_gpus=1)
+    cpu_run, gpu_run = submit(fresh_client, tenant), submit(fresh_client, tenant, **gpus(1))
+    second_gpu = submit(fresh_client, tenant, **gpus(1))
+    assert admit(factory) == {cpu_run, gpu_run}
+    detail = queue(fresh_client, tenant, second_gpu)["detail"]
+    assert detail == "1 of 1 GPUs of project default in use"
+    limit(fresh_client, tenant, f"{org_url}/projects/default/quota")
+    limit(fresh_client, tenant, f"{org_url}/quota", max_running_runs=2)
+    detail = queue(fresh_client, tenant, second_gpu)["detail"]
+    assert detail == f"2 of 2 running runs of org {org_name(fresh_client, tenant)}"
+
+
+def limit(client: TestClient, tenant: Tenant, url: str, **limits: int) -> None:
+    assert client.put(url, json=limits, headers=tenant.headers).status_code == 200
+
+
+def test_a_run_no_cluster_could_ever_hold_fails_as_unschedulable(fresh_client: TestClient) -> None:
+    factory, tenant = sessions(fresh_client), make_tenant(fresh_client)
+    cluster(factory, a100=4)
+    run_id = submit(fresh_client, tenant, **gpus(8))
+    run = fresh_client.get(f"/v1/runs/{run_id}", headers=tenant.headers).json()
+    assert (run["status"], run["status_reason"]) == ("failed", "unschedulable")
+    assert run["status_message"] == "needs 8 x a100; the largest cluster has 4"
+
+
+def test_a_pending_run_says_it_awaits_the_scheduler_and_a_fitting_one_is_ready(
+    fresh_client: TestClient,
+) -> None:
+    factory, tenant = sessions(fresh_client), make_tenant(fresh_client)
+    cluster(factory, a100=1)
+    created = create_run(fresh_client, tenant, **gpus(1))
+    assert created["queue"]["reason"] == "submitted"
+    assert created["queue"]["position"] is None
+    run_id = submit(fresh_client, tenant, **gpus(1))
+    assert queue(fresh_client, tenant, run_id)["reason"] == "ready"

@@ -1,0 +1,378 @@
+"""The local executor: runs an attempt's ranks as processes on this machine, one node.
+
+Construct it as `LocalExecutor(state_dir, log_store, api_url, grace_seconds=10.0)`; from
+settings that is `LocalExecutor(s.state_dir, LogStore(s.log_root), s.public_url,
+s.cancel_grace_seconds)`.
+
+Each rank runs under `workers.executors.local_shim`, started in a session of its own so it
+outlives the worker that launched it; all state lives in files (see `local_attempt`), so a new
+executor instance (a restarted worker) re-adopts live ranks and reads finished ones.
+`launch` is idempotent: it writes the plan once, under a lock, and starts a shim only for ranks
+nobody has claimed; a redundant shim loses the exclusive claim and exits, so a rank's command
+never runs twice. A launch that cannot start (a missing secret, more than one node, a recipe)
+does not raise: it records every rank as failed with reason `system_error` and says why, in
+`observe()` and in the rank's log.
+
+Each rank's environment: a few variables of the worker's own (PATH, HOME, locale; never its
+TRAINPORT_* settings), the spec's `env` (`{secret: NAME}` values come from the worker's
+`TRAINPORT_SECRET_<NAME>`, upper-cased, `.` and `-` as `_`), RANK, LOCAL_RANK, WORLD_SIZE,
+NODE_RANK=0, NNODES=1, MASTER_ADDR=127.0.0.1, MASTER_PORT (a free port, recorded), the request's
+TRAINPORT_* values, TRAINPORT_RUN_ID, TRAINPORT_ATTEMPT, TRAINPORT_API_URL and
+TRAINPORT_CHECKPOINT_DIR (shared by all attempts of the run).
+
+Cancel sends SIGTERM to each shim, which forwards it to its command's process group; calls made
+after `grace_seconds` SIGKILL every process left in the rank's session. It returns True once
+none is left.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from core.logs import LogStore
+from core.runs.states import StatusReason
+from workers.executors.base import (
+    AttemptObservation,
+    LaunchRequest,
+    RankObservation,
+    RankPhase,
+)
+from workers.executors.local_attempt import (
+    AttemptFiles,
+    attempt_files,
+    session_members,
+    shim_alive,
+    signal_session,
+)
+from workers.executors.local_shim import write_atomically
+
+SHIM_START_SECONDS = 30.0  # a claimed-by-nobody rank older than this is declared lost
+CANCEL_SETTLE_SECONDS = 0.25  # how long cancel waits for processes to exit before answering
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+INHERITED_ENV = frozenset(
+    {"PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM",
+     "VIRTUAL_ENV", "PYTHONPATH", "LD_LIBRARY_PATH", "CUDA_VISIBLE_DEVICES"}
+)  # fmt: skip
+log = logging.getLogger("trainport.executors.local")
+
+
+class LaunchRefused(Exception):
+    """The attempt cannot start as specified; recorded on its ranks, never raised to callers."""
+
+
+class LocalExecutor:
+    kind = "local"
+
+    def __init__(
+        self, state_dir: Path, log_store: LogStore, api_url: str, grace_seconds: float = 10.0
+    ) -> None:
+        self.state_dir = Path(state_dir).resolve()
+        self.log_store = log_store
+        self._log_root = Path(log_store.root).resolve()  # shims run from another directory
+        self.api_url = api_url
+        self.grace_seconds = grace_seconds
+        self._children: list[subprocess.Popen[bytes]] = []
+
+    def _files(self, run_id: str, attempt: int) -> AttemptFiles:
+        self.log_store.ref(run_id, attempt, 0)  # validates the id before it becomes a path
+        return AttemptFiles(self.state_dir / "runs" / run_id, attempt)
+
+    # -- launch -------------------------------------------------------------------------------
+
+    def launch(self, request: LaunchRequest) -> None:
+        files = self._files(request.run_id, request.attempt)
+        with files.locked():
+            if files.tombstone.exists() or files.cancel_path.exists():
+                log.warning("not launching %s/%d: cancelled or cleaned up", *_key(request))
+                return
+            plan = files.launch_record() or self._plan(files, request)
+            unclaimed = [
+                rank
+                for rank in range(plan["world_size"])
+                if not files.rank_file(rank, "pid").exists()
+            ]
+            if unclaimed:
+                self._start_ranks(files, request, plan, unclaimed)
+
+    def _start_ranks(
+        self, files: AttemptFiles, request: LaunchRequest, plan: dict[str, Any], ranks: list[int]
+    ) -> None:
+        try:
+            env = self._environment(files, request, plan)
+        except LaunchRefused as refused:  # the worker lost a secret since the first launch
+            log.warning("cannot restart ranks of %s/%d: %s", *_key(request), refused)
+            return
+        for rank in ranks:
+            self._spawn(files, request, rank, {**env, **_rank_env(rank, plan)})
+
+    def _plan(self, files: AttemptFiles, request: LaunchRequest) -> dict[str, Any]:
+        """Decide world size and port once; a refused launch is recorded as failed ranks."""
+        compute = request.spec.get("compute") or {}
+        plan = {
+            "run_id": request.run_id,
+            "attempt": request.attempt,
+            "world_size": _world_size(compute),
+            "master_port": _free_port(),
+            "launched_at": time.time(),
+        }
+        try:
+            _check_launchable(request.spec)
+            self._environment(files, request, plan)
+        except LaunchRefused as refused:
+            plan["refused"] = str(refused)
+        for folder in (files.workdir, files.folder / "ranks", files.checkpoints):
+            folder.mkdir(parents=True, exist_ok=True)
+        write_atomically(files.launch_path, plan, exclusive=False)
+        if plan.get("refused"):
+            self._record_refusal(files, request, plan)
+        return plan
+
+    def _record_refusal(
+        self, files: AttemptFiles, request: LaunchRequest, plan: dict[str, Any]
+    ) -> None:
+        message = f"launch refused: {plan['refused']}"
+        for rank in range(plan["world_size"]):
+            files.claim(rank, {"refused": True})
+            record = {"exit_code": None, "reason": StatusReason.SYSTEM_ERROR.value}
+            files.record_exit(rank, {**record, "message": message})
+            writer = self.log_store.writer(request.run_id, request.attempt, rank)
+            writer.write("system", message)
+            writer.close(finished=True)
+
+    def _environment(
+        self, files: AttemptFiles, request: LaunchRequest, plan: dict[str, Any]
+    ) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k in INHERITED_ENV or k.startswith("LC_")}
+        env["PYTHONUNBUFFERED"] = "1"  # Python output reaches the log line by line
+        env.update(_spec_env(request.spec.get("env") or {}))
+        env.update(request.env)
+        env.setdefault("TRAINPORT_API_URL", self.api_url)
+        env["TRAINPORT_RUN_ID"] = request.run_id
+        env["TRAINPORT_ATTEMPT"] = str(request.attempt)
+        env["TRAINPORT_CHECKPOINT_DIR"] = str(files.checkpoints)
+        return env
+
+    def _spawn(
+        self, files: AttemptFiles, request: LaunchRequest, rank: int, env: dict[str, str]
+    ) -> None:
+        config_path = files.rank_file(rank, "json")
+        config_path.write_text(json.dumps(self._rank_config(files, request, rank)))
+        with files.rank_file(rank, "shim.log").open("ab") as shim_log:
+            child = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+                [sys.executable, "-m", "workers.executors.local_shim", str(config_path)],
+                cwd=PROJECT_ROOT,  # so `-m` finds our package even when it is not installed
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=shim_log,
+                stderr=shim_log,
+                start_new_session=True,  # survives the worker; its session id is its pid
+            )
+        self._children.append(child)
+
+    def _rank_config(
+        self, files: AttemptFiles, request: LaunchRequest, rank: int
+    ) -> dict[str, Any]:
+        scheduling = request.spec.get("scheduling") or {}
+        return {
+            "run_id": request.run_id,
+            "attempt": request.attempt,
+            "rank": rank,
+            "command": request.spec["command"],
+            "workdir": str(files.workdir),
+            "log_root": str(self._log_root),
+            "pid_path": str(files.rank_file(rank, "pid")),
+            "exit_path": str(files.rank_file(rank, "exit")),
+            "max_duration": scheduling.get("max_duration"),
+            "grace_seconds": self.grace_seconds,
+        }
+
+    # -- observe ------------------------------------------------------------------------------
+
+    def observe(self) -> list[AttemptObservation]:
+        self._reap()
+        host = socket.gethostname()
+        found = []
+        for files in attempt_files(self.state_dir):
+            plan = files.launch_record()
+            if plan is None:
+                continue
+            ranks = tuple(self._observe_rank(files, plan, r) for r in range(plan["world_size"]))
+            found.append(AttemptObservation(plan["run_id"], files.attempt, ranks, where=host))
+        return found
+
+    def _observe_rank(
+        self, files: AttemptFiles, plan: dict[str, Any], rank: int
+    ) -> RankObservation:
+        exit_record = files.exit_record(rank)
+        if exit_record is not None:
+            return _finished(rank, exit_record)
+        identity = files.identity(rank)
+        if identity is None:
+            if time.time() - plan["launched_at"] < SHIM_START_SECONDS:
+                return RankObservation(rank, RankPhase.PENDING)
+            files.claim(rank, {"abandoned": True})  # a late shim must not start now
+            identity = files.identity(rank)
+        if identity is not None and "pid" in identity and shim_alive(identity):
+            return RankObservation(rank, RankPhase.RUNNING)
+        exit_record = files.exit_record(rank)  # it may have finished since the first look
+        if exit_record is not None:
+            return _finished(rank, exit_record)
+        return self._lost(files, plan, rank, identity or {})
+
+    def _lost(
+        self, files: AttemptFiles, plan: dict[str, Any], rank: int, identity: dict[str, Any]
+    ) -> RankObservation:
+        if "pid" in identity:
+            # Its command may still run, unobserved: stop it so a retry never runs beside it.
+            signal_session(int(identity["pid"]), signal.SIGKILL)
+            message = f"rank {rank}'s shim (pid {identity['pid']}) vanished without an exit record"
+        else:
+            message = f"rank {rank}'s shim never started"
+        self.log_store.mark_finished(plan["run_id"], files.attempt, rank)
+        return RankObservation(rank, RankPhase.LOST, None, StatusReason.NODE_LOST, message)
+
+    def _reap(self) -> None:
+        """Collect our exited shims, so they do not linger as zombies."""
+        self._children = [child for child in self._children if child.poll() is None]
+
+    # -- cancel and cleanup -------------------------------------------------------------------
+
+    def cancel(self, run_id: str, attempt: int) -> bool:
+        files = self._files(run_id, attempt)
+        with files.locked():
+            plan = files.launch_record()
+            first_call = not files.cancel_path.exists()
+            deadline = self._cancel_deadline(files)
+            if plan is None:
+                return True  # never launched; the cancel marker keeps a late launch away
+            sessions = self._stop_ranks(files, plan, first_call, time.time() >= deadline)
+        return self._settle(files, plan, sessions)
+
+    def _cancel_deadline(self, files: AttemptFiles) -> float:
+        files.folder.mkdir(parents=True, exist_ok=True)
+        if not files.cancel_path.exists():
+            deadline = {"deadline": time.time() + self.grace_seconds}
+            write_atomically(files.cancel_path, deadline, exclusive=False)
+        return float(json.loads(files.cancel_path.read_text())["deadline"])
+
+    def _stop_ranks(
+        self, files: AttemptFiles, plan: dict[str, Any], first_call: bool, overdue: bool
+    ) -> dict[int, int]:
+        """Signal every rank's processes; the sessions still to watch, by rank."""
+        sessions = {}
+        for rank in range(plan["world_size"]):
+            if files.claim(rank, {"cancelled": True}):
+                continue  # claimed before its shim: it will never start
+            identity = files.identity(rank) or {}
+            if "pid" not in identity:
+                continue
+            pid = int(identity["pid"])
+            if overdue:
+                signal_session(pid, signal.SIGKILL)
+            elif first_call and shim_alive(identity):
+                os.kill(pid, signal.SIGTERM)  # the shim forwards it to its command's group
+            elif first_call:
+                signal_session(pid, signal.SIGTERM)  # an orphaned command, shim gone
+            sessions[rank] = pid
+        return sessions
+
+    def _settle(self, files: AttemptFiles, plan: dict[str, Any], sessions: dict[int, int]) -> bool:
+        """Wait briefly for the processes to go; record the ranks whose shim could not."""
+        give_up = time.monotonic() + CANCEL_SETTLE_SECONDS
+        while True:
+            self._reap()
+            alive = {rank for rank, pid in sessions.items() if session_members(pid)}
+            if not alive or time.monotonic() >= give_up:
+                break
+            time.sleep(0.01)  # bounded poll: process exit has no portable event to wait on
+        for rank in range(plan["world_size"]):
+            if rank not in alive and files.exit_record(rank) is None:
+                record = {"exit_code": None, "reason": StatusReason.USER_CANCELLED.value}
+                files.record_exit(rank, {**record, "message": "stopped on request"})
+                self.log_store.mark_finished(plan["run_id"], files.attempt, rank)
+        return not alive
+
+    def cleanup(self, run_id: str, attempt: int) -> None:
+        files = self._files(run_id, attempt)
+        with files.locked():
+            files.tombstone.touch()
+            plan = files.launch_record()
+            for rank in range(plan["world_size"] if plan else 0):
+                identity = files.identity(rank) or {}
+                if "pid" in identity:  # never leave a process running untracked
+                    signal_session(int(identity["pid"]), signal.SIGKILL)
+            shutil.rmtree(files.folder, ignore_errors=True)
+
+
+def _key(request: LaunchRequest) -> tuple[str, int]:
+    return request.run_id, request.attempt
+
+
+def _world_size(compute: dict[str, Any]) -> int:
+    processes = compute.get("processes")
+    if processes:
+        return int(processes)
+    return max(1, int(compute.get("gpus_per_node") or 0))
+
+
+def _check_launchable(spec: dict[str, Any]) -> None:
+    nodes = int((spec.get("compute") or {}).get("nodes") or 1)
+    if nodes != 1:
+        raise LaunchRefused(f"the local executor runs on one node; this run asks for {nodes}")
+    if not spec.get("command"):
+        raise LaunchRefused("the local executor runs a `command`; recipes are not supported yet")
+
+
+def _spec_env(spec_env: dict[str, Any]) -> dict[str, str]:
+    env = {}
+    for name, value in spec_env.items():
+        if isinstance(value, dict):
+            variable = "TRAINPORT_SECRET_" + re.sub(r"[^A-Za-z0-9]", "_", value["secret"]).upper()
+            if variable not in os.environ:
+                raise LaunchRefused(
+                    f"env {name} needs secret {value['secret']!r}, but the worker has no "
+                    f"{variable} variable"
+                )
+            env[name] = os.environ[variable]
+        else:
+            env[name] = str(value)
+    return env
+
+
+def _rank_env(rank: int, plan: dict[str, Any]) -> dict[str, str]:
+    return {
+        "RANK": str(rank),
+        "LOCAL_RANK": str(rank),
+        "WORLD_SIZE": str(plan["world_size"]),
+        "NODE_RANK": "0",
+        "NNODES": "1",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(plan["master_port"]),
+    }
+
+
+def _free_port() -> int:
+    """A port free now; recorded in the plan so every rank (and a relaunch) agrees on it."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _finished(rank: int, record: dict[str, Any]) -> RankObservation:
+    code = record.get("exit_code")
+    if record.get("reason") is None and code == 0:
+        return RankObservation(rank, RankPhase.SUCCEEDED, 0, None, record.get("message"))
+    reason = StatusReason(record.get("reason") or StatusReason.EXIT_CODE_NONZERO.value)
+    return RankObservation(rank, RankPhase.FAILED, code, reason, record.get("message"))

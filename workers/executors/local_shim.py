@@ -1,0 +1,198 @@
+"""The per-rank shim of the local executor: `python -m workers.executors.local_shim <rank.json>`.
+
+The executor starts one shim per rank in its own session, so the shim outlives a worker restart.
+The shim first claims the rank by creating its pid file exclusively (a hard link, so the file
+appears complete or not at all); a second shim for the same rank, or a rank already claimed by
+`cancel`, finds the file and exits without running anything. Then it runs the command in a
+process group of its own, copies its stdout/stderr line by line into the log store, enforces
+`max_duration`, and at the end closes the log and writes the exit record atomically — in that
+order, so whoever sees the exit record also sees the complete log.
+
+SIGTERM to the shim (the executor's cancel) is forwarded to the command's process group.
+Standard library plus core.logs only: this runs on every launch and must start fast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from core.logs import MAX_LINE_BYTES, LogStore, LogWriter
+
+READER_JOIN_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class RankConfig:
+    """What the executor writes for one rank; secrets travel in the environment, not here."""
+
+    run_id: str
+    attempt: int
+    rank: int
+    command: list[str]
+    workdir: str
+    log_root: str
+    pid_path: str
+    exit_path: str
+    max_duration: float | None
+    grace_seconds: float
+
+    @classmethod
+    def load(cls, path: Path) -> RankConfig:
+        return cls(**json.loads(path.read_text()))
+
+
+def process_start_time(pid: int) -> int | None:
+    """The kernel's start time of `pid` (clock ticks since boot): with the pid, an identity."""
+    stat = read_proc_stat(pid)
+    return int(stat[19]) if stat else None
+
+
+def read_proc_stat(pid: int) -> list[str] | None:
+    """Fields of /proc/<pid>/stat after the command name (state first), or None if gone."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    return raw[raw.rindex(")") + 2 :].split()
+
+
+def write_atomically(path: Path, record: dict[str, Any], *, exclusive: bool) -> bool:
+    """Write JSON so readers see all of it or nothing; `exclusive` refuses to replace a file."""
+    temp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+    temp.write_text(json.dumps(record))
+    try:
+        if not exclusive:
+            os.replace(temp, path)
+            return True
+        try:
+            os.link(temp, path)
+        except FileExistsError:
+            return False
+        return True
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+class Shim:
+    def __init__(self, config: RankConfig) -> None:
+        self.config = config
+        self.log: LogWriter = LogStore(Path(config.log_root)).writer(
+            config.run_id, config.attempt, config.rank
+        )
+        self.child: subprocess.Popen[bytes] | None = None
+        self.cancelled = False
+        self.timed_out = False
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._on_sigterm)
+        try:
+            self.child = self._start()
+        except OSError as exc:
+            self.log.write("system", f"cannot start {self.config.command[0]!r}: {exc}")
+            return self._finish(127, None)
+        self.log.write("system", f"started pid {self.child.pid}: {' '.join(self.config.command)}")
+        if self.cancelled:  # the stop request arrived while the command was starting
+            self._kill_group(signal.SIGTERM)
+        readers = [
+            self._reader(self.child.stdout, "stdout"),
+            self._reader(self.child.stderr, "stderr"),
+        ]
+        returncode = self._wait(self.child)
+        self._kill_group(signal.SIGKILL)  # leftovers of the command do not outlive it
+        for reader in readers:
+            reader.join(READER_JOIN_SECONDS)
+        if returncode < 0:
+            return self._finish(128 - returncode, -returncode)
+        return self._finish(returncode, None)
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(  # noqa: S603 - the command is the user's, run as the user asked
+            self.config.command,
+            cwd=self.config.workdir,
+            env=dict(os.environ),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            process_group=0,
+        )
+
+    def _reader(self, pipe: IO[bytes] | None, stream: str) -> threading.Thread:
+        def copy() -> None:
+            assert pipe is not None
+            for raw in iter(lambda: pipe.readline(MAX_LINE_BYTES), b""):
+                self.log.write(stream, raw.decode(errors="replace"))
+
+        thread = threading.Thread(target=copy, name=f"copy-{stream}", daemon=True)
+        thread.start()
+        return thread
+
+    def _wait(self, child: subprocess.Popen[bytes]) -> int:
+        limit = self.config.max_duration
+        try:
+            return child.wait(timeout=limit)
+        except subprocess.TimeoutExpired:
+            pass
+        self.timed_out = True
+        self.log.write("system", f"max_duration of {limit:g}s exceeded: sending SIGTERM")
+        self._kill_group(signal.SIGTERM)
+        try:
+            return child.wait(timeout=self.config.grace_seconds)
+        except subprocess.TimeoutExpired:
+            self.log.write("system", "still running after the grace period: sending SIGKILL")
+            self._kill_group(signal.SIGKILL)
+            return child.wait()
+
+    def _on_sigterm(self, _signum: int, _frame: object) -> None:
+        if not self.timed_out and not self.cancelled:
+            self.cancelled = True
+            self.log.write("system", "stop requested: sending SIGTERM")
+        self._kill_group(signal.SIGTERM)
+
+    def _kill_group(self, signum: signal.Signals) -> None:
+        if self.child is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):  # the group is gone
+            os.killpg(self.child.pid, signum)
+
+    def _finish(self, exit_code: int, signum: int | None) -> int:
+        reason, message = self._classify(exit_code, signum)
+        self.log.write("system", message)
+        self.log.close(finished=True)
+        record = {"exit_code": exit_code, "signal": signum, "reason": reason, "message": message}
+        write_atomically(Path(self.config.exit_path), record, exclusive=False)
+        return 0
+
+    def _classify(self, exit_code: int, signum: int | None) -> tuple[str | None, str]:
+        """The reason recorded for the executor (a StatusReason value), and a message."""
+        if self.timed_out:
+            return "max_duration_exceeded", f"stopped after max_duration (exit code {exit_code})"
+        if self.cancelled:
+            return "user_cancelled", f"stopped on request (exit code {exit_code})"
+        if signum == signal.SIGKILL:
+            return "oom_killed", "killed by SIGKILL (most likely out of memory)"
+        if signum is not None:
+            return "exit_code_nonzero", f"killed by {signal.Signals(signum).name}"
+        if exit_code != 0:
+            return "exit_code_nonzero", f"exited with code {exit_code}"
+        return None, "exited with code 0"
+
+
+def main(argv: list[str]) -> int:
+    config = RankConfig.load(Path(argv[1]))
+    identity = {"pid": os.getpid(), "start_time": process_start_time(os.getpid())}
+    if not write_atomically(Path(config.pid_path), identity, exclusive=True):
+        return 0  # another shim, or a cancel, owns this rank: never run a second copy
+    return Shim(config).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

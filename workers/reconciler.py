@@ -1,0 +1,274 @@
+"""Drives runs toward what the executors see: launch, stop, observe, settle, re-drive.
+
+Every step is load (short transaction) → act on the executor (no transaction open) → apply
+(short transaction that locks the run row and re-checks its status and attempt, so a
+duplicate delivery or a second reconciler changes nothing).
+
+`reconcile_once` is the periodic pass (beat, every `reconcile_interval_seconds`):
+- an attempt the executor reports running moves its `starting` run to `running`;
+- a finished attempt is settled (core/runs/attempts.settle: succeed, retry or fail) and its
+  executor bookkeeping cleaned up; a `stopping` run is cancelled until nothing of it remains;
+- a `starting` run the executor does not see after `launch_grace_seconds` gets its launch
+  published again (deliveries are counted: past `max_task_deliveries` the run fails with
+  `system_error`); one the executor saw launched and then lost, or a `running` run it no longer
+  sees, is a system failure (retried when allowed);
+- anything the executor runs that no active run claims (a cancelled run's late launch, an
+  older attempt) is stopped and cleaned up, so no process is ever left behind.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from core import outbox
+from core.db import session_scope
+from core.models import Cluster, Run, RunAttempt, TaskDelivery, utcnow
+from core.outbox import Task
+from core.runs.attempts import AttemptOutcome, Ending, close_attempt, mark_started, settle
+from core.runs.states import RunStatus, StatusReason, transition
+from core.settings import Settings
+from workers.executors.base import (
+    AttemptObservation,
+    AttemptPhase,
+    Executor,
+    LaunchRequest,
+    classify_attempt,
+)
+from workers.executors.registry import UnknownExecutor
+
+ACTIVE = (RunStatus.STARTING, RunStatus.RUNNING, RunStatus.STOPPING)
+log = logging.getLogger("trainport.reconciler")
+
+
+@dataclass(frozen=True)
+class WorkerContext:
+    factory: sessionmaker[Session]
+    settings: Settings
+    executors: Callable[[str], Executor]  # by executor kind
+
+
+@dataclass(frozen=True)
+class ActiveRun:
+    id: str
+    status: RunStatus
+    attempt: int
+    updated_at: datetime
+    kind: str
+
+
+@dataclass
+class Summary:
+    settled: int = 0  # attempts that ended: capacity came back, a pass may admit more
+    orphans: int = 0
+
+
+# -- launch and stop (tasks) --------------------------------------------------------------------
+
+
+def launch_attempt(ctx: WorkerContext, run_id: str, attempt: int) -> str:
+    """Start (or adopt) attempt `attempt` of a `starting` run; what happened, in a word."""
+    with session_scope(ctx.factory) as session:
+        prepared = _prepare_launch(session, ctx.settings, run_id, attempt)
+    if isinstance(prepared, str):
+        return prepared
+    request, kind = prepared
+    ctx.executors(kind).launch(request)
+    with session_scope(ctx.factory) as session:
+        outbox.complete_delivery(session, Task.LAUNCH, run_id, attempt)
+        mark_started(session, run_id, attempt)
+    return "launched"
+
+
+def _prepare_launch(
+    session: Session, settings: Settings, run_id: str, attempt: int
+) -> tuple[LaunchRequest, str] | str:
+    run = session.get(Run, run_id, with_for_update=True)
+    if run is None or run.status != RunStatus.STARTING or run.attempt != attempt:
+        return "moved on"
+    count = outbox.record_delivery(session, Task.LAUNCH, run_id, attempt)
+    if count is None:
+        return "already launched"
+    if count > settings.max_task_deliveries:
+        message = (
+            f"launching attempt {attempt} was delivered {count} times without finishing "
+            "(its worker keeps dying); giving up"
+        )
+        _fail(session, run, message)
+        return "gave up"
+    env = {"TRAINPORT_API_URL": settings.public_url}
+    request = LaunchRequest(run.id, run.org_id, attempt, dict(run.spec), env)
+    return request, _kind(session, run_id, attempt)
+
+
+def _fail(session: Session, run: Run, message: str) -> None:
+    ending = Ending(AttemptOutcome.SYSTEM_FAILED, StatusReason.SYSTEM_ERROR, message)
+    close_attempt(session, run.id, run.attempt, ending)
+    transition(session, run, RunStatus.FAILED, StatusReason.SYSTEM_ERROR, message)
+
+
+def _kind(session: Session, run_id: str, attempt: int) -> str:
+    kind = session.scalar(
+        select(Cluster.executor)
+        .join(RunAttempt, RunAttempt.cluster == Cluster.name)
+        .where(RunAttempt.run_id == run_id, RunAttempt.attempt == attempt)
+    )
+    return kind or "local"
+
+
+def stop_run(ctx: WorkerContext, run_id: str) -> bool:
+    """Stop a `stopping` run's processes; cancel it once none is left. True when done."""
+    with session_scope(ctx.factory) as session:
+        run = session.get(Run, run_id)
+        if run is None or run.status != RunStatus.STOPPING:
+            return True
+        attempt, kind = run.attempt, _kind(session, run_id, run.attempt)
+    executor = ctx.executors(kind)
+    if attempt and not executor.cancel(run_id, attempt):
+        return False  # still inside the grace period: the next pass asks again
+    ending = Ending(AttemptOutcome.CANCELLED, StatusReason.USER_CANCELLED, "stopped on request")
+    _apply_ending(ctx, run_id, attempt, ending, {RunStatus.STOPPING})
+    if attempt:
+        executor.cleanup(run_id, attempt)
+    return True
+
+
+def _apply_ending(
+    ctx: WorkerContext, run_id: str, attempt: int, ending: Ending, expected: set[RunStatus]
+) -> bool:
+    with session_scope(ctx.factory) as session:
+        run = session.get(Run, run_id, with_for_update=True)
+        if run is None or run.status not in expected or run.attempt != attempt:
+            return False  # someone else settled it first
+        settle(session, run, ending, ctx.settings.system_retry_limit)
+        return True
+
+
+# -- the periodic pass --------------------------------------------------------------------------
+
+
+def reconcile_once(ctx: WorkerContext) -> Summary:
+    observed_at = utcnow()
+    observed = _observe(ctx)  # before loading runs: what it shows was admitted before it
+    with session_scope(ctx.factory) as session:
+        active = _active_runs(session)
+    summary = Summary()
+    for run in active:
+        seen = observed.pop((run.id, run.attempt), None)
+        settled = _reconcile_run(ctx, run, seen[1] if seen else None, observed_at)
+        summary.settled += int(settled)
+    for (run_id, attempt), (kind, _) in observed.items():
+        summary.orphans += int(_stop_orphan(ctx.executors(kind), run_id, attempt))
+    return summary
+
+
+def _observe(ctx: WorkerContext) -> dict[tuple[str, int], tuple[str, AttemptObservation]]:
+    with session_scope(ctx.factory) as session:
+        kinds = sorted(set(session.scalars(select(Cluster.executor)).all()) or {"local"})
+    found = {}
+    for kind in kinds:
+        try:
+            observations = ctx.executors(kind).observe()
+        except UnknownExecutor:
+            continue
+        found.update({(o.run_id, o.attempt): (kind, o) for o in observations})
+    return found
+
+
+def _active_runs(session: Session) -> list[ActiveRun]:
+    rows = session.execute(
+        select(Run.id, Run.status, Run.attempt, Run.updated_at, Cluster.executor)
+        .outerjoin(RunAttempt, (RunAttempt.run_id == Run.id) & (RunAttempt.attempt == Run.attempt))
+        .outerjoin(Cluster, Cluster.name == RunAttempt.cluster)
+        .where(Run.status.in_([s.value for s in ACTIVE]))
+    ).all()
+    return [ActiveRun(r[0], RunStatus(r[1]), r[2], r[3], r[4] or "local") for r in rows]
+
+
+def _reconcile_run(
+    ctx: WorkerContext, run: ActiveRun, seen: AttemptObservation | None, observed_at: datetime
+) -> bool:
+    try:
+        if run.status is RunStatus.STOPPING:
+            return stop_run(ctx, run.id)
+        if seen is None:
+            return _unseen(ctx, run, observed_at)
+        return _observed(ctx, run, seen)
+    except UnknownExecutor:
+        return False  # another worker's cluster
+
+
+def _observed(ctx: WorkerContext, run: ActiveRun, seen: AttemptObservation) -> bool:
+    outcome = classify_attempt(seen.ranks)
+    if outcome.phase is AttemptPhase.STARTING:
+        return False
+    if outcome.phase is AttemptPhase.RUNNING:
+        if run.status is RunStatus.STARTING:
+            _mark_running(ctx, run, seen.where)
+        return False
+    exit_code = 0 if outcome.phase is AttemptPhase.SUCCEEDED else _exit_code(seen)
+    ending = Ending(
+        AttemptOutcome(outcome.phase.value), outcome.reason, outcome.message, exit_code, seen.where
+    )
+    settled = _apply_ending(ctx, run.id, run.attempt, ending, {run.status})
+    ctx.executors(run.kind).cleanup(run.id, run.attempt)
+    return settled
+
+
+def _exit_code(seen: AttemptObservation) -> int | None:
+    codes = [r.exit_code for r in sorted(seen.ranks, key=lambda r: r.rank) if r.exit_code]
+    return codes[0] if codes else None
+
+
+def _mark_running(ctx: WorkerContext, run: ActiveRun, where: str) -> None:
+    with session_scope(ctx.factory) as session:
+        row = session.get(Run, run.id, with_for_update=True)
+        if row is None or row.status != RunStatus.STARTING or row.attempt != run.attempt:
+            return
+        transition(session, row, RunStatus.RUNNING, StatusReason.RUNNING, "all ranks running")
+        mark_started(session, run.id, run.attempt, where)
+
+
+def _unseen(ctx: WorkerContext, run: ActiveRun, observed_at: datetime) -> bool:
+    """The executor does not know the attempt: not launched yet, or lost."""
+    if run.status is RunStatus.RUNNING:
+        return _lost(ctx, run, f"the executor no longer sees attempt {run.attempt}")
+    with session_scope(ctx.factory) as session:
+        delivery = outbox.delivery_state(session, Task.LAUNCH, run.id, run.attempt)
+        finished = delivery.completed_at if delivery else None
+        if finished is None:
+            _redrive_launch_when_due(ctx.settings, session, run, delivery)
+            return False
+    if finished < observed_at:  # launched before we looked, yet not there: lost
+        return _lost(ctx, run, f"attempt {run.attempt} was launched, then the executor lost it")
+    return False
+
+
+def _redrive_launch_when_due(
+    settings: Settings, session: Session, run: ActiveRun, delivery: TaskDelivery | None
+) -> None:
+    last = max(run.updated_at, delivery.updated_at) if delivery else run.updated_at
+    if utcnow() - last < timedelta(seconds=settings.launch_grace_seconds):
+        return
+    outbox.enqueue(session, Task.LAUNCH, run_id=run.id, attempt=run.attempt)
+    outbox.note_redrive(session, Task.LAUNCH, run.id, run.attempt)
+    log.warning("re-driving the launch of %s attempt %d", run.id, run.attempt)
+
+
+def _lost(ctx: WorkerContext, run: ActiveRun, message: str) -> bool:
+    ending = Ending(AttemptOutcome.SYSTEM_FAILED, StatusReason.NODE_LOST, message)
+    return _apply_ending(ctx, run.id, run.attempt, ending, {run.status})
+
+
+def _stop_orphan(executor: Executor, run_id: str, attempt: int) -> bool:
+    """Processes no active run claims: stop them, then forget them."""
+    if executor.cancel(run_id, attempt):
+        executor.cleanup(run_id, attempt)
+        log.info("stopped orphaned attempt %s/%d", run_id, attempt)
+        return True
+    return False

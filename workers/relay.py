@@ -1,0 +1,138 @@
+"""The outbox relay: publishes committed outbox rows to the broker, at least once.
+
+Run it as `python -m workers.relay` (production: one or more replicas beside the workers; the
+embedded mode starts one in `workers.embedded`). Each round claims a batch of unsent rows
+(`FOR UPDATE SKIP LOCKED`, so several relays share the work), publishes them with no
+transaction open, then marks them sent. If the broker is down the rows stay unsent and the
+relay retries with backoff; a run created meanwhile simply starts once the broker is back.
+
+It wakes on PostgreSQL `NOTIFY trainport_outbox` (sent by the committing transaction) and
+otherwise polls every `relay_poll_seconds` on SQLite, and every second on PostgreSQL in case
+a notification was missed. Workers also call `drain` right after their own commits, so a
+launch does not wait for the relay's next round.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from celery import Celery
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from core import db, outbox
+from core.settings import Settings, get_settings
+from workers.celery_app import app
+
+BATCH = 200
+LEASE_SECONDS = 30.0  # a relay that dies mid-publish delays its claimed rows this long
+BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)
+Publish = Callable[[str, dict[str, Any]], None]
+log = logging.getLogger("trainport.relay")
+
+
+class BrokerUnavailable(Exception):
+    """Publishing failed; the rows went back unsent."""
+
+
+def celery_publisher(app: Celery) -> Publish:
+    def publish(task: str, payload: dict[str, Any]) -> None:
+        app.send_task(task, kwargs=payload, retry=True)
+
+    return publish
+
+
+def drain(factory: sessionmaker[Session], publish: Publish, batch: int = BATCH) -> int:
+    """Publish every unsent row there is now; how many were sent. Raises BrokerUnavailable."""
+    total = 0
+    while True:
+        with db.session_scope(factory) as session:
+            claimed = outbox.claim(session, batch, LEASE_SECONDS)
+        sent = _publish_all(claimed, publish)
+        with db.session_scope(factory) as session:
+            outbox.mark_sent(session, sent)
+            outbox.release(session, [m.id for m in claimed if m.id not in set(sent)])
+        total += len(sent)
+        if len(sent) < len(claimed):
+            raise BrokerUnavailable(f"published {len(sent)} of {len(claimed)} outbox rows")
+        if len(claimed) < batch:
+            return total
+
+
+def _publish_all(claimed: list[outbox.Claimed], publish: Publish) -> list[int]:
+    sent: list[int] = []
+    for message in claimed:
+        try:
+            publish(message.task, message.payload)
+        except Exception as exc:  # the broker's errors vary by transport; all mean "later"
+            log.warning("broker refused %s (%s); will retry", message.task, exc)
+            break
+        sent.append(message.id)
+    return sent
+
+
+class Relay:
+    """The relay loop; `stop()` ends it from another thread or a signal handler."""
+
+    def __init__(self, settings: Settings, publish: Publish) -> None:
+        self.settings = settings
+        self.publish = publish
+        self.engine = db.build_engine(settings)
+        self.factory = db.make_sessionmaker(self.engine)
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                with self._wakeups() as wait:
+                    while not self._stop.is_set():
+                        drain(self.factory, self.publish)
+                        failures = 0
+                        wait()
+            except Exception as exc:  # the database or the broker is away: back off, go on
+                log.warning("relay round failed: %s", exc)
+                self._stop.wait(BACKOFF[min(failures, len(BACKOFF) - 1)])
+                failures += 1
+        self.engine.dispose()
+
+    @contextmanager
+    def _wakeups(self) -> Iterator[Callable[[], None]]:
+        if self.settings.is_sqlite:
+
+            def pause() -> None:
+                self._stop.wait(self.settings.relay_poll_seconds)
+
+            yield pause
+            return
+        url = make_url(self.settings.database_url).set(drivername="postgresql")
+        with psycopg.connect(url.render_as_string(hide_password=False), autocommit=True) as conn:
+            conn.execute(f"LISTEN {outbox.CHANNEL}")
+
+            def wait() -> None:
+                for _ in conn.notifies(timeout=1.0, stop_after=1):
+                    pass
+
+            yield wait
+
+
+def main() -> None:
+    logging.basicConfig(level=get_settings().log_level.upper())
+    relay = Relay(get_settings(), celery_publisher(app))
+    signal.signal(signal.SIGTERM, lambda *_: relay.stop())
+    signal.signal(signal.SIGINT, lambda *_: relay.stop())
+    log.info("outbox relay started")
+    relay.run()
+
+
+if __name__ == "__main__":
+    main()

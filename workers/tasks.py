@@ -1,0 +1,113 @@
+"""The Celery tasks. Each takes ids, reloads what it needs and returns early if the row moved on.
+
+Tasks are thin: the rules are in core (admission, attempts) and in workers/scheduler.py and
+workers/reconciler.py. Each process builds its engine and executors lazily, after any fork.
+After a commit that wrote outbox rows (launch tasks of admitted runs) a task publishes them
+itself instead of waiting for the relay's next round.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from core import db, outbox
+from core.models import utcnow
+from core.outbox import Task
+from core.settings import Settings, get_settings
+from workers import relay, scheduler
+from workers.celery_app import app
+from workers.executors.base import Executor
+from workers.executors.registry import executor_for
+from workers.reconciler import WorkerContext, launch_attempt, reconcile_once, stop_run
+
+SHORT_LIMIT = 60  # seconds; schedule, stop, reconcile and prune are quick
+LAUNCH_LIMIT = 120  # seconds; starting processes or creating pods
+OUTBOX_KEEP = timedelta(days=1)
+F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger("trainport.tasks")
+_context_lock = threading.Lock()
+_contexts: dict[int, WorkerContext] = {}
+_reconciling = threading.Lock()
+
+
+def context() -> WorkerContext:
+    """This process's database sessions, settings and executors (built once per process)."""
+    with _context_lock:
+        pid = os.getpid()
+        if pid not in _contexts:
+            settings = get_settings()
+            factory = db.make_sessionmaker(db.build_engine(settings))
+            _contexts[pid] = WorkerContext(factory, settings, _executors(settings))
+        return _contexts[pid]
+
+
+def _executors(settings: Settings) -> Callable[[str], Executor]:
+    def by_kind(kind: str) -> Executor:
+        return executor_for(kind, settings)
+
+    return by_kind
+
+
+def _task(name: Task, limit: int = SHORT_LIMIT) -> Callable[[F], F]:
+    """Register a task under its outbox name, with its time limits (Celery is untyped)."""
+    register: Callable[[F], F] = app.task(
+        name=name.value, time_limit=limit, soft_time_limit=limit - 10
+    )
+    return register
+
+
+def _publish_now(factory: sessionmaker[Session]) -> None:
+    try:
+        relay.drain(factory, relay.celery_publisher(app))
+    except relay.BrokerUnavailable as exc:  # the relay publishes them once it can
+        log.warning("left outbox rows for the relay: %s", exc)
+
+
+@_task(Task.SCHEDULE)
+def schedule(run_id: str | None = None) -> int:
+    """Accept the run (every pending run when none is named) and run an admission pass."""
+    ctx = context()
+    result = scheduler.run_pass(ctx.factory, ctx.settings, [run_id] if run_id else None)
+    if result.admitted:
+        _publish_now(ctx.factory)
+    return len(result.admitted)
+
+
+@_task(Task.LAUNCH, LAUNCH_LIMIT)
+def launch(run_id: str, attempt: int) -> str:
+    return launch_attempt(context(), run_id, attempt)
+
+
+@_task(Task.STOP)
+def stop(run_id: str, attempt: int | None = None) -> bool:
+    """Stop a cancelled run; if its grace period is still running, the reconciler finishes it."""
+    return stop_run(context(), run_id)
+
+
+@_task(Task.RECONCILE)
+def reconcile() -> int:
+    """One reconciler pass; then, if attempts ended, an admission pass for what they freed."""
+    if not _reconciling.acquire(blocking=False):
+        return 0  # this process is already reconciling; a second pass would only repeat it
+    try:
+        ctx = context()
+        summary = reconcile_once(ctx)
+        if summary.settled:
+            schedule()
+        _publish_now(ctx.factory)  # launches the pass re-drove
+        return summary.settled
+    finally:
+        _reconciling.release()
+
+
+@_task(Task.PRUNE)
+def prune_outbox() -> int:
+    with db.session_scope(context().factory) as session:
+        return outbox.prune(session, utcnow() - OUTBOX_KEEP)
