@@ -10,9 +10,13 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 
+# The demo's example trains with PyTorch. Pinned here, for development and CI only, to the CPU
+# build (an unpinned torch pulls a multi-GB CUDA build); users' extras keep a normal range.
+TORCH  := torch==2.13.0
+
 # Reinstall only when the dependency lists change.
 $(VENV)/.installed: $(BIN)/python pyproject.toml sdk/pyproject.toml
-	$(PIP) install -q -e . -e './sdk[cli]'
+	$(PIP) install -q -e . -e './sdk[cli]' '$(TORCH)'
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
@@ -22,7 +26,7 @@ $(VENV)/.installed-test: $(VENV)/.installed
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 
-## demo: install, start the embedded platform, bootstrap an org and key, submit and list a run
+## demo: install, start the embedded platform, train examples/train_tiny.py as a run, stop
 demo: install
 	$(BIN)/python scripts/demo.py
 
@@ -45,13 +49,16 @@ imports:
 unit:
 	$(BIN)/pytest -q
 
-## serve: the embedded platform on http://127.0.0.1:8000 (SQLite under ./.trainport)
+## serve: the embedded platform (API, worker, beat, relay) on http://127.0.0.1:8000, data in
+## ./.trainport; Ctrl-C stops it all
 serve: install
-	$(BIN)/python -m api.admin migrate
-	$(BIN)/uvicorn api.main:app --host 127.0.0.1 --port 8000
+	$(BIN)/trainport server --host 127.0.0.1 --port 8000
 
+## bench: seed 100k and 1M runs into trainport_bench and load the API with wrk (see bench/README.md)
 bench: install-test services
-	$(BIN)/python bench/api_bench.py
+	@command -v wrk >/dev/null || apt-get install -y -q wrk >/dev/null || \
+		{ echo "bench needs wrk: apt-get install wrk"; exit 1; }
+	$(BIN)/python -m bench.api_bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .trainport .pytest_cache .mypy_cache .ruff_cache .hypothesis

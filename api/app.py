@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -10,10 +11,26 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from api import openapi, problems
-from api.middleware import BodyLimitMiddleware, NulGuardMiddleware, RequestIdMiddleware
-from api.routers import health, logs, quotas, runs, tenants
+from api.middleware import (
+    BodyLimitMiddleware,
+    BodyRule,
+    NulGuardMiddleware,
+    RequestIdMiddleware,
+)
+from api.routers import (
+    checkpoints,
+    datasets,
+    health,
+    logs,
+    metrics,
+    provenance,
+    quotas,
+    runs,
+    tenants,
+)
 from core import db
-from core.notify import PostgresListener
+from core.metrics.schemas import MAX_METRICS_BODY_BYTES
+from core.notify import PostgresListener, SqliteVersionWatcher
 from core.settings import Settings, get_settings
 
 API_VERSION = "0.1.0"
@@ -23,18 +40,35 @@ def _operation_id(route: APIRoute) -> str:
     return route.name
 
 
+def _change_listener(settings: Settings) -> PostgresListener | SqliteVersionWatcher | None:
+    if not settings.is_sqlite:
+        return PostgresListener(settings.database_url)
+    in_memory = settings.database_url.rstrip("/").endswith((":memory:", "sqlite:"))
+    return None if in_memory else SqliteVersionWatcher(settings.database_url)
+
+
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
-    listener = None if settings.is_sqlite else PostgresListener(settings.database_url)
+    listener = _change_listener(settings)
     if listener is not None:
-        listener.start()  # other API processes' changes wake this process's long polls
+        listener.start()  # other processes' changes wake this process's long polls
     try:
         yield
     finally:
         if listener is not None:
             listener.stop()
         app.state.engine.dispose()
+
+
+def _body_rules(settings: Settings) -> list[BodyRule]:
+    """Metric batches are larger than other bodies; dataset uploads stream through unbuffered."""
+    return [
+        BodyRule(re.compile(r"/v1/runs/[^/]+/metrics"), MAX_METRICS_BODY_BYTES),
+        BodyRule(
+            re.compile(r"/v1/datasets/[^/]+/versions"), settings.max_upload_bytes, streamed=True
+        ),
+    ]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -52,7 +86,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sessionmaker = db.make_sessionmaker(app.state.engine)
     problems.install(app)
     openapi.document_problems(app)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware, max_bytes=settings.max_body_bytes, rules=_body_rules(settings)
+    )
     app.add_middleware(NulGuardMiddleware)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health.router)
@@ -60,4 +96,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(logs.router)
     app.include_router(tenants.router)
     app.include_router(quotas.router)
+    app.include_router(metrics.router)
+    app.include_router(checkpoints.router)
+    app.include_router(datasets.router)
+    app.include_router(provenance.router)
     return app

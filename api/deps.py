@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from core.db import session_scope
 from core.settings import Settings
+from core.tenants import run_tokens
 from core.tenants.schemas import Principal
 from core.tenants.service import authenticate
 
@@ -47,3 +48,21 @@ def get_caller(
 
 
 Caller = Annotated[Principal, Depends(get_caller)]
+
+
+def get_run_caller(
+    session: SessionDep,
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """An API key, or a run token (`tpr_...`) on the routes a run's own processes call."""
+    secret = credentials.credentials if credentials else None
+    if secret is None or not run_tokens.looks_like_run_token(secret):
+        return get_caller(session, settings, credentials)
+    caller = run_tokens.authenticate(session, settings.secret_key.get_secret_value(), secret)
+    session.commit()  # as in get_caller: hand the connection back before the route's work
+    return caller
+
+
+# Routes that a run's processes call with their run token (docs/runtime-api.md, section 2).
+RunCaller = Annotated[Principal, Depends(get_run_caller)]

@@ -1,8 +1,11 @@
-"""Pure-ASGI middleware: a request id on every exchange, and a cap on request body size."""
+"""Pure-ASGI middleware: a request id on every exchange, and caps on request body size."""
 
 from __future__ import annotations
 
+import re
 import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
 from starlette.datastructures import MutableHeaders
@@ -11,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.problems import problem
 from core.errors import FieldError
+from core.storage.base import PayloadTooLarge
 
 
 class RequestIdMiddleware:
@@ -70,17 +74,23 @@ class BodyLimitMiddleware:
     oversized stream is refused before any handler sees a byte of it.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, rules: Sequence[BodyRule] = ()) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.rules = tuple(rules)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in {"GET", "HEAD", "OPTIONS"}:
             await self.app(scope, receive, send)
             return
+        rule = next((r for r in self.rules if r.path.fullmatch(scope["path"])), None)
+        limit = rule.max_bytes if rule else self.max_bytes
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            await self._reject(scope, receive, send)
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            await self._reject(scope, receive, send, limit)
+            return
+        if rule is not None and rule.streamed:
+            await self.app(scope, _counted(receive, limit), send)
             return
         chunks: list[bytes] = []
         size = 0
@@ -90,8 +100,8 @@ class BodyLimitMiddleware:
                 return  # the client went away
             chunks.append(message.get("body", b""))
             size += len(chunks[-1])
-            if size > self.max_bytes:
-                await self._reject(scope, receive, send)
+            if size > limit:
+                await self._reject(scope, receive, send, limit)
                 return
             if not message.get("more_body", False):
                 break
@@ -106,12 +116,36 @@ class BodyLimitMiddleware:
 
         await self.app(scope, replay, send)
 
-    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _reject(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
         response = problem(
             413,
             "payload_too_large",
             "Payload too large",
-            f"Request bodies are limited to {self.max_bytes} bytes.",
+            f"Request bodies are limited to {limit} bytes.",
             Request(scope),
         )
         await response(scope, receive, send)
+
+
+@dataclass(frozen=True)
+class BodyRule:
+    """Another body limit for the POSTs whose path matches; `streamed` ones are not buffered."""
+
+    path: re.Pattern[str]
+    max_bytes: int
+    streamed: bool = False  # uploads: passed through as they arrive, counted on the way
+
+
+def _counted(receive: Receive, limit: int) -> Receive:
+    """`receive`, raising PayloadTooLarge (a 413 from the route) once past `limit` bytes."""
+    size = 0
+
+    async def counting() -> Message:
+        nonlocal size
+        message = await receive()
+        size += len(message.get("body", b""))
+        if size > limit:
+            raise PayloadTooLarge(limit)
+        return message
+
+    return counting

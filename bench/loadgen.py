@@ -43,6 +43,7 @@ class Latency:
     p50_ms: float
     p99_ms: float
     count: int
+    batch_p99_ms: list[float]  # the p99 of each batch: how much other load moved the tail
 
 
 LUA = r"""
@@ -101,19 +102,19 @@ def _lua_specs(requests: list[Request]) -> str:
     return "{\n" + ",\n".join(rows) + "\n}"
 
 
-def run_wrk(port: int, requests: list[Request], seconds: float, connections: int) -> Throughput:
+def run_wrk(port: int, requests: list[Request], seconds: int, connections: int) -> Throughput:
     """Drive `requests` round-robin for `seconds` over `connections` keep-alive connections."""
     with tempfile.TemporaryDirectory(prefix="tp-wrk-") as tmp:
         script = Path(tmp) / "scenario.lua"
         script.write_text(LUA % {"specs": _lua_specs(requests)})
         command = [
-            "wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "10s",
+            "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s",
             "-s", str(script), f"http://127.0.0.1:{port}",
         ]  # fmt: skip
-        out = subprocess.run(
-            command, capture_output=True, text=True, timeout=seconds + 60, check=True
-        ).stdout
-    line = next(x for x in out.splitlines() if x.startswith("WRKJSON "))
+        done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60)
+    line = next((x for x in done.stdout.splitlines() if x.startswith("WRKJSON ")), None)
+    if done.returncode or line is None:
+        raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr or done.stdout}")
     data = json.loads(line.removeprefix("WRKJSON "))
     return Throughput(
         rps=data["requests"] / (data["duration_us"] / 1e6),
@@ -132,8 +133,21 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[rank - 1]
 
 
-def sequential(port: int, requests: list[Request], count: int, expect: int = 200) -> Latency:
-    """Send `count` requests one after another on one connection; the client-seen latency."""
+def sequential(
+    port: int, requests: list[Request], count: int, batches: int = 1, expect: int = 200
+) -> Latency:
+    """`batches` x `count` requests one after another on one connection; percentiles of all."""
+    timings = [_timed(port, requests, count, expect) for _ in range(batches)]
+    pooled = [t for batch in timings for t in batch]
+    return Latency(
+        percentile(pooled, 50),
+        percentile(pooled, 99),
+        len(pooled),
+        [percentile(batch, 99) for batch in timings],
+    )
+
+
+def _timed(port: int, requests: list[Request], count: int, expect: int) -> list[float]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     timings: list[float] = []
     try:
@@ -148,4 +162,4 @@ def sequential(port: int, requests: list[Request], count: int, expect: int = 200
                 raise RuntimeError(f"{r.method} {r.path} answered {response.status}, not {expect}")
     finally:
         conn.close()
-    return Latency(percentile(timings, 50), percentile(timings, 99), len(timings))
+    return timings

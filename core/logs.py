@@ -11,7 +11,6 @@ Standard library only: the local executor's shim imports this module on every pr
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import threading
@@ -162,6 +161,8 @@ class LogStore:
     async def _follow(
         self, file: IO[bytes], ref: LogRef, is_over: Callable[[], Awaitable[bool]] | None
     ) -> AsyncIterator[bytes]:
+        import asyncio  # here, not at the top: every rank's shim imports this module at start
+
         partial = b""
         polls_per_check = max(1, round(self.over_interval / self.poll_interval))
         polls = 0
@@ -184,6 +185,8 @@ class LogStore:
 
 async def _copy_upto(file: IO[bytes], end: int) -> AsyncIterator[bytes]:
     """Stream from the current position to `end` (the size when reading began)."""
+    import asyncio  # see _follow
+
     remaining = end - file.seek(0, os.SEEK_CUR)
     while remaining > 0:
         chunk = await asyncio.to_thread(file.read, min(CHUNK_BYTES, remaining))

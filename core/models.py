@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     DateTime,
+    Double,
     ForeignKey,
     Index,
     Integer,
@@ -127,6 +128,24 @@ class Run(Base):
     attempts: Mapped[list[RunAttempt]] = relationship(
         lazy="selectin", order_by="RunAttempt.attempt", viewonly=True
     )
+    # What the run's runtime last reported (heartbeats, metrics): RunOut's progress fields.
+    training: Mapped[RunProgress | None] = relationship(lazy="selectin", viewonly=True)
+
+    @property
+    def progress(self) -> dict[str, Any] | None:
+        return self.training.progress if self.training else None
+
+    @property
+    def latest_metrics(self) -> dict[str, float]:
+        return self.training.latest_values if self.training else {}
+
+    @property
+    def estimated_finish(self) -> datetime | None:
+        return self.training.estimated_finish if self.training else None
+
+    @property
+    def last_heartbeat_at(self) -> datetime | None:
+        return self.training.last_heartbeat_at if self.training else None
 
 
 class RunLabel(Base):
@@ -243,6 +262,11 @@ class RunAttempt(Base):
     reason: Mapped[str | None] = mapped_column(String(40), default=None)
     message: Mapped[str | None] = mapped_column(Text, default=None)
     where: Mapped[str] = mapped_column(String(255), default="")
+    # The runtime's view (migration 0003): the highest step it reported, the step it resumed
+    # from, and the work lost since the previous attempt's last report.
+    last_step: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    resumed_from_step: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    steps_lost: Mapped[int | None] = mapped_column(BigInteger, default=None)
 
 
 class OutboxMessage(Base):
@@ -278,3 +302,143 @@ class TaskDelivery(Base):
     deliveries: Mapped[int] = mapped_column(Integer, default=0)
     completed_at: Mapped[datetime | None] = mapped_column(default=None)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# -- training (migration 0003): datasets, metrics, progress, checkpoints, provenance -------------
+
+
+class Dataset(Base):
+    __tablename__ = "datasets"
+    __table_args__ = (UniqueConstraint("org_id", "name", name="uq_datasets_org_id_name"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(63))
+    description: Mapped[str] = mapped_column(String(1000), default="")
+    created_by: Mapped[str | None] = mapped_column(String(40), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DatasetVersion(Base):
+    """An immutable set of files, named by its content digest; `files` is its manifest."""
+
+    __tablename__ = "dataset_versions"
+    __table_args__ = (
+        UniqueConstraint("dataset_id", "version", name="uq_dataset_versions_dataset_id_version"),
+        UniqueConstraint("dataset_id", "digest", name="uq_dataset_versions_dataset_id_digest"),
+        Index("ix_dataset_versions_org_id_digest", "org_id", "digest"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    org_id: Mapped[str] = mapped_column(String(40))
+    version: Mapped[int] = mapped_column(Integer)
+    digest: Mapped[str] = mapped_column(String(71))
+    file_count: Mapped[int] = mapped_column(Integer)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    uri: Mapped[str] = mapped_column(Text)
+    # The org-scoped store key of the files, or null when they live at an external `source`.
+    storage_key: Mapped[str | None] = mapped_column(Text, default=None)
+    source: Mapped[str | None] = mapped_column(Text, default=None)
+    files: Mapped[list[Any]] = mapped_column(JSONDocument)
+    created_by: Mapped[str | None] = mapped_column(String(40), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RunDataset(Base):
+    """A dataset version pinned on a run at admission, under the dataset's name."""
+
+    __tablename__ = "run_datasets"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    dataset_version_id: Mapped[str] = mapped_column(
+        ForeignKey("dataset_versions.id", ondelete="CASCADE")
+    )
+    version: Mapped[int] = mapped_column(Integer)
+    digest: Mapped[str] = mapped_column(String(71))
+
+
+class MetricPoint(Base):
+    __tablename__ = "metric_points"
+    __table_args__ = (Index("ix_metric_points_run_id_name_step", "run_id", "name", "step"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(64))
+    step: Mapped[int] = mapped_column(BigInteger)
+    value: Mapped[float] = mapped_column(Double)
+    time: Mapped[float] = mapped_column(Double)
+
+
+class RunProgress(Base):
+    """The latest report of a run's runtime: step, total, heartbeat, last value per metric."""
+
+    __tablename__ = "run_progress"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    step: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    total_steps: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    # {name: [step, value]}: the value at the highest step seen per metric
+    latest: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    last_heartbeat_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Where this attempt's step rate is measured from (for estimated_finish).
+    rate_step: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    rate_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    @property
+    def progress(self) -> dict[str, Any] | None:
+        if self.step is None:
+            return None
+        fraction = None
+        if self.total_steps:
+            fraction = min(max(self.step / self.total_steps, 0.0), 1.0)
+        return {"step": self.step, "total_steps": self.total_steps, "fraction": fraction}
+
+    @property
+    def latest_values(self) -> dict[str, float]:
+        return {name: float(pair[1]) for name, pair in (self.latest or {}).items()}
+
+    @property
+    def estimated_finish(self) -> datetime | None:
+        """The last heartbeat plus the remaining steps at this attempt's step rate."""
+        seen, since = self.last_heartbeat_at, self.rate_at
+        if seen is None or since is None:
+            return None
+        if self.step is None or self.total_steps is None or self.rate_step is None:
+            return None
+        done = self.step - self.rate_step
+        elapsed = (seen - since).total_seconds()
+        if done <= 0 or elapsed <= 0:
+            return None
+        remaining = max(self.total_steps - self.step, 0)
+        return seen + timedelta(seconds=remaining * elapsed / done)
+
+
+class Checkpoint(Base):
+    """A committed checkpoint the runtime registered: one per (run, step)."""
+
+    __tablename__ = "checkpoints"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    step: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    org_id: Mapped[str] = mapped_column(String(40))
+    attempt: Mapped[int] = mapped_column(Integer)
+    path: Mapped[str] = mapped_column(String(255))
+    files: Mapped[list[Any]] = mapped_column(JSONDocument)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    metrics: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RunProvenance(Base):
+    """The part of a run's provenance record frozen when it first starts."""
+
+    __tablename__ = "run_provenance"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    org_id: Mapped[str] = mapped_column(String(40))
+    record: Mapped[dict[str, Any]]
+    frozen_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -3,13 +3,17 @@
 A transaction that changes a run records the run id on its session. On commit the ids are
 published to this process's hub; on PostgreSQL they also go out as `NOTIFY`, delivered by the
 database only once the transaction commits, and every API process's listener thread feeds them
-to its own hub. Waiters are asyncio events, so a waiting client holds no database connection.
+to its own hub. On SQLite (the embedded mode) nothing carries notifications between processes,
+so a watcher thread reads the global run version every few milliseconds instead and wakes every
+waiter when it moves. Waiters are asyncio events, so a waiting client holds no database connection.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import sqlite3
 import threading
 from collections import defaultdict
 from collections.abc import Iterable
@@ -125,3 +129,46 @@ class PostgresListener:
                 ids = [n.payload for n in conn.notifies(timeout=1.0)]
                 if ids:
                     self._hub.publish(ids)
+
+
+class SqliteVersionWatcher:
+    """The embedded mode's LISTEN: wakes this process's waiters on changes made by other ones.
+
+    A daemon thread reads the `runs` version counter every `interval` seconds on a read-only
+    connection of its own (WAL: it never waits for a writer, nor makes one wait) and, when the
+    value moved, wakes every waiter to re-check its run. So a change committed by the embedded
+    workers reaches a long poll within one interval.
+    """
+
+    def __init__(self, database_url: str, interval: float = 0.1, target: ChangeHub = hub) -> None:
+        self._uri = f"file:{make_url(database_url).database}?mode=ro"
+        self._interval = interval
+        self._hub = target
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="trainport-watch", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        seen: int | None = None
+        while not self._stop.wait(self._interval):
+            try:
+                with contextlib.closing(sqlite3.connect(self._uri, uri=True)) as conn:
+                    seen = self._watch(conn, seen)
+            except sqlite3.Error as exc:  # no file or no schema yet: try again next interval
+                log.debug("version watcher cannot read the database (%s)", exc)
+
+    def _watch(self, conn: sqlite3.Connection, seen: int | None) -> int | None:
+        while not self._stop.is_set():
+            row = conn.execute("SELECT value FROM version_counters WHERE name = 'runs'").fetchone()
+            version = None if row is None else int(row[0])
+            if version != seen:
+                self._hub.wake_all()
+                seen = version
+            self._stop.wait(self._interval)
+        return seen

@@ -9,10 +9,18 @@ from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_STATE_DIR = Path(".trainport")
+
+
+DEVELOPMENT_SECRET_KEY = "trainport-development-secret-key"  # noqa: S105 (refused in production)
+
+
+class StorageBackend(StrEnum):
+    LOCAL = "local"
+    S3 = "s3"
 
 
 class Environment(StrEnum):
@@ -80,6 +88,78 @@ class Settings(BaseSettings):
     cancel_grace_seconds: float = Field(
         default=10.0, ge=0, le=3600, description="SIGTERM to SIGKILL delay when stopping a run"
     )
+    worker_shutdown_grace_seconds: float = Field(
+        default=10.0, ge=0, le=600, description="After SIGTERM, how long tasks may finish"
+    )
+    # The Kubernetes executor (issue 4).
+    kubernetes_namespace: str = Field(
+        default="trainport-runs", description="Training namespace; `{org}` makes one per org"
+    )
+    kubernetes_kubeconfig: Path | None = Field(
+        default=None, description="kubeconfig file; empty: in-cluster, else ~/.kube/config"
+    )
+    kubernetes_context: str | None = Field(default=None, description="kubeconfig context")
+    kubernetes_default_image: str | None = Field(
+        default=None, description="Image for runs whose spec names none"
+    )
+    kubernetes_gpu_resource: str = Field(
+        default="nvidia.com/gpu", description="Extended resource that counts GPUs"
+    )
+    kubernetes_gpu_type_label: str = Field(
+        default="nvidia.com/gpu.product", description="Node label carrying the GPU type"
+    )
+    kubernetes_tolerations: list[dict[str, str]] = Field(
+        default_factory=list, description="Tolerations added to every training pod"
+    )
+    kubernetes_image_pull_secrets: list[str] = Field(
+        default_factory=list, description="Secret names for pulling training images"
+    )
+    kubernetes_priority_classes: dict[str, str] = Field(
+        default_factory=dict, description='PriorityClass per run priority, e.g. {"high": "x"}'
+    )
+    kubernetes_queue_name: str | None = Field(
+        default=None, description="Kueue LocalQueue (label kueue.x-k8s.io/queue-name)"
+    )
+    kubernetes_rendezvous_port: int = Field(default=29500, ge=1, le=65535)
+    kubernetes_secret_name: str = Field(
+        default="trainport-run-secrets", description="Secret whose keys `{secret: NAME}` names"
+    )
+    kubernetes_checkpoint_claim: str | None = Field(
+        default=None, description="PVC mounted at /checkpoints, one sub-folder per run"
+    )
+    kubernetes_unschedulable_seconds: float = Field(
+        default=600.0, gt=0, description="How long a pod may stay unschedulable before failing"
+    )
+    kubernetes_ttl_seconds_after_finished: int = Field(default=3600, ge=0)
+    kubernetes_request_timeout_seconds: float = Field(default=30.0, gt=0)
+    kubernetes_watch_timeout_seconds: int = Field(default=300, ge=1, le=3600)
+    kubernetes_resync_seconds: float = Field(
+        default=300.0, gt=0, description="How often the executor re-lists everything"
+    )
+
+    # Training: run tokens, provenance signing and object storage (issue 5).
+    secret_key: SecretStr = Field(
+        default=SecretStr(DEVELOPMENT_SECRET_KEY),
+        description="Signs run tokens and provenance records; production refuses the default",
+    )
+    storage_backend: StorageBackend = StorageBackend.LOCAL
+    storage_dir: Path | None = Field(
+        default=None, description="Local object store root; empty means <state_dir>/storage"
+    )
+    s3_bucket: str = Field(default="", description="Bucket of the S3 object store")
+    s3_prefix: str = Field(default="", description="Key prefix inside the bucket, e.g. trainport/")
+    s3_endpoint_url: str | None = Field(
+        default=None, description="S3-compatible endpoint (MinIO, Ceph, R2); empty means AWS"
+    )
+    s3_region: str | None = None
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    s3_multipart_threshold_bytes: int = Field(default=64 * 2**20, ge=5 * 2**20)
+    s3_multipart_chunk_bytes: int = Field(default=16 * 2**20, ge=5 * 2**20)
+    presigned_url_seconds: int = Field(default=900, ge=1, le=7 * 24 * 3600)
+    max_upload_bytes: int = Field(
+        default=10 * 2**30, ge=1024, description="Largest dataset upload through the API"
+    )
 
     @model_validator(mode="after")
     def _production_needs_a_server_database(self) -> Settings:
@@ -87,6 +167,19 @@ class Settings(BaseSettings):
         if self.environment is Environment.PRODUCTION and self.is_sqlite:
             raise ValueError("TRAINPORT_DATABASE_URL must point at PostgreSQL in production")
         return self
+
+    @model_validator(mode="after")
+    def _production_needs_a_secret_key(self) -> Settings:
+        if (
+            self.environment is Environment.PRODUCTION
+            and self.secret_key.get_secret_value() == DEVELOPMENT_SECRET_KEY
+        ):
+            raise ValueError("TRAINPORT_SECRET_KEY must be set (not the default) in production")
+        return self
+
+    @property
+    def storage_root(self) -> Path:
+        return self.storage_dir or self.state_dir / "storage"
 
     @property
     def is_sqlite(self) -> bool:

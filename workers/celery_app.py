@@ -10,8 +10,10 @@ Delivery: JSON only, no result backend (tasks write their results to the databas
 with `task_reject_on_worker_lost` (a task whose worker dies is redelivered, never lost), one
 message prefetched at a time. Redis redelivers an unacknowledged message only after its
 visibility timeout, so that timeout is longer than any task's hard time limit: a slow task is
-never handed to a second worker while it still runs. Every beat entry carries `expires`, so a
-backlog of periodic messages built up while workers were away is dropped, not replayed.
+never handed to a second worker while it still runs; a worker told to stop (SIGTERM) gives its
+running tasks `worker_shutdown_grace_seconds`, then requeues the rest (workers/shutdown.py).
+Every beat entry carries `expires`, so a backlog of periodic messages built up while workers
+were away is dropped, not replayed.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from kombu.transport import sqlalchemy as sqla_transport
 
 from core.outbox import Task
 from core.settings import Settings, get_settings
+from workers.shutdown import bound_warm_shutdown
 
 TASK_TIME_LIMIT = 300  # seconds; the longest any task may run before it is killed
 VISIBILITY_TIMEOUT = 3600  # seconds; must stay above every task's time limit
@@ -89,3 +92,4 @@ def create_celery(settings: Settings | None = None) -> Celery:
 
 
 app = create_celery()
+bound_warm_shutdown(get_settings().worker_shutdown_grace_seconds)

@@ -1,4 +1,4 @@
-"""The embedded workers: a Celery worker, beat and the outbox relay in one process tree.
+"""The embedded workers: a Celery worker, beat and the outbox relay, in one process.
 
 Run it beside the API with the same `TRAINPORT_*` settings (no broker URL needed: the broker is
 a SQLite file under the state directory):
@@ -7,34 +7,35 @@ a SQLite file under the state directory):
     python -m workers.embedded --concurrency 8    # more tasks at once (threads)
     python -m workers.embedded --no-migrate       # the schema is already current
 
-The main process runs the relay (outbox → broker) in a thread and supervises one child:
-`celery worker --pool threads --beat` (beat as its own small process). SIGINT or SIGTERM stops
-the relay and gives the worker a warm shutdown. Training processes are not children of the
-worker (each rank runs in its own session), so they survive a restart and are re-adopted.
+Everything runs in one process, to keep the platform small (issue 3 asks for at most 300 MB
+with the API): the Celery worker (`--pool threads`) in the main thread, beat and the relay in
+threads beside it. SIGINT or SIGTERM is Celery's warm shutdown (bounded: see
+workers/shutdown.py); the relay and beat stop once the worker has. Training processes are not
+children of the worker's session (each rank runs in its own), so they survive a restart and are
+re-adopted.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import signal
-import subprocess
 import sys
 import threading
+
+from celery.beat import EmbeddedService
 
 from core import migrate
 from core.settings import Settings, get_settings
 from workers.celery_app import app
 from workers.relay import Relay, celery_publisher
 
-SHUTDOWN_SECONDS = 30.0
+RELAY_STOP_SECONDS = 5.0
 log = logging.getLogger("trainport.embedded")
 
 
-def worker_command(settings: Settings, concurrency: int) -> list[str]:
+def worker_argv(settings: Settings, concurrency: int) -> list[str]:
     return [
-        sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker",
-        "--pool", "threads", "--concurrency", str(concurrency), "--beat",
+        "worker", "--pool", "threads", "--concurrency", str(concurrency),
         "--queues", settings.celery_queue, "--loglevel", settings.log_level.upper(),
         # Gossip, mingle and heartbeats are broadcasts the serverless broker cannot carry.
         "--without-gossip", "--without-mingle", "--without-heartbeat",
@@ -42,38 +43,21 @@ def worker_command(settings: Settings, concurrency: int) -> list[str]:
 
 
 def run(settings: Settings, concurrency: int) -> int:
-    """Start the worker and the relay; return once the worker exits or a signal asks to stop."""
-    stop = threading.Event()
-    worker = subprocess.Popen(worker_command(settings, concurrency))  # noqa: S603 - our own argv
+    """Run the worker with beat and the relay beside it; return once the worker has stopped."""
     relay = Relay(settings, celery_publisher(app))
-
-    def watch_worker() -> None:
-        worker.wait()
-        stop.set()
-
-    threads = [
-        threading.Thread(target=relay.run, name="relay", daemon=True),
-        threading.Thread(target=watch_worker, name="watch-worker", daemon=True),
-    ]
-    for thread in threads:
-        thread.start()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
-    stop.wait()
-    relay.stop()
-    _shut_down(worker)
-    threads[0].join(timeout=5)
-    return worker.returncode or 0
-
-
-def _shut_down(worker: subprocess.Popen[bytes]) -> None:
-    if worker.poll() is None:
-        worker.send_signal(signal.SIGTERM)  # Celery's warm shutdown: finish the current task
-        try:
-            worker.wait(timeout=SHUTDOWN_SECONDS)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
+    beat = EmbeddedService(app, thread=True, schedule_filename=app.conf.beat_schedule_filename)
+    relay_thread = threading.Thread(target=relay.run, name="relay", daemon=True)
+    relay_thread.start()
+    beat.start()
+    try:
+        app.worker_main(worker_argv(settings, concurrency))
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else 1
+    finally:
+        beat.stop()
+        relay.stop()
+        relay_thread.join(timeout=RELAY_STOP_SECONDS)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

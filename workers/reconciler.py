@@ -32,6 +32,7 @@ from core.models import Cluster, Run, RunAttempt, TaskDelivery, utcnow
 from core.outbox import Task
 from core.runs.attempts import AttemptOutcome, Ending, close_attempt, mark_started, settle
 from core.runs.states import RunStatus, StatusReason, transition
+from core.runtime_env import launch_environment
 from core.settings import Settings
 from workers.executors.base import (
     AttemptObservation,
@@ -101,8 +102,8 @@ def _prepare_launch(
         )
         _fail(session, run, message)
         return "gave up"
-    env = {"TRAINPORT_API_URL": settings.public_url}
-    request = LaunchRequest(run.id, run.org_id, attempt, dict(run.spec), env)
+    env = launch_environment(session, run, attempt, settings)
+    request = LaunchRequest(run.id, run.org_id, attempt, dict(run.spec), env, run.project_id)
     return request, _kind(session, run_id, attempt)
 
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Header, Path, Query, Request, Response, status
 from pydantic import AwareDatetime
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import Caller, SessionDep, SettingsDep
+from api.deps import Caller, RunCaller, SessionDep, SettingsDep
 from api.etags import list_etag, matches, parse_if_match, run_etag
 from api.yaml_body import YamlBodyRoute
 from core.pagination import MAX_PAGE_SIZE
@@ -93,7 +93,7 @@ def list_runs(
 @router.get("/{run_id}", response_model=RunOut, responses=NOT_MODIFIED)
 async def get_run(
     run_id: RunId,
-    caller: Caller,
+    caller: RunCaller,
     session: SessionDep,
     settings: SettingsDep,
     response: Response,

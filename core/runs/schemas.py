@@ -36,6 +36,18 @@ class AttemptOut(BaseModel):
     exit_code: int | None
     reason: str | None
     message: str | None
+    resumed_from_step: int | None = Field(
+        default=None, description="the checkpoint step this attempt resumed from"
+    )
+    steps_lost: int | None = Field(
+        default=None, description="the previous attempt's last step minus the resumed step"
+    )
+
+
+class Progress(BaseModel):
+    step: int
+    total_steps: int | None
+    fraction: float | None
 
 
 class RunOut(BaseModel):
@@ -62,6 +74,14 @@ class RunOut(BaseModel):
     deleted: bool = Field(default=False, description="true only in the change feed, for tombstones")
     queue: QueueInfo | None = None
     attempts: list[AttemptOut] = Field(default_factory=list)
+    progress: Progress | None = Field(default=None, description="from the run's heartbeats")
+    latest_metrics: dict[str, float] = Field(
+        default_factory=dict, description="each metric's value at its highest step"
+    )
+    estimated_finish: datetime | None = Field(
+        default=None, description="at this attempt's step rate"
+    )
+    last_heartbeat_at: datetime | None = None
 
 
 class RunPage(BaseModel):

@@ -37,6 +37,8 @@ class Created:
 
 def get_run(session: Session, caller: Principal, run_id: str, *, for_update: bool = False) -> Run:
     """The caller's run; another org's (or another project's) run is exactly as missing."""
+    if caller.run_id is not None and caller.run_id != run_id:  # a run token sees its run only
+        raise NotFound(f"Run {run_id} was not found.")
     run = repository.get_run(session, caller.org_id, run_id, for_update=for_update)
     if run is None or (caller.project_id and run.project_id != caller.project_id):
         raise NotFound(f"Run {run_id} was not found.")

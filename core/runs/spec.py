@@ -138,6 +138,13 @@ class DataSpec(StrictModel):
     )
 
 
+class CodeRef(StrictModel):
+    """Where the training code came from, for the provenance record."""
+
+    repo: str = Field(min_length=1, max_length=512)
+    commit: str = Field(pattern=r"^[0-9a-fA-F]{7,64}$")
+
+
 class CheckpointSpec(StrictModel):
     every_steps: int | None = Field(default=None, ge=1, le=10_000_000)
     keep_last: int = Field(default=3, ge=1, le=100)
@@ -197,6 +204,7 @@ class RunSpec(StrictModel):
     data: DataSpec = Field(default_factory=DataSpec)
     labels: Labels = Field(default_factory=dict)
     checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)
+    code: CodeRef | None = Field(default=None, description="git repo and commit, for provenance")
 
     @model_validator(mode="after")
     def _command_or_recipe(self) -> RunSpec:

@@ -54,6 +54,7 @@ class StatusReason(StrEnum):
     MAX_DURATION_EXCEEDED = "max_duration_exceeded"
     RETRYING = "retrying"
     SYSTEM_ERROR = "system_error"
+    DATASET_UNAVAILABLE = "dataset_unavailable"  # a data.datasets reference resolved to nothing
 
 
 TERMINAL_STATUSES = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED})

@@ -1,5 +1,8 @@
 """The scheduler pass: accept pending runs into the queue, then admit what fits.
 
+Accepting a run pins the dataset versions its spec references (core/datasets/pinning.py); a
+reference that resolves to nothing fails the run with `dataset_unavailable`.
+
 Admission never over-commits a quota or a cluster, even with several schedulers racing: a pass
 first locks every cluster row (`SELECT ... FOR UPDATE`, in name order), then reads the ledger
 (the open attempts), plans, and writes its grants before it commits. A second pass waits on the
@@ -21,6 +24,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from core import outbox
+from core.datasets.pinning import pin_datasets
 from core.models import Run, utcnow
 from core.runs.attempts import Grant, open_attempt
 from core.runs.states import RunStatus, StatusReason, transition
@@ -46,7 +50,10 @@ def accept_pending(session: Session, run_ids: Sequence[str] | None = None) -> in
     accepted = 0
     for run in repository.lock_runs(session, RunStatus.PENDING, run_ids, ACCEPT_BATCH):
         why = fits_anywhere(Needs.of(run.spec), clusters) if clusters else None
-        if why is None:
+        unpinned = pin_datasets(session, run) if why is None else None
+        if unpinned is not None:
+            transition(session, run, RunStatus.FAILED, StatusReason.DATASET_UNAVAILABLE, unpinned)
+        elif why is None:
             transition(
                 session,
                 run,

@@ -43,6 +43,16 @@ from trainport.models import (
 from trainport.pagination import AsyncPage, SyncPage
 from trainport.retries import RetryPolicy
 from trainport.spec import RunSpec, SpecError
+from trainport.training_models import (
+    Checkpoint,
+    Dataset,
+    DatasetVersion,
+    Manifest,
+    Metrics,
+    MetricSeries,
+    Provenance,
+    Verdict,
+)
 
 __all__ = [
     "TERMINAL_STATUSES",
@@ -55,17 +65,24 @@ __all__ = [
     "AsyncPage",
     "AuthenticationError",
     "BadRequest",
+    "Checkpoint",
     "Client",
     "ConfigurationError",
     "Conflict",
+    "Dataset",
+    "DatasetVersion",
     "FieldError",
     "LogLine",
+    "Manifest",
     "Me",
+    "MetricSeries",
+    "Metrics",
     "NotFound",
     "Organization",
     "PermissionDenied",
     "PreconditionFailed",
     "Project",
+    "Provenance",
     "QuotaExceeded",
     "RateLimited",
     "RetryPolicy",
@@ -78,6 +95,7 @@ __all__ = [
     "SyncPage",
     "TrainportError",
     "ValidationError",
+    "Verdict",
     "WaitTimeout",
     "__version__",
 ]

@@ -40,6 +40,7 @@ class APIRequest:
     headers: Mapping[str, str] | None = None
     timeout: float | httpx.Timeout | None = None  # None: the client's default
     idempotent: bool = True
+    files: Any = None  # multipart parts, as httpx takes them; file objects are rewound on retry
 
 
 def segment(value: str) -> str:
@@ -104,6 +105,8 @@ class _Transport:
         }
         if call.json is not None:
             args["json"] = call.json
+        if call.files is not None:
+            args["files"] = call.files
         if isinstance(call.timeout, httpx.Timeout):
             args["timeout"] = call.timeout
         elif call.timeout is not None:

@@ -21,9 +21,13 @@ from trainport.models import Me
 from trainport.resources import (
     ApiKeys,
     AsyncApiKeys,
+    AsyncDatasets,
     AsyncProjects,
+    AsyncProvenanceResource,
     AsyncRuns,
+    Datasets,
     Projects,
+    ProvenanceResource,
     Runs,
 )
 from trainport.retries import RetryPolicy
@@ -75,6 +79,8 @@ class Client:
         self.runs = Runs(self._http)
         self.projects = Projects(self._http)
         self.api_keys = ApiKeys(self._http)
+        self.datasets = Datasets(self._http)
+        self.provenance = ProvenanceResource(self._http)
 
     @property
     def base_url(self) -> str:
@@ -126,6 +132,8 @@ class AsyncClient:
         self.runs = AsyncRuns(self._http)
         self.projects = AsyncProjects(self._http)
         self.api_keys = AsyncApiKeys(self._http)
+        self.datasets = AsyncDatasets(self._http)
+        self.provenance = AsyncProvenanceResource(self._http)
 
     @property
     def base_url(self) -> str:

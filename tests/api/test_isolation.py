@@ -25,6 +25,14 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("PATCH", "/v1/runs/{run_id}"): {"priority": "high"},
     ("PUT", "/v1/orgs/{org_id}/quota"): {"max_gpus": 1},
     ("PUT", "/v1/orgs/{org_id}/projects/{project}/quota"): {"max_gpus": 1},
+    ("POST", "/v1/runs/{run_id}/metrics"): {"points": []},
+    ("POST", "/v1/runs/{run_id}/heartbeat"): {},
+    ("POST", "/v1/runs/{run_id}/checkpoints"): {
+        "step": 1,
+        "path": "step-0000000001/",
+        "files": [],
+    },
+    ("POST", "/v1/datasets/{dataset}/versions"): {"source": "s3://bucket/prefix/"},
 }
 # How each kind of path id is filled: (the victim's object, an id that was never issued).
 MISSING = {
@@ -33,6 +41,9 @@ MISSING = {
     "project": new_id("prj"),
     "key_id": new_id("key"),
     "org_id": new_id("org"),
+    "dataset": "never-created-dataset",
+    "version": "sha256:" + "ab" * 32,
+    "step": "987654321",
 }
 
 
@@ -49,6 +60,9 @@ def orgs(client: TestClient) -> Orgs:
     victim, intruder = make_tenant(client), make_tenant(client)
     run = create_run(client, victim)
     create_run(client, intruder)
+    dataset = client.post(
+        "/v1/datasets", json={"name": f"victim-data-{run['id'][-6:]}"}, headers=victim.headers
+    ).json()
     extra = client.post(
         "/v1/api-keys", json={"name": "ci", "role": "member"}, headers=victim.headers
     ).json()
@@ -58,6 +72,9 @@ def orgs(client: TestClient) -> Orgs:
         "project": victim.project_id,
         "key_id": extra["id"],
         "org_id": victim.org_id,
+        "dataset": dataset["name"],
+        "version": "sha256:" + "ab" * 32,
+        "step": "987654321",
     }
     return Orgs(victim, intruder, ids, run["resource_version"])
 

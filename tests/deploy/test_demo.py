@@ -1,4 +1,7 @@
-"""`make demo` works on a fresh checkout: the script exits 0, lists its run, leaves no server."""
+"""`make demo` works on a fresh checkout: the embedded platform trains a real model and stops.
+
+The script runs as `make demo` runs it, in a subprocess, with its state in a temporary folder.
+"""
 
 from __future__ import annotations
 
@@ -13,25 +16,75 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_the_demo_submits_a_run_lists_it_and_stops_its_server(tmp_path: Path) -> None:
+def _processes_mentioning(text: str) -> list[str]:
+    """Live processes whose command line or environment names `text` (ours: same user)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            seen = (proc / "cmdline").read_bytes() + (proc / "environ").read_bytes()
+        except OSError:
+            continue  # gone meanwhile, or not ours to read
+        if text.encode() in seen:
+            found.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+    return found
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], Path]:
+    state_dir = tmp_path_factory.mktemp("demo")
     done = subprocess.run(
-        [sys.executable, "scripts/demo.py", "--state-dir", str(tmp_path)],
+        [sys.executable, "scripts/demo.py", "--state-dir", str(state_dir), "--steps", "200"],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=90,
+        timeout=110,
         check=False,
     )
+    return done, state_dir
+
+
+def test_the_demo_trains_the_example_to_success(
+    demo: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    done, state_dir = demo
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
-    run_id = re.search(r"==> GET /v1/runs/(run_[0-9a-z]{26})", out)
+    run_id = re.search(r"-> (run_[0-9a-z]{26}) pending", out)
     assert run_id is not None, out
-    listing = out.split("==> GET /v1/runs\n", 1)[1].split("==>", 1)[0].splitlines()
-    assert listing[0].split() == ["ID", "NAME", "STATUS", "CREATED"]
-    assert listing[1].split()[:3] == [run_id.group(1), "hello-trainport", "pending"]
-    assert "changed_since=1" in out
-    assert (tmp_path / "demo.db").exists()
-    port = re.search(r"Starting the API on (http://127\.0\.0\.1:\d+)", out)
-    assert port is not None
+    assert f"GET /v1/runs/{run_id.group(1)}/logs?attempt=1&follow=true" in out
+    losses = re.findall(r"Z stdout step +(\d+) +loss (\d+\.\d+)", out)
+    assert [step for step, _ in losses] == ["0", "50", "100", "150", "199"], out
+    assert float(losses[-1][1]) < float(losses[0][1])
+    assert re.search(r"^  status +succeeded$", out, flags=re.MULTILINE), out
+    assert "Failed to initialize NumPy" not in out
+    assert (state_dir / "trainport.db").exists()
+    assert (state_dir / "logs" / run_id.group(1)).is_dir()
+
+
+def test_the_demo_shows_the_attempt_and_every_event(
+    demo: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    out = demo[0].stdout
+    attempts = out.split("  attempts:\n", 1)[1].split("\n==>", 1)[0].splitlines()
+    assert attempts[0].split() == ["ATTEMPT", "WHERE", "STARTED", "ENDED", "OUTCOME", "EXIT",
+                                   "REASON"]  # fmt: skip
+    assert attempts[1].split()[0] == "1"
+    assert attempts[1].split()[-3:] == ["succeeded", "0", "completed"]
+    events = out.split("/events\n", 1)[1].split("\n==>", 1)[0].splitlines()
+    moves = [row.split()[2:4] for row in events[1:]]
+    assert moves == [["-", "pending"], ["pending", "queued"], ["queued", "starting"],
+                     ["starting", "running"], ["running", "succeeded"]]  # fmt: skip
+
+
+def test_the_demo_leaves_nothing_running_or_listening(
+    demo: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    done, state_dir = demo
+    assert "==> Stopped the API and the workers" in done.stdout
+    url = re.search(r"Starting the API on (http://127\.0\.0\.1:\d+)", done.stdout)
+    assert url is not None
     with pytest.raises(httpx.ConnectError):  # nothing listens there any more
-        httpx.get(f"{port.group(1)}/healthz", timeout=2)
+        httpx.get(f"{url.group(1)}/healthz", timeout=2)
+    assert _processes_mentioning(str(state_dir)) == []

@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 TRAINPORT_SERVICES = ("migrate", "api", "worker", "beat")
 NAMESPACES = {"trainport", "trainport-runs"}
 POD_OWNERS = {"Deployment", "Job"}
+CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding"}
 
 
 def _compose() -> dict[str, Any]:
@@ -152,7 +153,7 @@ def test_manifests_have_the_expected_kinds_in_our_namespaces() -> None:
     assert set(_of_kind("Namespace")) == NAMESPACES
     assert set(_of_kind("Deployment")) == {"trainport-api", "trainport-worker", "trainport-beat"}
     for manifest in _manifests():
-        if manifest["kind"] != "Namespace":
+        if manifest["kind"] not in CLUSTER_SCOPED:
             assert manifest["metadata"]["namespace"] in NAMESPACES, manifest["metadata"]
 
 
@@ -234,7 +235,24 @@ def test_only_the_worker_may_manage_jobs_pods_and_services_in_the_training_names
     worker = _of_kind("Deployment")["trainport-worker"]["spec"]["template"]["spec"]
     assert worker["serviceAccountName"] == "trainport-worker"
     assert _of_kind("ServiceAccount")["trainport"]["automountServiceAccountToken"] is False
-    assert not _of_kind("ClusterRole")
+    # The one cluster-wide grant: reading nodes, for the executor's inventory.
+    (node_reader,) = _of_kind("ClusterRole").values()
+    assert node_reader["rules"] == [
+        {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]}
+    ]
+    (node_binding,) = _of_kind("ClusterRoleBinding").values()
+    assert node_binding["subjects"] == binding["subjects"]
+
+
+def test_training_pods_are_denied_by_default_and_reach_only_ranks_dns_and_the_api() -> None:
+    policies = _of_kind("NetworkPolicy")
+    deny = policies["default-deny"]
+    assert deny["spec"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+    ranks = policies["training-ranks"]["spec"]
+    assert ranks["podSelector"]["matchLabels"] == {"app.kubernetes.io/managed-by": "trainport"}
+    assert [rule["from"][0]["podSelector"] for rule in ranks["ingress"]] == [ranks["podSelector"]]
+    ports = [port["port"] for rule in ranks["egress"] for port in rule.get("ports", [])]
+    assert ports == [53, 53, 8000]
 
 
 # README.md and docs/architecture.md

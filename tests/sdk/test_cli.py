@@ -231,7 +231,7 @@ def embedded_server(tmp_path: Path, config_file: Path) -> Iterator[tuple[str, di
     database = f"sqlite:///{tmp_path / 'embedded.db'}"
     server = subprocess.Popen(
         [str(TRAINPORT), "server", "--port", str(port), "--database-url", database,
-         "--bootstrap", "acme"],
+         "--state-dir", str(tmp_path / "state"), "--bootstrap", "acme"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -32,6 +32,7 @@ class LaunchRequest:
     attempt: int
     spec: dict[str, Any]
     env: dict[str, str] = field(default_factory=dict)
+    project_id: str = ""  # for the executor's labels; empty where unknown
 
 
 @dataclass(frozen=True)

@@ -36,9 +36,13 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
 from core.logs import LogStore
 from core.runs.states import StatusReason
@@ -83,6 +87,9 @@ class LocalExecutor:
         self.api_url = api_url
         self.grace_seconds = grace_seconds
         self._children: list[subprocess.Popen[bytes]] = []
+        # Called (from a thread of its own) when a shim this instance started exits, so the
+        # worker can settle the attempt now instead of at its next periodic pass.
+        self.on_shim_exit: Callable[[], object] | None = None
 
     def _files(self, run_id: str, attempt: int) -> AttemptFiles:
         self.log_store.ref(run_id, attempt, 0)  # validates the id before it becomes a path
@@ -161,6 +168,10 @@ class LocalExecutor:
         env["TRAINPORT_RUN_ID"] = request.run_id
         env["TRAINPORT_ATTEMPT"] = str(request.attempt)
         env["TRAINPORT_CHECKPOINT_DIR"] = str(files.checkpoints)
+        uri = env.get("TRAINPORT_CHECKPOINT_URI", "")
+        if uri.startswith("file://"):  # the run's one location (docs/runtime-api.md), same folder
+            env["TRAINPORT_CHECKPOINT_DIR"] = url2pathname(urlsplit(uri).path)
+            Path(env["TRAINPORT_CHECKPOINT_DIR"]).mkdir(parents=True, exist_ok=True)
         return env
 
     def _spawn(
@@ -170,7 +181,9 @@ class LocalExecutor:
         config_path.write_text(json.dumps(self._rank_config(files, request, rank)))
         with files.rank_file(rank, "shim.log").open("ab") as shim_log:
             child = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-                [sys.executable, "-m", "workers.executors.local_shim", str(config_path)],
+                # -S: no site-packages; the shim needs only the standard library and core.logs,
+                # and skipping `site` starts every rank sooner.
+                [sys.executable, "-S", "-m", "workers.executors.local_shim", str(config_path)],
                 cwd=PROJECT_ROOT,  # so `-m` finds our package even when it is not installed
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -179,6 +192,16 @@ class LocalExecutor:
                 start_new_session=True,  # survives the worker; its session id is its pid
             )
         self._children.append(child)
+        if self.on_shim_exit is not None:
+            threading.Thread(target=self._watch, args=(child,), daemon=True).start()
+
+    def _watch(self, child: subprocess.Popen[bytes]) -> None:
+        child.wait()
+        assert self.on_shim_exit is not None
+        try:
+            self.on_shim_exit()
+        except Exception:  # the periodic pass settles it instead; never kill the thread loudly
+            log.exception("settling after a shim exited failed")
 
     def _rank_config(
         self, files: AttemptFiles, request: LaunchRequest, rank: int

@@ -1,7 +1,8 @@
 """Which executor runs a cluster's work, built once per worker process from settings.
 
 A cluster row names its executor kind; `executor_for(kind)` returns the one instance this
-process uses for it. Only `local` exists today; the Kubernetes executor registers here next.
+process uses for it: `local` or `kubernetes` (built on first use, so a worker that never
+runs on a cluster never loads the Kubernetes client).
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ def _build(kind: str, settings: Settings) -> Executor:
             settings.public_url,
             settings.cancel_grace_seconds,
         )
+    if kind == "kubernetes":
+        from workers.executors.kubernetes import executor_from_settings
+
+        return executor_from_settings(settings)
     raise UnknownExecutor(f"no executor of kind {kind!r} in this worker")
 
 

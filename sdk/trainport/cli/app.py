@@ -14,7 +14,7 @@ import typer
 from rich.markup import escape
 
 from trainport._version import __version__
-from trainport.cli import profiles, runs, server
+from trainport.cli import datasets, profiles, runs, server, training
 from trainport.cli.context import ExitCode, err, state
 from trainport.errors import ConfigurationError, TrainportError
 from trainport.spec import SpecError
@@ -29,6 +29,8 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 runs.register(app)
+training.register(app)
+datasets.register(app)
 profiles.register(app)
 server.register(app)
 

@@ -1,16 +1,22 @@
 """`trainport server`: the embedded platform on this machine (SQLite under ./.trainport).
 
-It runs the server's own commands in the current interpreter, `python -m api.admin migrate`
-then `python -m uvicorn api.main:app`, as subprocesses: the SDK never imports server code, and
-needs the `trainport-server` distribution installed beside it.
+It runs the server's own commands in the current interpreter as subprocesses: `python -m
+api.admin migrate`, then the API (`python -m uvicorn api.main:app`) beside the embedded workers
+(`python -m workers.embedded`: Celery worker, beat and outbox relay). The SDK never imports
+server code, and needs the `trainport-server` distribution installed beside it. Each child runs
+in a process group of its own, so Ctrl-C reaches only this supervisor, which stops both
+children gracefully (SIGTERM, then SIGKILL to any group that outstays its grace period).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 from importlib.metadata import PackageNotFoundError, distribution
 from typing import Annotated
 
@@ -22,6 +28,7 @@ from trainport.config import ConfigFile
 from trainport.errors import ConfigurationError
 
 SERVER_DISTRIBUTION = "trainport-server"
+STOP_GRACE_SECONDS = 40.0  # the workers' warm shutdown lets a running task finish
 
 
 def register(app: typer.Typer) -> None:
@@ -75,19 +82,76 @@ def server(
         typer.Option("--bootstrap", metavar="ORG", help="create ORG and save its admin key"),
     ] = None,
     profile: Annotated[str, typer.Option("--profile", help="profile --bootstrap writes")] = "local",
+    state_dir: Annotated[
+        str | None,
+        typer.Option("--state-dir", help="broker, logs, attempts; default: $TRAINPORT_STATE_DIR"),
+    ] = None,
+    workers: Annotated[
+        bool, typer.Option("--workers/--no-workers", help="also run worker, beat and relay")
+    ] = True,
 ) -> None:
-    """Start the embedded platform: migrate the database, then serve the API."""
+    """Start the embedded platform: migrate the database, then the API and the workers."""
     _require_server()
     env = dict(os.environ)
     if database_url:
         env["TRAINPORT_DATABASE_URL"] = database_url
+    if state_dir:
+        env["TRAINPORT_STATE_DIR"] = state_dir
+    env.setdefault("TRAINPORT_PUBLIC_URL", f"http://{host}:{port}")  # where runs call back
     migrated = _admin(env, "migrate")
     if migrated.returncode != 0:
         err.print(f"[red]error:[/] migration failed:\n{escape(migrated.stderr.strip())}")
         raise typer.Exit(ExitCode.API_ERROR)
     if bootstrap:
         _bootstrap(env, bootstrap, f"http://{host}:{port}", profile)
-    err.print(f"Trainport API on http://{host}:{port} (Ctrl-C stops it)")
-    sys.stderr.flush()
     command = [sys.executable, "-m", "uvicorn", "api.main:app", "--host", host, "--port", str(port)]
-    os.execve(sys.executable, command, env)  # noqa: S606 - uvicorn takes over this process
+    if not workers:
+        err.print(f"Trainport API on http://{host}:{port} (Ctrl-C stops it)")
+        sys.stderr.flush()
+        os.execve(sys.executable, command, env)  # noqa: S606 - uvicorn takes over this process
+    err.print(f"Trainport on http://{host}:{port}: API, worker, beat and relay (Ctrl-C stops all)")
+    embedded = [sys.executable, "-m", "workers.embedded", "--no-migrate"]
+    if _supervise([command, embedded], env) != 0:
+        raise typer.Exit(ExitCode.API_ERROR)
+
+
+def _supervise(commands: list[list[str]], env: dict[str, str]) -> int:
+    """Run the commands side by side until one ends or a signal arrives; then stop them all.
+
+    Returns 0 after a requested stop, else the exit code of the child that ended first.
+    """
+    stop, requested = threading.Event(), threading.Event()
+
+    def on_signal(*_: object) -> None:
+        requested.set()
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, on_signal)
+    children = [
+        subprocess.Popen(argv, env=env, process_group=0)  # noqa: S603 - the server's own modules
+        for argv in commands
+    ]
+    for child in children:
+        threading.Thread(target=_wait_then_set, args=(child, stop), daemon=True).start()
+    stop.wait()
+    first_code = next((c.returncode for c in children if c.poll() is not None), 0)
+    _stop_all(children)
+    return 0 if requested.is_set() else (first_code or 1)
+
+
+def _wait_then_set(child: subprocess.Popen[bytes], stop: threading.Event) -> None:
+    child.wait()
+    stop.set()
+
+
+def _stop_all(children: list[subprocess.Popen[bytes]]) -> None:
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)  # uvicorn and the workers both stop gracefully
+    for child in children:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(timeout=STOP_GRACE_SECONDS)
+        with contextlib.suppress(ProcessLookupError):  # the group is empty: all stopped
+            os.killpg(child.pid, signal.SIGKILL)
+        child.wait()

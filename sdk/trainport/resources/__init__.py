@@ -1,7 +1,20 @@
 """The API's resources, one module each; every resource has a sync and an async twin."""
 
 from trainport.resources.api_keys import ApiKeys, AsyncApiKeys
+from trainport.resources.datasets import AsyncDatasets, Datasets
 from trainport.resources.projects import AsyncProjects, Projects
+from trainport.resources.provenance import AsyncProvenanceResource, ProvenanceResource
 from trainport.resources.runs import AsyncRuns, Runs
 
-__all__ = ["ApiKeys", "AsyncApiKeys", "AsyncProjects", "AsyncRuns", "Projects", "Runs"]
+__all__ = [
+    "ApiKeys",
+    "AsyncApiKeys",
+    "AsyncDatasets",
+    "AsyncProjects",
+    "AsyncProvenanceResource",
+    "AsyncRuns",
+    "Datasets",
+    "Projects",
+    "ProvenanceResource",
+    "Runs",
+]

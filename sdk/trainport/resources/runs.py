@@ -19,9 +19,9 @@ from trainport.errors import WaitTimeout
 from trainport.models import LogLine, Run, RunEvent
 from trainport.pagination import AsyncPage, SyncPage
 from trainport.resources import _run_calls as calls
-from trainport.resources._base import AsyncResource, SyncResource
 from trainport.resources._logs import LogFollower
 from trainport.resources._run_calls import LabelSelector, RunRef, SpecLike
+from trainport.resources.run_artifacts import AsyncRunArtifacts, RunArtifacts
 
 
 def poll_window(deadline: float | None, run: Run) -> int:
@@ -39,7 +39,7 @@ def _settled(run: Run, targets: frozenset[str]) -> bool:
     return run.status in targets or run.is_terminal
 
 
-class Runs(SyncResource):
+class Runs(RunArtifacts):
     def create(
         self,
         spec: SpecLike | None = None,
@@ -195,7 +195,7 @@ class Runs(SyncResource):
         return current
 
 
-class AsyncRuns(AsyncResource):
+class AsyncRuns(AsyncRunArtifacts):
     async def create(
         self,
         spec: SpecLike | None = None,

@@ -1,0 +1,29 @@
+"""`/v1/runs/{id}/provenance` and `/v1/provenance/verify`: the signed record, and checking one."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from api.deps import Caller, SessionDep, SettingsDep
+from api.routers.runs import RunId
+from api.routing import UnitOfWorkRoute
+from core.provenance import service
+from core.provenance.schemas import SignedRecord, Verdict, VerifyRequest
+
+router = APIRouter(tags=["provenance"], route_class=UnitOfWorkRoute)
+
+
+@router.get("/v1/runs/{run_id}/provenance", response_model=SignedRecord)
+def get_provenance(
+    run_id: RunId, caller: Caller, session: SessionDep, settings: SettingsDep
+) -> SignedRecord:
+    """What the run was made from and where each attempt ran, signed by the server."""
+    return service.signed_record(session, caller, settings, run_id)
+
+
+@router.post("/v1/provenance/verify", response_model=Verdict)
+def verify_provenance(
+    body: VerifyRequest, caller: Caller, session: SessionDep, settings: SettingsDep
+) -> Verdict:
+    """Whether a record is as this server signed it and, if given, the checkpoint is its run's."""
+    return service.verify(session, caller, settings, body)

@@ -1,0 +1,173 @@
+"""Checkpoint rules: the run's checkpoint location, registering a committed step, listing.
+
+The runtime writes `<location>/step-<step:010d>/` and its `COMMIT` marker last (so a folder
+without one is incomplete), then registers the step. Registration reads the marker back from
+storage — outside any transaction — checks it against the request, and records the marker's
+sha256, which provenance verification later matches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from pydantic import ValidationError
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from core.checkpoints import repository
+from core.checkpoints.schemas import (
+    COMMIT_MARKER,
+    MAX_COMMIT_BYTES,
+    CheckpointFile,
+    CheckpointIn,
+    CheckpointOut,
+    CommitDocument,
+    step_folder,
+)
+from core.datasets.schemas import FileEntry, check_path
+from core.errors import FieldError, InvalidInput, NotFound
+from core.models import Checkpoint, Run, utcnow
+from core.runs.service import get_run
+from core.settings import Settings
+from core.storage.backends import org_store
+from core.storage.base import ObjectNotFound, ObjectStore
+from core.tenants.schemas import Principal, Role
+
+
+@dataclass(frozen=True)
+class Registered:
+    checkpoint: Checkpoint
+    created: bool
+
+
+def location(settings: Settings, org_id: str, run_id: str) -> ObjectStore:
+    """Every attempt of a run writes its checkpoints here (TRAINPORT_CHECKPOINT_URI)."""
+    return org_store(settings, org_id).scoped(f"runs/{run_id}/checkpoints/")
+
+
+def run_for_registration(session: Session, caller: Principal, run_id: str) -> Run:
+    caller.require(Role.MEMBER)
+    return get_run(session, caller, run_id)
+
+
+def read_commit(settings: Settings, run: Run, body: CheckpointIn) -> bytes:
+    """The step's COMMIT marker, as stored (no transaction may be open: this is storage I/O)."""
+    if body.path != step_folder(body.step):
+        raise InvalidInput(
+            f"Checkpoint path must be {step_folder(body.step)!r} for step {body.step}.",
+            [FieldError("/path", "step-<step:010d>/")],
+        )
+    try:
+        return location(settings, run.org_id, run.id).read_bytes(
+            body.path + COMMIT_MARKER, MAX_COMMIT_BYTES
+        )
+    except ObjectNotFound:
+        raise InvalidInput(
+            f"{body.path}{COMMIT_MARKER} is missing: write the checkpoint, then its COMMIT "
+            "marker, then register it."
+        ).with_code("checkpoint_not_committed") from None
+
+
+def _check_commit(body: CheckpointIn, marker: bytes) -> None:
+    try:
+        commit = CommitDocument.model_validate_json(marker)
+    except ValidationError:
+        raise InvalidInput(f"{body.path}{COMMIT_MARKER} is not a valid COMMIT document.").with_code(
+            "checkpoint_not_committed"
+        ) from None
+    given = {(f.path, f.size, f.sha256) for f in body.files}
+    if commit.step != body.step or {(f.path, f.size, f.sha256) for f in commit.files} != given:
+        raise InvalidInput(
+            f"{body.path}{COMMIT_MARKER} names a different step or files than this request."
+        )
+    for entry in body.files:
+        check_path(entry.path)
+
+
+def register(
+    session: Session, caller: Principal, run_id: str, body: CheckpointIn, marker: bytes
+) -> Registered:
+    """Record the step (idempotent: the same COMMIT again answers the stored checkpoint)."""
+    _check_commit(body, marker)
+    run = run_for_registration(session, caller, run_id)
+    values = {
+        "org_id": run.org_id,
+        "attempt": caller.attempt or run.attempt,
+        "path": body.path,
+        "files": [f.model_dump() for f in body.files],
+        "size_bytes": sum(f.size for f in body.files),
+        "sha256": hashlib.sha256(marker).hexdigest(),
+        "metrics": {k: v for k, v in body.metrics.items() if math.isfinite(v)},  # JSON has no NaN
+    }
+    existing = repository.locked(session, run.id, body.step)
+    if existing is None:
+        try:
+            with session.begin_nested():
+                checkpoint = Checkpoint(
+                    run_id=run.id, step=body.step, created_at=utcnow(), **values
+                )
+                session.add(checkpoint)
+                session.flush()
+            return Registered(checkpoint, created=True)
+        except IntegrityError:  # a second rank registered the same step first
+            existing = repository.locked(session, run.id, body.step)
+            assert existing is not None
+    if existing.sha256 != values["sha256"]:  # rewritten step: the newer COMMIT wins
+        for name, value in values.items():
+            setattr(existing, name, value)
+        session.flush()
+    return Registered(existing, created=False)
+
+
+def list_checkpoints(
+    session: Session, caller: Principal, settings: Settings, run_id: str
+) -> list[CheckpointOut]:
+    run = get_run(session, caller, run_id)
+    rows = repository.of_run(session, run.id)
+    store = location(settings, run.org_id, run.id)
+    return [describe(row, store, settings) for row in rows]
+
+
+def describe(row: Checkpoint, store: ObjectStore, settings: Settings) -> CheckpointOut:
+    files = [_with_url(FileEntry(**f), row, store, settings) for f in row.files]
+    largest = max(files, key=lambda f: f.size, default=None)
+    marker = _with_url(
+        FileEntry(path=COMMIT_MARKER, size=0, sha256=row.sha256), row, store, settings
+    )
+    return CheckpointOut(
+        run_id=row.run_id,
+        step=row.step,
+        path=row.path,
+        attempt=row.attempt,
+        size_bytes=row.size_bytes,
+        created_at=row.created_at,
+        metrics=row.metrics,
+        sha256=row.sha256,
+        files=files,
+        download_url=(largest or marker).url,
+        provenance_url=f"/v1/runs/{row.run_id}/provenance",
+    )
+
+
+def _with_url(
+    entry: FileEntry, row: Checkpoint, store: ObjectStore, settings: Settings
+) -> CheckpointFile:
+    url = store.presigned_url(row.path + entry.path, settings.presigned_url_seconds)
+    route = f"/v1/runs/{row.run_id}/checkpoints/{row.step}/files/{quote(entry.path)}"
+    return CheckpointFile(**entry.model_dump(), url=url or route)
+
+
+def open_file(
+    session: Session, caller: Principal, settings: Settings, run_id: str, step: int, path: str
+) -> Iterator[bytes]:
+    """A registered checkpoint's file (or its COMMIT marker), for the API to stream."""
+    run = get_run(session, caller, run_id)
+    row = repository.at_step(session, run.id, step)
+    known = {f["path"] for f in row.files} | {COMMIT_MARKER} if row else set()
+    if row is None or path not in known:
+        raise NotFound(f"Checkpoint {step} of run {run_id} has no file {path}.")
+    return location(settings, run.org_id, run.id).iter_chunks(row.path + path)

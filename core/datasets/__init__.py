@@ -1,0 +1,1 @@
+"""Datasets: named collections of immutable, content-addressed versions that runs pin."""

@@ -1,0 +1,96 @@
+"""Dataset documents: creation, versions, manifests, and the content digest's definition."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from core.errors import FieldError, InvalidInput
+from core.tenants.schemas import Slug, StorableInput
+
+MAX_PATH_CHARS = 1024
+DIGEST_PREFIX = "sha256:"
+
+
+class FileEntry(BaseModel):
+    """One file of a dataset version or checkpoint: its relative path, size and sha256 (hex)."""
+
+    path: str = Field(min_length=1, max_length=MAX_PATH_CHARS)
+    size: int = Field(ge=0)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+def check_path(path: str) -> str:
+    """A relative, `/`-separated file path: no empty, `.` or `..` segment, no control chars."""
+    segments = path.split("/")
+    if (
+        not path
+        or len(path) > MAX_PATH_CHARS
+        or path.startswith("/")
+        or "\\" in path
+        or any(segment in {"", ".", ".."} for segment in segments)
+        or any(ord(c) < 32 or c == "\x7f" for c in path)
+    ):
+        raise InvalidInput(
+            f"{path!r} is not a valid relative file path.",
+            [FieldError("/files", "relative, '/'-separated, without '.', '..' or empty parts")],
+        )
+    return path
+
+
+def content_digest(files: Iterable[FileEntry]) -> str:
+    """`sha256:` + sha256 over "<path> <sha256 hex>\\n" per file, sorted by path."""
+    digest = hashlib.sha256()
+    for entry in sorted(files, key=lambda f: f.path):
+        digest.update(f"{entry.path} {entry.sha256}\n".encode())
+    return DIGEST_PREFIX + digest.hexdigest()
+
+
+class DatasetCreate(StorableInput):
+    name: str = Slug
+    description: str = Field(default="", max_length=1000)
+
+
+class SourceRegistration(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    source: str = Field(min_length=6, max_length=1024, description="s3://bucket/prefix/")
+
+
+class DatasetVersionOut(BaseModel):
+    dataset: str
+    version: int
+    digest: str
+    file_count: int
+    size_bytes: int
+    uri: str
+    source: str | None
+    created_at: datetime
+
+
+class DatasetOut(BaseModel):
+    id: str
+    object: str = "dataset"
+    name: str
+    description: str
+    created_at: datetime
+    versions: list[DatasetVersionOut] = Field(default_factory=list)
+
+
+class DatasetList(BaseModel):
+    object: str = "list"
+    data: list[DatasetOut]
+
+
+class ManifestFile(FileEntry):
+    url: str = Field(description="a presigned URL (S3) or an API path (local storage)")
+
+
+class Manifest(BaseModel):
+    dataset: str
+    version: int
+    digest: str
+    files: list[ManifestFile]

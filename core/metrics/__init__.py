@@ -1,0 +1,1 @@
+"""Run metrics and progress: points the runtime posts, downsampled series, heartbeats."""

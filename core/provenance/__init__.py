@@ -1,0 +1,1 @@
+"""Provenance: the signed record of what a run was made from and where each attempt ran."""

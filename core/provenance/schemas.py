@@ -1,0 +1,43 @@
+"""Provenance documents: the signed record and the verification request and answer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class SignedRecord(BaseModel):
+    record: dict[str, Any]
+    signature: str
+    algorithm: str
+    key_id: str
+
+
+class FileDigest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    path: str = Field(min_length=1, max_length=1024)
+    sha256: str = Field(max_length=64)
+
+
+class CheckpointClaim(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    sha256: str = Field(max_length=64, description="sha256 of the checkpoint's COMMIT document")
+    files: list[FileDigest] | None = Field(default=None, max_length=10_000)
+
+
+class VerifyRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    record: dict[str, Any]
+    signature: str = Field(max_length=256)
+    algorithm: str | None = Field(default=None, max_length=32)
+    key_id: str | None = Field(default=None, max_length=64)
+    checkpoint: CheckpointClaim | None = None
+
+
+class Verdict(BaseModel):
+    valid: bool
+    reason: str | None = None

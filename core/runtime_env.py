@@ -1,0 +1,46 @@
+"""The TRAINPORT_* environment a run's processes get at launch (docs/runtime-api.md, section 1).
+
+Built in the launch transaction: it freezes the run's provenance record on its first launch,
+mints the attempt's run token, and names the run's checkpoint location and pinned datasets.
+"""
+
+from __future__ import annotations
+
+import json
+
+from sqlalchemy.orm import Session
+
+from core.checkpoints.service import location
+from core.datasets.pinning import pinned
+from core.models import Run
+from core.provenance.service import freeze
+from core.settings import Settings, StorageBackend
+from core.storage.backends import s3_environment, store_for_uri
+from core.tenants import run_tokens
+
+
+def launch_environment(
+    session: Session, run: Run, attempt: int, settings: Settings
+) -> dict[str, str]:
+    freeze(session, run)
+    datasets = {
+        name: {
+            "digest": version.digest,
+            "uri": store_for_uri(settings, run.org_id, version.uri, version.storage_key).uri(""),
+        }
+        for name, (_, version) in pinned(session, run.id).items()
+    }
+    secret = settings.secret_key.get_secret_value()
+    env = {
+        "TRAINPORT_API_URL": settings.public_url.rstrip("/"),
+        "TRAINPORT_RUN_ID": run.id,
+        "TRAINPORT_ATTEMPT": str(attempt),
+        "TRAINPORT_RUN_TOKEN": run_tokens.issue(secret, run.id, attempt),
+        "TRAINPORT_CHECKPOINT_URI": location(settings, run.org_id, run.id).uri(""),
+        "TRAINPORT_DATASETS": json.dumps(datasets, sort_keys=True),
+        "TRAINPORT_CACHE_DIR": str((settings.state_dir / "cache").resolve()),
+    }
+    uses_s3 = settings.storage_backend is StorageBackend.S3 or any(
+        entry["uri"].startswith("s3://") for entry in datasets.values()
+    )
+    return env | (s3_environment(settings) if uses_s3 else {})

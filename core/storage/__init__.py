@@ -1,0 +1,1 @@
+"""Object storage behind one interface: the local filesystem (embedded default) or S3 (boto3)."""

@@ -1,0 +1,76 @@
+"""The object store the settings select, and the environment a run needs to reach it."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from core.errors import InvalidInput
+from core.settings import Settings, StorageBackend
+from core.storage.base import ObjectStore
+from core.storage.local import LocalObjectStore
+from core.storage.s3 import S3Location, S3ObjectStore, make_client
+
+_lock = threading.Lock()
+_clients: dict[tuple[Any, ...], Any] = {}
+
+
+def _s3_identity(settings: Settings) -> tuple[Any, ...]:
+    secret = settings.s3_secret_access_key
+    return (
+        settings.s3_endpoint_url,
+        settings.s3_region,
+        settings.s3_access_key_id,
+        secret.get_secret_value() if secret else None,
+    )
+
+
+def s3_client(settings: Settings) -> Any:
+    """One boto3 client per S3 configuration and process (clients are thread-safe)."""
+    identity = _s3_identity(settings)
+    with _lock:
+        if identity not in _clients:
+            _clients[identity] = make_client(settings)
+        return _clients[identity]
+
+
+def object_store(settings: Settings) -> ObjectStore:
+    """The platform's store, at its root (scope it per org with `org_store`)."""
+    if settings.storage_backend is StorageBackend.S3:
+        if not settings.s3_bucket:
+            raise InvalidInput("TRAINPORT_STORAGE_BACKEND=s3 needs TRAINPORT_S3_BUCKET.")
+        return S3ObjectStore.from_settings(settings, s3_client(settings))
+    return LocalObjectStore(settings.storage_root)
+
+
+def org_store(settings: Settings, org_id: str) -> ObjectStore:
+    """An organization's own part of the store: everything of it lives under `orgs/<id>/`."""
+    return object_store(settings).scoped(f"orgs/{org_id}/")
+
+
+def external_s3(settings: Settings, uri: str) -> S3ObjectStore:
+    """An existing `s3://bucket/prefix/` (a dataset source), read with the platform's S3 client."""
+    location = S3Location.parse(uri)
+    return S3ObjectStore.from_settings(settings, s3_client(settings)).at(location)
+
+
+def store_for_uri(
+    settings: Settings, org_id: str, uri: str, storage_key: str | None
+) -> ObjectStore:
+    """Where a dataset version's files are: the org's store, or its external S3 source."""
+    if storage_key is not None:
+        return org_store(settings, org_id).scoped(storage_key)
+    return external_s3(settings, uri)
+
+
+def s3_environment(settings: Settings) -> dict[str, str]:
+    """The AWS_* variables that point a plain boto3 client inside a run at the same store."""
+    secret = settings.s3_secret_access_key
+    candidates = {
+        "AWS_ENDPOINT_URL": settings.s3_endpoint_url,
+        "AWS_ACCESS_KEY_ID": settings.s3_access_key_id,
+        "AWS_SECRET_ACCESS_KEY": secret.get_secret_value() if secret else None,
+        "AWS_DEFAULT_REGION": settings.s3_region,
+        "AWS_REGION": settings.s3_region,
+    }
+    return {name: value for name, value in candidates.items() if value}

@@ -1,0 +1,116 @@
+"""What a run produced: `client.runs.metrics / checkpoints / provenance / download_checkpoint`.
+
+`Runs` and `AsyncRuns` inherit these from `RunArtifacts` and `AsyncRunArtifacts`; the requests
+are built once, below, for both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from trainport._http import APIRequest
+from trainport.errors import TrainportError
+from trainport.resources._base import AsyncResource, SyncResource
+from trainport.resources._run_calls import RunRef, run_id, run_path
+from trainport.training_models import Checkpoint, Metrics, Provenance
+
+
+def _metrics(run: RunRef, names: str | Iterable[str] | None, max_points: int | None) -> APIRequest:
+    listed = [names] if isinstance(names, str) else list(names) if names else None
+    params = {"name": listed, "max_points": max_points}
+    return APIRequest("GET", run_path(run, "/metrics"), params=params)
+
+
+def _checkpoints(run: RunRef) -> APIRequest:
+    return APIRequest("GET", run_path(run, "/checkpoints"))
+
+
+def _provenance(run: RunRef) -> APIRequest:
+    return APIRequest("GET", run_path(run, "/provenance"))
+
+
+def _file(url: str) -> APIRequest:
+    """An API path (local storage); presigned URLs are fetched without the client's auth."""
+    return APIRequest("GET", url, timeout=None)
+
+
+def _checkpoint_list(body: Any) -> list[Checkpoint]:
+    return [Checkpoint.model_validate(c) for c in body]
+
+
+def _pick(checkpoints: list[Checkpoint], step: int | None, run: RunRef) -> Checkpoint:
+    for checkpoint in checkpoints:
+        if step is None or checkpoint.step == step:
+            return checkpoint
+    which = "any checkpoint" if step is None else f"a checkpoint at step {step}"
+    raise TrainportError(f"Run {run_id(run)} has no {which}.")
+
+
+class RunArtifacts(SyncResource):
+    def metrics(
+        self,
+        run: RunRef,
+        *,
+        name: str | Iterable[str] | None = None,
+        max_points: int | None = None,
+    ) -> Metrics:
+        """Metric series by name (every series when `name` is None), each downsampled by the
+        server to at most `max_points` (default 1000) keeping the first and last points."""
+        return Metrics.model_validate(self._http.json(_metrics(run, name, max_points)))
+
+    def checkpoints(self, run: RunRef) -> list[Checkpoint]:
+        """The run's registered checkpoints, newest step first, with download URLs."""
+        return _checkpoint_list(self._http.json(_checkpoints(run)))
+
+    def provenance(self, run: RunRef) -> Provenance:
+        """The signed provenance record (NotFound before the run has started)."""
+        return Provenance.model_validate(self._http.json(_provenance(run)))
+
+    def download_checkpoint(
+        self, run: RunRef, destination: str | Path, *, step: int | None = None
+    ) -> Path:
+        """Every file of a checkpoint (the newest, or `step`) into `destination/`."""
+        checkpoint = _pick(self.checkpoints(run), step, run)
+        folder = Path(destination)
+        for entry in checkpoint.files:
+            target = folder / entry.path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self._download(entry.url or "", target)
+        return folder
+
+    def _download(self, url: str, target: Path) -> None:
+        if url.startswith(self._http.base_url + "/"):
+            url = url[len(self._http.base_url) :]  # our own API: send it with the key
+        if url.startswith(("http://", "https://")):
+            import httpx
+
+            with httpx.stream("GET", url, timeout=60.0) as response, target.open("wb") as sink:
+                response.raise_for_status()
+                for chunk in response.iter_bytes(1 << 20):
+                    sink.write(chunk)
+            return
+        with self._http.stream(_file(url)) as response, target.open("wb") as sink:
+            for chunk in response.iter_bytes(1 << 20):
+                sink.write(chunk)
+
+
+class AsyncRunArtifacts(AsyncResource):
+    async def metrics(
+        self,
+        run: RunRef,
+        *,
+        name: str | Iterable[str] | None = None,
+        max_points: int | None = None,
+    ) -> Metrics:
+        """Metric series by name, downsampled by the server to at most `max_points` each."""
+        return Metrics.model_validate(await self._http.json(_metrics(run, name, max_points)))
+
+    async def checkpoints(self, run: RunRef) -> list[Checkpoint]:
+        """The run's registered checkpoints, newest step first, with download URLs."""
+        return _checkpoint_list(await self._http.json(_checkpoints(run)))
+
+    async def provenance(self, run: RunRef) -> Provenance:
+        """The signed provenance record (NotFound before the run has started)."""
+        return Provenance.model_validate(await self._http.json(_provenance(run)))

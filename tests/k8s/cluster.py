@@ -1,0 +1,190 @@
+"""A cluster simulator that plays the Job controller, the scheduler and the kubelet — only
+through the fake API server's HTTP endpoints, never by touching its memory.
+
+Tests give each rank a fate (`succeed`, `run`, `oom`, `fail`, `image_pull`, `unschedulable`,
+`evict`) and call `step()`: each step moves every pod one stage along (Pending → scheduled and
+Running → its fate), then the Job controller reacts (creates missing pods, fails the Job when a
+pod fails outside the podFailurePolicy's Ignore rule, stopping the others; completes it when
+every index succeeded), and the kubelet finishes graceful deletions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from tests.k8s.fake_api import FakeApiServer, now_text
+
+Obj = dict[str, Any]
+INDEX = "batch.kubernetes.io/job-completion-index"
+JOBS = "/apis/batch/v1/namespaces/{ns}/jobs"
+PODS = "/api/v1/namespaces/{ns}/pods"
+
+
+class ClusterSimulator:
+    def __init__(self, server: FakeApiServer, namespace: str = "trainport-runs") -> None:
+        self.server = server
+        self.ns = namespace
+        self.http = httpx.Client(base_url=server.url, timeout=10)
+        self.fates: dict[int, str] = {}
+
+    def add_node(self, name: str, gpus: int = 0, gpu_type: str = "", ready: bool = True,
+                 cordoned: bool = False) -> None:  # fmt: skip
+        labels = {"nvidia.com/gpu.product": gpu_type} if gpu_type else {}
+        node = {
+            "metadata": {"name": name, "labels": labels},
+            "spec": {"unschedulable": cordoned},
+            "status": {
+                "allocatable": {"cpu": "8", "nvidia.com/gpu": str(gpus)},
+                "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+            },
+        }
+        self.http.post("/api/v1/nodes", json=node).raise_for_status()
+
+    # -- reading and writing through the API ----------------------------------------------------
+
+    def jobs(self) -> list[Obj]:
+        items: list[Obj] = self.http.get(JOBS.format(ns=self.ns)).json()["items"]
+        return items
+
+    def pods(self, job: Obj | None = None) -> list[Obj]:
+        pods: list[Obj] = self.http.get(PODS.format(ns=self.ns)).json()["items"]
+        if job is None:
+            return pods
+        return [p for p in pods if _owned_by(p, job)]
+
+    def patch_pod(self, pod: Obj, status: Obj) -> None:
+        url = f"{PODS.format(ns=self.ns)}/{pod['metadata']['name']}/status"
+        self.http.patch(url, json={"status": status}).raise_for_status()
+
+    def patch_job(self, job: Obj, status: Obj) -> None:
+        url = f"{JOBS.format(ns=self.ns)}/{job['metadata']['name']}/status"
+        self.http.patch(url, json={"status": status}).raise_for_status()
+
+    def delete_pod(self, pod: Obj, grace: int | None = None) -> None:
+        query = {} if grace is None else {"gracePeriodSeconds": grace}
+        url = f"{PODS.format(ns=self.ns)}/{pod['metadata']['name']}"
+        self.http.delete(url, params=query)
+
+    # -- one round of every controller ----------------------------------------------------------
+
+    def step(self) -> None:
+        for job in self.jobs():
+            if job["metadata"].get("deletionTimestamp") or _finished(job):
+                continue
+            pods = self.pods(job)
+            for pod in pods:
+                self._kubelet(pod)
+            self._job_controller(job, self.pods(job))
+        for pod in self.pods():
+            if pod["metadata"].get("deletionTimestamp"):
+                self.delete_pod(pod, grace=0)  # the kubelet stopped its containers
+
+    def _kubelet(self, pod: Obj) -> None:
+        index = int(pod["metadata"]["annotations"][INDEX])
+        fate = self.fates.get(index, "succeed")
+        phase = pod["status"].get("phase", "Pending")
+        if pod["metadata"].get("deletionTimestamp") or phase in {"Succeeded", "Failed"}:
+            return
+        if phase == "Pending":
+            return self._start(pod, index, fate)
+        self.server.append_log(self.ns, pod["metadata"]["name"], f"rank {index} working")
+        if fate in {"succeed", "oom", "fail", "evict"}:
+            self.patch_pod(pod, _outcome(fate))
+        return None
+
+    def _start(self, pod: Obj, index: int, fate: str) -> None:
+        if fate == "unschedulable":
+            message = "0/2 nodes are available: 2 Insufficient nvidia.com/gpu."
+            condition = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                         "message": message, "lastTransitionTime": now_text()}  # fmt: skip
+            return self.patch_pod(pod, {"conditions": [condition]})
+        if fate == "image_pull":
+            waiting = {"reason": "ImagePullBackOff", "message": 'Back-off pulling image "nope"'}
+            status = {"containerStatuses": [{"name": "trainer", "state": {"waiting": waiting}}]}
+            return self.patch_pod(pod, status)
+        url = f"{PODS.format(ns=self.ns)}/{pod['metadata']['name']}"
+        self.http.patch(url, json={"spec": {"nodeName": f"node-{index}"}}).raise_for_status()
+        self.server.append_log(self.ns, pod["metadata"]["name"], f"rank {index} starting")
+        running = {"name": "trainer", "state": {"running": {"startedAt": now_text()}}}
+        return self.patch_pod(pod, {"phase": "Running", "containerStatuses": [running]})
+
+    def _job_controller(self, job: Obj, pods: list[Obj]) -> None:
+        by_index: dict[int, list[Obj]] = {}
+        for pod in pods:
+            by_index.setdefault(int(pod["metadata"]["annotations"][INDEX]), []).append(pod)
+        failed = [p for p in pods if p["status"].get("phase") == "Failed" and not _disrupted(p)]
+        if failed:
+            return self.fail_job(job, "BackoffLimitExceeded", "Job has reached the backoff limit")
+        completions = job["spec"]["completions"]
+        if all(_succeeded(by_index.get(i, [])) for i in range(completions)):
+            return self.patch_job(job, {"conditions": [_condition("Complete", "")]})
+        for index in range(completions):
+            live = [p for p in by_index.get(index, []) if p["status"].get("phase") != "Failed"]
+            if not live:  # missing, or failed but ignored (a disruption): replace it
+                self._create_pod(job, index)
+        return None
+
+    def fail_job(self, job: Obj, reason: str, message: str) -> None:
+        """The Job controller's reaction to a failure or an expired deadline: stop every pod."""
+        self.patch_job(job, {"conditions": [_condition("Failed", reason, message)]})
+        for pod in self.pods(job):
+            if pod["status"].get("phase") in {"Pending", "Running"}:
+                self.delete_pod(pod)
+
+    def _create_pod(self, job: Obj, index: int) -> None:
+        template = job["spec"]["template"]
+        name = job["metadata"]["name"]
+        meta = dict(template["metadata"])
+        meta["labels"] = {**meta.get("labels", {}), INDEX: str(index)}
+        meta["annotations"] = {**meta.get("annotations", {}), INDEX: str(index)}
+        meta["generateName"] = f"{name}-{index}-"
+        meta["ownerReferences"] = [{"apiVersion": "batch/v1", "kind": "Job", "name": name,
+                                    "uid": job["metadata"]["uid"], "controller": True}]  # fmt: skip
+        spec = {**template["spec"], "hostname": f"{name}-{index}"}
+        self.http.post(PODS.format(ns=self.ns), json={"metadata": meta, "spec": spec})
+
+
+def _outcome(fate: str) -> Obj:
+    if fate == "succeed":
+        terminated = {"exitCode": 0, "reason": "Completed"}
+        return {"phase": "Succeeded", "containerStatuses": [_terminated(terminated)]}
+    if fate == "oom":
+        terminated = {"exitCode": 137, "reason": "OOMKilled"}
+        return {"phase": "Failed", "containerStatuses": [_terminated(terminated)]}
+    if fate == "fail":
+        terminated = {"exitCode": 3, "reason": "Error"}
+        return {"phase": "Failed", "containerStatuses": [_terminated(terminated)]}
+    disruption = _condition("DisruptionTarget", "EvictionByEvictionAPI", "Eviction API: evicting")
+    message = "The node was low on resource: memory."
+    return {"phase": "Failed", "reason": "Evicted", "message": message, "conditions": [disruption]}
+
+
+def _terminated(state: Obj) -> Obj:
+    return {"name": "trainer", "state": {"terminated": state}}
+
+
+def _condition(kind: str, reason: str, message: str = "") -> Obj:
+    return {"type": kind, "status": "True", "reason": reason, "message": message,
+            "lastTransitionTime": now_text()}  # fmt: skip
+
+
+def _owned_by(pod: Obj, job: Obj) -> bool:
+    refs = pod["metadata"].get("ownerReferences") or []
+    return any(ref.get("uid") == job["metadata"]["uid"] for ref in refs)
+
+
+def _finished(job: Obj) -> bool:
+    return any(c.get("status") == "True" for c in job.get("status", {}).get("conditions") or [])
+
+
+def _succeeded(pods: list[Obj]) -> bool:
+    return any(p["status"].get("phase") == "Succeeded" for p in pods)
+
+
+def _disrupted(pod: Obj) -> bool:
+    conditions = pod["status"].get("conditions") or []
+    return any(
+        c.get("type") == "DisruptionTarget" and c.get("status") == "True" for c in conditions
+    )

@@ -1,0 +1,127 @@
+"""Fixtures for the Kubernetes executor: a fake API server over HTTP, a simulator, an executor.
+
+The executor is the real one with the official client, pointed at the fake server on
+127.0.0.1; only the clock for the unschedulable timeout is injected.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client as k
+
+from core.logs import LogStore
+from tests.k8s.cluster import ClusterSimulator
+from tests.k8s.fake_api import FakeApiServer
+from workers.executors.base import AttemptObservation, LaunchRequest, classify_attempt
+from workers.executors.kubernetes.client import Apis
+from workers.executors.kubernetes.executor import KubernetesExecutor
+from workers.executors.kubernetes.manifests import ClusterConfig
+
+NAMESPACE = "trainport-runs"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.offset = timedelta()
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def server() -> Iterator[FakeApiServer]:
+    with FakeApiServer() as running:
+        yield running
+
+
+@pytest.fixture
+def cluster(server: FakeApiServer) -> ClusterSimulator:
+    return ClusterSimulator(server, NAMESPACE)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+def make_apis(url: str, watch_timeout: int = 5) -> Apis:
+    configuration = k.Configuration(host=url)
+    return Apis.from_client(
+        k.ApiClient(configuration), request_timeout=5, watch_timeout=watch_timeout
+    )
+
+
+@pytest.fixture
+def make_executor(
+    server: FakeApiServer, tmp_path: Path, clock: Clock
+) -> Iterator[Callable[..., KubernetesExecutor]]:
+    made: list[KubernetesExecutor] = []
+
+    def make(**options: Any) -> KubernetesExecutor:
+        executor = KubernetesExecutor(
+            make_apis(server.url, options.pop("watch_timeout", 5)),
+            ClusterConfig(namespace=NAMESPACE, default_image="python:3.11-slim"),
+            LogStore(tmp_path / "logs"),
+            tmp_path / "state",
+            unschedulable_seconds=60,
+            clock=clock,
+            **options,
+        )
+        made.append(executor)
+        return executor
+
+    yield make
+    for executor in made:
+        executor.stop()
+
+
+@pytest.fixture
+def executor(make_executor: Callable[..., KubernetesExecutor]) -> KubernetesExecutor:
+    return make_executor()
+
+
+def launch_request(nodes: int = 2, attempt: int = 1, **spec: Any) -> LaunchRequest:
+    run_id = f"run_{os.urandom(8).hex()}"
+    body = {"command": ["torchrun", "train.py"], "compute": {"nodes": nodes}, **spec}
+    return LaunchRequest(run_id, "org_test", attempt, body, {"TRAINPORT_API_URL": "http://api"})
+
+
+def seen(executor: KubernetesExecutor, request: LaunchRequest) -> AttemptObservation | None:
+    for found in executor.observe():
+        if (found.run_id, found.attempt) == (request.run_id, request.attempt):
+            return found
+    return None
+
+
+def wait_until(
+    executor: KubernetesExecutor, check: Callable[[], bool], timeout: float = 5.0
+) -> None:
+    """Wait for the executor's watches to deliver what `check` looks for (no fixed sleeps)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, "the executor never saw the expected state"
+        executor.pods.wait_for(check, min(remaining, 0.05))
+
+
+def outcome_after(
+    executor: KubernetesExecutor, request: LaunchRequest, phase: str, timeout: float = 5.0
+) -> Any:
+    def reached() -> bool:
+        found = seen(executor, request)
+        return found is not None and classify_attempt(found.ranks).phase.value == phase
+
+    wait_until(executor, reached, timeout)
+    found = seen(executor, request)
+    assert found is not None
+    return classify_attempt(found.ranks)

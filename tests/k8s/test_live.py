@@ -1,0 +1,79 @@
+"""Against a real cluster (`k8s_live`): skipped unless KUBECONFIG is set. See the README's
+"Run on Kubernetes" section. The namespace comes from TRAINPORT_KUBERNETES_NAMESPACE.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+from kubernetes import client as k
+
+from core.logs import LogStore
+from core.settings import Settings
+from tests.k8s.conftest import launch_request
+from workers.executors.base import AttemptPhase, classify_attempt
+from workers.executors.kubernetes.client import apis_from_settings, cluster_config
+from workers.executors.kubernetes.executor import KubernetesExecutor
+from workers.executors.kubernetes.manifests import build_attempt
+
+pytestmark = [
+    pytest.mark.k8s_live,
+    pytest.mark.skipif(not os.environ.get("KUBECONFIG"), reason="needs KUBECONFIG"),
+]
+TORCH_IMAGE = os.environ.get(
+    "TRAINPORT_LIVE_TORCH_IMAGE", "pytorch/pytorch:2.4.0-cuda12.1-cudnn9-runtime"
+)
+GLOO = (
+    "import torch.distributed as d; d.init_process_group('gloo');"
+    "import torch; t = torch.ones(1); d.all_reduce(t); assert t.item() == d.get_world_size();"
+    "print('all_reduce ok', d.get_rank())"
+)
+
+
+def test_every_manifest_passes_a_server_side_dry_run() -> None:
+    settings = Settings()
+    apis = apis_from_settings(settings)
+    config = cluster_config(settings)
+    request = launch_request(nodes=2, image=TORCH_IMAGE, compute={"nodes": 2, "gpus_per_node": 1})
+    built = build_attempt(request, config)
+    apis.batch.create_namespaced_job(built.namespace, built.job, dry_run="All")
+    apis.core.create_namespaced_service(built.namespace, built.service, dry_run="All")
+
+
+def test_a_two_node_gloo_torchrun_succeeds(tmp_path: Path) -> None:
+    settings = Settings()
+    executor = KubernetesExecutor(
+        apis_from_settings(settings), cluster_config(settings), LogStore(tmp_path / "logs"),
+        tmp_path / "state",
+    )  # fmt: skip
+    command = ["sh", "-c", "torchrun --nnodes=$NNODES --nproc-per-node=1 --node-rank=$NODE_RANK "
+               "--master-addr=$MASTER_ADDR --master-port=$MASTER_PORT /tmp/gloo.py"]  # fmt: skip
+    command[2] = f'printf %s "{GLOO}" > /tmp/gloo.py && ' + command[2]
+    request = launch_request(nodes=2, image=TORCH_IMAGE, command=command)
+    executor.launch(request)
+    try:
+        deadline = time.monotonic() + 600
+        phase = AttemptPhase.STARTING
+        while time.monotonic() < deadline and phase in {
+            AttemptPhase.STARTING,
+            AttemptPhase.RUNNING,
+        }:
+            found = [o for o in executor.observe() if o.run_id == request.run_id]
+            phase = classify_attempt(found[0].ranks).phase if found else phase
+            executor.pods.wait_for(lambda: False, 2.0)
+        assert phase is AttemptPhase.SUCCEEDED
+    finally:
+        executor.cleanup(request.run_id, request.attempt)
+        executor.stop()
+    assert (
+        "all_reduce ok"
+        in (tmp_path / "logs" / request.run_id / "attempt-1" / "rank-0.log").read_text()
+    )
+
+
+def test_the_client_reaches_the_cluster() -> None:
+    assert apis_from_settings(Settings()).core.get_api_resources() is not None
+    assert isinstance(k.VersionApi, type)

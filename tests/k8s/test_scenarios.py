@@ -1,0 +1,211 @@
+"""The executor against the fake API server, with the simulator playing the cluster."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from core.logs import LogStore
+from core.runs.states import StatusReason
+from tests.k8s.cluster import ClusterSimulator
+from tests.k8s.conftest import Clock, launch_request, outcome_after, seen, wait_until
+from tests.k8s.fake_api import FakeApiServer
+from workers.executors.base import AttemptPhase, classify_attempt
+from workers.executors.kubernetes import naming
+from workers.executors.kubernetes.executor import KubernetesExecutor
+
+
+def run_steps(cluster: ClusterSimulator, count: int) -> None:
+    for _ in range(count):
+        cluster.step()
+
+
+def test_a_two_node_run_succeeds_with_both_ranks_logs(
+    executor: KubernetesExecutor, cluster: ClusterSimulator
+) -> None:
+    request = launch_request(nodes=2)
+    executor.launch(request)
+    run_steps(cluster, 2)  # pods created and started
+    running = outcome_after(executor, request, "running")
+    assert running.reason is StatusReason.RUNNING
+    run_steps(cluster, 2)
+    done = outcome_after(executor, request, "succeeded")
+    assert done.reason is StatusReason.COMPLETED
+    executor.cleanup(request.run_id, request.attempt)
+    store: LogStore = executor.logs._store
+    for rank in (0, 1):
+        ref = store.ref(request.run_id, 1, rank)
+        assert ref.finished
+        assert f"rank {rank} working" in ref.path.read_text()
+    assert not cluster.jobs()
+    assert not cluster.pods()
+
+
+def test_launch_twice_adopts_the_same_job(
+    executor: KubernetesExecutor, cluster: ClusterSimulator
+) -> None:
+    request = launch_request()
+    executor.launch(request)
+    executor.launch(request)
+    assert len(cluster.jobs()) == 1
+    assert classify_attempt(seen(executor, request).ranks).phase is AttemptPhase.STARTING  # type: ignore[union-attr]
+
+
+def test_a_different_job_under_the_same_name_fails_the_attempt(
+    executor: KubernetesExecutor, cluster: ClusterSimulator
+) -> None:
+    request = launch_request()
+    executor.launch(request)
+    changed = launch_request(nodes=3)
+    changed = type(request)(request.run_id, request.org_id, 1, changed.spec, request.env)
+    executor.launch(changed)
+    outcome = classify_attempt(seen(executor, request).ranks)  # type: ignore[union-attr]
+    assert outcome.phase is AttemptPhase.FAILED or outcome.reason is StatusReason.SYSTEM_ERROR
+    assert "spec hash" in outcome.message
+
+
+def test_oom_on_rank_1_fails_the_gang_naming_rank_1(
+    executor: KubernetesExecutor, cluster: ClusterSimulator
+) -> None:
+    cluster.fates = {0: "run", 1: "oom"}
+    request = launch_request(nodes=2)
+    executor.launch(request)
+    run_steps(cluster, 3)
+    outcome = outcome_after(executor, request, "failed")
+    assert outcome.reason is StatusReason.OOM_KILLED
+    assert "rank 1" in outcome.message
+    assert not [p for p in cluster.pods() if p["status"]["phase"] == "Running"]
+
+
+def test_image_pull_backoff_fails_fast(
+    executor: KubernetesExecutor, cluster: ClusterSimulator
+) -> None:
+    cluster.fates = {0: "image_pull", 1: "image_pull"}
+    request = launch_request(nodes=2)
+    executor.launch(request)
+    run_steps(cluster, 2)
+    outcome = outcome_after(executor, request, "failed")
+    assert outcome.reason is StatusReason.IMAGE_PULL_FAILED
+    assert "ImagePullBackOff" in outcome.message
+
+
+def test_unschedulable_waits_then_fails_past_the_timeout(
+    executor: KubernetesExecutor, cluster: ClusterSimulator, clock: Clock
+) -> None:
+    cluster.fates = {0: "unschedulable", 1: "unschedulable"}
+    request = launch_request(nodes=2, compute={"nodes": 2, "gpus_per_node": 8})
+    executor.launch(request)
+    run_steps(cluster, 2)
+    wait_until(executor, lambda: "Insufficient" in str(seen(executor, request)))
+    assert classify_attempt(seen(executor, request).ranks).phase is AttemptPhase.STARTING  # type: ignore[union-attr]
+    clock.advance(61)
+    outcome = classify_attempt(seen(executor, request).ranks)  # type: ignore[union-attr]
+    assert outcome.reason is StatusReason.UNSCHEDULABLE
+    assert "0/2 nodes are available" in outcome.message
+
+
+def test_eviction_is_a_system_failure(
+    executor: KubernetesExecutor, cluster: ClusterSimulator
+) -> None:
+    cluster.fates = {0: "run", 1: "evict"}
+    request = launch_request(nodes=2)
+    executor.launch(request)
+    run_steps(cluster, 3)
+    outcome = outcome_after(executor, request, "system_failed")
+    assert outcome.reason is StatusReason.EVICTED
+
+
+def test_deadline_exceeded_is_max_duration_exceeded(
+    executor: KubernetesExecutor, cluster: ClusterSimulator
+) -> None:
+    cluster.fates = {0: "run", 1: "run"}
+    request = launch_request(nodes=2, scheduling={"max_duration": 60})
+    executor.launch(request)
+    run_steps(cluster, 2)
+    outcome_after(executor, request, "running")
+    cluster.fail_job(cluster.jobs()[0], "DeadlineExceeded", "Job was active longer than specified")
+    run_steps(cluster, 1)
+    outcome = outcome_after(executor, request, "failed")
+    assert outcome.reason is StatusReason.MAX_DURATION_EXCEEDED
+
+
+def test_cancel_is_done_only_when_the_pods_are_gone(
+    executor: KubernetesExecutor, cluster: ClusterSimulator
+) -> None:
+    cluster.fates = {0: "run", 1: "run"}
+    request = launch_request(nodes=2)
+    executor.launch(request)
+    run_steps(cluster, 2)
+    outcome_after(executor, request, "running")
+    assert executor.cancel(request.run_id, 1) is False  # pods are terminating
+    assert cluster.jobs()[0]["metadata"]["deletionTimestamp"]
+    run_steps(cluster, 1)  # the kubelet finishes the graceful deletion
+    assert executor.cancel(request.run_id, 1) is True
+    assert executor.cancel(request.run_id, 1) is True  # idempotent: 404 is done
+    assert not cluster.jobs()
+    assert not cluster.pods()
+
+
+def test_a_restarted_worker_rebuilds_its_view_from_a_list(
+    make_executor: Callable[..., KubernetesExecutor], cluster: ClusterSimulator
+) -> None:
+    cluster.fates = {0: "run", 1: "run"}
+    first = make_executor()
+    request = launch_request(nodes=2)
+    first.launch(request)
+    run_steps(cluster, 2)
+    outcome_after(first, request, "running")
+    first.stop()
+    second = make_executor()
+    assert classify_attempt(seen(second, request).ranks).phase is AttemptPhase.RUNNING  # type: ignore[union-attr]
+    second.launch(request)  # a redelivered launch adopts
+    assert len(cluster.jobs()) == 1
+
+
+def test_a_dropped_watch_resumes_and_410_lists_again(
+    make_executor: Callable[..., KubernetesExecutor],
+    cluster: ClusterSimulator,
+    server: FakeApiServer,
+) -> None:
+    executor = make_executor()
+    cluster.fates = {0: "run", 1: "succeed"}
+    request = launch_request(nodes=2)
+    executor.launch(request)
+    run_steps(cluster, 2)
+    outcome_after(executor, request, "running")
+    server.drop_watches()
+    lists_before = server.store.requests["GET pods"]
+    server.store.compact()
+    cluster.fates = {0: "succeed", 1: "succeed"}
+    server.drop_watches()
+    run_steps(cluster, 2)
+    outcome_after(executor, request, "succeeded")
+    assert server.store.requests["GET pods"] > lists_before
+
+
+def test_the_api_is_not_polled_per_pod(
+    executor: KubernetesExecutor, cluster: ClusterSimulator, server: FakeApiServer
+) -> None:
+    cluster.fates = {0: "run", 1: "run"}
+    request = launch_request(nodes=2)
+    executor.launch(request)
+    run_steps(cluster, 2)
+    outcome_after(executor, request, "running")
+    before = sum(server.store.requests.values())
+    for _ in range(50):
+        executor.observe()
+    assert sum(server.store.requests.values()) - before <= 4  # log follows, not polls
+
+
+def test_labels_select_exactly_one_attempts_pods(
+    executor: KubernetesExecutor, cluster: ClusterSimulator
+) -> None:
+    request = launch_request(nodes=2)
+    executor.launch(request)
+    run_steps(cluster, 1)
+    service = cluster.http.get(
+        f"/api/v1/namespaces/trainport-runs/services/{naming.attempt_name(request.run_id, 1)}"
+    ).json()
+    for pod in cluster.pods():
+        labels = pod["metadata"]["labels"]
+        assert all(labels[k] == v for k, v in service["spec"]["selector"].items())
+    assert service["metadata"]["ownerReferences"][0]["kind"] == "Job"

@@ -1,0 +1,1 @@
+"""Tests of the in-run runtime (trainport.runtime) and the built-in lm recipe."""

@@ -1,0 +1,184 @@
+"""The training side end to end over real HTTP: the runtime inside a run reports to the live
+API, and the SDK and CLI read back metrics, checkpoints, datasets and provenance.
+
+The run is moved to `starting` the way the scheduler and launcher do it (on the same database),
+which mints its run token and launch environment; the runtime then runs in this process with
+that environment, exactly as a rank would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+import trainport
+from core.db import session_scope
+from core.models import Run as RunRow
+from core.models import utcnow
+from core.runs.attempts import Grant, open_attempt
+from core.runs.states import RunStatus, StatusReason, transition
+from core.runtime_env import launch_environment
+from core.scheduling.admission import accept_pending
+from tests.factories import Tenant
+from trainport.runtime import Run, RunEnvironment
+from trainport.runtime.digests import describe_files, tree_digest
+
+TRAINPORT = Path(sys.executable).with_name("trainport")
+
+
+def launch(client: TestClient, run_id: str, api_url: str) -> dict[str, str]:
+    """Admit and start the run's next attempt; the environment its ranks would get."""
+    app: FastAPI = client.app  # type: ignore[assignment]
+    with session_scope(app.state.sessionmaker) as session:
+        run = session.get(RunRow, run_id, with_for_update=True)
+        assert run is not None
+        if run.status == RunStatus.PENDING:
+            accept_pending(session, [run_id])
+        transition(session, run, RunStatus.STARTING, StatusReason.LAUNCHING, next_attempt=True)
+        open_attempt(session, run, Grant("local", None, 0, 1), utcnow())
+        env = launch_environment(session, run, run.attempt, app.state.settings)
+    return {**env, "TRAINPORT_API_URL": api_url}
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    folder = tmp_path / "corpus"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.txt").write_text("the quick brown fox\n" * 50)
+    (folder / "sub" / "b.py").write_text("print('hello')\n")
+    (folder / ".hidden").write_text("not uploaded")
+    return folder
+
+
+@pytest.fixture
+def trained(
+    sdk: trainport.Client, client: TestClient, api_url: str, corpus: Path, tmp_path: Path
+) -> dict[str, Any]:
+    """A run that pinned a pushed dataset, logged 2000 points and saved a checkpoint."""
+    with warnings.catch_warnings():  # the CPU wheel's "no NumPy" warning on first import
+        warnings.simplefilter("ignore")
+        import torch
+
+    version = sdk.datasets.push("corpus", corpus)
+    run = sdk.runs.create(command=["python", "train.py"], data={"datasets": ["corpus@1"]})
+    env = launch(client, run.id, api_url)
+    runtime = Run(RunEnvironment.from_env(env), send_interval=0.05, handle_sigterm=False)
+    data = runtime.datasets["corpus"].path
+    for step in range(2000):
+        runtime.log(step=step, loss=2.0 - step / 2000, lr=1e-3)
+    runtime.progress(2000, 4000)
+    saved = runtime.checkpoints.save({"w": torch.ones(8)}, step=2000, metrics={"loss": 1.0})
+    runtime.close(timeout=20)
+    assert runtime.reporter is not None
+    assert runtime.reporter.sent_points == 2000
+    assert saved is not None
+    return {"run": run, "version": version, "data": data, "checkpoint": saved.local_dir()}
+
+
+def test_push_is_content_addressed(sdk: trainport.Client, corpus: Path) -> None:
+    first = sdk.datasets.push("texts", corpus)
+    again = sdk.datasets.push("texts", corpus)
+    assert first.digest == tree_digest(
+        [f for f in describe_files(corpus) if not f.path.startswith(".")]
+    )
+    assert (again.version, again.digest) == (first.version, first.digest)
+    (corpus / "a.txt").write_text("changed")
+    changed = sdk.datasets.push("texts", corpus)
+    assert changed.version == first.version + 1
+    assert changed.digest != first.digest
+    assert [d.name for d in sdk.datasets.list()] == ["texts"]
+    manifest = sdk.datasets.manifest("texts", first.digest)
+    assert sorted(f.path for f in manifest.files) == ["a.txt", "sub/b.py"]
+
+
+def test_the_sdk_reads_back_what_the_run_reported(
+    sdk: trainport.Client, trained: dict[str, Any], corpus: Path
+) -> None:
+    run = trained["run"]
+    assert (trained["data"] / "sub" / "b.py").read_text() == "print('hello')\n"
+    series = sdk.runs.metrics(run, name="loss", max_points=100)["loss"]
+    assert 2 <= len(series) <= 100
+    assert (series.steps[0], series.steps[-1]) == (0, 1999)
+    assert set(sdk.runs.metrics(run).series) == {"loss", "lr"}
+    progress = sdk.runs.get(run).to_dict()["progress"]
+    assert (progress["step"], progress["total_steps"]) == (2000, 4000)
+    [checkpoint] = sdk.runs.checkpoints(run)
+    assert (checkpoint.step, checkpoint.metrics) == (2000, {"loss": 1.0})
+    assert [f.path for f in checkpoint.files] == ["state.pt"]
+
+
+def test_a_downloaded_checkpoint_matches_and_verifies(
+    sdk: trainport.Client, trained: dict[str, Any], tmp_path: Path
+) -> None:
+    run = trained["run"]
+    folder = sdk.runs.download_checkpoint(run, tmp_path / "download")
+    original = trained["checkpoint"] / "state.pt"
+    assert (folder / "state.pt").read_bytes() == original.read_bytes()
+    shutil.copy(trained["checkpoint"] / "COMMIT", folder / "COMMIT")
+    provenance = sdk.runs.provenance(run)
+    assert provenance.datasets["corpus"]["digest"] == trained["version"].digest
+    assert sdk.provenance.verify(provenance, checkpoint=folder).valid
+    tampered = bytearray((folder / "state.pt").read_bytes())
+    tampered[-50] ^= 0x01
+    (folder / "state.pt").write_bytes(bytes(tampered))
+    assert not sdk.provenance.verify(provenance, checkpoint=folder).valid
+    forged = provenance.model_copy(update={"record": {**provenance.record, "image": "evil"}})
+    assert not sdk.provenance.verify(forged).valid
+
+
+def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(TRAINPORT), *args], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+@pytest.fixture
+def cli_env(api_url: str, sdk_tenant: Tenant, config_file: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINPORT_")}
+    return {
+        **env,
+        "TRAINPORT_CONFIG": str(config_file),
+        "TRAINPORT_API_URL": api_url,
+        "TRAINPORT_API_KEY": sdk_tenant.key,
+        "COLUMNS": "100",
+    }
+
+
+def test_the_cli_shows_metrics_checkpoints_and_verified_provenance(
+    cli_env: dict[str, str], trained: dict[str, Any]
+) -> None:
+    run_id = trained["run"].id
+    chart = cli(cli_env, "metrics", run_id)
+    assert chart.returncode == 0, chart.stderr
+    assert "┤" in chart.stdout
+    assert "loss" in chart.stdout
+    assert any(0x2800 < ord(c) <= 0x28FF for c in chart.stdout)  # braille dots
+    listed = cli(cli_env, "checkpoints", run_id, "-o", "json")
+    assert [c["step"] for c in json.loads(listed.stdout)] == [2000]
+    verified = cli(
+        cli_env, "provenance", run_id, "--verify", "--checkpoint-dir", str(trained["checkpoint"])
+    )
+    assert verified.returncode == 0, verified.stderr
+    assert "verified" in verified.stderr
+    assert "corpus" in verified.stdout
+
+
+def test_the_cli_pushes_and_lists_datasets(cli_env: dict[str, str], corpus: Path) -> None:
+    pushed = cli(cli_env, "datasets", "push", str(corpus), "--name", "from-cli")
+    assert pushed.returncode == 0, pushed.stderr
+    assert pushed.stdout.strip() == "from-cli@1"
+    listed = cli(cli_env, "datasets", "ls", "-o", "json")
+    [dataset] = json.loads(listed.stdout)
+    assert (dataset["name"], dataset["versions"][0]["file_count"]) == ("from-cli", 2)
+    shown = cli(cli_env, "datasets", "ls")
+    assert "from-cli" in shown.stdout

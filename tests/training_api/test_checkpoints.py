@@ -1,0 +1,96 @@
+"""Checkpoints: registration after the COMMIT marker, idempotency, listing and downloads."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
+
+import httpx
+from fastapi.testclient import TestClient
+
+from tests.factories import Tenant, make_tenant
+from tests.training_api.checkpointing import commit_files, commit_sha256
+from tests.training_api.conftest import start, submit
+
+WEIGHTS = b"\x00\x01weights" * 5000
+
+
+def test_a_committed_checkpoint_is_registered_listed_and_downloadable(
+    api: TestClient, org: Tenant
+) -> None:
+    run = start(api, submit(api, org))
+    uri = run.env["TRAINPORT_CHECKPOINT_URI"]
+    assert uri.startswith("file:///")
+    assert uri.endswith(f"/runs/{run.run_id}/checkpoints/")
+    url = f"/v1/runs/{run.run_id}/checkpoints"
+    for step in (100, 200):
+        body = commit_files(uri, step, {"model.safetensors": WEIGHTS, "opt.pt": b"opt"})
+        response = api.post(url, json=body, headers=run.headers)
+        assert response.status_code == 201, response.text
+    listed = api.get(url, headers=org.headers).json()
+    assert [c["step"] for c in listed] == [200, 100]
+    newest = listed[0]
+    assert newest["size_bytes"] == len(WEIGHTS) + 3
+    assert newest["metrics"] == {"loss": 1.0 / 201}
+    assert newest["sha256"] == commit_sha256(body, uri)
+    assert newest["provenance_url"] == f"/v1/runs/{run.run_id}/provenance"
+    download = api.get(newest["download_url"], headers=run.headers)
+    assert download.status_code == 200
+    assert download.content == WEIGHTS
+    commit = api.get(f"{url}/200/files/COMMIT", headers=org.headers)
+    assert hashlib.sha256(commit.content).hexdigest() == newest["sha256"]
+
+
+def test_registering_the_same_step_again_is_idempotent(api: TestClient, org: Tenant) -> None:
+    run = start(api, submit(api, org))
+    body = commit_files(run.env["TRAINPORT_CHECKPOINT_URI"], 5, {"w.bin": b"w"})
+    url = f"/v1/runs/{run.run_id}/checkpoints"
+    first = api.post(url, json=body, headers=run.headers)
+    again = api.post(url, json=body, headers=run.headers)
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json() == first.json()
+    assert len(api.get(url, headers=org.headers).json()) == 1
+
+
+def test_a_checkpoint_without_its_commit_marker_is_refused(api: TestClient, org: Tenant) -> None:
+    run = start(api, submit(api, org))
+    uri = run.env["TRAINPORT_CHECKPOINT_URI"]
+    body = commit_files(uri, 7, {"w.bin": b"w"})
+    (Path(url2pathname(urlsplit(uri).path)) / body["path"] / "COMMIT").unlink()  # cut short
+    response = api.post(f"/v1/runs/{run.run_id}/checkpoints", json=body, headers=run.headers)
+    assert response.status_code == 422
+    assert response.json()["code"] == "checkpoint_not_committed"
+    wrong_path = {**body, "path": "step-7/"}
+    response = api.post(f"/v1/runs/{run.run_id}/checkpoints", json=wrong_path, headers=run.headers)
+    assert response.status_code == 422
+
+
+def test_files_that_disagree_with_the_commit_marker_are_refused(
+    api: TestClient, org: Tenant
+) -> None:
+    run = start(api, submit(api, org))
+    body = commit_files(run.env["TRAINPORT_CHECKPOINT_URI"], 8, {"w.bin": b"w"})
+    body["files"][0]["size"] = 2
+    response = api.post(f"/v1/runs/{run.run_id}/checkpoints", json=body, headers=run.headers)
+    assert response.status_code == 422
+
+
+def test_on_s3_the_checkpoint_lists_a_presigned_download_url(
+    s3_api: TestClient, s3_endpoint: str
+) -> None:
+    tenant = make_tenant(s3_api)
+    run = start(s3_api, submit(s3_api, tenant))
+    uri = run.env["TRAINPORT_CHECKPOINT_URI"]
+    assert (
+        uri
+        == f"s3://trainport-objects/platform/orgs/{tenant.org_id}/runs/{run.run_id}/checkpoints/"
+    )
+    assert run.env["AWS_ENDPOINT_URL"] == s3_endpoint
+    body = commit_files(uri, 3, {"model.bin": WEIGHTS}, endpoint=s3_endpoint)
+    url = f"/v1/runs/{run.run_id}/checkpoints"
+    assert s3_api.post(url, json=body, headers=run.headers).status_code == 201
+    listed = s3_api.get(url, headers=run.headers).json()
+    assert "X-Amz-Signature" in listed[0]["download_url"]
+    assert httpx.get(listed[0]["download_url"]).content == WEIGHTS

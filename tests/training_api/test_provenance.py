@@ -1,0 +1,122 @@
+"""Provenance: the record frozen at the first launch, signed; verification catches any tampering."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from core.runs.attempts import AttemptOutcome
+from tests.factories import Tenant, make_tenant
+from tests.training_api.checkpointing import commit_files
+from tests.training_api.conftest import create_dataset, end_attempt, start, submit, upload
+
+CODE = {"repo": "https://git.example.com/ml/train.git", "commit": "0123456789abcdef"}
+
+
+def _started_with_checkpoint(api: TestClient, org: Tenant) -> tuple[str, dict[str, Any], bytes]:
+    create_dataset(api, org, "corpus")
+    _, version = upload(api, org, "corpus", {"a.txt": b"text"})
+    run_id = submit(
+        api,
+        org,
+        image="python:3.11",
+        data={"datasets": ["corpus"]},
+        code=CODE,
+        scheduling={"max_retries": 1},
+    )
+    run = start(api, run_id)
+    weights = b"weights" * 100
+    body = commit_files(run.env["TRAINPORT_CHECKPOINT_URI"], 50, {"model.bin": weights})
+    checkpoint = api.post(f"/v1/runs/{run_id}/checkpoints", json=body, headers=run.headers).json()
+    api.post(f"/v1/runs/{run_id}/heartbeat", json={"step": 60}, headers=run.headers)
+    end_attempt(api, run_id, AttemptOutcome.SYSTEM_FAILED)
+    second = start(api, run_id)
+    beat = {"step": 50, "resumed_from_step": 50}
+    api.post(f"/v1/runs/{run_id}/heartbeat", json=beat, headers=second.headers)
+    assert version["digest"]
+    return run_id, checkpoint, weights
+
+
+def _verify(api: TestClient, org: Tenant, document: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    body = {"record": document["record"], "signature": document["signature"], **extra}
+    response = api.post("/v1/provenance/verify", json=body, headers=org.headers)
+    assert response.status_code == 200, response.text
+    verdict: dict[str, Any] = response.json()
+    return verdict
+
+
+def test_the_record_names_data_image_spec_code_and_attempts(api: TestClient, org: Tenant) -> None:
+    run_id, checkpoint, _ = _started_with_checkpoint(api, org)
+    document = api.get(f"/v1/runs/{run_id}/provenance", headers=org.headers).json()
+    record = document["record"]
+    dataset = api.get("/v1/datasets/corpus", headers=org.headers).json()["versions"][0]
+    assert record["datasets"] == {"corpus": {"digest": dataset["digest"], "version": 1}}
+    assert (record["image"], record["code"], record["run_id"]) == ("python:3.11", CODE, run_id)
+    assert len(record["spec_sha256"]) == 64
+    assert record["platform_version"]
+    assert [a["attempt"] for a in record["attempts"]] == [1, 2]
+    assert record["attempts"][1]["resumed_from_step"] == 50
+    assert record["attempts"][1]["resumed_checkpoint_sha256"] == checkpoint["sha256"]
+    assert (document["algorithm"], document["key_id"][:5]) == ("hmac-sha256", "hmac-")
+
+
+def test_a_genuine_record_and_checkpoint_verify(api: TestClient, org: Tenant) -> None:
+    run_id, checkpoint, weights = _started_with_checkpoint(api, org)
+    document = api.get(f"/v1/runs/{run_id}/provenance", headers=org.headers).json()
+    assert _verify(api, org, document) == {"valid": True, "reason": None}
+    files = [{"path": "model.bin", "sha256": hashlib.sha256(weights).hexdigest()}]
+    claim = {"sha256": checkpoint["sha256"], "files": files}
+    assert _verify(api, org, document, checkpoint=claim)["valid"] is True
+
+
+def test_tampering_with_any_field_fails_verification(api: TestClient, org: Tenant) -> None:
+    run_id, _, _ = _started_with_checkpoint(api, org)
+    document = api.get(f"/v1/runs/{run_id}/provenance", headers=org.headers).json()
+    edits = [
+        ("image", "python:3.12"),
+        ("spec_sha256", "0" * 64),
+        ("platform_version", "9.9.9"),
+        ("datasets", {"corpus": {"digest": "sha256:" + "1" * 64, "version": 1}}),
+        ("code", None),
+        ("extra", True),
+    ]
+    for field, value in edits:
+        forged = copy.deepcopy(document)
+        forged["record"][field] = value
+        verdict = _verify(api, org, forged)
+        assert verdict["valid"] is False, field
+        assert "signature" in verdict["reason"]
+    forged = copy.deepcopy(document)
+    forged["record"]["attempts"][0]["hardware"]["gpus"] = 8
+    assert _verify(api, org, forged)["valid"] is False
+    forged = {**document, "signature": document["signature"][:-1] + "0"}
+    if forged["signature"] == document["signature"]:
+        forged["signature"] = document["signature"][:-1] + "1"
+    assert _verify(api, org, forged)["valid"] is False
+
+
+def test_a_tampered_checkpoint_fails_verification(api: TestClient, org: Tenant) -> None:
+    run_id, checkpoint, weights = _started_with_checkpoint(api, org)
+    document = api.get(f"/v1/runs/{run_id}/provenance", headers=org.headers).json()
+    flipped = bytes([weights[0] ^ 1]) + weights[1:]
+    files = [{"path": "model.bin", "sha256": hashlib.sha256(flipped).hexdigest()}]
+    verdict = _verify(
+        api, org, document, checkpoint={"sha256": checkpoint["sha256"], "files": files}
+    )
+    assert verdict["valid"] is False
+    assert "model.bin" in verdict["reason"]
+    other_commit = {"sha256": hashlib.sha256(b"another COMMIT").hexdigest()}
+    assert _verify(api, org, document, checkpoint=other_commit)["valid"] is False
+
+
+def test_a_run_that_never_started_has_no_record_and_others_cannot_read_it(
+    api: TestClient, org: Tenant
+) -> None:
+    waiting = submit(api, org)
+    assert api.get(f"/v1/runs/{waiting}/provenance", headers=org.headers).status_code == 404
+    run_id, _, _ = _started_with_checkpoint(api, org)
+    intruder = make_tenant(api)
+    assert api.get(f"/v1/runs/{run_id}/provenance", headers=intruder.headers).status_code == 404

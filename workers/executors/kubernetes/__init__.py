@@ -1,0 +1,29 @@
+"""The Kubernetes executor: the only package that imports the `kubernetes` client.
+
+`naming` holds every name, label key and selector; `manifests` builds an attempt's Job and
+Service as typed objects; `client` builds the API client from settings; `mirror` keeps
+list-then-watch copies of Jobs and Pods; `observations` maps them to per-rank observations;
+`podlogs` copies pod logs into the log store; `inventory` reads nodes for the scheduler;
+`executor` ties them together behind the Executor protocol.
+"""
+
+from __future__ import annotations
+
+from core.logs import LogStore
+from core.settings import Settings
+from workers.executors.kubernetes.client import apis_from_settings, cluster_config
+from workers.executors.kubernetes.executor import KubernetesExecutor
+
+
+def executor_from_settings(settings: Settings) -> KubernetesExecutor:
+    return KubernetesExecutor(
+        apis_from_settings(settings),
+        cluster_config(settings),
+        LogStore(settings.log_root),
+        settings.state_dir,
+        unschedulable_seconds=settings.kubernetes_unschedulable_seconds,
+        resync_seconds=settings.kubernetes_resync_seconds,
+    )
+
+
+__all__ = ["KubernetesExecutor", "executor_from_settings"]

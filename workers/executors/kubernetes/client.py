@@ -1,0 +1,97 @@
+"""Building the official client: in-cluster config or a kubeconfig and context, with timeouts.
+
+Every call the executor makes passes `request_timeout` (`_request_timeout`) and every watch a
+server-side `timeoutSeconds`, so no thread ever waits on the cluster forever.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client as k
+from kubernetes import config as kube_config
+from kubernetes.watch.watch import iter_resp_lines
+
+from core.settings import Settings
+from workers.executors.kubernetes.manifests import ClusterConfig
+
+
+@dataclass(frozen=True)
+class Apis:
+    """The API groups the executor uses, sharing one connection pool."""
+
+    core: k.CoreV1Api
+    batch: k.BatchV1Api
+    request_timeout: float
+    watch_timeout: int
+
+    @classmethod
+    def from_client(
+        cls, api_client: k.ApiClient, request_timeout: float = 30.0, watch_timeout: int = 300
+    ) -> Apis:
+        return cls(
+            k.CoreV1Api(api_client), k.BatchV1Api(api_client), request_timeout, watch_timeout
+        )
+
+
+def api_client(kubeconfig: Path | None = None, context: str | None = None) -> k.ApiClient:
+    """In-cluster credentials when running in a pod and no kubeconfig is named, else kubeconfig."""
+    configuration = k.Configuration()
+    if kubeconfig is None and context is None:
+        try:
+            kube_config.load_incluster_config(client_configuration=configuration)
+            return k.ApiClient(configuration)
+        except kube_config.ConfigException:
+            pass  # not in a pod: fall back to ~/.kube/config
+    kube_config.load_kube_config(
+        config_file=str(kubeconfig) if kubeconfig else None,
+        context=context,
+        client_configuration=configuration,
+    )
+    return k.ApiClient(configuration)
+
+
+def apis_from_settings(settings: Settings) -> Apis:
+    return Apis.from_client(
+        api_client(settings.kubernetes_kubeconfig, settings.kubernetes_context),
+        settings.kubernetes_request_timeout_seconds,
+        settings.kubernetes_watch_timeout_seconds,
+    )
+
+
+def cluster_config(settings: Settings) -> ClusterConfig:
+    return ClusterConfig(
+        namespace=settings.kubernetes_namespace,
+        default_image=settings.kubernetes_default_image,
+        gpu_resource=settings.kubernetes_gpu_resource,
+        gpu_type_label=settings.kubernetes_gpu_type_label,
+        tolerations=tuple(settings.kubernetes_tolerations),
+        image_pull_secrets=tuple(settings.kubernetes_image_pull_secrets),
+        priority_classes=dict(settings.kubernetes_priority_classes),
+        queue_name=settings.kubernetes_queue_name,
+        rendezvous_port=settings.kubernetes_rendezvous_port,
+        secret_name=settings.kubernetes_secret_name,
+        checkpoint_claim=settings.kubernetes_checkpoint_claim,
+        ttl_seconds_after_finished=settings.kubernetes_ttl_seconds_after_finished,
+    )
+
+
+def call_raw(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """The undecoded HTTP response of a client call (JSON parsing is cheaper than models)."""
+    return call(*args, _preload_content=False, **kwargs)
+
+
+def read_json(call: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
+    response = call_raw(call, *args, **kwargs)
+    document: dict[str, Any] = json.loads(response.data)
+    return document
+
+
+def response_lines(response: Any) -> Iterator[str]:
+    """Lines of a streamed response (watch events, log lines) as they arrive."""
+    lines: Iterator[str] = iter_resp_lines(response)
+    return lines

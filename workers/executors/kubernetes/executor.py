@@ -1,0 +1,252 @@
+"""The Kubernetes executor: an attempt is an Indexed Job plus its headless Service.
+
+`launch` creates both (the Service owned by the Job); a 409 reads the object back and compares
+its spec-hash annotation: the same hash adopts it, a different one fails the attempt with a
+clear reason instead of running something other than what was asked. `observe` reads two
+mirrors (Jobs and Pods, label-selected, list-then-watch) and maps them through
+`observations`; it never polls pods one by one. `cancel` deletes the Job with Foreground
+propagation (404 counts as done) and answers True only once no pod of the attempt is left.
+`cleanup` copies the last of the logs, then deletes the Job. A launch that cannot be built is
+recorded under the state folder and reported as failed ranks, like the local executor does.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client as k
+from kubernetes.client.exceptions import ApiException
+
+from core.logs import LogStore
+from core.runs.states import StatusReason
+from workers.executors.base import AttemptObservation, LaunchRequest, RankObservation, RankPhase
+from workers.executors.kubernetes import naming
+from workers.executors.kubernetes.client import Apis, read_json
+from workers.executors.kubernetes.manifests import (
+    AttemptManifests,
+    ClusterConfig,
+    ManifestRefused,
+    build_attempt,
+)
+from workers.executors.kubernetes.mirror import Mirror
+from workers.executors.kubernetes.observations import AttemptView, group_attempts, observe_attempt
+from workers.executors.kubernetes.podlogs import PodLogs
+
+FOREGROUND = "Foreground"
+log = logging.getLogger("trainport.executors.kubernetes")
+
+
+class KubernetesExecutor:
+    kind = "kubernetes"
+
+    def __init__(
+        self,
+        apis: Apis,
+        config: ClusterConfig,
+        log_store: LogStore,
+        state_dir: Path,
+        *,
+        unschedulable_seconds: float = 600.0,
+        resync_seconds: float = 300.0,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.apis = apis
+        self.config = config
+        self.logs = PodLogs(apis, log_store, Path(state_dir))
+        self._refused = Path(state_dir) / "kubernetes" / "refused"
+        self._unschedulable_seconds = unschedulable_seconds
+        self._clock = clock
+        scope = None if "{org}" in config.namespace else config.namespace
+        self.jobs = self._mirror(
+            apis.batch.list_namespaced_job,
+            apis.batch.list_job_for_all_namespaces,
+            scope,
+            resync_seconds,
+        )
+        self.pods = self._mirror(
+            apis.core.list_namespaced_pod,
+            apis.core.list_pod_for_all_namespaces,
+            scope,
+            resync_seconds,
+        )
+        self._started = False
+
+    def _mirror(
+        self,
+        namespaced: Callable[..., Any],
+        everywhere: Callable[..., Any],
+        scope: str | None,
+        resync: float,
+    ) -> Mirror:
+        return Mirror(
+            namespaced if scope else everywhere,
+            naming.managed_selector(),
+            namespace=scope,
+            watch_timeout=self.apis.watch_timeout,
+            request_timeout=self.apis.request_timeout,
+            resync_seconds=resync,
+        )
+
+    # -- launch -------------------------------------------------------------------------------
+
+    def launch(self, request: LaunchRequest) -> None:
+        try:
+            manifests = build_attempt(request, self.config)
+        except ManifestRefused as refused:
+            return self._refuse(request.run_id, request.attempt, request.spec, str(refused))
+        job = self._create_or_adopt(manifests)
+        if job is None:
+            return None
+        self._create_service(manifests, job)
+        return None
+
+    def _create_or_adopt(self, manifests: AttemptManifests) -> Any:
+        batch, timeout = self.apis.batch, self.apis.request_timeout
+        try:
+            return batch.create_namespaced_job(
+                manifests.namespace, manifests.job, _request_timeout=timeout
+            )
+        except ApiException as error:
+            if error.status != 409:
+                raise
+        existing = batch.read_namespaced_job(
+            manifests.name, manifests.namespace, _request_timeout=timeout
+        )
+        found = ((existing.metadata.annotations if existing.metadata else None) or {}).get(
+            naming.SPEC_HASH_KEY
+        )
+        if found == manifests.spec_hash:
+            return existing
+        message = (
+            f"a different Job named {manifests.name} already exists in {manifests.namespace} "
+            f"(spec hash {found or 'missing'}, expected {manifests.spec_hash}); not adopting it"
+        )
+        run_id = manifests.job.metadata.annotations[naming.RUN_ID_KEY]  # type: ignore[union-attr,index]
+        attempt = int(manifests.job.metadata.labels[naming.ATTEMPT_KEY])  # type: ignore[union-attr,index]
+        spec = manifests.job.spec
+        nodes = int(spec.completions or 1) if spec else 1
+        self._refuse(run_id, attempt, {"compute": {"nodes": nodes}}, message)
+        return None
+
+    def _create_service(self, manifests: AttemptManifests, job: Any) -> None:
+        owner = k.V1OwnerReference(
+            api_version="batch/v1", kind="Job", name=manifests.name, uid=job.metadata.uid,
+            block_owner_deletion=True,
+        )  # fmt: skip
+        assert manifests.service.metadata is not None
+        manifests.service.metadata.owner_references = [owner]
+        try:
+            self.apis.core.create_namespaced_service(
+                manifests.namespace, manifests.service, _request_timeout=self.apis.request_timeout
+            )
+        except ApiException as error:
+            if error.status != 409:  # 409: made by an earlier launch of this same attempt
+                raise
+
+    def _refuse(self, run_id: str, attempt: int, spec: dict[str, Any], message: str) -> None:
+        log.warning("attempt %s/%d cannot run: %s", run_id, attempt, message)
+        nodes = int((spec.get("compute") or {}).get("nodes") or 1)
+        self._refused.mkdir(parents=True, exist_ok=True)
+        record = {"run_id": run_id, "attempt": attempt, "nodes": nodes, "message": message}
+        (self._refused / f"{run_id}-{attempt}.json").write_text(json.dumps(record))
+
+    # -- observe ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """List, then watch in the background; a restarted worker rebuilds its view here."""
+        if self._started:
+            return
+        self._started = True
+        for mirror, name in ((self.jobs, "k8s-jobs"), (self.pods, "k8s-pods")):
+            mirror.relist()
+            mirror.start(name)
+
+    def stop(self) -> None:
+        for mirror in (self.jobs, self.pods):
+            mirror.stop()
+
+    def views(self) -> dict[tuple[str, int], AttemptView]:
+        self.start()
+        return group_attempts(self.jobs.objects(), self.pods.objects())
+
+    def observe(self) -> list[AttemptObservation]:
+        now = self._clock()
+        found = {(r.run_id, r.attempt): r for r in self._refusals()}  # a refusal has the last word
+        for key, view in self.views().items():
+            found.setdefault(key, observe_attempt(view, now, self._unschedulable_seconds))
+            for rank, pods in view.pods.items():
+                for pod in pods:
+                    self.logs.follow(view.run_id, view.attempt, rank, pod)
+        return list(found.values())
+
+    def _refusals(self) -> list[AttemptObservation]:
+        found = []
+        for path in sorted(self._refused.glob("*.json")) if self._refused.exists() else []:
+            record = json.loads(path.read_text())
+            ranks = tuple(
+                RankObservation(
+                    r, RankPhase.FAILED, None, StatusReason.SYSTEM_ERROR, record["message"]
+                )
+                for r in range(record["nodes"])
+            )
+            found.append(AttemptObservation(record["run_id"], record["attempt"], ranks))
+        return found
+
+    # -- cancel and cleanup -------------------------------------------------------------------
+
+    def cancel(self, run_id: str, attempt: int) -> bool:
+        namespace = self._namespace_of(run_id, attempt)
+        if namespace is None:
+            return True
+        self._delete(namespace, naming.attempt_name(run_id, attempt))
+        # Followers keep copying a terminating pod's log; cleanup() drains what is left.
+        return not self._pods_of(namespace, run_id, attempt)
+
+    def cleanup(self, run_id: str, attempt: int) -> None:
+        (self._refused / f"{run_id}-{attempt}.json").unlink(missing_ok=True)
+        view = self.views().get((run_id, attempt))
+        namespace = self._namespace_of(run_id, attempt)
+        if view is not None:
+            for rank, pods in view.pods.items():
+                for pod in pods:
+                    self.logs.drain(run_id, attempt, rank, pod)
+        if namespace is not None:
+            self._delete(namespace, naming.attempt_name(run_id, attempt))
+        if view is not None:
+            self.logs.forget([p for pods in view.pods.values() for p in pods])
+
+    def _delete(self, namespace: str, name: str) -> None:
+        try:
+            self.apis.batch.delete_namespaced_job(
+                name,
+                namespace,
+                propagation_policy=FOREGROUND,
+                _request_timeout=self.apis.request_timeout,
+            )
+        except ApiException as error:
+            if error.status != 404:  # already gone: the delete is done
+                raise
+
+    def _namespace_of(self, run_id: str, attempt: int) -> str | None:
+        view = self.views().get((run_id, attempt))
+        if view is not None:
+            return view.namespace
+        if "{org}" not in self.config.namespace:
+            return self.config.namespace
+        return None  # neither Job nor pod of it exists anywhere we watch
+
+    def _pods_of(self, namespace: str, run_id: str, attempt: int) -> list[dict[str, Any]]:
+        labels = naming.selector_labels(run_id, attempt)
+        document = read_json(
+            self.apis.core.list_namespaced_pod,
+            namespace,
+            label_selector=",".join(f"{key}={value}" for key, value in labels.items()),
+            _request_timeout=self.apis.request_timeout,
+        )
+        items: list[dict[str, Any]] = document.get("items") or []
+        return items

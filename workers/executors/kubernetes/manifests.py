@@ -1,0 +1,277 @@
+"""What one attempt becomes on Kubernetes: a headless Service and an Indexed Job, as typed objects.
+
+Built from the validated run spec with the official client's models — never by templating YAML —
+so a user's string (a newline, `---`, a quote) is only ever a string value in one field. Every
+`$` in a user's command or env value is doubled, because the kubelet expands `$(VAR)` there; `$$`
+is how Kubernetes spells a literal `$`, so the program sees exactly what the user wrote.
+
+The Job: completions = parallelism = nodes, `backoffLimit: 0` (Trainport owns retries), a
+podFailurePolicy that ignores disruptions (Trainport classifies them as system failures) and
+fails fast on exit codes that can never succeed, `podReplacementPolicy: Failed`,
+`activeDeadlineSeconds` from `scheduling.max_duration`, `ttlSecondsAfterFinished`. The pod runs
+at the "restricted" Pod Security level, mounts no service account token, reads secrets only
+through `secretKeyRef`, and finds rank 0 at `<job>-0.<service>`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes import client as k
+
+from workers.executors.base import LaunchRequest
+from workers.executors.kubernetes import naming
+
+CONTAINER = "trainer"
+CHECKPOINT_DIR = "/checkpoints"
+NEVER_SUCCEEDS = [126, 127]  # not executable / command not found: a retry cannot help
+IMAGE_PULL_POLICY = "IfNotPresent"
+
+
+class ManifestRefused(ValueError):
+    """The spec cannot become a pod on this cluster (no image, a recipe, an invalid selector)."""
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """The settings that shape manifests (see core.settings, `kubernetes_*`)."""
+
+    namespace: str = "trainport-runs"
+    default_image: str | None = None
+    gpu_resource: str = "nvidia.com/gpu"
+    gpu_type_label: str = "nvidia.com/gpu.product"
+    tolerations: tuple[dict[str, str], ...] = ()
+    image_pull_secrets: tuple[str, ...] = ()
+    priority_classes: dict[str, str] = field(default_factory=dict)
+    queue_name: str | None = None
+    rendezvous_port: int = 29500
+    secret_name: str = "trainport-run-secrets"  # noqa: S105 - a Secret's name, not a secret
+    checkpoint_claim: str | None = None
+    ttl_seconds_after_finished: int = 3600
+
+
+@dataclass(frozen=True)
+class AttemptManifests:
+    namespace: str
+    name: str
+    job: k.V1Job
+    service: k.V1Service
+    spec_hash: str
+
+
+def build_attempt(request: LaunchRequest, config: ClusterConfig) -> AttemptManifests:
+    """The Job and its Service for one attempt; the Service's owner reference is set at launch."""
+    _check_launchable(request.spec, config)
+    namespace = naming.namespace_for(config.namespace, request.org_id)
+    name = naming.attempt_name(request.run_id, request.attempt)
+    job = build_job_manifest(request, config, namespace)
+    service = build_service_manifest(request, config, namespace)
+    digest = spec_hash(job, service)
+    for target in (job, service):
+        assert target.metadata is not None
+        assert target.metadata.annotations is not None
+        target.metadata.annotations[naming.SPEC_HASH_KEY] = digest
+    return AttemptManifests(namespace, name, job, service, digest)
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    """The wire form of a client model, as the API server receives it."""
+    document: dict[str, Any] = k.ApiClient().sanitize_for_serialization(obj)
+    return document
+
+
+def spec_hash(job: k.V1Job, service: k.V1Service) -> str:
+    """A digest of what was asked for, before the hash itself is written into the objects."""
+    canonical = json.dumps([to_dict(job), to_dict(service)], sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+def _check_launchable(spec: dict[str, Any], config: ClusterConfig) -> None:
+    if not spec.get("command"):
+        raise ManifestRefused("the Kubernetes executor runs a `command`; recipes are not supported")
+    if not (spec.get("image") or config.default_image):
+        raise ManifestRefused("the run names no image and the cluster has no default image")
+    gpu_type = (spec.get("compute") or {}).get("gpu_type")
+    if gpu_type and naming.label_value(gpu_type) != gpu_type:
+        raise ManifestRefused(f"gpu_type {gpu_type!r} is not a valid node label value")
+
+
+def _metadata(request: LaunchRequest, name: str | None, namespace: str | None) -> k.V1ObjectMeta:
+    labels = {
+        key: value
+        for key, value in (request.spec.get("labels") or {}).items()
+        if naming.is_user_label_allowed(key)
+    }
+    labels.update(
+        naming.attempt_labels(request.run_id, request.org_id, request.project_id, request.attempt)
+    )
+    annotations = {naming.RUN_ID_KEY: request.run_id}
+    return k.V1ObjectMeta(name=name, namespace=namespace, labels=labels, annotations=annotations)
+
+
+def build_service_manifest(
+    request: LaunchRequest, config: ClusterConfig, namespace: str
+) -> k.V1Service:
+    """Headless, publishing not-ready pods: rank 0 must resolve before any rank is ready."""
+    name = naming.attempt_name(request.run_id, request.attempt)
+    port = k.V1ServicePort(name="rendezvous", port=config.rendezvous_port, protocol="TCP")
+    spec = k.V1ServiceSpec(
+        cluster_ip="None",
+        publish_not_ready_addresses=True,
+        selector=naming.selector_labels(request.run_id, request.attempt),
+        ports=[port],
+    )
+    metadata = _metadata(request, name, namespace)
+    return k.V1Service(api_version="v1", kind="Service", metadata=metadata, spec=spec)
+
+
+def build_job_manifest(request: LaunchRequest, config: ClusterConfig, namespace: str) -> k.V1Job:
+    name = naming.attempt_name(request.run_id, request.attempt)
+    nodes = int((request.spec.get("compute") or {}).get("nodes") or 1)
+    metadata = _metadata(request, name, namespace)
+    if config.queue_name:
+        assert metadata.labels is not None
+        metadata.labels[naming.QUEUE_KEY] = config.queue_name
+    max_duration = (request.spec.get("scheduling") or {}).get("max_duration")
+    spec = k.V1JobSpec(
+        completions=nodes,
+        parallelism=nodes,
+        completion_mode="Indexed",
+        backoff_limit=0,
+        pod_failure_policy=_pod_failure_policy(),
+        pod_replacement_policy="Failed",
+        active_deadline_seconds=int(max_duration) if max_duration else None,
+        ttl_seconds_after_finished=config.ttl_seconds_after_finished,
+        template=_pod_template(request, config),
+    )
+    return k.V1Job(api_version="batch/v1", kind="Job", metadata=metadata, spec=spec)
+
+
+def _pod_failure_policy() -> k.V1PodFailurePolicy:
+    disrupted = k.V1PodFailurePolicyOnPodConditionsPattern(type="DisruptionTarget", status="True")
+    hopeless = k.V1PodFailurePolicyOnExitCodesRequirement(
+        container_name=CONTAINER, operator="In", values=NEVER_SUCCEEDS
+    )
+    return k.V1PodFailurePolicy(
+        rules=[
+            k.V1PodFailurePolicyRule(action="Ignore", on_pod_conditions=[disrupted]),
+            k.V1PodFailurePolicyRule(action="FailJob", on_exit_codes=hopeless),
+        ]
+    )
+
+
+def _pod_template(request: LaunchRequest, config: ClusterConfig) -> k.V1PodTemplateSpec:
+    spec = request.spec
+    gpu_type = (spec.get("compute") or {}).get("gpu_type")
+    priority = (spec.get("scheduling") or {}).get("priority") or "normal"
+    pod = k.V1PodSpec(
+        restart_policy="Never",
+        subdomain=naming.attempt_name(request.run_id, request.attempt),
+        automount_service_account_token=False,
+        enable_service_links=False,  # no Service variables beside the user's env
+        security_context=k.V1PodSecurityContext(
+            run_as_non_root=True, seccomp_profile=k.V1SeccompProfile(type="RuntimeDefault")
+        ),
+        containers=[_container(request, config)],
+        volumes=_volumes(request, config),
+        node_selector={config.gpu_type_label: gpu_type} if gpu_type else None,
+        tolerations=[k.V1Toleration(**t) for t in config.tolerations] or None,
+        image_pull_secrets=[k.V1LocalObjectReference(name=s) for s in config.image_pull_secrets]
+        or None,
+        priority_class_name=config.priority_classes.get(str(priority)),
+    )
+    return k.V1PodTemplateSpec(metadata=_metadata(request, None, None), spec=pod)
+
+
+def _container(request: LaunchRequest, config: ClusterConfig) -> k.V1Container:
+    command = [literal(part) for part in request.spec["command"]]
+    mounts = [k.V1VolumeMount(name="dshm", mount_path="/dev/shm")]  # noqa: S108 - shared memory
+    if config.checkpoint_claim:
+        mounts.append(
+            k.V1VolumeMount(name="checkpoints", mount_path=CHECKPOINT_DIR, sub_path=request.run_id)
+        )
+    return k.V1Container(
+        name=CONTAINER,
+        image=request.spec.get("image") or config.default_image,
+        image_pull_policy=IMAGE_PULL_POLICY,
+        command=command,
+        env=_env(request, config),
+        resources=_resources(request.spec.get("compute") or {}, config),
+        volume_mounts=mounts,
+        security_context=k.V1SecurityContext(
+            allow_privilege_escalation=False,
+            run_as_non_root=True,
+            capabilities=k.V1Capabilities(drop=["ALL"]),
+            seccomp_profile=k.V1SeccompProfile(type="RuntimeDefault"),
+        ),
+    )
+
+
+def literal(text: str) -> str:
+    """`text` as the kubelet will hand it over: `$(VAR)` must not expand, so `$` becomes `$$`."""
+    return text.replace("$", "$$")
+
+
+def _resources(compute: dict[str, Any], config: ClusterConfig) -> k.V1ResourceRequirements:
+    requests: dict[str, str] = {}
+    limits: dict[str, str] = {}
+    if compute.get("cpus"):
+        requests["cpu"] = str(compute["cpus"])
+    if compute.get("memory"):
+        requests["memory"] = limits["memory"] = str(compute["memory"])
+    gpus = int(compute.get("gpus_per_node") or 0)
+    if gpus:
+        requests[config.gpu_resource] = limits[config.gpu_resource] = str(gpus)
+    return k.V1ResourceRequirements(requests=requests or None, limits=limits or None)
+
+
+def _volumes(request: LaunchRequest, config: ClusterConfig) -> list[k.V1Volume]:
+    memory = (request.spec.get("compute") or {}).get("memory")
+    shm = k.V1EmptyDirVolumeSource(medium="Memory", size_limit=str(memory) if memory else None)
+    volumes = [k.V1Volume(name="dshm", empty_dir=shm)]
+    if config.checkpoint_claim:
+        claim = k.V1PersistentVolumeClaimVolumeSource(claim_name=config.checkpoint_claim)
+        volumes.append(k.V1Volume(name="checkpoints", persistent_volume_claim=claim))
+    return volumes
+
+
+def rank_environment(request: LaunchRequest, config: ClusterConfig) -> dict[str, str]:
+    """The platform's variables every pod gets (NODE_RANK comes from the completion index)."""
+    compute = request.spec.get("compute") or {}
+    nodes = int(compute.get("nodes") or 1)
+    per_node = int(compute.get("processes") or compute.get("gpus_per_node") or 1)
+    env = dict(request.env)
+    env.update(
+        {
+            "MASTER_ADDR": naming.master_address(request.run_id, request.attempt),
+            "MASTER_PORT": str(config.rendezvous_port),
+            "NNODES": str(nodes),
+            "NPROC_PER_NODE": str(per_node),
+            "WORLD_SIZE": str(nodes * per_node),
+            "TRAINPORT_RUN_ID": request.run_id,
+            "TRAINPORT_ATTEMPT": str(request.attempt),
+        }
+    )
+    if config.checkpoint_claim:
+        env["TRAINPORT_CHECKPOINT_DIR"] = CHECKPOINT_DIR
+    return env
+
+
+def _env(request: LaunchRequest, config: ClusterConfig) -> list[k.V1EnvVar]:
+    variables = []
+    for name, value in (request.spec.get("env") or {}).items():
+        if isinstance(value, dict):
+            ref = k.V1SecretKeySelector(name=config.secret_name, key=value["secret"])
+            variables.append(k.V1EnvVar(name=name, value_from=k.V1EnvVarSource(secret_key_ref=ref)))
+        else:
+            variables.append(k.V1EnvVar(name=name, value=literal(str(value))))
+    index = k.V1ObjectFieldSelector(
+        field_path=f"metadata.annotations['{naming.COMPLETION_INDEX_KEY}']"
+    )
+    variables.append(k.V1EnvVar(name="NODE_RANK", value_from=k.V1EnvVarSource(field_ref=index)))
+    for name, value in rank_environment(request, config).items():
+        variables.append(k.V1EnvVar(name=name, value=literal(value)))
+    return variables

@@ -1,0 +1,226 @@
+"""What the cluster says about an attempt, as per-rank observations for `classify_attempt`.
+
+Reads the API's JSON of the attempt's Job and pods (rank = completion index = node) and names
+each failure: ImagePullBackOff and friends fail fast (`image_pull_failed`); a pod unschedulable
+for longer than the limit fails (`unschedulable`, with the scheduler's message); OOMKilled names
+its rank; eviction, preemption and a lost node are the platform's failures (retried, not counted
+against the user's retries); the Job's DeadlineExceeded is `max_duration_exceeded`. Pods the Job
+controller stops because another rank failed carry no evidence of their own, so the rank that
+failed first is the one the run reports.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from core.runs.states import StatusReason
+from workers.executors.base import AttemptObservation, RankObservation, RankPhase
+from workers.executors.kubernetes import naming
+
+IMAGE_PULL_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName"})
+CONFIG_REASONS = frozenset({"CreateContainerConfigError", "CreateContainerError"})
+DISRUPTION_REASONS = {
+    "PreemptionByScheduler": StatusReason.PREEMPTED,
+    "DeletionByPodGC": StatusReason.NODE_LOST,
+    "DeletionByTaintManager": StatusReason.NODE_LOST,
+}
+Obj = dict[str, Any]
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass
+class AttemptView:
+    """One attempt's objects as the mirrors hold them."""
+
+    run_id: str
+    attempt: int
+    namespace: str
+    name: str
+    job: Obj | None = None
+    pods: dict[int, list[Obj]] = field(default_factory=lambda: defaultdict(list))
+
+    @property
+    def nodes(self) -> int:
+        completions = ((self.job or {}).get("spec") or {}).get("completions")
+        return int(completions or (max(self.pods) + 1 if self.pods else 1))
+
+
+def group_attempts(jobs: list[Obj], pods: list[Obj]) -> dict[tuple[str, int], AttemptView]:
+    views: dict[tuple[str, int], AttemptView] = {}
+    for obj in [*jobs, *pods]:
+        meta = obj.get("metadata") or {}
+        run_id = (meta.get("annotations") or {}).get(naming.RUN_ID_KEY)
+        attempt = (meta.get("labels") or {}).get(naming.ATTEMPT_KEY, "")
+        if not run_id or not attempt.isdigit():
+            continue  # not ours, or edited by hand: never guess
+        key = (run_id, int(attempt))
+        name = naming.attempt_name(run_id, int(attempt))
+        view = views.setdefault(key, AttemptView(run_id, int(attempt), meta["namespace"], name))
+        if obj.get("kind") == "Job" or "completionMode" in (obj.get("spec") or {}):
+            view.job = obj
+        elif (index := completion_index(obj)) is not None:
+            view.pods[index].append(obj)
+    return views
+
+
+def completion_index(pod: Obj) -> int | None:
+    meta = pod.get("metadata") or {}
+    raw = (meta.get("annotations") or {}).get(naming.COMPLETION_INDEX_KEY) or (
+        meta.get("labels") or {}
+    ).get(naming.COMPLETION_INDEX_KEY)
+    return int(raw) if raw is not None and str(raw).isdigit() else None
+
+
+def observe_attempt(
+    view: AttemptView, now: datetime, unschedulable_seconds: float
+) -> AttemptObservation:
+    picked = []
+    for index in range(view.nodes):
+        seen = [_pod_rank(index, p, now, unschedulable_seconds) for p in view.pods.get(index, [])]
+        picked.append(_pick(index, seen, view.pods.get(index, [])))
+    ranks = _apply_job(view, picked)
+    nodes = sorted({n for pods in view.pods.values() for p in pods if (n := _node(p))})
+    return AttemptObservation(view.run_id, view.attempt, tuple(ranks), where=",".join(nodes))
+
+
+def _pick(index: int, seen: list[RankObservation], pods: list[Obj]) -> RankObservation | None:
+    """A failure anywhere in the rank's history is kept; otherwise the newest pod speaks."""
+    if not seen:
+        return None
+    failed = [r for r in seen if r.phase in {RankPhase.FAILED, RankPhase.LOST}]
+    if failed:
+        return failed[0]
+    newest = max(range(len(pods)), key=lambda i: _created(pods[i]))
+    return seen[newest]
+
+
+def _apply_job(view: AttemptView, ranks: list[RankObservation | None]) -> list[RankObservation]:
+    condition = _job_finished(view.job)
+    own_failure = any(r is not None and r.phase is RankPhase.FAILED for r in ranks)
+    done = []
+    for index, rank in enumerate(ranks):
+        if condition == ("Complete", ""):
+            rank = RankObservation(index, RankPhase.SUCCEEDED, 0)
+        elif condition is not None and condition[1] == "DeadlineExceeded":
+            if rank is None or rank.phase not in {RankPhase.SUCCEEDED}:
+                message = "the run went past its max_duration and was stopped"
+                rank = RankObservation(
+                    index, RankPhase.FAILED, None, StatusReason.MAX_DURATION_EXCEEDED, message
+                )
+        elif condition is not None and rank is None and not own_failure:
+            message = f"the Job failed ({condition[1]}) before rank {index} ran"
+            rank = RankObservation(
+                index, RankPhase.FAILED, None, StatusReason.SYSTEM_ERROR, message
+            )
+        done.append(rank or RankObservation(index, RankPhase.PENDING, message="no pod yet"))
+    return done
+
+
+def _job_finished(job: Obj | None) -> tuple[str, str] | None:
+    for condition in ((job or {}).get("status") or {}).get("conditions") or []:
+        if condition.get("type") in {"Complete", "Failed"} and condition.get("status") == "True":
+            reason = "" if condition["type"] == "Complete" else str(condition.get("reason") or "")
+            return str(condition["type"]), reason
+    return None
+
+
+def _pod_rank(index: int, pod: Obj, now: datetime, limit: float) -> RankObservation:
+    status = pod.get("status") or {}
+    phase = status.get("phase") or "Pending"
+    if phase == "Succeeded":
+        return RankObservation(index, RankPhase.SUCCEEDED, 0)
+    if phase == "Failed":
+        return _failed(index, pod)
+    if phase == "Unknown":
+        message = f"rank {index}'s node {_node(pod) or '?'} stopped reporting"
+        return RankObservation(index, RankPhase.LOST, None, StatusReason.NODE_LOST, message)
+    if (pod.get("metadata") or {}).get("deletionTimestamp"):
+        return RankObservation(index, RankPhase.RUNNING, message="stopping")
+    if phase == "Running":
+        return RankObservation(index, RankPhase.RUNNING)
+    return _pending(index, pod, now, limit)
+
+
+def _failed(index: int, pod: Obj) -> RankObservation:
+    status = pod.get("status") or {}
+    disruption = _condition(pod, "DisruptionTarget")
+    if status.get("reason") == "Evicted" or disruption is not None:
+        why = str((disruption or {}).get("reason") or "Evicted")
+        reason = DISRUPTION_REASONS.get(why, StatusReason.EVICTED)
+        detail = status.get("message") or (disruption or {}).get("message") or why
+        return RankObservation(index, RankPhase.FAILED, None, reason, f"rank {index}: {detail}")
+    if status.get("reason") == "DeadlineExceeded":
+        message = "the run went past its max_duration and was stopped"
+        return RankObservation(
+            index, RankPhase.FAILED, None, StatusReason.MAX_DURATION_EXCEEDED, message
+        )
+    terminated = _terminated(pod)
+    code = terminated.get("exitCode")
+    if terminated.get("reason") == "OOMKilled":
+        message = f"rank {index} ran out of memory (OOMKilled, exit code {code})"
+        return RankObservation(index, RankPhase.FAILED, code, StatusReason.OOM_KILLED, message)
+    message = f"rank {index} exited with code {code}"
+    return RankObservation(index, RankPhase.FAILED, code, StatusReason.EXIT_CODE_NONZERO, message)
+
+
+def _pending(index: int, pod: Obj, now: datetime, limit: float) -> RankObservation:
+    for container in (pod.get("status") or {}).get("containerStatuses") or []:
+        waiting = (container.get("state") or {}).get("waiting") or {}
+        reason = waiting.get("reason")
+        if reason in IMAGE_PULL_REASONS or reason in CONFIG_REASONS:
+            why = (
+                StatusReason.IMAGE_PULL_FAILED
+                if reason in IMAGE_PULL_REASONS
+                else StatusReason.SYSTEM_ERROR
+            )
+            message = f"rank {index}: {reason}: {waiting.get('message') or ''}".rstrip(": ")
+            return RankObservation(index, RankPhase.FAILED, None, why, message)
+    scheduled = _condition(pod, "PodScheduled")
+    if (
+        scheduled
+        and scheduled.get("status") == "False"
+        and scheduled.get("reason") == "Unschedulable"
+    ):
+        message = f"rank {index} cannot be scheduled: {scheduled.get('message') or ''}"
+        since = _parse_time(scheduled.get("lastTransitionTime")) or _created(pod)
+        if (now - since).total_seconds() >= limit:
+            return RankObservation(
+                index, RankPhase.FAILED, None, StatusReason.UNSCHEDULABLE, message
+            )
+        return RankObservation(index, RankPhase.PENDING, message=message)
+    return RankObservation(index, RankPhase.PENDING)
+
+
+def _condition(pod: Obj, kind: str) -> Obj | None:
+    for condition in (pod.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == kind and (
+            kind != "DisruptionTarget" or condition.get("status") == "True"
+        ):
+            return dict(condition)
+    return None
+
+
+def _terminated(pod: Obj) -> Obj:
+    for container in (pod.get("status") or {}).get("containerStatuses") or []:
+        terminated = (container.get("state") or {}).get("terminated")
+        if terminated:
+            return dict(terminated)
+    return {}
+
+
+def _node(pod: Obj) -> str:
+    return str((pod.get("spec") or {}).get("nodeName") or "")
+
+
+def _created(pod: Obj) -> datetime:
+    stamp = _parse_time((pod.get("metadata") or {}).get("creationTimestamp"))
+    return stamp or EPOCH
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))

@@ -1,0 +1,144 @@
+"""Every rank's pod log, copied into the same durable LogStore the local executor writes.
+
+One thread per live pod follows `pods/log` (with timestamps, under a request timeout) and
+appends each line to `<run>/attempt-<n>/rank-<index>.log`, so `trainport logs -f` is live. The
+last copied timestamp of each pod is kept in a cursor file under the state folder, so a follow
+that ends early, or a restarted worker, resumes without duplicating lines. Before a finished
+attempt's Job is deleted, `drain` copies what is left and marks the rank's log finished, so the
+log is complete after the pod is gone.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+
+from core.logs import LogStore
+from workers.executors.kubernetes.client import Apis, call_raw, response_lines
+from workers.executors.kubernetes.manifests import CONTAINER
+
+TERMINAL = frozenset({"Succeeded", "Failed"})
+STARTED = frozenset({"Running", *TERMINAL})
+MAX_FOLLOWERS = 256  # open log streams per worker; the rest start on a later observe()
+log = logging.getLogger("trainport.executors.kubernetes.logs")
+
+
+class PodLogs:
+    """Copies pod logs into the log store; at most one copier per pod at a time."""
+
+    def __init__(self, apis: Apis, store: LogStore, state_dir: Path) -> None:
+        self._apis = apis
+        self._store = store
+        self._cursors = state_dir / "kubernetes" / "log-cursors"
+        self._lock = threading.Lock()
+        self._pod_locks: dict[str, threading.Lock] = {}
+        self._following: set[str] = set()
+
+    def follow(self, run_id: str, attempt: int, rank: int, pod: dict[str, Any]) -> None:
+        """Start following a started pod's log in the background, unless that is under way."""
+        uid = _uid(pod)
+        if _phase(pod) not in STARTED or self._is_done(uid):
+            return
+        with self._lock:
+            if uid in self._following or len(self._following) >= MAX_FOLLOWERS:
+                return
+            self._following.add(uid)
+        thread = threading.Thread(
+            target=self._follow, args=(run_id, attempt, rank, pod), daemon=True, name=f"log-{uid}"
+        )
+        thread.start()
+
+    def _follow(self, run_id: str, attempt: int, rank: int, pod: dict[str, Any]) -> None:
+        try:
+            self.copy(run_id, attempt, rank, pod, follow=True)
+        except Exception:  # the next observe starts another follower from the cursor
+            log.warning("following the log of %s failed", _name(pod), exc_info=True)
+        finally:
+            with self._lock:
+                self._following.discard(_uid(pod))
+
+    def drain(self, run_id: str, attempt: int, rank: int, pod: dict[str, Any]) -> None:
+        """Copy the rest of a finished pod's log and mark the rank's log finished."""
+        if _phase(pod) in STARTED and not self._is_done(_uid(pod)):
+            try:
+                self.copy(run_id, attempt, rank, pod, follow=False)
+            except ApiException as error:
+                if error.status != 404:
+                    raise
+        self._store.mark_finished(run_id, attempt, rank)
+
+    def copy(self, run_id: str, attempt: int, rank: int, pod: dict[str, Any], follow: bool) -> None:
+        uid = _uid(pod)
+        with self._pod_lock(uid):
+            cursor = self._cursor(uid)
+            writer = self._store.writer(run_id, attempt, rank)
+            try:
+                last = self._stream(pod, cursor, follow, writer.write)
+            finally:
+                writer.close(finished=False)
+            if last != cursor:
+                self._save_cursor(uid, last)
+            if _phase(pod) in TERMINAL or not follow:
+                self._save_cursor(uid, last, done=True)
+
+    def _stream(self, pod: dict[str, Any], cursor: str, follow: bool, write: Any) -> str:
+        meta = pod["metadata"]
+        response = call_raw(
+            self._apis.core.read_namespaced_pod_log,
+            meta["name"],
+            meta["namespace"],
+            container=CONTAINER,
+            follow=follow,
+            timestamps=True,
+            _request_timeout=(self._apis.request_timeout, self._apis.watch_timeout),
+        )
+        last = cursor
+        try:
+            for line in response_lines(response):
+                stamp, _, text = line.partition(" ")
+                if stamp and stamp > last:  # RFC 3339 Nano in UTC sorts as text
+                    write("stdout", text)
+                    last = stamp
+        finally:
+            response.release_conn()
+        return last
+
+    def _pod_lock(self, uid: str) -> threading.Lock:
+        with self._lock:
+            return self._pod_locks.setdefault(uid, threading.Lock())
+
+    def _cursor(self, uid: str) -> str:
+        path = self._cursors / uid
+        return path.read_text().split("\n")[0] if path.exists() else ""
+
+    def _is_done(self, uid: str) -> bool:
+        path = self._cursors / uid
+        return path.exists() and path.read_text().endswith("\ndone")
+
+    def _save_cursor(self, uid: str, stamp: str, done: bool = False) -> None:
+        self._cursors.mkdir(parents=True, exist_ok=True)
+        temporary = self._cursors / f".{uid}.tmp"
+        temporary.write_text(stamp + ("\ndone" if done else ""))
+        temporary.replace(self._cursors / uid)
+
+    def forget(self, pods: list[dict[str, Any]]) -> None:
+        for pod in pods:
+            (self._cursors / _uid(pod)).unlink(missing_ok=True)
+            with self._lock:
+                self._pod_locks.pop(_uid(pod), None)
+
+
+def _uid(pod: dict[str, Any]) -> str:
+    return str(pod["metadata"]["uid"])
+
+
+def _name(pod: dict[str, Any]) -> str:
+    return str(pod["metadata"]["name"])
+
+
+def _phase(pod: dict[str, Any]) -> str:
+    return str((pod.get("status") or {}).get("phase") or "Pending")
