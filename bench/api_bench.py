@@ -12,7 +12,7 @@ and then:
    feed and the filtered lists; the p99 targets are judged on these;
 3. plans: EXPLAIN (ANALYZE) of the list, filter and feed SQL, to show they are index scans.
 
-    python -m bench.api_bench                                      # 100k and 1M runs, ~5 min
+    python -m bench.api_bench                                      # 100k and 1M runs, ~6 min
     python -m bench.api_bench --runs 100000 --rounds 1 --seconds 2    # a quick look
 """
 
@@ -264,7 +264,7 @@ def print_report(report: SizeReport, args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", default="100000,1000000", help="comma-separated run counts")
-    parser.add_argument("--seconds", type=int, default=4, help="length of one wrk run")
+    parser.add_argument("--seconds", type=int, default=3, help="length of one wrk run")
     parser.add_argument("--rounds", type=int, default=3, help="rounds per scenario (median)")
     parser.add_argument("--connections", type=int, default=16, help="wrk keep-alive connections")
     parser.add_argument("--latency-requests", type=int, default=1000)

@@ -3,8 +3,7 @@
 Tasks are thin: the rules are in core (admission, attempts) and in workers/scheduler.py and
 workers/reconciler.py. Each process builds its engine and executors lazily, after any fork.
 After a commit that wrote outbox rows (launch tasks of admitted runs) a task publishes them
-itself instead of waiting for the relay's next round; attempts admitted on a local cluster it
-launches itself first (their launch messages then find them launched). A rank's shim that exits triggers a
+itself instead of waiting for the relay's next round. A rank's shim that exits triggers a
 reconciler pass at once (the local executor tells us), so a finished run frees its slot for
 the next one without waiting for beat.
 """
@@ -18,13 +17,11 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import db, outbox
-from core.models import Cluster, utcnow
+from core.models import utcnow
 from core.outbox import Task
-from core.scheduling.admission import Admitted
 from core.settings import Settings, get_settings
 from workers import relay, scheduler
 from workers.celery_app import app
@@ -86,23 +83,8 @@ def schedule(run_id: str | None = None) -> int:
     ctx = context()
     result = scheduler.run_pass(ctx.factory, ctx.settings, [run_id] if run_id else None)
     if result.admitted:
-        _launch_local_now(ctx, result.admitted)
         _publish_now(ctx.factory)
     return len(result.admitted)
-
-
-def _launch_local_now(ctx: WorkerContext, admitted: list[Admitted]) -> None:
-    """Start admitted attempts on local clusters right here: that takes milliseconds, and saves
-    their launch message a trip through the broker. The message is published all the same (at
-    least once), and then finds the attempt launched."""
-    with db.session_scope(ctx.factory) as session:
-        local = set(session.scalars(select(Cluster.name).where(Cluster.executor == "local")))
-    for grant in admitted:
-        if grant.cluster in local:
-            try:
-                launch_attempt(ctx, grant.run_id, grant.attempt)
-            except Exception:  # its launch message tries again
-                log.exception("launching %s/%d failed", grant.run_id, grant.attempt)
 
 
 @_task(Task.LAUNCH, LAUNCH_LIMIT)

@@ -24,6 +24,7 @@ from urllib.parse import quote, urlparse
 from trainport.runtime.api import RunAPI
 from trainport.runtime.digests import FileEntry, file_sha256, safe_relative, tree_digest, walk_files
 from trainport.runtime.environment import DatasetRef, file_uri_path
+from trainport.runtime.stores import boto3
 
 
 class DatasetVerificationError(Exception):
@@ -163,9 +164,7 @@ def _stat(root: Path, relative: str) -> tuple[str, int, int]:
 
 def _fetch_from_s3(uri: str, partial: Path) -> list[FileEntry]:
     """Without an API: every object under the prefix, with boto3."""
-    import importlib
-
-    client = importlib.import_module("boto3").client("s3")
+    client = boto3().client("s3")
     parsed = urlparse(uri)
     bucket, prefix = parsed.netloc, parsed.path.lstrip("/")
     entries = []

@@ -56,7 +56,7 @@ class Run:
     ) -> None:
         self.environment = environment
         self.resumed_from_step: int | None = None
-        self._step = 0
+        self._step: int | None = None  # the latest step seen by log() or progress()
         self._total_steps: int | None = None
         self._closed = False
         self._stop = StopSignal()
@@ -72,6 +72,7 @@ class Run:
             )
             interval = SEND_INTERVAL_S if send_interval is None else send_interval
             self.reporter = Reporter(sink, self.buffer, interval=interval)
+            self.reporter.set_heartbeat(self._heartbeat())  # alive from the start
         self.checkpoints = Checkpoints(
             open_store(environment.checkpoint_uri, environment.cache_dir),
             keep_last=keep_checkpoints,
@@ -117,9 +118,9 @@ class Run:
         """Record metric values at `step` (default: the last step seen). Returns at once: the
         points are sent in batches by a background thread."""
         if step is None:
-            step = self._step
+            step = self._step or 0
         else:
-            self._step = max(self._step, step)
+            self._step = max(self._step or 0, step)
         point = make_point(step, values)
         if self.reporter is None or not point.values:
             return
@@ -162,7 +163,7 @@ class Run:
 
     def _checkpoint_loaded(self, checkpoint: Checkpoint) -> None:
         self.resumed_from_step = checkpoint.step
-        self._step = max(self._step, checkpoint.step)
+        self._step = max(self._step or 0, checkpoint.step)
         if self.reporter is not None:
             self.reporter.set_heartbeat(self._heartbeat(), urgent=True)
 

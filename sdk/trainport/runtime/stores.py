@@ -15,6 +15,7 @@ the S3 store.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import os
@@ -169,7 +170,12 @@ class S3Store:
         self.uri, self.bucket = uri, parsed.netloc
         self.prefix = parsed.path.lstrip("/")
         self.cache = cache_dir / "checkpoints" / hashlib.sha256(uri.encode()).hexdigest()[:16]
-        self._client = client if client is not None else _boto3().client("s3")
+        self._given_client = client
+
+    @functools.cached_property
+    def _client(self) -> Any:
+        """boto3's client, made on first use: a run that never checkpoints needs no boto3."""
+        return self._given_client if self._given_client is not None else boto3().client("s3")
 
     def _key(self, name: str, path: str = "") -> str:
         return f"{self.prefix}{name}/{path}"
@@ -238,7 +244,7 @@ class S3Store:
         shutil.rmtree(self.cache / name, ignore_errors=True)
 
 
-def _boto3() -> Any:
+def boto3() -> Any:
     try:
         return importlib.import_module("boto3")
     except ImportError:
