@@ -16,7 +16,7 @@ from core.tenants.schemas import Principal
 from core.tenants.service import authenticate
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:  # async: no threadpool hop
     settings: Settings = request.app.state.settings
     return settings
 
@@ -31,15 +31,29 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 # scope="function": commit before the response is sent, so a client never reads stale data.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer tp_...`")
+# The presented secret alone (HTTPBearer is async: no threadpool hop), for routes that
+# authenticate inside their own single worker-thread unit of work (see `run_caller`).
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
-def get_caller(
-    session: SessionDep,
-    settings: SettingsDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Principal:
-    secret = credentials.credentials if credentials else None
-    caller = authenticate(session, secret, settings.key_touch_interval_seconds)
+def secret_of(credentials: HTTPAuthorizationCredentials | None) -> str | None:
+    return credentials.credentials if credentials else None
+
+
+def run_caller(session: Session, settings: Settings, secret: str | None) -> Principal:
+    """An API key, or a run token (`tpr_...`): `get_run_caller` without its commit."""
+    if secret is None or not run_tokens.looks_like_run_token(secret):
+        return authenticate(session, secret, settings.key_touch_interval_seconds)
+    return run_tokens.authenticate(session, settings.secret_key.get_secret_value(), secret)
+
+
+def key_caller(session: Session, settings: Settings, secret: str | None) -> Principal:
+    """An API key's caller: `get_caller` without its commit."""
+    return authenticate(session, secret, settings.key_touch_interval_seconds)
+
+
+def get_caller(session: SessionDep, settings: SettingsDep, credentials: Credentials) -> Principal:
+    caller = authenticate(session, secret_of(credentials), settings.key_touch_interval_seconds)
     # Return the connection to the pool within this worker thread: a request that held one while
     # queueing for its next thread could wait behind threads that wait for connections (a
     # deadlock until the pool times out). The route's work begins a new transaction.
@@ -51,15 +65,10 @@ Caller = Annotated[Principal, Depends(get_caller)]
 
 
 def get_run_caller(
-    session: SessionDep,
-    settings: SettingsDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    session: SessionDep, settings: SettingsDep, credentials: Credentials
 ) -> Principal:
     """An API key, or a run token (`tpr_...`) on the routes a run's own processes call."""
-    secret = credentials.credentials if credentials else None
-    if secret is None or not run_tokens.looks_like_run_token(secret):
-        return get_caller(session, settings, credentials)
-    caller = run_tokens.authenticate(session, settings.secret_key.get_secret_value(), secret)
+    caller = run_caller(session, settings, secret_of(credentials))
     session.commit()  # as in get_caller: hand the connection back before the route's work
     return caller
 

@@ -8,9 +8,18 @@ from fastapi import APIRouter, Header, Path, Query, Request, Response, status
 from pydantic import AwareDatetime
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import Caller, RunCaller, SessionDep, SettingsDep
+from api.deps import (
+    Caller,
+    Credentials,
+    SessionDep,
+    SettingsDep,
+    key_caller,
+    run_caller,
+    secret_of,
+)
 from api.etags import list_etag, matches, parse_if_match, run_etag
 from api.yaml_body import YamlBodyRoute
+from core.db import session_scope
 from core.pagination import MAX_PAGE_SIZE
 from core.runs import service
 from core.runs.repository import RunFilter
@@ -18,6 +27,7 @@ from core.runs.schemas import RunEventPage, RunOut, RunPage, RunPatch
 from core.runs.spec import RunCreate
 from core.runs.states import RunStatus
 from core.runs.watch import wait_for_change
+from core.tenants.schemas import Principal
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"], route_class=YamlBodyRoute)
 RunId = Annotated[str, Path(min_length=1, max_length=64, description="a run id, `run_...`")]
@@ -33,23 +43,47 @@ def _run_response(response: Response, run: RunOut) -> RunOut:
     return run
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=RunOut)
-def create_run(
-    body: RunCreate,
-    caller: Caller,
-    session: SessionDep,
-    settings: SettingsDep,
-    response: Response,
-    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
-) -> RunOut:
-    """Submit a run (JSON or YAML). Repeat with the same `Idempotency-Key` to retry safely."""
-    created = service.create_run(
-        session, caller, body, idempotency_key, settings.idempotency_ttl_hours
+def _run_json(
+    run: RunOut, status_code: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    """The run serialized once, here; FastAPI does not re-validate a returned Response.
+
+    `response_model=RunOut` stays on the decorators for the OpenAPI document.
+    """
+    return Response(
+        content=run.model_dump_json(),
+        status_code=status_code,
+        media_type="application/json",
+        headers={**(headers or {}), "ETag": run_etag(run.resource_version)},
     )
-    response.headers["Location"] = f"/v1/runs/{created.run.id}"
-    if created.replayed:
-        response.headers["Idempotent-Replayed"] = "true"
-    return _run_response(response, service.with_queue(session, created.run, settings))
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=RunOut)
+async def create_run(
+    request: Request,
+    body: RunCreate,
+    credentials: Credentials,
+    settings: SettingsDep,
+    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+) -> Response:
+    """Submit a run (JSON or YAML). Repeat with the same `Idempotency-Key` to retry safely."""
+    secret = secret_of(credentials)
+
+    def submit() -> Response:
+        # One worker thread, one unit of work: authenticate, insert, serialize, commit.
+        with session_scope(request.app.state.sessionmaker) as session:
+            caller = key_caller(session, settings, secret)
+            session.commit()  # as get_caller did: the key's use is recorded even if this fails
+            created = service.create_run(
+                session, caller, body, idempotency_key, settings.idempotency_ttl_hours
+            )
+            headers = {"Location": f"/v1/runs/{created.run.id}"}
+            if created.replayed:
+                headers["Idempotent-Replayed"] = "true"
+            run = service.with_queue(session, created.run, settings)
+            return _run_json(run, status.HTTP_201_CREATED, headers)
+
+    return await run_in_threadpool(submit)
 
 
 @router.get("", response_model=RunPage, responses=NOT_MODIFIED)
@@ -92,39 +126,47 @@ def list_runs(
 
 @router.get("/{run_id}", response_model=RunOut, responses=NOT_MODIFIED)
 async def get_run(
+    request: Request,
     run_id: RunId,
-    caller: RunCaller,
-    session: SessionDep,
+    credentials: Credentials,
     settings: SettingsDep,
-    response: Response,
     wait: Annotated[int, Query(ge=0, le=600, description="long-poll up to N seconds")] = 0,
     resource_version: Annotated[int | None, Query(ge=0, le=2**62)] = None,
     if_none_match: Annotated[str | None, Header(max_length=1024)] = None,
-) -> RunOut | Response:
+) -> Response:
     """A run. With `wait`, answers as soon as it changes past `resource_version`."""
+    # Each step is one unit of work in one worker thread: the connection goes back to the pool
+    # before the request waits for its next thread (or, in a long poll, for a change).
+    sessions = request.app.state.sessionmaker
+    secret = secret_of(credentials)
+
+    def read(caller: Principal | None, conditional: bool) -> Response:
+        with session_scope(sessions) as session:
+            caller = caller or run_caller(session, settings, secret)
+            if conditional:  # 304: one auth query and one version query
+                version = service.run_version(session, caller, run_id)
+                if version is not None and matches(if_none_match, run_etag(version)):
+                    return Response(status_code=304, headers={"ETag": run_etag(version)})
+            return _run_json(service.describe_run(session, caller, run_id, settings))
+
+    if not wait:
+        return await run_in_threadpool(read, None, bool(if_none_match))
+
+    def authenticated() -> Principal:
+        with session_scope(sessions) as session:
+            return run_caller(session, settings, secret)
 
     def read_version() -> int | None:
-        try:
+        with session_scope(sessions) as session:
             return service.run_version(session, caller, run_id)
-        finally:
-            if wait:  # between checks a long poll holds no pooled connection
-                session.commit()
 
-    if wait:
-        # End the auth transaction now: a long poll must not sit on a pooled connection.
-        # A plain read stays in it: one transaction, fewer round trips and threadpool hops.
-        await run_in_threadpool(session.commit)
-        baseline = resource_version
-        if baseline is None:
-            baseline = await run_in_threadpool(read_version) or 0
-        timeout = min(wait, settings.long_poll_max_seconds)
-        await wait_for_change(run_id, baseline, timeout, lambda: run_in_threadpool(read_version))
-    elif if_none_match:
-        version = await run_in_threadpool(read_version)
-        if version is not None and matches(if_none_match, run_etag(version)):
-            return Response(status_code=304, headers={"ETag": run_etag(version)})
-    run = await run_in_threadpool(lambda: service.describe_run(session, caller, run_id, settings))
-    return _run_response(response, run)
+    caller = await run_in_threadpool(authenticated)
+    baseline = resource_version
+    if baseline is None:
+        baseline = await run_in_threadpool(read_version) or 0
+    timeout = min(wait, settings.long_poll_max_seconds)
+    await wait_for_change(run_id, baseline, timeout, lambda: run_in_threadpool(read_version))
+    return await run_in_threadpool(read, caller, False)
 
 
 @router.patch("/{run_id}", response_model=RunOut)

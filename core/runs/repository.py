@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import Select, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from core.ids import lowest_id_at
 from core.models import Run, RunEvent, RunLabel, VersionCounter
@@ -32,7 +32,9 @@ def get_run(session: Session, org_id: str, run_id: str, *, for_update: bool = Fa
     query = select(Run).where(Run.org_id == org_id, Run.id == run_id, Run.deleted_at.is_(None))
     if for_update:
         query = query.with_for_update()
-    return session.scalars(query).first()
+    else:  # one round trip: attempts and progress joined in, not two more selectin queries
+        query = query.options(joinedload(Run.attempts), joinedload(Run.training))
+    return session.scalars(query).unique().first()
 
 
 def run_version(session: Session, org_id: str, run_id: str) -> int | None:
@@ -111,6 +113,11 @@ def org_version(session: Session, org_id: str) -> int:
 
 def replace_labels(session: Session, run: Run, labels: dict[str, str]) -> None:
     session.query(RunLabel).filter(RunLabel.run_id == run.id).delete(synchronize_session=False)
+    add_labels(session, run, labels)
+
+
+def add_labels(session: Session, run: Run, labels: dict[str, str]) -> None:
+    """A new run's label rows (it has none yet, so nothing to delete first)."""
     session.add_all(
         RunLabel(run_id=run.id, org_id=run.org_id, key=k, value=v) for k, v in labels.items()
     )

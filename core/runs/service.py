@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from core import idempotency, outbox
 from core.errors import Conflict, FieldError, InvalidInput, NotFound, PreconditionFailed
@@ -124,7 +125,10 @@ def _insert_run(
     )
     session.add(run)
     session.flush()
-    repository.replace_labels(session, run, run.labels)
+    # A new run has no attempts or progress yet: say so rather than query for them later.
+    set_committed_value(run, "attempts", [])
+    set_committed_value(run, "training", None)
+    repository.add_labels(session, run, run.labels)
     _record(session, run, "created", caller.key_id, to_status=RunStatus.PENDING)
     # Committed with the run, published by the relay: the scheduler hears of it once it exists.
     outbox.enqueue(session, outbox.Task.SCHEDULE, run_id=run.id)
