@@ -221,6 +221,12 @@ def running_latencies(plat: Platform, runs: int) -> list[float]:
     return found
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU the process used, plus that of its children it has reaped (shims, their commands)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
 def burst_seconds(plat: Platform, runs: int) -> tuple[float, dict[str, int]]:
     started = time.monotonic()
     run_ids = [submit(plat.client, [PY, "-c", "print(1)"]) for _ in range(runs)]
@@ -289,7 +295,10 @@ def measure(backend: str, args: argparse.Namespace, extra: dict[str, str]) -> di
                 latencies = running_latencies(plat, args.latency_runs)
                 report["submit -> running ms p50"] = round(statistics.median(latencies), 1)
                 report["submit -> running ms p95"] = round(percentile(latencies, 0.95), 1)
+                cpu = [cpu_seconds(pid) for pid in plat.pids]
                 seconds, outcomes = burst_seconds(plat, args.burst)
+                cpu = [round(cpu_seconds(pid) - before, 1) for pid, before in zip(plat.pids, cpu)]
+                report[f"{args.burst} runs: CPU s of the API / the workers (with runs)"] = cpu
                 report[f"{args.burst} runs: first submit -> all finished s"] = round(seconds, 2)
                 report[f"{args.burst} runs: outcomes"] = outcomes
                 rss, pss, count = idle_memory(plat)

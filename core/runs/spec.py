@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from core.runs.recipes import check_recipe
 from core.storable import check_storable
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -196,7 +197,9 @@ class RunSpec(StrictModel):
     command: list[Annotated[str, Field(max_length=4096)]] | None = Field(
         default=None, min_length=1, max_length=256
     )
-    recipe: str | None = Field(default=None, min_length=1, max_length=63)
+    recipe: (
+        Annotated[str, Field(min_length=1, max_length=63), AfterValidator(check_recipe)] | None
+    ) = Field(default=None, description="a built-in recipe: lm")
     parameters: dict[str, Any] | None = None
     env: Env = Field(default_factory=dict)
     compute: Compute = Field(default_factory=Compute)

@@ -44,7 +44,8 @@ BAD_BODIES: dict[str, tuple[dict[str, Any], str]] = {
     "bad memory quantity": (run_spec(compute={"memory": "lots"}), "/compute/memory"),
     "NUL in a string": (run_spec(image="python\x00"), "/image"),
     "NUL in an env value": (run_spec(env={"A": "\x00"}), "/env"),
-    "both command and recipe": (run_spec(recipe="sft"), ""),
+    "both command and recipe": (run_spec(recipe="lm"), ""),
+    "an unknown recipe": ({"recipe": "sft"}, "/recipe"),
 }
 BAD_DOCUMENTS: dict[str, tuple[str, bytes]] = {
     "malformed JSON": ("application/json", b'{"image": "python", '),
@@ -95,7 +96,7 @@ def test_a_bad_field_is_a_422_pointing_at_it(client: TestClient, tenant: Tenant,
 def test_a_non_finite_number_is_refused_not_stored_as_null(
     client: TestClient, tenant: Tenant, number: bytes
 ) -> None:
-    content = b'{"recipe": "sft", "parameters": {"lr": ' + number + b"}}"
+    content = b'{"recipe": "lm", "parameters": {"lr": ' + number + b"}}"
     headers = {**tenant.headers, "Content-Type": "application/json"}
     response = client.post("/v1/runs", content=content, headers=headers)
     assert "/parameters" in pointers(assert_problem(response, 422, "validation_error"))

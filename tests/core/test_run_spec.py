@@ -116,7 +116,7 @@ def test_bad_or_reserved_env_names_are_refused(env: dict[str, Any], why: str) ->
 
 @pytest.mark.parametrize(
     "document",
-    [BASE, {"recipe": "llm-sft"}, {"recipe": "llm-sft", "parameters": {"lr": 1e-4}}],
+    [BASE, {"recipe": "lm"}, {"recipe": "lm", "parameters": {"lr": 1e-4}}],
 )
 def test_a_run_is_either_a_command_or_a_recipe(document: dict[str, Any]) -> None:
     RunSpec.model_validate(document)
@@ -124,10 +124,11 @@ def test_a_run_is_either_a_command_or_a_recipe(document: dict[str, Any]) -> None
 
 @pytest.mark.parametrize(
     ("document", "why"),
-    [({"image": "x"}, "exactly one"), ({**BASE, "recipe": "llm-sft"}, "exactly one"),
+    [({"image": "x"}, "exactly one"), ({**BASE, "recipe": "lm"}, "exactly one"),
      ({**BASE, "parameters": {"lr": 1}}, "go with a `recipe`"),
      ({"image": "x", "command": "python train.py"}, "valid list"),
-     ({"image": "x", "command": []}, "at least 1"), ({"recipe": ""}, "at least 1")],
+     ({"image": "x", "command": []}, "at least 1"), ({"recipe": ""}, "at least 1"),
+     ({"recipe": "llama"}, "unknown recipe 'llama'; built-in recipes: lm")],
 )  # fmt: skip
 def test_command_and_recipe_rules_are_enforced(document: dict[str, Any], why: str) -> None:
     with pytest.raises(ValidationError, match=why):

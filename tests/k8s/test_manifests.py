@@ -4,6 +4,7 @@ minor version, and obeys the rules the schemas cannot express; no user string es
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from typing import Any
@@ -139,9 +140,19 @@ def test_the_pod_is_restricted_and_secrets_stay_references() -> None:
     assert pod["nodeSelector"] == {"nvidia.com/gpu.product": "a100"}
 
 
-def test_a_spec_without_image_or_command_is_refused() -> None:
+def test_a_run_without_an_image_on_a_cluster_without_a_default_is_refused() -> None:
     with pytest.raises(ManifestRefused):
-        build_attempt(request({"recipe": "llama"}), CONFIG)
+        build_attempt(request({"command": ["x"]}), dataclasses.replace(CONFIG, default_image=None))
+
+
+def test_a_recipe_run_becomes_its_entry_point_with_its_parameters() -> None:
+    spec = {"recipe": "lm", "parameters": {"steps": 10}}
+    container = to_dict(build_attempt(request(spec), CONFIG).job)["spec"]["template"]["spec"][
+        "containers"
+    ][0]
+    assert container["command"] == ["python", "-m", "trainport.recipes.lm"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert json.loads(env["TRAINPORT_PARAMETERS"]) == {"steps": 10}
 
 
 # -- property: random valid specs, hostile strings included --------------------------------------

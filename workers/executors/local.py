@@ -45,6 +45,7 @@ from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
 from core.logs import LogStore
+from core.runs.recipes import launch_command, recipe_environment
 from core.runs.states import StatusReason
 from workers.executors.base import (
     AttemptObservation,
@@ -163,6 +164,7 @@ class LocalExecutor:
         env = {k: v for k, v in os.environ.items() if k in INHERITED_ENV or k.startswith("LC_")}
         env["PYTHONUNBUFFERED"] = "1"  # Python output reaches the log line by line
         env.update(_spec_env(request.spec.get("env") or {}))
+        env.update(recipe_environment(request.spec))
         env.update(request.env)
         env.setdefault("TRAINPORT_API_URL", self.api_url)
         env["TRAINPORT_RUN_ID"] = request.run_id
@@ -211,7 +213,8 @@ class LocalExecutor:
             "run_id": request.run_id,
             "attempt": request.attempt,
             "rank": rank,
-            "command": request.spec["command"],
+            # Recipes run with the worker's interpreter, which has `trainport` installed.
+            "command": launch_command(request.spec, sys.executable),
             "workdir": str(files.workdir),
             "log_root": str(self._log_root),
             "pid_path": str(files.rank_file(rank, "pid")),
@@ -353,8 +356,6 @@ def _check_launchable(spec: dict[str, Any]) -> None:
     nodes = int((spec.get("compute") or {}).get("nodes") or 1)
     if nodes != 1:
         raise LaunchRefused(f"the local executor runs on one node; this run asks for {nodes}")
-    if not spec.get("command"):
-        raise LaunchRefused("the local executor runs a `command`; recipes are not supported yet")
 
 
 def _spec_env(spec_env: dict[str, Any]) -> dict[str, str]:

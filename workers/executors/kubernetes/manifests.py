@@ -22,6 +22,7 @@ from typing import Any
 
 from kubernetes import client as k
 
+from core.runs.recipes import launch_command, recipe_environment
 from workers.executors.base import LaunchRequest
 from workers.executors.kubernetes import naming
 
@@ -90,8 +91,6 @@ def spec_hash(job: k.V1Job, service: k.V1Service) -> str:
 
 
 def _check_launchable(spec: dict[str, Any], config: ClusterConfig) -> None:
-    if not spec.get("command"):
-        raise ManifestRefused("the Kubernetes executor runs a `command`; recipes are not supported")
     if not (spec.get("image") or config.default_image):
         raise ManifestRefused("the run names no image and the cluster has no default image")
     gpu_type = (spec.get("compute") or {}).get("gpu_type")
@@ -187,7 +186,7 @@ def _pod_template(request: LaunchRequest, config: ClusterConfig) -> k.V1PodTempl
 
 
 def _container(request: LaunchRequest, config: ClusterConfig) -> k.V1Container:
-    command = [literal(part) for part in request.spec["command"]]
+    command = [literal(part) for part in launch_command(request.spec, "python")]
     mounts = [k.V1VolumeMount(name="dshm", mount_path="/dev/shm")]  # noqa: S108 - shared memory
     if config.checkpoint_claim:
         mounts.append(
@@ -272,6 +271,7 @@ def _env(request: LaunchRequest, config: ClusterConfig) -> list[k.V1EnvVar]:
         field_path=f"metadata.annotations['{naming.COMPLETION_INDEX_KEY}']"
     )
     variables.append(k.V1EnvVar(name="NODE_RANK", value_from=k.V1EnvVarSource(field_ref=index)))
-    for name, value in rank_environment(request, config).items():
+    platform = {**recipe_environment(request.spec), **rank_environment(request, config)}
+    for name, value in platform.items():
         variables.append(k.V1EnvVar(name=name, value=literal(value)))
     return variables
