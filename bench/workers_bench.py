@@ -64,6 +64,11 @@ ADMIN_URL = os.environ.get(
 REDIS_URL = os.environ.get("TRAINPORT_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 PY = sys.executable
 READY_TIMEOUT_S, RUN_TIMEOUT_S, IDLE_SETTLE_S = 60.0, 120.0, 3.0
+# The run's first statement: the wall clock, written whole (a rename) to `path`.
+STAMP_COMMAND = (
+    "import time,os;t=repr(time.time());"
+    "open({path!r}+'.t','w').write(t);os.rename({path!r}+'.t',{path!r})"
+)
 TARGETS = {"running p50 ms": 100, "burst s": 20, "pass s": 1.0, "idle MB": 300}
 
 
@@ -208,7 +213,7 @@ def running_latencies(plat: Platform, runs: int) -> list[float]:
     stamps.mkdir()
     for index in range(runs):
         stamp = stamps / f"{index}"
-        body = f"import time,os;open({str(stamp)!r}+'.t','w').write(repr(time.time()));os.rename({str(stamp)!r}+'.t',{str(stamp)!r})"
+        body = STAMP_COMMAND.format(path=str(stamp))
         sent = time.time()
         run_id = submit(plat.client, [PY, "-c", body])
         deadline = time.monotonic() + RUN_TIMEOUT_S
@@ -297,7 +302,10 @@ def measure(backend: str, args: argparse.Namespace, extra: dict[str, str]) -> di
                 report["submit -> running ms p95"] = round(percentile(latencies, 0.95), 1)
                 cpu = [cpu_seconds(pid) for pid in plat.pids]
                 seconds, outcomes = burst_seconds(plat, args.burst)
-                cpu = [round(cpu_seconds(pid) - before, 1) for pid, before in zip(plat.pids, cpu)]
+                cpu = [
+                    round(cpu_seconds(pid) - before, 1)
+                    for pid, before in zip(plat.pids, cpu, strict=True)
+                ]
                 report[f"{args.burst} runs: CPU s of the API / the workers (with runs)"] = cpu
                 report[f"{args.burst} runs: first submit -> all finished s"] = round(seconds, 2)
                 report[f"{args.burst} runs: outcomes"] = outcomes

@@ -76,7 +76,7 @@ class Settings(BaseSettings):
         default=1.0, gt=0, description="How often the reconciler compares runs with executors"
     )
     relay_poll_seconds: float = Field(
-        default=0.05, gt=0, description="Outbox poll interval where LISTEN/NOTIFY is unavailable"
+        default=0.025, gt=0, description="Outbox poll interval where LISTEN/NOTIFY is unavailable"
     )
     public_url: str = Field(default="http://127.0.0.1:8000", description="URL runs call back")
     state_dir: Path = Field(

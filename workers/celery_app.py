@@ -2,7 +2,7 @@
 
 `TRAINPORT_BROKER_URL=redis://...` selects Redis. Without it the broker is kombu's SQLAlchemy
 transport on a SQLite file in the state directory (`<state_dir>/broker.db`), polled every
-50 ms: the same tasks, the same code path, nothing to install or start. (That transport hands
+25 ms: the same tasks, the same code path, nothing to install or start. (That transport hands
 a message out when it is fetched, so a message a killed worker held is lost; the reconciler
 re-drives whatever it was doing.)
 
@@ -29,7 +29,7 @@ from workers.shutdown import bound_warm_shutdown
 
 TASK_TIME_LIMIT = 300  # seconds; the longest any task may run before it is killed
 VISIBILITY_TIMEOUT = 3600  # seconds; must stay above every task's time limit
-EMBEDDED_POLL_SECONDS = 0.05  # how often a worker polls the serverless broker
+EMBEDDED_POLL_SECONDS = 0.025  # how often a worker polls the serverless broker
 PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2}
 
 

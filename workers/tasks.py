@@ -3,9 +3,9 @@
 Tasks are thin: the rules are in core (admission, attempts) and in workers/scheduler.py and
 workers/reconciler.py. Each process builds its engine and executors lazily, after any fork.
 After a commit that wrote outbox rows (launch tasks of admitted runs) a task publishes them
-itself instead of waiting for the relay's next round. A rank's shim that exits triggers a
-reconciler pass at once (the local executor tells us), so a finished run frees its slot for
-the next one without waiting for beat.
+itself instead of waiting for the relay's next round (with the embedded broker it runs the
+launches itself). A rank's shim that exits triggers a reconciler pass at once (the local
+executor tells us), so a finished run frees its slot without waiting for beat.
 """
 
 from __future__ import annotations
@@ -72,9 +72,26 @@ def _task(name: Task, limit: int = SHORT_LIMIT) -> Callable[[F], F]:
 
 def _publish_now(factory: sessionmaker[Session]) -> None:
     try:
-        relay.drain(factory, relay.celery_publisher(app))
+        relay.drain(factory, _publisher(context().settings))
     except relay.BrokerUnavailable as exc:  # the relay publishes them once it can
         log.warning("left outbox rows for the relay: %s", exc)
+
+
+def _publisher(settings: Settings) -> relay.Publish:
+    """The broker. On the embedded broker, which workers poll, a launch is run right here
+    instead (the task itself, in this thread): that saves the poll, and the row is marked sent
+    only once the launch returned, so a worker that dies meanwhile leaves it to the relay."""
+    send = relay.celery_publisher(app)
+    if settings.broker_url:
+        return send
+
+    def publish(task: str, payload: dict[str, Any]) -> None:
+        if task == Task.LAUNCH.value:
+            launch(**payload)
+        else:
+            send(task, payload)
+
+    return publish
 
 
 @_task(Task.SCHEDULE)

@@ -88,7 +88,10 @@ def test_log_never_blocks_on_an_unresponsive_api(silent_api: str, make_run) -> N
         slowest = max(slowest, time.perf_counter() - before)
     elapsed = time.perf_counter() - began
     assert elapsed < 5.0  # ~100k log() calls a second even on a loaded CI machine
-    assert slowest < 0.05  # not one call waited on the network
+    # Not one call waited on the network: the silent API never answers, so a call that waited
+    # would take the full request timeout (10 s). The margin absorbs scheduler stalls on a
+    # loaded 2-core CI machine (0.5 s was seen there), which are not waits on the network.
+    assert slowest < 2.0
     held = run.buffer.snapshot()
     assert len(held) <= 2 * 1_000
     assert held[-1].step == 49_999
