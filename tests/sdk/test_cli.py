@@ -258,3 +258,22 @@ def test_server_migrates_bootstraps_and_serves_the_embedded_platform(
     assert httpx.get(f"{url}/healthz").json() == {"status": "ok"}
     listed = trainport_cli(env, "runs", "ls", "-o", "json")  # the saved `local` profile
     assert (listed.returncode, json.loads(listed.stdout or "null")) == (0, []), listed.stderr
+
+
+def test_run_follow_of_a_real_run_streams_its_output_and_exits_0(
+    embedded_server: tuple[str, dict[str, str]], tmp_path: Path
+) -> None:
+    _, env = embedded_server
+    run_yaml = tmp_path / "hello.yaml"
+    command = [sys.executable, "-c", "print('hello from a real run')"]
+    run_yaml.write_text(yaml.safe_dump({"name": "hello", "command": command}))
+    followed = subprocess.run(
+        [str(TRAINPORT), "run", "-f", str(run_yaml), "--follow"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    assert followed.returncode == 0, followed.stdout + followed.stderr
+    assert "hello from a real run" in followed.stdout

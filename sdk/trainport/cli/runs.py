@@ -127,6 +127,10 @@ def follow_run(client: Client, run: Run) -> Run:
             window = LOG_RETRY_SECONDS if unseen else LONG_POLL_SECONDS
             with err.status(f"{run.id} is {run.status}..."):
                 run = client.runs.get(run, wait=window, resource_version=run.resource_version)
+        if run.attempt and run.attempt != followed:
+            # The last attempt ended between two looks (a short run is never seen running):
+            # its log is durable, so print it whole.
+            stream_logs(client, run.id, follow=True, attempt=run.attempt)
         return run
     except KeyboardInterrupt:
         err.print(f"Stopped following; {run.id} keeps going. Stop it: trainport cancel {run.id}")
