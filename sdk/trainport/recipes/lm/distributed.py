@@ -76,4 +76,7 @@ class Placement:
 
     def close(self) -> None:
         if self.distributed and dist.is_initialized():
+            # Every rank arrives before any tears down: rank 0 hosts the rendezvous store, and
+            # a rank still using it when rank 0 exits aborts ("terminate called ...").
+            dist.barrier()
             dist.destroy_process_group()
