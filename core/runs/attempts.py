@@ -4,7 +4,8 @@ An attempt is opened when the scheduler admits the run and holds its grant until
 the open attempts are the capacity and quota ledger, the closed ones the run's `attempts[]` and
 the fair-share history. Retries: a platform failure (process lost, worker died) goes back to
 the queue up to `system_retry_limit` times when the spec allows it, without touching the
-user's `max_retries`; a failure of the user's code retries only within `max_retries`.
+user's `max_retries`; a failure of the user's code retries only within `max_retries`. A failure
+that no retry can cure (`NEVER_RETRIED`: the image cannot be pulled) ends the run at once.
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ class AttemptOutcome(StrEnum):
     FAILED = "failed"  # the user's code failed: counts against max_retries
     SYSTEM_FAILED = "system_failed"  # the platform failed: its own retry budget
     CANCELLED = "cancelled"
+
+
+# Reasons that the same spec would meet again on every attempt: retrying only burns capacity and
+# hides the error from the user behind a queue.
+NEVER_RETRIED = frozenset({StatusReason.IMAGE_PULL_FAILED})
 
 
 @dataclass(frozen=True)
@@ -151,6 +157,8 @@ def settle(session: Session, run: Run, ending: Ending, system_retry_limit: int) 
 
 def _may_retry(session: Session, run: Run, ending: Ending, system_retry_limit: int) -> bool:
     scheduling = run.spec.get("scheduling") or {}
+    if ending.reason in NEVER_RETRIED:
+        return False
     if ending.outcome is AttemptOutcome.SYSTEM_FAILED:
         allowed = bool(scheduling.get("retry_on_system_failure", True))
         used = _count(session, run.id, AttemptOutcome.SYSTEM_FAILED)

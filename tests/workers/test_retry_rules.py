@@ -1,0 +1,56 @@
+"""What an attempt's end means for its run: which failures retry, and against which budget."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from core.db import session_scope
+from core.models import Run, RunAttempt
+from core.runs.attempts import AttemptOutcome, Ending, settle
+from core.runs.states import StatusReason
+from tests.factories import make_tenant
+from tests.workers.test_admission import admit, cluster, sessions, submit
+
+PULL = Ending(AttemptOutcome.FAILED, StatusReason.IMAGE_PULL_FAILED, "ErrImagePull: not found")
+CRASH = Ending(AttemptOutcome.FAILED, StatusReason.EXIT_CODE_NONZERO, "exit code 3", exit_code=3)
+EVICTED = Ending(AttemptOutcome.SYSTEM_FAILED, StatusReason.EVICTED, "node drained")
+
+
+def _end_attempt(client: TestClient, run_id: str, ending: Ending) -> str:
+    with session_scope(sessions(client)) as session:
+        run = session.get(Run, run_id, with_for_update=True)
+        assert run is not None
+        return settle(session, run, ending, 3).value
+
+
+def _attempts(client: TestClient, run_id: str) -> int:
+    with session_scope(sessions(client)) as session:
+        return session.query(RunAttempt).filter_by(run_id=run_id).count()
+
+
+def test_an_image_that_cannot_be_pulled_fails_at_once_whatever_max_retries(
+    fresh_client: TestClient,
+) -> None:
+    factory, tenant = sessions(fresh_client), make_tenant(fresh_client)
+    cluster(factory, a100=1)
+    run_id = submit(fresh_client, tenant, scheduling={"max_retries": 2})
+    assert admit(factory) == {run_id}
+    assert _end_attempt(fresh_client, run_id, PULL) == "failed"
+    run = fresh_client.get(f"/v1/runs/{run_id}", headers=tenant.headers).json()
+    assert (run["status_reason"], run["attempt"]) == ("image_pull_failed", 1)
+    assert _attempts(fresh_client, run_id) == 1
+
+
+def test_a_crash_retries_within_max_retries_and_an_eviction_apart_from_them(
+    fresh_client: TestClient,
+) -> None:
+    factory, tenant = sessions(fresh_client), make_tenant(fresh_client)
+    cluster(factory, a100=1)
+    run_id = submit(fresh_client, tenant, scheduling={"max_retries": 1})
+    endings = [CRASH, EVICTED, EVICTED, CRASH]
+    statuses = []
+    for ending in endings:
+        assert admit(factory) == {run_id}
+        statuses.append(_end_attempt(fresh_client, run_id, ending))
+    assert statuses == ["queued", "queued", "queued", "failed"]
+    assert _attempts(fresh_client, run_id) == 4
