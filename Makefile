@@ -26,7 +26,7 @@ $(VENV)/.installed-test: $(VENV)/.installed
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 
-## demo: install, start the embedded platform, train examples/train_tiny.py as a run, stop
+## demo: install, start the embedded platform, train the lm recipe on the stdlib's source, stop
 demo: install
 	$(BIN)/python scripts/demo.py
 

@@ -1,14 +1,17 @@
-"""`make demo`: the embedded platform runs a real PyTorch training run, seen through the HTTP API.
+"""`make demo`: a code model trained on your own code, on the embedded platform, over its API.
 
 It starts everything in a fresh state directory (default `./.trainport/demo/`: its own SQLite
-database, serverless broker, run logs and attempt folders; never the developer's `.trainport`),
-bootstraps an org with an admin key, and starts the embedded platform: the API (uvicorn) and
-`python -m workers.embedded` (Celery worker, beat and the outbox relay). Then, as a user would:
-submit a run whose command is `examples/train_tiny.py`, follow its logs to the end through
-`GET /v1/runs/{id}/logs?follow=true`, and show that it succeeded with its attempts and events.
-Everything it started is stopped in `finally`, always. Operator steps run as an operator runs
-them (`python -m api.admin ...`), so this script imports nothing of ours and talks to the
-platform only over HTTP.
+database, serverless broker, object store, run logs and attempt folders; never the developer's
+`.trainport`), bootstraps an org with an admin key, and starts the embedded platform: the API
+(uvicorn) and `python -m workers.embedded` (Celery worker, beat and the outbox relay). Then, as a
+user would: push a few MB of the Python standard library's source as a dataset, submit a run of
+the built-in `lm` recipe (a small byte-level transformer) on it for about two minutes of CPU,
+follow its logs through `GET /v1/runs/{id}/logs?follow=true`, and show the falling loss from
+the metrics API, the model's sample, its checkpoints, and its provenance record with the
+server's signature verified, for the record and for the newest checkpoint (and not once a bit
+of it is flipped). Everything it started is stopped in `finally`, always. Operator steps run as
+an operator runs them (`python -m api.admin ...`); the tour uses only HTTP and the `trainport`
+SDK, as a user's script would.
 """
 
 from __future__ import annotations
@@ -22,19 +25,23 @@ import signal
 import socket
 import subprocess
 import sys
+import sysconfig
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import yaml
 
+from trainport import Client
+from trainport.training_models import Checkpoint
+
 ROOT = Path(__file__).resolve().parent.parent
-EXAMPLE = ROOT / "examples" / "train_tiny.py"
 MARKER = ".trainport-demo"  # only a folder with this file (or an empty one) is ever wiped
 READY_TIMEOUT_S = 30.0
-RUN_TIMEOUT_S = 120.0
+RUN_TIMEOUT_S = 900.0
 STOP_TIMEOUT_S = 15.0
 TERMINAL = {"succeeded", "failed", "cancelled"}
 
@@ -140,14 +147,66 @@ def clock(stamp: str | None) -> str | None:
     return stamp[11:23] if stamp else None  # HH:MM:SS.mmm of an RFC 3339 UTC time
 
 
-def run_spec(steps: int) -> dict[str, Any]:
+# Package folders of the standard library that are not "code a team writes": test suites, GUI
+# demos, vendored installers. The rest, in sorted order up to a byte cap, is the dataset.
+SKIPPED_PARTS = {"site-packages", "dist-packages", "idlelib", "tkinter", "turtledemo", "lib2to3",
+                 "ensurepip", "pydoc_data", "__pycache__"}  # fmt: skip
+DATASET = "python-stdlib"
+
+
+@dataclass(frozen=True)
+class Model:
+    """The recipe's size and cadence: the real demo, or a small one for the test suite."""
+
+    d_model: int
+    n_layers: int
+    context: int
+    batch: int
+    dataset_bytes: int
+
+    def parameters(self, steps: int) -> dict[str, Any]:
+        every = max(steps // 4, 1)  # four evaluations and checkpoints per run
+        return {
+            "d_model": self.d_model, "n_layers": self.n_layers, "n_heads": 4,
+            "context": self.context, "batch": self.batch, "steps": steps, "lr": 3e-3,
+            "warmup": max(steps // 20, 1), "eval_every": every, "checkpoint_every": every,
+            "keep_checkpoints": 2, "sample_tokens": 240, "sample_prompt": "def ",
+            "temperature": 0.7,
+        }  # fmt: skip
+
+
+MODELS = {
+    # ~0.84M parameters, ~10k tokens/s on two CPU cores: ~0.2 s a step, 600 steps ~2 minutes.
+    "demo": Model(d_model=128, n_layers=4, context=128, batch=16, dataset_bytes=4_000_000),
+    "tiny": Model(d_model=64, n_layers=2, context=64, batch=8, dataset_bytes=600_000),
+}
+
+
+def stdlib_sources(folder: Path, cap: int) -> tuple[int, int]:
+    """Copy the standard library's .py files into `folder` (sorted, at most `cap` bytes)."""
+    root = Path(sysconfig.get_paths()["stdlib"])
+    count = total = 0
+    for source in sorted(root.rglob("*.py")):
+        relative = source.relative_to(root)
+        if any(p in SKIPPED_PARTS or p.startswith(("test", "config-")) for p in relative.parts):
+            continue
+        size = source.stat().st_size
+        if total + size > cap:
+            break
+        (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, folder / relative)
+        count, total = count + 1, total + size
+    return count, total
+
+
+def run_spec(dataset: str, model: Model, steps: int) -> dict[str, Any]:
     return {
-        "name": "tiny-sine-mlp",
-        "image": "python:3.11-slim",  # ignored by the local executor; used on Kubernetes
-        "command": [sys.executable, str(EXAMPLE)],
-        "env": {"STEPS": str(steps)},
+        "name": "stdlib-code-lm",
+        "recipe": "lm",  # python -m trainport.recipes.lm: a byte-level decoder-only transformer
+        "parameters": model.parameters(steps),
+        "data": {"datasets": [dataset]},
         "compute": {"nodes": 1, "gpus_per_node": 0, "processes": 1},
-        "scheduling": {"max_duration": "10m", "max_retries": 1},
+        "scheduling": {"max_duration": "20m", "max_retries": 1},
         "labels": {"team": "demo"},
     }
 
@@ -163,8 +222,8 @@ def wait_for(client: httpx.Client, run: dict[str, Any], done: set[str]) -> dict[
     return run
 
 
-def follow_logs(client: httpx.Client, run: dict[str, Any]) -> dict[str, Any]:
-    """Stream each attempt's log until the run ends; the run as it ended."""
+def follow_logs(client: httpx.Client, run: dict[str, Any], lines: list[str]) -> dict[str, Any]:
+    """Stream each attempt's log (kept in `lines`) until the run ends; the run as it ended."""
     followed: set[int] = set()
     while True:
         run = wait_for(client, run, {"running", *TERMINAL} | ({"queued"} if followed else set()))
@@ -179,23 +238,34 @@ def follow_logs(client: httpx.Client, run: dict[str, Any]) -> dict[str, Any]:
                     response.read()
                     checked(response)
                 for line in response.iter_lines():
+                    lines.append(line)
                     print(f"  {line}", flush=True)
         if run["status"] in TERMINAL:
             return run
         run = checked(client.get(f"/v1/runs/{run['id']}"))
 
 
-def tour(client: httpx.Client, steps: int) -> dict[str, Any]:
-    """What a user does: submit a run, follow it, look at how it went; the finished run."""
-    spec = run_spec(steps)
+def register_dataset(sdk: Client, folder: Path, model: Model) -> str:
+    """The standard library's source as a dataset version; its `name@version` reference."""
+    count, total = stdlib_sources(folder, model.dataset_bytes)
+    step(f"Dataset: {count} files, {total / 1e6:.1f} MB of the standard library's source")
+    print(f"  client.datasets.push({DATASET!r}, {str(folder)!r})")
+    version = sdk.datasets.push(DATASET, folder, description="Python's standard library source")
+    print(f"  -> {DATASET}@{version.version}  {version.file_count} files  {version.digest}")
+    return f"{DATASET}@{version.version}"
+
+
+def submit(client: httpx.Client, spec: dict[str, Any]) -> dict[str, Any]:
     document = yaml.safe_dump(spec, sort_keys=False)
     step("POST /v1/runs (Content-Type: application/yaml)")
     print("  " + document.rstrip().replace("\n", "\n  "))
     headers = {"Content-Type": "application/yaml", "Idempotency-Key": "demo-run-1"}
-    run = checked(client.post("/v1/runs", content=document, headers=headers))
+    run: dict[str, Any] = checked(client.post("/v1/runs", content=document, headers=headers))
     print(f"  -> {run['id']} {run['status']}")
-    run = follow_logs(client, run)
-    run = wait_for(client, run, TERMINAL)
+    return run
+
+
+def show_run(client: httpx.Client, run: dict[str, Any]) -> None:
     step(f"GET /v1/runs/{run['id']}")
     for field in ("id", "name", "status", "status_reason", "attempt"):
         print(f"  {field:<15}{run[field]}")
@@ -212,7 +282,98 @@ def tour(client: httpx.Client, steps: int) -> dict[str, Any]:
         [(clock(e["created_at"]), e["kind"], e["from_status"], e["to_status"], e["reason"],
           e["actor"]) for e in events],
     )  # fmt: skip
-    return run
+
+
+def show_loss(sdk: Client, run_id: str, buckets: int = 10) -> None:
+    """The training loss averaged over `buckets` stretches of steps, beside the held-out loss."""
+    step(f"client.runs.metrics({run_id!r}): the loss, falling")
+    series = sdk.runs.metrics(run_id, name=["loss", "eval_loss"], max_points=1000).series
+    loss, held_out = series.get("loss"), series.get("eval_loss")
+    if loss is None or not loss.values:
+        raise SystemExit("the run reported no loss")
+    points = list(zip(loss.steps, loss.values, strict=True))
+    size = -(-len(points) // buckets)  # ceiling division
+    evals = list(zip(held_out.steps, held_out.values, strict=True)) if held_out else []
+    rows = []
+    for start in range(0, len(points), size):
+        chunk = points[start : start + size]
+        first, last = chunk[0][0], chunk[-1][0]
+        mean = sum(v for _, v in chunk) / len(chunk)
+        held = [f"{v:.3f} (step {s})" for s, v in evals if first <= s <= last]
+        rows.append((f"{first}-{last}", f"{mean:.3f}", ", ".join(held)))
+    print_table(("STEPS", "MEAN LOSS", "EVAL LOSS"), rows)
+    print(f"  training loss {rows[0][1]} -> {rows[-1][1]} (mean of the first and last stretch)")
+
+
+def show_sample(lines: Sequence[str]) -> None:
+    """The recipe prints a generated sample between two marker lines at the end of the run."""
+    text = [line.split(" stdout ", 1)[-1] for line in lines]
+    if "--- sample ---" not in text:
+        return
+    begin = text.index("--- sample ---") + 1
+    end = text.index("--- end of sample ---", begin) if "--- end of sample ---" in text else None
+    step("What the model writes, prompted with `def `")
+    for line in text[begin:end]:
+        print(f"  | {line}")
+
+
+def show_checkpoints(sdk: Client, run_id: str) -> Checkpoint:
+    step(f"client.runs.checkpoints({run_id!r})")
+    checkpoints = sdk.runs.checkpoints(run_id)
+    if not checkpoints:
+        raise SystemExit("the run registered no checkpoint")
+    print_table(
+        ("STEP", "ATTEMPT", "SIZE", "SAVED", "LOSS"),
+        [(c.step, c.attempt, f"{c.size_bytes / 1e6:.1f} MB", c.created_at.strftime("%H:%M:%S"),
+          c.metrics.get("loss", "")) for c in checkpoints],
+    )  # fmt: skip
+    return checkpoints[0]
+
+
+def verify_provenance(sdk: Client, run_id: str, latest: Checkpoint, folder: Path) -> bool:
+    """The signed record, the server's verdict on it and on the newest checkpoint, and what
+    one changed byte does to that verdict."""
+    step(f"client.runs.provenance({run_id!r})")
+    provenance = sdk.runs.provenance(run_id)
+    record = provenance.record
+    for name, pin in (record.get("datasets") or {}).items():
+        print(f"  dataset          {name}@{pin['version']}  {pin['digest']}")
+    print(f"  spec_sha256      {record.get('spec_sha256')}")
+    print(f"  platform         trainport {record.get('platform_version')}")
+    for attempt in record.get("attempts") or []:
+        print(f"  attempt {attempt['attempt']}        {attempt['where']}  {attempt['hardware']}")
+    print(f"  signature        {provenance.algorithm} by {provenance.key_id}")
+    record_ok = sdk.provenance.verify(provenance).valid
+    print(f"  record verified: {record_ok}")
+    sdk.runs.download_checkpoint(run_id, folder, step=latest.step)
+    checkpoint_ok = sdk.provenance.verify(provenance, checkpoint=folder).valid
+    print(f"  checkpoint at step {latest.step} verified against it: {checkpoint_ok}")
+    weights = max((p for p in folder.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    tampered = bytearray(weights.read_bytes())
+    tampered[len(tampered) // 2] ^= 0x01
+    weights.write_bytes(bytes(tampered))
+    verdict = sdk.provenance.verify(provenance, checkpoint=folder)
+    print(f"  one bit flipped in {weights.name}: valid={verdict.valid} ({verdict.reason})")
+    return record_ok and checkpoint_ok and not verdict.valid
+
+
+def tour(
+    client: httpx.Client, sdk: Client, state_dir: Path, model: Model, steps: int
+) -> tuple[dict[str, Any], bool]:
+    """What a user does: data in, a run, its logs, loss, checkpoints and provenance. The
+    finished run, and whether it succeeded with its provenance verified."""
+    dataset = register_dataset(sdk, state_dir / "dataset", model)
+    run = submit(client, run_spec(dataset, model, steps))
+    lines: list[str] = []
+    run = follow_logs(client, run, lines)
+    run = wait_for(client, run, TERMINAL)
+    show_run(client, run)
+    if run["status"] != "succeeded":
+        return run, False
+    show_loss(sdk, run["id"])
+    show_sample(lines)
+    latest = show_checkpoints(sdk, run["id"])
+    return run, verify_provenance(sdk, run["id"], latest, state_dir / "checkpoint")
 
 
 def cancel_unfinished(client: httpx.Client) -> None:
@@ -240,7 +401,10 @@ def next_steps(state_dir: Path, key: str, run_id: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--state-dir", type=Path, default=ROOT / ".trainport" / "demo")
-    parser.add_argument("--steps", type=int, default=300, help="training steps of the run")
+    parser.add_argument("--steps", type=int, default=600, help="training steps of the run")
+    parser.add_argument(
+        "--model", choices=sorted(MODELS), default="demo", help="`tiny`: a quick check"
+    )
     args = parser.parse_args(argv)
     state_dir: Path = args.state_dir.resolve()
     fresh_state_dir(state_dir)
@@ -257,8 +421,10 @@ def main(argv: list[str] | None = None) -> int:
     step(f"Starting the API on {base_url} and the workers (logs: {state_dir}/*.log)")
     processes: dict[str, subprocess.Popen[bytes]] = {}
     run: dict[str, Any] = {}
+    verified = False
     headers = {"Authorization": f"Bearer {made['api_key']}"}
-    with httpx.Client(base_url=base_url, headers=headers, timeout=30) as client:
+    sdk = Client(base_url=base_url, api_key=made["api_key"], timeout=60)
+    with httpx.Client(base_url=base_url, headers=headers, timeout=30) as client, sdk:
         try:
             processes["API"] = start(
                 ["-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(port),
@@ -268,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
                 ["-m", "workers.embedded", "--no-migrate"], env, state_dir / "workers.log"
             )
             wait_ready(client, processes)
-            run = tour(client, args.steps)
+            run, verified = tour(client, sdk, state_dir, MODELS[args.model], args.steps)
         finally:
             if not run and processes:
                 cancel_unfinished(client)
@@ -276,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
                 stop(process)
     step("Stopped the API and the workers")
     next_steps(state_dir, made["api_key"], run["id"])
-    return 0 if run["status"] == "succeeded" else 1
+    return 0 if verified else 1
 
 
 if __name__ == "__main__":

@@ -49,8 +49,11 @@ def register_checkpoint(
 def list_checkpoints(
     run_id: RunId, caller: RunCaller, session: SessionDep, settings: SettingsDep
 ) -> list[CheckpointOut]:
-    """Newest step first, each with download URLs (presigned on S3, API routes otherwise)."""
-    return service.list_checkpoints(session, caller, settings, run_id)
+    """Newest step first, each with download URLs (presigned on S3, API routes otherwise); a
+    checkpoint that the run's retention (`keep_last`) deleted is no longer listed."""
+    run, rows = service.registered(session, caller, run_id)
+    session.commit()  # the storage listing comes next, outside any transaction
+    return service.still_stored(run, rows, settings)
 
 
 @router.get(

@@ -123,13 +123,20 @@ def register(
     return Registered(existing, created=False)
 
 
-def list_checkpoints(
-    session: Session, caller: Principal, settings: Settings, run_id: str
-) -> list[CheckpointOut]:
+def registered(session: Session, caller: Principal, run_id: str) -> tuple[Run, list[Checkpoint]]:
+    """The run and every checkpoint ever registered for it, newest step first."""
     run = get_run(session, caller, run_id)
-    rows = repository.of_run(session, run.id)
+    return run, repository.of_run(session, run.id)
+
+
+def still_stored(run: Run, rows: list[Checkpoint], settings: Settings) -> list[CheckpointOut]:
+    """The registered checkpoints whose COMMIT marker is still in storage (one listing; storage
+    I/O, so no transaction may be open). The runtime keeps only the newest `keep_last` and
+    deletes older folders; their rows stay, so a downloaded copy of one still verifies against
+    the run's provenance, but a list only offers what can be downloaded."""
     store = location(settings, run.org_id, run.id)
-    return [describe(row, store, settings) for row in rows]
+    keys = {stored.key for stored in store.list()}
+    return [describe(row, store, settings) for row in rows if row.path + COMMIT_MARKER in keys]
 
 
 def describe(row: Checkpoint, store: ObjectStore, settings: Settings) -> CheckpointOut:

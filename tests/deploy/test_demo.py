@@ -1,4 +1,5 @@
-"""`make demo` works on a fresh checkout: the embedded platform trains a real model and stops.
+"""`make demo` works on a fresh checkout: the embedded platform trains the `lm` recipe on the
+standard library's source, shows loss, sample, checkpoints and verified provenance, and stops.
 
 The script runs as `make demo` runs it, in a subprocess, with its state in a temporary folder.
 """
@@ -35,7 +36,16 @@ def _processes_mentioning(text: str) -> list[str]:
 def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], Path]:
     state_dir = tmp_path_factory.mktemp("demo")
     done = subprocess.run(
-        [sys.executable, "scripts/demo.py", "--state-dir", str(state_dir), "--steps", "200"],
+        [
+            sys.executable,
+            "scripts/demo.py",
+            "--state-dir",
+            str(state_dir),
+            "--model",
+            "tiny",
+            "--steps",
+            "40",
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -45,22 +55,53 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.Completed
     return done, state_dir
 
 
-def test_the_demo_trains_the_example_to_success(
+def test_the_demo_trains_a_code_model_on_the_stdlib_dataset(
     demo: tuple[subprocess.CompletedProcess[str], Path],
 ) -> None:
     done, state_dir = demo
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
+    pushed = re.search(r"-> python-stdlib@1 +(\d+) files +sha256:[0-9a-f]{64}$", out, re.MULTILINE)
+    assert pushed is not None, out
+    assert int(pushed.group(1)) > 10
     run_id = re.search(r"-> (run_[0-9a-z]{26}) pending", out)
     assert run_id is not None, out
     assert f"GET /v1/runs/{run_id.group(1)}/logs?attempt=1&follow=true" in out
-    losses = re.findall(r"Z stdout step +(\d+) +loss (\d+\.\d+)", out)
-    assert [step for step, _ in losses] == ["0", "50", "100", "150", "199"], out
-    assert float(losses[-1][1]) < float(losses[0][1])
+    assert "recipe: lm" in out
+    assert "- python-stdlib@1" in out
+    logged = re.findall(r"Z stdout step +(\d+)/40 +loss (\d+\.\d+)", out)
+    assert logged, out
+    assert logged[-1][0] == "40"
     assert re.search(r"^  status +succeeded$", out, flags=re.MULTILINE), out
     assert "Failed to initialize NumPy" not in out
     assert (state_dir / "trainport.db").exists()
     assert (state_dir / "logs" / run_id.group(1)).is_dir()
+
+
+def test_the_demo_shows_falling_loss_a_sample_and_checkpoints(
+    demo: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    out = demo[0].stdout
+    falling = re.search(r"training loss (\d+\.\d+) -> (\d+\.\d+)", out)
+    assert falling is not None, out
+    assert float(falling.group(2)) < float(falling.group(1))
+    sample = out.split("prompted with `def `\n", 1)[1].split("\n==>", 1)[0]
+    assert sample.startswith("  | def"), out
+    table = out.split(".checkpoints('", 1)[1].split("\n==>", 1)[0].splitlines()[1:]
+    assert table[0].split()[:2] == ["STEP", "ATTEMPT"]
+    assert [row.split()[0] for row in table[1:]] == ["40", "30"], out  # keep_checkpoints: 2
+
+
+def test_the_demo_verifies_the_provenance_of_the_record_and_checkpoint(
+    demo: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    out = demo[0].stdout
+    pushed = re.search(r"-> python-stdlib@1 .* (sha256:[0-9a-f]{64})$", out, re.MULTILINE)
+    assert pushed is not None
+    assert re.search(rf"^  dataset +python-stdlib@1  {pushed.group(1)}$", out, re.MULTILINE)
+    assert "  record verified: True" in out
+    assert "  checkpoint at step 40 verified against it: True" in out
+    assert re.search(r"one bit flipped in \S+: valid=False", out), out
 
 
 def test_the_demo_shows_the_attempt_and_every_event(

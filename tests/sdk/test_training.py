@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import warnings
@@ -124,7 +123,7 @@ def test_a_downloaded_checkpoint_matches_and_verifies(
     folder = sdk.runs.download_checkpoint(run, tmp_path / "download")
     original = trained["checkpoint"] / "state.pt"
     assert (folder / "state.pt").read_bytes() == original.read_bytes()
-    shutil.copy(trained["checkpoint"] / "COMMIT", folder / "COMMIT")
+    assert (folder / "COMMIT").read_bytes() == (trained["checkpoint"] / "COMMIT").read_bytes()
     provenance = sdk.runs.provenance(run)
     assert provenance.datasets["corpus"]["digest"] == trained["version"].digest
     assert sdk.provenance.verify(provenance, checkpoint=folder).valid

@@ -43,6 +43,19 @@ def test_a_committed_checkpoint_is_registered_listed_and_downloadable(
     assert hashlib.sha256(commit.content).hexdigest() == newest["sha256"]
 
 
+def test_a_checkpoint_the_runtime_pruned_is_no_longer_listed(api: TestClient, org: Tenant) -> None:
+    run = start(api, submit(api, org))
+    uri = run.env["TRAINPORT_CHECKPOINT_URI"]
+    url = f"/v1/runs/{run.run_id}/checkpoints"
+    for step in (10, 20):
+        body = commit_files(uri, step, {"w.bin": b"w%d" % step})
+        assert api.post(url, json=body, headers=run.headers).status_code == 201
+    root = Path(url2pathname(urlsplit(uri).path))
+    (root / "step-0000000010" / "COMMIT").unlink()  # keep_last=1: the runtime deletes step 10
+    (root / "step-0000000010" / "w.bin").unlink()
+    assert [c["step"] for c in api.get(url, headers=org.headers).json()] == [20]
+
+
 def test_registering_the_same_step_again_is_idempotent(api: TestClient, org: Tenant) -> None:
     run = start(api, submit(api, org))
     body = commit_files(run.env["TRAINPORT_CHECKPOINT_URI"], 5, {"w.bin": b"w"})

@@ -16,6 +16,8 @@ from trainport.resources._base import AsyncResource, SyncResource
 from trainport.resources._run_calls import RunRef, run_id, run_path
 from trainport.training_models import Checkpoint, Metrics, Provenance
 
+COMMIT = "COMMIT"  # the marker the runtime writes last into a checkpoint folder
+
 
 def _metrics(run: RunRef, names: str | Iterable[str] | None, max_points: int | None) -> APIRequest:
     listed = [names] if isinstance(names, str) else list(names) if names else None
@@ -38,6 +40,13 @@ def _file(url: str) -> APIRequest:
 
 def _checkpoint_list(body: Any) -> list[Checkpoint]:
     return [Checkpoint.model_validate(c) for c in body]
+
+
+def _downloads(checkpoint: Checkpoint) -> list[tuple[str, str]]:
+    """(url, relative path) of each file, then the COMMIT marker from the API: with it, the
+    downloaded folder is a complete checkpoint that `provenance.verify` can check."""
+    marker = f"/v1/runs/{checkpoint.run_id}/checkpoints/{checkpoint.step}/files/{COMMIT}"
+    return [(entry.url or "", entry.path) for entry in checkpoint.files] + [(marker, COMMIT)]
 
 
 def _pick(checkpoints: list[Checkpoint], step: int | None, run: RunRef) -> Checkpoint:
@@ -71,13 +80,14 @@ class RunArtifacts(SyncResource):
     def download_checkpoint(
         self, run: RunRef, destination: str | Path, *, step: int | None = None
     ) -> Path:
-        """Every file of a checkpoint (the newest, or `step`) into `destination/`."""
+        """Every file of a checkpoint (the newest, or `step`) and its COMMIT marker into
+        `destination/`."""
         checkpoint = _pick(self.checkpoints(run), step, run)
         folder = Path(destination)
-        for entry in checkpoint.files:
-            target = folder / entry.path
+        for url, path in _downloads(checkpoint):
+            target = folder / path
             target.parent.mkdir(parents=True, exist_ok=True)
-            self._download(entry.url or "", target)
+            self._download(url, target)
         return folder
 
     def _download(self, url: str, target: Path) -> None:

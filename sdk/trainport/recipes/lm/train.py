@@ -81,6 +81,7 @@ class Trainer:
         self.model: Any = torch.compile(model) if config.compile else model
         self.optimizer = self._optimizer()
         self.step = 0
+        self.latest: dict[str, float] = {}  # the newest loss and eval_loss, kept with checkpoints
         self.flops_per_token = flops_per_token(self.raw, config)
         name = torch.cuda.get_device_name(placement.device) if placement.cuda else ""
         self.peak = peak_flops(name, config.peak_tflops) if placement.cuda else None
@@ -112,9 +113,9 @@ class Trainer:
             "config": self.config.to_dict(),
         }
 
-    def save(self, metrics: dict[str, float] | None = None) -> None:
+    def save(self) -> None:
         if self.placement.is_main:
-            self.run.checkpoints.save(self.state(), step=self.step, metrics=metrics)
+            self.run.checkpoints.save(self.state(), step=self.step, metrics=self.latest)
 
     def resume(self) -> None:
         """Continue from the newest complete checkpoint rank 0 sees, if there is one."""
@@ -216,6 +217,7 @@ class Trainer:
             values["mfu"] = per_gpu * self.flops_per_token / self.peak
         self.run.log(step=step, **values)
         self.run.progress(step, self.config.steps)
+        self.latest["loss"] = round(loss, 4)
         if step % print_every == 0 or step == self.config.steps:
             mfu = f"  mfu {values['mfu']:.1%}" if "mfu" in values else ""
             say(
@@ -229,6 +231,7 @@ class Trainer:
             return
         eval_loss = self.evaluate()
         self.run.log(step=step, eval_loss=eval_loss)
+        self.latest["eval_loss"] = round(eval_loss, 4)
         say(self.placement, f"step {step}/{self.config.steps}  eval_loss {eval_loss:.4f}")
 
     def sample(self) -> str:
