@@ -1,4 +1,5 @@
-"""`/v1/runs/{id}/provenance` and `/v1/provenance/verify`: the signed record, and checking one."""
+"""`/v1/runs/{id}/provenance`, `/v1/provenance/verify` and `/v1/provenance/keys`: the signed
+record, checking one here, and the public keys that check one anywhere."""
 
 from __future__ import annotations
 
@@ -8,7 +9,13 @@ from api.deps import Caller, SessionDep, SettingsDep
 from api.routers.runs import RunId
 from api.routing import UnitOfWorkRoute
 from core.provenance import service
-from core.provenance.schemas import SignedRecord, Verdict, VerifyRequest
+from core.provenance.schemas import (
+    SignedRecord,
+    Verdict,
+    VerifyingKey,
+    VerifyingKeys,
+    VerifyRequest,
+)
 
 router = APIRouter(tags=["provenance"], route_class=UnitOfWorkRoute)
 
@@ -27,3 +34,17 @@ def verify_provenance(
 ) -> Verdict:
     """Whether a record is as this server signed it and, if given, the checkpoint is its run's."""
     return service.verify(session, caller, settings, body)
+
+
+@router.get("/v1/provenance/keys", response_model=VerifyingKeys)
+def provenance_keys(caller: Caller, settings: SettingsDep) -> VerifyingKeys:
+    """The Ed25519 public keys that verify this server's provenance records offline."""
+    keys = service.public_keys(settings)
+    return VerifyingKeys(
+        keys=[
+            VerifyingKey(
+                key_id=k.key_id, algorithm=k.algorithm, public_key=k.base64, public_key_pem=k.pem
+            )
+            for k in keys
+        ]
+    )

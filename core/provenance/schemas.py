@@ -41,3 +41,17 @@ class VerifyRequest(BaseModel):
 class Verdict(BaseModel):
     valid: bool
     reason: str | None = None
+
+
+class VerifyingKey(BaseModel):
+    key_id: str
+    algorithm: str = Field(description="`ed25519`")
+    public_key: str = Field(description="the raw 32-byte public key, base64")
+    public_key_pem: str = Field(description="the same key as a PEM SubjectPublicKeyInfo")
+
+
+class VerifyingKeys(BaseModel):
+    """What checks this server's provenance signatures offline: the signature (hex) over the
+    record's canonical JSON (keys sorted, separators `,` and `:`, UTF-8 unescaped)."""
+
+    keys: list[VerifyingKey]

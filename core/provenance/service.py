@@ -107,15 +107,22 @@ def signed_record(
     )
 
 
+def public_keys(settings: Settings) -> list[signing.PublicKey]:
+    """The keys that verify this server's records offline (one until a secret is rotated)."""
+    return [signing.public_key(settings.secret_key.get_secret_value())]
+
+
 def verify(
     session: Session, caller: Principal, settings: Settings, claim: VerifyRequest
 ) -> Verdict:
     secret = settings.secret_key.get_secret_value()
-    if claim.algorithm not in {None, signing.ALGORITHM}:
+    algorithm = signing.algorithm_of(claim.signature, claim.algorithm)
+    if algorithm not in (signing.ALGORITHM, signing.HMAC_ALGORITHM):
         return Verdict(valid=False, reason=f"unsupported algorithm {claim.algorithm!r}")
-    if claim.key_id not in {None, signing.key_id(secret)}:
+    ours = {signing.key_id(secret), signing.hmac_key_id(secret)}
+    if claim.key_id is not None and claim.key_id not in ours:
         return Verdict(valid=False, reason="signed with another key than this server's")
-    if not signing.signature_matches(secret, claim.record, claim.signature):
+    if not signing.signature_matches(secret, claim.record, claim.signature, algorithm):
         return Verdict(valid=False, reason="the signature does not match the record")
     if claim.checkpoint is not None:
         return _verify_checkpoint(session, caller, claim.record, claim.checkpoint)

@@ -41,6 +41,7 @@ from trainport.models import (
     RunStatus,
 )
 from trainport.pagination import AsyncPage, SyncPage
+from trainport.resources.provenance import checkpoint_claim, verify_offline
 from trainport.retries import RetryPolicy
 from trainport.spec import RunSpec, SpecError
 from trainport.training_models import (
@@ -98,4 +99,6 @@ __all__ = [
     "Verdict",
     "WaitTimeout",
     "__version__",
+    "checkpoint_claim",
+    "verify_offline",
 ]

@@ -126,6 +126,7 @@ def exercise_training(
     ))  # fmt: skip
     c("runs.provenance", lambda: refused(lambda: client.runs.provenance(run)))
     c("provenance.verify", lambda: client.provenance.verify({"run_id": run.id}, signature="00"))
+    c("provenance.keys", client.provenance.keys)
     folder = log_dir / "contract-dataset"
     folder.mkdir(exist_ok=True)
     (folder / "a.txt").write_text("a")

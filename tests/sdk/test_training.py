@@ -133,6 +133,10 @@ def test_a_downloaded_checkpoint_matches_and_verifies(
     assert not sdk.provenance.verify(provenance, checkpoint=folder).valid
     forged = provenance.model_copy(update={"record": {**provenance.record, "image": "evil"}})
     assert not sdk.provenance.verify(forged).valid
+    [key] = sdk.provenance.keys()
+    assert key["key_id"] == provenance.key_id
+    assert trainport.verify_offline(provenance, key["public_key"])
+    assert not trainport.verify_offline(forged, key["public_key"])
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 import hashlib
 from typing import Any
 
+import pytest
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from fastapi.testclient import TestClient
 
+from core.provenance.signing import canonical, hmac_key_id, hmac_sign
 from core.runs.attempts import AttemptOutcome
 from tests.factories import Tenant, make_tenant
 from tests.training_api.checkpointing import commit_files
-from tests.training_api.conftest import create_dataset, end_attempt, start, submit, upload
+from tests.training_api.conftest import (
+    SECRET,
+    create_dataset,
+    end_attempt,
+    start,
+    submit,
+    upload,
+)
 
 CODE = {"repo": "https://git.example.com/ml/train.git", "commit": "0123456789abcdef"}
 
@@ -60,7 +73,7 @@ def test_the_record_names_data_image_spec_code_and_attempts(api: TestClient, org
     assert [a["attempt"] for a in record["attempts"]] == [1, 2]
     assert record["attempts"][1]["resumed_from_step"] == 50
     assert record["attempts"][1]["resumed_checkpoint_sha256"] == checkpoint["sha256"]
-    assert (document["algorithm"], document["key_id"][:5]) == ("hmac-sha256", "hmac-")
+    assert (document["algorithm"], document["key_id"][:8]) == ("ed25519", "ed25519-")
 
 
 def test_a_genuine_record_and_checkpoint_verify(api: TestClient, org: Tenant) -> None:
@@ -120,3 +133,45 @@ def test_a_run_that_never_started_has_no_record_and_others_cannot_read_it(
     run_id, _, _ = _started_with_checkpoint(api, org)
     intruder = make_tenant(api)
     assert api.get(f"/v1/runs/{run_id}/provenance", headers=intruder.headers).status_code == 404
+
+
+def test_anyone_verifies_a_record_offline_with_the_published_public_key(
+    api: TestClient, org: Tenant
+) -> None:
+    run_id, _, _ = _started_with_checkpoint(api, org)
+    document = api.get(f"/v1/runs/{run_id}/provenance", headers=org.headers).json()
+    [key] = api.get("/v1/provenance/keys", headers=org.headers).json()["keys"]
+    assert (key["key_id"], key["algorithm"]) == (document["key_id"], "ed25519")
+    public = Ed25519PublicKey.from_public_bytes(base64.b64decode(key["public_key"]))
+    pem = load_pem_public_key(key["public_key_pem"].encode())
+    assert isinstance(pem, Ed25519PublicKey)
+    signature = bytes.fromhex(document["signature"])
+    for verifier in (public, pem):
+        verifier.verify(signature, canonical(document["record"]))  # raises when it does not match
+    forged = {**document["record"], "image": "python:3.12"}
+    with pytest.raises(InvalidSignature):
+        public.verify(signature, canonical(forged))
+
+
+def test_a_record_signed_before_ed25519_still_verifies(api: TestClient, org: Tenant) -> None:
+    run_id, _, _ = _started_with_checkpoint(api, org)
+    record = api.get(f"/v1/runs/{run_id}/provenance", headers=org.headers).json()["record"]
+    legacy = {"record": record, "signature": hmac_sign(SECRET, record)}
+    assert _verify(api, org, legacy) == {"valid": True, "reason": None}
+    labels = {"algorithm": "hmac-sha256", "key_id": hmac_key_id(SECRET)}
+    assert _verify(api, org, legacy, **labels)["valid"] is True
+    tampered = {**legacy, "record": {**record, "image": "evil"}}
+    assert _verify(api, org, tampered, **labels)["valid"] is False
+    assert _verify(api, org, legacy, algorithm="ed25519")["valid"] is False
+
+
+def test_a_record_claiming_another_key_or_algorithm_is_refused_with_a_reason(
+    api: TestClient, org: Tenant
+) -> None:
+    run_id, _, _ = _started_with_checkpoint(api, org)
+    document = api.get(f"/v1/runs/{run_id}/provenance", headers=org.headers).json()
+    other_key = _verify(api, org, document, key_id="ed25519-0000000000000000")
+    assert other_key == {"valid": False, "reason": "signed with another key than this server's"}
+    other_algorithm = _verify(api, org, document, algorithm="rsa-pss")
+    assert other_algorithm["valid"] is False
+    assert "unsupported algorithm" in other_algorithm["reason"]
