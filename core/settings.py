@@ -5,9 +5,11 @@ The README's configuration table documents each field; keep the two in step.
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -56,6 +58,9 @@ class Settings(BaseSettings):
     )
     local_gpus: dict[str, int] = Field(
         default_factory=dict, description='GPUs of the local cluster per type, e.g. {"a100": 8}'
+    )
+    local_cluster: bool = Field(
+        default=True, description="Whether this worker runs runs on its own machine (`local`)"
     )
     scheduler_starvation_seconds: int = Field(
         default=600, ge=0, description="After this long queued, a run reserves what it waits for"
@@ -136,6 +141,14 @@ class Settings(BaseSettings):
     kubernetes_resync_seconds: float = Field(
         default=300.0, gt=0, description="How often the executor re-lists everything"
     )
+    kubernetes_clusters: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Kubernetes clusters this worker runs on: name -> overrides of the "
+        'kubernetes_* settings, e.g. {"east": {"context": "east"}}',
+    )
+    kubernetes_inventory_seconds: float = Field(
+        default=60.0, gt=0, description="How often each cluster's nodes are re-read"
+    )
 
     # Training: run tokens, provenance signing and object storage (issue 5).
     secret_key: SecretStr = Field(
@@ -177,6 +190,28 @@ class Settings(BaseSettings):
             raise ValueError("TRAINPORT_SECRET_KEY must be set (not the default) in production")
         return self
 
+    @model_validator(mode="after")
+    def _kubernetes_clusters_override_known_settings(self) -> Settings:
+        for name, overrides in self.kubernetes_clusters.items():
+            if not CLUSTER_NAME.fullmatch(name) or name == "local":
+                raise ValueError(
+                    f"TRAINPORT_KUBERNETES_CLUSTERS: {name!r} is not a cluster name "
+                    "(lower-case letters, digits and '-', at most 40; not 'local')"
+                )
+            unknown = sorted(set(overrides) - PER_CLUSTER_SETTINGS)
+            if unknown:
+                raise ValueError(
+                    f"TRAINPORT_KUBERNETES_CLUSTERS[{name!r}]: unknown settings {unknown}; "
+                    f"a cluster may set {sorted(PER_CLUSTER_SETTINGS)}"
+                )
+        return self
+
+    def for_kubernetes_cluster(self, name: str) -> Settings:
+        """These settings with cluster `name`'s `kubernetes_*` overrides applied (validated)."""
+        overrides = {f"kubernetes_{k}": v for k, v in self.kubernetes_clusters[name].items()}
+        values = {field: getattr(self, field) for field in type(self).model_fields}
+        return type(self).model_validate({**values, **overrides, "kubernetes_clusters": {}})
+
     @property
     def storage_root(self) -> Path:
         return self.storage_dir or self.state_dir / "storage"
@@ -188,6 +223,16 @@ class Settings(BaseSettings):
     @property
     def log_root(self) -> Path:
         return self.log_dir or self.state_dir / "logs"
+
+
+CLUSTER_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?")
+# What one Kubernetes cluster may set apart from the others (the rest is the worker's own).
+PER_CLUSTER_SETTINGS = frozenset(
+    name.removeprefix("kubernetes_")
+    for name in Settings.model_fields
+    if name.startswith("kubernetes_")
+    and name not in {"kubernetes_clusters", "kubernetes_inventory_seconds"}
+)
 
 
 @lru_cache(maxsize=1)

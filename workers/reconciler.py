@@ -41,8 +41,9 @@ from workers.executors.base import (
     LaunchRequest,
     classify_attempt,
 )
-from workers.executors.registry import UnknownExecutor
+from workers.executors.registry import UnknownExecutor, Where
 
+LOCAL = Where("local", "local")  # runs admitted before clusters were recorded ran here
 ACTIVE = (RunStatus.STARTING, RunStatus.RUNNING, RunStatus.STOPPING)
 log = logging.getLogger("trainport.reconciler")
 
@@ -51,7 +52,7 @@ log = logging.getLogger("trainport.reconciler")
 class WorkerContext:
     factory: sessionmaker[Session]
     settings: Settings
-    executors: Callable[[str], Executor]  # by executor kind
+    executors: Callable[[Where], Executor]  # by cluster (name and executor kind)
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ class ActiveRun:
     status: RunStatus
     attempt: int
     updated_at: datetime
-    kind: str
+    where: Where
 
 
 @dataclass
@@ -78,8 +79,8 @@ def launch_attempt(ctx: WorkerContext, run_id: str, attempt: int) -> str:
         prepared = _prepare_launch(session, ctx.settings, run_id, attempt)
     if isinstance(prepared, str):
         return prepared
-    request, kind = prepared
-    ctx.executors(kind).launch(request)
+    request, where = prepared
+    ctx.executors(where).launch(request)
     with session_scope(ctx.factory) as session:
         outbox.complete_delivery(session, Task.LAUNCH, run_id, attempt)
         mark_started(session, run_id, attempt)
@@ -88,7 +89,7 @@ def launch_attempt(ctx: WorkerContext, run_id: str, attempt: int) -> str:
 
 def _prepare_launch(
     session: Session, settings: Settings, run_id: str, attempt: int
-) -> tuple[LaunchRequest, str] | str:
+) -> tuple[LaunchRequest, Where] | str:
     run = session.get(Run, run_id, with_for_update=True)
     if run is None or run.status != RunStatus.STARTING or run.attempt != attempt:
         return "moved on"
@@ -104,7 +105,7 @@ def _prepare_launch(
         return "gave up"
     env = launch_environment(session, run, attempt, settings)
     request = LaunchRequest(run.id, run.org_id, attempt, dict(run.spec), env, run.project_id)
-    return request, _kind(session, run_id, attempt)
+    return request, _where(session, run_id, attempt)
 
 
 def _fail(session: Session, run: Run, message: str) -> None:
@@ -113,13 +114,13 @@ def _fail(session: Session, run: Run, message: str) -> None:
     transition(session, run, RunStatus.FAILED, StatusReason.SYSTEM_ERROR, message)
 
 
-def _kind(session: Session, run_id: str, attempt: int) -> str:
-    kind = session.scalar(
-        select(Cluster.executor)
+def _where(session: Session, run_id: str, attempt: int) -> Where:
+    row = session.execute(
+        select(Cluster.name, Cluster.executor)
         .join(RunAttempt, RunAttempt.cluster == Cluster.name)
         .where(RunAttempt.run_id == run_id, RunAttempt.attempt == attempt)
-    )
-    return kind or "local"
+    ).first()
+    return Where(row[0], row[1]) if row else LOCAL
 
 
 def stop_run(ctx: WorkerContext, run_id: str) -> bool:
@@ -128,8 +129,8 @@ def stop_run(ctx: WorkerContext, run_id: str) -> bool:
         run = session.get(Run, run_id)
         if run is None or run.status != RunStatus.STOPPING:
             return True
-        attempt, kind = run.attempt, _kind(session, run_id, run.attempt)
-    executor = ctx.executors(kind)
+        attempt, where = run.attempt, _where(session, run_id, run.attempt)
+    executor = ctx.executors(where)
     if attempt and not executor.cancel(run_id, attempt):
         return False  # still inside the grace period: the next pass asks again
     ending = Ending(AttemptOutcome.CANCELLED, StatusReason.USER_CANCELLED, "stopped on request")
@@ -163,32 +164,39 @@ def reconcile_once(ctx: WorkerContext) -> Summary:
         seen = observed.pop((run.id, run.attempt), None)
         settled = _reconcile_run(ctx, run, seen[1] if seen else None, observed_at)
         summary.settled += int(settled)
-    for (run_id, attempt), (kind, _) in observed.items():
-        summary.orphans += int(_stop_orphan(ctx.executors(kind), run_id, attempt))
+    for (run_id, attempt), (executor, _) in observed.items():
+        summary.orphans += int(_stop_orphan(executor, run_id, attempt))
     return summary
 
 
-def _observe(ctx: WorkerContext) -> dict[tuple[str, int], tuple[str, AttemptObservation]]:
+def _observe(ctx: WorkerContext) -> dict[tuple[str, int], tuple[Executor, AttemptObservation]]:
+    """What every executor of this worker sees (each once: local clusters share one)."""
     with session_scope(ctx.factory) as session:
-        kinds = sorted(set(session.scalars(select(Cluster.executor)).all()) or {"local"})
-    found = {}
-    for kind in kinds:
+        rows = session.execute(select(Cluster.name, Cluster.executor)).all()
+    executors: dict[int, Executor] = {}
+    for where in [Where(name, kind) for name, kind in rows] or [LOCAL]:
         try:
-            observations = ctx.executors(kind).observe()
+            executor = ctx.executors(where)
         except UnknownExecutor:
-            continue
-        found.update({(o.run_id, o.attempt): (kind, o) for o in observations})
+            continue  # another worker's cluster
+        executors.setdefault(id(executor), executor)
+    found = {}
+    for executor in executors.values():
+        found.update({(o.run_id, o.attempt): (executor, o) for o in executor.observe()})
     return found
 
 
 def _active_runs(session: Session) -> list[ActiveRun]:
     rows = session.execute(
-        select(Run.id, Run.status, Run.attempt, Run.updated_at, Cluster.executor)
+        select(Run.id, Run.status, Run.attempt, Run.updated_at, Cluster.name, Cluster.executor)
         .outerjoin(RunAttempt, (RunAttempt.run_id == Run.id) & (RunAttempt.attempt == Run.attempt))
         .outerjoin(Cluster, Cluster.name == RunAttempt.cluster)
         .where(Run.status.in_([s.value for s in ACTIVE]))
     ).all()
-    return [ActiveRun(r[0], RunStatus(r[1]), r[2], r[3], r[4] or "local") for r in rows]
+    return [
+        ActiveRun(r[0], RunStatus(r[1]), r[2], r[3], Where(r[4], r[5]) if r[4] else LOCAL)
+        for r in rows
+    ]
 
 
 def _reconcile_run(
@@ -217,7 +225,7 @@ def _observed(ctx: WorkerContext, run: ActiveRun, seen: AttemptObservation) -> b
         AttemptOutcome(outcome.phase.value), outcome.reason, outcome.message, exit_code, seen.where
     )
     settled = _apply_ending(ctx, run.id, run.attempt, ending, {run.status})
-    ctx.executors(run.kind).cleanup(run.id, run.attempt)
+    ctx.executors(run.where).cleanup(run.id, run.attempt)
     return settled
 
 

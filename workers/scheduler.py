@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import session_scope
 from core.scheduling.admission import Admitted, accept_pending, admit_queued_runs
-from core.scheduling.clusters import sync_local_cluster
 from core.settings import Settings
+from workers.clusters import sync_clusters
 
 log = logging.getLogger("trainport.scheduler")
 
@@ -33,8 +33,7 @@ def run_pass(
     factory: sessionmaker[Session], settings: Settings, run_ids: Sequence[str] | None = None
 ) -> PassResult:
     """Accept `run_ids` (every pending run when None) and admit whatever fits now."""
-    with session_scope(factory) as session:
-        sync_local_cluster(session, settings)
+    sync_clusters(factory, settings)
     with session_scope(factory) as session:
         accepted = accept_pending(session, run_ids)
     with session_scope(factory) as session:

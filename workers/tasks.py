@@ -27,7 +27,7 @@ from workers import relay, scheduler
 from workers.celery_app import app
 from workers.executors.base import Executor
 from workers.executors.local import LocalExecutor
-from workers.executors.registry import executor_for
+from workers.executors.registry import Where, executor_for
 from workers.reconciler import WorkerContext, launch_attempt, reconcile_once, stop_run
 
 SHORT_LIMIT = 60  # seconds; schedule, stop, reconcile and prune are quick
@@ -52,14 +52,14 @@ def context() -> WorkerContext:
         return _contexts[pid]
 
 
-def _executors(settings: Settings) -> Callable[[str], Executor]:
-    def by_kind(kind: str) -> Executor:
-        executor = executor_for(kind, settings)
+def _executors(settings: Settings) -> Callable[[Where], Executor]:
+    def by_cluster(where: Where) -> Executor:
+        executor = executor_for(where, settings)
         if isinstance(executor, LocalExecutor) and executor.on_shim_exit is None:
             executor.on_shim_exit = reconcile  # a rank ended: settle it and admit the next run
         return executor
 
-    return by_kind
+    return by_cluster
 
 
 def _task(name: Task, limit: int = SHORT_LIMIT) -> Callable[[F], F]:

@@ -9,9 +9,11 @@ architecture doc's state diagram is the lifecycle table.
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 import yaml
@@ -49,8 +51,9 @@ def _of_kind(kind: str) -> dict[str, dict[str, Any]]:
 
 
 def _settings_from(env: dict[str, str]) -> Settings:
-    fields = {k.removeprefix("TRAINPORT_").lower(): v for k, v in env.items()}
-    return Settings(**fields)
+    """Settings as a process with exactly this environment reads them (JSON values parsed)."""
+    with mock.patch.dict(os.environ, env, clear=True):
+        return Settings()
 
 
 def _expand(value: str) -> str:

@@ -138,7 +138,7 @@ class WorkersMachine(RuleBasedStateMachine):
 
     @property
     def ctx(self) -> WorkerContext:
-        return WorkerContext(self.factory, self.settings, lambda kind: self.executor)
+        return WorkerContext(self.factory, self.settings, lambda where: self.executor)
 
     # -- the API ---------------------------------------------------------------------------------
 

@@ -124,7 +124,7 @@ def test_a_launch_that_keeps_killing_its_worker_fails_the_run(
         with session_scope(factory) as session:
             outbox.record_delivery(session, outbox.Task.LAUNCH, run_id, 1)
     executor = LocalExecutor(tmp_path / "state", LogStore(tmp_path / "logs"), "")
-    context = WorkerContext(factory, settings, lambda _kind: executor)
+    context = WorkerContext(factory, settings, lambda _where: executor)
     assert launch_attempt(context, run_id, 1) == "gave up"
     with session_scope(factory) as session:
         run = session.get(Run, run_id)

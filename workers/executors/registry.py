@@ -1,13 +1,16 @@
 """Which executor runs a cluster's work, built once per worker process from settings.
 
-A cluster row names its executor kind; `executor_for(kind)` returns the one instance this
-process uses for it: `local` or `kubernetes` (built on first use, so a worker that never
-runs on a cluster never loads the Kubernetes client).
+A cluster row names its executor kind. Every `local`-kind cluster shares this machine's one
+LocalExecutor; each Kubernetes cluster this worker serves (`TRAINPORT_KUBERNETES_CLUSTERS`) has
+an executor of its own, with its own API client and settings, built on first use (a worker that
+never runs on Kubernetes never loads the client). A cluster this worker does not serve raises
+UnknownExecutor: another worker's business.
 """
 
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 
 from core.logs import LogStore
 from core.settings import Settings
@@ -15,32 +18,41 @@ from workers.executors.base import Executor
 from workers.executors.local import LocalExecutor
 
 _lock = threading.Lock()
-_instances: dict[tuple[str, str, str], Executor] = {}
+_instances: dict[tuple[str, str, str, str], Executor] = {}
 
 
 class UnknownExecutor(LookupError):
-    """A cluster names an executor this worker does not have."""
+    """A cluster names an executor (or a Kubernetes cluster) this worker does not have."""
 
 
-def _build(kind: str, settings: Settings) -> Executor:
-    if kind == "local":
+@dataclass(frozen=True)
+class Where:
+    """A cluster, by name, and the kind of executor it names."""
+
+    cluster: str
+    kind: str
+
+
+def _build(where: Where, settings: Settings) -> Executor:
+    if where.kind == "local":
         return LocalExecutor(
             settings.state_dir,
             LogStore(settings.log_root),
             settings.public_url,
             settings.cancel_grace_seconds,
         )
-    if kind == "kubernetes":
+    if where.kind == "kubernetes" and where.cluster in settings.kubernetes_clusters:
         from workers.executors.kubernetes import executor_from_settings
 
-        return executor_from_settings(settings)
-    raise UnknownExecutor(f"no executor of kind {kind!r} in this worker")
+        return executor_from_settings(settings.for_kubernetes_cluster(where.cluster))
+    raise UnknownExecutor(f"no {where.kind} executor for cluster {where.cluster!r} here")
 
 
-def executor_for(kind: str, settings: Settings) -> Executor:
-    """The process-wide executor of `kind` for these settings."""
-    key = (kind, str(settings.state_dir), str(settings.log_root))
+def executor_for(where: Where, settings: Settings) -> Executor:
+    """The process-wide executor of the cluster `where` for these settings."""
+    cluster = where.cluster if where.kind != "local" else ""  # one local executor for all
+    key = (where.kind, cluster, str(settings.state_dir), str(settings.log_root))
     with _lock:
         if key not in _instances:
-            _instances[key] = _build(kind, settings)
+            _instances[key] = _build(where, settings)
         return _instances[key]

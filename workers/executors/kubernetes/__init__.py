@@ -13,6 +13,7 @@ from core.logs import LogStore
 from core.settings import Settings
 from workers.executors.kubernetes.client import apis_from_settings, cluster_config
 from workers.executors.kubernetes.executor import KubernetesExecutor
+from workers.executors.kubernetes.inventory import read_inventory
 
 
 def executor_from_settings(settings: Settings) -> KubernetesExecutor:
@@ -26,4 +27,4 @@ def executor_from_settings(settings: Settings) -> KubernetesExecutor:
     )
 
 
-__all__ = ["KubernetesExecutor", "executor_from_settings"]
+__all__ = ["KubernetesExecutor", "executor_from_settings", "read_inventory"]

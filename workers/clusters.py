@@ -1,0 +1,70 @@
+"""The clusters this worker serves, registered for the scheduler before each admission pass.
+
+The local machine (`local`, unless TRAINPORT_LOCAL_CLUSTER is false) and every Kubernetes
+cluster of TRAINPORT_KUBERNETES_CLUSTERS, each with its nodes' inventory (allocatable GPUs per
+type; cordoned and NotReady nodes left out). Nodes are listed at most every
+`kubernetes_inventory_seconds` per cluster, outside any transaction; a cluster whose API cannot
+be reached keeps the inventory it last reported, and the next pass tries again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.db import session_scope
+from core.scheduling.clusters import Inventory, register_cluster, sync_local_cluster
+from core.settings import Settings
+from workers.executors.registry import Where, executor_for
+
+log = logging.getLogger("trainport.clusters")
+_lock = threading.Lock()
+_next_read: dict[str, float] = {}  # cluster name -> monotonic time of its next node listing
+
+
+def sync_clusters(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
+    if settings.local_cluster:
+        with session_scope(factory) as session:
+            sync_local_cluster(session, settings)
+    for name in settings.kubernetes_clusters:
+        if not _due(name, clock(), settings.kubernetes_inventory_seconds):
+            continue
+        inventory = read_kubernetes_inventory(name, settings)
+        if inventory is not None:
+            with session_scope(factory) as session:
+                register_cluster(session, name, "kubernetes", inventory)
+
+
+def _due(name: str, now: float, interval: float) -> bool:
+    with _lock:
+        if now < _next_read.get(name, 0.0):
+            return False
+        _next_read[name] = now + interval
+        return True
+
+
+def read_kubernetes_inventory(name: str, settings: Settings) -> Inventory | None:
+    """Cluster `name`'s inventory from its nodes; None (logged) when its API fails."""
+    from workers.executors.kubernetes import KubernetesExecutor, read_inventory
+
+    executor = executor_for(Where(name, "kubernetes"), settings)
+    assert isinstance(executor, KubernetesExecutor)
+    try:
+        return read_inventory(executor.apis, settings.for_kubernetes_cluster(name))
+    except Exception as exc:
+        log.warning("cannot read the nodes of Kubernetes cluster %s: %s", name, exc)
+        return None
+
+
+def forget_inventory_reads() -> None:
+    """Read every cluster's nodes on the next pass (tests, and a worker that reconfigured)."""
+    with _lock:
+        _next_read.clear()
