@@ -19,7 +19,7 @@ from starlette.datastructures import UploadFile
 
 from api.deps import Caller, RunCaller, SessionDep, SettingsDep
 from api.routing import UnitOfWorkRoute
-from core.datasets import service, uploads
+from core.datasets import presigned, service, uploads
 from core.datasets.schemas import (
     DatasetCreate,
     DatasetList,
@@ -27,6 +27,9 @@ from core.datasets.schemas import (
     DatasetVersionOut,
     Manifest,
     SourceRegistration,
+    UploadCreate,
+    UploadOut,
+    UploadTarget,
 )
 from core.errors import FieldError, InvalidInput
 from core.settings import Settings
@@ -34,6 +37,7 @@ from core.tenants.schemas import Principal, Role
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"], route_class=UnitOfWorkRoute)
 DatasetName = Annotated[str, Path(min_length=1, max_length=63, description="a dataset name")]
+UploadId = Annotated[str, Path(min_length=1, max_length=64, description="an upload id, `upl_...`")]
 VersionRef = Annotated[
     str, Path(min_length=1, max_length=71, description="a version number or `sha256:<hex>`")
 ]
@@ -111,6 +115,50 @@ async def add_dataset_version(
         source = _source(await request.body())
         staged = await run_in_threadpool(uploads.read_source, settings, source.source)
     added = await run_in_threadpool(_record_version, session, caller, settings, dataset, staged)
+    if not added.created:
+        response.status_code = status.HTTP_200_OK
+    return service.version_out(dataset, added.version)
+
+
+@router.post("/{dataset}/uploads", status_code=status.HTTP_201_CREATED, response_model=UploadOut)
+def start_presigned_upload(
+    dataset: DatasetName,
+    body: UploadCreate,
+    caller: Caller,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> UploadOut:
+    """Declare the files of a new version; PUT each to its presigned URL (S3 storage only),
+    then `POST .../uploads/{id}/complete`. Big datasets never pass through the API."""
+    dataset_id = _dataset_for_upload(session, caller, dataset)
+    planned = presigned.plan(settings, caller.org_id, dataset_id, body)
+    return UploadOut(
+        id=planned.upload_id,
+        dataset=dataset,
+        expires_at=planned.expires_at,
+        files=[UploadTarget(path=path, url=url) for path, url in planned.urls],
+    )
+
+
+@router.post(
+    "/{dataset}/uploads/{upload_id}/complete",
+    status_code=status.HTTP_201_CREATED,
+    response_model=DatasetVersionOut,
+)
+def complete_presigned_upload(
+    dataset: DatasetName,
+    upload_id: UploadId,
+    caller: Caller,
+    session: SessionDep,
+    settings: SettingsDep,
+    response: Response,
+) -> DatasetVersionOut:
+    """Hash what was uploaded, check it against what was declared, and record the version
+    (201), or answer the existing version with the same content (200)."""
+    dataset_id = _dataset_for_upload(session, caller, dataset)
+    staged = presigned.stage(settings, caller.org_id, dataset_id, upload_id)
+    added = _record_version(session, caller, settings, dataset, staged)
+    presigned.forget(settings, caller.org_id, upload_id)
     if not added.created:
         response.status_code = status.HTTP_200_OK
     return service.version_out(dataset, added.version)

@@ -94,3 +94,46 @@ class Manifest(BaseModel):
     version: int
     digest: str
     files: list[ManifestFile]
+
+
+MAX_PRESIGNED_FILES = 10_000
+MAX_SINGLE_PUT_BYTES = 5 * 2**30  # S3's limit for one PUT
+
+
+class PlannedFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(min_length=1, max_length=MAX_PATH_CHARS)
+    size: int = Field(ge=0, le=MAX_SINGLE_PUT_BYTES, description="bytes; at most 5 GiB per file")
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+
+
+class UploadCreate(BaseModel):
+    """The files a client will PUT straight to the object store."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    files: list[PlannedFile] = Field(min_length=1, max_length=MAX_PRESIGNED_FILES)
+
+
+class UploadTarget(BaseModel):
+    path: str
+    method: str = "PUT"
+    url: str
+
+
+class UploadOut(BaseModel):
+    object: str = "dataset_upload"
+    id: str
+    dataset: str
+    expires_at: datetime
+    files: list[UploadTarget]
+
+
+class UploadManifest(BaseModel):
+    """What a presigned upload promised, kept beside its files until it completes."""
+
+    dataset_id: str
+    folder: str
+    expires_at: datetime
+    files: list[PlannedFile]

@@ -72,6 +72,9 @@ class ObjectStore(Protocol):
     def presigned_url(self, key: str, seconds: int) -> str | None:
         """A short-lived GET URL needing no credentials, or None where the API must serve it."""
 
+    def presigned_put_url(self, key: str, seconds: int) -> str | None:
+        """A short-lived PUT URL for one object, or None where clients cannot upload directly."""
+
 
 class HashingReader:
     """A read-once, non-seekable view of `raw` that hashes and counts what is read."""

@@ -98,3 +98,6 @@ class LocalObjectStore:
 
     def presigned_url(self, key: str, seconds: int) -> str | None:
         return None  # local files are served by the API's download routes
+
+    def presigned_put_url(self, key: str, seconds: int) -> str | None:
+        return None  # local files arrive through the API's streamed upload

@@ -156,3 +156,9 @@ class S3ObjectStore:
             "get_object", Params={"Bucket": self.bucket, "Key": self._key(key)}, ExpiresIn=seconds
         )
         return url
+
+    def presigned_put_url(self, key: str, seconds: int) -> str | None:
+        url: str = self.client.generate_presigned_url(
+            "put_object", Params={"Bucket": self.bucket, "Key": self._key(key)}, ExpiresIn=seconds
+        )
+        return url

@@ -135,6 +135,9 @@ def exercise_training(
     c("datasets.list", client.datasets.list)
     c("datasets.get", lambda: client.datasets.get("contract"))
     c("datasets.manifest", lambda: client.datasets.manifest("contract", version.digest))
+    c("datasets.push_direct", lambda: refused(  # local storage here: 409, use push
+        lambda: client.datasets.push_direct("contract", folder)
+    ))  # fmt: skip
     c("datasets.register", lambda: refused(
         lambda: client.datasets.register("contract", "s3://no-such-bucket/data/")
     ))  # fmt: skip

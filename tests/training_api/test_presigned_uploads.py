@@ -1,0 +1,135 @@
+"""Presigned dataset uploads: files PUT straight to S3 (moto over HTTP), then checked and hashed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+from fastapi.testclient import TestClient
+
+import trainport
+from tests.factories import Tenant, make_tenant
+from tests.training_api.conftest import create_dataset, upload
+
+FILES = {"train/a.txt": b"alpha\n" * 100, "train/b.txt": b"beta\n" * 50, "README": b"readme"}
+
+
+def _declare(client: TestClient, tenant: Tenant, name: str, **files: Any) -> httpx.Response:
+    declared = [{"path": path, "size": len(data)} for path, data in FILES.items()]
+    body = {"files": files.get("declared", declared)}
+    return client.post(f"/v1/datasets/{name}/uploads", json=body, headers=tenant.headers)
+
+
+def _put_all(targets: list[dict[str, str]], files: dict[str, bytes]) -> None:
+    for target in targets:
+        if target["path"] in files:
+            response = httpx.put(target["url"], content=files[target["path"]], timeout=30)
+            assert response.status_code == 200, response.text
+
+
+def _complete(client: TestClient, tenant: Tenant, name: str, upload_id: str) -> httpx.Response:
+    url = f"/v1/datasets/{name}/uploads/{upload_id}/complete"
+    return client.post(url, headers=tenant.headers)
+
+
+def test_files_put_to_presigned_urls_become_the_version_a_streamed_upload_would(
+    s3_api: TestClient,
+) -> None:
+    tenant = make_tenant(s3_api)
+    create_dataset(s3_api, tenant, "direct")
+    started = _declare(s3_api, tenant, "direct")
+    assert started.status_code == 201, started.text
+    plan = started.json()
+    assert plan["id"].startswith("upl_")
+    assert sorted(t["path"] for t in plan["files"]) == sorted(FILES)
+    assert all(t["method"] == "PUT" and "Signature" in t["url"] for t in plan["files"])
+    _put_all(plan["files"], FILES)
+    done = _complete(s3_api, tenant, "direct", plan["id"])
+    assert done.status_code == 201, done.text
+    version = done.json()
+    assert (version["version"], version["file_count"]) == (1, 3)
+    create_dataset(s3_api, tenant, "streamed")
+    _, streamed = upload(s3_api, tenant, "streamed", FILES)
+    assert version["digest"] == streamed["digest"]
+    assert _complete(s3_api, tenant, "direct", plan["id"]).status_code == 404  # used up
+
+
+def test_a_missing_or_resized_file_is_refused_naming_it_and_nothing_is_recorded(
+    s3_api: TestClient,
+) -> None:
+    tenant = make_tenant(s3_api)
+    create_dataset(s3_api, tenant, "partial")
+    plan = _declare(s3_api, tenant, "partial").json()
+    _put_all(plan["files"], {k: v for k, v in FILES.items() if k != "README"})
+    missing = _complete(s3_api, tenant, "partial", plan["id"])
+    assert missing.status_code == 422
+    assert missing.headers["content-type"] == "application/problem+json"
+    assert "README has not been uploaded" in missing.json()["detail"]
+    _put_all(plan["files"], {"README": b"a different length"})
+    resized = _complete(s3_api, tenant, "partial", plan["id"])
+    assert resized.status_code == 422
+    assert "README has 18 bytes, not the 6 declared" in resized.json()["detail"]
+    _put_all(plan["files"], {"README": FILES["README"]})
+    assert _complete(s3_api, tenant, "partial", plan["id"]).status_code == 201
+    versions = s3_api.get("/v1/datasets/partial", headers=tenant.headers).json()["versions"]
+    assert len(versions) == 1
+
+
+def test_a_declared_digest_must_match_what_arrived(s3_api: TestClient) -> None:
+    tenant = make_tenant(s3_api)
+    create_dataset(s3_api, tenant, "digests")
+    declared = [{"path": "x.bin", "size": 3, "sha256": "0" * 64}]
+    plan = _declare(s3_api, tenant, "digests", declared=declared).json()
+    _put_all(plan["files"], {"x.bin": b"xyz"})
+    refused = _complete(s3_api, tenant, "digests", plan["id"])
+    assert refused.status_code == 422
+    assert "x.bin does not match the sha256 declared" in refused.json()["detail"]
+
+
+def test_another_orgs_upload_is_not_found(s3_api: TestClient) -> None:
+    owner, intruder = make_tenant(s3_api), make_tenant(s3_api)
+    for tenant in (owner, intruder):
+        create_dataset(s3_api, tenant, "shared-name")
+    plan = _declare(s3_api, owner, "shared-name").json()
+    _put_all(plan["files"], FILES)
+    assert _complete(s3_api, intruder, "shared-name", plan["id"]).status_code == 404
+    assert _complete(s3_api, owner, "shared-name", "upl_nope").status_code == 404
+
+
+def test_bad_declarations_get_clear_errors(s3_api: TestClient) -> None:
+    tenant = make_tenant(s3_api)
+    create_dataset(s3_api, tenant, "bad")
+    cases = [
+        [{"path": "../escape", "size": 1}],
+        [{"path": "a", "size": 1}, {"path": "a", "size": 2}],
+        [{"path": "huge", "size": 6 * 2**30}],
+        [],
+    ]
+    for declared in cases:
+        response = _declare(s3_api, tenant, "bad", declared=declared)
+        assert response.status_code == 422, (declared, response.text)
+        assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_with_local_storage_presigned_uploads_answer_how_to_upload_instead(
+    api: TestClient,
+) -> None:
+    tenant = make_tenant(api)
+    create_dataset(api, tenant, "local")
+    refused = _declare(api, tenant, "local")
+    assert refused.status_code == 409
+    assert refused.json()["code"] == "presigned_uploads_unavailable"
+    assert "multipart/form-data" in refused.json()["detail"]
+
+
+def test_the_sdk_pushes_a_folder_through_presigned_urls(s3_api: TestClient, tmp_path: Path) -> None:
+    tenant = make_tenant(s3_api)
+    create_dataset(s3_api, tenant, "sdk-direct")
+    for path, data in FILES.items():
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_bytes(data)
+    sdk = trainport.Client(base_url="http://testserver", api_key=tenant.key, http_client=s3_api)
+    version = sdk.datasets.push_direct("sdk-direct", tmp_path)
+    create_dataset(s3_api, tenant, "sdk-streamed")
+    assert version.digest == sdk.datasets.push("sdk-streamed", tmp_path).digest
