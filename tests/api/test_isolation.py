@@ -33,6 +33,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
         "files": [],
     },
     ("POST", "/v1/datasets/{dataset}/versions"): {"source": "s3://bucket/prefix/"},
+    ("POST", "/v1/datasets/{dataset}/uploads"): {"files": [{"path": "a.txt", "size": 1}]},
 }
 # How each kind of path id is filled: (the victim's object, an id that was never issued).
 MISSING = {
@@ -44,6 +45,7 @@ MISSING = {
     "dataset": "never-created-dataset",
     "version": "sha256:" + "ab" * 32,
     "step": "987654321",
+    "upload_id": new_id("upl"),
 }
 
 
@@ -75,6 +77,7 @@ def orgs(client: TestClient) -> Orgs:
         "dataset": dataset["name"],
         "version": "sha256:" + "ab" * 32,
         "step": "987654321",
+        "upload_id": new_id("upl"),  # uploads need S3 storage; the dataset decides first
     }
     return Orgs(victim, intruder, ids, run["resource_version"])
 

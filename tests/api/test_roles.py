@@ -27,6 +27,8 @@ WRITE_BODIES: dict[tuple[str, str], dict[str, Any] | None] = {
     ("POST", "/v1/runs/{run_id}/checkpoints"): {"step": 1, "path": "step-0000000001/", "files": []},
     ("POST", "/v1/datasets"): {"name": "corpus"},
     ("POST", "/v1/datasets/{dataset}/versions"): {"source": "s3://bucket/prefix/"},
+    ("POST", "/v1/datasets/{dataset}/uploads"): {"files": [{"path": "a.txt", "size": 1}]},
+    ("POST", "/v1/datasets/{dataset}/uploads/{upload_id}/complete"): None,
     ("POST", "/v1/provenance/verify"): {"record": {}, "signature": "00"},
 }
 # POSTs that only read: a viewer may call them.
@@ -52,6 +54,7 @@ def _ids(client: TestClient, admin: Tenant) -> dict[str, str]:
         "project": admin.project_id,
         "org_id": admin.org_id,
         "dataset": "corpus",
+        "upload_id": "upl_01jd5x",
     }
 
 
