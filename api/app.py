@@ -84,6 +84,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = db.build_engine(settings)
     app.state.sessionmaker = db.make_sessionmaker(app.state.engine)
+    # Reads of runs (core/runs/reads.py, the run list) in autocommit on PostgreSQL.
+    app.state.read_engine = db.read_engine(app.state.engine)
+    app.state.read_sessionmaker = db.make_sessionmaker(app.state.read_engine)
     problems.install(app)
     openapi.document_problems(app)
     app.add_middleware(

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from core.db import session_scope
@@ -47,9 +48,9 @@ def run_caller(session: Session, settings: Settings, secret: str | None) -> Prin
     return run_tokens.authenticate(session, settings.secret_key.get_secret_value(), secret)
 
 
-def key_caller(session: Session, settings: Settings, secret: str | None) -> Principal:
+def key_caller(bind: Session | Connection, settings: Settings, secret: str | None) -> Principal:
     """An API key's caller: `get_caller` without its commit."""
-    return authenticate(session, secret, settings.key_touch_interval_seconds)
+    return authenticate(bind, secret, settings.key_touch_interval_seconds)
 
 
 def get_caller(session: SessionDep, settings: SettingsDep, credentials: Credentials) -> Principal:

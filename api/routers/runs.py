@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response, status
 from pydantic import AwareDatetime
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import (
@@ -19,14 +20,15 @@ from api.deps import (
 )
 from api.etags import list_etag, matches, parse_if_match, run_etag
 from api.yaml_body import YamlBodyRoute
-from core.db import session_scope
+from core.db import read_scope, session_scope
 from core.pagination import MAX_PAGE_SIZE
-from core.runs import service
+from core.runs import reads, service
 from core.runs.repository import RunFilter
 from core.runs.schemas import RunEventPage, RunOut, RunPage, RunPatch
 from core.runs.spec import RunCreate
 from core.runs.states import RunStatus
 from core.runs.watch import wait_for_change
+from core.tenants import run_tokens
 from core.tenants.schemas import Principal
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"], route_class=YamlBodyRoute)
@@ -70,10 +72,11 @@ async def create_run(
     secret = secret_of(credentials)
 
     def submit() -> Response:
-        # One worker thread, one unit of work: authenticate, insert, serialize, commit.
+        # One worker thread: authenticate in autocommit (one statement; the key's use is
+        # recorded even if the create fails), then insert, serialize and commit.
+        with read_scope(request.app.state.read_engine) as conn:
+            caller = key_caller(conn, settings, secret)
         with session_scope(request.app.state.sessionmaker) as session:
-            caller = key_caller(session, settings, secret)
-            session.commit()  # as get_caller did: the key's use is recorded even if this fails
             created = service.create_run(
                 session, caller, body, idempotency_key, settings.idempotency_ttl_hours
             )
@@ -87,11 +90,10 @@ async def create_run(
 
 
 @router.get("", response_model=RunPage, responses=NOT_MODIFIED)
-def list_runs(
+async def list_runs(
     request: Request,
-    caller: Caller,
-    session: SessionDep,
-    response: Response,
+    credentials: Credentials,
+    settings: SettingsDep,
     status_: Annotated[list[RunStatus] | None, Query(alias="status", max_length=8)] = None,
     project: Annotated[str | None, Query(max_length=63)] = None,
     labels: Annotated[str | None, Query(max_length=1024, description="`k=v,k2`")] = None,
@@ -102,26 +104,40 @@ def list_runs(
     limit: Limit = 50,
     after: Cursor = None,
     if_none_match: Annotated[str | None, Header(max_length=1024)] = None,
-) -> RunPage | Response:
+) -> Response:
     """Newest first, keyset-paged. With `changed_since`, only runs changed after that version."""
-    etag = list_etag(service.list_version(session, caller), request)
-    if matches(if_none_match, etag):
-        return Response(status_code=304, headers={"ETag": etag})
-    response.headers["ETag"] = etag
-    if changed_since is not None:
-        return service.changes_since(session, caller, changed_since, limit, project)
-    equal, present = service.parse_label_selector(labels or "")
-    criteria = RunFilter(
-        org_id=caller.org_id,
-        project_id=project,
-        statuses=[s.value for s in status_ or []],
-        labels_equal=equal,
-        labels_present=present,
-        name_prefix=name_prefix,
-        created_after=created_after,
-        created_before=created_before,
-    )
-    return service.list_runs(session, caller, criteria, limit, after)
+    secret = secret_of(credentials)
+
+    def page_of(session: Session, caller: Principal) -> RunPage:
+        if changed_since is not None:
+            return service.changes_since(session, caller, changed_since, limit, project)
+        equal, present = service.parse_label_selector(labels or "")
+        criteria = RunFilter(
+            org_id=caller.org_id,
+            project_id=project,
+            statuses=[s.value for s in status_ or []],
+            labels_equal=equal,
+            labels_present=present,
+            name_prefix=name_prefix,
+            created_after=created_after,
+            created_before=created_before,
+        )
+        return service.list_runs(session, caller, criteria, limit, after)
+
+    def listed() -> Response:
+        # One worker thread; reads only, so autocommit on PostgreSQL (`core.db.read_engine`):
+        # each statement sees what was committed before it, as in a READ COMMITTED transaction.
+        with session_scope(request.app.state.read_sessionmaker) as session:
+            caller = key_caller(session, settings, secret)
+            etag = list_etag(service.list_version(session, caller), request)
+            if matches(if_none_match, etag):
+                return Response(status_code=304, headers={"ETag": etag})
+            page = page_of(session, caller)
+        return Response(
+            page.model_dump_json(), media_type="application/json", headers={"ETag": etag}
+        )
+
+    return await run_in_threadpool(listed)
 
 
 @router.get("/{run_id}", response_model=RunOut, responses=NOT_MODIFIED)
@@ -149,8 +165,21 @@ async def get_run(
                     return Response(status_code=304, headers={"ETag": run_etag(version)})
             return _run_json(service.describe_run(session, caller, run_id, settings))
 
+    def read_fast() -> Response:
+        # An API key's plain or conditional GET: one statement per read (core/runs/reads.py).
+        touch_s = settings.key_touch_interval_seconds
+        with read_scope(request.app.state.read_engine) as conn:
+            if if_none_match:
+                version = reads.run_version(conn, secret, run_id, touch_s)
+                if matches(if_none_match, run_etag(version)):
+                    return Response(status_code=304, headers={"ETag": run_etag(version)})
+            run = reads.describe_run(conn, secret, run_id, touch_s)
+        return _run_json(run) if run is not None else read(None, False)
+
     if not wait:
-        return await run_in_threadpool(read, None, bool(if_none_match))
+        if secret is not None and run_tokens.looks_like_run_token(secret):
+            return await run_in_threadpool(read, None, bool(if_none_match))
+        return await run_in_threadpool(read_fast)
 
     def authenticated() -> Principal:
         with session_scope(sessions) as session:

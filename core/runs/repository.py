@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Connection, Row, Select, and_, bindparam, func, select
 from sqlalchemy.orm import Session, joinedload
 
 from core.ids import lowest_id_at
-from core.models import Run, RunEvent, RunLabel, VersionCounter
+from core.models import ApiKey, Run, RunAttempt, RunEvent, RunLabel, RunProgress, VersionCounter
 from core.runs.versions import RUNS_COUNTER
+from core.tenants.repository import KEY_STATE_COLUMNS
 
 
 @dataclass
@@ -44,6 +46,66 @@ def run_version(session: Session, org_id: str, run_id: str) -> int | None:
             Run.org_id == org_id, Run.id == run_id, Run.deleted_at.is_(None)
         )
     )
+
+
+# The hot read (`core/runs/reads.py`): the presented key's row and the run in ONE statement.
+# LEFT JOINs: a key with no such run in its org still comes back (auth first, then 404).
+RUN_COLUMNS = (
+    *("id", "name", "project_id", "status", "status_reason", "status_message", "priority"),
+    *("attempt", "labels", "spec", "resource_version", "created_by", "created_at", "updated_at"),
+    *("queued_at", "started_at", "finished_at"),
+)
+PROGRESS_COLUMNS = (
+    "run_id",
+    "step",
+    "total_steps",
+    "latest",
+    "last_heartbeat_at",
+    "rate_step",
+    "rate_at",
+)
+ATTEMPT_COLUMNS = (
+    *("attempt", "cluster", "where", "gpus", "gpu_type", "admitted_at", "started_at"),
+    *("ended_at", "outcome", "exit_code", "reason", "message", "resumed_from_step", "steps_lost"),
+)
+
+
+def _with_key(*columns: Any) -> Select[Any]:
+    """The key's state (`key_*`), then `columns`, for `:digest` and the run `:run_id` in its org."""
+    keyed = [getattr(ApiKey, name).label(f"key_{name}") for name in KEY_STATE_COLUMNS]
+    in_org = and_(
+        Run.org_id == ApiKey.org_id, Run.id == bindparam("run_id"), Run.deleted_at.is_(None)
+    )
+    return (
+        select(*keyed, *columns)
+        .select_from(ApiKey)
+        .outerjoin(Run, in_org)
+        .where(ApiKey.digest == bindparam("digest"))
+    )
+
+
+# Built once: SQLAlchemy then reuses the compiled SQL (and psycopg its prepared statement).
+_KEYED_VERSION = _with_key(Run.resource_version, Run.project_id)
+_KEYED_RUN = (
+    _with_key(
+        *(getattr(Run, name) for name in RUN_COLUMNS),
+        *(getattr(RunProgress, n).label(f"progress_{n}") for n in PROGRESS_COLUMNS),
+        *(getattr(RunAttempt, n).label(f"attempt_{n}") for n in ATTEMPT_COLUMNS),
+    )
+    .outerjoin(RunProgress, RunProgress.run_id == Run.id)
+    .outerjoin(RunAttempt, RunAttempt.run_id == Run.id)
+    .order_by(RunAttempt.attempt)
+)
+
+
+def keyed_run_version(conn: Connection, digest: str, run_id: str) -> Row[Any] | None:
+    """The key with that digest, and the run's resource_version and project (None if absent)."""
+    return conn.execute(_KEYED_VERSION, {"digest": digest, "run_id": run_id}).first()
+
+
+def keyed_run(conn: Connection, digest: str, run_id: str) -> Sequence[Row[Any]]:
+    """The key, the run, its progress and one row per attempt (one row when it has none)."""
+    return conn.execute(_KEYED_RUN, {"digest": digest, "run_id": run_id}).all()
 
 
 def _filtered(criteria: RunFilter) -> Select[Run]:

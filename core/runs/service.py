@@ -38,12 +38,22 @@ class Created:
 
 def get_run(session: Session, caller: Principal, run_id: str, *, for_update: bool = False) -> Run:
     """The caller's run; another org's (or another project's) run is exactly as missing."""
-    if caller.run_id is not None and caller.run_id != run_id:  # a run token sees its run only
+    if caller.run_id is not None and caller.run_id != run_id:  # no query for a run it can't see
         raise NotFound(f"Run {run_id} was not found.")
     run = repository.get_run(session, caller.org_id, run_id, for_update=for_update)
-    if run is None or (caller.project_id and run.project_id != caller.project_id):
+    if run is None or not visible(caller, run_id, run.project_id):
         raise NotFound(f"Run {run_id} was not found.")
     return run
+
+
+def visible(caller: Principal, run_id: str, project_id: str) -> bool:
+    """Whether a run of the caller's org may be shown to it: the same answer as 404 otherwise.
+
+    A run token sees its own run only; a project-scoped key only its project's runs.
+    """
+    if caller.run_id is not None and caller.run_id != run_id:
+        return False
+    return not caller.project_id or project_id == caller.project_id
 
 
 def create_run(
@@ -54,11 +64,10 @@ def create_run(
     ttl_hours: int = 24,
 ) -> Created:
     caller.require(Role.MEMBER)
-    document = body.model_dump(mode="json")
     if idempotency_key is None:
         return Created(_insert_run(session, caller, body), replayed=False)
     idempotency.validate_key(idempotency_key)
-    fingerprint = idempotency.request_hash(document)
+    fingerprint = idempotency.request_hash(body.model_dump(mode="json"))
     earlier = idempotency.find(session, caller.org_id, idempotency_key, fingerprint)
     if earlier is not None:
         return _replay(session, caller, earlier)

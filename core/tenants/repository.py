@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import Connection, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.models import ApiKey, Organization, Project
+from core.tenants.schemas import KeyState
 
 
 def get_org(session: Session, org_id: str) -> Organization | None:
@@ -33,8 +34,24 @@ def list_projects(session: Session, org_id: str, only: str | None = None) -> lis
     return list(session.scalars(query.order_by(Project.name)))
 
 
-def key_by_digest(session: Session, key_digest: str) -> ApiKey | None:
-    return session.scalars(select(ApiKey).where(ApiKey.digest == key_digest)).first()
+# What authenticating reads of a key: columns, not an ORM object (it happens on every request).
+KEY_STATE_COLUMNS = (
+    "id",
+    "org_id",
+    "role",
+    "project_id",
+    "revoked_at",
+    "expires_at",
+    "last_used_at",
+)
+_KEY_STATE = select(*(getattr(ApiKey, name) for name in KEY_STATE_COLUMNS)).where(
+    ApiKey.digest == bindparam("digest")
+)
+
+
+def key_state(bind: Session | Connection, key_digest: str) -> KeyState | None:
+    row = bind.execute(_KEY_STATE, {"digest": key_digest}).first()
+    return KeyState(*row) if row is not None else None
 
 
 def get_key(session: Session, org_id: str, key_id: str) -> ApiKey | None:
@@ -49,7 +66,9 @@ def list_keys(session: Session, org_id: str) -> list[ApiKey]:
     )
 
 
-def touch_key(session: Session, key_id: str, now: datetime, stale_before: datetime) -> None:
+def touch_key(
+    session: Session | Connection, key_id: str, now: datetime, stale_before: datetime
+) -> None:
     """Record a use, but only when the last one is older than `stale_before` (few writes).
 
     Best effort: when another request's transaction is already touching the key, skip rather

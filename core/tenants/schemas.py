@@ -42,6 +42,19 @@ class Principal:
             )
 
 
+@dataclass(frozen=True, slots=True)
+class KeyState:
+    """What authentication reads of an API key's row (`repository.KEY_STATE_COLUMNS`, in order)."""
+
+    id: str
+    org_id: str
+    role: str
+    project_id: str | None
+    revoked_at: datetime | None
+    expires_at: datetime | None
+    last_used_at: datetime | None
+
+
 Slug = Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 from datetime import timedelta
 
+from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -13,7 +14,7 @@ from core.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthentic
 from core.ids import new_id
 from core.models import ApiKey, Organization, Project, utcnow
 from core.tenants import keys, repository
-from core.tenants.schemas import ApiKeyCreate, Principal, ProjectCreate, Role
+from core.tenants.schemas import ApiKeyCreate, KeyState, Principal, ProjectCreate, Role
 
 DEFAULT_PROJECT = "default"
 ORG_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -72,16 +73,31 @@ def _new_key(
     return key, secret
 
 
-def authenticate(session: Session, secret: str | None, touch_interval_s: int) -> Principal:
+def authenticate(
+    bind: Session | Connection, secret: str | None, touch_interval_s: int
+) -> Principal:
     """The caller behind a presented key. Every failure reads the same, so nothing leaks."""
+    key = repository.key_state(bind, presented_digest(secret))
+    return admit_key(bind, key, touch_interval_s)
+
+
+def presented_digest(secret: str | None) -> str:
+    """The digest to look a presented secret up by; Unauthenticated when it cannot be a key."""
     if not secret or not keys.looks_like_key(secret):
         raise Unauthenticated()
-    key = repository.key_by_digest(session, keys.digest(secret))
+    return keys.digest(secret)
+
+
+def admit_key(bind: Session | Connection, key: KeyState | None, touch_interval_s: int) -> Principal:
+    """The caller a looked-up key stands for, judged now: revoked or expired keys never pass.
+
+    Its use is recorded at most once per `touch_interval_s` (few writes).
+    """
     now = utcnow()
     if key is None or key.revoked_at is not None or (key.expires_at and key.expires_at <= now):
         raise Unauthenticated()
     if key.last_used_at is None or key.last_used_at < now - timedelta(seconds=touch_interval_s):
-        repository.touch_key(session, key.id, now, now - timedelta(seconds=touch_interval_s))
+        repository.touch_key(bind, key.id, now, now - timedelta(seconds=touch_interval_s))
     return Principal(
         org_id=key.org_id, key_id=key.id, role=Role(key.role), project_id=key.project_id
     )
