@@ -5,7 +5,8 @@ the open attempts are the capacity and quota ledger, the closed ones the run's `
 the fair-share history. Retries: a platform failure (process lost, worker died) goes back to
 the queue up to `system_retry_limit` times when the spec allows it, without touching the
 user's `max_retries`; a failure of the user's code retries only within `max_retries`. A failure
-that no retry can cure (`NEVER_RETRIED`: the image cannot be pulled) ends the run at once.
+that no retry can cure (`NEVER_RETRIED`: the image cannot be pulled, the executor refused the
+spec) ends the run at once, whatever `max_retries` says.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ class AttemptOutcome(StrEnum):
 
 # Reasons that the same spec would meet again on every attempt: retrying only burns capacity and
 # hides the error from the user behind a queue.
-NEVER_RETRIED = frozenset({StatusReason.IMAGE_PULL_FAILED})
+NEVER_RETRIED = frozenset({StatusReason.IMAGE_PULL_FAILED, StatusReason.SPEC_REFUSED})
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,7 @@ class StatusReason(StrEnum):
     EXIT_CODE_NONZERO = "exit_code_nonzero"
     OOM_KILLED = "oom_killed"
     IMAGE_PULL_FAILED = "image_pull_failed"
+    SPEC_REFUSED = "spec_refused"  # the executor cannot run the spec as written
     UNSCHEDULABLE = "unschedulable"
     EVICTED = "evicted"
     PREEMPTED = "preempted"

@@ -1,12 +1,15 @@
 """A small Kubernetes API server for tests: JSON over HTTP on 127.0.0.1, in memory.
 
-kmock (pinned in the test extra) emulates objects but not what the executor depends on —
-resourceVersions, label selectors, watch `timeoutSeconds`, resuming from a version, 410 Gone,
-Foreground deletion of owned objects, `pods/log` — so this serves exactly those endpoints and
-behaviours, and nothing else: core/v1 and batch/v1 collections (namespaced and across
-namespaces), create (409 on a taken name, `generateName`), get (404), JSON merge PATCH (also
-`/status`), delete (graceful for pods, Foreground/Background for owners), list and watch by
-label selector, and pod logs with `follow` and `timestamps`. Tests can drop every open watch,
+kmock 0.8 (by kopf's author) was tried with the official client and is not used: its pytest
+plugin imports pytest_asyncio on load, and its KubernetesEmulator gives created objects no uid,
+resourceVersion or creationTimestamp (the client then refuses the Job-owned Service's
+ownerReference), ignores label selectors, `generateName` (a second pod with one prefix is a 409)
+and watch `timeoutSeconds` (the stream never ends), never answers 410 Gone, and serves
+`pods/log` as the pod itself. So this serves exactly what the executor depends on, and nothing
+else: core/v1 and batch/v1 collections (namespaced and across namespaces), create (409 on a
+taken name, `generateName`), get (404), JSON merge PATCH (also `/status`), delete (graceful for
+pods, Foreground/Background for owners), list and watch by label selector, and pod logs with
+`follow` and `timestamps`. Tests can drop every open watch,
 compact history (so old versions answer 410), and count requests.
 """
 

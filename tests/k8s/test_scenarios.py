@@ -114,6 +114,22 @@ def test_eviction_is_a_system_failure(
     assert outcome.reason is StatusReason.EVICTED
 
 
+def test_cleanup_copies_a_still_running_rank_s_log_without_waiting_out_its_stream(
+    make_executor: Callable[..., KubernetesExecutor], cluster: ClusterSimulator
+) -> None:
+    executor = make_executor(watch_timeout=600)  # past pytest's timeout, were it waited out
+    cluster.fates = {0: "run", 1: "evict"}
+    request = launch_request(nodes=2)
+    executor.launch(request)
+    run_steps(cluster, 3)
+    outcome_after(executor, request, "system_failed")
+    wait_until(executor, lambda: bool(executor.logs._streams))  # rank 0's log is being followed
+    executor.cleanup(request.run_id, request.attempt)
+    ref = executor.logs._store.ref(request.run_id, request.attempt, 0)
+    assert ref.finished
+    assert "rank 0 working" in ref.path.read_text()
+
+
 def test_deadline_exceeded_is_max_duration_exceeded(
     executor: KubernetesExecutor, cluster: ClusterSimulator
 ) -> None:

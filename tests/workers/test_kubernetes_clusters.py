@@ -3,7 +3,9 @@
 Two fake API servers over HTTP stand for two clusters (`east` with A100 nodes, `west` with
 H100 nodes), each with a simulator playing its Job controller and kubelets. The worker reaches
 them through kubeconfig files, as it would a real cluster; the scheduler registers both with
-the inventory read from their nodes.
+the inventory read from their nodes. The API and the worker share one Settings (as in the
+embedded mode), so what a pod's TRAINPORT_* environment names is what the API serves; the test
+plays a pod's runtime by calling the API with that environment's run token.
 """
 
 from __future__ import annotations
@@ -17,15 +19,18 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
+from api.app import create_app
 from core.db import session_scope
+from core.logs import LogStore
 from core.models import Cluster
 from core.settings import Settings
 from tests.factories import Tenant, create_run, make_tenant
 from tests.k8s.cluster import ClusterSimulator
 from tests.k8s.fake_api import FakeApiServer
+from tests.training_api.checkpointing import commit_files
 from tests.workers.test_admission import sessions
 from workers import scheduler
-from workers.clusters import forget_inventory_reads
+from workers.clusters import forget_inventory_reads, sync_clusters
 from workers.executors.registry import Where, executor_for
 from workers.reconciler import WorkerContext, launch_attempt, reconcile_once
 
@@ -63,10 +68,12 @@ def clusters(fresh_url: str, tmp_path: Path) -> Iterator[Clusters]:
             east.add_node(f"a{index}", gpus=4, gpu_type=A100)
             west.add_node(f"h{index}", gpus=4, gpu_type=H100)
         west.add_node("h-cordoned", gpus=8, gpu_type=H100, cordoned=True)
+        east.add_node("a-not-ready", gpus=8, gpu_type=A100, ready=False)
         settings = Settings(
             database_url=fresh_url,
             state_dir=tmp_path / "state",
             local_cluster=False,
+            key_touch_interval_seconds=0,
             kubernetes_watch_timeout_seconds=5,
             kubernetes_request_timeout_seconds=5,
             kubernetes_clusters={
@@ -79,7 +86,15 @@ def clusters(fresh_url: str, tmp_path: Path) -> Iterator[Clusters]:
         yield Clusters(east, west, settings)
         for name in ("east", "west"):
             executor = executor_for_cluster(name, settings)
-            executor.stop()  # type: ignore[attr-defined]
+            executor.stop()
+
+
+@pytest.fixture
+def api(clusters: Clusters) -> Iterator[TestClient]:
+    """The API with the worker's settings (no lifespan: nothing here long-polls)."""
+    app = create_app(clusters.settings)
+    yield TestClient(app, raise_server_exceptions=False)
+    app.state.engine.dispose()
 
 
 def executor_for_cluster(name: str, settings: Settings) -> Any:
@@ -90,9 +105,13 @@ def context(client: TestClient, settings: Settings) -> WorkerContext:
     return WorkerContext(sessions(client), settings, lambda where: executor_for(where, settings))
 
 
-def h100_run(client: TestClient, tenant: Tenant, **scheduling: Any) -> str:
+def h100_run(
+    client: TestClient, tenant: Tenant, image: str | None = "python:3.11-slim", **scheduling: Any
+) -> str:
     compute = {"nodes": 2, "gpus_per_node": 4, "gpu_type": H100}
-    run: dict[str, Any] = create_run(client, tenant, compute=compute, scheduling=scheduling)
+    run: dict[str, Any] = create_run(
+        client, tenant, image=image, compute=compute, scheduling=scheduling
+    )
     return str(run["id"])
 
 
@@ -122,10 +141,10 @@ def reconcile_until(
 
 
 def test_the_scheduler_registers_each_cluster_with_the_gpus_of_its_usable_nodes(
-    fresh_client: TestClient, clusters: Clusters
+    api: TestClient, clusters: Clusters
 ) -> None:
-    scheduler.run_pass(sessions(fresh_client), clusters.settings)
-    with session_scope(sessions(fresh_client)) as session:
+    scheduler.run_pass(sessions(api), clusters.settings)
+    with session_scope(sessions(api)) as session:
         rows = {c.name: (c.executor, c.inventory) for c in session.query(Cluster).all()}
     assert rows == {
         "east": ("kubernetes", {"gpus": {A100: 8}, "cpu_slots": None, "nodes": 2}),
@@ -133,50 +152,124 @@ def test_the_scheduler_registers_each_cluster_with_the_gpus_of_its_usable_nodes(
     }
 
 
-def test_a_run_lands_on_the_cluster_with_its_gpu_type_and_succeeds_there(
-    fresh_client: TestClient, clusters: Clusters
+def test_each_cluster_s_nodes_are_listed_at_most_once_per_inventory_interval(
+    api: TestClient, clusters: Clusters
 ) -> None:
-    tenant, ctx = make_tenant(fresh_client), context(fresh_client, clusters.settings)
-    run_id = h100_run(fresh_client, tenant)
-    admit_and_launch(fresh_client, ctx, run_id)
+    factory, now = sessions(api), [0.0]
+    interval = clusters.settings.kubernetes_inventory_seconds
+    for _ in range(3):
+        sync_clusters(factory, clusters.settings, clock=lambda: now[0])
+    clusters.east.add_node("a-new", gpus=4, gpu_type=A100)
+    now[0] = interval - 1
+    sync_clusters(factory, clusters.settings, clock=lambda: now[0])
+    assert clusters.east.server.store.requests["GET nodes"] == 1
+    assert _inventory(api, "east")["gpus"] == {A100: 8}
+    now[0] = interval
+    sync_clusters(factory, clusters.settings, clock=lambda: now[0])
+    assert clusters.east.server.store.requests["GET nodes"] == 2
+    assert _inventory(api, "east")["gpus"] == {A100: 12}
+
+
+def _inventory(api: TestClient, name: str) -> dict[str, Any]:
+    with session_scope(sessions(api)) as session:
+        cluster = session.get(Cluster, name)
+        assert cluster is not None
+        return dict(cluster.inventory)
+
+
+def test_a_run_lands_on_the_cluster_with_its_gpu_type_and_succeeds_there(
+    api: TestClient, clusters: Clusters
+) -> None:
+    tenant, ctx = make_tenant(api), context(api, clusters.settings)
+    run_id = h100_run(api, tenant)
+    admit_and_launch(api, ctx, run_id)
     assert (len(clusters.west.jobs()), len(clusters.east.jobs())) == (1, 0)
-    run = reconcile_until(fresh_client, tenant, ctx, "west", run_id, {"succeeded"})
+    run = reconcile_until(api, tenant, ctx, "west", run_id, {"succeeded"})
     assert [(a["attempt"], a["outcome"]) for a in run["attempts"]] == [(1, "succeeded")]
 
 
-def test_an_evicted_pod_retries_the_run_as_a_new_job_that_resumes_from_the_same_checkpoints(
-    fresh_client: TestClient, clusters: Clusters
+def test_an_evicted_pod_retries_the_run_as_a_new_job_that_resumes_from_its_checkpoint(
+    api: TestClient, clusters: Clusters
 ) -> None:
-    tenant, ctx = make_tenant(fresh_client), context(fresh_client, clusters.settings)
+    tenant, ctx = make_tenant(api), context(api, clusters.settings)
     west = clusters.west
-    run_id = h100_run(fresh_client, tenant, max_retries=0)
-    admit_and_launch(fresh_client, ctx, run_id)
+    west.fates = {0: "run", 1: "run"}
+    run_id = h100_run(api, tenant, max_retries=0)
+    admit_and_launch(api, ctx, run_id)
+    reconcile_until(api, tenant, ctx, "west", run_id, {"running"})
+    [first] = [_env(job) for job in west.jobs()]
+    _save_checkpoint(api, first, step=50)
+    _beat(api, first, step=60)
     west.fates = {0: "run", 1: "evict"}
-    run = reconcile_until(fresh_client, tenant, ctx, "west", run_id, {"queued"})
+    run = reconcile_until(api, tenant, ctx, "west", run_id, {"queued"})
     assert run["status_reason"] == "retrying"
-    assert run["attempts"][0]["outcome"] == "system_failed"  # not the user's max_retries: 0
+    ended = [(a["outcome"], a["reason"]) for a in run["attempts"]]
+    assert ended == [("system_failed", "evicted")]  # not the user's max_retries: 0
+    rank_0 = LogStore(clusters.settings.log_root).ref(run_id, 1, 0)  # was running, now stopped
+    assert rank_0.finished
+    assert "rank 0 working" in rank_0.path.read_text()
     west.fates = {}
-    assert admit_and_launch(fresh_client, ctx, run_id) == 2
-    envs = [_env(job) for job in west.jobs()]
-    assert sorted(env["TRAINPORT_ATTEMPT"] for env in envs) == ["1", "2"]
-    assert len({env["TRAINPORT_CHECKPOINT_URI"] for env in envs}) == 1  # the same checkpoints
-    run = reconcile_until(fresh_client, tenant, ctx, "west", run_id, {"succeeded"})
-    assert [a["outcome"] for a in run["attempts"]] == ["system_failed", "succeeded"]
+    assert admit_and_launch(api, ctx, run_id) == 2
+    [second] = [_env(job) for job in west.jobs() if _env(job)["TRAINPORT_ATTEMPT"] == "2"]
+    assert second["TRAINPORT_CHECKPOINT_URI"] == first["TRAINPORT_CHECKPOINT_URI"]
+    _beat(api, second, step=50, resumed_from_step=_latest_checkpoint(api, second))
+    run = reconcile_until(api, tenant, ctx, "west", run_id, {"succeeded"})
+    resumed = [(a["outcome"], a["resumed_from_step"], a["steps_lost"]) for a in run["attempts"]]
+    assert resumed == [("system_failed", None, None), ("succeeded", 50, 10)]
 
 
 def test_an_image_that_cannot_be_pulled_fails_the_run_without_a_retry(
-    fresh_client: TestClient, clusters: Clusters
+    api: TestClient, clusters: Clusters
 ) -> None:
-    tenant, ctx = make_tenant(fresh_client), context(fresh_client, clusters.settings)
+    tenant, ctx = make_tenant(api), context(api, clusters.settings)
     clusters.west.fates = {0: "image_pull", 1: "image_pull"}
-    run_id = h100_run(fresh_client, tenant, max_retries=2)
-    admit_and_launch(fresh_client, ctx, run_id)
-    run = reconcile_until(fresh_client, tenant, ctx, "west", run_id, {"failed", "queued"})
+    run_id = h100_run(api, tenant, max_retries=2)
+    admit_and_launch(api, ctx, run_id)
+    run = reconcile_until(api, tenant, ctx, "west", run_id, {"failed", "queued"})
     assert (run["status"], run["status_reason"]) == ("failed", "image_pull_failed")
     assert "ImagePullBackOff" in run["status_message"]
+    assert len(run["attempts"]) == 1
+
+
+def test_a_spec_the_cluster_cannot_run_fails_the_run_without_a_retry(
+    api: TestClient, clusters: Clusters
+) -> None:
+    tenant, ctx = make_tenant(api), context(api, clusters.settings)
+    run_id = h100_run(api, tenant, max_retries=2, image=None)  # and no default image configured
+    admit_and_launch(api, ctx, run_id)
+    assert clusters.west.jobs() == []
+    run = reconcile_until(api, tenant, ctx, "west", run_id, {"failed", "queued"})
+    assert (run["status"], run["status_reason"]) == ("failed", "spec_refused")
+    assert "no image" in run["status_message"]
     assert len(run["attempts"]) == 1
 
 
 def _env(job: dict[str, Any]) -> dict[str, str]:
     [container] = job["spec"]["template"]["spec"]["containers"]
     return {e["name"]: e.get("value", "") for e in container["env"]}
+
+
+# -- a pod's runtime, as the SDK plays it: through the API, with the pod's own environment ------
+
+
+def _pod_headers(env: dict[str, str]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {env['TRAINPORT_RUN_TOKEN']}"}
+
+
+def _save_checkpoint(api: TestClient, env: dict[str, str], step: int) -> None:
+    body = commit_files(env["TRAINPORT_CHECKPOINT_URI"], step, {"model.bin": b"weights"})
+    url = f"/v1/runs/{env['TRAINPORT_RUN_ID']}/checkpoints"
+    response = api.post(url, json=body, headers=_pod_headers(env))
+    assert response.status_code == 201, response.text
+
+
+def _latest_checkpoint(api: TestClient, env: dict[str, str]) -> int:
+    url = f"/v1/runs/{env['TRAINPORT_RUN_ID']}/checkpoints"
+    listed = api.get(url, headers=_pod_headers(env)).json()  # newest first
+    return int(listed[0]["step"])
+
+
+def _beat(api: TestClient, env: dict[str, str], **beat: int) -> None:
+    url = f"/v1/runs/{env['TRAINPORT_RUN_ID']}/heartbeat"
+    response = api.post(url, json=beat, headers=_pod_headers(env))
+    assert response.status_code == 204, response.text

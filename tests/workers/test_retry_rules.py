@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from fastapi.testclient import TestClient
 
 from core.db import session_scope
@@ -12,6 +13,7 @@ from tests.factories import make_tenant
 from tests.workers.test_admission import admit, cluster, sessions, submit
 
 PULL = Ending(AttemptOutcome.FAILED, StatusReason.IMAGE_PULL_FAILED, "ErrImagePull: not found")
+REFUSED = Ending(AttemptOutcome.FAILED, StatusReason.SPEC_REFUSED, "the run names no image")
 CRASH = Ending(AttemptOutcome.FAILED, StatusReason.EXIT_CODE_NONZERO, "exit code 3", exit_code=3)
 EVICTED = Ending(AttemptOutcome.SYSTEM_FAILED, StatusReason.EVICTED, "node drained")
 
@@ -28,16 +30,17 @@ def _attempts(client: TestClient, run_id: str) -> int:
         return session.query(RunAttempt).filter_by(run_id=run_id).count()
 
 
-def test_an_image_that_cannot_be_pulled_fails_at_once_whatever_max_retries(
-    fresh_client: TestClient,
+@pytest.mark.parametrize("ending", [PULL, REFUSED], ids=["image_pull_failed", "spec_refused"])
+def test_a_failure_no_retry_can_cure_fails_at_once_whatever_max_retries(
+    fresh_client: TestClient, ending: Ending
 ) -> None:
     factory, tenant = sessions(fresh_client), make_tenant(fresh_client)
     cluster(factory, a100=1)
     run_id = submit(fresh_client, tenant, scheduling={"max_retries": 2})
     assert admit(factory) == {run_id}
-    assert _end_attempt(fresh_client, run_id, PULL) == "failed"
+    assert _end_attempt(fresh_client, run_id, ending) == "failed"
     run = fresh_client.get(f"/v1/runs/{run_id}", headers=tenant.headers).json()
-    assert (run["status_reason"], run["attempt"]) == ("image_pull_failed", 1)
+    assert (run["status_reason"], run["attempt"]) == (ending.reason.value, 1)
     assert _attempts(fresh_client, run_id) == 1
 
 

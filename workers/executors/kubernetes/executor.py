@@ -2,12 +2,14 @@
 
 `launch` creates both (the Service owned by the Job); a 409 reads the object back and compares
 its spec-hash annotation: the same hash adopts it, a different one fails the attempt with a
-clear reason instead of running something other than what was asked. `observe` reads two
+clear reason instead of running something other than what was asked (a later attempt has
+another name, so that one may retry). `observe` reads two
 mirrors (Jobs and Pods, label-selected, list-then-watch) and maps them through
 `observations`; it never polls pods one by one. `cancel` deletes the Job with Foreground
 propagation (404 counts as done) and answers True only once no pod of the attempt is left.
 `cleanup` copies the last of the logs, then deletes the Job. A launch that cannot be built is
-recorded under the state folder and reported as failed ranks, like the local executor does.
+recorded under the state folder and reported as failed ranks, like the local executor does, with
+`spec_refused`: the same spec would be refused again, so the run is not retried.
 """
 
 from __future__ import annotations
@@ -98,7 +100,8 @@ class KubernetesExecutor:
         try:
             manifests = build_attempt(request, self.config)
         except ManifestRefused as refused:
-            return self._refuse(request.run_id, request.attempt, request.spec, str(refused))
+            spec, reason = request.spec, StatusReason.SPEC_REFUSED
+            return self._refuse(request.run_id, request.attempt, spec, str(refused), reason)
         job = self._create_or_adopt(manifests)
         if job is None:
             return None
@@ -130,7 +133,7 @@ class KubernetesExecutor:
         attempt = int(manifests.job.metadata.labels[naming.ATTEMPT_KEY])  # type: ignore[union-attr,index]
         spec = manifests.job.spec
         nodes = int(spec.completions or 1) if spec else 1
-        self._refuse(run_id, attempt, {"compute": {"nodes": nodes}}, message)
+        self._refuse(run_id, attempt, {"compute": {"nodes": nodes}}, message)  # system_error
         return None
 
     def _create_service(self, manifests: AttemptManifests, job: Any) -> None:
@@ -148,11 +151,19 @@ class KubernetesExecutor:
             if error.status != 409:  # 409: made by an earlier launch of this same attempt
                 raise
 
-    def _refuse(self, run_id: str, attempt: int, spec: dict[str, Any], message: str) -> None:
+    def _refuse(
+        self,
+        run_id: str,
+        attempt: int,
+        spec: dict[str, Any],
+        message: str,
+        reason: StatusReason = StatusReason.SYSTEM_ERROR,
+    ) -> None:
         log.warning("attempt %s/%d cannot run: %s", run_id, attempt, message)
         nodes = int((spec.get("compute") or {}).get("nodes") or 1)
         self._refused.mkdir(parents=True, exist_ok=True)
         record = {"run_id": run_id, "attempt": attempt, "nodes": nodes, "message": message}
+        record["reason"] = reason.value
         (self._refused / f"{run_id}-{attempt}.json").write_text(json.dumps(record))
 
     # -- observe ------------------------------------------------------------------------------
@@ -188,10 +199,9 @@ class KubernetesExecutor:
         found = []
         for path in sorted(self._refused.glob("*.json")) if self._refused.exists() else []:
             record = json.loads(path.read_text())
+            reason = StatusReason(record.get("reason") or StatusReason.SYSTEM_ERROR.value)
             ranks = tuple(
-                RankObservation(
-                    r, RankPhase.FAILED, None, StatusReason.SYSTEM_ERROR, record["message"]
-                )
+                RankObservation(r, RankPhase.FAILED, None, reason, record["message"])
                 for r in range(record["nodes"])
             )
             found.append(AttemptObservation(record["run_id"], record["attempt"], ranks))

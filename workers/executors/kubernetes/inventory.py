@@ -28,7 +28,11 @@ def node_inventory(
 
 
 def read_inventory(apis: Apis, settings: Settings) -> Inventory:
-    document = read_json(apis.core.list_node, _request_timeout=apis.request_timeout)
+    # resourceVersion "0": any recent version will do, so the API server answers from its watch
+    # cache instead of a quorum read of etcd; an inventory re-read every minute can be that stale.
+    document = read_json(
+        apis.core.list_node, resource_version="0", _request_timeout=apis.request_timeout
+    )
     nodes = document.get("items") or []
     return node_inventory(
         nodes, settings.kubernetes_gpu_resource, settings.kubernetes_gpu_type_label

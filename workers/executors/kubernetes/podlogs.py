@@ -5,7 +5,9 @@ appends each line to `<run>/attempt-<n>/rank-<index>.log`, so `trainport logs -f
 last copied timestamp of each pod is kept in a cursor file under the state folder, so a follow
 that ends early, or a restarted worker, resumes without duplicating lines. Before a finished
 attempt's Job is deleted, `drain` copies what is left and marks the rank's log finished, so the
-log is complete after the pod is gone.
+log is complete after the pod is gone. A rank still running when its attempt ends (the gang
+failed elsewhere, or a rank was evicted) has its follow stream shut down first: otherwise the
+drain would wait for the follower's stream to time out (up to the watch timeout, per pod).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import ProtocolError
 
 from core.logs import LogStore
 from workers.executors.kubernetes.client import Apis, call_raw, response_lines
@@ -37,6 +40,7 @@ class PodLogs:
         self._lock = threading.Lock()
         self._pod_locks: dict[str, threading.Lock] = {}
         self._following: set[str] = set()
+        self._streams: dict[str, Any] = {}  # pod uid -> its follower's open response
 
     def follow(self, run_id: str, attempt: int, rank: int, pod: dict[str, Any]) -> None:
         """Start following a started pod's log in the background, unless that is under way."""
@@ -63,6 +67,7 @@ class PodLogs:
 
     def drain(self, run_id: str, attempt: int, rank: int, pod: dict[str, Any]) -> None:
         """Copy the rest of a finished pod's log and mark the rank's log finished."""
+        self._interrupt(_uid(pod))
         if _phase(pod) in STARTED and not self._is_done(_uid(pod)):
             try:
                 self.copy(run_id, attempt, rank, pod, follow=False)
@@ -85,6 +90,13 @@ class PodLogs:
             if _phase(pod) in TERMINAL or not follow:
                 self._save_cursor(uid, last, done=True)
 
+    def _interrupt(self, uid: str) -> None:
+        """End the pod's follow stream now; its follower stops at the line it had copied."""
+        with self._lock:
+            response = self._streams.get(uid)
+        if response is not None:
+            response.shutdown()  # unblocks the follower's read; the pod lock is then free
+
     def _stream(self, pod: dict[str, Any], cursor: str, follow: bool, write: Any) -> str:
         meta = pod["metadata"]
         response = call_raw(
@@ -97,13 +109,24 @@ class PodLogs:
             _request_timeout=(self._apis.request_timeout, self._apis.watch_timeout),
         )
         last = cursor
+        if follow:
+            with self._lock:
+                self._streams[_uid(pod)] = response
         try:
             for line in response_lines(response):
                 stamp, _, text = line.partition(" ")
                 if stamp and stamp > last:  # RFC 3339 Nano in UTC sorts as text
                     write("stdout", text)
                     last = stamp
+        except ProtocolError:
+            if not follow:
+                raise
+            # A follow stream cut short (by _interrupt, or the network) ends here; the next copy
+            # resumes from the cursor.
         finally:
+            if follow:
+                with self._lock:
+                    self._streams.pop(_uid(pod), None)
             response.release_conn()
         return last
 
