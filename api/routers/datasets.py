@@ -29,7 +29,6 @@ from core.datasets.schemas import (
     SourceRegistration,
     UploadCreate,
     UploadOut,
-    UploadTarget,
 )
 from core.errors import FieldError, InvalidInput
 from core.settings import Settings
@@ -128,15 +127,13 @@ def start_presigned_upload(
     session: SessionDep,
     settings: SettingsDep,
 ) -> UploadOut:
-    """Declare the files of a new version; PUT each to its presigned URL (S3 storage only),
-    then `POST .../uploads/{id}/complete`. Big datasets never pass through the API."""
+    """Declare the files of a new version; PUT each to its presigned URL, or each byte range
+    of a file above the multipart threshold to its part's URL (S3 storage only), then
+    `POST .../uploads/{id}/complete`. Big datasets never pass through the API."""
     dataset_id = _dataset_for_upload(session, caller, dataset)
     planned = presigned.plan(settings, caller.org_id, dataset_id, body)
     return UploadOut(
-        id=planned.upload_id,
-        dataset=dataset,
-        expires_at=planned.expires_at,
-        files=[UploadTarget(path=path, url=url) for path, url in planned.urls],
+        id=planned.upload_id, dataset=dataset, expires_at=planned.expires_at, files=planned.targets
     )
 
 

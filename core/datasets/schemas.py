@@ -97,14 +97,15 @@ class Manifest(BaseModel):
 
 
 MAX_PRESIGNED_FILES = 10_000
-MAX_SINGLE_PUT_BYTES = 5 * 2**30  # S3's limit for one PUT
+MAX_OBJECT_BYTES = 5 * 2**40  # S3's limit for one object (5 TiB, in up to 10,000 parts)
+MAX_PARTS = 10_000
 
 
 class PlannedFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     path: str = Field(min_length=1, max_length=MAX_PATH_CHARS)
-    size: int = Field(ge=0, le=MAX_SINGLE_PUT_BYTES, description="bytes; at most 5 GiB per file")
+    size: int = Field(ge=0, le=MAX_OBJECT_BYTES, description="bytes; at most 5 TiB per file")
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
 
 
@@ -116,10 +117,21 @@ class UploadCreate(BaseModel):
     files: list[PlannedFile] = Field(min_length=1, max_length=MAX_PRESIGNED_FILES)
 
 
+class UploadPart(BaseModel):
+    part_number: int
+    offset: int = Field(description="where the part starts in the file")
+    size: int
+    url: str
+
+
 class UploadTarget(BaseModel):
     path: str
     method: str = "PUT"
-    url: str
+    url: str | None = Field(description="PUT the whole file here; null when it goes in `parts`")
+    parts: list[UploadPart] | None = Field(
+        default=None,
+        description="files above the multipart threshold: PUT each byte range to its own URL",
+    )
 
 
 class UploadOut(BaseModel):
@@ -130,6 +142,13 @@ class UploadOut(BaseModel):
     files: list[UploadTarget]
 
 
+class MultipartFile(BaseModel):
+    """One file sent in parts: the store's multipart upload id and the part size promised."""
+
+    upload_id: str
+    part_bytes: int
+
+
 class UploadManifest(BaseModel):
     """What a presigned upload promised, kept beside its files until it completes."""
 
@@ -137,3 +156,4 @@ class UploadManifest(BaseModel):
     folder: str
     expires_at: datetime
     files: list[PlannedFile]
+    multipart: dict[str, MultipartFile] = Field(default_factory=dict)  # by path

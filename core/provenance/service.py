@@ -119,8 +119,12 @@ def verify(
     algorithm = signing.algorithm_of(claim.signature, claim.algorithm)
     if algorithm not in (signing.ALGORITHM, signing.HMAC_ALGORITHM):
         return Verdict(valid=False, reason=f"unsupported algorithm {claim.algorithm!r}")
-    ours = {signing.key_id(secret), signing.hmac_key_id(secret)}
-    if claim.key_id is not None and claim.key_id not in ours:
+    # A key id must be ours *for that algorithm*: an HMAC key id on an Ed25519 claim is a forgery.
+    ours = {
+        signing.ALGORITHM: signing.key_id(secret),
+        signing.HMAC_ALGORITHM: signing.hmac_key_id(secret),
+    }
+    if claim.key_id is not None and claim.key_id != ours[algorithm]:
         return Verdict(valid=False, reason="signed with another key than this server's")
     if not signing.signature_matches(secret, claim.record, claim.signature, algorithm):
         return Verdict(valid=False, reason="the signature does not match the record")

@@ -6,7 +6,7 @@ switches to a multipart upload above `s3_multipart_threshold_bytes`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 from urllib.parse import urlsplit
@@ -162,3 +162,45 @@ class S3ObjectStore:
             "put_object", Params={"Bucket": self.bucket, "Key": self._key(key)}, ExpiresIn=seconds
         )
         return url
+
+    # Presigned multipart uploads: the client PUTs the parts, the platform lists and joins them.
+
+    def start_multipart(self, key: str) -> str:
+        """A new multipart upload of `key`; its S3 UploadId."""
+        started = self.client.create_multipart_upload(Bucket=self.bucket, Key=self._key(key))
+        upload_id: str = started["UploadId"]
+        return upload_id
+
+    def presigned_part_url(self, key: str, upload_id: str, part: int, seconds: int) -> str:
+        params = {"Bucket": self.bucket, "Key": self._key(key), "UploadId": upload_id}
+        url: str = self.client.generate_presigned_url(
+            "upload_part", Params={**params, "PartNumber": part}, ExpiresIn=seconds
+        )
+        return url
+
+    def uploaded_parts(self, key: str, upload_id: str) -> dict[int, tuple[int, str]] | None:
+        """{part number: (size, ETag)} of what has arrived, or None when no such upload is open
+        (completed or aborted)."""
+        pages = self.client.get_paginator("list_parts").paginate(
+            Bucket=self.bucket, Key=self._key(key), UploadId=upload_id
+        )
+        try:
+            return {
+                int(p["PartNumber"]): (int(p["Size"]), str(p["ETag"]))
+                for page in pages
+                for p in page.get("Parts", [])
+            }
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in {"NoSuchUpload", "404"}:
+                return None
+            raise
+
+    def complete_multipart(self, key: str, upload_id: str, etags: Sequence[str]) -> None:
+        """Join parts 1..n (their ETags in order) into the object."""
+        parts = [{"PartNumber": n, "ETag": etag} for n, etag in enumerate(etags, start=1)]
+        self.client.complete_multipart_upload(
+            Bucket=self.bucket,
+            Key=self._key(key),
+            UploadId=upload_id,
+            MultipartUpload={"Parts": parts},
+        )

@@ -174,6 +174,9 @@ def test_the_cli_shows_metrics_checkpoints_and_verified_provenance(
     assert verified.returncode == 0, verified.stderr
     assert "verified" in verified.stderr
     assert "corpus" in verified.stdout
+    here = cli(cli_env, "provenance", run_id, "--offline", "-o", "json")
+    assert here.returncode == 0, here.stderr
+    assert "record (here) verified (ed25519" in here.stderr
 
 
 def test_the_cli_pushes_and_lists_datasets(cli_env: dict[str, str], corpus: Path) -> None:
@@ -185,3 +188,6 @@ def test_the_cli_pushes_and_lists_datasets(cli_env: dict[str, str], corpus: Path
     assert (dataset["name"], dataset["versions"][0]["file_count"]) == ("from-cli", 2)
     shown = cli(cli_env, "datasets", "ls")
     assert "from-cli" in shown.stdout
+    direct = cli(cli_env, "datasets", "push", str(corpus), "--name", "from-cli", "--direct")
+    assert direct.returncode != 0  # this server keeps objects on local disk
+    assert "need S3 object storage" in direct.stderr

@@ -101,6 +101,19 @@ def s3_app(
 
 
 @pytest.fixture(scope="session")
+def s3_small_parts_api(
+    postgres_url: str, tmp_path_factory: pytest.TempPathFactory, s3_endpoint: str
+) -> Iterator[TestClient]:
+    """S3 storage where files above 5 MiB (S3's smallest part) go up in 5 MiB parts."""
+    make_bucket(s3_endpoint, "trainport-parts")
+    small = {"s3_multipart_threshold_bytes": 5 * 2**20, "s3_multipart_chunk_bytes": 5 * 2**20}
+    extra = s3_settings(s3_endpoint, "trainport-parts", **small)
+    app = create_app(_settings(postgres_url, tmp_path_factory.mktemp("parts"), **extra))
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+@pytest.fixture(scope="session")
 def api(local_app: FastAPI) -> Iterator[TestClient]:
     with TestClient(local_app, raise_server_exceptions=False) as test_client:
         yield test_client

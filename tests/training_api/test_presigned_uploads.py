@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,44 @@ def test_a_declared_digest_must_match_what_arrived(s3_api: TestClient) -> None:
     assert "x.bin does not match the sha256 declared" in refused.json()["detail"]
 
 
+BIG = bytes(range(256)) * (5 * 2**12) + b"tail" * 250  # 5 MiB + 1000 bytes: two parts
+
+
+def _put_part(target: dict[str, Any], number: int, data: bytes, extra: bytes = b"") -> None:
+    part = target["parts"][number - 1]
+    assert part["part_number"] == number
+    content = data[part["offset"] : part["offset"] + part["size"]] + extra
+    response = httpx.put(part["url"], content=content, timeout=30)
+    assert response.status_code == 200, response.text
+
+
+def test_a_file_above_the_threshold_goes_up_in_parts_and_is_joined_on_completion(
+    s3_small_parts_api: TestClient,
+) -> None:
+    api, tenant = s3_small_parts_api, make_tenant(s3_small_parts_api)
+    create_dataset(api, tenant, "parts")
+    files = {"big.bin": BIG, "small.txt": b"small"}
+    declared = [{"path": p, "size": len(d)} for p, d in files.items()]
+    plan = _declare(api, tenant, "parts", declared=declared).json()
+    big, small = sorted(plan["files"], key=lambda t: t["path"])
+    assert (big["url"], small["parts"]) == (None, None)
+    assert [(p["offset"], p["size"]) for p in big["parts"]] == [(0, 5 * 2**20), (5 * 2**20, 1000)]
+    _put_all([small], files)
+    _put_part(big, 1, BIG)
+    missing = _complete(api, tenant, "parts", plan["id"])
+    assert missing.status_code == 422
+    assert "Part 2 of 2 of big.bin has not been uploaded" in missing.json()["detail"]
+    _put_part(big, 2, BIG, extra=b"!")  # one byte too many
+    resized = _complete(api, tenant, "parts", plan["id"])
+    assert "Part 2 of big.bin has 1001 bytes, not the 1000 planned" in resized.json()["detail"]
+    _put_part(big, 2, BIG)  # the same part again replaces it
+    done = _complete(api, tenant, "parts", plan["id"])
+    assert done.status_code == 201, done.text
+    create_dataset(api, tenant, "parts-streamed")
+    _, streamed = upload(api, tenant, "parts-streamed", files)
+    assert done.json()["digest"] == streamed["digest"]
+
+
 def test_another_orgs_upload_is_not_found(s3_api: TestClient) -> None:
     owner, intruder = make_tenant(s3_api), make_tenant(s3_api)
     for tenant in (owner, intruder):
@@ -103,7 +142,8 @@ def test_bad_declarations_get_clear_errors(s3_api: TestClient) -> None:
     cases = [
         [{"path": "../escape", "size": 1}],
         [{"path": "a", "size": 1}, {"path": "a", "size": 2}],
-        [{"path": "huge", "size": 6 * 2**30}],
+        [{"path": "huge", "size": 6 * 2**40}],  # past S3's 5 TiB per object
+        [{"path": "a", "size": 6 * 2**30}, {"path": "b", "size": 6 * 2**30}],  # past the budget
         [],
     ]
     for declared in cases:
@@ -133,3 +173,26 @@ def test_the_sdk_pushes_a_folder_through_presigned_urls(s3_api: TestClient, tmp_
     version = sdk.datasets.push_direct("sdk-direct", tmp_path)
     create_dataset(s3_api, tenant, "sdk-streamed")
     assert version.digest == sdk.datasets.push("sdk-streamed", tmp_path).digest
+
+
+def test_the_sdk_sends_big_files_in_parts_with_progress_sync_and_async(
+    s3_small_parts_api: TestClient, tmp_path: Path
+) -> None:
+    api, tenant = s3_small_parts_api, make_tenant(s3_small_parts_api)
+    (tmp_path / "big.bin").write_bytes(BIG)
+    (tmp_path / "empty").write_bytes(b"")
+    sent: list[int] = []
+    sdk = trainport.Client(base_url="http://testserver", api_key=tenant.key, http_client=api)
+    version = sdk.datasets.push_direct("sdk-parts", tmp_path, progress=sent.append)
+    assert (version.file_count, sum(sent)) == (2, len(BIG))
+
+    async def again() -> trainport.DatasetVersion:
+        transport = httpx.ASGITransport(app=api.app)
+        async with trainport.AsyncClient(
+            base_url="http://testserver",
+            api_key=tenant.key,
+            http_client=httpx.AsyncClient(transport=transport, base_url="http://testserver"),
+        ) as client:
+            return await client.datasets.push_direct("sdk-parts-async", tmp_path)
+
+    assert asyncio.run(again()).digest == version.digest

@@ -172,6 +172,10 @@ def test_a_record_claiming_another_key_or_algorithm_is_refused_with_a_reason(
     document = api.get(f"/v1/runs/{run_id}/provenance", headers=org.headers).json()
     other_key = _verify(api, org, document, key_id="ed25519-0000000000000000")
     assert other_key == {"valid": False, "reason": "signed with another key than this server's"}
+    crossed = _verify(api, org, document, algorithm="ed25519", key_id=hmac_key_id(SECRET))
+    assert crossed == {"valid": False, "reason": "signed with another key than this server's"}
+    echoed = _verify(api, org, document, algorithm="ed25519", key_id=document["key_id"])
+    assert echoed == {"valid": True, "reason": None}
     other_algorithm = _verify(api, org, document, algorithm="rsa-pss")
     assert other_algorithm["valid"] is False
     assert "unsupported algorithm" in other_algorithm["reason"]

@@ -1,4 +1,4 @@
-"""`trainport datasets push DIR --name NAME`, `datasets ls` and `datasets get NAME`."""
+"""`trainport datasets push DIR --name NAME [--direct]`, `datasets ls` and `datasets get NAME`."""
 
 from __future__ import annotations
 
@@ -40,10 +40,17 @@ def push(
     ],
     name: Annotated[str, typer.Option("--name", help="the dataset (created if need be)")],
     description: Annotated[str, typer.Option("--description", help="for a new dataset")] = "",
+    direct: Annotated[
+        bool,
+        typer.Option(
+            "--direct", help="PUT the files straight to the server's S3 storage (presigned URLs)"
+        ),
+    ] = False,
     output: OutputOption = Format.TABLE,
 ) -> None:
     """Upload a folder as a new version of a dataset; the same content gives the same version."""
     client = state.client()
+    send = client.datasets.push_direct if direct else client.datasets.push
     total = upload_size(directory)
     with Progress(
         TextColumn("[bold]{task.description}"),
@@ -55,7 +62,7 @@ def push(
         transient=True,
     ) as progress:
         task = progress.add_task(f"{name} ←", total=total)
-        version = client.datasets.push(
+        version = send(
             name,
             directory,
             description=description,

@@ -3,7 +3,8 @@ run produced, from a terminal.
 
 `provenance RUN --verify` exits 0 when the server confirms the record (and, with
 `--checkpoint-dir`, that the checkpoint's files are the ones registered for it), 1 when it does
-not.
+not. `--offline` checks the record's Ed25519 signature here instead, with the public key the
+server publishes (the `cryptography` package: `pip install 'trainport[verify]'`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from rich.table import Table
 from trainport.cli.chart import render_chart
 from trainport.cli.context import ExitCode, err, out, state
 from trainport.cli.output import Format, age, print_json, print_yaml
+from trainport.resources.provenance import verify_offline
 from trainport.training_models import Checkpoint, Metrics, Provenance
 
 RunArg = Annotated[str, typer.Argument(help="a run id, run_...", metavar="RUN")]
@@ -149,6 +151,10 @@ def provenance(
         Path | None,
         typer.Option("--checkpoint-dir", help="also check a checkpoint folder (with COMMIT)"),
     ] = None,
+    offline: Annotated[
+        bool,
+        typer.Option("--offline", help="check the signature here, with the server's public key"),
+    ] = False,
     output: OutputOption = Format.TABLE,
 ) -> None:
     """A run's signed provenance record: datasets, image, spec hash, code, attempts."""
@@ -156,14 +162,30 @@ def provenance(
     record = client.runs.provenance(run)
     if not _dump(record.to_dict(), output):
         show_provenance(record)
+    if offline:
+        _verdict("record (here)", record, _verify_here(client.provenance.keys(), record))
     if not (verify or checkpoint_dir):
         return
     verdict = client.provenance.verify(record, checkpoint=checkpoint_dir)
     subject = "record and checkpoint" if checkpoint_dir else "record"
-    if verdict.valid:
+    _verdict(subject, record, None if verdict.valid else verdict.reason or "no reason given")
+
+
+def _verify_here(keys: list[dict[str, str]], record: Provenance) -> str | None:
+    """Why the record's signature fails with the published key (None when it holds)."""
+    published = {key["key_id"]: key["public_key"] for key in keys}
+    if record.key_id not in published:
+        return f"key {record.key_id} is not one this server publishes"
+    if not verify_offline(record, published[record.key_id]):
+        return "the signature does not match the record"
+    return None
+
+
+def _verdict(subject: str, record: Provenance, failure: str | None) -> None:
+    if failure is None:
         err.print(f"[green]✓[/] {subject} verified ({record.algorithm}, key {record.key_id})")
         return
-    err.print(f"[red]✗[/] {subject} NOT verified: {escape(verdict.reason or 'no reason given')}")
+    err.print(f"[red]✗[/] {subject} NOT verified: {escape(failure)}")
     raise typer.Exit(ExitCode.RUN_FAILED)
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,8 @@ from trainport.resources._uploads import Progress, dataset_files, multipart_part
 from trainport.training_models import Dataset, DatasetVersion, Manifest
 
 _LIST = APIRequest("GET", "/v1/datasets")
+_PIECE_BYTES = 2**20
+_PUT_TIMEOUT = httpx.Timeout(None, connect=10.0)
 
 
 def _path(name: str, suffix: str = "") -> str:
@@ -62,10 +66,59 @@ def _declare(name: str, directory: Path) -> tuple[APIRequest, dict[str, Path]]:
     return call, files
 
 
-def _put(url: str, local: Path) -> None:
-    """One file to its presigned URL: straight to the object store, without our API key."""
-    with local.open("rb") as source:
-        response = httpx.put(url, content=source, timeout=httpx.Timeout(None, connect=10.0))
+@dataclass(frozen=True)
+class _Put:
+    """One PUT a presigned upload asks for: a whole file, or one part of a big one."""
+
+    url: str
+    local: Path
+    offset: int
+    size: int
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Content-Length": str(self.size)}  # S3 refuses chunked presigned PUTs
+
+    def pieces(self, progress: Progress | None) -> Iterator[bytes]:
+        with self.local.open("rb") as source:
+            source.seek(self.offset)
+            left = self.size
+            while left:
+                piece = source.read(min(_PIECE_BYTES, left))
+                if not piece:
+                    raise ValueError(f"{self.local} shrank while it was being uploaded")
+                left -= len(piece)
+                if progress is not None:
+                    progress(len(piece))
+                yield piece
+
+
+def _puts(plan: dict[str, Any], files: dict[str, Path]) -> list[_Put]:
+    """The PUTs of a plan: one per file, or one per part where the server split a file."""
+    puts = []
+    for target in plan["files"]:
+        local = files[target["path"]]
+        if target.get("parts"):
+            puts += [_Put(p["url"], local, p["offset"], p["size"]) for p in target["parts"]]
+        else:
+            puts.append(_Put(target["url"], local, 0, local.stat().st_size))
+    return puts
+
+
+def _put(put: _Put, progress: Progress | None) -> None:
+    """Straight to the object store, without our API key (the URL carries a signature)."""
+    with httpx.Client(timeout=_PUT_TIMEOUT) as http:
+        response = http.put(put.url, content=put.pieces(progress), headers=put.headers)
+    response.raise_for_status()
+
+
+async def _aput(put: _Put, progress: Progress | None) -> None:
+    async def pieces() -> AsyncIterator[bytes]:
+        for piece in put.pieces(progress):
+            yield piece
+
+    async with httpx.AsyncClient(timeout=_PUT_TIMEOUT) as http:
+        response = await http.put(put.url, content=pieces(), headers=put.headers)
     response.raise_for_status()
 
 
@@ -116,23 +169,34 @@ class Datasets(SyncResource):
         """Upload every file under `directory` (hidden ones aside) as a version of `name`,
         creating the dataset first if it does not exist. `progress(n)` is called as bytes go
         out. Returns the new version, or the existing one with the same content."""
+        self._ensure(name, description)
+        call, _ = _upload(name, Path(directory), progress)
+        return DatasetVersion.model_validate(self._http.json(call))
+
+    def push_direct(
+        self,
+        name: str,
+        directory: str | Path,
+        *,
+        description: str = "",
+        progress: Progress | None = None,
+    ) -> DatasetVersion:
+        """As `push`, but the files go straight to the server's S3 storage through presigned
+        URLs (big files in parts) and the API only checks and hashes them after; a server on
+        local storage answers Conflict (`presigned_uploads_unavailable`): use `push`."""
+        self._ensure(name, description)
+        call, files = _declare(name, Path(directory))
+        plan = self._http.json(call)
+        for put in _puts(plan, files):
+            _put(put, progress)
+        return DatasetVersion.model_validate(self._http.json(_complete(name, plan["id"])))
+
+    def _ensure(self, name: str, description: str) -> None:
         try:
             self.get(name)
         except NotFound:
             with contextlib.suppress(Conflict):  # created meanwhile: push to it all the same
                 self.create(name, description=description)
-        call, _ = _upload(name, Path(directory), progress)
-        return DatasetVersion.model_validate(self._http.json(call))
-
-    def push_direct(self, name: str, directory: str | Path) -> DatasetVersion:
-        """Upload `directory` as a version of the existing dataset `name` straight to the
-        server's S3 storage through presigned URLs (the API only checks and hashes it after);
-        a server on local storage answers Conflict: use `push`."""
-        call, files = _declare(name, Path(directory))
-        plan = self._http.json(call)
-        for target in plan["files"]:
-            _put(target["url"], files[target["path"]])
-        return DatasetVersion.model_validate(self._http.json(_complete(name, plan["id"])))
 
     def register(self, name: str, source: str) -> DatasetVersion:
         """A version made from an existing `s3://bucket/prefix/`, which the server hashes."""
@@ -162,13 +226,32 @@ class AsyncDatasets(AsyncResource):
         progress: Progress | None = None,
     ) -> DatasetVersion:
         """Upload `directory` as a version of `name` (created if need be)."""
+        await self._ensure(name, description)
+        call, _ = _upload(name, Path(directory), progress)
+        return DatasetVersion.model_validate(await self._http.json(call))
+
+    async def push_direct(
+        self,
+        name: str,
+        directory: str | Path,
+        *,
+        description: str = "",
+        progress: Progress | None = None,
+    ) -> DatasetVersion:
+        """As `push`, through presigned URLs straight to the server's S3 storage."""
+        await self._ensure(name, description)
+        call, files = _declare(name, Path(directory))
+        plan = await self._http.json(call)
+        for put in _puts(plan, files):
+            await _aput(put, progress)
+        return DatasetVersion.model_validate(await self._http.json(_complete(name, plan["id"])))
+
+    async def _ensure(self, name: str, description: str) -> None:
         try:
             await self.get(name)
         except NotFound:
             with contextlib.suppress(Conflict):  # created meanwhile: push to it all the same
                 await self.create(name, description=description)
-        call, _ = _upload(name, Path(directory), progress)
-        return DatasetVersion.model_validate(await self._http.json(call))
 
     async def register(self, name: str, source: str) -> DatasetVersion:
         return DatasetVersion.model_validate(await self._http.json(_register(name, source)))
