@@ -341,7 +341,8 @@ def verify_provenance(sdk: Client, run_id: str, latest: Checkpoint, folder: Path
     print(f"  spec_sha256      {record.get('spec_sha256')}")
     print(f"  platform         trainport {record.get('platform_version')}")
     for attempt in record.get("attempts") or []:
-        print(f"  attempt {attempt['attempt']}        {attempt['where']}  {attempt['hardware']}")
+        hardware = " ".join(f"{k}={v}" for k, v in (attempt.get("hardware") or {}).items())
+        print(f"  attempt {attempt['attempt']}        {attempt['where']}  {hardware}")
     print(f"  signature        {provenance.algorithm} by {provenance.key_id}")
     record_ok = sdk.provenance.verify(provenance).valid
     print(f"  record verified: {record_ok}")
