@@ -41,6 +41,10 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL: sqlite:///path (embedded) or postgresql+psycopg://...",
     )
     database_pool_size: int = Field(default=10, ge=1, le=200)
+    async_reads: bool = Field(
+        default=True,
+        description="PostgreSQL: run reads of one run on asyncpg in the event loop (core/aio.py)",
+    )
     broker_url: str = Field(
         default="", description="Celery broker; empty means the embedded, serverless transport"
     )

@@ -20,6 +20,7 @@ from api.deps import (
 )
 from api.etags import list_etag, matches, parse_if_match, run_etag
 from api.yaml_body import YamlBodyRoute
+from core.aio import AsyncReader
 from core.db import read_scope, session_scope
 from core.pagination import MAX_PAGE_SIZE
 from core.runs import reads, service
@@ -176,9 +177,22 @@ async def get_run(
             run = reads.describe_run(conn, secret, run_id, touch_s)
         return _run_json(run) if run is not None else read(None, False)
 
+    async def read_async(reader: AsyncReader) -> Response:
+        # As read_fast, on the event loop: no worker thread (PostgreSQL, core/aio.py).
+        touch_s = settings.key_touch_interval_seconds
+        if if_none_match:
+            version = await reads.run_version_async(reader, secret, run_id, touch_s)
+            if matches(if_none_match, run_etag(version)):
+                return Response(status_code=304, headers={"ETag": run_etag(version)})
+        run = await reads.describe_run_async(reader, secret, run_id, touch_s)
+        return _run_json(run) if run is not None else await run_in_threadpool(read, None, False)
+
     if not wait:
         if secret is not None and run_tokens.looks_like_run_token(secret):
             return await run_in_threadpool(read, None, bool(if_none_match))
+        reader: AsyncReader | None = request.app.state.async_reader
+        if reader is not None:
+            return await read_async(reader)
         return await run_in_threadpool(read_fast)
 
     def authenticated() -> Principal:

@@ -84,9 +84,10 @@ def _with_key(*columns: Any) -> Select[Any]:
     )
 
 
-# Built once: SQLAlchemy then reuses the compiled SQL (and psycopg its prepared statement).
-_KEYED_VERSION = _with_key(Run.resource_version, Run.project_id)
-_KEYED_RUN = (
+# Built once: SQLAlchemy then reuses the compiled SQL (and psycopg its prepared statement);
+# core/runs/reads.py also runs them on asyncpg (core/aio.py).
+KEYED_VERSION = _with_key(Run.resource_version, Run.project_id)
+KEYED_RUN = (
     _with_key(
         *(getattr(Run, name) for name in RUN_COLUMNS),
         *(getattr(RunProgress, n).label(f"progress_{n}") for n in PROGRESS_COLUMNS),
@@ -100,12 +101,12 @@ _KEYED_RUN = (
 
 def keyed_run_version(conn: Connection, digest: str, run_id: str) -> Row[Any] | None:
     """The key with that digest, and the run's resource_version and project (None if absent)."""
-    return conn.execute(_KEYED_VERSION, {"digest": digest, "run_id": run_id}).first()
+    return conn.execute(KEYED_VERSION, {"digest": digest, "run_id": run_id}).first()
 
 
 def keyed_run(conn: Connection, digest: str, run_id: str) -> Sequence[Row[Any]]:
     """The key, the run, its progress and one row per attempt (one row when it has none)."""
-    return conn.execute(_KEYED_RUN, {"digest": digest, "run_id": run_id}).all()
+    return conn.execute(KEYED_RUN, {"digest": digest, "run_id": run_id}).all()
 
 
 def _filtered(criteria: RunFilter) -> Select[Run]:

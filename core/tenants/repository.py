@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Connection, bindparam, or_, select, update
+from sqlalchemy import Connection, Update, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.models import ApiKey, Organization, Project
@@ -66,18 +66,17 @@ def list_keys(session: Session, org_id: str) -> list[ApiKey]:
     )
 
 
-def touch_key(
-    session: Session | Connection, key_id: str, now: datetime, stale_before: datetime
-) -> None:
+def touch_key_statement(key_id: str, now: datetime, stale_before: datetime) -> Update:
     """Record a use, but only when the last one is older than `stale_before` (few writes).
 
-    Best effort: when another request's transaction is already touching the key, skip rather
-    than wait for it, so one slow transaction never stalls every request made with that key.
+    Returned, to run on the caller's own connection (sync, or core/aio.py's). Best effort: when
+    another request's transaction is already touching the key, skip rather than wait for it, so
+    one slow transaction never stalls every request made with that key.
     """
     free = (
         select(ApiKey.id).where(ApiKey.id == key_id).with_for_update(skip_locked=True)
     ).scalar_subquery()
-    session.execute(
+    return (
         update(ApiKey)
         .where(
             ApiKey.id == free,

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -93,14 +93,25 @@ def admit_key(bind: Session | Connection, key: KeyState | None, touch_interval_s
 
     Its use is recorded at most once per `touch_interval_s` (few writes).
     """
+    caller, touch = judge_key(key, touch_interval_s)
+    if touch is not None:
+        bind.execute(touch)
+    return caller
+
+
+def judge_key(key: KeyState | None, touch_interval_s: int) -> tuple[Principal, Update | None]:
+    """`admit_key`'s rule, for callers that run the returned touch themselves (core/aio.py)."""
     now = utcnow()
     if key is None or key.revoked_at is not None or (key.expires_at and key.expires_at <= now):
         raise Unauthenticated()
-    if key.last_used_at is None or key.last_used_at < now - timedelta(seconds=touch_interval_s):
-        repository.touch_key(bind, key.id, now, now - timedelta(seconds=touch_interval_s))
-    return Principal(
+    touch = None
+    stale_before = now - timedelta(seconds=touch_interval_s)
+    if key.last_used_at is None or key.last_used_at < stale_before:
+        touch = repository.touch_key_statement(key.id, now, stale_before)
+    caller = Principal(
         org_id=key.org_id, key_id=key.id, role=Role(key.role), project_id=key.project_id
     )
+    return caller, touch
 
 
 def create_key(session: Session, caller: Principal, body: ApiKeyCreate) -> tuple[ApiKey, str]:

@@ -1,23 +1,33 @@
 """`GET /v1/runs/{id}` with an API key is one statement (core/runs/reads.py): same answers.
 
 A run token's read takes the ORM path (`service.describe_run`), so reading one run both ways
-shows the one-statement read returns the same document, with attempts and progress.
+shows the one-statement read returns the same document, with attempts and progress. On
+PostgreSQL that statement runs on the event loop through asyncpg (core/aio.py); an app with
+`async_reads=False` reads the same database through the threadpool, and both must agree.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import psycopg
+import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy.engine import make_url
 
+from api.app import create_app
+from core.aio import APPLICATION_NAME, AsyncReader
 from core.db import session_scope
 from core.runs import service
 from core.runs.attempts import AttemptOutcome
+from core.settings import Settings
 from core.tenants.schemas import Principal, Role
 from tests.api.expect import assert_problem
 from tests.factories import Tenant, make_key, make_tenant
-from tests.training_api.conftest import end_attempt, start, submit
+from tests.training_api.conftest import SECRET, end_attempt, start, submit
 
 
 def _orm_read(client: TestClient, tenant: Tenant, run_id: str) -> dict[str, Any]:
@@ -97,3 +107,90 @@ def test_a_cancelled_runs_read_and_304_agree_on_both_databases(any_client: TestC
     assert read.headers["ETag"] == cancelled.headers["ETag"]
     again = {**tenant.headers, "If-None-Match": read.headers["ETag"]}
     assert any_client.get(f"/v1/runs/{run_id}", headers=again).status_code == 304
+
+
+@pytest.fixture(scope="module")
+def threadpool_api(
+    postgres_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TestClient]:
+    """A second API process on the same database, with the event-loop reads turned off."""
+    root: Path = tmp_path_factory.mktemp("threadpool")
+    settings = Settings(
+        database_url=postgres_url,
+        key_touch_interval_seconds=0,
+        state_dir=root / "state",
+        storage_dir=root / "storage",
+        secret_key=SECRET,
+        async_reads=False,
+    )
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        yield client
+
+
+def test_on_postgres_the_event_loop_read_equals_the_threadpool_read(
+    api: TestClient, threadpool_api: TestClient, org: Tenant
+) -> None:
+    assert isinstance(api.app.state.async_reader, AsyncReader)  # type: ignore[attr-defined]
+    assert threadpool_api.app.state.async_reader is None  # type: ignore[attr-defined]
+    run_id = submit(api, org, labels={"team": "nlp"})
+    work = start(api, run_id)
+    url = f"/v1/runs/{run_id}"
+    beat = {"step": 40, "total_steps": 400}
+    assert api.post(f"{url}/heartbeat", json=beat, headers=work.headers).status_code == 204
+    on_loop = api.get(url, headers=org.headers)
+    in_thread = threadpool_api.get(url, headers=org.headers)
+    assert on_loop.status_code == in_thread.status_code == 200
+    assert on_loop.json() == in_thread.json()
+    assert on_loop.json()["progress"]["fraction"] == 0.1
+    assert on_loop.json()["labels"] == {"team": "nlp"}
+    assert on_loop.headers["ETag"] == in_thread.headers["ETag"]
+    conditional = {**org.headers, "If-None-Match": on_loop.headers["ETag"]}
+    assert api.get(url, headers=conditional).status_code == 304
+    assert threadpool_api.get(url, headers=conditional).status_code == 304
+
+
+def test_the_event_loop_read_refuses_what_the_threadpool_read_refuses(
+    api: TestClient, threadpool_api: TestClient, org: Tenant
+) -> None:
+    other = make_tenant(api)
+    run_id = submit(api, org)
+    for client in (api, threadpool_api):
+        assert_problem(client.get(f"/v1/runs/{run_id}", headers=other.headers), 404, "not_found")
+        missing = client.get("/v1/runs/run_00000000000000000000000000", headers=org.headers)
+        assert_problem(missing, 404, "not_found")
+        bogus = {"Authorization": "Bearer tp_" + "x" * 43}
+        assert_problem(client.get(f"/v1/runs/{run_id}", headers=bogus), 401, "unauthenticated")
+
+
+def test_the_event_loop_read_records_the_keys_use(
+    api: TestClient, org: Tenant, postgres_url: str
+) -> None:
+    viewer = make_key(api, org, "viewer")
+    run_id = submit(api, org)
+    assert api.get(f"/v1/runs/{run_id}", headers=viewer.headers).status_code == 200
+    keys = api.get("/v1/api-keys", headers=org.headers).json()
+    used = [key for key in keys if key["prefix"] == viewer.key[: len(key["prefix"])]]
+    assert len(used) == 1
+    assert used[0]["last_used_at"] is not None
+
+
+def test_the_event_loop_read_survives_its_connections_being_closed_by_the_server(
+    api: TestClient, org: Tenant, postgres_url: str
+) -> None:
+    run_id = submit(api, org)
+    url = f"/v1/runs/{run_id}"
+    assert api.get(url, headers=org.headers).status_code == 200
+    database = make_url(postgres_url).database
+    with psycopg.connect(
+        make_url(postgres_url).set(drivername="postgresql").render_as_string(hide_password=False),
+        autocommit=True,
+    ) as conn:
+        ended = conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = %s AND application_name = %s",
+            (database, APPLICATION_NAME),
+        ).fetchall()
+    assert ended
+    assert all(row[0] for row in ended)
+    for _ in range(3):
+        assert api.get(url, headers=org.headers).status_code == 200

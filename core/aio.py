@@ -1,0 +1,110 @@
+"""Reads on PostgreSQL from the event loop itself: asyncpg, no worker thread.
+
+The hottest request, `GET /v1/runs/{id}`, is one statement (core/runs/reads.py). Through the
+sync engine it also pays for a hop into FastAPI's threadpool and for SQLAlchemy's execution
+layers, which together cost several times a whole bare request (bench/README.md). Here the same
+Core statements, compiled once by SQLAlchemy for asyncpg's `$n` parameters, run on an asyncpg
+pool in autocommit (one statement is its own snapshot, as with `core.db.read_engine`).
+
+What SQLAlchemy's result processing would do is done by the connection's codecs: JSON and JSONB
+decode to Python objects (with pydantic-core, as `core.db` does), and `timestamptz` arrives as
+an aware UTC datetime, which is what `core.models.UTCDateTime` returns. Only PostgreSQL: SQLite
+keeps the threadpool path.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
+
+import asyncpg
+import pydantic_core
+from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
+from sqlalchemy.engine import make_url
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.expression import Executable
+
+_DIALECT = asyncpg_dialect()  # type: ignore[no-untyped-call]  # `$1, $2, ...` parameters
+
+Rows = Sequence[Mapping[str, Any]]
+APPLICATION_NAME = "trainport-api-reads"  # as pg_stat_activity shows these connections
+
+
+def asyncpg_dsn(database_url: str) -> str:
+    """`postgresql+psycopg://...` as asyncpg spells it (no driver suffix)."""
+    url = make_url(database_url).set(drivername="postgresql")
+    return url.render_as_string(hide_password=False)
+
+
+async def _with_codecs(conn: asyncpg.Connection) -> None:
+    for name in ("json", "jsonb"):
+        await conn.set_type_codec(
+            name, encoder=json.dumps, decoder=pydantic_core.from_json, schema="pg_catalog"
+        )
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """On release, nothing to undo: these connections never LISTEN, lock, SET or open cursors.
+
+    (asyncpg's default reset is one more round trip per request.)
+    """
+
+
+class AsyncReader:
+    """A small asyncpg pool that runs prepared Core statements and returns their rows."""
+
+    def __init__(self, database_url: str, max_size: int) -> None:
+        self._dsn = asyncpg_dsn(database_url)
+        self._max_size = max_size
+        self._pool: asyncpg.Pool | None = None
+        self._compiled: dict[Executable, SQLCompiler] = {}
+
+    async def open(self) -> None:
+        self._pool = await asyncpg.create_pool(
+            self._dsn,
+            min_size=1,
+            max_size=self._max_size,
+            init=_with_codecs,
+            reset=_keep_session,
+            # A connection that has been idle long is replaced rather than trusted.
+            max_inactive_connection_lifetime=60,
+            server_settings={"application_name": APPLICATION_NAME},
+        )
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    def _compile(self, statement: Executable, cache: bool) -> SQLCompiler:
+        compiled = self._compiled.get(statement) if cache else None
+        if compiled is None:
+            compiled = cast(SQLCompiler, statement.compile(dialect=_DIALECT))  # type: ignore[attr-defined]
+            if cache:
+                self._compiled[statement] = compiled
+        return compiled
+
+    @staticmethod
+    def _arguments(compiled: SQLCompiler, params: Mapping[str, Any]) -> list[Any]:
+        # Values bound inside the statement, then `params`, in the order of `$1, $2, ...`.
+        # Bind processors are not applied: the statements given here bind strings, numbers
+        # and aware datetimes, which asyncpg encodes itself.
+        values = compiled.construct_params(dict(params)) or {}
+        return [values[name] for name in compiled.positiontup or ()]
+
+    async def fetch(
+        self, statement: Executable, params: Mapping[str, Any], *, cache: bool = True
+    ) -> Rows:
+        """The statement's rows. `cache=False` for statements built per call."""
+        if self._pool is None:
+            raise RuntimeError("AsyncReader.open() was not awaited")
+        compiled = self._compile(statement, cache)
+        arguments = self._arguments(compiled, params)
+        try:
+            rows = await self._pool.fetch(compiled.string, *arguments)
+        except asyncpg.ConnectionDoesNotExistError:
+            # The server closed a pooled connection (a restart, an administrator) and the pool
+            # had not noticed yet; it replaces it now. These reads are safe to repeat once.
+            rows = await self._pool.fetch(compiled.string, *arguments)
+        return cast(Rows, rows)
