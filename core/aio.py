@@ -80,7 +80,14 @@ class AsyncReader:
     def _compile(self, statement: Executable, cache: bool) -> SQLCompiler:
         compiled = self._compiled.get(statement) if cache else None
         if compiled is None:
-            compiled = cast(SQLCompiler, statement.compile(dialect=_DIALECT))  # type: ignore[attr-defined]
+            # IN lists become one `$n` per value: fine per call, wrong for a cached statement
+            # (callers cache only statements without them).
+            compiled = cast(
+                SQLCompiler,
+                statement.compile(  # type: ignore[attr-defined]
+                    dialect=_DIALECT, compile_kwargs={"render_postcompile": True}
+                ),
+            )
             if cache:
                 self._compiled[statement] = compiled
         return compiled
@@ -96,7 +103,7 @@ class AsyncReader:
     async def fetch(
         self, statement: Executable, params: Mapping[str, Any], *, cache: bool = True
     ) -> Rows:
-        """The statement's rows. `cache=False` for statements built per call."""
+        """The statement's rows. `cache=False` for statements built per call (and with IN lists)."""
         if self._pool is None:
             raise RuntimeError("AsyncReader.open() was not awaited")
         compiled = self._compile(statement, cache)

@@ -109,11 +109,9 @@ async def list_runs(
     """Newest first, keyset-paged. With `changed_since`, only runs changed after that version."""
     secret = secret_of(credentials)
 
-    def page_of(session: Session, caller: Principal) -> RunPage:
-        if changed_since is not None:
-            return service.changes_since(session, caller, changed_since, limit, project)
-        equal, present = service.parse_label_selector(labels or "")
-        criteria = RunFilter(
+    def criteria(caller: Principal) -> RunFilter:
+        equal, present = service.parse_label_selector(labels or "")  # after authentication
+        return RunFilter(
             org_id=caller.org_id,
             project_id=project,
             statuses=[s.value for s in status_ or []],
@@ -123,7 +121,11 @@ async def list_runs(
             created_after=created_after,
             created_before=created_before,
         )
-        return service.list_runs(session, caller, criteria, limit, after)
+
+    def page_of(session: Session, caller: Principal) -> RunPage:
+        if changed_since is not None:
+            return service.changes_since(session, caller, changed_since, limit, project)
+        return service.list_runs(session, caller, criteria(caller), limit, after)
 
     def listed() -> Response:
         # One worker thread; reads only, so autocommit on PostgreSQL (`core.db.read_engine`):
@@ -134,11 +136,28 @@ async def list_runs(
             if matches(if_none_match, etag):
                 return Response(status_code=304, headers={"ETag": etag})
             page = page_of(session, caller)
-        return Response(
-            page.model_dump_json(), media_type="application/json", headers={"ETag": etag}
-        )
+        return _page_json(page, etag)
 
+    async def listed_async(reader: AsyncReader) -> Response:
+        # As listed(), on the event loop with the same statements (core/runs/reads.py).
+        caller = await reads.key_caller_async(reader, secret, settings.key_touch_interval_seconds)
+        etag = list_etag(await reads.org_version_async(reader, caller), request)
+        if matches(if_none_match, etag):
+            return Response(status_code=304, headers={"ETag": etag})
+        if changed_since is not None:
+            page = await reads.changes_async(reader, caller, changed_since, limit)
+        else:
+            page = await reads.list_async(reader, caller, criteria(caller), limit, after)
+        return _page_json(page, etag)
+
+    reader: AsyncReader | None = request.app.state.async_reader
+    if reader is not None and project is None:  # a project's name is resolved by the ORM path
+        return await listed_async(reader)
     return await run_in_threadpool(listed)
+
+
+def _page_json(page: RunPage, etag: str) -> Response:
+    return Response(page.model_dump_json(), media_type="application/json", headers={"ETag": etag})
 
 
 @router.get("/{run_id}", response_model=RunOut, responses=NOT_MODIFIED)

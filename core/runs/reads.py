@@ -17,17 +17,18 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Select
 
-from core.aio import AsyncReader
+from core.aio import AsyncReader, Rows
 from core.errors import NotFound
-from core.models import RunProgress
-from core.runs import repository
-from core.runs.schemas import RunOut
+from core.models import Run, RunProgress
+from core.runs import repository, service
+from core.runs.repository import RunFilter
+from core.runs.schemas import RunOut, RunPage
 from core.runs.service import visible
 from core.runs.states import RunStatus
 from core.tenants import service as tenants
-from core.tenants.repository import KEY_STATE_COLUMNS
+from core.tenants.repository import KEY_STATE, KEY_STATE_COLUMNS
 from core.tenants.schemas import KeyState, Principal
 
 WAITING = frozenset({RunStatus.PENDING.value, RunStatus.QUEUED.value})
@@ -44,7 +45,14 @@ def _caller(conn: Connection, row: Row | None, touch_interval_s: int) -> Princip
 
 
 async def _caller_async(reader: AsyncReader, row: Row | None, touch_interval_s: int) -> Principal:
-    caller, touch = tenants.judge_key(_key(row), touch_interval_s)
+    return await _admit_async(reader, _key(row), touch_interval_s)
+
+
+async def _admit_async(
+    reader: AsyncReader, key: KeyState | None, touch_interval_s: int
+) -> Principal:
+    """`tenants.admit_key` on the event loop."""
+    caller, touch = tenants.judge_key(key, touch_interval_s)
     if touch is not None:
         await reader.fetch(touch, {}, cache=False)
     return caller
@@ -105,20 +113,96 @@ def _shown(caller: Principal, run_id: str, rows: Sequence[Row]) -> RunOut | None
 
 
 def _document(rows: Sequence[Row]) -> dict[str, Any]:
+    """One run's document from `keyed_run`'s rows (one per attempt, `attempt_`/`progress_`)."""
     first = rows[0]
-    document = {name: first[name] for name in repository.RUN_COLUMNS}
+    attempts = [row for row in rows if row["attempt_attempt"] is not None]
+    progress = first if first["progress_run_id"] is not None else None
+    return _assemble(first, attempts, progress, "attempt_", "progress_")
+
+
+def _assemble(
+    run: Row,
+    attempts: Sequence[Row],
+    progress: Row | None,
+    attempt_prefix: str = "",
+    progress_prefix: str = "",
+) -> dict[str, Any]:
+    document = {name: run[name] for name in repository.RUN_COLUMNS}
     document["attempts"] = [
-        {name: row[f"attempt_{name}"] for name in repository.ATTEMPT_COLUMNS}
-        for row in rows
-        if row["attempt_attempt"] is not None
+        {name: row[attempt_prefix + name] for name in repository.ATTEMPT_COLUMNS}
+        for row in attempts
     ]
-    if first["progress_run_id"] is not None:
+    if progress is not None:
         # The model's own properties compute progress and the estimate, as on the ORM path.
-        progress = RunProgress(
-            **{name: first[f"progress_{name}"] for name in repository.PROGRESS_COLUMNS}
+        state = RunProgress(
+            **{name: progress[progress_prefix + name] for name in repository.PROGRESS_COLUMNS}
         )
-        document["progress"] = progress.progress
-        document["latest_metrics"] = progress.latest_values
-        document["estimated_finish"] = progress.estimated_finish
-        document["last_heartbeat_at"] = progress.last_heartbeat_at
+        document["progress"] = state.progress
+        document["latest_metrics"] = state.latest_values
+        document["estimated_finish"] = state.estimated_finish
+        document["last_heartbeat_at"] = state.last_heartbeat_at
     return document
+
+
+# The run list and the change feed on the event loop (PostgreSQL): the ORM path's statements
+# (`repository.page_query`, `changes_query`), selected as columns, then the page's attempts and
+# progress in one statement each. Filtering by a project name keeps the ORM path (the route
+# decides): resolving the name is the ORM's `tenants.resolve_project`.
+
+
+async def key_caller_async(
+    reader: AsyncReader, secret: str | None, touch_interval_s: int
+) -> Principal:
+    """The API key's caller, as `tenants.authenticate` judges it."""
+    rows = await reader.fetch(KEY_STATE, {"digest": tenants.presented_digest(secret)})
+    key = KeyState(*(rows[0][name] for name in KEY_STATE_COLUMNS)) if rows else None
+    caller, touch = tenants.judge_key(key, touch_interval_s)
+    if touch is not None:
+        await reader.fetch(touch, {}, cache=False)
+    return caller
+
+
+async def org_version_async(reader: AsyncReader, caller: Principal) -> int:
+    rows = await reader.fetch(repository.ORG_VERSION, {"org_id": caller.org_id})
+    return int(rows[0]["version"] or 0)
+
+
+async def list_async(
+    reader: AsyncReader, caller: Principal, criteria: RunFilter, limit: int, after: str | None
+) -> RunPage:
+    """`service.list_runs` for a caller who named no project."""
+    criteria.project_id = caller.project_id
+    query = repository.page_query(criteria, limit, service.cursor_position(after))
+    rows = await reader.fetch(_as_columns(query), {}, cache=False)
+    return service.run_page(await _runs_out(reader, rows), limit)
+
+
+async def changes_async(reader: AsyncReader, caller: Principal, after: int, limit: int) -> RunPage:
+    """`service.changes_since` for a caller who named no project."""
+    current = await reader.fetch(repository.CURRENT_VERSION, {})
+    upto = int(current[0]["value"]) if current else 0
+    query = repository.changes_query(caller.org_id, caller.project_id, after, upto, limit)
+    rows = await reader.fetch(_as_columns(query), {}, cache=False)
+    return service.feed_page(await _runs_out(reader, rows), limit, after, upto)
+
+
+def _as_columns(query: Select[Any]) -> Select[Any]:
+    columns = [getattr(Run, name) for name in (*repository.RUN_COLUMNS, "deleted_at")]
+    return query.with_only_columns(*columns, maintain_column_froms=True)
+
+
+async def _runs_out(reader: AsyncReader, rows: Rows) -> list[RunOut]:
+    ids = [row["id"] for row in rows]
+    attempts: dict[str, list[Row]] = {run_id: [] for run_id in ids}
+    progress: dict[str, Row] = {}
+    if ids:
+        for row in await reader.fetch(repository.ATTEMPTS_OF, {"run_ids": ids}):
+            attempts[row["run_id"]].append(row)
+        for row in await reader.fetch(repository.PROGRESS_OF, {"run_ids": ids}):
+            progress[row["run_id"]] = row
+    outs = []
+    for row in rows:
+        document = _assemble(row, attempts[row["id"]], progress.get(row["id"]))
+        document["deleted"] = row["deleted_at"] is not None
+        outs.append(RunOut.model_validate(document))
+    return outs

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, Select, and_, bindparam, func, select
+from sqlalchemy import ARRAY, Connection, Row, Select, String, and_, any_, bindparam, func, select
 from sqlalchemy.orm import Session, joinedload
 
 from core.ids import lowest_id_at
@@ -142,36 +142,61 @@ def list_runs(
     session: Session, criteria: RunFilter, limit: int, before_id: str | None
 ) -> list[Run]:
     """Newest first, keyset-paged on id; fetches one extra row to tell whether more exist."""
+    return list(session.scalars(page_query(criteria, limit, before_id)))
+
+
+def page_query(criteria: RunFilter, limit: int, before_id: str | None) -> Select[Run]:
+    """`list_runs`'s statement (core/runs/reads.py runs it for columns, on asyncpg)."""
     query = _filtered(criteria)
     if before_id is not None:
         query = query.where(Run.id < before_id)
-    return list(session.scalars(query.order_by(Run.id.desc()).limit(limit + 1)))
+    return query.order_by(Run.id.desc()).limit(limit + 1)
 
 
 def current_version(session: Session) -> int:
     """The newest committed resource_version: every version at or below it is visible."""
-    return int(
-        session.scalar(select(VersionCounter.value).where(VersionCounter.name == RUNS_COUNTER)) or 0
-    )
+    return int(session.scalar(CURRENT_VERSION) or 0)
+
+
+CURRENT_VERSION = select(VersionCounter.value).where(VersionCounter.name == RUNS_COUNTER)
 
 
 def changed_runs(
     session: Session, org_id: str, project_id: str | None, after: int, upto: int, limit: int
 ) -> list[Run]:
     """Runs (deleted ones included) whose version lies in (after, upto], oldest change first."""
+    return list(session.scalars(changes_query(org_id, project_id, after, upto, limit)))
+
+
+def changes_query(
+    org_id: str, project_id: str | None, after: int, upto: int, limit: int
+) -> Select[Run]:
+    """`changed_runs`'s statement (core/runs/reads.py runs it for columns, on asyncpg)."""
     query = select(Run).where(
         Run.org_id == org_id, Run.resource_version > after, Run.resource_version <= upto
     )
     if project_id:
         query = query.where(Run.project_id == project_id)
-    return list(session.scalars(query.order_by(Run.resource_version).limit(limit + 1)))
+    return query.order_by(Run.resource_version).limit(limit + 1)
 
 
 def org_version(session: Session, org_id: str) -> int:
     """The highest version of any run in the org: changes whenever any of its runs does."""
-    return int(
-        session.scalar(select(func.max(Run.resource_version)).where(Run.org_id == org_id)) or 0
-    )
+    return int(session.scalar(ORG_VERSION, {"org_id": org_id}) or 0)
+
+
+ORG_VERSION = select(func.max(Run.resource_version).label("version")).where(
+    Run.org_id == bindparam("org_id")
+)
+# A page's attempts and progress, for runs read as columns (core/runs/reads.py).
+ATTEMPTS_OF = (
+    select(RunAttempt.run_id, *(getattr(RunAttempt, name) for name in ATTEMPT_COLUMNS))
+    .where(RunAttempt.run_id == any_(bindparam("run_ids", type_=ARRAY(String))))
+    .order_by(RunAttempt.run_id, RunAttempt.attempt)
+)
+PROGRESS_OF = select(*(getattr(RunProgress, name) for name in PROGRESS_COLUMNS)).where(
+    RunProgress.run_id == any_(bindparam("run_ids", type_=ARRAY(String)))
+)
 
 
 def replace_labels(session: Session, run: Run, labels: dict[str, str]) -> None:

@@ -6,6 +6,7 @@ Services flush but never commit: the request's or task's session owner does.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -182,14 +183,20 @@ def list_runs(
     session: Session, caller: Principal, criteria: RunFilter, limit: int, after: str | None
 ) -> RunPage:
     criteria.project_id = _scoped_project(session, caller, criteria.project_id)
-    before_id = decode_cursor(after, id=str)["id"] if after else None
-    rows = repository.list_runs(session, criteria, limit, before_id)
-    page = rows[:limit]
-    more = len(rows) > limit
+    rows = repository.list_runs(session, criteria, limit, cursor_position(after))
+    return run_page([RunOut.model_validate(r) for r in rows], limit)
+
+
+def cursor_position(after: str | None) -> str | None:
+    """The run id an `after` cursor points below (422 for a cursor we did not make)."""
+    return decode_cursor(after, id=str)["id"] if after else None
+
+
+def run_page(runs: Sequence[RunOut], limit: int) -> RunPage:
+    """A list page from up to `limit + 1` runs: the extra one only says that more exist."""
+    page, more = list(runs[:limit]), len(runs) > limit
     return RunPage(
-        data=[RunOut.model_validate(r) for r in page],
-        has_more=more,
-        next_cursor=encode_cursor(id=page[-1].id) if more else None,
+        data=page, has_more=more, next_cursor=encode_cursor(id=page[-1].id) if more else None
     )
 
 
@@ -206,12 +213,21 @@ def changes_since(
     project_id = _scoped_project(session, caller, project)
     upto = repository.current_version(session)
     rows = repository.changed_runs(session, caller.org_id, project_id, after, upto, limit)
-    page, more = rows[:limit], len(rows) > limit
-    next_version = page[-1].resource_version if more else max(upto, after)
     data = [
-        RunOut.model_validate(r).model_copy(update={"deleted": bool(r.deleted_at)}) for r in page
+        RunOut.model_validate(r).model_copy(update={"deleted": bool(r.deleted_at)}) for r in rows
     ]
-    return RunPage(data=data, has_more=more, resource_version=next_version)
+    return feed_page(data, limit, after, upto)
+
+
+def feed_page(runs: Sequence[RunOut], limit: int, after: int, upto: int) -> RunPage:
+    """A change-feed page from up to `limit + 1` runs changed in (after, upto], oldest first.
+
+    When more remain, the next read starts after this page's last version; otherwise at
+    `upto` (`repository.current_version`: nothing at or below it can still commit).
+    """
+    page, more = list(runs[:limit]), len(runs) > limit
+    next_version = page[-1].resource_version if more else max(upto, after)
+    return RunPage(data=page, has_more=more, resource_version=next_version)
 
 
 def list_version(session: Session, caller: Principal) -> int:

@@ -44,13 +44,13 @@ KEY_STATE_COLUMNS = (
     "expires_at",
     "last_used_at",
 )
-_KEY_STATE = select(*(getattr(ApiKey, name) for name in KEY_STATE_COLUMNS)).where(
+KEY_STATE = select(*(getattr(ApiKey, name) for name in KEY_STATE_COLUMNS)).where(
     ApiKey.digest == bindparam("digest")
 )
 
 
 def key_state(bind: Session | Connection, key_digest: str) -> KeyState | None:
-    row = bind.execute(_KEY_STATE, {"digest": key_digest}).first()
+    row = bind.execute(KEY_STATE, {"digest": key_digest}).first()
     return KeyState(*row) if row is not None else None
 
 

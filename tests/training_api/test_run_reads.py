@@ -194,3 +194,76 @@ def test_the_event_loop_read_survives_its_connections_being_closed_by_the_server
     assert all(row[0] for row in ended)
     for _ in range(3):
         assert api.get(url, headers=org.headers).status_code == 200
+
+
+LIST_QUERIES = (
+    "limit=50",
+    "limit=2",
+    "status=running&status=cancelled",
+    "labels=team=nlp",
+    "labels=team",
+    "name_prefix=lst-a",
+    "created_after=2020-01-01T00:00:00Z&limit=3",
+    "created_before=2020-01-01T00:00:00Z",
+    "changed_since=0",
+    "changed_since=0&limit=2",
+)
+
+
+def test_lists_and_the_change_feed_on_the_event_loop_equal_the_threadpool_ones(
+    api: TestClient, threadpool_api: TestClient, org: Tenant
+) -> None:
+    names = ("lst-a1", "lst-a2", "lst-b1", "lst-b2")
+    ids = [
+        submit(api, org, name=name, labels={"team": "nlp" if i % 2 else "cv"})
+        for i, name in enumerate(names)
+    ]
+    work = start(api, ids[1])
+    beat = {"step": 5, "total_steps": 50}
+    assert (
+        api.post(f"/v1/runs/{ids[1]}/heartbeat", json=beat, headers=work.headers).status_code == 204
+    )
+    assert api.post(f"/v1/runs/{ids[2]}/cancel", headers=org.headers).status_code == 200
+    assert api.delete(f"/v1/runs/{ids[2]}", headers=org.headers).status_code == 204
+    for query in LIST_QUERIES:
+        on_loop = api.get(f"/v1/runs?{query}", headers=org.headers)
+        in_thread = threadpool_api.get(f"/v1/runs?{query}", headers=org.headers)
+        assert on_loop.status_code == in_thread.status_code == 200, query
+        assert on_loop.json() == in_thread.json(), query
+        assert on_loop.headers["ETag"] == in_thread.headers["ETag"], query
+        again = {**org.headers, "If-None-Match": on_loop.headers["ETag"]}
+        assert api.get(f"/v1/runs?{query}", headers=again).status_code == 304, query
+    listed = api.get("/v1/runs?limit=50", headers=org.headers).json()["data"]
+    assert [run["id"] for run in listed] == [ids[3], ids[1], ids[0]]
+    assert listed[1]["progress"]["fraction"] == 0.1
+    feed = api.get("/v1/runs?changed_since=0", headers=org.headers).json()["data"]
+    assert [run["id"] for run in feed if run["deleted"]] == [ids[2]]
+
+
+def test_paging_on_the_event_loop_visits_every_run_once(api: TestClient, org: Tenant) -> None:
+    ids = {submit(api, org) for _ in range(5)}
+    seen: list[str] = []
+    url = "/v1/runs?limit=2"
+    while True:
+        page = api.get(url, headers=org.headers).json()
+        seen += [run["id"] for run in page["data"]]
+        if not page["has_more"]:
+            break
+        url = f"/v1/runs?limit=2&after={page['next_cursor']}"
+    assert sorted(seen) == sorted(ids)
+    assert len(seen) == len(set(seen))
+    assert_problem(api.get("/v1/runs?after=bogus", headers=org.headers), 422, "validation_error")
+
+
+def test_a_project_scoped_keys_list_on_the_event_loop_shows_only_its_project(
+    api: TestClient, threadpool_api: TestClient, org: Tenant
+) -> None:
+    other = api.post("/v1/projects", json={"name": "elsewhere"}, headers=org.headers)
+    assert other.status_code == 201, other.text
+    scoped = make_key(api, org, "viewer", project="elsewhere")
+    mine = submit(api, org, project="elsewhere")
+    submit(api, org)
+    for client in (api, threadpool_api):
+        for query in ("limit=50", "changed_since=0"):
+            data = client.get(f"/v1/runs?{query}", headers=scoped.headers).json()["data"]
+            assert [run["id"] for run in data] == [mine], query
