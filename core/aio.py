@@ -51,6 +51,13 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     """
 
 
+def _gone(conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record]) -> bool:
+    try:
+        return conn.is_closed()
+    except asyncpg.InterfaceError:  # the pool already took it back: it saw the connection die
+        return True
+
+
 class AsyncReader:
     """A small asyncpg pool that runs prepared Core statements and returns their rows."""
 
@@ -100,18 +107,37 @@ class AsyncReader:
         values = compiled.construct_params(dict(params)) or {}
         return [values[name] for name in compiled.positiontup or ()]
 
+    @staticmethod
+    async def _fetch_once(
+        pool: asyncpg.Pool, sql: str, arguments: list[Any]
+    ) -> list[asyncpg.Record] | None:
+        """The rows, or None when the connection turned out to be closed by the server."""
+        async with pool.acquire() as conn:
+            try:
+                return await conn.fetch(sql, *arguments)
+            except (asyncpg.ConnectionDoesNotExistError, asyncpg.AdminShutdownError):
+                return None
+            except (asyncpg.InterfaceError, asyncpg.InternalClientError):
+                # Depending on when the server's goodbye arrives, asyncpg may report it as
+                # a confused protocol state; what tells is whether the connection is gone.
+                if _gone(conn):
+                    return None
+                raise
+
     async def fetch(
         self, statement: Executable, params: Mapping[str, Any], *, cache: bool = True
     ) -> Rows:
         """The statement's rows. `cache=False` for statements built per call (and with IN lists)."""
-        if self._pool is None:
+        pool = self._pool
+        if pool is None:
             raise RuntimeError("AsyncReader.open() was not awaited")
         compiled = self._compile(statement, cache)
         arguments = self._arguments(compiled, params)
-        try:
-            rows = await self._pool.fetch(compiled.string, *arguments)
-        except asyncpg.ConnectionDoesNotExistError:
-            # The server closed a pooled connection (a restart, an administrator) and the pool
-            # had not noticed yet; it replaces it now. These reads are safe to repeat once.
-            rows = await self._pool.fetch(compiled.string, *arguments)
+        rows = await self._fetch_once(pool, compiled.string, arguments)
+        if rows is None:
+            # The server closed the connection (a restart, an administrator) before the pool
+            # noticed. Whatever closed one has likely closed the others: replace them all, then
+            # repeat, which is safe for these statements (reads, and the key's touch).
+            await pool.expire_connections()
+            rows = await pool.fetch(compiled.string, *arguments)
         return cast(Rows, rows)

@@ -181,14 +181,20 @@ async def changes_async(reader: AsyncReader, caller: Principal, after: int, limi
     """`service.changes_since` for a caller who named no project."""
     current = await reader.fetch(repository.CURRENT_VERSION, {})
     upto = int(current[0]["value"]) if current else 0
-    query = repository.changes_query(caller.org_id, caller.project_id, after, upto, limit)
-    rows = await reader.fetch(_as_columns(query), {}, cache=False)
+    query, params = repository.changes_query(caller.org_id, caller.project_id, after, upto, limit)
+    rows = await reader.fetch(_CHANGES_AS_COLUMNS[query], params)
     return service.feed_page(await _runs_out(reader, rows), limit, after, upto)
 
 
 def _as_columns(query: Select[Any]) -> Select[Any]:
     columns = [getattr(Run, name) for name in (*repository.RUN_COLUMNS, "deleted_at")]
     return query.with_only_columns(*columns, maintain_column_froms=True)
+
+
+# The feed's two statements as columns, built once so that the reader compiles each once.
+_CHANGES_AS_COLUMNS = {
+    query: _as_columns(query) for query in (repository.CHANGES, repository.CHANGES_IN_PROJECT)
+}
 
 
 async def _runs_out(reader: AsyncReader, rows: Rows) -> list[RunOut]:

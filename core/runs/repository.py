@@ -165,19 +165,35 @@ def changed_runs(
     session: Session, org_id: str, project_id: str | None, after: int, upto: int, limit: int
 ) -> list[Run]:
     """Runs (deleted ones included) whose version lies in (after, upto], oldest change first."""
-    return list(session.scalars(changes_query(org_id, project_id, after, upto, limit)))
+    query, params = changes_query(org_id, project_id, after, upto, limit)
+    return list(session.scalars(query, params))
+
+
+def _changes(in_project: bool) -> Select[Run]:
+    query = select(Run).where(
+        Run.org_id == bindparam("org_id"),
+        Run.resource_version > bindparam("after"),
+        Run.resource_version <= bindparam("upto"),
+    )
+    if in_project:
+        query = query.where(Run.project_id == bindparam("project_id"))
+    return query.order_by(Run.resource_version).limit(bindparam("rows"))
+
+
+# Built once, with named parameters: the feed is polled, so its SQL is compiled only once
+# (core/runs/reads.py keeps the compiled column form of each).
+CHANGES = _changes(in_project=False)
+CHANGES_IN_PROJECT = _changes(in_project=True)
 
 
 def changes_query(
     org_id: str, project_id: str | None, after: int, upto: int, limit: int
-) -> Select[Run]:
-    """`changed_runs`'s statement (core/runs/reads.py runs it for columns, on asyncpg)."""
-    query = select(Run).where(
-        Run.org_id == org_id, Run.resource_version > after, Run.resource_version <= upto
-    )
+) -> tuple[Select[Run], dict[str, Any]]:
+    """`changed_runs`'s statement and its parameters (also run as columns on asyncpg)."""
+    params = {"org_id": org_id, "after": after, "upto": upto, "rows": limit + 1}
     if project_id:
-        query = query.where(Run.project_id == project_id)
-    return query.order_by(Run.resource_version).limit(limit + 1)
+        return CHANGES_IN_PROJECT, {**params, "project_id": project_id}
+    return CHANGES, params
 
 
 def org_version(session: Session, org_id: str) -> int:

@@ -194,6 +194,7 @@ def test_the_event_loop_read_survives_its_connections_being_closed_by_the_server
     assert all(row[0] for row in ended)
     for _ in range(3):
         assert api.get(url, headers=org.headers).status_code == 200
+        assert api.get("/v1/runs?limit=5", headers=org.headers).status_code == 200
 
 
 LIST_QUERIES = (
