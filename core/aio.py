@@ -87,25 +87,21 @@ class AsyncReader:
     def _compile(self, statement: Executable, cache: bool) -> SQLCompiler:
         compiled = self._compiled.get(statement) if cache else None
         if compiled is None:
-            # IN lists become one `$n` per value: fine per call, wrong for a cached statement
-            # (callers cache only statements without them).
-            compiled = cast(
-                SQLCompiler,
-                statement.compile(  # type: ignore[attr-defined]
-                    dialect=_DIALECT, compile_kwargs={"render_postcompile": True}
-                ),
-            )
+            compiled = cast(SQLCompiler, statement.compile(dialect=_DIALECT))  # type: ignore[attr-defined]
             if cache:
                 self._compiled[statement] = compiled
         return compiled
 
     @staticmethod
-    def _arguments(compiled: SQLCompiler, params: Mapping[str, Any]) -> list[Any]:
-        # Values bound inside the statement, then `params`, in the order of `$1, $2, ...`.
-        # Bind processors are not applied: the statements given here bind strings, numbers
-        # and aware datetimes, which asyncpg encodes itself.
-        values = compiled.construct_params(dict(params)) or {}
-        return [values[name] for name in compiled.positiontup or ()]
+    def _expanded(compiled: SQLCompiler, params: Mapping[str, Any]) -> tuple[str, list[Any]]:
+        """The SQL with IN lists expanded to one `$n` each, and the values in `$n` order.
+
+        Values bound inside the statement come first, then `params`. Bind processors are not
+        applied: the statements given here bind strings, numbers and aware datetimes, which
+        asyncpg encodes itself.
+        """
+        state = compiled.construct_expanded_state(dict(params))
+        return state.statement, list(state.positional_parameters)
 
     @staticmethod
     async def _fetch_once(
@@ -127,17 +123,16 @@ class AsyncReader:
     async def fetch(
         self, statement: Executable, params: Mapping[str, Any], *, cache: bool = True
     ) -> Rows:
-        """The statement's rows. `cache=False` for statements built per call (and with IN lists)."""
+        """The statement's rows. `cache=False` for statements built per call."""
         pool = self._pool
         if pool is None:
             raise RuntimeError("AsyncReader.open() was not awaited")
-        compiled = self._compile(statement, cache)
-        arguments = self._arguments(compiled, params)
-        rows = await self._fetch_once(pool, compiled.string, arguments)
+        sql, arguments = self._expanded(self._compile(statement, cache), params)
+        rows = await self._fetch_once(pool, sql, arguments)
         if rows is None:
             # The server closed the connection (a restart, an administrator) before the pool
             # noticed. Whatever closed one has likely closed the others: replace them all, then
             # repeat, which is safe for these statements (reads, and the key's touch).
             await pool.expire_connections()
-            rows = await pool.fetch(compiled.string, *arguments)
+            rows = await pool.fetch(sql, *arguments)
         return cast(Rows, rows)

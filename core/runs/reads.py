@@ -172,8 +172,12 @@ async def list_async(
 ) -> RunPage:
     """`service.list_runs` for a caller who named no project."""
     criteria.project_id = caller.project_id
-    query = repository.page_query(criteria, limit, service.cursor_position(after))
-    rows = await reader.fetch(_as_columns(query), {}, cache=False)
+    query, params = repository.page_query(criteria, limit, service.cursor_position(after))
+    built_once = _AS_COLUMNS.get(query)
+    if built_once is not None:
+        rows = await reader.fetch(built_once, params)
+    else:  # a filtered list: its statement is built (and compiled) for this request
+        rows = await reader.fetch(_as_columns(query), params, cache=False)
     return service.run_page(await _runs_out(reader, rows), limit)
 
 
@@ -182,7 +186,7 @@ async def changes_async(reader: AsyncReader, caller: Principal, after: int, limi
     current = await reader.fetch(repository.CURRENT_VERSION, {})
     upto = int(current[0]["value"]) if current else 0
     query, params = repository.changes_query(caller.org_id, caller.project_id, after, upto, limit)
-    rows = await reader.fetch(_CHANGES_AS_COLUMNS[query], params)
+    rows = await reader.fetch(_AS_COLUMNS[query], params)
     return service.feed_page(await _runs_out(reader, rows), limit, after, upto)
 
 
@@ -191,9 +195,10 @@ def _as_columns(query: Select[Any]) -> Select[Any]:
     return query.with_only_columns(*columns, maintain_column_froms=True)
 
 
-# The feed's two statements as columns, built once so that the reader compiles each once.
-_CHANGES_AS_COLUMNS = {
-    query: _as_columns(query) for query in (repository.CHANGES, repository.CHANGES_IN_PROJECT)
+# The statements built once, as columns, so that the reader compiles each once.
+_AS_COLUMNS = {
+    query: _as_columns(query)
+    for query in (*repository.PAGES.values(), repository.CHANGES, repository.CHANGES_IN_PROJECT)
 }
 
 

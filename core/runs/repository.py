@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -28,6 +28,12 @@ class RunFilter:
     name_prefix: str | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
+
+    @property
+    def narrowed(self) -> bool:
+        """Whether anything beyond the org and the project narrows the list."""
+        scope = ("org_id", "project_id")
+        return any(getattr(self, f.name) for f in fields(self) if f.name not in scope)
 
 
 def get_run(session: Session, org_id: str, run_id: str, *, for_update: bool = False) -> Run | None:
@@ -142,15 +148,41 @@ def list_runs(
     session: Session, criteria: RunFilter, limit: int, before_id: str | None
 ) -> list[Run]:
     """Newest first, keyset-paged on id; fetches one extra row to tell whether more exist."""
-    return list(session.scalars(page_query(criteria, limit, before_id)))
+    query, params = page_query(criteria, limit, before_id)
+    return list(session.scalars(query, params))
 
 
-def page_query(criteria: RunFilter, limit: int, before_id: str | None) -> Select[Run]:
-    """`list_runs`'s statement (core/runs/reads.py runs it for columns, on asyncpg)."""
+def _page(in_project: bool, below: bool) -> Select[Run]:
+    query = select(Run).where(Run.org_id == bindparam("org_id"), Run.deleted_at.is_(None))
+    if in_project:
+        query = query.where(Run.project_id == bindparam("project_id"))
+    if below:
+        query = query.where(Run.id < bindparam("before_id"))
+    return query.order_by(Run.id.desc()).limit(bindparam("rows"))
+
+
+# The unfiltered list (what a dashboard polls), built once with named parameters, so that its
+# SQL is compiled once (core/runs/reads.py keeps the compiled column form of each).
+PAGES = {
+    (in_project, below): _page(in_project, below)
+    for in_project in (False, True)
+    for below in (False, True)
+}
+
+
+def page_query(
+    criteria: RunFilter, limit: int, before_id: str | None
+) -> tuple[Select[Run], dict[str, Any]]:
+    """`list_runs`'s statement and its parameters (also run as columns on asyncpg)."""
+    params: dict[str, Any] = {"rows": limit + 1}
+    if not criteria.narrowed:
+        params |= {"org_id": criteria.org_id, "project_id": criteria.project_id}
+        params |= {"before_id": before_id}
+        return PAGES[bool(criteria.project_id), before_id is not None], params
     query = _filtered(criteria)
     if before_id is not None:
         query = query.where(Run.id < before_id)
-    return query.order_by(Run.id.desc()).limit(limit + 1)
+    return query.order_by(Run.id.desc()).limit(bindparam("rows")), params
 
 
 def current_version(session: Session) -> int:
