@@ -70,7 +70,8 @@ class AsyncReader:
     async def open(self) -> None:
         self._pool = await asyncpg.create_pool(
             self._dsn,
-            min_size=1,
+            # No connection at start: the API starts, and /readyz answers, without the database.
+            min_size=0,
             max_size=self._max_size,
             init=_with_codecs,
             reset=_keep_session,
