@@ -145,13 +145,13 @@ async def list_runs(
         if matches(if_none_match, etag):
             return Response(status_code=304, headers={"ETag": etag})
         if changed_since is not None:
-            page = await reads.changes_async(reader, caller, changed_since, limit)
+            page = await reads.changes_async(reader, caller, changed_since, limit, project)
         else:
             page = await reads.list_async(reader, caller, criteria(caller), limit, after)
         return _page_json(page, etag)
 
     reader: AsyncReader | None = request.app.state.async_reader
-    if reader is not None and project is None:  # a project's name is resolved by the ORM path
+    if reader is not None:
         return await listed_async(reader)
     return await run_in_threadpool(listed)
 

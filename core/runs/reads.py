@@ -28,7 +28,7 @@ from core.runs.schemas import RunOut, RunPage
 from core.runs.service import visible
 from core.runs.states import RunStatus
 from core.tenants import service as tenants
-from core.tenants.repository import KEY_STATE, KEY_STATE_COLUMNS
+from core.tenants.repository import KEY_STATE, KEY_STATE_COLUMNS, PROJECT_ID
 from core.tenants.schemas import KeyState, Principal
 
 WAITING = frozenset({RunStatus.PENDING.value, RunStatus.QUEUED.value})
@@ -146,8 +146,7 @@ def _assemble(
 
 # The run list and the change feed on the event loop (PostgreSQL): the ORM path's statements
 # (`repository.page_query`, `changes_query`), selected as columns, then the page's attempts and
-# progress in one statement each. Filtering by a project name keeps the ORM path (the route
-# decides): resolving the name is the ORM's `tenants.resolve_project`.
+# progress in one statement each.
 
 
 async def key_caller_async(
@@ -170,8 +169,8 @@ async def org_version_async(reader: AsyncReader, caller: Principal) -> int:
 async def list_async(
     reader: AsyncReader, caller: Principal, criteria: RunFilter, limit: int, after: str | None
 ) -> RunPage:
-    """`service.list_runs` for a caller who named no project."""
-    criteria.project_id = caller.project_id
+    """`service.list_runs` on the event loop."""
+    criteria.project_id = await _scoped_project(reader, caller, criteria.project_id)
     query, params = repository.page_query(criteria, limit, service.cursor_position(after))
     built_once = _AS_COLUMNS.get(query)
     if built_once is not None:
@@ -181,13 +180,29 @@ async def list_async(
     return service.run_page(await _runs_out(reader, rows), limit)
 
 
-async def changes_async(reader: AsyncReader, caller: Principal, after: int, limit: int) -> RunPage:
-    """`service.changes_since` for a caller who named no project."""
+async def changes_async(
+    reader: AsyncReader, caller: Principal, after: int, limit: int, project: str | None = None
+) -> RunPage:
+    """`service.changes_since` on the event loop."""
+    project_id = await _scoped_project(reader, caller, project)
     current = await reader.fetch(repository.CURRENT_VERSION, {})
     upto = int(current[0]["value"]) if current else 0
-    query, params = repository.changes_query(caller.org_id, caller.project_id, after, upto, limit)
+    query, params = repository.changes_query(caller.org_id, project_id, after, upto, limit)
     rows = await reader.fetch(_AS_COLUMNS[query], params)
     return service.feed_page(await _runs_out(reader, rows), limit, after, upto)
+
+
+async def _scoped_project(
+    reader: AsyncReader, caller: Principal, project: str | None
+) -> str | None:
+    """As `service._scoped_project`: the named project (judged by `tenants.judge_project`)."""
+    if project is None:
+        return caller.project_id
+    wanted = tenants.wanted_project(caller, project)
+    rows = await reader.fetch(PROJECT_ID, {"org_id": caller.org_id, "wanted": wanted})
+    found: str | None = rows[0]["id"] if rows else None
+    tenants.judge_project(caller, wanted, found)
+    return found
 
 
 def _as_columns(query: Select[Any]) -> Select[Any]:

@@ -27,6 +27,17 @@ def find_project(session: Session, org_id: str, name_or_id: str) -> Project | No
     ).first()
 
 
+# `find_project`'s lookup for the event-loop reads (core/runs/reads.py): the id alone.
+PROJECT_ID = (
+    select(Project.id)
+    .where(
+        Project.org_id == bindparam("org_id"),
+        or_(Project.id == bindparam("wanted"), Project.name == bindparam("wanted")),
+    )
+    .limit(1)
+)
+
+
 def list_projects(session: Session, org_id: str, only: str | None = None) -> list[Project]:
     query = select(Project).where(Project.org_id == org_id)
     if only is not None:

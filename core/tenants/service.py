@@ -152,13 +152,23 @@ def current_key(session: Session, caller: Principal) -> tuple[Organization, ApiK
 
 def resolve_project(session: Session, caller: Principal, name_or_id: str | None) -> Project:
     """The project a request means: the named one, else the key's scope, else `default`."""
-    wanted = name_or_id or caller.project_id or DEFAULT_PROJECT
+    wanted = wanted_project(caller, name_or_id)
     project = repository.find_project(session, caller.org_id, wanted)
-    if project is None:
-        raise NotFound(f"Project {wanted!r} was not found.")
-    if caller.project_id is not None and project.id != caller.project_id:
-        raise Forbidden("This API key is limited to another project.")
+    judge_project(caller, wanted, project.id if project is not None else None)
+    assert project is not None  # judge_project raised otherwise
     return project
+
+
+def wanted_project(caller: Principal, name_or_id: str | None) -> str:
+    return name_or_id or caller.project_id or DEFAULT_PROJECT
+
+
+def judge_project(caller: Principal, wanted: str, found_id: str | None) -> None:
+    """`resolve_project`'s rule, for callers that looked the project up themselves."""
+    if found_id is None:
+        raise NotFound(f"Project {wanted!r} was not found.")
+    if caller.project_id is not None and found_id != caller.project_id:
+        raise Forbidden("This API key is limited to another project.")
 
 
 def list_projects(session: Session, caller: Principal) -> list[Project]:

@@ -208,6 +208,8 @@ LIST_QUERIES = (
     "created_before=2020-01-01T00:00:00Z",
     "changed_since=0",
     "changed_since=0&limit=2",
+    "project=default",
+    "project=default&changed_since=0",
 )
 
 
@@ -265,6 +267,11 @@ def test_a_project_scoped_keys_list_on_the_event_loop_shows_only_its_project(
     mine = submit(api, org, project="elsewhere")
     submit(api, org)
     for client in (api, threadpool_api):
-        for query in ("limit=50", "changed_since=0"):
+        for query in ("limit=50", "changed_since=0", "project=elsewhere&changed_since=0"):
             data = client.get(f"/v1/runs?{query}", headers=scoped.headers).json()["data"]
             assert [run["id"] for run in data] == [mine], query
+        for query in ("project=default", "project=default&changed_since=0"):
+            refused = client.get(f"/v1/runs?{query}", headers=scoped.headers)
+            assert_problem(refused, 403, "forbidden")
+        for query in ("project=nope", "project=nope&changed_since=0"):
+            assert_problem(client.get(f"/v1/runs?{query}", headers=org.headers), 404, "not_found")
