@@ -104,13 +104,16 @@ def test_runs_created_while_redis_is_down_start_once_it_is_back(
 ) -> None:
     url, port = make_database(), free_port()
     with redis_server(port) as stop_redis, api(url) as client:
-        start_platform(url, broker_url=f"redis://127.0.0.1:{port}/0")
+        platform = start_platform(url, broker_url=f"redis://127.0.0.1:{port}/0")
         tenant = make_tenant(client)
         stop_redis()
         runs = [create_run(client, tenant, command=[PY, "-c", "print(1)"]) for _ in range(3)]
         assert {r["status"] for r in runs} == {"pending"}  # every create answered 201
         with redis_server(port):
-            done = [
-                wait_for_run(client, tenant, r["id"], {"succeeded", "failed"}, 60) for r in runs
-            ]
+            try:
+                done = [
+                    wait_for_run(client, tenant, r["id"], {"succeeded", "failed"}, 60) for r in runs
+                ]
+            except AssertionError as stuck:  # seen once in CI: show what the workers did
+                raise AssertionError(f"{stuck}\n{platform.log_text()[-8000:]}") from stuck
     assert [r["status"] for r in done] == ["succeeded"] * 3
