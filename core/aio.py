@@ -97,9 +97,9 @@ class AsyncReader:
     def _expanded(compiled: SQLCompiler, params: Mapping[str, Any]) -> tuple[str, list[Any]]:
         """The SQL with IN lists expanded to one `$n` each, and the values in `$n` order.
 
-        Values bound inside the statement come first, then `params`. Bind processors are not
-        applied: the statements given here bind strings, numbers and aware datetimes, which
-        asyncpg encodes itself.
+        `params` fill the statement's named parameters; values bound inside it are taken as
+        they are. Bind processors are not applied: the statements given here bind strings,
+        numbers and aware datetimes, which asyncpg encodes itself.
         """
         state = compiled.construct_expanded_state(dict(params))
         return state.statement, list(state.positional_parameters)

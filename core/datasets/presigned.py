@@ -112,17 +112,22 @@ def _target(
     key = folder + declared.path
     if multipart is None:
         return UploadTarget(path=declared.path, url=store.presigned_put_url(key, seconds))
-    step = multipart.part_bytes
     parts = [
         UploadPart(
             part_number=number,
             offset=offset,
-            size=min(step, declared.size - offset),
+            size=size,
             url=store.presigned_part_url(key, multipart.upload_id, number, seconds),
         )
-        for number, offset in enumerate(range(0, declared.size, step), start=1)
+        for number, offset, size in _layout(declared.size, multipart.part_bytes)
     ]
     return UploadTarget(path=declared.path, url=None, parts=parts)
+
+
+def _layout(file_bytes: int, part_bytes: int) -> list[tuple[int, int, int]]:
+    """(part number, offset, size) of each part: what `plan` promises and `stage` checks."""
+    offsets = range(0, file_bytes, part_bytes)
+    return [(n, at, min(part_bytes, file_bytes - at)) for n, at in enumerate(offsets, start=1)]
 
 
 def stage(settings: Settings, org_id: str, dataset_id: str, upload_id: str) -> StagedFiles:
@@ -171,9 +176,9 @@ def _join(store: S3ObjectStore, manifest: UploadManifest, declared: PlannedFile)
             f"The multipart upload of {path} is gone (aborted or expired); start a new upload.",
             [FieldError("/files", f"missing {path}")],
         )
-    count = -(-declared.size // multipart.part_bytes)
-    for number in range(1, count + 1):
-        expected = min(multipart.part_bytes, declared.size - (number - 1) * multipart.part_bytes)
+    layout = _layout(declared.size, multipart.part_bytes)
+    count = len(layout)
+    for number, _, expected in layout:
         _check_part(path, number, count, expected, parts.get(number))
     if len(parts) != count:
         raise InvalidInput(

@@ -44,10 +44,6 @@ def _caller(conn: Connection, row: Row | None, touch_interval_s: int) -> Princip
     return tenants.admit_key(conn, _key(row), touch_interval_s)
 
 
-async def _caller_async(reader: AsyncReader, row: Row | None, touch_interval_s: int) -> Principal:
-    return await _admit_async(reader, _key(row), touch_interval_s)
-
-
 async def _admit_async(
     reader: AsyncReader, key: KeyState | None, touch_interval_s: int
 ) -> Principal:
@@ -82,7 +78,7 @@ async def run_version_async(
     params = {"digest": tenants.presented_digest(secret), "run_id": run_id}
     rows = await reader.fetch(repository.KEYED_VERSION, params)
     row = rows[0] if rows else None
-    caller = await _caller_async(reader, row, touch_interval_s)
+    caller = await _admit_async(reader, _key(row), touch_interval_s)
     return int(_visible(caller, run_id, row)["resource_version"])
 
 
@@ -102,7 +98,7 @@ async def describe_run_async(
     """`describe_run` on the event loop (PostgreSQL, core/aio.py)."""
     params = {"digest": tenants.presented_digest(secret), "run_id": run_id}
     rows = await reader.fetch(repository.KEYED_RUN, params)
-    caller = await _caller_async(reader, rows[0] if rows else None, touch_interval_s)
+    caller = await _admit_async(reader, _key(rows[0] if rows else None), touch_interval_s)
     return _shown(caller, run_id, rows)
 
 
@@ -155,10 +151,7 @@ async def key_caller_async(
     """The API key's caller, as `tenants.authenticate` judges it."""
     rows = await reader.fetch(KEY_STATE, {"digest": tenants.presented_digest(secret)})
     key = KeyState(*(rows[0][name] for name in KEY_STATE_COLUMNS)) if rows else None
-    caller, touch = tenants.judge_key(key, touch_interval_s)
-    if touch is not None:
-        await reader.fetch(touch, {}, cache=False)
-    return caller
+    return await _admit_async(reader, key, touch_interval_s)
 
 
 async def org_version_async(reader: AsyncReader, caller: Principal) -> int:

@@ -100,8 +100,8 @@ class KubernetesExecutor:
         try:
             manifests = build_attempt(request, self.config)
         except ManifestRefused as refused:
-            spec, reason = request.spec, StatusReason.SPEC_REFUSED
-            return self._refuse(request.run_id, request.attempt, spec, str(refused), reason)
+            reason = StatusReason.SPEC_REFUSED  # the same spec would be refused again
+            return self._refuse(request.run_id, request.attempt, request.spec, str(refused), reason)
         job = self._create_or_adopt(manifests)
         if job is None:
             return None
