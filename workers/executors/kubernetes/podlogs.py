@@ -12,6 +12,7 @@ drain would wait for the follower's stream to time out (up to the watch timeout,
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from pathlib import Path
@@ -92,10 +93,12 @@ class PodLogs:
 
     def _interrupt(self, uid: str) -> None:
         """End the pod's follow stream now; its follower stops at the line it had copied."""
-        with self._lock:
+        with self._lock:  # held: the follower unregisters its stream before releasing it
             response = self._streams.get(uid)
-        if response is not None:
-            response.shutdown()  # unblocks the follower's read; the pod lock is then free
+            if response is not None:
+                # A stream at its end may have closed its socket already: nothing to end then.
+                with contextlib.suppress(OSError):
+                    response.shutdown()  # unblocks the follower's read; the pod lock then frees
 
     def _stream(self, pod: dict[str, Any], cursor: str, follow: bool, write: Any) -> str:
         meta = pod["metadata"]
