@@ -29,7 +29,7 @@ from api.routers import (
     tenants,
 )
 from core import db
-from core.aio import AsyncReader
+from core.aio import AsyncDatabase
 from core.metrics.schemas import MAX_METRICS_BODY_BYTES
 from core.notify import PostgresListener, SqliteVersionWatcher
 from core.settings import Settings, get_settings
@@ -55,14 +55,14 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     if listener is not None:
         listener.start()  # other processes' changes wake this process's long polls
     if settings.async_reads and not settings.is_sqlite:
-        app.state.async_reader = AsyncReader(settings.database_url, settings.database_pool_size)
-        await app.state.async_reader.open()
+        app.state.async_db = AsyncDatabase(settings.database_url, settings.database_pool_size)
+        await app.state.async_db.open()
     try:
         yield
     finally:
-        if app.state.async_reader is not None:
-            await app.state.async_reader.close()
-            app.state.async_reader = None
+        if app.state.async_db is not None:
+            await app.state.async_db.close()
+            app.state.async_db = None
         if listener is not None:
             listener.stop()
         app.state.engine.dispose()
@@ -95,7 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.read_engine = db.read_engine(app.state.engine)
     app.state.read_sessionmaker = db.make_sessionmaker(app.state.read_engine)
     # One run's reads on the event loop (core/aio.py); opened by the lifespan on PostgreSQL.
-    app.state.async_reader = None
+    app.state.async_db = None
     problems.install(app)
     openapi.document_problems(app)
     app.add_middleware(

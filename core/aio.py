@@ -1,4 +1,4 @@
-"""Reads on PostgreSQL from the event loop itself: asyncpg, no worker thread.
+"""Queries on PostgreSQL from the event loop itself: asyncpg, no worker thread.
 
 The hottest request, `GET /v1/runs/{id}`, is one statement (core/runs/reads.py). Through the
 sync engine it also pays for a hop into FastAPI's threadpool and for SQLAlchemy's execution
@@ -10,6 +10,10 @@ What SQLAlchemy's result processing would do is done by the connection's codecs:
 decode to Python objects (with pydantic-core, as `core.db` does), and `timestamptz` arrives as
 an aware UTC datetime, which is what `core.models.UTCDateTime` returns. Only PostgreSQL: SQLite
 keeps the threadpool path.
+
+Besides the reads, one write runs here: a run's creation, as one statement
+(core/runs/creation.py). Reads are repeated once on a connection the server closed; a write
+never is, since it may have committed before the connection went.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from sqlalchemy.sql.expression import Executable
 _DIALECT = asyncpg_dialect()  # type: ignore[no-untyped-call]  # `$1, $2, ...` parameters
 
 Rows = Sequence[Mapping[str, Any]]
-APPLICATION_NAME = "trainport-api-reads"  # as pg_stat_activity shows these connections
+APPLICATION_NAME = "trainport-api-async"  # as pg_stat_activity shows these connections
 
 
 def asyncpg_dsn(database_url: str) -> str:
@@ -58,7 +62,7 @@ def _gone(conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record]) -> bool:
         return True
 
 
-class AsyncReader:
+class AsyncDatabase:
     """A small asyncpg pool that runs prepared Core statements and returns their rows."""
 
     def __init__(self, database_url: str, max_size: int) -> None:
@@ -121,14 +125,29 @@ class AsyncReader:
                     return None
                 raise
 
+    def _statement(
+        self, statement: Executable, params: Mapping[str, Any], cache: bool
+    ) -> tuple[asyncpg.Pool, str, list[Any]]:
+        if self._pool is None:
+            raise RuntimeError("AsyncDatabase.open() was not awaited")
+        return (self._pool, *self._expanded(self._compile(statement, cache), params))
+
+    async def write(self, statement: Executable, params: Mapping[str, Any]) -> Rows:
+        """The rows of a statement that changes data: one autocommit transaction, never repeated.
+
+        A connection lost while it ran leaves it unknown whether it committed, so the error
+        reaches the caller (a 500; clients that retry send an Idempotency-Key). A connection
+        that was already dead when taken is still found out first: the request's reads (the
+        key) run before its write, and a dead connection they meet replaces the pool's.
+        """
+        pool, sql, arguments = self._statement(statement, params, cache=True)
+        return cast(Rows, await pool.fetch(sql, *arguments))
+
     async def fetch(
         self, statement: Executable, params: Mapping[str, Any], *, cache: bool = True
     ) -> Rows:
         """The statement's rows. `cache=False` for statements built per call."""
-        pool = self._pool
-        if pool is None:
-            raise RuntimeError("AsyncReader.open() was not awaited")
-        sql, arguments = self._expanded(self._compile(statement, cache), params)
+        pool, sql, arguments = self._statement(statement, params, cache)
         rows = await self._fetch_once(pool, sql, arguments)
         if rows is None:
             # The server closed the connection (a restart, an administrator) before the pool

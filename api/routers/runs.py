@@ -20,16 +20,17 @@ from api.deps import (
 )
 from api.etags import list_etag, matches, parse_if_match, run_etag
 from api.yaml_body import YamlBodyRoute
-from core.aio import AsyncReader
+from core.aio import AsyncDatabase
 from core.db import read_scope, session_scope
 from core.pagination import MAX_PAGE_SIZE
-from core.runs import reads, service
+from core.runs import creation, reads, service
 from core.runs.repository import RunFilter
 from core.runs.schemas import RunEventPage, RunOut, RunPage, RunPatch
 from core.runs.spec import RunCreate
 from core.runs.states import RunStatus
 from core.runs.watch import wait_for_change
 from core.tenants import run_tokens
+from core.tenants import service as tenants
 from core.tenants.schemas import Principal
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"], route_class=YamlBodyRoute)
@@ -71,6 +72,13 @@ async def create_run(
 ) -> Response:
     """Submit a run (JSON or YAML). Repeat with the same `Idempotency-Key` to retry safely."""
     secret = secret_of(credentials)
+    db: AsyncDatabase | None = request.app.state.async_db
+    if db is not None and idempotency_key is None:
+        # On PostgreSQL: on the event loop, written in one statement (core/runs/creation.py).
+        touch_s = settings.key_touch_interval_seconds
+        run = await creation.create_async(db, secret, body, touch_s)
+        headers = {"Location": f"/v1/runs/{run.id}"}
+        return _run_json(run, status.HTTP_201_CREATED, headers)
 
     def submit() -> Response:
         # One worker thread: authenticate in autocommit (one statement; the key's use is
@@ -138,9 +146,11 @@ async def list_runs(
             page = page_of(session, caller)
         return _page_json(page, etag)
 
-    async def listed_async(reader: AsyncReader) -> Response:
+    async def listed_async(reader: AsyncDatabase) -> Response:
         # As listed(), on the event loop with the same statements (core/runs/reads.py).
-        caller = await reads.key_caller_async(reader, secret, settings.key_touch_interval_seconds)
+        caller = await tenants.authenticate_async(
+            reader, secret, settings.key_touch_interval_seconds
+        )
         etag = list_etag(await reads.org_version_async(reader, caller), request)
         if matches(if_none_match, etag):
             return Response(status_code=304, headers={"ETag": etag})
@@ -150,7 +160,7 @@ async def list_runs(
             page = await reads.list_async(reader, caller, criteria(caller), limit, after)
         return _page_json(page, etag)
 
-    reader: AsyncReader | None = request.app.state.async_reader
+    reader: AsyncDatabase | None = request.app.state.async_db
     if reader is not None:
         return await listed_async(reader)
     return await run_in_threadpool(listed)
@@ -196,7 +206,7 @@ async def get_run(
             run = reads.describe_run(conn, secret, run_id, touch_s)
         return _run_json(run) if run is not None else read(None, False)
 
-    async def read_async(reader: AsyncReader) -> Response:
+    async def read_async(reader: AsyncDatabase) -> Response:
         # As read_fast, on the event loop: no worker thread (PostgreSQL, core/aio.py).
         touch_s = settings.key_touch_interval_seconds
         if if_none_match:
@@ -209,7 +219,7 @@ async def get_run(
     if not wait:
         if secret is not None and run_tokens.looks_like_run_token(secret):
             return await run_in_threadpool(read, None, bool(if_none_match))
-        reader: AsyncReader | None = request.app.state.async_reader
+        reader: AsyncDatabase | None = request.app.state.async_db
         if reader is not None:
             return await read_async(reader)
         return await run_in_threadpool(read_fast)

@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Select
 
-from core.aio import AsyncReader, Rows
+from core.aio import AsyncDatabase, Rows
 from core.errors import NotFound
 from core.models import Run, RunProgress
 from core.runs import repository, service
@@ -28,7 +28,7 @@ from core.runs.schemas import RunOut, RunPage
 from core.runs.service import visible
 from core.runs.states import RunStatus
 from core.tenants import service as tenants
-from core.tenants.repository import KEY_STATE, KEY_STATE_COLUMNS, PROJECT_ID
+from core.tenants.repository import KEY_STATE_COLUMNS, PROJECT_ID
 from core.tenants.schemas import KeyState, Principal
 
 WAITING = frozenset({RunStatus.PENDING.value, RunStatus.QUEUED.value})
@@ -42,16 +42,6 @@ def _key(row: Row | None) -> KeyState | None:
 
 def _caller(conn: Connection, row: Row | None, touch_interval_s: int) -> Principal:
     return tenants.admit_key(conn, _key(row), touch_interval_s)
-
-
-async def _admit_async(
-    reader: AsyncReader, key: KeyState | None, touch_interval_s: int
-) -> Principal:
-    """`tenants.admit_key` on the event loop."""
-    caller, touch = tenants.judge_key(key, touch_interval_s)
-    if touch is not None:
-        await reader.fetch(touch, {}, cache=False)
-    return caller
 
 
 def _visible(caller: Principal, run_id: str, row: Row | None) -> Row:
@@ -72,13 +62,13 @@ def run_version(conn: Connection, secret: str | None, run_id: str, touch_interva
 
 
 async def run_version_async(
-    reader: AsyncReader, secret: str | None, run_id: str, touch_interval_s: int
+    reader: AsyncDatabase, secret: str | None, run_id: str, touch_interval_s: int
 ) -> int:
     """`run_version` on the event loop (PostgreSQL, core/aio.py)."""
     params = {"digest": tenants.presented_digest(secret), "run_id": run_id}
     rows = await reader.fetch(repository.KEYED_VERSION, params)
     row = rows[0] if rows else None
-    caller = await _admit_async(reader, _key(row), touch_interval_s)
+    caller = await tenants.admit_key_async(reader, _key(row), touch_interval_s)
     return int(_visible(caller, run_id, row)["resource_version"])
 
 
@@ -93,12 +83,14 @@ def describe_run(
 
 
 async def describe_run_async(
-    reader: AsyncReader, secret: str | None, run_id: str, touch_interval_s: int
+    reader: AsyncDatabase, secret: str | None, run_id: str, touch_interval_s: int
 ) -> RunOut | None:
     """`describe_run` on the event loop (PostgreSQL, core/aio.py)."""
     params = {"digest": tenants.presented_digest(secret), "run_id": run_id}
     rows = await reader.fetch(repository.KEYED_RUN, params)
-    caller = await _admit_async(reader, _key(rows[0] if rows else None), touch_interval_s)
+    caller = await tenants.admit_key_async(
+        reader, _key(rows[0] if rows else None), touch_interval_s
+    )
     return _shown(caller, run_id, rows)
 
 
@@ -145,22 +137,13 @@ def _assemble(
 # progress in one statement each.
 
 
-async def key_caller_async(
-    reader: AsyncReader, secret: str | None, touch_interval_s: int
-) -> Principal:
-    """The API key's caller, as `tenants.authenticate` judges it."""
-    rows = await reader.fetch(KEY_STATE, {"digest": tenants.presented_digest(secret)})
-    key = KeyState(*(rows[0][name] for name in KEY_STATE_COLUMNS)) if rows else None
-    return await _admit_async(reader, key, touch_interval_s)
-
-
-async def org_version_async(reader: AsyncReader, caller: Principal) -> int:
+async def org_version_async(reader: AsyncDatabase, caller: Principal) -> int:
     rows = await reader.fetch(repository.ORG_VERSION, {"org_id": caller.org_id})
     return int(rows[0]["version"] or 0)
 
 
 async def list_async(
-    reader: AsyncReader, caller: Principal, criteria: RunFilter, limit: int, after: str | None
+    reader: AsyncDatabase, caller: Principal, criteria: RunFilter, limit: int, after: str | None
 ) -> RunPage:
     """`service.list_runs` on the event loop."""
     criteria.project_id = await _scoped_project(reader, caller, criteria.project_id)
@@ -174,7 +157,7 @@ async def list_async(
 
 
 async def changes_async(
-    reader: AsyncReader, caller: Principal, after: int, limit: int, project: str | None = None
+    reader: AsyncDatabase, caller: Principal, after: int, limit: int, project: str | None = None
 ) -> RunPage:
     """`service.changes_since` on the event loop."""
     project_id = await _scoped_project(reader, caller, project)
@@ -186,7 +169,7 @@ async def changes_async(
 
 
 async def _scoped_project(
-    reader: AsyncReader, caller: Principal, project: str | None
+    reader: AsyncDatabase, caller: Principal, project: str | None
 ) -> str | None:
     """As `service._scoped_project`: the named project (judged by `tenants.judge_project`)."""
     if project is None:
@@ -210,7 +193,7 @@ _AS_COLUMNS = {
 }
 
 
-async def _runs_out(reader: AsyncReader, rows: Rows) -> list[RunOut]:
+async def _runs_out(reader: AsyncDatabase, rows: Rows) -> list[RunOut]:
     ids = [row["id"] for row in rows]
     attempts: dict[str, list[Row]] = {run_id: [] for run_id in ids}
     progress: dict[str, Row] = {}

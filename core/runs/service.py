@@ -5,7 +5,6 @@ Services flush but never commit: the request's or task's session owner does.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +18,7 @@ from core.errors import Conflict, FieldError, InvalidInput, NotFound, Preconditi
 from core.ids import new_id
 from core.models import Run, RunEvent, utcnow
 from core.pagination import decode_cursor, encode_cursor
-from core.runs import repository
+from core.runs import creation, repository
 from core.runs.repository import RunFilter
 from core.runs.schemas import RunEventOut, RunEventPage, RunOut, RunPage, RunPatch
 from core.runs.spec import RunCreate, check_labels
@@ -111,35 +110,19 @@ def _replay(session: Session, caller: Principal, run_id: str) -> Created:
 def _insert_run(
     session: Session, caller: Principal, body: RunCreate, run_id: str | None = None
 ) -> Run:
+    """The ORM's writer of `creation.plan` (the event loop's is `creation.create_async`)."""
     project = tenants.resolve_project(session, caller, body.project)
-    spec = body.model_dump(mode="json", exclude={"project"})
-    spec["name"] = spec["name"] or f"{body.recipe or 'run'}-{secrets.token_hex(3)}"
-    run_id = run_id or new_id("run")
-    now = utcnow()
-    run = Run(
-        id=run_id,
-        org_id=caller.org_id,
-        project_id=project.id,
-        name=spec["name"],
-        spec=spec,
-        status=RunStatus.PENDING.value,
-        status_reason=StatusReason.SUBMITTED.value,
-        priority=body.scheduling.priority.value,
-        attempt=0,
-        labels=dict(body.labels),
-        created_by=caller.key_id,
-        created_at=now,
-        updated_at=now,
-        # Claimed last: the counter row stays locked until commit (see versions.py).
-        resource_version=claim_resource_version(session, run_id),
-    )
+    new = creation.plan(caller, body, project.id, run_id)
+    # Claimed last: the counter row stays locked until commit (see versions.py).
+    run = Run(**new.run, resource_version=claim_resource_version(session, new.run["id"]))
     session.add(run)
     session.flush()
     # A new run has no attempts or progress yet: say so rather than query for them later.
     set_committed_value(run, "attempts", [])
     set_committed_value(run, "training", None)
-    repository.add_labels(session, run, run.labels)
-    _record(session, run, "created", caller.key_id, to_status=RunStatus.PENDING)
+    repository.add_labels(session, run, new.labels)
+    session.add(RunEvent(**new.event, resource_version=run.resource_version))
+    session.flush()
     # Committed with the run, published by the relay: the scheduler hears of it once it exists.
     outbox.enqueue(session, outbox.Task.SCHEDULE, run_id=run.id)
     return run

@@ -17,16 +17,19 @@ from core.scheduling.planner import QueueReason, plan_admissions
 from core.scheduling.snapshot import load_snapshot
 from core.settings import Settings
 
+# A pending run's answer needs no plan: the scheduler has not accepted it yet.
+SUBMITTED = QueueInfo(
+    position=None,
+    reason=QueueReason.SUBMITTED.value,
+    detail="submitted; the scheduler accepts it into the queue at its next pass",
+)
+
 
 def explain(session: Session, run: Run, settings: Settings) -> QueueInfo | None:
     """Queue details for a pending or queued run; None for any other status."""
     status = RunStatus(run.status)
     if status is RunStatus.PENDING:
-        return QueueInfo(
-            position=None,
-            reason=QueueReason.SUBMITTED.value,
-            detail="submitted; the scheduler accepts it into the queue at its next pass",
-        )
+        return SUBMITTED
     if status is not RunStatus.QUEUED:
         return None
     plan = plan_admissions(load_snapshot(session, settings, utcnow()))

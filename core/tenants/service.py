@@ -10,6 +10,7 @@ from sqlalchemy import Connection, Update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from core.aio import AsyncDatabase
 from core.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
 from core.ids import new_id
 from core.models import ApiKey, Organization, Project, utcnow
@@ -79,6 +80,25 @@ def authenticate(
     """The caller behind a presented key. Every failure reads the same, so nothing leaks."""
     key = repository.key_state(bind, presented_digest(secret))
     return admit_key(bind, key, touch_interval_s)
+
+
+async def authenticate_async(
+    db: AsyncDatabase, secret: str | None, touch_interval_s: int
+) -> Principal:
+    """`authenticate` on the event loop (PostgreSQL, core/aio.py)."""
+    rows = await db.fetch(repository.KEY_STATE, {"digest": presented_digest(secret)})
+    key = KeyState(*(rows[0][name] for name in repository.KEY_STATE_COLUMNS)) if rows else None
+    return await admit_key_async(db, key, touch_interval_s)
+
+
+async def admit_key_async(
+    db: AsyncDatabase, key: KeyState | None, touch_interval_s: int
+) -> Principal:
+    """`admit_key` on the event loop."""
+    caller, touch = judge_key(key, touch_interval_s)
+    if touch is not None:
+        await db.fetch(touch, {}, cache=False)
+    return caller
 
 
 def presented_digest(secret: str | None) -> str:

@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy.engine import make_url
 
 from api.app import create_app
-from core.aio import APPLICATION_NAME, AsyncReader
+from core.aio import APPLICATION_NAME, AsyncDatabase
 from core.db import session_scope
 from core.runs import service
 from core.runs.attempts import AttemptOutcome
@@ -130,8 +130,8 @@ def threadpool_api(
 def test_on_postgres_the_event_loop_read_equals_the_threadpool_read(
     api: TestClient, threadpool_api: TestClient, org: Tenant
 ) -> None:
-    assert isinstance(api.app.state.async_reader, AsyncReader)  # type: ignore[attr-defined]
-    assert threadpool_api.app.state.async_reader is None  # type: ignore[attr-defined]
+    assert isinstance(api.app.state.async_db, AsyncDatabase)  # type: ignore[attr-defined]
+    assert threadpool_api.app.state.async_db is None  # type: ignore[attr-defined]
     run_id = submit(api, org, labels={"team": "nlp"})
     work = start(api, run_id)
     url = f"/v1/runs/{run_id}"
