@@ -58,22 +58,28 @@ def remember(
     session: Session, org_id: str, key: str, fingerprint: str, run_id: str, ttl_hours: int
 ) -> None:
     """Claim the key for this request; raises IntegrityError when another request holds it."""
-    now = utcnow()
+    record = record_values(org_id, key, fingerprint, run_id, ttl_hours)
     session.execute(
         delete(IdempotencyRecord).where(
             IdempotencyRecord.org_id == org_id,
             IdempotencyRecord.key == key,
-            IdempotencyRecord.expires_at <= now,
+            IdempotencyRecord.expires_at <= record["created_at"],
         )
     )
-    session.add(
-        IdempotencyRecord(
-            org_id=org_id,
-            key=key,
-            request_hash=fingerprint,
-            run_id=run_id,
-            created_at=now,
-            expires_at=now + timedelta(hours=ttl_hours),
-        )
-    )
+    session.add(IdempotencyRecord(**record))
     session.flush()
+
+
+def record_values(
+    org_id: str, key: str, fingerprint: str, run_id: str, ttl_hours: int
+) -> dict[str, Any]:
+    """The record that claims `key` for a run: `remember`'s row, and core/runs/creation.py's."""
+    now = utcnow()
+    return {
+        "org_id": org_id,
+        "key": key,
+        "request_hash": fingerprint,
+        "run_id": run_id,
+        "created_at": now,
+        "expires_at": now + timedelta(hours=ttl_hours),
+    }

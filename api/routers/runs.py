@@ -73,12 +73,13 @@ async def create_run(
     """Submit a run (JSON or YAML). Repeat with the same `Idempotency-Key` to retry safely."""
     secret = secret_of(credentials)
     db: AsyncDatabase | None = request.app.state.async_db
-    if db is not None and idempotency_key is None:
-        # On PostgreSQL: on the event loop, written in one statement (core/runs/creation.py).
-        touch_s = settings.key_touch_interval_seconds
-        run = await creation.create_async(db, secret, body, touch_s)
-        headers = {"Location": f"/v1/runs/{run.id}"}
-        return _run_json(run, status.HTTP_201_CREATED, headers)
+    if db is not None:
+        # On PostgreSQL: on the event loop, written in one statement (core/runs/creation.py);
+        # a retry whose Idempotency-Key is taken is answered below.
+        run = await creation.create_async(db, secret, body, idempotency_key, settings)
+        if run is not None:
+            headers = {"Location": f"/v1/runs/{run.id}"}
+            return _run_json(run, status.HTTP_201_CREATED, headers)
 
     def submit() -> Response:
         # One worker thread: authenticate in autocommit (one statement; the key's use is

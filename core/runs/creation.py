@@ -34,17 +34,27 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy import String as SAString
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.sql.schema import Column, Table
 
-from core import notify, outbox
+from core import idempotency, notify, outbox
 from core.aio import AsyncDatabase
 from core.ids import new_id
-from core.models import OutboxMessage, Run, RunEvent, RunLabel, VersionCounter, utcnow
+from core.models import (
+    IdempotencyRecord,
+    OutboxMessage,
+    Run,
+    RunEvent,
+    RunLabel,
+    VersionCounter,
+    utcnow,
+)
 from core.runs.schemas import RunOut
 from core.runs.spec import RunCreate
 from core.runs.states import RunStatus, StatusReason
 from core.runs.versions import RUNS_COUNTER
 from core.scheduling.explain import SUBMITTED
+from core.settings import Settings
 from core.tenants import service as tenants
 from core.tenants.repository import PROJECT_ID
 from core.tenants.schemas import Principal, Role
@@ -69,6 +79,7 @@ RUN_FIELDS = (
     "started_at",
     "finished_at",
 )
+RECORD_FIELDS = ("org_id", "key", "request_hash", "run_id", "created_at", "expires_at")
 EVENT_FIELDS = ("run_id", "org_id", "kind", "to_status", "actor", "created_at")
 
 
@@ -131,22 +142,42 @@ def _bound(column: Column[Any], name: str) -> ColumnElement[Any]:
     return cast(bindparam(name), target)
 
 
-def _one_statement() -> Select[Any]:
+def _one_statement(idempotent: bool) -> Select[Any]:
     """Claim a version, insert the run, its labels, event and outbox task, and notify: at once.
 
     Parameters: `run_<field>` for RUN_FIELDS, `event_<field>` for EVENT_FIELDS, `label_keys`
     and `label_values` (same length), and the outbox row's `task`, `payload` and `created_at`.
+
+    `idempotent`: first claim the Idempotency-Key (`key_<field>`, `idempotency.record_values`)
+    by inserting its record, or taking over an expired one; the rest happens only when the
+    claim did. A live record of another request leaves the statement with no row. A concurrent
+    request with the same key waits at the claim for the other's commit and then finds the key
+    taken. Every create takes the key's lock before the counter's, so none deadlock.
     """
-    runs, events, labels, tasks = (
-        typed(Table, model.__table__) for model in (Run, RunEvent, RunLabel, OutboxMessage)
+    runs, events, labels, tasks, records = (
+        typed(Table, model.__table__)
+        for model in (Run, RunEvent, RunLabel, OutboxMessage, IdempotencyRecord)
     )
-    version = (
+    version_update = (
         update(VersionCounter)
         .where(VersionCounter.name == RUNS_COUNTER)
         .values(value=VersionCounter.value + 1)
-        .returning(VersionCounter.value)
-        .cte("version")
     )
+    if idempotent:
+        record = {name: _bound(records.c[name], f"key_{name}") for name in RECORD_FIELDS}
+        claim_key = (
+            pg_insert(records)
+            .from_select(list(record), select(*record.values()))
+            .on_conflict_do_update(
+                index_elements=[records.c.org_id, records.c.key],
+                set_={name: record[name] for name in RECORD_FIELDS[2:]},  # all but the key
+                where=records.c.expires_at <= record["created_at"],
+            )
+            .returning(records.c.run_id)
+            .cte("claim")
+        )
+        version_update = version_update.where(select(claim_key.c.run_id).exists())
+    version = version_update.returning(VersionCounter.value).cte("version")
     run_values = [_bound(runs.c[name], f"run_{name}") for name in RUN_FIELDS]
     run = (
         insert(runs)
@@ -178,7 +209,8 @@ def _one_statement() -> Select[Any]:
     ).add_cte(add_labels.cte("labels"), add_event.cte("event"), add_task.cte("task"))
 
 
-ONE_STATEMENT = _one_statement()
+ONE_STATEMENT = _one_statement(idempotent=False)
+ONE_IDEMPOTENT_STATEMENT = _one_statement(idempotent=True)
 
 
 def _parameters(new: NewRun) -> dict[str, Any]:
@@ -194,16 +226,40 @@ def _parameters(new: NewRun) -> dict[str, Any]:
 
 
 async def create_async(
-    db: AsyncDatabase, secret: str | None, body: RunCreate, touch_interval_s: int
-) -> RunOut:
-    """`service.create_run` without an idempotency key, on the event loop (PostgreSQL)."""
-    caller = await tenants.authenticate_async(db, secret, touch_interval_s)
+    db: AsyncDatabase,
+    secret: str | None,
+    body: RunCreate,
+    idempotency_key: str | None,
+    settings: Settings,
+) -> RunOut | None:
+    """`service.create_run` on the event loop (PostgreSQL), in one writing statement.
+
+    None when the Idempotency-Key is already taken: the caller answers through
+    `service.create_run`, which replays the earlier run or refuses a different body.
+    """
+    caller = await tenants.authenticate_async(db, secret, settings.key_touch_interval_seconds)
     caller.require(Role.MEMBER)
+    if idempotency_key is not None:
+        idempotency.validate_key(idempotency_key)
     wanted = tenants.wanted_project(caller, body.project)
     rows = await db.fetch(PROJECT_ID, {"org_id": caller.org_id, "wanted": wanted})
     project_id: str | None = rows[0]["id"] if rows else None
     tenants.judge_project(caller, wanted, project_id)
     assert project_id is not None  # judge_project raised otherwise
     new = plan(caller, body, project_id)
-    written = await db.write(ONE_STATEMENT, _parameters(new))
+    if idempotency_key is None:
+        written = await db.write(ONE_STATEMENT, _parameters(new))
+    else:
+        fingerprint = idempotency.request_hash(body.model_dump(mode="json"))
+        record = idempotency.record_values(
+            caller.org_id,
+            idempotency_key,
+            fingerprint,
+            new.run["id"],
+            settings.idempotency_ttl_hours,
+        )
+        claim = {f"key_{name}": value for name, value in record.items()}
+        written = await db.write(ONE_IDEMPOTENT_STATEMENT, _parameters(new) | claim)
+        if not written:
+            return None
     return document(new, int(written[0]["resource_version"]))

@@ -120,6 +120,16 @@ def api(local_app: FastAPI) -> Iterator[TestClient]:
 
 
 @pytest.fixture(scope="session")
+def threadpool_api(
+    postgres_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TestClient]:
+    """A second API process on the same database, with the event-loop queries turned off."""
+    settings = _settings(postgres_url, tmp_path_factory.mktemp("threadpool"), async_reads=False)
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
 def s3_api(s3_app: FastAPI) -> Iterator[TestClient]:
     with TestClient(s3_app, raise_server_exceptions=False) as test_client:
         yield test_client

@@ -8,26 +8,21 @@ PostgreSQL that statement runs on the event loop through asyncpg (core/aio.py); 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import psycopg
-import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import make_url
 
-from api.app import create_app
 from core.aio import APPLICATION_NAME, AsyncDatabase
 from core.db import session_scope
 from core.runs import service
 from core.runs.attempts import AttemptOutcome
-from core.settings import Settings
 from core.tenants.schemas import Principal, Role
 from tests.api.expect import assert_problem
 from tests.factories import Tenant, make_key, make_tenant
-from tests.training_api.conftest import SECRET, end_attempt, start, submit
+from tests.training_api.conftest import end_attempt, start, submit
 
 
 def _orm_read(client: TestClient, tenant: Tenant, run_id: str) -> dict[str, Any]:
@@ -107,24 +102,6 @@ def test_a_cancelled_runs_read_and_304_agree_on_both_databases(any_client: TestC
     assert read.headers["ETag"] == cancelled.headers["ETag"]
     again = {**tenant.headers, "If-None-Match": read.headers["ETag"]}
     assert any_client.get(f"/v1/runs/{run_id}", headers=again).status_code == 304
-
-
-@pytest.fixture(scope="module")
-def threadpool_api(
-    postgres_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[TestClient]:
-    """A second API process on the same database, with the event-loop reads turned off."""
-    root: Path = tmp_path_factory.mktemp("threadpool")
-    settings = Settings(
-        database_url=postgres_url,
-        key_touch_interval_seconds=0,
-        state_dir=root / "state",
-        storage_dir=root / "storage",
-        secret_key=SECRET,
-        async_reads=False,
-    )
-    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
-        yield client
 
 
 def test_on_postgres_the_event_loop_read_equals_the_threadpool_read(
