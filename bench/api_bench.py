@@ -35,6 +35,8 @@ from bench.loadgen import Latency, Request, Throughput
 from bench.servers import Served
 
 BARE = "bare FastAPI GET /bare (async def)"
+READ_FLOOR = "floor: bare + 1 SELECT by id (asyncpg)"
+CREATE_FLOOR = "floor: bare + the create statement"
 TARGET_RATIO = {"POST /v1/runs": 0.30, "GET /v1/runs/{id}": 0.50, "GET /v1/runs/{id} 304": 0.50}
 TARGET_P99_MS = {"GET /v1/runs?limit=50": 20.0, "GET /v1/runs?changed_since=N": 10.0}
 FEED = "GET /v1/runs?changed_since=N"
@@ -92,9 +94,12 @@ def _scenarios(seeded: seed.Seeded) -> list[Scenario]:
     auth = _auth(seeded)
     post = {**auth, "Content-Type": "application/json"}
     fresh = [{**auth, "If-None-Match": f'"{version}"'} for _, version in sample]
+    floor_create = f"/floor/create/{seeded.org_id}/{seeded.project_ids[0]}"
     return [
         Scenario(BARE, [Request("GET", "/bare")], server="bare"),
         Scenario("bare FastAPI, def route (threadpool)", [Request("GET", "/bare-sync")], "bare"),
+        Scenario(READ_FLOOR, [Request("GET", f"/floor/read/{i}") for i, _ in sample], "bare"),
+        Scenario(CREATE_FLOOR, [Request("POST", floor_create)], "bare"),
         Scenario("POST /v1/runs", [Request("POST", "/v1/runs", post, json.dumps(CREATE_BODY))]),
         Scenario("GET /v1/runs/{id}", [Request("GET", f"/v1/runs/{i}", auth) for i, _ in sample]),
         Scenario(
@@ -277,7 +282,8 @@ def main() -> None:
     reports: list[SizeReport] = []
     with tempfile.TemporaryDirectory(prefix="tp-bench-") as tmp:
         logs = Path(tmp)
-        with servers.serve("bench.bare_app:app", "/bare", {}, logs / "bare.log") as bare:
+        floor = {"TRAINPORT_BENCH_FLOOR_DB": seed.database_url()}  # re-made for each size
+        with servers.serve("bench.bare_app:app", "/bare", floor, logs / "bare.log") as bare:
             for runs in (int(x) for x in args.runs.split(",")):
                 reports.append(bench_size(args, runs, bare, logs))
     for report in reports:

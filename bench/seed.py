@@ -67,12 +67,17 @@ def dsn(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+def database_url(name: str = BENCH_DB) -> str:
+    """The benchmark database's SQLAlchemy URL."""
+    return make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+
+
 def recreate_database(name: str = BENCH_DB) -> str:
     """Drop and create the benchmark database; returns its SQLAlchemy URL."""
     with psycopg.connect(dsn(ADMIN_URL), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
-    return make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    return database_url(name)
 
 
 def _crockford(expr: str, chars: int) -> str:

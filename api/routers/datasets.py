@@ -59,6 +59,10 @@ VERSION_BODY: dict[str, Any] = {
     }
 }
 
+# A push of content the dataset already holds answers that version with 200 (not 201).
+KNOWN_CONTENT: dict[int | str, dict[str, Any]] = {
+    200: {"model": DatasetVersionOut, "description": "the existing version with this content"}
+}
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=DatasetOut)
 def create_dataset(body: DatasetCreate, caller: Caller, session: SessionDep) -> DatasetOut:
@@ -86,6 +90,7 @@ def get_dataset(dataset: DatasetName, caller: RunCaller, session: SessionDep) ->
     "/{dataset}/versions",
     status_code=status.HTTP_201_CREATED,
     response_model=DatasetVersionOut,
+    responses=KNOWN_CONTENT,
     openapi_extra=VERSION_BODY,
 )
 async def add_dataset_version(
@@ -141,6 +146,7 @@ def start_presigned_upload(
     "/{dataset}/uploads/{upload_id}/complete",
     status_code=status.HTTP_201_CREATED,
     response_model=DatasetVersionOut,
+    responses=KNOWN_CONTENT,
 )
 def complete_presigned_upload(
     dataset: DatasetName,

@@ -213,7 +213,8 @@ ONE_STATEMENT = _one_statement(idempotent=False)
 ONE_IDEMPOTENT_STATEMENT = _one_statement(idempotent=True)
 
 
-def _parameters(new: NewRun) -> dict[str, Any]:
+def parameters(new: NewRun) -> dict[str, Any]:
+    """`ONE_STATEMENT`'s parameters for a planned run."""
     return {
         **{f"run_{name}": new.run[name] for name in RUN_FIELDS},
         **{f"event_{name}": new.event[name] for name in EVENT_FIELDS},
@@ -248,7 +249,7 @@ async def create_async(
     assert project_id is not None  # judge_project raised otherwise
     new = plan(caller, body, project_id)
     if idempotency_key is None:
-        written = await db.write(ONE_STATEMENT, _parameters(new))
+        written = await db.write(ONE_STATEMENT, parameters(new))
     else:
         fingerprint = idempotency.request_hash(body.model_dump(mode="json"))
         record = idempotency.record_values(
@@ -259,7 +260,7 @@ async def create_async(
             settings.idempotency_ttl_hours,
         )
         claim = {f"key_{name}": value for name, value in record.items()}
-        written = await db.write(ONE_IDEMPOTENT_STATEMENT, _parameters(new) | claim)
+        written = await db.write(ONE_IDEMPOTENT_STATEMENT, parameters(new) | claim)
         if not written:
             return None
     return document(new, int(written[0]["resource_version"]))
