@@ -64,6 +64,7 @@ KNOWN_CONTENT: dict[int | str, dict[str, Any]] = {
     200: {"model": DatasetVersionOut, "description": "the existing version with this content"}
 }
 
+
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=DatasetOut)
 def create_dataset(body: DatasetCreate, caller: Caller, session: SessionDep) -> DatasetOut:
     dataset = service.create_dataset(session, caller, body)
