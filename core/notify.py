@@ -97,10 +97,11 @@ def _forget(session: Session) -> None:
 class PostgresListener:
     """A daemon thread that LISTENs on one dedicated connection and feeds the hub."""
 
-    def __init__(self, database_url: str, target: ChangeHub = hub) -> None:
+    def __init__(self, database_url: str, target: ChangeHub = hub, poll: float = 1.0) -> None:
         url = make_url(database_url).set(drivername="postgresql")
         self._dsn = url.render_as_string(hide_password=False)
         self._hub = target
+        self._poll = poll  # how often, at most, the thread looks up from its wait to stop
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="trainport-listen", daemon=True)
         self.ready = threading.Event()
@@ -126,7 +127,10 @@ class PostgresListener:
             conn.execute(f"LISTEN {CHANNEL}")
             self.ready.set()
             while not self._stop.is_set():
-                ids = [n.payload for n in conn.notifies(timeout=1.0)]
+                # stop_after: hand over what arrived at once. (Without it the generator keeps
+                # collecting until the timeout, and every waiter would wake up to 1 s late.)
+                arrived = conn.notifies(timeout=self._poll, stop_after=1)
+                ids = [n.payload for n in arrived]
                 if ids:
                     self._hub.publish(ids)
 
