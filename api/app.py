@@ -94,7 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Reads of runs (core/runs/reads.py, the run list) in autocommit on PostgreSQL.
     app.state.read_engine = db.read_engine(app.state.engine)
     app.state.read_sessionmaker = db.make_sessionmaker(app.state.read_engine)
-    # One run's reads on the event loop (core/aio.py); opened by the lifespan on PostgreSQL.
+    # Run reads and creates on the event loop (core/aio.py); opened by the lifespan on PostgreSQL.
     app.state.async_db = None
     problems.install(app)
     openapi.document_problems(app)

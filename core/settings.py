@@ -43,7 +43,7 @@ class Settings(BaseSettings):
     database_pool_size: int = Field(default=10, ge=1, le=200)
     async_reads: bool = Field(
         default=True,
-        description="PostgreSQL: run reads of one run on asyncpg in the event loop (core/aio.py)",
+        description="PostgreSQL: run reads, and run creation, on asyncpg in the event loop",
     )
     broker_url: str = Field(
         default="", description="Celery broker; empty means the embedded, serverless transport"
