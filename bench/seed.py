@@ -225,6 +225,8 @@ def seed(runs: int) -> Seeded:
     tenants = _tenants(url)
     head, measured = _fill(url, runs, tenants)
     with psycopg.connect(dsn(url), autocommit=True) as conn:
+        # As the README advises for production on SSDs (docker-compose.yml sets it too).
+        conn.execute(f'ALTER DATABASE "{BENCH_DB}" SET random_page_cost = 1.1')
         conn.execute("VACUUM ANALYZE")  # stats for the planner, visibility map for index scans
     return Seeded(
         database_url=url,

@@ -78,6 +78,12 @@ def test_compose_health_checks_cover_postgres_redis_and_the_api() -> None:
     assert "/readyz" in api_check
 
 
+def test_compose_postgres_plans_for_ssd_storage() -> None:
+    command = _compose()["services"]["postgres"]["command"]
+    assert command[0] == "postgres"
+    assert "random_page_cost=1.1" in command
+
+
 def test_compose_migrates_once_before_anything_else_starts() -> None:
     services = _compose()["services"]
     assert services["migrate"]["command"] == ["python", "-m", "api.admin", "migrate"]
