@@ -3,8 +3,9 @@
 `plan` decides everything a new run is made of (its id, generated name, spec document, labels,
 status, the `created` event) except its resource_version, which only the database hands out.
 Two writers use that plan: `service.create_run` through the ORM in the caller's transaction
-(SQLite, idempotent creates, and `TRAINPORT_ASYNC_READS=false`), and `create_async` from the
-event loop on PostgreSQL, in one statement.
+(SQLite, and `TRAINPORT_ASYNC_READS=false`), and `create_async` from the event loop on
+PostgreSQL, in one statement, with or without an Idempotency-Key (a replay of a key already
+taken goes back to `service.create_run`).
 
 Why one statement: a create claims the `runs` version counter, whose row lock it keeps until it
 commits (core/runs/versions.py), so concurrent creates take turns for the whole tail of their
