@@ -103,6 +103,17 @@ def test_a_non_finite_number_is_refused_not_stored_as_null(
     assert _no_runs(client, tenant)
 
 
+@pytest.mark.parametrize("text", [b"\\ud83d", b"\\udfff", b"a\\ud800b"])
+def test_half_a_surrogate_pair_is_refused_not_a_server_error(
+    client: TestClient, tenant: Tenant, text: bytes
+) -> None:
+    content = b'{"recipe": "lm", "parameters": {"note": "' + text + b'"}}'
+    headers = {**tenant.headers, "Content-Type": "application/json"}
+    response = client.post("/v1/runs", content=content, headers=headers)
+    assert "/parameters" in pointers(assert_problem(response, 422, "validation_error"))
+    assert _no_runs(client, tenant)
+
+
 @pytest.mark.parametrize("case", BAD_DOCUMENTS)
 def test_an_unreadable_document_is_a_422_about_the_whole_body(
     client: TestClient, tenant: Tenant, case: str
