@@ -24,6 +24,7 @@ DESCRIPTIONS = {
     413: "The request body is too large",
     422: "Invalid input; `errors` points at each bad field",
     500: "Unexpected server error; quote `request_id` when reporting it",
+    503: "The database is unreachable or overloaded; retry after `Retry-After` seconds",
 }
 FASTAPI_VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
 
@@ -96,5 +97,6 @@ def possible_problems(method: str, operation: dict[str, Any]) -> list[int]:
         413: has_body,
         422: bool(parameters) or has_body,
         500: True,
+        503: "security" in operation,  # every authenticated route reads the database
     }
     return [status for status, applies in checks.items() if applies]

@@ -12,9 +12,11 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from core.errors import FieldError, TrainportError
+from core.errors import DatabaseUnavailable, FieldError, TrainportError
 
 PROBLEM_TYPE_BASE = "https://trainport.dev/problems/"
 BODY_PARSE_ERROR = "There was an error parsing the body"  # FastAPI's own 400 detail
@@ -74,7 +76,22 @@ def _validation_errors(exc: RequestValidationError) -> list[FieldError]:
 async def _trainport_error(request: Request, exc: Exception) -> ProblemResponse:
     assert isinstance(exc, TrainportError)
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    if exc.status == 503:
+        headers = {"Retry-After": "1"}
+        request_id = getattr(request.state, "request_id", "-")
+        log.warning("database unavailable request_id=%s: %s", request_id, exc.__cause__ or exc)
     return problem(exc.status, exc.code, exc.title, exc.detail, request, exc.errors, headers)
+
+
+async def _database_error(request: Request, exc: Exception) -> ProblemResponse:
+    """The sync engine could not connect, lost its connection, or waited too long for one.
+
+    (SQLAlchemy's OperationalError is the driver's: connection failures, and also a statement
+    cancelled or a deadlock broken by the server; all of them are worth a retry.)
+    """
+    unavailable = DatabaseUnavailable()
+    unavailable.__cause__ = exc
+    return await _trainport_error(request, unavailable)
 
 
 async def _validation_error(request: Request, exc: Exception) -> ProblemResponse:
@@ -117,6 +134,8 @@ async def _unexpected(request: Request, exc: Exception) -> ProblemResponse:
 
 def install(app: FastAPI) -> None:
     app.add_exception_handler(TrainportError, _trainport_error)
+    app.add_exception_handler(OperationalError, _database_error)
+    app.add_exception_handler(PoolTimeout, _database_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -13,13 +13,15 @@ keeps the threadpool path.
 
 Besides the reads, one write runs here: a run's creation, as one statement
 (core/runs/creation.py). Reads are repeated once on a connection the server closed; a write
-never is, since it may have committed before the connection went.
+never is, since it may have committed before the connection went. A server that cannot be
+reached, or refuses work for now, is a `DatabaseUnavailable` (503 with Retry-After).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -29,6 +31,8 @@ from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.engine import make_url
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import Executable
+
+from core.errors import DatabaseUnavailable
 
 _DIALECT = asyncpg_dialect()  # type: ignore[no-untyped-call]  # `$1, $2, ...` parameters
 
@@ -54,6 +58,26 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
 
     (asyncpg's default reset is one more round trip per request.)
     """
+
+
+# What asyncpg raises when the server cannot be reached, went away, or refuses work for now
+# (starting up, shutting down, out of connections, a statement cancelled): a retry may succeed.
+_UNAVAILABLE = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.OperatorInterventionError,
+    asyncpg.InsufficientResourcesError,
+)
+
+
+@contextmanager
+def _unavailable_raised() -> Iterator[None]:
+    """Such failures as `DatabaseUnavailable` (a 503 with Retry-After), not as a 500."""
+    try:
+        yield
+    except _UNAVAILABLE as exc:
+        raise DatabaseUnavailable() from exc
 
 
 def _gone(conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record]) -> bool:
@@ -159,23 +183,25 @@ class AsyncDatabase:
         """The rows of a statement that changes data: one autocommit transaction, never repeated.
 
         A connection lost while it ran leaves it unknown whether it committed, so the error
-        reaches the caller (a 500; clients that retry send an Idempotency-Key). A connection
+        reaches the caller (a 503; clients that retry send an Idempotency-Key). A connection
         that was already dead when taken is still found out first: the request's reads (the
         key) run before its write, and a dead connection they meet replaces the pool's.
         """
         pool, sql, arguments = self._statement(statement, params, cache=True)
-        return cast(Rows, await pool.fetch(sql, *arguments))
+        with _unavailable_raised():
+            return cast(Rows, await pool.fetch(sql, *arguments))
 
     async def fetch(
         self, statement: Executable, params: Mapping[str, Any], *, cache: bool = True
     ) -> Rows:
         """The statement's rows. `cache=False` for statements built per call."""
         pool, sql, arguments = self._statement(statement, params, cache)
-        rows = await self._fetch_once(pool, sql, arguments)
-        if rows is None:
-            # The server closed the connection (a restart, an administrator) before the pool
-            # noticed. Whatever closed one has likely closed the others: replace them all, then
-            # repeat, which is safe for these statements (reads, and the key's touch).
-            await pool.expire_connections()
-            rows = await pool.fetch(sql, *arguments)
+        with _unavailable_raised():
+            rows = await self._fetch_once(pool, sql, arguments)
+            if rows is None:
+                # The server closed the connection (a restart, an administrator) before the
+                # pool noticed. Whatever closed one has likely closed the others: replace them
+                # all, then repeat, which is safe for these statements (reads, the key's touch).
+                await pool.expire_connections()
+                rows = await pool.fetch(sql, *arguments)
         return cast(Rows, rows)

@@ -68,6 +68,15 @@ class InvalidInput(TrainportError):
         super().__init__(detail, 422, "validation_error", "Invalid request", errors or [])
 
 
+class DatabaseUnavailable(TrainportError):
+    """The database could not be reached, or refused more work for now: worth a retry."""
+
+    def __init__(
+        self, detail: str = "The database is unreachable or overloaded; retry shortly."
+    ) -> None:
+        super().__init__(detail, 503, "database_unavailable", "Service unavailable")
+
+
 class IllegalTransition(TrainportError):
     """A status change the lifecycle forbids; a bug in the caller, never silently ignored."""
 
