@@ -8,8 +8,8 @@ revoked or expired key is refused at once, in every process. The connection come
 BEGIN/COMMIT would be two more round trips. The `*_async` twins run the same statements and the
 same rules on the event loop, through asyncpg (core/aio.py), without a worker thread.
 
-A run that waits to start (pending, queued) is left to the ORM path (`service.describe_run`):
-its `queue` needs the scheduler's plan.
+A queued run is left to the ORM path (`service.describe_run`): its `queue` needs the
+scheduler's plan. A pending one's is always the same (`explain.SUBMITTED`).
 """
 
 from __future__ import annotations
@@ -27,11 +27,11 @@ from core.runs.repository import RunFilter
 from core.runs.schemas import RunOut, RunPage
 from core.runs.service import visible
 from core.runs.states import RunStatus
+from core.scheduling import explain
 from core.tenants import service as tenants
 from core.tenants.repository import KEY_STATE_COLUMNS, PROJECT_ID
 from core.tenants.schemas import KeyState, Principal
 
-WAITING = frozenset({RunStatus.PENDING.value, RunStatus.QUEUED.value})
 Row = Mapping[Any, Any]  # a SQLAlchemy RowMapping or an asyncpg Record
 _KEY_LABELS = tuple(f"key_{name}" for name in KEY_STATE_COLUMNS)
 
@@ -75,7 +75,7 @@ async def run_version_async(
 def describe_run(
     conn: Connection, secret: str | None, run_id: str, touch_interval_s: int
 ) -> RunOut | None:
-    """The run as GET shows it, for the key `secret`; None when it waits to start."""
+    """The run as GET shows it, for the key `secret`; None when queued (see `_shown`)."""
     digest = tenants.presented_digest(secret)
     rows = [row._mapping for row in repository.keyed_run(conn, digest, run_id)]
     caller = _caller(conn, rows[0] if rows else None, touch_interval_s)
@@ -95,9 +95,13 @@ async def describe_run_async(
 
 
 def _shown(caller: Principal, run_id: str, rows: Sequence[Row]) -> RunOut | None:
-    if _visible(caller, run_id, rows[0] if rows else None)["status"] in WAITING:
-        return None
-    return RunOut.model_validate(_document(rows))
+    status = _visible(caller, run_id, rows[0] if rows else None)["status"]
+    if status == RunStatus.QUEUED.value:
+        return None  # its queue position needs the scheduler's plan (the ORM path)
+    document = _document(rows)
+    if status == RunStatus.PENDING.value:
+        document["queue"] = explain.SUBMITTED  # what `explain` says of every pending run
+    return RunOut.model_validate(document)
 
 
 def _document(rows: Sequence[Row]) -> dict[str, Any]:
