@@ -199,3 +199,24 @@ def test_a_pending_run_says_it_awaits_the_scheduler_and_a_fitting_one_is_ready(
     assert created["queue"]["position"] is None
     run_id = submit(fresh_client, tenant, **gpus(1))
     assert queue(fresh_client, tenant, run_id)["reason"] == "ready"
+
+
+def test_a_queue_answer_follows_every_change_at_once(fresh_client: TestClient) -> None:
+    """The plan explain keeps between reads is dropped as soon as a run, cluster or quota
+    changes (core/scheduling/explain.py), so no read shows a position a change has moved."""
+    factory, tenant = sessions(fresh_client), make_tenant(fresh_client)
+    cluster(factory, a100=4)
+    first, second = submit(fresh_client, tenant, **gpus(4)), submit(fresh_client, tenant, **gpus(2))
+    assert queue(fresh_client, tenant, second) == {
+        "position": 2,
+        "reason": "no_capacity",
+        "detail": "needs 2 x a100, largest free 0",
+    }
+    cluster(factory, a100=6)
+    assert queue(fresh_client, tenant, second)["reason"] == "ready"  # a cluster changed
+    fresh_client.post(f"/v1/runs/{first}/cancel", headers=tenant.headers).raise_for_status()
+    assert queue(fresh_client, tenant, second)["position"] == 1  # a run changed
+    fresh_client.put(
+        f"/v1/orgs/{tenant.org_id}/quota", json={"max_gpus": 1}, headers=tenant.headers
+    ).raise_for_status()
+    assert queue(fresh_client, tenant, second)["reason"] == "quota_exhausted"  # a quota changed
