@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Make sure the servers the test suite needs answer: PostgreSQL and Redis on 127.0.0.1.
-# Starts an installed-but-stopped server; fails with one line when a server is missing.
+# Make sure what the test suite needs is here: PostgreSQL and Redis answering on 127.0.0.1, and
+# bubblewrap (the local executor's sandbox). Starts an installed-but-stopped server, installs
+# bubblewrap from Debian's packages when it is missing and this runs as root; fails with one line
+# when something is missing and cannot be fixed here.
 set -u
 PGHOST=${TRAINPORT_TEST_PGHOST:-127.0.0.1}; PGPORT=${TRAINPORT_TEST_PGPORT:-5432}
 REDIS_PORT=${TRAINPORT_TEST_REDIS_PORT:-6379}
@@ -30,4 +32,15 @@ ensure_redis() {
   return 1
 }
 
-ensure_postgres && ensure_redis
+ensure_bubblewrap() {
+  command -v bwrap >/dev/null 2>&1 && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get install -y -q bubblewrap >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q bubblewrap >/dev/null 2>&1; }
+  fi
+  command -v bwrap >/dev/null 2>&1 && return 0
+  echo "make test: bubblewrap (bwrap) is missing and could not be installed (apt-get install bubblewrap)." >&2
+  return 1
+}
+
+ensure_postgres && ensure_redis && ensure_bubblewrap
