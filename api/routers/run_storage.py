@@ -9,14 +9,22 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, status
 
 from api.deps import RunCaller, SessionDep, SettingsDep
 from api.routers.runs import RunId
 from api.routing import UnitOfWorkRoute
 from core.models import utcnow
 from core.run_storage import service
-from core.run_storage.schemas import MAX_KEY_CHARS, PresignOut, PresignRequest, StorageListing
+from core.run_storage.schemas import (
+    MAX_KEY_CHARS,
+    MultipartComplete,
+    MultipartOut,
+    MultipartStart,
+    PresignOut,
+    PresignRequest,
+    StorageListing,
+)
 
 router = APIRouter(prefix="/v1/runs", tags=["run storage"], route_class=UnitOfWorkRoute)
 
@@ -55,3 +63,34 @@ def list_run_storage(
     storage = service.run_storage(session, caller, settings, run_id)
     session.commit()  # the storage listing comes next, outside any transaction
     return service.listing(storage, prefix, delimiter)
+
+
+@router.post(
+    "/{run_id}/storage/multipart", status_code=status.HTTP_201_CREATED, response_model=MultipartOut
+)
+def start_run_storage_multipart(
+    run_id: RunId,
+    body: MultipartStart,
+    caller: RunCaller,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> MultipartOut:
+    """Open a multipart upload of one `checkpoints/...` object (files above 5 GiB must use one;
+    S3 storage only). Presign its parts with `PUT_PART`, then complete it."""
+    storage = service.run_storage(session, caller, settings, run_id)
+    session.commit()  # S3 comes next, outside any transaction
+    return service.start_multipart(storage, body.key)
+
+
+@router.post("/{run_id}/storage/multipart/complete", status_code=status.HTTP_204_NO_CONTENT)
+def complete_run_storage_multipart(
+    run_id: RunId,
+    body: MultipartComplete,
+    caller: RunCaller,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> None:
+    """Join the parts that arrived (1..n, none missing: else 422 naming them) into the object."""
+    storage = service.run_storage(session, caller, settings, run_id)
+    session.commit()  # S3 comes next, outside any transaction
+    service.complete_multipart(storage, body.key, body.upload_id)

@@ -38,6 +38,7 @@ from core.errors import (
 )
 from core.models import RunAttempt
 from core.run_storage.schemas import (
+    MultipartOut,
     PresignedOperation,
     PresignOperation,
     PresignOut,
@@ -50,6 +51,7 @@ from core.runs.service import get_run
 from core.settings import Settings
 from core.storage.backends import store_for_uri
 from core.storage.base import ObjectStore
+from core.storage.s3 import S3ObjectStore
 from core.tenants.schemas import Principal
 
 CHECKPOINTS = "checkpoints/"
@@ -159,15 +161,33 @@ def presign(
     return PresignOut(expires_at=now + timedelta(seconds=seconds), operations=signed)
 
 
-def _presign_one(storage: RunStorage, op: PresignOperation, seconds: int) -> str:
-    if op.key.endswith("/"):
+def _object(storage: RunStorage, key: str, method: StorageMethod) -> Target:
+    """A single object's target (not a folder), for `method`."""
+    if key.endswith("/"):
         raise InvalidInput(
-            f"{op.key!r} names a folder: presign objects one by one, and list a folder with "
+            f"{key!r} names a folder: presign objects one by one, and list a folder with "
             "GET /v1/runs/{run_id}/storage/objects."
         )
-    target = resolve(storage, op.key, op.method)
+    target = resolve(storage, key, method)
     if target.dataset is not None and target.key not in target.dataset.sizes:
-        raise NotFound(f"{op.key!r} is not a file of the dataset version pinned for this run.")
+        raise NotFound(f"{key!r} is not a file of the dataset version pinned for this run.")
+    return target
+
+
+def _local_storage() -> TrainportError:
+    return Conflict(
+        "This platform keeps objects on local disk, where nothing is presigned: use the "
+        "file:// paths of TRAINPORT_CHECKPOINT_URI and TRAINPORT_DATASETS directly.",
+        code="local_storage",
+    )
+
+
+def _presign_one(storage: RunStorage, op: PresignOperation, seconds: int) -> str:
+    method = StorageMethod.PUT if op.method is StorageMethod.PUT_PART else op.method
+    target = _object(storage, op.key, method)
+    if op.method is StorageMethod.PUT_PART and op.upload_id and op.part_number:  # both: schema
+        store = _multipart_store(target)
+        return store.presigned_part_url(target.key, op.upload_id, op.part_number, seconds)
     signers: dict[StorageMethod, Callable[[str, int], str | None]] = {
         StorageMethod.GET: target.store.presigned_url,
         StorageMethod.PUT: target.store.presigned_put_url,
@@ -175,12 +195,38 @@ def _presign_one(storage: RunStorage, op: PresignOperation, seconds: int) -> str
     }
     url = signers[op.method](target.key, seconds)
     if url is None:
-        raise Conflict(
-            "This platform keeps objects on local disk, where nothing is presigned: use the "
-            "file:// paths of TRAINPORT_CHECKPOINT_URI and TRAINPORT_DATASETS directly.",
-            code="local_storage",
-        )
+        raise _local_storage()
     return url
+
+
+def _multipart_store(target: Target) -> S3ObjectStore:
+    if not isinstance(target.store, S3ObjectStore):
+        raise _local_storage()
+    return target.store
+
+
+def start_multipart(storage: RunStorage, key: str) -> MultipartOut:
+    """Open an S3 multipart upload of one object (storage I/O: no transaction open)."""
+    target = _object(storage, key, StorageMethod.PUT)
+    upload_id = _multipart_store(target).start_multipart(target.key)
+    return MultipartOut(key=key, upload_id=upload_id)
+
+
+def complete_multipart(storage: RunStorage, key: str, upload_id: str) -> None:
+    """Join the parts that arrived, 1..n with none missing (the API lists them itself, so the
+    run need not report ETags)."""
+    target = _object(storage, key, StorageMethod.PUT)
+    store = _multipart_store(target)
+    parts = store.uploaded_parts(target.key, upload_id)
+    if parts is None:
+        raise NotFound(f"No open multipart upload {upload_id} of {key!r} (completed or aborted).")
+    missing = sorted(set(range(1, max(parts, default=0) + 1)) - set(parts))
+    if not parts or missing:
+        raise InvalidInput(
+            f"Multipart upload of {key!r} is missing parts {missing or [1]}: PUT them, then "
+            "complete again."
+        )
+    store.complete_multipart(target.key, upload_id, [parts[n][1] for n in sorted(parts)])
 
 
 def listing(storage: RunStorage, prefix: str, delimiter: str | None) -> StorageListing:

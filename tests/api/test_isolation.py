@@ -30,6 +30,11 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/v1/runs/{run_id}/storage/presign"): {
         "operations": [{"method": "GET", "key": "checkpoints/step-0000000001/COMMIT"}]
     },
+    ("POST", "/v1/runs/{run_id}/storage/multipart"): {"key": "checkpoints/step-0000000001/w"},
+    ("POST", "/v1/runs/{run_id}/storage/multipart/complete"): {
+        "key": "checkpoints/step-0000000001/w",
+        "upload_id": "x",
+    },
     ("POST", "/v1/runs/{run_id}/checkpoints"): {
         "step": 1,
         "path": "step-0000000001/",

@@ -186,3 +186,62 @@ def test_on_local_storage_the_run_is_told_to_use_its_paths(
     run = start(client, submit(client, tenant))
     assert_refused(presign(client, run, ("PUT", CKPT)), 409, "local_storage")
     assert listed(client, run, "checkpoints/")["objects"] == []
+
+
+MIB = 2**20
+
+
+def start_multipart(client: TestClient, run: Started, key: str) -> httpx.Response:
+    path = f"/v1/runs/{run.run_id}/storage/multipart"
+    return client.post(path, json={"key": key}, headers=run.headers)
+
+
+def complete_multipart(
+    client: TestClient, run: Started, key: str, upload_id: str
+) -> httpx.Response:
+    path = f"/v1/runs/{run.run_id}/storage/multipart/complete"
+    return client.post(path, json={"key": key, "upload_id": upload_id}, headers=run.headers)
+
+
+def put_part(client: TestClient, run: Started, upload_id: str, number: int, data: bytes) -> None:
+    body = {
+        "operations": [
+            {"method": "PUT_PART", "key": CKPT, "upload_id": upload_id, "part_number": number}
+        ]
+    }
+    answer = client.post(f"/v1/runs/{run.run_id}/storage/presign", json=body, headers=run.headers)
+    assert answer.status_code == 200, answer.text
+    assert httpx.put(answer.json()["operations"][0]["url"], content=data).status_code == 200
+
+
+def test_a_large_checkpoint_file_goes_up_in_parts(storage_api: TestClient) -> None:
+    run = start(storage_api, submit(storage_api, make_tenant(storage_api)))
+    opened = start_multipart(storage_api, run, CKPT)
+    assert opened.status_code == 201, opened.text
+    upload_id = opened.json()["upload_id"]
+    first, second = b"a" * (5 * MIB), b"tail"
+    put_part(storage_api, run, upload_id, 2, second)
+    early = complete_multipart(storage_api, run, CKPT, upload_id)
+    assert_refused(early, 422, "validation_error")  # part 1 is missing, and named
+    assert "[1]" in early.json()["detail"]
+    put_part(storage_api, run, upload_id, 1, first)
+    assert complete_multipart(storage_api, run, CKPT, upload_id).status_code == 204
+    assert httpx.get(url_of(storage_api, run, "GET", CKPT)).content == first + second
+    again = complete_multipart(storage_api, run, CKPT, upload_id)
+    assert_refused(again, 404, "not_found")  # the upload is spent
+
+
+def test_multipart_stays_inside_the_runs_checkpoints(storage_api: TestClient) -> None:
+    run = run_with_corpus(storage_api, make_tenant(storage_api), {"a.txt": b"alpha"})
+    assert_refused(start_multipart(storage_api, run, "datasets/corpus/a.txt"), 403, "read_only")
+    outside = start_multipart(storage_api, run, "checkpoints/../../run_x/checkpoints/w")
+    assert_refused(outside, 403, "outside_run_storage")
+    no_id = presign(storage_api, run, ("PUT_PART", CKPT))
+    assert_refused(no_id, 422, "validation_error")
+
+
+def test_multipart_on_local_storage_is_told_to_use_its_paths(
+    client: TestClient, tenant: Tenant
+) -> None:
+    run = start(client, submit(client, tenant))
+    assert_refused(start_multipart(client, run, CKPT), 409, "local_storage")

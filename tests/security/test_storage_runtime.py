@@ -23,6 +23,9 @@ from tests.security.storage_fixtures import (
     storage_app,
 )
 from tests.training_api.conftest import create_dataset, start, submit, upload
+from trainport.runtime import Checkpoints
+from trainport.runtime.api import RunAPI
+from trainport.runtime.platform_store import PlatformStore
 
 __all__ = ["live_storage_api", "s3_endpoint", "storage_api", "storage_app"]  # fixtures
 
@@ -117,3 +120,23 @@ def make_bucket_client(endpoint: str) -> Any:
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
     )
+
+
+def test_a_file_above_the_threshold_goes_up_in_parts_and_verifies(
+    storage_api: TestClient, live_storage_api: str, tmp_path: Path
+) -> None:
+    run = start(storage_api, submit(storage_api, make_tenant(storage_api)))
+    api = RunAPI(live_storage_api, run.run_id, run.token)
+    small_parts = {"multipart_threshold": 5 * 2**20, "part_bytes": 5 * 2**20}
+    uri = run.env["TRAINPORT_CHECKPOINT_URI"]
+    weights = tmp_path / "weights.bin"
+    weights.write_bytes(os.urandom(11 * 2**20))  # three parts: 5, 5 and 1 MiB
+    try:
+        writer = Checkpoints(PlatformStore(uri, tmp_path / "a", api, **small_parts))
+        writer.save_files({"weights.bin": weights}, step=7)
+        reader = Checkpoints(PlatformStore(uri, tmp_path / "b", api, **small_parts))
+        latest = reader.latest()
+        assert latest is not None
+        assert (latest.verify() / "weights.bin").read_bytes() == weights.read_bytes()
+    finally:
+        api.close()

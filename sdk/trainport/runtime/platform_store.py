@@ -5,8 +5,11 @@ A run holds no storage credential (docs/runtime-api.md, section 7): for each obj
 its checkpoint folder with `GET /v1/runs/{id}/storage/objects`. Keys are relative to the run's
 storage root: `checkpoints/step-<step:010d>/<path>`.
 
-The guarantees are those of `S3Store`: every file is uploaded before `COMMIT`; deleting removes
-`COMMIT` first; a download is kept only once every file matched its sha256 in `COMMIT`.
+A file above `multipart_threshold` goes up in parts (S3 takes at most 5 GiB in one PUT): the
+API opens a multipart upload, each part is presigned (`PUT_PART`) right before it is sent, and
+the API joins them. The guarantees are those of `S3Store`: every file is uploaded before
+`COMMIT`; deleting removes `COMMIT` first; a download is kept only once every file matched its
+sha256 in `COMMIT`.
 """
 
 from __future__ import annotations
@@ -24,28 +27,55 @@ from trainport.runtime.digests import FileEntry, file_sha256, walk_files
 COMMIT = "COMMIT"
 ROOT = "checkpoints/"
 PRESIGN_BATCH = 1000  # the most operations the API presigns in one request
+MULTIPART_THRESHOLD = 256 * 2**20
+PART_BYTES = 64 * 2**20  # S3: at least 5 MiB (but the last), at most 10 000 parts
+MAX_PARTS = 10_000
 
 
 class PlatformStore:
     """The run's checkpoint location (`uri`, informative) through the run storage routes."""
 
-    def __init__(self, uri: str, cache_dir: Path, api: RunAPI) -> None:
+    def __init__(
+        self,
+        uri: str,
+        cache_dir: Path,
+        api: RunAPI,
+        *,
+        multipart_threshold: int = MULTIPART_THRESHOLD,
+        part_bytes: int = PART_BYTES,
+    ) -> None:
         self.uri, self.api = uri, api
+        self.multipart_threshold, self.part_bytes = multipart_threshold, part_bytes
         self.cache = cache_dir / "checkpoints" / hashlib.sha256(uri.encode()).hexdigest()[:16]
 
     @staticmethod
     def _key(name: str, path: str = "") -> str:
         return f"{ROOT}{name}/{path}"
 
-    def _presign(self, method: str, keys: list[str]) -> list[str]:
+    def _presign(self, method: str, keys: list[str], **extra: Any) -> list[str]:
         urls: list[str] = []
         for start in range(0, len(keys), PRESIGN_BATCH):
-            operations = [{"method": method, "key": k} for k in keys[start : start + PRESIGN_BATCH]]
-            answer = self.api.post(
-                self.api.run_path("/storage/presign"), {"operations": operations}
-            )
+            batch = keys[start : start + PRESIGN_BATCH]
+            body = {"operations": [{"method": method, "key": key, **extra} for key in batch]}
+            answer = self.api.post(self.api.run_path("/storage/presign"), body)
             urls.extend(str(op["url"]) for op in answer["operations"])
         return urls
+
+    def _upload(self, key: str, path: Path) -> None:
+        size = path.stat().st_size
+        if size <= self.multipart_threshold:
+            [url] = self._presign("PUT", [key])
+            self.api.upload(url, path)
+            return
+        part_bytes = max(self.part_bytes, -(-size // MAX_PARTS))
+        opened = self.api.post(self.api.run_path("/storage/multipart"), {"key": key})
+        upload_id = str(opened["upload_id"])
+        with path.open("rb") as source:
+            for number in range(1, -(-size // part_bytes) + 1):
+                [url] = self._presign("PUT_PART", [key], upload_id=upload_id, part_number=number)
+                self.api.upload(url, source.read(part_bytes))
+        complete = {"key": key, "upload_id": upload_id}
+        self.api.post(self.api.run_path("/storage/multipart/complete"), complete)
 
     def _listing(self, prefix: str, delimiter: bool = False) -> Any:
         query = {"prefix": prefix, **({"delimiter": "/"} if delimiter else {})}
@@ -58,8 +88,7 @@ class PlatformStore:
 
     def publish(self, staging: Path, name: str, marker: bytes) -> None:
         for relative, path in walk_files(staging):  # one URL at a time: each is used at once
-            [url] = self._presign("PUT", [self._key(name, relative)])
-            self.api.upload(url, path)
+            self._upload(self._key(name, relative), path)
         [commit] = self._presign("PUT", [self._key(name, COMMIT)])
         self.api.upload(commit, marker)  # last: the checkpoint exists from here on
         shutil.rmtree(staging, ignore_errors=True)
