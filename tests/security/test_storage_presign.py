@@ -133,6 +133,17 @@ def test_keys_outside_the_runs_storage_are_refused(storage_api: TestClient, key:
     assert_refused(mixed, 403, "outside_run_storage")
 
 
+@pytest.mark.parametrize(
+    "prefix", ["checkpoints/../", "checkpoints/../../", "orgs/", "/", "datasets/nope/", "runs/"]
+)
+def test_listing_outside_the_runs_storage_is_refused(storage_api: TestClient, prefix: str) -> None:
+    run = start(storage_api, submit(storage_api, make_tenant(storage_api)))
+    response = storage_api.get(
+        f"/v1/runs/{run.run_id}/storage/objects", params={"prefix": prefix}, headers=run.headers
+    )
+    assert_refused(response, 403, "outside_run_storage")
+
+
 def test_another_orgs_dataset_of_the_same_name_is_out_of_reach(storage_api: TestClient) -> None:
     run_with_corpus(storage_api, make_tenant(storage_api), {"secret.txt": b"org A's data"})
     run_b = run_with_corpus(storage_api, make_tenant(storage_api), {"b.txt": b"org B's data"})
