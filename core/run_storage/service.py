@@ -163,12 +163,12 @@ def presign(
 
 def _object(storage: RunStorage, key: str, method: StorageMethod) -> Target:
     """A single object's target (not a folder), for `method`."""
+    target = resolve(storage, key, method)  # first: a key outside is a 403, folder or not
     if key.endswith("/"):
         raise InvalidInput(
             f"{key!r} names a folder: presign objects one by one, and list a folder with "
             "GET /v1/runs/{run_id}/storage/objects."
         )
-    target = resolve(storage, key, method)
     if target.dataset is not None and target.key not in target.dataset.sizes:
         raise NotFound(f"{key!r} is not a file of the dataset version pinned for this run.")
     return target
