@@ -25,6 +25,7 @@ from api.routers import (
     metrics,
     provenance,
     quotas,
+    run_storage,
     runs,
     tenants,
 )
@@ -110,6 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(quotas.router)
     app.include_router(metrics.router)
     app.include_router(checkpoints.router)
+    app.include_router(run_storage.router)
     app.include_router(datasets.router)
     app.include_router(provenance.router)
     return app

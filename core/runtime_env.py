@@ -2,6 +2,10 @@
 
 Built in the launch transaction: it freezes the run's provenance record on its first launch,
 mints the attempt's run token, and names the run's checkpoint location and pinned datasets.
+
+It holds no platform credential (issue 12): no storage keys, signing key, database or broker
+URL. The run token is the run's only credential; on S3 storage the run reaches its own prefixes
+through the API's storage routes (api/routers/run_storage.py), which presign each request.
 """
 
 from __future__ import annotations
@@ -14,8 +18,8 @@ from core.checkpoints.service import location
 from core.datasets.pinning import pinned
 from core.models import Run
 from core.provenance.service import freeze
-from core.settings import Settings, StorageBackend
-from core.storage.backends import s3_environment, store_for_uri
+from core.settings import Settings
+from core.storage.backends import store_for_uri
 from core.tenants import run_tokens
 
 
@@ -31,7 +35,7 @@ def launch_environment(
         for name, (_, version) in pinned(session, run.id).items()
     }
     secret = settings.secret_key.get_secret_value()
-    env = {
+    return {
         "TRAINPORT_API_URL": settings.public_url.rstrip("/"),
         "TRAINPORT_RUN_ID": run.id,
         "TRAINPORT_ATTEMPT": str(attempt),
@@ -40,7 +44,3 @@ def launch_environment(
         "TRAINPORT_DATASETS": json.dumps(datasets, sort_keys=True),
         "TRAINPORT_CACHE_DIR": str((settings.state_dir / "cache").resolve()),
     }
-    uses_s3 = settings.storage_backend is StorageBackend.S3 or any(
-        entry["uri"].startswith("s3://") for entry in datasets.values()
-    )
-    return env | (s3_environment(settings) if uses_s3 else {})

@@ -174,6 +174,13 @@ class Settings(BaseSettings):
     s3_multipart_threshold_bytes: int = Field(default=64 * 2**20, ge=5 * 2**20)
     s3_multipart_chunk_bytes: int = Field(default=16 * 2**20, ge=5 * 2**20)
     presigned_url_seconds: int = Field(default=900, ge=1, le=7 * 24 * 3600)
+    # Runs reach storage through the API (issue 12).
+    run_presigned_url_seconds: int = Field(
+        default=300,
+        ge=1,
+        le=24 * 3600,
+        description="Lifetime of URLs presigned for a run's token (at most presigned_url_seconds)",
+    )
     max_upload_bytes: int = Field(
         default=10 * 2**30, ge=1024, description="Largest dataset upload through the API"
     )

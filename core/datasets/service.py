@@ -167,9 +167,12 @@ def manifest(
 ) -> Manifest:
     version = get_version(session, caller, name, ref)
     store = store_for_uri(settings, version.org_id, version.uri, version.storage_key)
+    seconds = settings.presigned_url_seconds
+    if caller.run_id is not None:  # a run's URLs are shorter-lived (issue 12)
+        seconds = min(seconds, settings.run_presigned_url_seconds)
     files = []
     for entry in version.files:
-        url = store.presigned_url(entry["path"], settings.presigned_url_seconds)
+        url = store.presigned_url(entry["path"], seconds)
         route = f"/v1/datasets/{name}/versions/{version.version}/files/{quote(entry['path'])}"
         files.append(ManifestFile(**entry, url=url or route))
     return Manifest(dataset=name, version=version.version, digest=version.digest, files=files)

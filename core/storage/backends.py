@@ -1,4 +1,4 @@
-"""The object store the settings select, and the environment a run needs to reach it."""
+"""The object store the settings select (runs never get its credentials: issue 12)."""
 
 from __future__ import annotations
 
@@ -61,16 +61,3 @@ def store_for_uri(
     if storage_key is not None:
         return org_store(settings, org_id).scoped(storage_key)
     return external_s3(settings, uri)
-
-
-def s3_environment(settings: Settings) -> dict[str, str]:
-    """The AWS_* variables that point a plain boto3 client inside a run at the same store."""
-    secret = settings.s3_secret_access_key
-    candidates = {
-        "AWS_ENDPOINT_URL": settings.s3_endpoint_url,
-        "AWS_ACCESS_KEY_ID": settings.s3_access_key_id,
-        "AWS_SECRET_ACCESS_KEY": secret.get_secret_value() if secret else None,
-        "AWS_DEFAULT_REGION": settings.s3_region,
-        "AWS_REGION": settings.s3_region,
-    }
-    return {name: value for name, value in candidates.items() if value}

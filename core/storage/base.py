@@ -75,6 +75,9 @@ class ObjectStore(Protocol):
     def presigned_put_url(self, key: str, seconds: int) -> str | None:
         """A short-lived PUT URL for one object, or None where clients cannot upload directly."""
 
+    def presigned_delete_url(self, key: str, seconds: int) -> str | None:
+        """A short-lived DELETE URL for one object, or None where clients cannot delete directly."""
+
 
 class HashingReader:
     """A read-once, non-seekable view of `raw` that hashes and counts what is read."""

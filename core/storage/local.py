@@ -101,3 +101,6 @@ class LocalObjectStore:
 
     def presigned_put_url(self, key: str, seconds: int) -> str | None:
         return None  # local files arrive through the API's streamed upload
+
+    def presigned_delete_url(self, key: str, seconds: int) -> str | None:
+        return None  # a run on this machine deletes its own checkpoint files in place

@@ -163,6 +163,14 @@ class S3ObjectStore:
         )
         return url
 
+    def presigned_delete_url(self, key: str, seconds: int) -> str | None:
+        url: str = self.client.generate_presigned_url(
+            "delete_object",
+            Params={"Bucket": self.bucket, "Key": self._key(key)},
+            ExpiresIn=seconds,
+        )
+        return url
+
     # Presigned multipart uploads: the client PUTs the parts, the platform lists and joins them.
 
     def start_multipart(self, key: str) -> str:

@@ -27,6 +27,14 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("PUT", "/v1/orgs/{org_id}/projects/{project}/quota"): {"max_gpus": 1},
     ("POST", "/v1/runs/{run_id}/metrics"): {"points": []},
     ("POST", "/v1/runs/{run_id}/heartbeat"): {},
+    ("POST", "/v1/runs/{run_id}/storage/presign"): {
+        "operations": [{"method": "GET", "key": "checkpoints/step-0000000001/COMMIT"}]
+    },
+    ("POST", "/v1/runs/{run_id}/storage/multipart"): {"key": "checkpoints/step-0000000001/w"},
+    ("POST", "/v1/runs/{run_id}/storage/multipart/complete"): {
+        "key": "checkpoints/step-0000000001/w",
+        "upload_id": "x",
+    },
     ("POST", "/v1/runs/{run_id}/checkpoints"): {
         "step": 1,
         "path": "step-0000000001/",

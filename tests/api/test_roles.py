@@ -25,6 +25,14 @@ WRITE_BODIES: dict[tuple[str, str], dict[str, Any] | None] = {
     ("POST", "/v1/runs/{run_id}/metrics"): {"points": []},
     ("POST", "/v1/runs/{run_id}/heartbeat"): {},
     ("POST", "/v1/runs/{run_id}/checkpoints"): {"step": 1, "path": "step-0000000001/", "files": []},
+    ("POST", "/v1/runs/{run_id}/storage/presign"): {
+        "operations": [{"method": "GET", "key": "checkpoints/step-0000000001/COMMIT"}]
+    },
+    ("POST", "/v1/runs/{run_id}/storage/multipart"): {"key": "checkpoints/step-0000000001/w"},
+    ("POST", "/v1/runs/{run_id}/storage/multipart/complete"): {
+        "key": "checkpoints/step-0000000001/w",
+        "upload_id": "x",
+    },
     ("POST", "/v1/datasets"): {"name": "corpus"},
     ("POST", "/v1/datasets/{dataset}/versions"): {"source": "s3://bucket/prefix/"},
     ("POST", "/v1/datasets/{dataset}/uploads"): {"files": [{"path": "a.txt", "size": 1}]},

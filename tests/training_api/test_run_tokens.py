@@ -58,6 +58,10 @@ def test_another_runs_token_is_rejected(api: TestClient, org: Tenant) -> None:
     assert api.post(f"{base}/metrics", json=points, headers=other.headers).status_code == 404
     assert api.post(f"{base}/heartbeat", json={}, headers=other.headers).status_code == 404
     assert api.get(f"{base}/checkpoints", headers=other.headers).status_code == 404
+    presign = {"operations": [{"method": "PUT", "key": "checkpoints/step-0000000001/w"}]}
+    crossed = api.post(f"{base}/storage/presign", json=presign, headers=other.headers)
+    assert crossed.status_code == 404
+    assert api.get(f"{base}/storage/objects", headers=other.headers).status_code == 404
 
 
 def test_forged_tokens_and_finished_runs_get_401(api: TestClient, org: Tenant) -> None:

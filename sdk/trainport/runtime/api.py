@@ -1,7 +1,8 @@
 """The run's own connection to the platform: its token, its routes, downloads.
 
 Only what a run may call with its run token (docs/runtime-api.md, section 2): posting metrics,
-heartbeats and checkpoints, and reading the manifests and files of the datasets it pinned.
+heartbeats and checkpoints, reading the manifests and files of the datasets it pinned, and
+presigning its own storage (section 7). Presigned URLs are absolute and go without the token.
 """
 
 from __future__ import annotations
@@ -78,5 +79,52 @@ class RunAPI:
         except httpx.HTTPError as exc:
             raise RunAPIError(f"GET {url}: {exc or type(exc).__name__}") from exc
 
+    def upload(self, url: str, source: Path | bytes) -> None:
+        """PUT a file (streamed, its length sent first: S3 takes no chunked PUT) or bytes to a
+        presigned URL."""
+        try:
+            if isinstance(source, bytes):
+                response = self._http.put(url, content=source, timeout=60.0)
+            else:
+                with source.open("rb") as body:
+                    length = {"Content-Length": str(source.stat().st_size)}
+                    response = self._http.put(url, content=body, headers=length, timeout=None)
+        except httpx.HTTPError as exc:
+            raise RunAPIError(f"PUT {_bare(url)}: {exc or type(exc).__name__}") from exc
+        if response.status_code >= 300:
+            raise RunAPIError(
+                f"PUT {_bare(url)}: HTTP {response.status_code}", response.status_code
+            )
+
+    def fetch(self, url: str) -> bytes | None:
+        """A small object from a presigned GET URL; None when it does not exist."""
+        try:
+            response = self._http.get(url, timeout=60.0)
+        except httpx.HTTPError as exc:
+            raise RunAPIError(f"GET {_bare(url)}: {exc or type(exc).__name__}") from exc
+        if response.status_code == 404:
+            return None
+        if response.status_code >= 300:
+            raise RunAPIError(
+                f"GET {_bare(url)}: HTTP {response.status_code}", response.status_code
+            )
+        return response.content
+
+    def delete(self, url: str) -> None:
+        """DELETE through a presigned URL; an object already gone counts as deleted."""
+        try:
+            response = self._http.delete(url, timeout=60.0)
+        except httpx.HTTPError as exc:
+            raise RunAPIError(f"DELETE {_bare(url)}: {exc or type(exc).__name__}") from exc
+        if response.status_code >= 300 and response.status_code != 404:
+            raise RunAPIError(
+                f"DELETE {_bare(url)}: HTTP {response.status_code}", response.status_code
+            )
+
     def close(self) -> None:
         self._http.close()
+
+
+def _bare(url: str) -> str:
+    """A presigned URL without its query: the signature stays out of error messages and logs."""
+    return url.split("?", 1)[0]

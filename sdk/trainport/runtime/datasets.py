@@ -4,7 +4,9 @@
   digest; the check is remembered (by path, size and mtime of every file) so later attempts do
   not hash again.
 - Anything else (`s3://`) is downloaded into `$TRAINPORT_CACHE_DIR/datasets/<digest hex>/` from
-  the URLs of the version's manifest (or with boto3 from the prefix when there is no API),
+  the presigned URLs of the version's manifest, read with the run token (a URL that expired is
+  presigned again through the run's storage routes); only outside a platform run (no API) with
+  boto3 and the user's own credentials, from the prefix,
   each file checked against its sha256 and the whole against the digest, then renamed into
   place: the cache folder exists only once complete, and is reused by later attempts.
 
@@ -21,10 +23,12 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from urllib.parse import quote, urlparse
 
-from trainport.runtime.api import RunAPI
+from trainport.runtime.api import RunAPI, RunAPIError
 from trainport.runtime.digests import FileEntry, file_sha256, safe_relative, tree_digest, walk_files
 from trainport.runtime.environment import DatasetRef, file_uri_path
 from trainport.runtime.stores import boto3
+
+EXPIRED_URL_STATUSES = (400, 403)  # how S3 answers a presigned URL past its expiry
 
 
 class DatasetVerificationError(Exception):
@@ -121,7 +125,21 @@ class Dataset:
                 f"/v1/datasets/{quote(self.name, safe='')}/versions/{self.digest}/files/"
                 + quote(entry.path)
             )
-            self._api.download(url, partial / entry.path)
+            try:
+                self._api.download(url, partial / entry.path)
+            except RunAPIError as exc:
+                if exc.status not in EXPIRED_URL_STATUSES or not url.startswith("http"):
+                    raise
+                # The manifest's presigned URLs are short-lived: ask for this file's again.
+                self._api.download(self._fresh_url(entry.path), partial / entry.path)
+
+    def _fresh_url(self, path: str) -> str:
+        """A new presigned URL for one file, through the run's storage (its run token)."""
+        key = f"datasets/{self.name}/{path}"
+        body = {"operations": [{"method": "GET", "key": key}]}
+        assert self._api is not None
+        answer = self._api.post(self._api.run_path("/storage/presign"), body)
+        return str(answer["operations"][0]["url"])
 
     def _check_files(self, entries: list[FileEntry], root: Path) -> None:
         for entry in entries:
@@ -163,7 +181,8 @@ def _stat(root: Path, relative: str) -> tuple[str, int, int]:
 
 
 def _fetch_from_s3(uri: str, partial: Path) -> list[FileEntry]:
-    """Without an API: every object under the prefix, with boto3."""
+    """Without an API (outside a platform run): every object under the prefix, with boto3 and
+    the user's own credentials; a platform run holds none."""
     client = boto3().client("s3")
     parsed = urlparse(uri)
     bucket, prefix = parsed.netloc, parsed.path.lstrip("/")

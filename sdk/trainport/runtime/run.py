@@ -74,7 +74,7 @@ class Run:
             self.reporter = Reporter(sink, self.buffer, interval=interval)
             self.reporter.set_heartbeat(self._heartbeat())  # alive from the start
         self.checkpoints = Checkpoints(
-            open_store(environment.checkpoint_uri, environment.cache_dir),
+            open_store(environment.checkpoint_uri, environment.cache_dir, api),
             keep_last=keep_checkpoints,
             writer=environment.is_main,
             on_saved=self._checkpoint_saved,

@@ -5,8 +5,11 @@ written last, a `COMMIT` marker. The stores make "written last" true:
 
 - `LocalStore` stages the files in a hidden sibling folder, writes `COMMIT` there, syncs, and
   renames the folder into place: the step folder appears complete or not at all.
-- `S3Store` uploads every file (boto3 switches to multipart for large ones) and only then puts
-  `COMMIT`; a cut upload leaves a folder without one, which readers ignore.
+- `PlatformStore` (platform_store.py), inside a platform run on S3 storage: every file goes up
+  through a presigned URL the API mints for the run token, and only then `COMMIT`.
+- `S3Store`, outside a platform run, with the user's own boto3 credentials: uploads every file
+  (boto3 switches to multipart for large ones) and only then puts `COMMIT`; a cut upload leaves
+  a folder without one, which readers ignore.
 
 Deleting goes the other way round: `COMMIT` first, so a half-deleted checkpoint is never taken
 for a complete one. boto3 is optional (`pip install 'trainport[s3]'`); it is imported only by
@@ -27,8 +30,10 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlparse
 
+from trainport.runtime.api import RunAPI
 from trainport.runtime.digests import FileEntry, file_sha256, walk_files
 from trainport.runtime.environment import file_uri_path
+from trainport.runtime.platform_store import PlatformStore
 
 COMMIT = "COMMIT"
 STEP_FOLDER = re.compile(r"^step-(\d{10})$")
@@ -68,9 +73,11 @@ class CheckpointStore(Protocol):
     def delete(self, name: str) -> None: ...
 
 
-def open_store(uri: str, cache_dir: Path) -> CheckpointStore:
+def open_store(uri: str, cache_dir: Path, api: RunAPI | None = None) -> CheckpointStore:
+    """Inside a platform run (`api` given), `s3://` goes through the API with the run token: a
+    run holds no storage credential. Outside one, boto3 with the user's own credentials."""
     if uri.startswith("s3://"):
-        return S3Store(uri, cache_dir)
+        return PlatformStore(uri, cache_dir, api) if api is not None else S3Store(uri, cache_dir)
     return LocalStore(file_uri_path(uri))
 
 
@@ -163,7 +170,8 @@ class LocalStore:
 
 
 class S3Store:
-    """`s3://bucket/prefix/` through boto3, which reads AWS_ENDPOINT_URL and the credentials."""
+    """`s3://bucket/prefix/` through boto3 and the user's own credentials (outside a platform
+    run; inside one the platform gives no storage credential and `PlatformStore` is used)."""
 
     def __init__(self, uri: str, cache_dir: Path, client: Any = None) -> None:
         parsed = urlparse(uri)
