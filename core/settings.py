@@ -178,6 +178,13 @@ class Settings(BaseSettings):
         default=10 * 2**30, ge=1024, description="Largest dataset upload through the API"
     )
 
+    # The API's edge: sources, bodies, rate limits (issue 12).
+    dataset_sources: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="External dataset sources each org (by id or name) may register, e.g. "
+        '{"org_...": ["s3://bucket/prefix/"]}; none by default',
+    )
+
     @model_validator(mode="after")
     def _production_needs_a_server_database(self) -> Settings:
         # SQLite is for one machine; in production several processes share the database.

@@ -32,6 +32,7 @@ from core.datasets.schemas import (
 )
 from core.errors import FieldError, InvalidInput
 from core.settings import Settings
+from core.tenants import repository as tenants
 from core.tenants.schemas import Principal, Role
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"], route_class=UnitOfWorkRoute)
@@ -118,7 +119,8 @@ async def add_dataset_version(
             await form.close()
     else:
         source = _source(await request.body())
-        staged = await run_in_threadpool(uploads.read_source, settings, source.source)
+        org_keys = await run_in_threadpool(_org_keys, session, caller)
+        staged = await run_in_threadpool(uploads.read_source, settings, org_keys, source.source)
     added = await run_in_threadpool(_record_version, session, caller, settings, dataset, staged)
     if not added.created:
         response.status_code = status.HTTP_200_OK
@@ -183,6 +185,13 @@ def _dataset_for_upload(session: Session, caller: Principal, name: str) -> str:
     dataset_id = service.get_dataset(session, caller, name).id
     session.commit()  # storage I/O comes next: no transaction stays open across it
     return dataset_id
+
+
+def _org_keys(session: Session, caller: Principal) -> tuple[str, ...]:
+    """The names `TRAINPORT_DATASET_SOURCES` may know the caller's org by: its id and name."""
+    org = tenants.get_org(session, caller.org_id)
+    session.commit()  # the source is read next: no transaction stays open across it
+    return (caller.org_id, org.name) if org is not None else (caller.org_id,)
 
 
 def _upload(
