@@ -184,6 +184,32 @@ class Settings(BaseSettings):
         description="External dataset sources each org (by id or name) may register, e.g. "
         '{"org_...": ["s3://bucket/prefix/"]}; none by default',
     )
+    yaml_max_bytes: int = Field(
+        default=256 * 1024, ge=1024, description="Largest YAML request body (413 beyond)"
+    )
+    yaml_max_depth: int = Field(default=32, ge=2, description="Deepest nesting of a YAML body")
+    yaml_max_nodes: int = Field(
+        default=20_000, ge=10, description="Most nodes (scalars, lists, maps) in a YAML body"
+    )
+    rate_limit_enabled: bool = Field(default=True, description="Whether rate limits apply")
+    rate_limit_storage_url: str = Field(
+        default="",
+        description="redis://... for the counters; empty: the broker if Redis, else memory",
+    )
+    rate_limit_per_key: str = Field(
+        default="200/second;6000/minute",
+        description="Requests per API key or run token (`limits` notation, `;` between)",
+    )
+    rate_limit_per_org: str = Field(
+        default="500/second;15000/minute", description="Requests per organisation"
+    )
+    rate_limit_failed_auth: str = Field(
+        default="50/second;1000/minute",
+        description="Failed authentications per client address before 429",
+    )
+    max_waiting_runs_per_org: int = Field(
+        default=100_000, ge=1, description="Pending + queued runs an org may have (429 beyond)"
+    )
 
     @model_validator(mode="after")
     def _production_needs_a_server_database(self) -> Settings:
