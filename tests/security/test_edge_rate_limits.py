@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from core.settings import Settings
-from tests.factories import Tenant, make_key, make_tenant, run_spec
+from tests.factories import make_key, make_tenant, run_spec
 
 MakeClient = Callable[..., TestClient]
 
