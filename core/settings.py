@@ -207,6 +207,11 @@ class Settings(BaseSettings):
         default="50/second;1000/minute",
         description="Failed authentications per client address before 429",
     )
+    egress_allowed_networks: list[str] = Field(
+        default_factory=list,
+        description="Non-public networks the server may still fetch user-named URLs from "
+        '(core/egress.py), e.g. ["10.20.0.0/16"]; none by default',
+    )
     max_waiting_runs_per_org: int = Field(
         default=100_000, ge=1, description="Pending + queued runs an org may have (429 beyond)"
     )
