@@ -89,24 +89,30 @@ def rate_limited(refused: RateLimited, scope: Scope) -> ProblemResponse:
     )
 
 
-async def authenticate_first(request: Request, kind: CallerKind) -> Principal:
-    """The request's caller, settled before its body is read; counted against its org."""
+async def authenticate_first(request: Request, kind: CallerKind, on_loop: bool) -> Principal:
+    """The request's caller, settled before its body is read; counted against its org.
+
+    `on_loop`: an `async def` route's key is looked up on the event loop (asyncpg, where
+    configured), a plain route's in a worker thread, where its dependency used to look it up.
+    """
     settings: Settings = request.app.state.settings
     secret = bearer_secret(request.headers)
     if kind is CallerKind.KEY_OR_RUN and secret and run_tokens.looks_like_run_token(secret):
         caller = await run_in_threadpool(_run_token_caller, request, settings, secret)
     else:
-        caller = await _key_caller(request, settings, secret)
+        caller = await _key_caller(request, settings, secret, on_loop)
     limiter: RateLimiter = request.app.state.rate_limiter
     await limiter.hit(limiter.per_org, caller.org_id)
     request.state.principal = caller
     return caller
 
 
-async def _key_caller(request: Request, settings: Settings, secret: str | None) -> Principal:
+async def _key_caller(
+    request: Request, settings: Settings, secret: str | None, on_loop: bool
+) -> Principal:
     touch_s = settings.key_touch_interval_seconds
     db: AsyncDatabase | None = request.app.state.async_db
-    if db is not None:  # PostgreSQL: on the event loop (core/aio.py)
+    if db is not None and on_loop:  # PostgreSQL: on the event loop (core/aio.py)
         return await tenants.authenticate_async(db, secret, touch_s)
 
     def in_thread() -> Principal:

@@ -63,10 +63,11 @@ class UnitOfWorkRoute(APIRoute):
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
         kind = caller_kind(self.dependant)  # (called from APIRoute.__init__)
+        on_loop = inspect.iscoroutinefunction(self.endpoint)
 
         async def route(request: Request) -> Response:
             if kind is not None:  # before the body is read: see the module docstring
-                await authenticate_first(request, kind)
+                await authenticate_first(request, kind, on_loop)
             return await handler(await self.prepare_body(request))
 
         return route

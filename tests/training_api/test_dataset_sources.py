@@ -26,9 +26,9 @@ def s3_api_with(postgres_url: str, s3_endpoint: str, tmp_path: Path) -> Iterator
     """An S3-backed API (platform store `s3://trainport-objects/platform/`) with extra settings."""
     clients: list[TestClient] = []
     make_bucket(s3_endpoint, "trainport-objects")
-    customer = make_bucket(s3_endpoint, "customer-data")
-    customer.put_object(Bucket="customer-data", Key="text/v1/a.txt", Body=b"alpha")
-    customer.put_object(Bucket="customer-data", Key="secret/v1/b.txt", Body=b"not yours")
+    customer = make_bucket(s3_endpoint, "customer-sources")
+    customer.put_object(Bucket="customer-sources", Key="text/v1/a.txt", Body=b"alpha")
+    customer.put_object(Bucket="customer-sources", Key="secret/v1/b.txt", Body=b"not yours")
 
     def make(**extra: Any) -> TestClient:
         store = s3_settings(s3_endpoint, "trainport-objects", s3_prefix="platform/")
@@ -79,7 +79,7 @@ def test_every_external_source_is_refused_until_an_operator_allows_it(
     api = s3_api_with()
     tenant = make_tenant(api)
     create_dataset(api, tenant, "external")
-    response = _register(api, tenant, "s3://customer-data/text/v1/")
+    response = _register(api, tenant, "s3://customer-sources/text/v1/")
     assert response.status_code == 403, response.text
     assert response.headers["content-type"] == "application/problem+json"
     assert "TRAINPORT_DATASET_SOURCES" in response.json()["detail"]
@@ -88,10 +88,10 @@ def test_every_external_source_is_refused_until_an_operator_allows_it(
 def test_an_allowed_prefix_is_registered_and_nothing_outside_it(s3_api_with: MakeApi) -> None:
     probe = s3_api_with()
     tenant = make_tenant(probe)
-    api = s3_api_with(dataset_sources={tenant.org_id: ["s3://customer-data/text/"]})
+    api = s3_api_with(dataset_sources={tenant.org_id: ["s3://customer-sources/text/"]})
     create_dataset(api, tenant, "external")
-    assert _register(api, tenant, "s3://customer-data/text/v1/").status_code == 201
-    for outside in ["s3://customer-data/secret/v1/", "s3://customer-data/", "s3://other/text/"]:
+    assert _register(api, tenant, "s3://customer-sources/text/v1/").status_code == 201
+    for outside in ["s3://customer-sources/secret/v1/", "s3://customer-sources/", "s3://other/text/"]:
         response = _register(api, tenant, outside)
         assert response.status_code == 403, (outside, response.text)
 
@@ -100,25 +100,25 @@ def test_an_allow_list_entry_names_an_org_by_name_too(s3_api_with: MakeApi) -> N
     probe = s3_api_with()
     tenant = make_tenant(probe, name="sources-by-name-" + probe.app.state.settings.state_dir.name)
     name = "sources-by-name-" + probe.app.state.settings.state_dir.name
-    api = s3_api_with(dataset_sources={name: ["s3://customer-data/text/"]})
+    api = s3_api_with(dataset_sources={name: ["s3://customer-sources/text/"]})
     create_dataset(api, tenant, "external")
-    assert _register(api, tenant, "s3://customer-data/text/v1/").status_code == 201
+    assert _register(api, tenant, "s3://customer-sources/text/v1/").status_code == 201
 
 
 def test_tricks_on_the_uri_do_not_escape_the_allowed_prefix(s3_api_with: MakeApi) -> None:
     probe = s3_api_with()
     tenant = make_tenant(probe)
-    api = s3_api_with(dataset_sources={tenant.org_id: ["s3://customer-data/text/"]})
+    api = s3_api_with(dataset_sources={tenant.org_id: ["s3://customer-sources/text/"]})
     create_dataset(api, tenant, "external")
     for trick in [
-        "s3://customer-data/text/../secret/v1/",
-        "s3://customer-data/text/./../secret/",
-        "s3://customer-data//secret/v1/",
-        "s3://customer-data/text//../secret/",
-        "s3://Customer-Data/text/v1/",
-        "s3://customer-data@evil/text/v1/",
-        "s3://customer-data:443/text/v1/",
-        "S3://customer-data/text/v1/",
+        "s3://customer-sources/text/../secret/v1/",
+        "s3://customer-sources/text/./../secret/",
+        "s3://customer-sources//secret/v1/",
+        "s3://customer-sources/text//../secret/",
+        "s3://Customer-Sources/text/v1/",
+        "s3://customer-sources@evil/text/v1/",
+        "s3://customer-sources:443/text/v1/",
+        "S3://customer-sources/text/v1/",
     ]:
         response = _register(api, tenant, trick)
         assert response.status_code in {403, 422}, (trick, response.text)
