@@ -91,7 +91,11 @@ def test_an_allowed_prefix_is_registered_and_nothing_outside_it(s3_api_with: Mak
     api = s3_api_with(dataset_sources={tenant.org_id: ["s3://customer-sources/text/"]})
     create_dataset(api, tenant, "external")
     assert _register(api, tenant, "s3://customer-sources/text/v1/").status_code == 201
-    for outside in ["s3://customer-sources/secret/v1/", "s3://customer-sources/", "s3://other/text/"]:
+    for outside in [
+        "s3://customer-sources/secret/v1/",
+        "s3://customer-sources/",
+        "s3://other/text/",
+    ]:
         response = _register(api, tenant, outside)
         assert response.status_code == 403, (outside, response.text)
 
