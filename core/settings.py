@@ -11,7 +11,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr, model_validator
+from limits import parse_many
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_STATE_DIR = Path(".trainport")
@@ -215,6 +216,16 @@ class Settings(BaseSettings):
     max_waiting_runs_per_org: int = Field(
         default=100_000, ge=1, description="Pending + queued runs an org may have (429 beyond)"
     )
+
+    @field_validator("rate_limit_per_key", "rate_limit_per_org", "rate_limit_failed_auth")
+    @classmethod
+    def _limits_notation(cls, value: str) -> str:
+        try:
+            parse_many(value)
+        except ValueError:
+            message = f"{value!r} is not in `limits` notation, e.g. 10/second;100/minute"
+            raise ValueError(message) from None
+        return value
 
     @model_validator(mode="after")
     def _production_needs_a_server_database(self) -> Settings:
