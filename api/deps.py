@@ -54,15 +54,18 @@ def key_caller(bind: Session | Connection, settings: Settings, secret: str | Non
     return authenticate(bind, secret, settings.key_touch_interval_seconds)
 
 
-async def get_caller(request: Request) -> Principal:
-    """The API key's caller, authenticated before the body was read (api/edge.py)."""
+async def get_caller(request: Request, credentials: Credentials) -> Principal:
+    """The API key's caller, authenticated before the body was read (api/edge.py).
+
+    (`credentials` is for the OpenAPI document: it marks the route as needing a bearer key.)
+    """
     return settled_caller(request)
 
 
 Caller = Annotated[Principal, Depends(get_caller)]
 
 
-async def get_run_caller(request: Request) -> Principal:
+async def get_run_caller(request: Request, credentials: Credentials) -> Principal:
     """An API key, or a run token (`tpr_...`) on the routes a run's own processes call."""
     return settled_caller(request)
 

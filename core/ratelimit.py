@@ -1,8 +1,9 @@
 """Rate limits: per credential, per org, failed authentications per client address (issue 12).
 
-Counters live in the `limits` library's storage: Redis when the platform has one (several API
-processes share one count), memory in the embedded single-process mode. Fixed windows: one
-counter increment per limit and request, the cheapest strategy `limits` has.
+Counters: in memory in the embedded single-process mode (the `limits` library's fixed windows,
+one increment per limit and request, its cheapest strategy); in Redis when the platform has
+one, so several API processes share one count: batched (core/ratelimit_shared.py) by default,
+or one `limits` round trip per limit and request with `TRAINPORT_RATE_LIMIT_SYNC_SECONDS=0`.
 
 A storage outage fails open (logged): refusing every request because the limiter's Redis is
 down would turn a degraded limiter into a full outage.
@@ -22,6 +23,7 @@ from limits.errors import StorageError
 from limits.storage import storage_from_string
 
 from core.errors import TrainportError
+from core.ratelimit_shared import SharedWindows
 from core.settings import Settings
 
 log = logging.getLogger("trainport.ratelimit")
@@ -53,10 +55,22 @@ def storage_url(settings: Settings) -> str:
 
 
 class RateLimiter:
-    """The process's limiter; every check is one storage round trip per limit (or none)."""
+    """The process's limiter.
+
+    Memory (and Redis with `rate_limit_sync_seconds` = 0): `limits`' fixed windows, one storage
+    operation per limit and request. Redis otherwise: core/ratelimit_shared.py, counted locally
+    and summed across processes every `rate_limit_sync_seconds`.
+    """
+
+    shared: SharedWindows | None
 
     def __init__(self, settings: Settings) -> None:
         url = storage_url(settings)
+        sync_s = settings.rate_limit_sync_seconds
+        self.shared = None
+        if "redis" in url and sync_s > 0:
+            self.shared = SharedWindows(url.removeprefix("async+"), sync_s)
+            url = "async+memory://"  # unused: every check goes to `shared`
         options = {"implementation": "redispy"} if "redis" in url else {}
         storage = storage_from_string(url, wrap_exceptions=True, **options)
         self.strategy = FixedWindowRateLimiter(storage)
@@ -71,36 +85,42 @@ class RateLimiter:
 
     async def hit(self, rule: Rule, identifier: str) -> None:
         """Count one request against `rule`; RateLimited once any of its windows is full."""
-        if not self.enabled:
-            return
-        try:
-            for item in rule.items:
-                if not await self.strategy.hit(item, rule.scope, identifier):
-                    raise self._refusal(rule, item, await self._retry_after(rule, item, identifier))
-        except StorageError as exc:
-            log.warning("rate limit storage unavailable, not limiting: %s", exc)
+        await self._check(rule, identifier, count=True)
 
     async def blocked(self, rule: Rule, identifier: str) -> None:
         """RateLimited if `rule`'s windows are already full, without counting a request."""
+        await self._check(rule, identifier, count=False)
+
+    async def _check(self, rule: Rule, identifier: str, count: bool) -> None:
         if not self.enabled:
             return
+        for item in rule.items:
+            wait = await self._wait(rule, item, identifier, count)
+            if wait > 0:
+                retry_after = max(1, math.ceil(wait))
+                raise RateLimited(
+                    f"Rate limit of {item} for {rule.what} reached; retry after {retry_after} s.",
+                    retry_after,
+                )
+
+    async def _wait(self, rule: Rule, item: RateLimitItem, identifier: str, count: bool) -> float:
+        """0 if admitted, else seconds until `item`'s window resets."""
+        if self.shared is not None:
+            return self.shared.hit(item, rule.scope, identifier, count)
+        check = self.strategy.hit if count else self.strategy.test
         try:
-            for item in rule.items:
-                if not await self.strategy.test(item, rule.scope, identifier):
-                    raise self._refusal(rule, item, await self._retry_after(rule, item, identifier))
+            if await check(item, rule.scope, identifier):
+                return 0.0
+            stats = await self.strategy.get_window_stats(item, rule.scope, identifier)
         except StorageError as exc:
             log.warning("rate limit storage unavailable, not limiting: %s", exc)
+            return 0.0
+        return max(stats.reset_time - time.time(), 1.0)
 
-    async def _retry_after(self, rule: Rule, item: RateLimitItem, identifier: str) -> int:
-        stats = await self.strategy.get_window_stats(item, rule.scope, identifier)
-        return max(1, math.ceil(stats.reset_time - time.time()))
-
-    @staticmethod
-    def _refusal(rule: Rule, item: RateLimitItem, retry_after: int) -> RateLimited:
-        return RateLimited(
-            f"Rate limit of {item} for {rule.what} reached; retry after {retry_after} s.",
-            retry_after,
-        )
+    async def flush(self) -> None:
+        """Send what this process counted to the shared storage now (tests, shutdown)."""
+        if self.shared is not None:
+            await self.shared.flush()
 
 
 def credential_id(secret: str) -> str:

@@ -197,6 +197,13 @@ class Settings(BaseSettings):
         default="",
         description="redis://... for the counters; empty: the broker if Redis, else memory",
     )
+    rate_limit_sync_seconds: float = Field(
+        default=0.05,
+        ge=0,
+        le=5,
+        description="With Redis: how often each process sums its counts with the others "
+        "(0: one Redis round trip per limit and request)",
+    )
     rate_limit_per_key: str = Field(
         default="200/second;6000/minute",
         description="Requests per API key or run token (`limits` notation, `;` between)",

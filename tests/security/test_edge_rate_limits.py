@@ -94,6 +94,7 @@ def test_limits_are_shared_by_api_processes_through_redis(limited: MakeClient) -
     shared = {
         "rate_limit_storage_url": "redis://127.0.0.1:6379/0",
         "rate_limit_per_key": "4/minute",
+        "rate_limit_sync_seconds": 0,  # exact: one Redis round trip per limit and request
     }
     first, second = limited(**shared), limited(**shared)
     tenant = make_tenant(first)
@@ -120,3 +121,19 @@ def test_every_authenticated_operation_documents_429(client: TestClient) -> None
             if "security" in operation:
                 assert "429" in operation["responses"], (method, path)
                 assert "Retry-After" in operation["responses"]["429"].get("headers", {})
+
+
+def test_batched_redis_counts_reach_every_process_at_the_next_sync(limited: MakeClient) -> None:
+    shared = {
+        "rate_limit_storage_url": "redis://127.0.0.1:6379/0",
+        "rate_limit_per_key": "4/minute",
+    }
+    first, second = limited(**shared), limited(**shared)
+    tenant = make_tenant(first)
+    assert [first.get("/v1/me", headers=tenant.headers).status_code for _ in range(3)] == [200] * 3
+    first.portal.call(first.app.state.rate_limiter.flush)  # what each process's next sync does
+    assert second.get("/v1/me", headers=tenant.headers).status_code == 200  # the 4th of 4
+    second.portal.call(second.app.state.rate_limiter.flush)  # sends 1, learns the total: 4
+    assert second.get("/v1/me", headers=tenant.headers).status_code == 429
+    first.portal.call(first.app.state.rate_limiter.flush)
+    assert first.get("/v1/me", headers=tenant.headers).status_code == 429
