@@ -33,6 +33,7 @@ class _Window:
     ends: float  # wall-clock second this window closes
     total: int = 0  # all processes' count at the last synchronisation (ours included)
     pending: int = 0  # this process's hits since then
+    expiring: bool = False  # whether this process has set the key's expiry in Redis
 
 
 class SharedWindows:
@@ -84,15 +85,19 @@ class SharedWindows:
         pipeline = self._client().pipeline(transaction=False)
         for key, window, sent in dirty:
             pipeline.incrby(key, sent)
-            pipeline.expire(key, max(1, math.ceil(window.ends - now) + 1))
+            if not window.expiring:  # once per window and process: the key outlives the window
+                pipeline.expire(key, max(1, math.ceil(window.ends - now) + 1))
         try:
-            results = await pipeline.execute()
+            results = iter(await pipeline.execute())
         except RedisError as exc:  # counted locally meanwhile; sent on the next flush
             log.warning("rate limit storage unavailable, counting locally: %s", exc)
             return
-        for (_, window, sent), total in zip(dirty, results[::2], strict=True):
-            window.total = int(total)
+        for _, window, sent in dirty:
+            window.total = int(next(results))
             window.pending -= sent  # hits that arrived during the round trip stay pending
+            if not window.expiring:
+                next(results)
+                window.expiring = True
 
     def _client(self) -> redis.Redis:
         loop = id(asyncio.get_running_loop())
