@@ -5,7 +5,8 @@ Order for every request (issue 12, findings 6 and 7):
 1. `EdgeMiddleware`, before anything else: a client address whose failed authentications have
    used up `TRAINPORT_RATE_LIMIT_FAILED_AUTH` gets 429 at once (no database, no body); the
    presented credential (API key or run token, by digest) counts against
-   `TRAINPORT_RATE_LIMIT_PER_KEY`; every 401 answered counts against its address.
+   `TRAINPORT_RATE_LIMIT_PER_KEY`; every 401 answered counts against its address (requests
+   with run tokens excepted: see `EdgeMiddleware.__call__`).
 2. `AuthenticatedRoute` (api/routing.py), before FastAPI reads or parses the body: the routes
    that take a caller authenticate here (`authenticate_first`), count against
    `TRAINPORT_RATE_LIMIT_PER_ORG`, and leave the caller in the request's state, where the
@@ -62,14 +63,19 @@ class EdgeMiddleware:
             return
         address = client_address(scope)
         secret = bearer_secret(Headers(scope=scope))
+        # A run token is checked by its signature alone, no database: guessing one is
+        # hopeless, so its 401s are not counted and its address is not held against it (one
+        # hostile run guessing keys must not silence the other runs on its node).
+        signed = secret is not None and run_tokens.looks_like_run_token(secret)
         try:
-            await self.limiter.blocked(self.limiter.failed_auth, address)
+            if not signed:
+                await self.limiter.blocked(self.limiter.failed_auth, address)
             if secret is not None:
                 await self.limiter.hit(self.limiter.per_key, credential_id(secret))
         except RateLimited as refused:
             await rate_limited(refused, scope)(scope, receive, send)
             return
-        await self.app(scope, receive, self._counting_401s(send, address))
+        await self.app(scope, receive, send if signed else self._counting_401s(send, address))
 
     def _counting_401s(self, send: Send, address: str) -> Send:
         async def counting(message: Message) -> None:

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from core.settings import Settings
+from core.tenants import run_tokens
 from tests.factories import make_key, make_tenant, run_spec
 
 MakeClient = Callable[..., TestClient]
@@ -137,3 +138,17 @@ def test_batched_redis_counts_reach_every_process_at_the_next_sync(limited: Make
     assert second.get("/v1/me", headers=tenant.headers).status_code == 429
     first.portal.call(first.app.state.rate_limiter.flush)
     assert first.get("/v1/me", headers=tenant.headers).status_code == 429
+
+
+def test_an_address_throttled_for_bad_keys_still_serves_run_tokens(limited: MakeClient) -> None:
+    """One hostile run guessing keys must not silence the other runs on its node."""
+    api = limited(rate_limit_failed_auth="3/minute", async_reads=False)
+    tenant = make_tenant(api)
+    run_id = api.post("/v1/runs", json=run_spec(), headers=tenant.headers).json()["id"]
+    for _ in range(4):
+        api.get("/v1/me", headers={"Authorization": f"Bearer tp_{secrets.token_hex(16)}"})
+    assert api.get("/v1/me", headers=tenant.headers).status_code == 429
+    token = run_tokens.issue(api.app.state.settings.secret_key.get_secret_value(), run_id, 0)
+    for _ in range(5):  # neither refused nor counted, whatever the token's fate
+        answer = api.get(f"/v1/runs/{run_id}", headers={"Authorization": f"Bearer {token}"})
+        assert answer.status_code != 429, answer.text
