@@ -152,3 +152,17 @@ def test_an_address_throttled_for_bad_keys_still_serves_run_tokens(limited: Make
     for _ in range(5):  # neither refused nor counted, whatever the token's fate
         answer = api.get(f"/v1/runs/{run_id}", headers={"Authorization": f"Bearer {token}"})
         assert answer.status_code != 429, answer.text
+
+
+def test_with_the_default_limits_500_guessed_keys_are_throttled(limited: MakeClient) -> None:
+    """Finding 7 as found: 500 random keys in a row all got 401, unthrottled."""
+    api = limited(address="192.0.2.77", async_reads=False)
+    statuses = [
+        api.get(
+            "/v1/runs", headers={"Authorization": f"Bearer tp_{secrets.token_hex(16)}"}
+        ).status_code
+        for _ in range(500)
+    ]
+    assert statuses[:50] == [401] * 50  # the default allows 50 a second (and 1,000 a minute)
+    assert set(statuses[50:]) <= {401, 429}
+    assert 429 in statuses  # unless 500 requests took over 10 s
