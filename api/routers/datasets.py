@@ -19,7 +19,7 @@ from starlette.datastructures import UploadFile
 
 from api.deps import Caller, RunCaller, SessionDep, SettingsDep
 from api.routing import UnitOfWorkRoute
-from core.datasets import presigned, service, uploads
+from core.datasets import presigned, service, sources, uploads
 from core.datasets.schemas import (
     DatasetCreate,
     DatasetList,
@@ -32,7 +32,6 @@ from core.datasets.schemas import (
 )
 from core.errors import FieldError, InvalidInput
 from core.settings import Settings
-from core.tenants import repository as tenants
 from core.tenants.schemas import Principal, Role
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"], route_class=UnitOfWorkRoute)
@@ -188,10 +187,9 @@ def _dataset_for_upload(session: Session, caller: Principal, name: str) -> str:
 
 
 def _org_keys(session: Session, caller: Principal) -> tuple[str, ...]:
-    """The names `TRAINPORT_DATASET_SOURCES` may know the caller's org by: its id and name."""
-    org = tenants.get_org(session, caller.org_id)
+    keys = sources.org_keys(session, caller.org_id)
     session.commit()  # the source is read next: no transaction stays open across it
-    return (caller.org_id, org.name) if org is not None else (caller.org_id,)
+    return keys
 
 
 def _upload(

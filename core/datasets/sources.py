@@ -10,6 +10,10 @@ account can read. So a source is accepted only when all of these hold:
    `TRAINPORT_S3_PREFIX`), whatever the allow-list says;
 3. it lies under a prefix the operator allowed for the caller's org in
    `TRAINPORT_DATASET_SOURCES` (by org id or name). The default allows nothing.
+
+The same rules are applied again whenever an external version's files are listed or served
+(core/datasets/service.py), so a source the operator no longer allows (or one registered before
+these rules) stops being served at once.
 """
 
 from __future__ import annotations
@@ -17,9 +21,12 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
+from sqlalchemy.orm import Session
+
 from core.errors import FieldError, InvalidInput, TrainportError
 from core.settings import Settings, StorageBackend
 from core.storage.s3 import S3Location
+from core.tenants import repository as tenants
 
 # S3's bucket naming rules: 3-63 lower-case letters, digits, dots and hyphens.
 BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
@@ -68,6 +75,12 @@ def allowed_source(settings: Settings, org_keys: tuple[str, ...], uri: str) -> S
             f"{uri} is not an allowed dataset source for this organisation. " + HOW_TO_ALLOW
         )
     return location
+
+
+def org_keys(session: Session, org_id: str) -> tuple[str, ...]:
+    """The names `TRAINPORT_DATASET_SOURCES` may know an org by: its id and its name."""
+    org = tenants.get_org(session, org_id)
+    return (org_id, org.name) if org is not None else (org_id,)
 
 
 def _within(location: S3Location, prefix: S3Location) -> bool:

@@ -144,3 +144,17 @@ def test_the_platform_store_is_refused_even_when_allowed_by_mistake(
         response = _register(api, attacker, source)
         assert response.status_code == 403, (source, response.text)
         assert "platform" in response.json()["detail"]
+
+
+def test_a_source_no_longer_allowed_is_no_longer_served(s3_api_with: MakeApi) -> None:
+    probe = s3_api_with()
+    tenant = make_tenant(probe)
+    allowing = s3_api_with(dataset_sources={tenant.org_id: ["s3://customer-sources/text/"]})
+    create_dataset(allowing, tenant, "external")
+    assert _register(allowing, tenant, "s3://customer-sources/text/v1/").status_code == 201
+    manifest = "/v1/datasets/external/versions/1/manifest"
+    assert allowing.get(manifest, headers=tenant.headers).status_code == 200
+    for path in [manifest, "/v1/datasets/external/versions/1/files/a.txt"]:
+        response = probe.get(path, headers=tenant.headers)  # the operator took it back
+        assert response.status_code == 403, (path, response.text)
+        assert response.json()["code"] == "source_not_allowed"
