@@ -7,7 +7,7 @@ Order for every request (issue 12, findings 6 and 7):
    presented credential (API key or run token, by digest) counts against
    `TRAINPORT_RATE_LIMIT_PER_KEY`; every 401 answered counts against its address (requests
    with run tokens excepted: see `EdgeMiddleware.__call__`).
-2. `AuthenticatedRoute` (api/routing.py), before FastAPI reads or parses the body: the routes
+2. `UnitOfWorkRoute` (api/routing.py, every router's route class), before FastAPI reads or parses the body: the routes
    that take a caller authenticate here (`authenticate_first`), count against
    `TRAINPORT_RATE_LIMIT_PER_ORG`, and leave the caller in the request's state, where the
    `Caller`/`RunCaller` dependencies and `POST /v1/runs` find it. Only `GET /v1/runs` and
