@@ -7,10 +7,10 @@ Order for every request (issue 12, findings 6 and 7):
    presented credential (API key or run token, by digest) counts against
    `TRAINPORT_RATE_LIMIT_PER_KEY`; every 401 answered counts against its address (requests
    with run tokens excepted: see `EdgeMiddleware.__call__`).
-2. `UnitOfWorkRoute` (api/routing.py, every router's route class), before FastAPI reads or parses the body: the routes
-   that take a caller authenticate here (`authenticate_first`), count against
-   `TRAINPORT_RATE_LIMIT_PER_ORG`, and leave the caller in the request's state, where the
-   `Caller`/`RunCaller` dependencies and `POST /v1/runs` find it. Only `GET /v1/runs` and
+2. `UnitOfWorkRoute` (api/routing.py, every router's route class), before FastAPI reads or
+   parses the body: the routes that take a caller authenticate here (`authenticate_first`),
+   count against `TRAINPORT_RATE_LIMIT_PER_ORG`, and leave the caller in the request's state,
+   where the `Caller`/`RunCaller` dependencies (`POST /v1/runs` among them) find it. Only `GET /v1/runs` and
    `GET /v1/runs/{id}` authenticate inside their own one-statement reads (core/runs/reads.py)
    and count per key only.
 """
@@ -136,6 +136,6 @@ def _run_token_caller(request: Request, settings: Settings, secret: str) -> Prin
 def settled_caller(request: Request) -> Principal:
     """The caller `authenticate_first` settled for this request."""
     caller: Principal | None = getattr(request.state, "principal", None)
-    if caller is None:  # a route that takes a caller without AuthenticatedRoute: a bug
+    if caller is None:  # a route that takes a caller without UnitOfWorkRoute: a bug
         raise RuntimeError(f"{request.url.path}: no caller was authenticated at the edge")
     return caller
