@@ -10,9 +10,9 @@ Order for every request (issue 12, findings 6 and 7):
 2. `UnitOfWorkRoute` (api/routing.py, every router's route class), before FastAPI reads or
    parses the body: the routes that take a caller authenticate here (`authenticate_first`),
    count against `TRAINPORT_RATE_LIMIT_PER_ORG`, and leave the caller in the request's state,
-   where the `Caller`/`RunCaller` dependencies (`POST /v1/runs` among them) find it. Only `GET /v1/runs` and
-   `GET /v1/runs/{id}` authenticate inside their own one-statement reads (core/runs/reads.py)
-   and count per key only.
+   where the `Caller`/`RunCaller` dependencies (`POST /v1/runs` among them) find it. Only
+   `GET /v1/runs` and `GET /v1/runs/{id}` authenticate inside their own one-statement reads
+   (core/runs/reads.py) and count per key only.
 """
 
 from __future__ import annotations
