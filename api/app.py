@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from api import openapi, problems
+from api.edge import EdgeMiddleware
 from api.middleware import (
     BodyLimitMiddleware,
     BodyRule,
@@ -33,6 +34,8 @@ from core import db
 from core.aio import AsyncDatabase
 from core.metrics.schemas import MAX_METRICS_BODY_BYTES
 from core.notify import PostgresListener, SqliteVersionWatcher
+from core.ratelimit import RateLimiter
+from core.runs.waiting import WaitingRoom
 from core.settings import Settings, get_settings
 
 API_VERSION = "0.1.0"
@@ -97,12 +100,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.read_sessionmaker = db.make_sessionmaker(app.state.read_engine)
     # Run reads and creates on the event loop (core/aio.py); opened by the lifespan on PostgreSQL.
     app.state.async_db = None
+    # The API's edge (api/edge.py): rate limits, and the cap on an org's waiting runs.
+    app.state.rate_limiter = RateLimiter(settings)
+    app.state.waiting_room = WaitingRoom(settings.max_waiting_runs_per_org)
     problems.install(app)
     openapi.document_problems(app)
     app.add_middleware(
         BodyLimitMiddleware, max_bytes=settings.max_body_bytes, rules=_body_rules(settings)
     )
     app.add_middleware(NulGuardMiddleware)
+    # Outside the body limit: a throttled client is refused before its body is even buffered.
+    app.add_middleware(EdgeMiddleware, limiter=app.state.rate_limiter)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health.router)
     app.include_router(runs.router)

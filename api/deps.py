@@ -10,6 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
+from api.edge import settled_caller
 from core.db import session_scope
 from core.settings import Settings
 from core.tenants import run_tokens
@@ -53,25 +54,20 @@ def key_caller(bind: Session | Connection, settings: Settings, secret: str | Non
     return authenticate(bind, secret, settings.key_touch_interval_seconds)
 
 
-def get_caller(session: SessionDep, settings: SettingsDep, credentials: Credentials) -> Principal:
-    caller = authenticate(session, secret_of(credentials), settings.key_touch_interval_seconds)
-    # Return the connection to the pool within this worker thread: a request that held one while
-    # queueing for its next thread could wait behind threads that wait for connections (a
-    # deadlock until the pool times out). The route's work begins a new transaction.
-    session.commit()
-    return caller
+async def get_caller(request: Request, credentials: Credentials) -> Principal:
+    """The API key's caller, authenticated before the body was read (api/edge.py).
+
+    (`credentials` is for the OpenAPI document: it marks the route as needing a bearer key.)
+    """
+    return settled_caller(request)
 
 
 Caller = Annotated[Principal, Depends(get_caller)]
 
 
-def get_run_caller(
-    session: SessionDep, settings: SettingsDep, credentials: Credentials
-) -> Principal:
+async def get_run_caller(request: Request, credentials: Credentials) -> Principal:
     """An API key, or a run token (`tpr_...`) on the routes a run's own processes call."""
-    caller = run_caller(session, settings, secret_of(credentials))
-    session.commit()  # as in get_caller: hand the connection back before the route's work
-    return caller
+    return settled_caller(request)
 
 
 # Routes that a run's processes call with their run token (docs/runtime-api.md, section 2).

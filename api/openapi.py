@@ -23,8 +23,13 @@ DESCRIPTIONS = {
     412: "If-Match did not match the current ETag",
     413: "The request body is too large",
     422: "Invalid input; `errors` points at each bad field",
+    429: "Rate limited (per key, per org, failed authentications per address) or too many "
+    "waiting runs (`queue_full`); retry after `Retry-After` seconds",
     500: "Unexpected server error; quote `request_id` when reporting it",
     503: "The database is unreachable or overloaded; retry after `Retry-After` seconds",
+}
+RETRY_AFTER = {
+    "Retry-After": {"description": "seconds to wait before retrying", "schema": {"type": "integer"}}
 }
 FASTAPI_VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
 
@@ -81,6 +86,7 @@ def add_problem_responses(document: dict[str, Any]) -> None:
                 responses[str(status)] = {
                     "description": declared if keep else DESCRIPTIONS[status],
                     "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": PROBLEM_REF}}},
+                    **({"headers": RETRY_AFTER} if status in {429, 503} else {}),
                 }
 
 
@@ -96,6 +102,7 @@ def possible_problems(method: str, operation: dict[str, Any]) -> list[int]:
         412: "if-match" in parameters,
         413: has_body,
         422: bool(parameters) or has_body,
+        429: "security" in operation,  # api/edge.py: every authenticated route is limited
         500: True,
         503: "security" in operation,  # every authenticated route reads the database
     }

@@ -76,6 +76,8 @@ def _validation_errors(exc: RequestValidationError) -> list[FieldError]:
 async def _trainport_error(request: Request, exc: Exception) -> ProblemResponse:
     assert isinstance(exc, TrainportError)
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    if exc.status == 429:
+        headers = {"Retry-After": str(getattr(exc, "retry_after", 1))}
     if exc.status == 503:
         headers = {"Retry-After": "1"}
         request_id = getattr(request.state, "request_id", "-")

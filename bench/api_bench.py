@@ -196,6 +196,11 @@ def bench_size(args: argparse.Namespace, runs: int, bare: Served, logs: Path) ->
         "TRAINPORT_ENVIRONMENT": "production",
         "TRAINPORT_LOG_LEVEL": "WARNING",
         "TRAINPORT_SECRET_KEY": secrets.token_urlsafe(32),  # production refuses the default
+        # The limiter runs (its cost is in every figure) but never refuses the load generator;
+        # bench/rate_limit_bench.py measures it alone.
+        "TRAINPORT_RATE_LIMIT_PER_KEY": "10000000/second",
+        "TRAINPORT_RATE_LIMIT_PER_ORG": "10000000/second",
+        "TRAINPORT_MAX_WAITING_RUNS_PER_ORG": "100000000",
     }
     scenarios = _scenarios(seeded)
     with servers.serve("api.main:app", "/readyz", env, logs / f"api-{runs}.log") as api:

@@ -11,7 +11,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr, model_validator
+from limits import parse_many
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_STATE_DIR = Path(".trainport")
@@ -184,6 +185,61 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(
         default=10 * 2**30, ge=1024, description="Largest dataset upload through the API"
     )
+
+    # The API's edge: sources, bodies, rate limits (issue 12).
+    dataset_sources: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="External dataset sources each org (by id or name) may register, e.g. "
+        '{"org_...": ["s3://bucket/prefix/"]}; none by default',
+    )
+    yaml_max_bytes: int = Field(
+        default=256 * 1024, ge=1024, description="Largest YAML request body (413 beyond)"
+    )
+    yaml_max_depth: int = Field(default=32, ge=2, description="Deepest nesting of a YAML body")
+    yaml_max_nodes: int = Field(
+        default=20_000, ge=10, description="Most nodes (scalars, lists, maps) in a YAML body"
+    )
+    rate_limit_enabled: bool = Field(default=True, description="Whether rate limits apply")
+    rate_limit_storage_url: str = Field(
+        default="",
+        description="redis://... for the counters; empty: the broker if Redis, else memory",
+    )
+    rate_limit_sync_seconds: float = Field(
+        default=0.05,
+        ge=0,
+        le=5,
+        description="With Redis: how often each process sums its counts with the others "
+        "(0: one Redis round trip per limit and request)",
+    )
+    rate_limit_per_key: str = Field(
+        default="200/second;6000/minute",
+        description="Requests per API key or run token (`limits` notation, `;` between)",
+    )
+    rate_limit_per_org: str = Field(
+        default="500/second;15000/minute", description="Requests per organisation"
+    )
+    rate_limit_failed_auth: str = Field(
+        default="50/second;1000/minute",
+        description="Failed authentications per client address before 429",
+    )
+    egress_allowed_networks: list[str] = Field(
+        default_factory=list,
+        description="Non-public networks the server may still fetch user-named URLs from "
+        '(core/egress.py), e.g. ["10.20.0.0/16"]; none by default',
+    )
+    max_waiting_runs_per_org: int = Field(
+        default=100_000, ge=1, description="Pending + queued runs an org may have (429 beyond)"
+    )
+
+    @field_validator("rate_limit_per_key", "rate_limit_per_org", "rate_limit_failed_auth")
+    @classmethod
+    def _limits_notation(cls, value: str) -> str:
+        try:
+            parse_many(value)
+        except ValueError:
+            message = f"{value!r} is not in `limits` notation, e.g. 10/second;100/minute"
+            raise ValueError(message) from None
+        return value
 
     @model_validator(mode="after")
     def _production_needs_a_server_database(self) -> Settings:

@@ -19,7 +19,7 @@ from starlette.datastructures import UploadFile
 
 from api.deps import Caller, RunCaller, SessionDep, SettingsDep
 from api.routing import UnitOfWorkRoute
-from core.datasets import presigned, service, uploads
+from core.datasets import presigned, service, sources, uploads
 from core.datasets.schemas import (
     DatasetCreate,
     DatasetList,
@@ -118,7 +118,8 @@ async def add_dataset_version(
             await form.close()
     else:
         source = _source(await request.body())
-        staged = await run_in_threadpool(uploads.read_source, settings, source.source)
+        org_keys = await run_in_threadpool(_org_keys, session, caller)
+        staged = await run_in_threadpool(uploads.read_source, settings, org_keys, source.source)
     added = await run_in_threadpool(_record_version, session, caller, settings, dataset, staged)
     if not added.created:
         response.status_code = status.HTTP_200_OK
@@ -183,6 +184,12 @@ def _dataset_for_upload(session: Session, caller: Principal, name: str) -> str:
     dataset_id = service.get_dataset(session, caller, name).id
     session.commit()  # storage I/O comes next: no transaction stays open across it
     return dataset_id
+
+
+def _org_keys(session: Session, caller: Principal) -> tuple[str, ...]:
+    keys = sources.org_keys(session, caller.org_id)
+    session.commit()  # the source is read next: no transaction stays open across it
+    return keys
 
 
 def _upload(

@@ -66,29 +66,31 @@ def _run_json(
 async def create_run(
     request: Request,
     body: RunCreate,
-    credentials: Credentials,
+    caller: Caller,
     settings: SettingsDep,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> Response:
     """Submit a run (JSON or YAML). Repeat with the same `Idempotency-Key` to retry safely."""
-    secret = secret_of(credentials)
     db: AsyncDatabase | None = request.app.state.async_db
     if db is not None:
         # On PostgreSQL: on the event loop, written in one statement (core/runs/creation.py);
         # a retry whose Idempotency-Key is taken is answered below.
-        run = await creation.create_async(db, secret, body, idempotency_key, settings)
+        waiting = request.app.state.waiting_room
+        run = await creation.create_async(db, caller, body, idempotency_key, settings, waiting)
         if run is not None:
             headers = {"Location": f"/v1/runs/{run.id}"}
             return _run_json(run, status.HTTP_201_CREATED, headers)
 
     def submit() -> Response:
-        # One worker thread: authenticate in autocommit (one statement; the key's use is
-        # recorded even if the create fails), then insert, serialize and commit.
-        with read_scope(request.app.state.read_engine) as conn:
-            caller = key_caller(conn, settings, secret)
+        # One worker thread: insert, serialize and commit (the caller was settled at the edge).
         with session_scope(request.app.state.sessionmaker) as session:
             created = service.create_run(
-                session, caller, body, idempotency_key, settings.idempotency_ttl_hours
+                session,
+                caller,
+                body,
+                idempotency_key,
+                settings.idempotency_ttl_hours,
+                request.app.state.waiting_room,
             )
             headers = {"Location": f"/v1/runs/{created.run.id}"}
             if created.replayed:

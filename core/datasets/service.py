@@ -14,7 +14,7 @@ from urllib.parse import quote
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from core.datasets import repository
+from core.datasets import repository, sources
 from core.datasets.schemas import (
     DIGEST_PREFIX,
     DatasetCreate,
@@ -32,6 +32,7 @@ from core.ids import new_id
 from core.models import Dataset, DatasetVersion, utcnow
 from core.settings import Settings
 from core.storage.backends import store_for_uri
+from core.storage.base import ObjectStore
 from core.tenants.schemas import Principal, Role
 
 
@@ -166,7 +167,7 @@ def manifest(
     session: Session, caller: Principal, settings: Settings, name: str, ref: str
 ) -> Manifest:
     version = get_version(session, caller, name, ref)
-    store = store_for_uri(settings, version.org_id, version.uri, version.storage_key)
+    store = _store(session, settings, version)
     seconds = settings.presigned_url_seconds
     if caller.run_id is not None:  # a run's URLs are shorter-lived (issue 12)
         seconds = min(seconds, settings.run_presigned_url_seconds)
@@ -186,5 +187,11 @@ def open_file(
     entry = next((FileEntry(**f) for f in version.files if f["path"] == path), None)
     if entry is None:
         raise NotFound(f"File {path} is not part of version {ref} of dataset {name}.")
-    store = store_for_uri(settings, version.org_id, version.uri, version.storage_key)
-    return entry, store.iter_chunks(path)
+    return entry, _store(session, settings, version).iter_chunks(path)
+
+
+def _store(session: Session, settings: Settings, version: DatasetVersion) -> ObjectStore:
+    """Where a version's files are; an external source only while it is still allowed."""
+    if version.storage_key is None:
+        sources.allowed_source(settings, sources.org_keys(session, version.org_id), version.uri)
+    return store_for_uri(settings, version.org_id, version.uri, version.storage_key)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from core.datasets import sources
 from core.datasets.schemas import FileEntry, check_path
 from core.errors import InvalidInput
 from core.ids import new_id
@@ -51,10 +52,13 @@ def _put(folder: ObjectStore, path: str, stream: BinaryIO, limit: int) -> FileEn
     return FileEntry(path=path, size=reader.size, sha256=reader.sha256)
 
 
-def read_source(settings: Settings, uri: str) -> StagedFiles:
-    """List and hash every object under an existing `s3://bucket/prefix/`."""
-    if not uri.startswith("s3://"):
-        raise InvalidInput("`source` must be an s3://bucket/prefix/ URI.")
+def read_source(settings: Settings, org_keys: tuple[str, ...], uri: str) -> StagedFiles:
+    """List and hash every object under an `s3://bucket/prefix/` the org may read from.
+
+    `org_keys`: the org's id and name, as `TRAINPORT_DATASET_SOURCES` may name it
+    (core/datasets/sources.py decides; nothing is read before it has).
+    """
+    sources.allowed_source(settings, org_keys, uri)
     source = external_s3(settings, uri)
     objects = source.list("")
     if not objects:

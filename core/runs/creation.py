@@ -54,6 +54,7 @@ from core.runs.schemas import RunOut
 from core.runs.spec import RunCreate
 from core.runs.states import RunStatus, StatusReason
 from core.runs.versions import RUNS_COUNTER
+from core.runs.waiting import WaitingRoom
 from core.scheduling.explain import SUBMITTED
 from core.settings import Settings
 from core.tenants import service as tenants
@@ -229,17 +230,18 @@ def parameters(new: NewRun) -> dict[str, Any]:
 
 async def create_async(
     db: AsyncDatabase,
-    secret: str | None,
+    caller: Principal,
     body: RunCreate,
     idempotency_key: str | None,
     settings: Settings,
+    waiting: WaitingRoom,
 ) -> RunOut | None:
     """`service.create_run` on the event loop (PostgreSQL), in one writing statement.
 
-    None when the Idempotency-Key is already taken: the caller answers through
-    `service.create_run`, which replays the earlier run or refuses a different body.
+    The caller was authenticated before the body was read (api/edge.py). None when the
+    Idempotency-Key is already taken: the caller answers through `service.create_run`, which
+    replays the earlier run or refuses a different body.
     """
-    caller = await tenants.authenticate_async(db, secret, settings.key_touch_interval_seconds)
     caller.require(Role.MEMBER)
     if idempotency_key is not None:
         idempotency.validate_key(idempotency_key)
@@ -248,6 +250,7 @@ async def create_async(
     project_id: str | None = rows[0]["id"] if rows else None
     tenants.judge_project(caller, wanted, project_id)
     assert project_id is not None  # judge_project raised otherwise
+    await waiting.admit_async(db, caller.org_id)
     new = plan(caller, body, project_id)
     if idempotency_key is None:
         written = await db.write(ONE_STATEMENT, parameters(new))

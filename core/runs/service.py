@@ -24,6 +24,7 @@ from core.runs.schemas import RunEventOut, RunEventPage, RunOut, RunPage, RunPat
 from core.runs.spec import RunCreate, check_labels
 from core.runs.states import RunStatus, StatusReason, transition
 from core.runs.versions import claim_resource_version
+from core.runs.waiting import WaitingRoom
 from core.scheduling.explain import explain
 from core.settings import Settings
 from core.tenants import service as tenants
@@ -62,15 +63,22 @@ def create_run(
     body: RunCreate,
     idempotency_key: str | None = None,
     ttl_hours: int = 24,
+    waiting: WaitingRoom | None = None,
 ) -> Created:
+    """A new run (or the one an earlier request with the same Idempotency-Key made).
+
+    `waiting`: the cap on the org's waiting runs (core/runs/waiting.py); None: no cap.
+    """
     caller.require(Role.MEMBER)
     if idempotency_key is None:
+        _admit(session, caller, waiting)
         return Created(_insert_run(session, caller, body), replayed=False)
     idempotency.validate_key(idempotency_key)
     fingerprint = idempotency.request_hash(body.model_dump(mode="json"))
     earlier = idempotency.find(session, caller.org_id, idempotency_key, fingerprint)
     if earlier is not None:
         return _replay(session, caller, earlier)
+    _admit(session, caller, waiting)
     try:
         with session.begin_nested():
             run_id = new_id("run")
@@ -85,6 +93,11 @@ def create_run(
             raise
         return _replay(session, caller, earlier)
     return Created(run, replayed=False)
+
+
+def _admit(session: Session, caller: Principal, waiting: WaitingRoom | None) -> None:
+    if waiting is not None:
+        waiting.admit(session, caller.org_id)
 
 
 def describe_run(session: Session, caller: Principal, run_id: str, settings: Settings) -> RunOut:

@@ -13,7 +13,9 @@ from typing import Any
 
 import httpx
 
-QUOTA_CODES = frozenset({"quota_exceeded", "quota_exhausted"})
+# `queue_full`: the org has as many waiting runs as the server allows; waiting seconds does not
+# help until some start, so it is a quota, not a rate limit.
+QUOTA_CODES = frozenset({"quota_exceeded", "quota_exhausted", "queue_full"})
 
 
 class TrainportError(Exception):
@@ -113,7 +115,8 @@ class ValidationError(APIStatusError):
 
 
 class QuotaExceeded(APIStatusError):
-    """The organisation's quota does not allow this (code `quota_exceeded`/`quota_exhausted`)."""
+    """The organisation's quota does not allow this (`quota_exceeded`, `quota_exhausted`, or
+    `queue_full`: too many runs waiting)."""
 
 
 class RateLimited(APIStatusError):

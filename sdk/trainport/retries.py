@@ -25,7 +25,7 @@ import httpx
 RETRYABLE_STATUSES = frozenset({408, 429})
 NOT_ACTED_STATUSES = frozenset({408, 429})
 RETRYABLE_CONFLICT_CODES = frozenset({"concurrent_change"})
-NEVER_RETRIED_CODES = frozenset({"quota_exceeded", "quota_exhausted"})
+NEVER_RETRIED_CODES = frozenset({"quota_exceeded", "quota_exhausted", "queue_full"})
 DEFAULT_MAX_RETRIES = 2
 TRANSIENT_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
 

@@ -4,12 +4,23 @@ and pinning at admission."""
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import httpx
 from fastapi.testclient import TestClient
 
+from api.app import create_app
 from tests.factories import Tenant, make_tenant
-from tests.training_api.conftest import admit, create_dataset, start, submit, upload
+from tests.training_api.conftest import (
+    _settings,
+    admit,
+    create_dataset,
+    make_bucket,
+    s3_settings,
+    start,
+    submit,
+    upload,
+)
 
 FILES = {"train/a.txt": b"alpha " * 100, "train/b.txt": b"beta", "README": b"read me"}
 
@@ -79,14 +90,20 @@ def test_bad_paths_and_duplicate_names_are_refused(api: TestClient, org: Tenant)
 
 
 def test_an_s3_prefix_is_registered_by_reading_and_hashing_it(
-    s3_api: TestClient, s3_endpoint: str
+    s3_api: TestClient, s3_endpoint: str, postgres_url: str, tmp_path: Path
 ) -> None:
-    from tests.training_api.conftest import make_bucket
-
     client = make_bucket(s3_endpoint, "customer-data")
     for path, data in FILES.items():
         client.put_object(Bucket="customer-data", Key=f"text/v1/{path}", Body=data)
     tenant = make_tenant(s3_api)
+    # An operator allowed this org the prefix (tests/training_api/test_dataset_sources.py).
+    allowed = {"dataset_sources": {tenant.org_id: ["s3://customer-data/text/"]}}
+    store = s3_settings(s3_endpoint, "trainport-objects", s3_prefix="platform/", **allowed)
+    with TestClient(create_app(_settings(postgres_url, tmp_path, **store))) as s3_api:
+        _register_and_read(s3_api, tenant)
+
+
+def _register_and_read(s3_api: TestClient, tenant: Tenant) -> None:
     create_dataset(s3_api, tenant, "external")
     body = {"source": "s3://customer-data/text/v1/"}
     response = s3_api.post("/v1/datasets/external/versions", json=body, headers=tenant.headers)
