@@ -26,6 +26,7 @@ from api.routers import (
     provenance,
     quotas,
     runs,
+    secrets,
     tenants,
 )
 from core import db
@@ -112,4 +113,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(checkpoints.router)
     app.include_router(datasets.router)
     app.include_router(provenance.router)
+    app.include_router(secrets.router)
     return app
