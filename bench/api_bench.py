@@ -196,6 +196,7 @@ def bench_size(args: argparse.Namespace, runs: int, bare: Served, logs: Path) ->
         "TRAINPORT_ENVIRONMENT": "production",
         "TRAINPORT_LOG_LEVEL": "WARNING",
         "TRAINPORT_SECRET_KEY": secrets.token_urlsafe(32),  # production refuses the default
+        "TRAINPORT_SECRETS_KEY": secrets.token_urlsafe(32),  # and needs a run-secrets key
     }
     scenarios = _scenarios(seeded)
     with servers.serve("api.main:app", "/readyz", env, logs / f"api-{runs}.log") as api:
