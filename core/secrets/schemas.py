@@ -30,7 +30,11 @@ def _check_value(value: str) -> str:
 
 class SecretCreate(StorableInput):
     name: str = Field(min_length=1, max_length=MAX_SECRET_NAME, pattern=SECRET_NAME_PATTERN)
-    value: str = Field(min_length=1, description="never returned by any route")
+    value: str = Field(
+        min_length=1,
+        description="never returned by any route",
+        json_schema_extra={"writeOnly": True},
+    )
     project: str | None = Field(
         default=None, max_length=63, description="project name or id; empty: the whole org"
     )
@@ -42,7 +46,11 @@ class SecretCreate(StorableInput):
 
 
 class SecretUpdate(StorableInput):
-    value: str = Field(min_length=1, description="the new value; never returned by any route")
+    value: str = Field(
+        min_length=1,
+        description="the new value; never returned by any route",
+        json_schema_extra={"writeOnly": True},
+    )
 
     @field_validator("value", mode="before")
     @classmethod
