@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import create_engine, select
 
-from core.db import session_scope
+from api import admin
+from api.app import create_app
 from core.logs import LogStore
 from core.models import RunSecret
 from core.secrets.encryption import SecretUnreadable, cipher_for
-from core.secrets.service import reencrypt_all
-from core.settings import Environment, Settings
-from tests.factories import Tenant
+from core.settings import Environment, Settings, get_settings
+from tests.factories import make_tenant
 from tests.security.test_secrets_api import canary, set_secret
+from tests.workers.conftest import make_database, template_db  # noqa: F401 - fixtures
 
 KEY_A = "a" * 16 + "first-operator-key-of-32-chars"
 KEY_B = "b" * 16 + "second-operator-key-of-32-chars"
@@ -44,17 +45,29 @@ def test_a_new_key_first_still_reads_old_values_and_reencrypting_retires_the_old
         cipher_for(Settings(secrets_key=KEY_B)).decrypt("org_a", "", "wandb", token)
 
 
-def test_reencrypting_the_database_keeps_every_value(client: TestClient, tenant: Tenant) -> None:
-    app: FastAPI = client.app  # type: ignore[assignment]
-    settings: Settings = app.state.settings
+def test_the_admin_command_reencrypts_under_the_newest_key(
+    make_database: Callable[[], str],  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url = make_database()
+    app = create_app(Settings(database_url=url, secrets_key=KEY_A))
     value = canary()
-    set_secret(client, tenant, "rekeyed", value)
-    rotated = settings.model_copy(update={"secrets_key": None})
-    development_key = cipher_for(settings)  # the derived development key the app used
-    with session_scope(app.state.sessionmaker) as session:
-        assert reencrypt_all(session, rotated) >= 1
-        row = session.scalars(select(RunSecret).where(RunSecret.org_id == tenant.org_id)).one()
-        assert development_key.decrypt(row.org_id, "", row.name, row.ciphertext) == value
+    with TestClient(app) as api:
+        set_secret(api, make_tenant(api), "wandb", value)
+    app.state.engine.dispose()
+    monkeypatch.setenv("TRAINPORT_DATABASE_URL", url)
+    monkeypatch.setenv("TRAINPORT_SECRETS_KEY", f"{KEY_B},{KEY_A}")
+    get_settings.cache_clear()
+    try:
+        assert admin.main(["secrets-reencrypt"]) == 0
+    finally:
+        get_settings.cache_clear()
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        row = conn.execute(select(RunSecret)).one()
+    engine.dispose()
+    only_new = cipher_for(Settings(secrets_key=KEY_B))
+    assert only_new.decrypt(row.org_id, "", "wandb", row.ciphertext) == value
 
 
 def test_production_refuses_to_start_without_a_secrets_key() -> None:
