@@ -37,6 +37,14 @@ def for_launch(session: Session, org_id: str, project_id: str, names: list[str])
     )
 
 
+def scopes_and_names(session: Session, org_id: str) -> list[tuple[str, str]]:
+    """(project_id, name) of every secret of the org: what exists, without any ciphertext."""
+    rows = session.execute(
+        select(RunSecret.project_id, RunSecret.name).where(RunSecret.org_id == org_id)
+    ).all()
+    return [(row[0], row[1]) for row in rows]
+
+
 def all_rows(session: Session) -> list[RunSecret]:
     """Every secret of every org, locked: only for re-encrypting under a new key."""
     return list(session.scalars(select(RunSecret).order_by(RunSecret.id).with_for_update()))

@@ -77,10 +77,13 @@ class LaunchSecrets:
 
     `values`: each name the spec's env names -> its value (the run's project's over the org's).
     `keys`: each such name -> its key in the org's store (the org's Kubernetes Secret).
+    `live_keys`: every key the org's store should hold now (all its secrets, none decrypted), so
+    the store can drop deleted ones; None where unknown (nothing is dropped then).
     """
 
     values: dict[str, str] = field(default_factory=dict, repr=False)
     keys: dict[str, str] = field(default_factory=dict)
+    live_keys: frozenset[str] | None = None
 
     def store(self) -> dict[str, str]:
         """The org's store entries this launch needs: key -> value."""

@@ -170,7 +170,10 @@ def resolve_for_launch(session: Session, run: Run, settings: Settings) -> Launch
     except SecretUnreadable as error:
         raise LaunchSecretsMissing(str(error)) from None
     keys = {name: store_key(row.project_id, name) for name, row in chosen.items()}
-    return LaunchSecrets(values, keys)
+    live = frozenset(
+        store_key(*entry) for entry in repository.scopes_and_names(session, run.org_id)
+    )
+    return LaunchSecrets(values, keys, live)
 
 
 def store_key(project_id: str, name: str) -> str:

@@ -34,7 +34,9 @@ from workers.executors.kubernetes.executor import KubernetesExecutor
 ORG_A, ORG_B = "org_01jd5xaaaaaaaaaaaaaaaaaaaa", "org_01jd5xbbbbbbbbbbbbbbbbbbbb"
 
 
-def secret_request(org_id: str, values: dict[str, str], project_id: str = "") -> LaunchRequest:
+def secret_request(
+    org_id: str, values: dict[str, str], project_id: str = "", live: frozenset[str] | None = None
+) -> LaunchRequest:
     """A launch whose env names `values`' secrets, resolved as the reconciler does."""
     env = {name.upper().replace("-", "_"): {"secret": name} for name in values}
     spec = {"command": ["python", "train.py"], "compute": {"nodes": 1}, "env": env}
@@ -42,7 +44,7 @@ def secret_request(org_id: str, values: dict[str, str], project_id: str = "") ->
     run_id = f"run_{os.urandom(8).hex()}"
     return LaunchRequest(
         run_id, org_id, 1, spec, {"TRAINPORT_API_URL": "http://api"}, project_id,
-        LaunchSecrets(dict(values), keys),
+        LaunchSecrets(dict(values), keys, live),
     )  # fmt: skip
 
 
@@ -108,6 +110,17 @@ def test_a_later_launch_merges_rotated_and_project_values_into_the_org_secret(
     env = lab_job["spec"]["template"]["spec"]["containers"][0]["env"]
     [ref] = [v["valueFrom"]["secretKeyRef"] for v in env if v["name"] == "WANDB"]
     assert ref == {"name": naming.org_secret_name(ORG_A), "key": "prj_lab.wandb"}
+
+
+def test_a_secret_the_org_deleted_leaves_its_secret_at_the_next_launch(
+    executor: KubernetesExecutor,  # noqa: F811
+    cluster: ClusterSimulator,  # noqa: F811
+) -> None:
+    executor.launch(secret_request(ORG_A, {"wandb": canary(), "hf-token": canary()}))
+    assert set(org_secret(cluster, ORG_A)) == {"org.wandb", "org.hf-token"}
+    kept = canary()
+    executor.launch(secret_request(ORG_A, {"wandb": kept}, live=frozenset({"org.wandb"})))
+    assert org_secret(cluster, ORG_A) == {"org.wandb": kept}
 
 
 def test_a_pod_log_line_holding_its_secret_is_stored_redacted(

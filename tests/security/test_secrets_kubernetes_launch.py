@@ -81,3 +81,20 @@ def test_a_run_naming_another_orgs_secret_fails_before_reaching_the_cluster(
     assert "needs secret 'wandb'" in run["status_message"]
     assert clusters.west.jobs() == []
     assert clusters.west.http.get(f"/api/v1/namespaces/{NAMESPACE}/secrets").json()["items"] == []
+
+
+def test_a_deleted_secret_leaves_the_orgs_secret_at_its_next_launch(
+    api: TestClient,  # noqa: F811
+    clusters: Clusters,  # noqa: F811
+) -> None:
+    ctx = context(api, clusters.settings)
+    org = make_tenant(api)
+    set_secret(api, org, "wandb", canary())
+    set_secret(api, org, "hf-token", canary())
+    both = {"WANDB_API_KEY": {"secret": "wandb"}, "HF_TOKEN": {"secret": "hf-token"}}
+    compute = {"nodes": 1, "gpus_per_node": 4, "gpu_type": H100}
+    admit_and_launch(api, ctx, create_run(api, org, compute=compute, env=both)["id"])
+    assert set(_org_secret(clusters.west, org.org_id)) == {"org.wandb", "org.hf-token"}
+    assert api.delete("/v1/secrets/hf-token", headers=org.headers).status_code == 204
+    admit_and_launch(api, ctx, _secret_run(api, org))
+    assert set(_org_secret(clusters.west, org.org_id)) == {"org.wandb"}

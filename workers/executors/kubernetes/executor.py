@@ -113,7 +113,8 @@ class KubernetesExecutor:
 
     def _write_org_secret(self, request: LaunchRequest, namespace: str) -> None:
         """Put the launch's resolved values into its org's Secret before any pod refers to it:
-        created on the org's first launch, merged (new keys, rotated values) afterwards."""
+        created on the org's first launch, merged afterwards (new keys, rotated values, and the
+        keys of secrets the org has deleted since removed)."""
         if not request.secrets.values:
             return
         secret = build_org_secret(request, namespace)
@@ -125,13 +126,30 @@ class KubernetesExecutor:
             if error.status != 409:
                 raise
         assert secret.metadata is not None
+        name = str(secret.metadata.name)
+        data: dict[str, str | None] = {k: str(v) for k, v in (secret.data or {}).items()}
+        data.update(dict.fromkeys(self._deleted_keys(request, namespace, name)))  # null: remove
+        patch = {"metadata": {"labels": secret.metadata.labels}, "data": data}
         core.patch_namespaced_secret(
-            str(secret.metadata.name),
+            name,
             namespace,
-            {"metadata": {"labels": secret.metadata.labels}, "data": secret.data},
+            patch,
             _content_type="application/merge-patch+json",
             _request_timeout=timeout,
         )
+
+    def _deleted_keys(self, request: LaunchRequest, namespace: str, name: str) -> set[str]:
+        """Keys the org's Secret still holds for secrets deleted through the API."""
+        live = request.secrets.live_keys
+        if live is None:
+            return set()
+        existing = read_json(
+            self.apis.core.read_namespaced_secret,
+            name,
+            namespace,
+            _request_timeout=self.apis.request_timeout,
+        )
+        return set(existing.get("data") or {}) - live - set(request.secrets.keys.values())
 
     def _create_or_adopt(self, manifests: AttemptManifests) -> Any:
         batch, timeout = self.apis.batch, self.apis.request_timeout
