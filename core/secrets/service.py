@@ -181,6 +181,19 @@ def store_key(project_id: str, name: str) -> str:
     return f"{project_id or 'org'}.{name}"
 
 
+LEGACY_PREFIX = "TRAINPORT_SECRET_"  # the old, global worker variables (before issue 12)
+
+
+def legacy_worker_variables(environ: dict[str, str]) -> list[str]:
+    """`TRAINPORT_SECRET_<NAME>` variables a worker still has: no run reads them any more, and
+    a value left in a worker's environment is one more place a run might reach it."""
+    return sorted(
+        name
+        for name in environ
+        if name.startswith(LEGACY_PREFIX) and name != "TRAINPORT_SECRET_KEY"
+    )
+
+
 def reencrypt_all(session: Session, settings: Settings) -> int:
     """Re-encrypt every stored value under the newest key (after adding one); how many."""
     cipher = cipher_for(settings)

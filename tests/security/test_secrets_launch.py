@@ -21,6 +21,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from core.secrets.service import legacy_worker_variables
 from core.settings import Settings
 from tests.factories import Tenant, create_run, make_tenant
 from tests.security.test_secrets_api import canary, set_secret
@@ -154,3 +155,9 @@ def test_worker_variables_named_like_the_old_scheme_are_ignored(
     done = _run_to_the_end(api, settings, org, run_id)
     assert done["status"] == "failed"
     assert "needs secret 'wandb'" in done["status_message"]
+
+
+def test_a_worker_names_its_leftover_secret_variables_so_they_can_be_removed() -> None:
+    environ = {"TRAINPORT_SECRET_WANDB": "x", "TRAINPORT_SECRET_KEY": "y", "PATH": "/bin"}
+    environ["TRAINPORT_SECRETS_KEY"] = "z"
+    assert legacy_worker_variables(environ) == ["TRAINPORT_SECRET_WANDB"]
