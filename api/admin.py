@@ -1,4 +1,4 @@
-"""Operator commands: `python -m api.admin migrate | bootstrap --org NAME`.
+"""Operator commands: `python -m api.admin migrate | bootstrap --org NAME | secrets-reencrypt`.
 
 `bootstrap` creates the first organisation, its `default` project and an admin key, and prints
 the key once. It runs beside the API (same database), not through it: there is no key yet.
@@ -12,6 +12,7 @@ import sys
 
 from core import db, migrate
 from core.errors import TrainportError
+from core.secrets.service import reencrypt_all
 from core.settings import get_settings
 from core.tenants.service import bootstrap
 
@@ -47,6 +48,19 @@ def _bootstrap(args: argparse.Namespace) -> int:
     return 0
 
 
+def _secrets_reencrypt(_: argparse.Namespace) -> int:
+    """After a new key was put first in TRAINPORT_SECRETS_KEY: every value under it."""
+    settings = get_settings()
+    engine = db.build_engine(settings)
+    try:
+        with db.session_scope(db.make_sessionmaker(engine)) as session:
+            count = reencrypt_all(session, settings)
+    finally:
+        engine.dispose()
+    print(f"re-encrypted {count} secret value(s) under the newest key")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m api.admin", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -56,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     boot.add_argument("--json", action="store_true", help="machine-readable output")
     boot.add_argument("--migrate", action="store_true", help="upgrade the schema first")
     boot.set_defaults(func=_bootstrap)
+    rekey = commands.add_parser(
+        "secrets-reencrypt", help="re-encrypt every run secret under the newest secrets key"
+    )
+    rekey.set_defaults(func=_secrets_reencrypt)
     args = parser.parse_args(argv)
     code: int = args.func(args)
     return code

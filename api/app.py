@@ -28,6 +28,7 @@ from api.routers import (
     quotas,
     run_storage,
     runs,
+    secrets,
     tenants,
 )
 from core import db
@@ -122,4 +123,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(run_storage.router)
     app.include_router(datasets.router)
     app.include_router(provenance.router)
+    app.include_router(secrets.router)
     return app

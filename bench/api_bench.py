@@ -201,6 +201,7 @@ def bench_size(args: argparse.Namespace, runs: int, bare: Served, logs: Path) ->
         "TRAINPORT_RATE_LIMIT_PER_KEY": "10000000/second",
         "TRAINPORT_RATE_LIMIT_PER_ORG": "10000000/second",
         "TRAINPORT_MAX_WAITING_RUNS_PER_ORG": "100000000",
+        "TRAINPORT_SECRETS_KEY": secrets.token_urlsafe(32),  # and needs a run-secrets key
     }
     scenarios = _scenarios(seeded)
     with servers.serve("api.main:app", "/readyz", env, logs / f"api-{runs}.log") as api:

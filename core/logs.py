@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import re
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +26,19 @@ STREAMS = ("stdout", "stderr", "system")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _ATTEMPT_DIR = re.compile(r"^attempt-(\d+)$")
 _RANK_FILE = re.compile(r"^rank-(\d+)\.log$")
+REDACTED = "***"
+MIN_REDACTED_LINE = 8  # lines of a multi-line secret shorter than this are not hunted alone
+
+
+def redaction_targets(values: Iterable[str]) -> tuple[str, ...]:
+    """What a writer replaces: each value, and each long-enough line of a multi-line one (a
+    PEM key printed line by line), longest first so a value is never half-replaced."""
+    targets = {value for value in values if value}
+    for value in list(targets):
+        targets.update(
+            line for line in value.splitlines() if len(line.strip()) >= MIN_REDACTED_LINE
+        )
+    return tuple(sorted(targets, key=len, reverse=True))
 
 
 def timestamp(now: datetime | None = None) -> str:
@@ -62,11 +75,16 @@ class LogRef:
 
 
 class LogWriter:
-    """Appends timestamped lines to one rank's log; safe to share between threads."""
+    """Appends timestamped lines to one rank's log; safe to share between threads.
 
-    def __init__(self, ref: LogRef) -> None:
+    Every value in `redact` (the run's secrets) is replaced by `***` before a line is stored:
+    a safety net for a run that prints its secret, not a boundary against one that encodes it.
+    """
+
+    def __init__(self, ref: LogRef, redact: Iterable[str] = ()) -> None:
         ref.path.parent.mkdir(parents=True, exist_ok=True)
         self._ref = ref
+        self._redact = redaction_targets(redact)
         # Re-entrant: a signal handler on the main thread may write while it holds the lock.
         self._lock = threading.RLock()
         # O_APPEND: every write lands at the end even if another writer (a retried shim) exists.
@@ -75,6 +93,9 @@ class LogWriter:
     def write(self, stream: str, text: str) -> None:
         """One line per line of `text`, all with the same timestamp, in one append."""
         prefix = f"{timestamp()} {stream} "
+        for value in self._redact:
+            if value in text:
+                text = text.replace(value, REDACTED)
         lines = text.removesuffix("\n").split("\n")
         data = "".join(f"{prefix}{line}\n" for line in lines).encode(errors="replace")
         with self._lock:
@@ -104,8 +125,8 @@ class LogStore:
         folder = self.root / run_id / f"attempt-{attempt}"
         return LogRef(folder / f"rank-{rank}.log", folder / f"rank-{rank}.done")
 
-    def writer(self, run_id: str, attempt: int, rank: int) -> LogWriter:
-        return LogWriter(self.ref(run_id, attempt, rank))
+    def writer(self, run_id: str, attempt: int, rank: int, redact: Iterable[str] = ()) -> LogWriter:
+        return LogWriter(self.ref(run_id, attempt, rank), redact)
 
     def mark_finished(self, run_id: str, attempt: int, rank: int) -> None:
         """For an executor that finds a writer gone (a lost process): no more lines will come."""

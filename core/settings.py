@@ -19,6 +19,7 @@ DEFAULT_STATE_DIR = Path(".trainport")
 
 
 DEVELOPMENT_SECRET_KEY = "trainport-development-secret-key"  # noqa: S105 (refused in production)
+MIN_SECRETS_KEY_CHARS = 32
 
 
 class StorageBackend(StrEnum):
@@ -131,9 +132,6 @@ class Settings(BaseSettings):
         default=None, description="Kueue LocalQueue (label kueue.x-k8s.io/queue-name)"
     )
     kubernetes_rendezvous_port: int = Field(default=29500, ge=1, le=65535)
-    kubernetes_secret_name: str = Field(
-        default="trainport-run-secrets", description="Secret whose keys `{secret: NAME}` names"
-    )
     kubernetes_checkpoint_claim: str | None = Field(
         default=None, description="PVC mounted at /checkpoints, one sub-folder per run"
     )
@@ -184,6 +182,15 @@ class Settings(BaseSettings):
     )
     max_upload_bytes: int = Field(
         default=10 * 2**30, ge=1024, description="Largest dataset upload through the API"
+    )
+    # Secrets per org (issue 12).
+    secrets_key: SecretStr | None = Field(
+        default=None,
+        description="Keys that encrypt run secrets at rest, comma-separated, the newest first; "
+        "empty in development: derived from secret_key",
+    )
+    secrets_key_file: Path | None = Field(
+        default=None, description="A file holding secrets_key's keys, one per line"
     )
 
     # The API's edge: sources, bodies, rate limits (issue 12).
@@ -256,6 +263,37 @@ class Settings(BaseSettings):
         ):
             raise ValueError("TRAINPORT_SECRET_KEY must be set (not the default) in production")
         return self
+
+    @model_validator(mode="after")
+    def _secrets_keys_are_usable(self) -> Settings:
+        if self.secrets_key is not None and self.secrets_key_file is not None:
+            raise ValueError("set TRAINPORT_SECRETS_KEY or TRAINPORT_SECRETS_KEY_FILE, not both")
+        keys = self.secrets_keys()
+        if self.environment is Environment.PRODUCTION and not keys:
+            raise ValueError(
+                "TRAINPORT_SECRETS_KEY or TRAINPORT_SECRETS_KEY_FILE must be set in production "
+                "(it encrypts run secrets at rest)"
+            )
+        if any(len(key) < MIN_SECRETS_KEY_CHARS for key in keys):
+            raise ValueError(
+                f"every run-secrets key needs at least {MIN_SECRETS_KEY_CHARS} characters "
+                "(e.g. `openssl rand -base64 32`)"
+            )
+        return self
+
+    def secrets_keys(self) -> list[str]:
+        """The configured run-secrets keys, newest first; empty when none is configured."""
+        if self.secrets_key_file is not None:
+            try:
+                raw = self.secrets_key_file.read_text()
+            except OSError as exc:
+                raise ValueError(f"TRAINPORT_SECRETS_KEY_FILE cannot be read: {exc}") from None
+            return [line.strip() for line in raw.splitlines() if line.strip()]
+        if self.secrets_key is None:
+            return []
+        return [
+            part.strip() for part in self.secrets_key.get_secret_value().split(",") if part.strip()
+        ]
 
     @model_validator(mode="after")
     def _kubernetes_clusters_override_known_settings(self) -> Settings:

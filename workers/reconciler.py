@@ -33,6 +33,7 @@ from core.outbox import Task
 from core.runs.attempts import AttemptOutcome, Ending, close_attempt, mark_started, settle
 from core.runs.states import RunStatus, StatusReason, transition
 from core.runtime_env import launch_environment
+from core.secrets.service import LaunchSecretsMissing, resolve_for_launch
 from core.settings import Settings
 from workers.executors.base import (
     AttemptObservation,
@@ -103,8 +104,15 @@ def _prepare_launch(
         )
         _fail(session, run, message)
         return "gave up"
+    try:
+        secrets = resolve_for_launch(session, run, settings)  # the run's own org's, only
+    except LaunchSecretsMissing as missing:
+        _fail(session, run, f"launch refused: {missing}")
+        return "refused"
     env = launch_environment(session, run, attempt, settings)
-    request = LaunchRequest(run.id, run.org_id, attempt, dict(run.spec), env, run.project_id)
+    request = LaunchRequest(
+        run.id, run.org_id, attempt, dict(run.spec), env, run.project_id, secrets
+    )
     return request, _where(session, run_id, attempt)
 
 

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core import db, outbox
 from core.models import utcnow
 from core.outbox import Task
+from core.secrets.service import legacy_worker_variables
 from core.settings import Settings, get_settings
 from workers import relay, scheduler
 from workers.celery_app import app
@@ -49,7 +50,18 @@ def context() -> WorkerContext:
             settings = get_settings()
             factory = db.make_sessionmaker(db.build_engine(settings))
             _contexts[pid] = WorkerContext(factory, settings, _executors(settings))
+            _warn_about_legacy_secrets()
         return _contexts[pid]
+
+
+def _warn_about_legacy_secrets() -> None:
+    names = legacy_worker_variables(dict(os.environ))
+    if names:
+        log.warning(
+            "%s: worker secret variables are no longer read; create each org's secrets through "
+            "the API (`trainport secrets set NAME`) and remove them from the workers",
+            ", ".join(names),
+        )
 
 
 def _executors(settings: Settings) -> Callable[[Where], Executor]:

@@ -39,6 +39,7 @@ from trainport.models import (
     Run,
     RunEvent,
     RunStatus,
+    Secret,
 )
 from trainport.pagination import AsyncPage, SyncPage
 from trainport.resources.provenance import checkpoint_claim, verify_offline
@@ -91,6 +92,7 @@ __all__ = [
     "RunEvent",
     "RunSpec",
     "RunStatus",
+    "Secret",
     "ServerError",
     "SpecError",
     "SyncPage",

@@ -25,10 +25,12 @@ from trainport.resources import (
     AsyncProjects,
     AsyncProvenanceResource,
     AsyncRuns,
+    AsyncSecrets,
     Datasets,
     Projects,
     ProvenanceResource,
     Runs,
+    Secrets,
 )
 from trainport.retries import RetryPolicy
 
@@ -79,6 +81,7 @@ class Client:
         self.runs = Runs(self._http)
         self.projects = Projects(self._http)
         self.api_keys = ApiKeys(self._http)
+        self.secrets = Secrets(self._http)
         self.datasets = Datasets(self._http)
         self.provenance = ProvenanceResource(self._http)
 
@@ -132,6 +135,7 @@ class AsyncClient:
         self.runs = AsyncRuns(self._http)
         self.projects = AsyncProjects(self._http)
         self.api_keys = AsyncApiKeys(self._http)
+        self.secrets = AsyncSecrets(self._http)
         self.datasets = AsyncDatasets(self._http)
         self.provenance = AsyncProvenanceResource(self._http)
 

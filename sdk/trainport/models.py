@@ -121,6 +121,18 @@ class Project(TrainportModel):
     created_at: datetime
 
 
+class Secret(TrainportModel):
+    """A secret as listed: name, scope and version, never the value (the API never returns it)."""
+
+    name: str
+    project_id: str | None = None  # None: org-wide
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    created_by: str | None = None
+    updated_by: str | None = None
+
+
 class ApiKey(TrainportModel):
     """An API key as listed: prefix, role and use, never the secret."""
 

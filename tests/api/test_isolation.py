@@ -42,6 +42,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     },
     ("POST", "/v1/datasets/{dataset}/versions"): {"source": "s3://bucket/prefix/"},
     ("POST", "/v1/datasets/{dataset}/uploads"): {"files": [{"path": "a.txt", "size": 1}]},
+    ("PUT", "/v1/secrets/{secret_name}"): {"value": "an intruder's value"},
 }
 # How each kind of path id is filled: (the victim's object, an id that was never issued).
 MISSING = {
@@ -54,6 +55,7 @@ MISSING = {
     "version": "sha256:" + "ab" * 32,
     "step": "987654321",
     "upload_id": new_id("upl"),
+    "secret_name": "never-created-secret",
 }
 
 
@@ -76,6 +78,11 @@ def orgs(client: TestClient) -> Orgs:
     extra = client.post(
         "/v1/api-keys", json={"name": "ci", "role": "member"}, headers=victim.headers
     ).json()
+    secret = client.post(
+        "/v1/secrets",
+        json={"name": f"victim-secret-{run['id'][-6:]}", "value": "victim's value"},
+        headers=victim.headers,
+    ).json()
     ids = {
         "run_id": run["id"],
         "project_id": victim.project_id,
@@ -86,6 +93,7 @@ def orgs(client: TestClient) -> Orgs:
         "version": "sha256:" + "ab" * 32,
         "step": "987654321",
         "upload_id": new_id("upl"),  # uploads need S3 storage; the dataset decides first
+        "secret_name": secret["name"],
     }
     return Orgs(victim, intruder, ids, run["resource_version"])
 
@@ -134,6 +142,8 @@ def test_foreign_calls_leave_the_victims_objects_untouched(client: TestClient, o
     assert run["status"] == "pending"
     keys = client.get("/v1/api-keys", headers=orgs.victim.headers).json()
     assert all(k["revoked_at"] is None for k in keys)
+    secret = client.get(f"/v1/secrets/{orgs.ids['secret_name']}", headers=orgs.victim.headers)
+    assert secret.json()["version"] == 1
 
 
 @pytest.mark.parametrize("path", LIST_ROUTES)

@@ -38,6 +38,9 @@ WRITE_BODIES: dict[tuple[str, str], dict[str, Any] | None] = {
     ("POST", "/v1/datasets/{dataset}/uploads"): {"files": [{"path": "a.txt", "size": 1}]},
     ("POST", "/v1/datasets/{dataset}/uploads/{upload_id}/complete"): None,
     ("POST", "/v1/provenance/verify"): {"record": {}, "signature": "00"},
+    ("POST", "/v1/secrets"): {"name": "wandb", "value": "not-for-members"},
+    ("PUT", "/v1/secrets/{secret_name}"): {"value": "not-for-members"},
+    ("DELETE", "/v1/secrets/{secret_name}"): None,
 }
 # POSTs that only read: a viewer may call them.
 VIEWER_POSTS = {("POST", "/v1/provenance/verify")}
@@ -49,6 +52,9 @@ ADMIN_ROUTES = [
     ("POST", "/v1/projects"),
     ("PUT", "/v1/orgs/{org_id}/quota"),
     ("PUT", "/v1/orgs/{org_id}/projects/{project}/quota"),
+    ("POST", "/v1/secrets"),
+    ("PUT", "/v1/secrets/{secret_name}"),
+    ("DELETE", "/v1/secrets/{secret_name}"),
 ]
 
 
@@ -63,6 +69,7 @@ def _ids(client: TestClient, admin: Tenant) -> dict[str, str]:
         "org_id": admin.org_id,
         "dataset": "corpus",
         "upload_id": "upl_01jd5x",
+        "secret_name": "wandb",
     }
 
 

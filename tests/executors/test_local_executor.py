@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -13,6 +14,7 @@ import pytest
 
 from core.logs import LogStore
 from core.runs.states import StatusReason
+from core.secrets.schemas import LaunchSecrets
 from tests.executors.conftest import (
     FINISHED,
     PY,
@@ -84,7 +86,6 @@ def test_a_non_zero_exit_fails_with_its_exit_code(
 def test_each_rank_gets_the_distributed_and_platform_environment(
     executor: LocalExecutor, log_store: LogStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("TRAINPORT_SECRET_HF_TOKEN", "s3cret")
     monkeypatch.setenv("TRAINPORT_DATABASE_URL", "postgresql://do-not-leak")
     names = "RANK LOCAL_RANK WORLD_SIZE NODE_RANK NNODES MASTER_ADDR MASTER_PORT HF GREETING "
     names += "TRAINPORT_RUN_ID TRAINPORT_ATTEMPT TRAINPORT_TOKEN TRAINPORT_API_URL "
@@ -96,6 +97,8 @@ def test_each_rank_gets_the_distributed_and_platform_environment(
         compute={"processes": 3},
     )
     request.env["TRAINPORT_TOKEN"] = "tok_run"
+    secrets = LaunchSecrets({"hf-token": "s3cret"}, {"hf-token": "org.hf-token"})
+    request = dataclasses.replace(request, secrets=secrets)
     executor.launch(request)
     done = wait_until(executor, request, FINISHED)
 
@@ -105,12 +108,13 @@ def test_each_rank_gets_the_distributed_and_platform_environment(
     assert {env["MASTER_PORT"] for env in seen} == {seen[0]["MASTER_PORT"]}
     assert seen[2] | {"MASTER_PORT": "x", "TRAINPORT_CHECKPOINT_DIR": "x"} == {
         "RANK": "2", "LOCAL_RANK": "2", "WORLD_SIZE": "3", "NODE_RANK": "0", "NNODES": "1",
-        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "x", "HF": "s3cret", "GREETING": "hi",
+        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "x", "HF": "***", "GREETING": "hi",
         "TRAINPORT_RUN_ID": request.run_id, "TRAINPORT_ATTEMPT": "1",
         "TRAINPORT_TOKEN": "tok_run", "TRAINPORT_API_URL": "http://api.test",
         "TRAINPORT_CHECKPOINT_DIR": "x", "TRAINPORT_DATABASE_URL": "-",
     }  # fmt: skip
     assert Path(seen[0]["TRAINPORT_CHECKPOINT_DIR"]).is_dir()
+    assert "s3cret" not in "".join(log_lines(log_store, request.run_id))  # redacted as printed
 
 
 def _printed(lines: list[str]) -> dict[str, str]:
@@ -127,8 +131,8 @@ def test_a_missing_secret_fails_the_launch_clearly(
     done = wait_until(executor, request, FINISHED)
 
     assert done.ranks[0].reason is StatusReason.SYSTEM_ERROR
-    assert "TRAINPORT_SECRET_ABSENT" in (done.ranks[0].message or "")
-    assert "TRAINPORT_SECRET_ABSENT" in log_lines(log_store, request.run_id)[0]
+    assert "needs secret 'absent'" in (done.ranks[0].message or "")
+    assert "needs secret 'absent'" in log_lines(log_store, request.run_id)[0]
 
 
 def test_relaunching_an_attempt_adopts_it_instead_of_starting_a_copy(

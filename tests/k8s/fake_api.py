@@ -27,7 +27,10 @@ from urllib.parse import parse_qs, urlsplit
 
 Obj = dict[str, Any]
 GROUPS = {"api/v1": "v1", "apis/batch/v1": "batch/v1"}
-KINDS = {"pods": "Pod", "services": "Service", "nodes": "Node", "events": "Event", "jobs": "Job"}
+KINDS = {
+    "pods": "Pod", "services": "Service", "nodes": "Node", "events": "Event", "jobs": "Job",
+    "secrets": "Secret",
+}  # fmt: skip
 _PATH = re.compile(
     r"^/(?P<group>api/v1|apis/batch/v1)(?:/namespaces/(?P<ns>[^/]+))?"
     r"/(?P<res>[a-z]+)(?:/(?P<name>[^/]+))?(?:/(?P<sub>status|log))?$"

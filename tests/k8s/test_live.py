@@ -4,20 +4,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kubernetes import client as k
 
 from core.logs import LogStore
+from core.secrets.schemas import LaunchSecrets
 from core.settings import Settings
 from tests.k8s.conftest import launch_request
 from workers.executors.base import AttemptPhase, classify_attempt
 from workers.executors.kubernetes.client import apis_from_settings, cluster_config
 from workers.executors.kubernetes.executor import KubernetesExecutor
-from workers.executors.kubernetes.manifests import build_attempt
+from workers.executors.kubernetes.manifests import build_attempt, build_org_secret
 
 pytestmark = [
     pytest.mark.k8s_live,
@@ -41,6 +44,44 @@ def test_every_manifest_passes_a_server_side_dry_run() -> None:
     built = build_attempt(request, config)
     apis.batch.create_namespaced_job(built.namespace, built.job, dry_run="All")
     apis.core.create_namespaced_service(built.namespace, built.service, dry_run="All")
+    apis.core.create_namespaced_secret(
+        built.namespace, build_org_secret(_with_secret(request), built.namespace), dry_run="All"
+    )
+
+
+def _with_secret(request: Any, value: str = "live-canary-value") -> Any:
+    """The request as the reconciler hands it over: env TOKEN names secret `token`, resolved."""
+    spec = {**request.spec, "env": {"TOKEN": {"secret": "token"}}}
+    secrets = LaunchSecrets({"token": value}, {"token": "org.token"})
+    return dataclasses.replace(request, spec=spec, secrets=secrets)
+
+
+def test_a_pod_reads_its_orgs_secret_and_its_log_is_stored_redacted(tmp_path: Path) -> None:
+    settings = Settings()
+    executor = KubernetesExecutor(
+        apis_from_settings(settings), cluster_config(settings), LogStore(tmp_path / "logs"),
+        tmp_path / "state",
+    )  # fmt: skip
+    command = ["sh", "-c", 'echo "token is $TOKEN"']
+    request = _with_secret(launch_request(nodes=1, image=TORCH_IMAGE, command=command))
+    executor.launch(request)
+    try:
+        deadline = time.monotonic() + 300
+        phase = AttemptPhase.STARTING
+        while time.monotonic() < deadline and phase in {
+            AttemptPhase.STARTING,
+            AttemptPhase.RUNNING,
+        }:
+            found = [o for o in executor.observe() if o.run_id == request.run_id]
+            phase = classify_attempt(found[0].ranks).phase if found else phase
+            executor.pods.wait_for(lambda: False, 2.0)
+        assert phase is AttemptPhase.SUCCEEDED
+    finally:
+        executor.cleanup(request.run_id, request.attempt)
+        executor.stop()
+    log = (tmp_path / "logs" / request.run_id / "attempt-1" / "rank-0.log").read_text()
+    assert "token is ***" in log
+    assert "live-canary-value" not in log
 
 
 def test_a_two_node_gloo_torchrun_succeeds(tmp_path: Path) -> None:

@@ -15,6 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.runs.spec import RunSpec
+from core.secrets.schemas import LaunchSecrets
+from core.secrets.service import secret_names, store_key
 from workers.executors.base import LaunchRequest
 from workers.executors.kubernetes import naming
 from workers.executors.kubernetes.manifests import (
@@ -43,7 +45,12 @@ HOSTILE = ["a\nb", "---\nkind: Pod", 'x": "y', "$(MASTER_ADDR)", "'; rm -rf /", 
 
 def request(spec: dict[str, Any], run_id: str = "run_01jd5xabcdefghjkmnpqrstvwx") -> LaunchRequest:
     validated = RunSpec.model_validate(spec).model_dump(mode="json")
-    return LaunchRequest(run_id, "org_01jd5x", 1, validated, {"TRAINPORT_API_URL": "http://api"})
+    names = set(secret_names(validated).values())  # resolved as the reconciler would
+    secrets = LaunchSecrets(
+        {name: f"value-of-{name}" for name in names}, {name: store_key("", name) for name in names}
+    )
+    env = {"TRAINPORT_API_URL": "http://api"}
+    return LaunchRequest(run_id, "org_01jd5x", 1, validated, env, secrets=secrets)
 
 
 FULL_SPEC = {
@@ -133,7 +140,11 @@ def test_the_pod_is_restricted_and_secrets_stay_references() -> None:
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     token = next(e for e in container["env"] if e["name"] == "TOKEN")
     assert "value" not in token
-    assert token["valueFrom"]["secretKeyRef"]["key"] == "hf-token"
+    assert token["valueFrom"]["secretKeyRef"] == {
+        "name": "trainport-secrets-org-01jd5x",
+        "key": "org.hf-token",
+    }
+    assert "value-of-hf-token" not in json.dumps(documents(FULL_SPEC))
     assert {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "200Gi"}} in pod[
         "volumes"
     ]

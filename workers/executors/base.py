@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from core.runs.states import StatusReason
+from core.secrets.schemas import LaunchSecrets
 
 
 class RankPhase(StrEnum):
@@ -25,7 +26,12 @@ class RankPhase(StrEnum):
 
 @dataclass(frozen=True)
 class LaunchRequest:
-    """Everything needed to start one attempt; `env` holds the platform's TRAINPORT_* values."""
+    """Everything needed to start one attempt; `env` holds the platform's TRAINPORT_* values.
+
+    `secrets` holds the values the spec's `{secret: NAME}` entries name, resolved for the run's
+    own org at launch (core/secrets/service.py); they never leave the worker's memory except
+    into the run's own environment (local) or its org's Kubernetes Secret.
+    """
 
     run_id: str
     org_id: str
@@ -33,6 +39,7 @@ class LaunchRequest:
     spec: dict[str, Any]
     env: dict[str, str] = field(default_factory=dict)
     project_id: str = ""  # for the executor's labels; empty where unknown
+    secrets: LaunchSecrets = field(default_factory=LaunchSecrets)
 
 
 @dataclass(frozen=True)

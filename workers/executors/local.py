@@ -14,11 +14,11 @@ does not raise: it records every rank as failed with reason `system_error` and s
 `observe()` and in the rank's log.
 
 Each rank's environment: a few variables of the worker's own (PATH, HOME, locale; never its
-TRAINPORT_* settings), the spec's `env` (`{secret: NAME}` values come from the worker's
-`TRAINPORT_SECRET_<NAME>`, upper-cased, `.` and `-` as `_`), RANK, LOCAL_RANK, WORLD_SIZE,
-NODE_RANK=0, NNODES=1, MASTER_ADDR=127.0.0.1, MASTER_PORT (a free port, recorded), the request's
-TRAINPORT_* values, TRAINPORT_RUN_ID, TRAINPORT_ATTEMPT, TRAINPORT_API_URL and
-TRAINPORT_CHECKPOINT_DIR (shared by all attempts of the run).
+TRAINPORT_* settings), the spec's `env` (`{secret: NAME}` values are those resolved for the
+run's own org at launch, `LaunchRequest.secrets`; the shim redacts them from the log), RANK,
+LOCAL_RANK, WORLD_SIZE, NODE_RANK=0, NNODES=1, MASTER_ADDR=127.0.0.1, MASTER_PORT (a free port,
+recorded), the request's TRAINPORT_* values, TRAINPORT_RUN_ID, TRAINPORT_ATTEMPT,
+TRAINPORT_API_URL and TRAINPORT_CHECKPOINT_DIR (shared by all attempts of the run).
 
 Cancel sends SIGTERM to each shim, which forwards it to its command's process group; calls made
 after `grace_seconds` SIGKILL every process left in the rank's session. It returns True once
@@ -30,7 +30,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import shutil
 import signal
 import socket
@@ -60,7 +59,7 @@ from workers.executors.local_attempt import (
     shim_alive,
     signal_session,
 )
-from workers.executors.local_shim import write_atomically
+from workers.executors.local_shim import REDACT_VARIABLE, write_atomically
 
 SHIM_START_SECONDS = 30.0  # a claimed-by-nobody rank older than this is declared lost
 CANCEL_SETTLE_SECONDS = 0.25  # how long cancel waits for processes to exit before answering
@@ -163,7 +162,7 @@ class LocalExecutor:
     ) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k in INHERITED_ENV or k.startswith("LC_")}
         env["PYTHONUNBUFFERED"] = "1"  # Python output reaches the log line by line
-        env.update(_spec_env(request.spec.get("env") or {}))
+        env.update(_spec_env(request))
         env.update(recipe_environment(request.spec))
         env.update(request.env)
         env.setdefault("TRAINPORT_API_URL", self.api_url)
@@ -358,19 +357,23 @@ def _check_launchable(spec: dict[str, Any]) -> None:
         raise LaunchRefused(f"the local executor runs on one node; this run asks for {nodes}")
 
 
-def _spec_env(spec_env: dict[str, Any]) -> dict[str, str]:
+def _spec_env(request: LaunchRequest) -> dict[str, str]:
+    """The spec's `env`: `{secret: NAME}` from the values resolved for the run's own org at
+    launch (LaunchRequest.secrets), never from the worker's environment; plus, for the shim
+    only, the values its log writer must redact."""
     env = {}
-    for name, value in spec_env.items():
-        if isinstance(value, dict):
-            variable = "TRAINPORT_SECRET_" + re.sub(r"[^A-Za-z0-9]", "_", value["secret"]).upper()
-            if variable not in os.environ:
-                raise LaunchRefused(
-                    f"env {name} needs secret {value['secret']!r}, but the worker has no "
-                    f"{variable} variable"
-                )
-            env[name] = os.environ[variable]
-        else:
+    for name, value in (request.spec.get("env") or {}).items():
+        if not isinstance(value, dict):
             env[name] = str(value)
+        elif value["secret"] in request.secrets.values:
+            env[name] = request.secrets.values[value["secret"]]
+        else:  # the reconciler resolves every name first; this is a request built elsewhere
+            raise LaunchRefused(
+                f"env {name} needs secret {value['secret']!r}, which was not resolved for "
+                "this launch"
+            )
+    if request.secrets.values:
+        env[REDACT_VARIABLE] = json.dumps(sorted(request.secrets.values.values()))
     return env
 
 

@@ -28,6 +28,9 @@ from typing import IO, Any
 from core.logs import MAX_LINE_BYTES, LogStore, LogWriter
 
 READER_JOIN_SECONDS = 5.0
+# The run's secret values (JSON list) for the log writer to redact; the shim removes it from its
+# environment before the command starts, so the command never sees the list.
+REDACT_VARIABLE = "TRAINPORT_SHIM_REDACT"
 
 
 @dataclass(frozen=True)
@@ -83,10 +86,10 @@ def write_atomically(path: Path, record: dict[str, Any], *, exclusive: bool) -> 
 
 
 class Shim:
-    def __init__(self, config: RankConfig) -> None:
+    def __init__(self, config: RankConfig, redact: list[str] | None = None) -> None:
         self.config = config
         self.log: LogWriter = LogStore(Path(config.log_root)).writer(
-            config.run_id, config.attempt, config.rank
+            config.run_id, config.attempt, config.rank, redact or ()
         )
         self.child: subprocess.Popen[bytes] | None = None
         self.cancelled = False
@@ -188,10 +191,11 @@ class Shim:
 
 def main(argv: list[str]) -> int:
     config = RankConfig.load(Path(argv[1]))
+    redact = json.loads(os.environ.pop(REDACT_VARIABLE, "[]"))  # never reaches the command
     identity = {"pid": os.getpid(), "start_time": process_start_time(os.getpid())}
     if not write_atomically(Path(config.pid_path), identity, exclusive=True):
         return 0  # another shim, or a cancel, owns this rank: never run a second copy
-    return Shim(config).run()
+    return Shim(config, redact).run()
 
 
 if __name__ == "__main__":

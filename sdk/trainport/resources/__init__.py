@@ -5,6 +5,7 @@ from trainport.resources.datasets import AsyncDatasets, Datasets
 from trainport.resources.projects import AsyncProjects, Projects
 from trainport.resources.provenance import AsyncProvenanceResource, ProvenanceResource
 from trainport.resources.runs import AsyncRuns, Runs
+from trainport.resources.secrets import AsyncSecrets, Secrets
 
 __all__ = [
     "ApiKeys",
@@ -13,8 +14,10 @@ __all__ = [
     "AsyncProjects",
     "AsyncProvenanceResource",
     "AsyncRuns",
+    "AsyncSecrets",
     "Datasets",
     "Projects",
     "ProvenanceResource",
     "Runs",
+    "Secrets",
 ]

@@ -74,7 +74,6 @@ def cluster_config(settings: Settings) -> ClusterConfig:
         priority_classes=dict(settings.kubernetes_priority_classes),
         queue_name=settings.kubernetes_queue_name,
         rendezvous_port=settings.kubernetes_rendezvous_port,
-        secret_name=settings.kubernetes_secret_name,
         checkpoint_claim=settings.kubernetes_checkpoint_claim,
         ttl_seconds_after_finished=settings.kubernetes_ttl_seconds_after_finished,
     )

@@ -1,15 +1,16 @@
 """The Kubernetes executor: an attempt is an Indexed Job plus its headless Service.
 
-`launch` creates both (the Service owned by the Job); a 409 reads the object back and compares
-its spec-hash annotation: the same hash adopts it, a different one fails the attempt with a
-clear reason instead of running something other than what was asked (a later attempt has
-another name, so that one may retry). `observe` reads two
-mirrors (Jobs and Pods, label-selected, list-then-watch) and maps them through
-`observations`; it never polls pods one by one. `cancel` deletes the Job with Foreground
-propagation (404 counts as done) and answers True only once no pod of the attempt is left.
-`cleanup` copies the last of the logs, then deletes the Job. A launch that cannot be built is
-recorded under the state folder and reported as failed ranks, like the local executor does, with
-`spec_refused`: the same spec would be refused again, so the run is not retried.
+`launch` first writes the run's resolved secret values into its org's Secret (one per org in the
+training namespace), then creates both (the Service owned by the Job); a 409 reads the object
+back and compares its spec-hash annotation: the same hash adopts it, a different one fails the
+attempt with a clear reason instead of running something other than what was asked (a later
+attempt has another name, so that one may retry). `observe` reads two mirrors (Jobs and Pods,
+label-selected, list-then-watch) and maps them through `observations`; it never polls pods one
+by one. `cancel` deletes the Job with Foreground propagation (404 counts as done) and answers
+True only once no pod of the attempt is left. `cleanup` copies the last of the logs, then
+deletes the Job. A launch that cannot be built is recorded under the state folder and reported
+as failed ranks, like the local executor does, with `spec_refused`: the same spec would be
+refused again, so the run is not retried.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from workers.executors.kubernetes.manifests import (
     ClusterConfig,
     ManifestRefused,
     build_attempt,
+    build_org_secret,
 )
 from workers.executors.kubernetes.mirror import Mirror
 from workers.executors.kubernetes.observations import AttemptView, group_attempts, observe_attempt
@@ -102,11 +104,52 @@ class KubernetesExecutor:
         except ManifestRefused as refused:
             reason = StatusReason.SPEC_REFUSED  # the same spec would be refused again
             return self._refuse(request.run_id, request.attempt, request.spec, str(refused), reason)
+        self._write_org_secret(request, manifests.namespace)
         job = self._create_or_adopt(manifests)
         if job is None:
             return None
         self._create_service(manifests, job)
         return None
+
+    def _write_org_secret(self, request: LaunchRequest, namespace: str) -> None:
+        """Put the launch's resolved values into its org's Secret before any pod refers to it:
+        created on the org's first launch, merged afterwards (new keys, rotated values, and the
+        keys of secrets the org has deleted since removed)."""
+        if not request.secrets.values:
+            return
+        secret = build_org_secret(request, namespace)
+        core, timeout = self.apis.core, self.apis.request_timeout
+        try:
+            core.create_namespaced_secret(namespace, secret, _request_timeout=timeout)
+            return
+        except ApiException as error:
+            if error.status != 409:
+                raise
+        assert secret.metadata is not None
+        name = str(secret.metadata.name)
+        data: dict[str, str | None] = {k: str(v) for k, v in (secret.data or {}).items()}
+        data.update(dict.fromkeys(self._deleted_keys(request, namespace, name)))  # null: remove
+        patch = {"metadata": {"labels": secret.metadata.labels}, "data": data}
+        core.patch_namespaced_secret(
+            name,
+            namespace,
+            patch,
+            _content_type="application/merge-patch+json",
+            _request_timeout=timeout,
+        )
+
+    def _deleted_keys(self, request: LaunchRequest, namespace: str, name: str) -> set[str]:
+        """Keys the org's Secret still holds for secrets deleted through the API."""
+        live = request.secrets.live_keys
+        if live is None:
+            return set()
+        existing = read_json(
+            self.apis.core.read_namespaced_secret,
+            name,
+            namespace,
+            _request_timeout=self.apis.request_timeout,
+        )
+        return set(existing.get("data") or {}) - live - set(request.secrets.keys.values())
 
     def _create_or_adopt(self, manifests: AttemptManifests) -> Any:
         batch, timeout = self.apis.batch, self.apis.request_timeout

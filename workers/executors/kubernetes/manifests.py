@@ -10,11 +10,13 @@ podFailurePolicy that ignores disruptions (Trainport classifies them as system f
 fails fast on exit codes that can never succeed, `podReplacementPolicy: Failed`,
 `activeDeadlineSeconds` from `scheduling.max_duration`, `ttlSecondsAfterFinished`. The pod runs
 at the "restricted" Pod Security level, mounts no service account token, reads secrets only
-through `secretKeyRef`, and finds rank 0 at `<job>-0.<service>`.
+through `secretKeyRef` to its own org's Secret (`naming.org_secret_name`, the keys resolved at
+launch: `LaunchRequest.secrets`), and finds rank 0 at `<job>-0.<service>`.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -49,7 +51,6 @@ class ClusterConfig:
     priority_classes: dict[str, str] = field(default_factory=dict)
     queue_name: str | None = None
     rendezvous_port: int = 29500
-    secret_name: str = "trainport-run-secrets"  # noqa: S105 - a Secret's name, not a secret
     checkpoint_claim: str | None = None
     ttl_seconds_after_finished: int = 3600
 
@@ -259,11 +260,35 @@ def rank_environment(request: LaunchRequest, config: ClusterConfig) -> dict[str,
     return env
 
 
+def _secret_ref(request: LaunchRequest, variable: str, secret: str) -> k.V1SecretKeySelector:
+    """A reference into the run's own org's Secret; never a value in the manifest."""
+    key = request.secrets.keys.get(secret)
+    if key is None:  # the reconciler resolves every name first; this request was built elsewhere
+        raise ManifestRefused(
+            f"env {variable} needs secret {secret!r}, which was not resolved for this launch"
+        )
+    return k.V1SecretKeySelector(name=naming.org_secret_name(request.org_id), key=key)
+
+
+def build_org_secret(request: LaunchRequest, namespace: str) -> k.V1Secret:
+    """The launch's resolved values as its org's Secret (merged into what the org has there)."""
+    data = {
+        key: base64.b64encode(value.encode()).decode("ascii")
+        for key, value in request.secrets.store().items()
+    }
+    metadata = k.V1ObjectMeta(
+        name=naming.org_secret_name(request.org_id),
+        namespace=namespace,
+        labels=naming.org_secret_labels(request.org_id),
+    )
+    return k.V1Secret(api_version="v1", kind="Secret", type="Opaque", metadata=metadata, data=data)
+
+
 def _env(request: LaunchRequest, config: ClusterConfig) -> list[k.V1EnvVar]:
     variables = []
     for name, value in (request.spec.get("env") or {}).items():
         if isinstance(value, dict):
-            ref = k.V1SecretKeySelector(name=config.secret_name, key=value["secret"])
+            ref = _secret_ref(request, name, value["secret"])
             variables.append(k.V1EnvVar(name=name, value_from=k.V1EnvVarSource(secret_key_ref=ref)))
         else:
             variables.append(k.V1EnvVar(name=name, value=literal(str(value))))

@@ -24,6 +24,7 @@ COMPLETION_INDEX_KEY = "batch.kubernetes.io/job-completion-index"
 MAX_NAME = 63
 MAX_INDEX_DIGITS = 3  # compute.nodes is at most 512
 _NAME_PREFIX = "tp-"
+ORG_SECRET_PREFIX = "trainport-secrets-"  # noqa: S105 - a name prefix, not a secret
 _BASE_LIMIT = 40
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-_.A-Za-z0-9]*[A-Za-z0-9])?)?$")
 _DNS_LABEL_BODY = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -76,6 +77,19 @@ def namespace_for(template: str, org_id: str) -> str:
     if len(namespace) > MAX_NAME or not _DNS_LABEL_BODY.fullmatch(namespace):
         namespace = template.replace("{org}", _digest(org_id))
     return namespace
+
+
+def org_secret_name(org_id: str) -> str:
+    """The org's Secret in the training namespace, `trainport-secrets-<org id as a DNS label>`,
+    holding only that org's run-secret values (a hash where the id would not map one to one)."""
+    cleaned = re.sub(r"[^a-z0-9]+", "-", org_id.lower()).strip("-")
+    if cleaned != org_id.replace("_", "-") or not cleaned or len(cleaned) > _BASE_LIMIT:
+        cleaned = f"{cleaned[: _BASE_LIMIT - 11].strip('-') or 'org'}-{_digest(org_id)}"
+    return f"{ORG_SECRET_PREFIX}{cleaned}"
+
+
+def org_secret_labels(org_id: str) -> dict[str, str]:
+    return {MANAGED_BY_KEY: MANAGED_BY, ORG_KEY: label_value(org_id)}
 
 
 def attempt_labels(run_id: str, org_id: str, project_id: str, attempt: int) -> dict[str, str]:

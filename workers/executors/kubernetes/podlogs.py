@@ -8,10 +8,12 @@ attempt's Job is deleted, `drain` copies what is left and marks the rank's log f
 log is complete after the pod is gone. A rank still running when its attempt ends (the gang
 failed elsewhere, or a rank was evicted) has its follow stream shut down first: otherwise the
 drain would wait for the follower's stream to time out (up to the watch timeout, per pod).
+Every line is stored with the values of the pod's `secretKeyRef`s redacted (core.logs).
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import logging
 import threading
@@ -22,7 +24,7 @@ from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import ProtocolError
 
 from core.logs import LogStore
-from workers.executors.kubernetes.client import Apis, call_raw, response_lines
+from workers.executors.kubernetes.client import Apis, call_raw, read_json, response_lines
 from workers.executors.kubernetes.manifests import CONTAINER
 
 TERMINAL = frozenset({"Succeeded", "Failed"})
@@ -81,7 +83,7 @@ class PodLogs:
         uid = _uid(pod)
         with self._pod_lock(uid):
             cursor = self._cursor(uid)
-            writer = self._store.writer(run_id, attempt, rank)
+            writer = self._store.writer(run_id, attempt, rank, self._secret_values(pod))
             try:
                 last = self._stream(pod, cursor, follow, writer.write)
             finally:
@@ -90,6 +92,39 @@ class PodLogs:
                 self._save_cursor(uid, last)
             if _phase(pod) in TERMINAL or not follow:
                 self._save_cursor(uid, last, done=True)
+
+    def _secret_values(self, pod: dict[str, Any]) -> list[str]:
+        """The values the pod's `secretKeyRef`s name, read from its org's Secret, so the log
+        writer redacts them. Read at each copy: a restarted worker knows them too."""
+        refs = {
+            (ref["name"], ref["key"])
+            for container in (pod.get("spec") or {}).get("containers") or []
+            for variable in container.get("env") or []
+            if (ref := ((variable.get("valueFrom") or {}).get("secretKeyRef")))
+        }
+        secrets: dict[str, dict[str, str]] = {}
+        for name, _ in refs:
+            secrets.setdefault(name, self._secret_data(pod["metadata"]["namespace"], name))
+        return [
+            base64.b64decode(secrets[name][key]).decode(errors="replace")
+            for name, key in refs
+            if key in secrets[name]
+        ]
+
+    def _secret_data(self, namespace: str, name: str) -> dict[str, str]:
+        try:
+            document = read_json(
+                self._apis.core.read_namespaced_secret,
+                name,
+                namespace,
+                _request_timeout=self._apis.request_timeout,
+            )
+        except ApiException as error:
+            if error.status == 404:  # gone: its values cannot be known, nor reach a new pod
+                return {}
+            raise  # never copy a log unredacted: the next observe tries again
+        data: dict[str, str] = document.get("data") or {}
+        return data
 
     def _interrupt(self, uid: str) -> None:
         """End the pod's follow stream now; its follower stops at the line it had copied."""

@@ -1,0 +1,1 @@
+"""Secrets per org: write-only values runs name as `{secret: NAME}`, encrypted at rest."""
