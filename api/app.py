@@ -28,7 +28,7 @@ from api.routers import (
     runs,
     tenants,
 )
-from core import db
+from core import db, sandbox
 from core.aio import AsyncDatabase
 from core.metrics.schemas import MAX_METRICS_BODY_BYTES
 from core.notify import PostgresListener, SqliteVersionWatcher
@@ -96,6 +96,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.read_sessionmaker = db.make_sessionmaker(app.state.read_engine)
     # Run reads and creates on the event loop (core/aio.py); opened by the lifespan on PostgreSQL.
     app.state.async_db = None
+    # Whether local ranks are sandboxed: warned about here, shown by /readyz (issue 12).
+    app.state.sandbox = sandbox.announce(settings).describe()
     problems.install(app)
     openapi.document_problems(app)
     app.add_middleware(
