@@ -62,7 +62,9 @@ class SandboxSupport:
         return f"bwrap: ranks run in their own mount, PID and IPC namespaces, {who}"
 
 
-def detect(mode: SandboxMode, uid_first: int = 1_000_000, uid_count: int = 65_536) -> SandboxSupport:
+def detect(
+    mode: SandboxMode, uid_first: int = 1_000_000, uid_count: int = 65_536
+) -> SandboxSupport:
     """This machine's support for `mode` (the trial run is made once per process)."""
     if mode is SandboxMode.OFF:
         return SandboxSupport(mode)

@@ -92,7 +92,7 @@ def create_celery(settings: Settings | None = None) -> Celery:
     return app
 
 
-@signals.worker_init.connect
+@signals.worker_init.connect  # type: ignore[untyped-decorator]
 def _sandbox_at_start(**_: object) -> None:
     """Say whether local ranks are sandboxed; with TRAINPORT_SANDBOX=bwrap and no way to
     sandbox, refuse to start (SystemExit: Celery's signal dispatch swallows Exceptions)."""

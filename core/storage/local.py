@@ -1,4 +1,10 @@
-"""The embedded object store: plain files under one root folder, written atomically."""
+"""The embedded object store: plain files under one root folder, written atomically.
+
+Objects are immutable on disk: each file is made read-only (0444) before it is renamed into
+place, and a later put replaces it with a new file. Dataset versions in particular cannot be
+changed by whoever can reach their folder (runs see them through a read-only mount as well),
+and the root folder is the platform's alone (0700), so the world-readable bits serve only
+the sandboxed ranks that are shown a version's folder (docs/security-sandbox.md)."""
 
 from __future__ import annotations
 
@@ -48,12 +54,14 @@ class LocalObjectStore:
 
     def _write(self, key: str, fill: Callable[[BinaryIO], object]) -> None:
         path = self._path(key)
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         path.parent.mkdir(parents=True, exist_ok=True)
         # Written beside the target, then renamed over it: readers never see half a file.
         handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".upload-")
         try:
             with os.fdopen(handle, "wb") as sink:
                 fill(sink)
+            os.chmod(temporary, 0o444)  # immutable in fact: readable, never writable in place
             os.replace(temporary, path)
         except BaseException:
             Path(temporary).unlink(missing_ok=True)

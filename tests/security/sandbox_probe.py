@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-PROBE = r'''
+PROBE = r"""
 import json, os, sys
 
 targets = json.loads(sys.argv[1])
 canaries = [c.encode() for c in targets["canaries"]] + [b"TRAINPORT_SECRET_KEY=", b"DATABASE_URL="]
-own = [os.getcwd(), os.environ.get("TRAINPORT_CHECKPOINT_DIR", "/nonexistent"),
-       os.environ.get("TRAINPORT_CACHE_DIR", "/nonexistent"), os.environ.get("HOME", "/nonexistent")]
+own = [os.getcwd()] + [os.environ.get(name, "/nonexistent")
+                       for name in ("TRAINPORT_CHECKPOINT_DIR", "TRAINPORT_CACHE_DIR", "HOME")]
 datasets = json.loads(os.environ.get("TRAINPORT_DATASETS") or "{}")
 dataset_dirs = [entry["uri"][len("file://"):] for entry in datasets.values()
                 if entry["uri"].startswith("file://")]
@@ -99,7 +99,7 @@ found["own_workdir_writable"] = writable(os.getcwd())
 found["own_checkpoints_writable"] = writable(os.environ["TRAINPORT_CHECKPOINT_DIR"])
 found["own_tmp_writable"] = writable("/tmp")
 print("PROBE " + json.dumps(found), flush=True)
-'''
+"""
 
 PLATFORM_MARKERS = ("workers.embedded", "pytest", "uvicorn", "local_shim", "celery", "sleeper")
 

@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from core import migrate
 from core.sandbox import detect
-from core.settings import Settings, SandboxMode
+from core.settings import SandboxMode, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 NO_BWRAP_PATH = str(Path(sys.executable).parent)  # the venv's bin: python, no bwrap
@@ -35,7 +35,7 @@ def _env(database_url: str, **settings: str) -> dict[str, str]:
 
 
 def _bootstrap(env: dict[str, str], org: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603 - our own interpreter and module
+    return subprocess.run(
         [sys.executable, "-m", "api.admin", "bootstrap", "--org", org],
         cwd=ROOT,
         env=env,
@@ -118,7 +118,7 @@ def test_a_worker_that_requires_bubblewrap_refuses_to_start_without_it(
     env = _env(sqlite_db, state_dir=str(tmp_path / "state"), sandbox="bwrap")
     env["PATH"] = NO_BWRAP_PATH
     try:
-        done = subprocess.run(  # noqa: S603 - our own interpreter and module
+        done = subprocess.run(
             [sys.executable, "-m", "workers.embedded", "--no-migrate"],
             cwd=ROOT,
             env=env,

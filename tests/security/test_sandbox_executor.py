@@ -38,7 +38,7 @@ def platform_process() -> Iterator[int]:
         "TRAINPORT_DATABASE_URL": "postgresql://trainport:hunter2@db/trainport",
     }
     sleeper = "import time  # sleeper\ntime.sleep(120)"
-    process = subprocess.Popen([sys.executable, "-c", sleeper], env=env)  # noqa: S603
+    process = subprocess.Popen([sys.executable, "-c", sleeper], env=env)
     yield process.pid
     process.kill()
     process.wait()

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from core.logs import LogStore
-from core.sandbox import detect
 from core.runs.states import StatusReason
+from core.sandbox import detect
 from core.settings import SandboxMode, Settings
 from tests.executors.conftest import FINISHED, PY, RUNNING, launch_request, observed, wait_until
 from tests.executors.test_local_stopping import (

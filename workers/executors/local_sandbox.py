@@ -63,11 +63,13 @@ class RankSandbox:
                 os.chown(path, uid, uid, follow_symlinks=False)  # a planted link stays a link
             folder.chmod(0o700)
 
-    def argv(self, uid: int, writable: list[Path], readable: list[Path], workdir: Path) -> list[str]:
+    def argv(
+        self, uid: int, writable: list[Path], readable: list[Path], workdir: Path
+    ) -> list[str]:
         """The prefix that runs a command in the sandbox."""
         args = [self.bwrap, "--die-with-parent", "--unshare-pid", "--unshare-ipc"]
         args += ["--unshare-cgroup-try", "--proc", "/proc", "--dev", "/dev"]
-        args += ["--perms", "1777", "--tmpfs", "/tmp"]
+        args += ["--perms", "1777", "--tmpfs", "/tmp"]  # noqa: S108 - the sandbox's own
         args += _system() + _gpus()
         args += _each("--ro-bind-try", self.code)
         masks = _masked(self.hidden, self.code)

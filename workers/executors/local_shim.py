@@ -183,9 +183,7 @@ class Shim:
         """Signal the sandbox's processes but bwrap's outer one; if the command does not exist
         yet (bwrap still sets up), a thread delivers the signal as soon as it does."""
         if not _signal_group_but(child.pid, signum):
-            threading.Thread(
-                target=_signal_when_started, args=(child, signum), daemon=True
-            ).start()
+            threading.Thread(target=_signal_when_started, args=(child, signum), daemon=True).start()
 
     def _finish(self, exit_code: int, signum: int | None) -> int:
         reason, message = self._classify(exit_code, signum)
