@@ -92,6 +92,9 @@ def test_the_command_runs_unprivileged_in_a_pid_namespace_of_its_own(
     executor.launch(request)
     wait_until_ready(executor, log_store, request)
 
+    deadline = time.monotonic() + 10
+    while len(_commands(executor, request)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)  # bounded poll: rank 1 may still be starting after rank 0 said ready
     assert len(_commands(executor, request)) == 2
     cancel_until_done(executor, request)
 

@@ -142,7 +142,9 @@ class LocalExecutor:
         checkpoints = Path(env["TRAINPORT_CHECKPOINT_DIR"])
         writable = [files.workdir, checkpoints, files.cache, files.home]
         self.sandbox.give(writable, uid)
-        return self.sandbox.argv(uid, writable, _dataset_folders(env), files.workdir)
+        datasets = _dataset_folders(env)
+        self.sandbox.show(datasets)
+        return self.sandbox.argv(uid, writable, datasets, files.workdir)
 
     def _plan(self, files: AttemptFiles, request: LaunchRequest) -> dict[str, Any]:
         """Decide world size and port once; a refused launch is recorded as failed ranks."""

@@ -25,6 +25,7 @@ import glob
 import hashlib
 import os
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +63,21 @@ class RankSandbox:
             for path in [folder, *_tree(folder)]:
                 os.chown(path, uid, uid, follow_symlinks=False)  # a planted link stays a link
             folder.chmod(0o700)
+
+    def show(self, datasets: list[Path]) -> None:
+        """Make pinned versions stored before the store wrote objects 0444 (they were 0600)
+        readable, never writable, for a rank that runs as another uid. One look per version
+        when it is already so."""
+        if self.setpriv is None:
+            return
+        for folder in datasets:
+            files = (p for p in _walk(folder) if p.is_file() and not p.is_symlink())
+            first = next(files, None)
+            if first is None or first.stat().st_mode & 0o777 == 0o444:
+                continue
+            for path in [folder, *_walk(folder)]:
+                if not path.is_symlink():
+                    path.chmod(0o755 if path.is_dir() else 0o444)
 
     def argv(
         self, uid: int, writable: list[Path], readable: list[Path], workdir: Path
@@ -172,8 +188,10 @@ def _each(option: str, paths: list[Path] | tuple[Path, ...]) -> list[str]:
 
 
 def _tree(folder: Path) -> list[Path]:
+    return list(_walk(folder))
+
+
+def _walk(folder: Path) -> Iterator[Path]:
     """Everything under `folder`, never following a symbolic link out of it."""
-    found = []
     for root, dirs, files in os.walk(folder):
-        found += [Path(root, name) for name in dirs + files]
-    return found
+        yield from (Path(root, name) for name in dirs + files)
