@@ -36,7 +36,7 @@ def _executor(root: Path, sandboxed: bool) -> LocalExecutor:
     settings = Settings(state_dir=root / "state", database_url=f"sqlite:///{root}/unused.db")
     sandbox = rank_sandbox(settings) if sandboxed else None
     if sandboxed and sandbox is None:
-        raise SystemExit("this machine cannot sandbox (see /readyz's `sandbox`): nothing to compare")
+        raise SystemExit("this machine cannot sandbox (see /readyz): nothing to compare")
     return LocalExecutor(settings.state_dir, LogStore(settings.log_root), "http://x", 1.0, sandbox)
 
 

@@ -114,3 +114,18 @@ def test_an_org_b_rank_reaches_nothing_of_the_platform_or_org_a(
     assert_contained(found)
     assert dataset_file.read_text() == "org B data\n"
     assert sorted(p.name for p in dataset_file.parent.iterdir()) == ["train.txt"]
+
+
+def test_a_sandboxed_rank_runs_the_workers_interpreter_with_our_packages(
+    sandboxed: LocalExecutor, tmp_path: Path
+) -> None:
+    script = "import sys, trainport.recipes.lm; print('PREFIX', sys.prefix, sys.base_prefix)"
+    request = LaunchRequest("run_" + os.urandom(6).hex(), "org_b", 1, {"command": [
+        sys.executable, "-c", script]})  # fmt: skip
+
+    sandboxed.launch(request)
+    done = wait_until(sandboxed, request, FINISHED, timeout=30)
+
+    log = LogStore(tmp_path / "state" / "logs").ref(request.run_id, 1, 0).path.read_text()
+    assert done.ranks[0].phase is RankPhase.SUCCEEDED, log
+    assert f"stdout PREFIX {sys.prefix} {sys.base_prefix}" in log

@@ -17,8 +17,13 @@ Each rank's environment: a few variables of the worker's own (PATH, HOME, locale
 TRAINPORT_* settings), the spec's `env` (`{secret: NAME}` values come from the worker's
 `TRAINPORT_SECRET_<NAME>`, upper-cased, `.` and `-` as `_`), RANK, LOCAL_RANK, WORLD_SIZE,
 NODE_RANK=0, NNODES=1, MASTER_ADDR=127.0.0.1, MASTER_PORT (a free port, recorded), the request's
-TRAINPORT_* values, TRAINPORT_RUN_ID, TRAINPORT_ATTEMPT, TRAINPORT_API_URL and
-TRAINPORT_CHECKPOINT_DIR (shared by all attempts of the run).
+TRAINPORT_* values, TRAINPORT_RUN_ID, TRAINPORT_ATTEMPT, TRAINPORT_API_URL,
+TRAINPORT_CHECKPOINT_DIR and TRAINPORT_CACHE_DIR (both the run's own, shared by its attempts).
+
+With a `sandbox` (built from settings by the registry: `rank_sandbox`), each rank's command
+runs under bubblewrap as its run's uid, seeing the system read-only and only its own folders
+(local_sandbox.py; docs/security-sandbox.md); the shim stays outside. Without one, ranks run
+as the worker's user and see everything it sees.
 
 Cancel sends SIGTERM to each shim, which forwards it to its command's process group; calls made
 after `grace_seconds` SIGKILL every process left in the rank's session. It returns True once

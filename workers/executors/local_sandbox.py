@@ -87,10 +87,13 @@ class RankSandbox:
         args += ["--unshare-cgroup-try", "--proc", "/proc", "--dev", "/dev"]
         args += ["--perms", "1777", "--tmpfs", "/tmp"]  # noqa: S108 - the sandbox's own
         args += _system() + _gpus()
-        args += _each("--ro-bind-try", self.code)
+        own = [*readable, *writable]
         masks = _masked(self.hidden, self.code)
+        made: set[Path] = {Path("/"), Path("/tmp")}  # noqa: S108 - the sandbox's own tmpfs
+        args += _parents([*self.code, *own], self.code, [], made)
+        args += _each("--ro-bind-try", self.code)
         args += [arg for path in masks for arg in _mask(path)]
-        args += _parents([*readable, *writable], self.code, masks)
+        args += _parents(own, self.code, masks, made)
         args += _each("--ro-bind-try", readable) + _each("--bind", writable)
         args += ["--chdir", str(workdir), "--"]
         if self.setpriv is None:
@@ -153,7 +156,8 @@ def _gpus() -> list[str]:
 def _masked(hidden: tuple[Path, ...], shown: tuple[Path, ...]) -> list[Path]:
     """Platform paths (and any default `.trainport` state) that lie under a shown folder."""
     candidates = [*hidden, *(root / DEFAULT_STATE_DIR for root in shown)]
-    return sorted(p for p in set(candidates) if p.exists() and _under(p, shown))
+    found = sorted(p for p in set(candidates) if p.exists() and _under(p, shown))
+    return [p for p in found if not any(p != q and p.is_relative_to(q) for q in found)]
 
 
 def _mask(path: Path) -> list[str]:
@@ -162,19 +166,21 @@ def _mask(path: Path) -> list[str]:
     return ["--ro-bind", "/dev/null", str(path)]
 
 
-def _parents(targets: list[Path], shown: tuple[Path, ...], masks: list[Path]) -> list[str]:
-    """Create the folders above each of the rank's own mounts traversable (0755): bwrap would
-    make them 0700, root's, and a rank that dropped to its uid could not reach its own files.
-    Folders a read-only mount already provides are left alone (they cannot be changed)."""
-    made: set[Path] = {Path("/"), Path("/tmp")}  # noqa: S108 - the sandbox's own tmpfs
+def _parents(
+    targets: list[Path], shown: tuple[Path, ...], masks: list[Path], made: set[Path]
+) -> list[str]:
+    """Create the folders above mount points traversable (0755), before the mounts: bwrap
+    would make them 0700 and root's, and a rank that dropped to its uid could not reach what
+    is mounted below. Folders a read-only mount provides are left alone (they exist, and
+    cannot be changed); called again after the masks for folders inside those."""
     args = []
     for target in targets:
         for parent in reversed(target.parents):
-            if parent in made or parent in masks:
+            if parent in made or parent in masks or target == parent:
+                continue
+            if _under(parent, shown) and not _under(parent, masks):
                 continue
             made.add(parent)
-            if _under(parent, shown) and not _under(parent, tuple(masks)):
-                continue
             args += ["--perms", "0755", "--dir", str(parent)]
     return args
 
