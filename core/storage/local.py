@@ -38,6 +38,14 @@ class LocalObjectStore:
     def _path(self, key: str) -> Path:
         return self.root / (self.prefix + check_key(key)) if key else self.root / self.prefix
 
+    def _existing(self, key: str) -> Path:
+        """The object's file for reading; never through a symbolic link (a run can plant one
+        in the folders it writes, such as its checkpoints, pointing at another org's files)."""
+        path = self._path(key)
+        if path.resolve() != path:
+            raise ObjectNotFound(key)
+        return path
+
     def uri(self, key: str) -> str:
         uri = self._path(key).as_uri()
         return uri + "/" if key.endswith("/") or not key else uri
@@ -68,7 +76,7 @@ class LocalObjectStore:
             raise
 
     def read_bytes(self, key: str, limit: int = 16 * CHUNK_BYTES) -> bytes:
-        path = self._path(key)
+        path = self._existing(key)
         try:
             with path.open("rb") as source:
                 data = source.read(limit + 1)
@@ -79,7 +87,7 @@ class LocalObjectStore:
         return data
 
     def iter_chunks(self, key: str) -> Iterator[bytes]:
-        path = self._path(key)
+        path = self._existing(key)
         if not path.is_file():
             raise ObjectNotFound(key)
         return self._chunks(path)
@@ -97,7 +105,7 @@ class LocalObjectStore:
         found = [
             StoredObject(path.relative_to(base).as_posix(), path.stat().st_size)
             for path in base.rglob("*")
-            if path.is_file() and not path.name.startswith(".upload-")
+            if path.is_file() and not path.name.startswith(".upload-") and path.resolve() == path
         ]
         return sorted(found, key=lambda o: o.key)
 

@@ -74,3 +74,26 @@ def test_a_dataset_changed_after_a_verified_read_fails_the_next_reader(tmp_path:
 
     with pytest.raises(DatasetVerificationError):
         _ = Dataset(ref, cache, None).path
+
+
+def test_the_store_never_follows_a_link_a_run_planted_out_of_its_folder(tmp_path: Path) -> None:
+    """A sandboxed run cannot read org A's files, but it can leave a symbolic link to one in
+    its checkpoint folder; the API, reading that folder as the platform, must not follow it."""
+    from core.storage.base import ObjectNotFound
+    from core.storage.local import LocalObjectStore
+
+    root = tmp_path / "storage"
+    secret = root / "orgs/org_a/datasets/dst_a/upl_a/train.txt"
+    secret.parent.mkdir(parents=True)
+    secret.write_text("org A data")
+    checkpoints = LocalObjectStore(root).scoped("orgs/org_b/runs/run_b/checkpoints/")
+    step = root / "orgs/org_b/runs/run_b/checkpoints/step-1"
+    step.mkdir(parents=True)
+    (step / "state.pt").symlink_to(secret)
+    (step.parent / "step-2").symlink_to(secret.parent, target_is_directory=True)
+
+    with pytest.raises(ObjectNotFound):
+        checkpoints.read_bytes("step-1/state.pt")
+    with pytest.raises(ObjectNotFound):
+        list(checkpoints.iter_chunks("step-2/train.txt"))
+    assert checkpoints.list("") == []
