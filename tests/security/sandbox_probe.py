@@ -127,6 +127,12 @@ def reached(found: dict[str, Any]) -> dict[str, Any]:
             for pid, cmd in found["pids"].items()
             if any(marker in cmd for marker in PLATFORM_MARKERS)
         },
+        # Anything but the sandbox's own init (bwrap, pid 1 of its PID namespace).
+        "other processes visible": {
+            pid: cmd
+            for pid, cmd in found["pids"].items()
+            if not cmd.split(" ")[0].endswith("/bwrap")
+        },
         "secrets in /proc/*/environ": found["environ_leaks"],
         "database file": found["database"],
         "state folder files": found["state_dir"],
