@@ -126,11 +126,13 @@ def sandbox_environment(home: Path) -> dict[str, str]:
 
 
 def _code_paths() -> tuple[Path, ...]:
-    """The interpreter and every folder of this worker's import path (its venv, our code)."""
+    """The interpreter and every folder of this worker's import and library paths (its venv,
+    our code), which ranks inherit."""
     found = [sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(sys.executable)]
     found.append(os.path.dirname(os.path.realpath(sys.executable)))
     found += [entry for entry in sys.path if entry]
-    found += os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    for variable in ("PYTHONPATH", "LD_LIBRARY_PATH"):  # ranks inherit both (CUDA's libraries)
+        found += os.environ.get(variable, "").split(os.pathsep)
     paths = {Path(p).resolve() for p in found if p and os.path.exists(p)}
     return tuple(sorted(p for p in paths if str(p) != "/"))
 
