@@ -31,6 +31,8 @@ from tests.executors.test_local_stopping import (
 from workers.executors.base import LaunchRequest, RankPhase
 from workers.executors.local import LocalExecutor
 from workers.executors.local_attempt import session_members
+from workers.executors.local_sandbox import rank_sandbox
+from workers.executors.local_shim import RankConfig, Shim
 from workers.executors.registry import Where, executor_for
 
 pytestmark = pytest.mark.skipif(
@@ -204,3 +206,35 @@ def test_a_restarted_worker_readopts_and_stops_a_sandboxed_rank(
     assert not _commands(executor, request)
     pid_files = executor.state_dir.glob(f"runs/{request.run_id}/attempt-1/ranks/*.pid")
     assert [json.loads(p.read_text()).get("pid") is not None for p in pid_files] == [True]
+
+
+def test_a_stop_asked_while_the_sandbox_starts_reaches_the_command_once_it_runs(
+    tmp_path: Path,
+) -> None:
+    """The shim was told to stop before bwrap had started the command (nothing to signal
+    yet but bwrap itself): the SIGTERM must still reach the command, not wait out its sleep."""
+    settings = Settings(state_dir=tmp_path / "state", database_url="sqlite:///unused.db")
+    sandbox = rank_sandbox(settings)
+    assert sandbox is not None
+    workdir = tmp_path / "state" / "work"
+    sandbox.give([workdir], sandbox.uid_for("run_early"))
+    config = RankConfig(
+        run_id="run_early", attempt=1, rank=0,
+        command=[PY, "-c", "import time; time.sleep(60)"],
+        workdir=str(workdir), log_root=str(tmp_path / "logs"),
+        pid_path=str(tmp_path / "rank.pid"), exit_path=str(tmp_path / "rank.exit"),
+        max_duration=None, grace_seconds=5.0,
+        sandbox=sandbox.argv(sandbox.uid_for("run_early"), [workdir], [], workdir),
+    )  # fmt: skip
+    shim = Shim(config)
+    shim.cancelled = True  # as if SIGTERM had come before the command was started
+    previous = signal.getsignal(signal.SIGTERM)
+    started = time.monotonic()
+    try:
+        shim.run()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+    assert time.monotonic() - started < 10
+    record = json.loads((tmp_path / "rank.exit").read_text())
+    assert (record["exit_code"], record["reason"]) == (128 + 15, "user_cancelled")
