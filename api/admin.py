@@ -2,6 +2,8 @@
 
 `bootstrap` creates the first organisation, its `default` project and an admin key, and prints
 the key once. It runs beside the API (same database), not through it: there is no key yet.
+Where the embedded platform cannot sandbox its runs (core/sandbox.py) it creates one
+organisation only, and says why when asked for a second.
 """
 
 from __future__ import annotations
@@ -10,11 +12,11 @@ import argparse
 import json
 import sys
 
-from core import db, migrate
+from core import db, migrate, sandbox
 from core.errors import TrainportError
 from core.secrets.service import reencrypt_all
 from core.settings import get_settings
-from core.tenants.service import bootstrap
+from core.tenants.service import bootstrap, refuse_another_org
 
 
 def _migrate(_: argparse.Namespace) -> int:
@@ -30,6 +32,8 @@ def _bootstrap(args: argparse.Namespace) -> int:
     engine = db.build_engine(settings)
     try:
         with db.session_scope(db.make_sessionmaker(engine)) as session:
+            # Unsandboxed runs could read every org's data: then one org only (issue 12).
+            refuse_another_org(session, sandbox.single_organisation_reason(settings))
             made = bootstrap(session, args.org)
     except TrainportError as exc:
         print(f"error: {exc}", file=sys.stderr)

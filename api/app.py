@@ -31,7 +31,7 @@ from api.routers import (
     secrets,
     tenants,
 )
-from core import db
+from core import db, sandbox
 from core.aio import AsyncDatabase
 from core.metrics.schemas import MAX_METRICS_BODY_BYTES
 from core.notify import PostgresListener, SqliteVersionWatcher
@@ -104,6 +104,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The API's edge (api/edge.py): rate limits, and the cap on an org's waiting runs.
     app.state.rate_limiter = RateLimiter(settings)
     app.state.waiting_room = WaitingRoom(settings.max_waiting_runs_per_org)
+    # Whether local ranks are sandboxed: warned about here, shown by /readyz (issue 12).
+    app.state.sandbox = sandbox.announce(settings).describe()
     problems.install(app)
     openapi.document_problems(app)
     app.add_middleware(

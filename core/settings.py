@@ -27,6 +27,12 @@ class StorageBackend(StrEnum):
     S3 = "s3"
 
 
+class SandboxMode(StrEnum):
+    AUTO = "auto"  # bubblewrap when it works here, else unsandboxed (and said so)
+    BWRAP = "bwrap"  # required: the worker refuses to start without it
+    OFF = "off"
+
+
 class Environment(StrEnum):
     DEVELOPMENT = "development"
     PRODUCTION = "production"
@@ -101,6 +107,17 @@ class Settings(BaseSettings):
     )
     worker_shutdown_grace_seconds: float = Field(
         default=10.0, ge=0, le=600, description="After SIGTERM, how long tasks may finish"
+    )
+    # The local executor's sandbox (issue 12).
+    sandbox: SandboxMode = Field(
+        default=SandboxMode.AUTO,
+        description="Local ranks in bubblewrap: auto (when it works), bwrap (required), off",
+    )
+    sandbox_uid_first: int = Field(
+        default=1_000_000, ge=1, description="First uid of the range ranks run as (root only)"
+    )
+    sandbox_uid_count: int = Field(
+        default=65_536, ge=1, le=2**31, description="How many uids the range holds (one per run)"
     )
     # The Kubernetes executor (issue 4).
     kubernetes_namespace: str = Field(

@@ -20,10 +20,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery import Celery
+from celery import Celery, signals
 from kombu.transport import sqlalchemy as sqla_transport
 
 from core.outbox import Task
+from core.sandbox import SandboxRequired, announce
 from core.settings import Settings, get_settings
 from workers.shutdown import bound_warm_shutdown
 
@@ -89,6 +90,16 @@ def create_celery(settings: Settings | None = None) -> Celery:
         worker_hijack_root_logger=False,
     )
     return app
+
+
+@signals.worker_init.connect  # type: ignore[untyped-decorator]
+def _sandbox_at_start(**_: object) -> None:
+    """Say whether local ranks are sandboxed; with TRAINPORT_SANDBOX=bwrap and no way to
+    sandbox, refuse to start (SystemExit: Celery's signal dispatch swallows Exceptions)."""
+    try:
+        announce(get_settings(), enforce=True)
+    except SandboxRequired as required:
+        raise SystemExit(f"error: {required}") from None
 
 
 app = create_celery()

@@ -52,6 +52,8 @@ def run(settings: Settings, concurrency: int) -> int:
     try:
         app.worker_main(worker_argv(settings, concurrency))
     except SystemExit as exit_:
+        if isinstance(exit_.code, str):  # a refusal to start, e.g. no sandbox when required
+            print(exit_.code, file=sys.stderr)
         return exit_.code if isinstance(exit_.code, int) else 1
     finally:
         beat.stop()

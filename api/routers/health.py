@@ -28,7 +28,10 @@ def _database_reachable(engine: Engine) -> bool:
 
 @router.get("/readyz", responses={503: {"description": "database unreachable"}})
 async def readyz(request: Request) -> JSONResponse:
-    """Ready to serve: the database answers."""
+    """Ready to serve: the database answers. `sandbox` says whether local runs are sandboxed
+    (`bwrap: ...`, `off: ...` or `unavailable: why`); it never makes the platform unready."""
+    sandbox: str = request.app.state.sandbox
     if await run_in_threadpool(_database_reachable, request.app.state.engine):
-        return JSONResponse({"status": "ready", "database": "ok"})
-    return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
+        return JSONResponse({"status": "ready", "database": "ok", "sandbox": sandbox})
+    body = {"status": "unavailable", "database": "unreachable", "sandbox": sandbox}
+    return JSONResponse(body, status_code=503)

@@ -1,4 +1,10 @@
-"""The embedded object store: plain files under one root folder, written atomically."""
+"""The embedded object store: plain files under one root folder, written atomically.
+
+Objects are immutable on disk: each file is made read-only (0444) before it is renamed into
+place, and a later put replaces it with a new file. Dataset versions in particular cannot be
+changed by whoever can reach their folder (runs see them through a read-only mount as well),
+and the root folder is the platform's alone (0700), so the world-readable bits serve only
+the sandboxed ranks that are shown a version's folder (docs/security-sandbox.md)."""
 
 from __future__ import annotations
 
@@ -32,6 +38,14 @@ class LocalObjectStore:
     def _path(self, key: str) -> Path:
         return self.root / (self.prefix + check_key(key)) if key else self.root / self.prefix
 
+    def _existing(self, key: str) -> Path:
+        """The object's file for reading; never through a symbolic link (a run can plant one
+        in the folders it writes, such as its checkpoints, pointing at another org's files)."""
+        path = self._path(key)
+        if path.resolve() != path:
+            raise ObjectNotFound(key)
+        return path
+
     def uri(self, key: str) -> str:
         uri = self._path(key).as_uri()
         return uri + "/" if key.endswith("/") or not key else uri
@@ -48,19 +62,21 @@ class LocalObjectStore:
 
     def _write(self, key: str, fill: Callable[[BinaryIO], object]) -> None:
         path = self._path(key)
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         path.parent.mkdir(parents=True, exist_ok=True)
         # Written beside the target, then renamed over it: readers never see half a file.
         handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".upload-")
         try:
             with os.fdopen(handle, "wb") as sink:
                 fill(sink)
+            os.chmod(temporary, 0o444)  # immutable in fact: readable, never writable in place
             os.replace(temporary, path)
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
 
     def read_bytes(self, key: str, limit: int = 16 * CHUNK_BYTES) -> bytes:
-        path = self._path(key)
+        path = self._existing(key)
         try:
             with path.open("rb") as source:
                 data = source.read(limit + 1)
@@ -71,7 +87,7 @@ class LocalObjectStore:
         return data
 
     def iter_chunks(self, key: str) -> Iterator[bytes]:
-        path = self._path(key)
+        path = self._existing(key)
         if not path.is_file():
             raise ObjectNotFound(key)
         return self._chunks(path)
@@ -89,7 +105,7 @@ class LocalObjectStore:
         found = [
             StoredObject(path.relative_to(base).as_posix(), path.stat().st_size)
             for path in base.rglob("*")
-            if path.is_file() and not path.name.startswith(".upload-")
+            if path.is_file() and not path.name.startswith(".upload-") and path.resolve() == path
         ]
         return sorted(found, key=lambda o: o.key)
 

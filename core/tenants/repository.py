@@ -15,6 +15,10 @@ def get_org(session: Session, org_id: str) -> Organization | None:
     return session.get(Organization, org_id)
 
 
+def any_org(session: Session) -> bool:
+    return session.scalars(select(Organization.id).limit(1)).first() is not None
+
+
 def get_org_by_name(session: Session, name: str) -> Organization | None:
     return session.scalars(select(Organization).where(Organization.name == name)).first()
 

@@ -50,6 +50,12 @@ def bootstrap(session: Session, org_name: str, key_name: str = "bootstrap-admin"
     return Bootstrapped(org, project, key, secret)
 
 
+def refuse_another_org(session: Session, why_only_one: str | None) -> None:
+    """Where this platform may hold one organisation only (`why_only_one`), refuse a second."""
+    if why_only_one is not None and repository.any_org(session):
+        raise Conflict(why_only_one, code="single_organisation")
+
+
 def _new_key(
     org_id: str,
     name: str,

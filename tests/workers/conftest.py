@@ -142,6 +142,9 @@ def platform_env(database_url: str, state_dir: Path, **settings: Any) -> dict[st
         TRAINPORT_RECONCILE_INTERVAL_SECONDS="0.3",
         TRAINPORT_CANCEL_GRACE_SECONDS="2",
         TRAINPORT_LOG_LEVEL="INFO",
+        # These tests watch commands through marker files in their tmp_path and host pids,
+        # which a sandboxed rank cannot see; tests/security/ runs platforms sandboxed.
+        TRAINPORT_SANDBOX="off",
     )
     env.update({f"TRAINPORT_{k.upper()}": str(v) for k, v in settings.items()})
     return env

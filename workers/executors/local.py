@@ -18,7 +18,12 @@ TRAINPORT_* settings), the spec's `env` (`{secret: NAME}` values are those resol
 run's own org at launch, `LaunchRequest.secrets`; the shim redacts them from the log), RANK,
 LOCAL_RANK, WORLD_SIZE, NODE_RANK=0, NNODES=1, MASTER_ADDR=127.0.0.1, MASTER_PORT (a free port,
 recorded), the request's TRAINPORT_* values, TRAINPORT_RUN_ID, TRAINPORT_ATTEMPT,
-TRAINPORT_API_URL and TRAINPORT_CHECKPOINT_DIR (shared by all attempts of the run).
+TRAINPORT_API_URL, TRAINPORT_CHECKPOINT_DIR and TRAINPORT_CACHE_DIR (both the run's own, shared by its attempts).
+
+With a `sandbox` (built from settings by the registry: `rank_sandbox`), each rank's command
+runs under bubblewrap as its run's uid, seeing the system read-only and only its own folders
+(local_sandbox.py; docs/security-sandbox.md); the shim stays outside. Without one, ranks run
+as the worker's user and see everything it sees.
 
 Cancel sends SIGTERM to each shim, which forwards it to its command's process group; calls made
 after `grace_seconds` SIGKILL every process left in the rank's session. It returns True once
@@ -59,6 +64,7 @@ from workers.executors.local_attempt import (
     shim_alive,
     signal_session,
 )
+from workers.executors.local_sandbox import RankSandbox, sandbox_environment
 from workers.executors.local_shim import REDACT_VARIABLE, write_atomically
 
 SHIM_START_SECONDS = 30.0  # a claimed-by-nobody rank older than this is declared lost
@@ -79,9 +85,15 @@ class LocalExecutor:
     kind = "local"
 
     def __init__(
-        self, state_dir: Path, log_store: LogStore, api_url: str, grace_seconds: float = 10.0
+        self,
+        state_dir: Path,
+        log_store: LogStore,
+        api_url: str,
+        grace_seconds: float = 10.0,
+        sandbox: RankSandbox | None = None,
     ) -> None:
         self.state_dir = Path(state_dir).resolve()
+        self.sandbox = sandbox  # None: ranks run as the worker's user, seeing what it sees
         self.log_store = log_store
         self._log_root = Path(log_store.root).resolve()  # shims run from another directory
         self.api_url = api_url
@@ -120,8 +132,23 @@ class LocalExecutor:
         except LaunchRefused as refused:  # the worker lost a secret since the first launch
             log.warning("cannot restart ranks of %s/%d: %s", *_key(request), refused)
             return
+        sandbox = self._sandbox_prefix(files, request, env)
         for rank in ranks:
-            self._spawn(files, request, rank, {**env, **_rank_env(rank, plan)})
+            self._spawn(files, request, rank, {**env, **_rank_env(rank, plan)}, sandbox)
+
+    def _sandbox_prefix(
+        self, files: AttemptFiles, request: LaunchRequest, env: dict[str, str]
+    ) -> list[str] | None:
+        """The bwrap command line every rank of this attempt runs under (local_sandbox.py)."""
+        if self.sandbox is None:
+            return None
+        uid = self.sandbox.uid_for(request.run_id)
+        checkpoints = Path(env["TRAINPORT_CHECKPOINT_DIR"])
+        writable = [files.workdir, checkpoints, files.cache, files.home]
+        self.sandbox.give(writable, uid)
+        datasets = _dataset_folders(env)
+        self.sandbox.show(datasets)
+        return self.sandbox.argv(uid, writable, datasets, files.workdir)
 
     def _plan(self, files: AttemptFiles, request: LaunchRequest) -> dict[str, Any]:
         """Decide world size and port once; a refused launch is recorded as failed ranks."""
@@ -173,13 +200,23 @@ class LocalExecutor:
         if uri.startswith("file://"):  # the run's one location (docs/runtime-api.md), same folder
             env["TRAINPORT_CHECKPOINT_DIR"] = url2pathname(urlsplit(uri).path)
             Path(env["TRAINPORT_CHECKPOINT_DIR"]).mkdir(parents=True, exist_ok=True)
+        # The run's own cache (its attempts share it), not one folder shared by every org.
+        env["TRAINPORT_CACHE_DIR"] = str(files.cache)
+        if self.sandbox is not None:
+            env.update(sandbox_environment(files.home))
         return env
 
     def _spawn(
-        self, files: AttemptFiles, request: LaunchRequest, rank: int, env: dict[str, str]
+        self,
+        files: AttemptFiles,
+        request: LaunchRequest,
+        rank: int,
+        env: dict[str, str],
+        sandbox: list[str] | None,
     ) -> None:
         config_path = files.rank_file(rank, "json")
-        config_path.write_text(json.dumps(self._rank_config(files, request, rank)))
+        config = self._rank_config(files, request, rank) | {"sandbox": sandbox}
+        config_path.write_text(json.dumps(config))
         with files.rank_file(rank, "shim.log").open("ab") as shim_log:
             child = subprocess.Popen(  # noqa: S603 - our own interpreter and module
                 # -S: no site-packages; the shim needs only the standard library and core.logs,
@@ -375,6 +412,13 @@ def _spec_env(request: LaunchRequest) -> dict[str, str]:
     if request.secrets.values:
         env[REDACT_VARIABLE] = json.dumps(sorted(request.secrets.values.values()))
     return env
+
+
+def _dataset_folders(env: dict[str, str]) -> list[Path]:
+    """The run's pinned datasets that are folders on this machine (`file://` URIs)."""
+    pinned = json.loads(env.get("TRAINPORT_DATASETS") or "{}")
+    uris = [entry["uri"] for entry in pinned.values()]
+    return [Path(url2pathname(urlsplit(uri).path)) for uri in uris if uri.startswith("file://")]
 
 
 def _rank_env(rank: int, plan: dict[str, Any]) -> dict[str, str]:

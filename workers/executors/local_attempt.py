@@ -9,6 +9,7 @@ Everything is named from (run id, attempt) under `<state_dir>/runs/<run_id>/`:
     attempt-<n>/work/       the ranks' working directory
     attempt-<n>/ranks/rank-<r>.json|.pid|.exit|.shim.log   per-rank config, claim, result
     checkpoints/            TRAINPORT_CHECKPOINT_DIR, shared by every attempt
+    cache/, home/           TRAINPORT_CACHE_DIR and (sandboxed) HOME, shared by every attempt
 
 A rank's `.pid` file is created exclusively, by its shim (holding the shim's pid and kernel start
 time, which together identify it even after pid reuse) or by cancel/observe to stop a shim that
@@ -59,6 +60,14 @@ class AttemptFiles:
     @property
     def checkpoints(self) -> Path:
         return self.run_dir / "checkpoints"
+
+    @property
+    def cache(self) -> Path:
+        return self.run_dir / "cache"
+
+    @property
+    def home(self) -> Path:
+        return self.run_dir / "home"
 
     def rank_file(self, rank: int, suffix: str) -> Path:
         return self.folder / "ranks" / f"rank-{rank}.{suffix}"

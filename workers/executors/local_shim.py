@@ -10,6 +10,13 @@ order, so whoever sees the exit record also sees the complete log.
 
 SIGTERM to the shim (the executor's cancel) is forwarded to the command's process group.
 Standard library plus core.logs only: this runs on every launch and must start fast.
+
+A sandboxed rank (`sandbox`: the bwrap prefix from local_sandbox.py) runs as `bwrap ... --
+COMMAND`, still in that one process group. Two things differ. bwrap's outer process has no
+SIGTERM handler and takes the sandbox down with it (--die-with-parent), so SIGTERM goes to
+every other process of the group — once the command exists, as killpg would — and the command
+keeps its grace period; SIGKILL still goes to the whole group. And bwrap reports a command
+killed by signal N as exit code 128+N, which is read back as that signal.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -31,6 +39,8 @@ READER_JOIN_SECONDS = 5.0
 # The run's secret values (JSON list) for the log writer to redact; the shim removes it from its
 # environment before the command starts, so the command never sees the list.
 REDACT_VARIABLE = "TRAINPORT_SHIM_REDACT"
+SANDBOX_START_SECONDS = 10.0  # how long a stop request waits for the sandboxed command to exist
+SANDBOX_POLL_SECONDS = 0.01
 
 
 @dataclass(frozen=True)
@@ -47,6 +57,7 @@ class RankConfig:
     exit_path: str
     max_duration: float | None
     grace_seconds: float
+    sandbox: list[str] | None = None  # the bwrap prefix; None runs the command as it is
 
     @classmethod
     def load(cls, path: Path) -> RankConfig:
@@ -115,11 +126,13 @@ class Shim:
             reader.join(READER_JOIN_SECONDS)
         if returncode < 0:
             return self._finish(128 - returncode, -returncode)
+        if self.config.sandbox and 128 < returncode <= 128 + 64:  # bwrap's "killed by signal"
+            return self._finish(returncode, returncode - 128)
         return self._finish(returncode, None)
 
     def _start(self) -> subprocess.Popen[bytes]:
         return subprocess.Popen(  # noqa: S603 - the command is the user's, run as the user asked
-            self.config.command,
+            [*(self.config.sandbox or []), *self.config.command],
             cwd=self.config.workdir,
             env=dict(os.environ),
             stdin=subprocess.DEVNULL,
@@ -163,8 +176,17 @@ class Shim:
     def _kill_group(self, signum: signal.Signals) -> None:
         if self.child is None:
             return
+        if self.config.sandbox and signum != signal.SIGKILL:
+            self._signal_sandbox(self.child, signum)
+            return
         with contextlib.suppress(ProcessLookupError, PermissionError):  # the group is gone
             os.killpg(self.child.pid, signum)
+
+    def _signal_sandbox(self, child: subprocess.Popen[bytes], signum: signal.Signals) -> None:
+        """Signal the sandbox's processes but bwrap's outer one; if the command does not exist
+        yet (bwrap still sets up), a thread delivers the signal as soon as it does."""
+        if not _signal_group_but(child.pid, signum):
+            threading.Thread(target=_signal_when_started, args=(child, signum), daemon=True).start()
 
     def _finish(self, exit_code: int, signum: int | None) -> int:
         reason, message = self._classify(exit_code, signum)
@@ -187,6 +209,41 @@ class Shim:
         if exit_code != 0:
             return "exit_code_nonzero", f"exited with code {exit_code}"
         return None, "exited with code 0"
+
+
+def _signal_group_but(leader: int, signum: signal.Signals) -> bool:
+    """Signal every process of group `leader` except the leader; False while the sandbox holds
+    no more than bwrap's own two (the leader and its init, the PID namespace's pid 1)."""
+    members = [pid for pid in group_members(leader) if pid != leader]
+    if all(_parent(pid) == leader for pid in members):
+        return False
+    for pid in members:
+        with contextlib.suppress(ProcessLookupError, PermissionError):  # exited meanwhile
+            os.kill(pid, signum)
+    return True
+
+
+def _signal_when_started(child: subprocess.Popen[bytes], signum: signal.Signals) -> None:
+    deadline = time.monotonic() + SANDBOX_START_SECONDS
+    while child.poll() is None and time.monotonic() < deadline:
+        if _signal_group_but(child.pid, signum):
+            return
+        time.sleep(SANDBOX_POLL_SECONDS)  # bounded poll: no event says "exec'd in a namespace"
+
+
+def group_members(group: int) -> list[int]:
+    """Live processes of process group `group`."""
+    found = []
+    for entry in os.listdir("/proc"):
+        stat = read_proc_stat(int(entry)) if entry.isdigit() else None
+        if stat and int(stat[2]) == group and stat[0] not in {"Z", "X"}:
+            found.append(int(entry))
+    return found
+
+
+def _parent(pid: int) -> int | None:
+    stat = read_proc_stat(pid)
+    return int(stat[1]) if stat else None
 
 
 def main(argv: list[str]) -> int:

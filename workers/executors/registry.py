@@ -16,6 +16,7 @@ from core.logs import LogStore
 from core.settings import Settings
 from workers.executors.base import Executor
 from workers.executors.local import LocalExecutor
+from workers.executors.local_sandbox import rank_sandbox
 
 _lock = threading.Lock()
 _instances: dict[tuple[str, str, str, str], Executor] = {}
@@ -40,6 +41,7 @@ def _build(where: Where, settings: Settings) -> Executor:
             LogStore(settings.log_root),
             settings.public_url,
             settings.cancel_grace_seconds,
+            rank_sandbox(settings),
         )
     if where.kind == "kubernetes" and where.cluster in settings.kubernetes_clusters:
         from workers.executors.kubernetes import executor_from_settings

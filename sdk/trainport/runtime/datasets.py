@@ -1,20 +1,23 @@
 """`run.datasets["name"].path`: the pinned dataset as a local folder, verified by its digest.
 
 - `file://` datasets are read in place, after checking that their files hash to the pinned
-  digest; the check is remembered (by path, size and mtime of every file) so later attempts do
-  not hash again.
+  digest; the check is remembered (by path, size, mtime, ctime and inode of every file) so
+  later attempts do not hash again. The ctime and inode are what a writer cannot put back
+  (`touch -d` restores an mtime, not a ctime), so a file changed since is hashed again.
 - Anything else (`s3://`) is downloaded into `$TRAINPORT_CACHE_DIR/datasets/<digest hex>/` from
   the presigned URLs of the version's manifest, read with the run token (a URL that expired is
   presigned again through the run's storage routes); only outside a platform run (no API) with
   boto3 and the user's own credentials, from the prefix,
   each file checked against its sha256 and the whole against the digest, then renamed into
-  place: the cache folder exists only once complete, and is reused by later attempts.
+  place: the cache folder exists only once complete, and is reused by later attempts after
+  the same remembered check; a cached copy that changed is downloaded again.
 
 Nothing here runs until a dataset's `.path` is first read.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import threading
@@ -63,7 +66,10 @@ class Dataset:
             return self._verify_in_place(file_uri_path(self.uri))
         target = self._cache_dir / "datasets" / self.hex
         if target.is_dir():
-            return target
+            try:
+                return self._verify_in_place(target)
+            except DatasetVerificationError:  # the cached copy changed: fetch it again
+                shutil.rmtree(target, ignore_errors=True)
         return self._download(target)
 
     def manifest(self) -> list[FileEntry] | None:
@@ -88,7 +94,8 @@ class Dataset:
         listed = self.manifest()
         paths = [e.path for e in listed] if listed else [r for r, _ in walk_files(root)]
         stats = [_stat(root, p) for p in paths]
-        record = self._cache_dir / "datasets" / "verified" / f"{self.hex}.json"
+        where = hashlib.sha256(str(root).encode()).hexdigest()[:16]  # in place, or the cache
+        record = self._cache_dir / "datasets" / "verified" / f"{self.hex}-{where}.json"
         remembered = {"root": str(root), "files": [list(s) for s in stats]}
         if record.exists() and json.loads(record.read_text()) == remembered:
             return root
@@ -170,14 +177,14 @@ class Datasets(Mapping[str, Dataset]):
         return len(self._datasets)
 
 
-def _stat(root: Path, relative: str) -> tuple[str, int, int]:
+def _stat(root: Path, relative: str) -> tuple[str, int, int, int, int]:
     if not safe_relative(relative):
         raise DatasetVerificationError(f"unsafe path in a dataset: {relative!r}")
     path = root / relative
     if not path.is_file():
         raise DatasetVerificationError(f"{path} is missing")
     info = path.stat()
-    return (relative, info.st_size, info.st_mtime_ns)
+    return (relative, info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino)
 
 
 def _fetch_from_s3(uri: str, partial: Path) -> list[FileEntry]:

@@ -1,0 +1,240 @@
+"""Sandboxed ranks still stop, time out, get lost and re-adopted exactly as unsandboxed ones.
+
+The same scenarios as tests/executors/, on the executor the worker builds from its settings
+(sandbox `auto`), plus the proof that the command really runs inside: another PID namespace,
+an unprivileged uid.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from core.logs import LogStore
+from core.runs.states import StatusReason
+from core.sandbox import detect
+from core.settings import SandboxMode, Settings
+from tests.executors.conftest import FINISHED, PY, RUNNING, launch_request, observed, wait_until
+from tests.executors.test_local_stopping import (
+    OBEDIENT,
+    STUBBORN,
+    cancel_until_done,
+    shim_sessions,
+    wait_until_ready,
+)
+from workers.executors.base import LaunchRequest, RankPhase
+from workers.executors.local import LocalExecutor
+from workers.executors.local_attempt import session_members
+from workers.executors.local_sandbox import rank_sandbox
+from workers.executors.local_shim import RankConfig, Shim
+from workers.executors.registry import Where, executor_for
+
+pytestmark = pytest.mark.skipif(
+    not detect(SandboxMode.AUTO).available, reason="this machine cannot run bubblewrap"
+)
+GRACEFUL = (
+    "import signal, sys, time\n"
+    "def stop(*_):\n"
+    "    time.sleep(0.3)\n"
+    "    print('checkpoint saved', flush=True)\n"
+    "    sys.exit(0)\n"
+    "signal.signal(signal.SIGTERM, stop)\n"
+    "print('ready', flush=True)\n"
+    "while True: signal.pause()\n"
+)
+
+
+@pytest.fixture
+def executor(tmp_path: Path) -> Iterator[LocalExecutor]:
+    settings = Settings(
+        state_dir=tmp_path / "state", database_url="sqlite:///unused.db", cancel_grace_seconds=0.5
+    )
+    made = executor_for(Where("local", "local"), settings)
+    assert isinstance(made, LocalExecutor)
+    made.log_store.poll_interval = 0.02
+    yield made
+    for seen in made.observe():
+        made.cleanup(seen.run_id, seen.attempt)
+
+
+@pytest.fixture
+def log_store(executor: LocalExecutor) -> LogStore:
+    return executor.log_store
+
+
+def _commands(executor: LocalExecutor, request: LaunchRequest) -> list[int]:
+    """The user's processes of every rank: session members in another PID namespace."""
+    ours = os.readlink("/proc/self/ns/pid")
+    found = []
+    for session in shim_sessions(executor, request):
+        for pid in session_members(session):
+            try:
+                if os.readlink(f"/proc/{pid}/ns/pid") != ours and _uid(pid) != 0:
+                    found.append(pid)
+            except FileNotFoundError:
+                continue
+    return found
+
+
+def _uid(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1])
+
+
+def test_the_command_runs_unprivileged_in_a_pid_namespace_of_its_own(
+    executor: LocalExecutor, log_store: LogStore
+) -> None:
+    request = launch_request([PY, "-c", OBEDIENT], compute={"processes": 2})
+    executor.launch(request)
+    wait_until_ready(executor, log_store, request)
+
+    deadline = time.monotonic() + 10
+    while len(_commands(executor, request)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)  # bounded poll: rank 1 may still be starting after rank 0 said ready
+    assert len(_commands(executor, request)) == 2
+    cancel_until_done(executor, request)
+
+
+def test_cancel_reaches_a_sandboxed_command_with_sigterm(
+    executor: LocalExecutor, log_store: LogStore
+) -> None:
+    request = launch_request([PY, "-c", OBEDIENT], compute={"processes": 2})
+    executor.launch(request)
+    wait_until_ready(executor, log_store, request)
+
+    started = time.monotonic()
+    cancel_until_done(executor, request)
+
+    assert time.monotonic() - started < executor.grace_seconds  # no SIGKILL was needed
+    seen = observed(executor, request)
+    assert seen is not None
+    assert {(r.phase, r.exit_code, r.reason) for r in seen.ranks} == {
+        (RankPhase.FAILED, 128 + 15, StatusReason.USER_CANCELLED)
+    }
+
+
+def test_a_sandboxed_command_gets_its_grace_period_to_save_on_sigterm(
+    executor: LocalExecutor, log_store: LogStore
+) -> None:
+    request = launch_request([PY, "-c", GRACEFUL])
+    executor.launch(request)
+    wait_until_ready(executor, log_store, request)
+
+    cancel_until_done(executor, request)
+
+    text = log_store.ref(request.run_id, 1, 0).path.read_text()
+    assert "stdout checkpoint saved" in text
+    assert "SIGKILL" not in text
+
+
+def test_cancel_kills_a_sandboxed_command_that_ignores_sigterm(
+    executor: LocalExecutor, log_store: LogStore
+) -> None:
+    request = launch_request([PY, "-c", STUBBORN])
+    executor.launch(request)
+    wait_until_ready(executor, log_store, request)
+    sessions = shim_sessions(executor, request)
+
+    started = time.monotonic()
+    calls = cancel_until_done(executor, request)
+
+    assert calls > 1
+    assert time.monotonic() - started >= executor.grace_seconds
+    assert not any(session_members(session) for session in sessions)
+    assert "stdout got SIGTERM, ignoring it" in log_store.ref(request.run_id, 1, 0).path.read_text()
+
+
+def test_max_duration_stops_a_sandboxed_command(executor: LocalExecutor) -> None:
+    request = launch_request([PY, "-c", STUBBORN], scheduling={"max_duration": 1})
+    executor.launch(request)
+
+    done = wait_until(executor, request, FINISHED)
+
+    assert done.ranks[0].reason is StatusReason.MAX_DURATION_EXCEEDED
+
+
+def test_a_sandboxed_rank_killed_by_sigkill_reads_as_killed(executor: LocalExecutor) -> None:
+    request = launch_request([PY, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"])
+    executor.launch(request)
+
+    done = wait_until(executor, request, FINISHED)
+
+    assert (done.ranks[0].exit_code, done.ranks[0].reason) == (137, StatusReason.OOM_KILLED)
+
+
+def test_a_killed_shim_leaves_nothing_of_its_sandbox_running(
+    executor: LocalExecutor, log_store: LogStore
+) -> None:
+    request = launch_request([PY, "-c", OBEDIENT])
+    executor.launch(request)
+    wait_until_ready(executor, log_store, request)
+    [command] = _commands(executor, request)
+    [shim] = shim_sessions(executor, request)
+
+    os.kill(shim, signal.SIGKILL)  # the shim alone: the sandbox must not outlive it
+    lost = wait_until(executor, request, FINISHED)
+
+    assert lost.ranks[0].phase is RankPhase.LOST
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{command}").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)  # bounded poll: the kernel reaps it asynchronously
+    assert not Path(f"/proc/{command}").exists() or _zombie(command)
+
+
+def _zombie(pid: int) -> bool:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in {"Z", "X"}
+
+
+def test_a_restarted_worker_readopts_and_stops_a_sandboxed_rank(
+    executor: LocalExecutor, log_store: LogStore
+) -> None:
+    request = launch_request([PY, "-c", OBEDIENT])
+    executor.launch(request)
+    wait_until_ready(executor, log_store, request)
+
+    restarted = LocalExecutor(executor.state_dir, log_store, "http://api.test", 0.5)
+    assert wait_until(restarted, request, RUNNING).ranks[0].phase is RankPhase.RUNNING
+    restarted.launch(request)  # adopts: no second copy
+    cancel_until_done(restarted, request)
+
+    assert not _commands(executor, request)
+    pid_files = executor.state_dir.glob(f"runs/{request.run_id}/attempt-1/ranks/*.pid")
+    assert [json.loads(p.read_text()).get("pid") is not None for p in pid_files] == [True]
+
+
+def test_a_stop_asked_while_the_sandbox_starts_reaches_the_command_once_it_runs(
+    tmp_path: Path,
+) -> None:
+    """The shim was told to stop before bwrap had started the command (nothing to signal
+    yet but bwrap itself): the SIGTERM must still reach the command, not wait out its sleep."""
+    settings = Settings(state_dir=tmp_path / "state", database_url="sqlite:///unused.db")
+    sandbox = rank_sandbox(settings)
+    assert sandbox is not None
+    workdir = tmp_path / "state" / "work"
+    sandbox.give([workdir], sandbox.uid_for("run_early"))
+    config = RankConfig(
+        run_id="run_early", attempt=1, rank=0,
+        command=[PY, "-c", "import time; time.sleep(60)"],
+        workdir=str(workdir), log_root=str(tmp_path / "logs"),
+        pid_path=str(tmp_path / "rank.pid"), exit_path=str(tmp_path / "rank.exit"),
+        max_duration=None, grace_seconds=5.0,
+        sandbox=sandbox.argv(sandbox.uid_for("run_early"), [workdir], [], workdir),
+    )  # fmt: skip
+    shim = Shim(config)
+    shim.cancelled = True  # as if SIGTERM had come before the command was started
+    previous = signal.getsignal(signal.SIGTERM)
+    started = time.monotonic()
+    try:
+        shim.run()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+    assert time.monotonic() - started < 10
+    record = json.loads((tmp_path / "rank.exit").read_text())
+    assert (record["exit_code"], record["reason"]) == (128 + 15, "user_cancelled")
