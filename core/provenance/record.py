@@ -146,7 +146,7 @@ def _attempt_entry_v1(session: Session, row: RunAttempt) -> dict[str, Any]:
 
 def _attempts(session: Session, run_id: str) -> list[dict[str, Any]]:
     rows = _attempt_rows(session, run_id)
-    kinds = dict(session.execute(select(Cluster.name, Cluster.executor)).tuples().all())
+    kinds = {name: kind for name, kind in session.execute(select(Cluster.name, Cluster.executor))}
     return [_attempt_entry(session, row, kinds.get(row.cluster, row.cluster)) for row in rows]
 
 
