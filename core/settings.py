@@ -165,6 +165,12 @@ class Settings(BaseSettings):
         description="PEM Ed25519 private key that signs provenance records (mount it into the "
         "API only); empty derives a development key from secret_key",
     )
+    checkpoint_hash_max_bytes: int = Field(
+        default=2 * 2**30,
+        ge=0,
+        description="At registration the API re-hashes a checkpoint's stored files up to this "
+        "many bytes in all (provenance marks them observed); larger ones stay reported",
+    )
     verification_key_files: list[Path] = Field(
         default_factory=list,
         description="Extra PEM Ed25519 keys (public or private; files or folders of *.pem) that "
