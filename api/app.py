@@ -32,6 +32,7 @@ from core import db
 from core.aio import AsyncDatabase
 from core.metrics.schemas import MAX_METRICS_BODY_BYTES
 from core.notify import PostgresListener, SqliteVersionWatcher
+from core.provenance.service import check_signing_keys
 from core.settings import Settings, get_settings
 
 API_VERSION = "0.1.0"
@@ -89,6 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=_lifespan,
     )
     app.state.settings = settings
+    check_signing_keys(settings)  # a bad key mount fails the start, not the first signature
     app.state.engine = db.build_engine(settings)
     app.state.sessionmaker = db.make_sessionmaker(app.state.engine)
     # Reads of runs (core/runs/reads.py, the run list) in autocommit on PostgreSQL.

@@ -10,6 +10,7 @@ server does not know, or a checkpoint that is not the registered one fails verif
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -22,10 +23,11 @@ from core.provenance.record import freeze as freeze
 from core.provenance.record import live_part
 from core.provenance.schemas import CheckpointClaim, SignedRecord, Verdict, VerifyRequest
 from core.runs.service import get_run
-from core.settings import Settings
+from core.settings import Environment, Settings
 from core.tenants.schemas import Principal
 
-__all__ = ["freeze", "keyring", "public_keys", "signed_record", "verify"]
+__all__ = ["check_signing_keys", "freeze", "keyring", "public_keys", "signed_record", "verify"]
+log = logging.getLogger("trainport.provenance")
 
 
 def keyring(settings: Settings) -> signing.Keyring:
@@ -34,6 +36,18 @@ def keyring(settings: Settings) -> signing.Keyring:
         settings.signing_key_file,
         tuple(settings.verification_key_files),
     )
+
+
+def check_signing_keys(settings: Settings) -> None:
+    """Load the keyring now (raises signing.KeyFileError naming the bad file), and say when
+    production signs with the development derivation every platform process could compute."""
+    keyring(settings)
+    if settings.environment is Environment.PRODUCTION and settings.signing_key_file is None:
+        log.warning(
+            "provenance is signed with a key derived from TRAINPORT_SECRET_KEY, which workers "
+            "also hold: set TRAINPORT_SIGNING_KEY_FILE on the API (python -m api.admin keys "
+            "rotate --dir DIR)"
+        )
 
 
 def signed_record(

@@ -22,7 +22,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -34,7 +34,7 @@ _ED25519_PURPOSE = b"trainport/provenance/ed25519/v1"
 _ED25519_SIGNATURE_HEX = 128  # 64 bytes; an HMAC-SHA256 signature is 64 hex characters
 
 
-class KeyFileError(ValueError):
+class KeyFileError(Exception):
     """A configured key file is missing or is not a PEM Ed25519 key."""
 
 
@@ -107,7 +107,10 @@ def derived_signing_key(secret_key: str) -> Ed25519PrivateKey:
 
 
 def load_private_key(path: Path) -> Ed25519PrivateKey:
-    key = serialization.load_pem_private_key(_read(path), password=None)
+    try:
+        key = serialization.load_pem_private_key(_read(path), password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise KeyFileError(f"{path} is not an unencrypted PEM private key") from None
     if not isinstance(key, Ed25519PrivateKey):
         raise KeyFileError(f"{path} holds a {type(key).__name__}, not an Ed25519 private key")
     return key
@@ -126,7 +129,10 @@ def _public_key_in(path: Path) -> PublicKey:
     pem = _read(path)
     if b"PRIVATE KEY" in pem:
         return PublicKey.of(load_private_key(path).public_key())
-    key = serialization.load_pem_public_key(pem)
+    try:
+        key = serialization.load_pem_public_key(pem)
+    except (ValueError, UnsupportedAlgorithm):
+        raise KeyFileError(f"{path} is not a PEM public key") from None
     if not isinstance(key, Ed25519PublicKey):
         raise KeyFileError(f"{path} holds a {type(key).__name__}, not an Ed25519 public key")
     return PublicKey.of(key)

@@ -13,10 +13,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from core.provenance.signing import canonical, derived_signing_key, hmac_sign
+from api.app import create_app
+from core.provenance.signing import KeyFileError, canonical, derived_signing_key, hmac_sign
 from core.runs.attempts import AttemptOutcome
+from core.settings import Settings
 from tests.security.provenance_fixtures import app_with, provenance, started_run, verdict
 from tests.training_api.conftest import SECRET, end_attempt, start
 
@@ -145,3 +148,16 @@ def test_the_launch_environment_holds_no_signing_key(postgres_url: str, tmp_path
     for value in env.values():
         assert str(folder) not in value
         assert body not in value
+
+
+def test_an_api_whose_key_file_is_not_an_ed25519_key_refuses_to_start(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    wrong = tmp_path / "signing-key.pem"
+    wrong.write_text("-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n")
+    with pytest.raises(
+        KeyFileError, match=r"signing-key\.pem is not an unencrypted PEM private key"
+    ):
+        create_app(Settings(database_url=postgres_url, signing_key_file=wrong))
+    with pytest.raises(KeyFileError, match="cannot read key file"):
+        create_app(Settings(database_url=postgres_url, signing_key_file=tmp_path / "absent.pem"))
