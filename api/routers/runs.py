@@ -79,7 +79,7 @@ async def create_run(
         run = await creation.create_async(db, secret, body, idempotency_key, settings)
         if run is not None:
             headers = {"Location": f"/v1/runs/{run.id}"}
-            return _run_json(service.with_warnings(run, settings), status.HTTP_201_CREATED, headers)
+            return _run_json(run, status.HTTP_201_CREATED, headers)
 
     def submit() -> Response:
         # One worker thread: authenticate in autocommit (one statement; the key's use is
@@ -94,7 +94,7 @@ async def create_run(
             if created.replayed:
                 headers["Idempotent-Replayed"] = "true"
             run = service.with_queue(session, created.run, settings)
-            return _run_json(service.with_warnings(run, settings), status.HTTP_201_CREATED, headers)
+            return _run_json(run, status.HTTP_201_CREATED, headers)
 
     return await run_in_threadpool(submit)
 

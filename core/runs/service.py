@@ -20,14 +20,7 @@ from core.models import Run, RunEvent, utcnow
 from core.pagination import decode_cursor, encode_cursor
 from core.runs import creation, repository
 from core.runs.repository import RunFilter
-from core.runs.schemas import (
-    RunEventOut,
-    RunEventPage,
-    RunOut,
-    RunPage,
-    RunPatch,
-    local_image_warning,
-)
+from core.runs.schemas import RunEventOut, RunEventPage, RunOut, RunPage, RunPatch
 from core.runs.spec import RunCreate, check_labels
 from core.runs.states import RunStatus, StatusReason, transition
 from core.runs.versions import claim_resource_version
@@ -97,16 +90,6 @@ def create_run(
 def describe_run(session: Session, caller: Principal, run_id: str, settings: Settings) -> RunOut:
     """The run as `GET /v1/runs/{id}` shows it: with `queue` while it waits to start."""
     return with_queue(session, get_run(session, caller, run_id), settings)
-
-
-def with_warnings(run: RunOut, settings: Settings) -> RunOut:
-    """The run as created, warned of what this platform will not do as its spec asks: with
-    only the local cluster configured, nothing will run `spec.image`."""
-    local_only = settings.local_cluster and not settings.kubernetes_clusters
-    for warning in local_image_warning(run.spec, local_only):
-        if warning not in run.warnings:
-            run.warnings.append(warning)
-    return run
 
 
 def with_queue(session: Session, run: Run, settings: Settings) -> RunOut:

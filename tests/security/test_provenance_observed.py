@@ -49,17 +49,20 @@ def test_an_image_the_local_executor_never_ran_is_recorded_as_not_used(api: Test
     assert "digest" not in image
 
 
-def test_the_run_is_warned_that_the_local_executor_ignores_its_image(api: TestClient) -> None:
+def test_a_run_launched_on_the_local_executor_is_warned_that_its_image_is_unused(
+    api: TestClient,
+) -> None:
     org = make_tenant(api)
-    created = api.post("/v1/runs", json={"command": ["true"], "image": NEVER_PULLED},
-                       headers=org.headers)  # fmt: skip
-    assert created.status_code == 201, created.text
-    [warning] = created.json()["warnings"]
+    run_id = submit(api, org, image=NEVER_PULLED)
+    assert api.get(f"/v1/runs/{run_id}", headers=org.headers).json()["warnings"] == []
+    start(api, run_id)  # admitted to the local cluster and launched
+    shown = api.get(f"/v1/runs/{run_id}", headers=org.headers).json()
+    [warning] = shown["warnings"]
     assert "spec.image is not used on the local executor" in warning
-    start(api, created.json()["id"])
-    shown = api.get(f"/v1/runs/{created.json()['id']}", headers=org.headers).json()
-    assert shown["warnings"] == [warning]  # every later read says so too, once it ran locally
+    [listed] = api.get("/v1/runs", headers=org.headers).json()["data"]
+    assert listed["warnings"] == [warning]  # every read says so, the list included
     plain = submit(api, org)
+    start(api, plain)
     assert api.get(f"/v1/runs/{plain}", headers=org.headers).json()["warnings"] == []
 
 
