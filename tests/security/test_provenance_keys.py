@@ -4,6 +4,7 @@ run-token key's root) signs a record this server accepts."""
 
 from __future__ import annotations
 
+import base64
 import copy
 import hashlib
 import hmac
@@ -17,7 +18,13 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from api.app import create_app
-from core.provenance.signing import KeyFileError, canonical, derived_signing_key, hmac_sign
+from core.provenance.signing import (
+    KeyFileError,
+    canonical,
+    derived_signing_key,
+    hmac_sign,
+    load_private_key,
+)
 from core.runs.attempts import AttemptOutcome
 from core.settings import Settings
 from tests.security.provenance_fixtures import app_with, provenance, started_run, verdict
@@ -161,3 +168,29 @@ def test_an_api_whose_key_file_is_not_an_ed25519_key_refuses_to_start(
         create_app(Settings(database_url=postgres_url, signing_key_file=wrong))
     with pytest.raises(KeyFileError, match="cannot read key file"):
         create_app(Settings(database_url=postgres_url, signing_key_file=tmp_path / "absent.pem"))
+
+
+def test_the_provenance_keys_cannot_mint_a_run_token(postgres_url: str, tmp_path: Path) -> None:
+    """The other direction: whoever holds the provenance keys (the legacy HMAC key, the signing
+    key) cannot speak for a run."""
+    folder = tmp_path / "keys"
+    _rotate(folder)
+    key_file = folder / "signing-key.pem"
+    with app_with(postgres_url, tmp_path, signing_key_file=key_file) as api:
+        _, run_id = started_run(api)
+        subject = f"{run_id}:1".encode()
+        provenance_hmac = hmac.new(SECRET.encode(), b"trainport/provenance/v1", "sha256").digest()
+        signing_key = load_private_key(key_file)
+        forgeries = [
+            hmac.new(provenance_hmac, subject, "sha256").digest(),
+            signing_key.sign(subject),
+        ]
+        for signature in forgeries:
+            token = f"tpr_{_b64(subject)}.{_b64(signature)}"
+            headers = {"Authorization": f"Bearer {token}"}
+            answer = api.post(f"/v1/runs/{run_id}/heartbeat", json={"step": 1}, headers=headers)
+            assert answer.status_code == 401, answer.text
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
