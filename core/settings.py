@@ -166,7 +166,7 @@ class Settings(BaseSettings):
         "API only); empty derives a development key from secret_key",
     )
     checkpoint_hash_max_bytes: int = Field(
-        default=2 * 2**30,
+        default=2**30,
         ge=0,
         description="At registration the API re-hashes a checkpoint's stored files up to this "
         "many bytes in all (provenance marks them observed); larger ones stay reported",
