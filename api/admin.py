@@ -1,9 +1,13 @@
-"""Operator commands: `python -m api.admin migrate | bootstrap --org NAME | secrets-reencrypt`.
+"""Operator commands: `python -m api.admin migrate | bootstrap --org NAME | secrets-reencrypt |
+keys rotate|list`.
 
 `bootstrap` creates the first organisation, its `default` project and an admin key, and prints
 the key once. It runs beside the API (same database), not through it: there is no key yet.
 Where the embedded platform cannot sandbox its runs (core/sandbox.py) it creates one
 organisation only, and says why when asked for a second.
+`keys rotate --dir D` writes a new provenance signing key to D/signing-key.pem and keeps the one
+it replaces as a retired public key in D; `keys list` prints the keys this configuration signs
+and verifies with.
 """
 
 from __future__ import annotations
@@ -11,9 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from core import db, migrate, sandbox
 from core.errors import TrainportError
+from core.provenance import rotation, signing
+from core.provenance.service import keyring
 from core.secrets.service import reencrypt_all
 from core.settings import get_settings
 from core.tenants.service import bootstrap, refuse_another_org
@@ -65,6 +72,44 @@ def _secrets_reencrypt(_: argparse.Namespace) -> int:
     return 0
 
 
+def _rotate(args: argparse.Namespace) -> int:
+    try:
+        done = rotation.rotate(Path(args.dir), get_settings())
+    except (signing.KeyFileError, OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"new signing key {done.new_key_id} in {done.signing_key_file}")
+    if done.retired_key_id:
+        print(f"retired key {done.retired_key_id} kept in {args.dir} to verify older records")
+    print(
+        f"set TRAINPORT_SIGNING_KEY_FILE={done.signing_key_file} and "
+        f'TRAINPORT_VERIFICATION_KEY_FILES=["{args.dir}"] on the API, then restart it'
+    )
+    return 0
+
+
+def _list_keys(_: argparse.Namespace) -> int:
+    try:
+        ring = keyring(get_settings())
+    except (signing.KeyFileError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for key_id in sorted(ring.verifiers, key=lambda k: k != ring.signer_id):
+        print(f"{key_id} {'signing' if key_id == ring.signer_id else 'retired'}")
+    return 0
+
+
+def _add_keys(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    keys = commands.add_parser("keys", help="provenance signing keys")
+    actions = keys.add_subparsers(dest="action", required=True)
+    rotate = actions.add_parser("rotate", help="new signing key; keep the old one to verify")
+    rotate.add_argument("--dir", required=True, help="key folder (e.g. a mounted Secret)")
+    rotate.set_defaults(func=_rotate)
+    actions.add_parser("list", help="the keys this server signs and verifies with").set_defaults(
+        func=_list_keys
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m api.admin", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -78,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         "secrets-reencrypt", help="re-encrypt every run secret under the newest secrets key"
     )
     rekey.set_defaults(func=_secrets_reencrypt)
+    _add_keys(commands)
     args = parser.parse_args(argv)
     code: int = args.func(args)
     return code

@@ -35,6 +35,7 @@ from core import db, sandbox
 from core.aio import AsyncDatabase
 from core.metrics.schemas import MAX_METRICS_BODY_BYTES
 from core.notify import PostgresListener, SqliteVersionWatcher
+from core.provenance.service import check_signing_keys
 from core.ratelimit import RateLimiter
 from core.runs.waiting import WaitingRoom
 from core.settings import Settings, get_settings
@@ -94,6 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=_lifespan,
     )
     app.state.settings = settings
+    check_signing_keys(settings)  # a bad key mount fails the start, not the first signature
     app.state.engine = db.build_engine(settings)
     app.state.sessionmaker = db.make_sessionmaker(app.state.engine)
     # Reads of runs (core/runs/reads.py, the run list) in autocommit on PostgreSQL.

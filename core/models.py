@@ -267,6 +267,8 @@ class RunAttempt(Base):
     last_step: Mapped[int | None] = mapped_column(BigInteger, default=None)
     resumed_from_step: Mapped[int | None] = mapped_column(BigInteger, default=None)
     steps_lost: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    # The image digest the kubelet reported (pod status imageID), for provenance (issue 12).
+    image_digest: Mapped[str | None] = mapped_column(String(255), default=None)
 
 
 class OutboxMessage(Base):

@@ -175,6 +175,23 @@ class Settings(BaseSettings):
         default=SecretStr(DEVELOPMENT_SECRET_KEY),
         description="Signs run tokens and provenance records; production refuses the default",
     )
+    # Provenance signing keys (issue 12).
+    signing_key_file: Path | None = Field(
+        default=None,
+        description="PEM Ed25519 private key that signs provenance records (mount it into the "
+        "API only); empty derives a development key from secret_key",
+    )
+    checkpoint_hash_max_bytes: int = Field(
+        default=2**30,
+        ge=0,
+        description="At registration the API re-hashes a checkpoint's stored files up to this "
+        "many bytes in all (provenance marks them observed); larger ones stay reported",
+    )
+    verification_key_files: list[Path] = Field(
+        default_factory=list,
+        description="Extra PEM Ed25519 keys (public or private; files or folders of *.pem) that "
+        "still verify records, e.g. keys retired by `python -m api.admin keys rotate`",
+    )
     storage_backend: StorageBackend = StorageBackend.LOCAL
     storage_dir: Path | None = Field(
         default=None, description="Local object store root; empty means <state_dir>/storage"

@@ -226,11 +226,16 @@ def _observed(ctx: WorkerContext, run: ActiveRun, seen: AttemptObservation) -> b
         return False
     if outcome.phase is AttemptPhase.RUNNING:
         if run.status is RunStatus.STARTING:
-            _mark_running(ctx, run, seen.where)
+            _mark_running(ctx, run, seen)
         return False
     exit_code = 0 if outcome.phase is AttemptPhase.SUCCEEDED else _exit_code(seen)
     ending = Ending(
-        AttemptOutcome(outcome.phase.value), outcome.reason, outcome.message, exit_code, seen.where
+        AttemptOutcome(outcome.phase.value),
+        outcome.reason,
+        outcome.message,
+        exit_code,
+        seen.where,
+        seen.image_digest,
     )
     settled = _apply_ending(ctx, run.id, run.attempt, ending, {run.status})
     ctx.executors(run.where).cleanup(run.id, run.attempt)
@@ -242,13 +247,13 @@ def _exit_code(seen: AttemptObservation) -> int | None:
     return codes[0] if codes else None
 
 
-def _mark_running(ctx: WorkerContext, run: ActiveRun, where: str) -> None:
+def _mark_running(ctx: WorkerContext, run: ActiveRun, seen: AttemptObservation) -> None:
     with session_scope(ctx.factory) as session:
         row = session.get(Run, run.id, with_for_update=True)
         if row is None or row.status != RunStatus.STARTING or row.attempt != run.attempt:
             return
         transition(session, row, RunStatus.RUNNING, StatusReason.RUNNING, "all ranks running")
-        mark_started(session, run.id, run.attempt, where)
+        mark_started(session, run.id, run.attempt, seen.where, seen.image_digest)
 
 
 def _unseen(ctx: WorkerContext, run: ActiveRun, observed_at: datetime) -> bool:

@@ -1,7 +1,8 @@
 """`/v1/runs/{id}/checkpoints`: register a committed checkpoint, list them, download their files.
 
-Registering reads the step's COMMIT marker from storage between two transactions: the run is
-looked up (and the auth transaction ended) first, so no connection is held during storage I/O.
+Registering reads the step's COMMIT marker (and re-hashes its files) from storage between two
+transactions: the run is looked up (and the auth transaction ended) first, so no connection is
+held during storage I/O.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ def register_checkpoint(
     run = service.run_for_registration(session, caller, run_id)
     session.commit()  # the storage read comes next, outside any transaction
     marker = service.read_commit(settings, run, body)
-    registered = service.register(session, caller, run_id, body, marker)
+    observed = service.hash_stored_files(settings, run, body)
+    registered = service.register(session, caller, run_id, body, marker, observed)
     if not registered.created:
         response.status_code = status.HTTP_200_OK
     store = service.location(settings, run.org_id, run.id)

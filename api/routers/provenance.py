@@ -38,13 +38,18 @@ def verify_provenance(
 
 @router.get("/v1/provenance/keys", response_model=VerifyingKeys)
 def provenance_keys(caller: Caller, settings: SettingsDep) -> VerifyingKeys:
-    """The Ed25519 public keys that verify this server's provenance records offline."""
-    keys = service.public_keys(settings)
+    """The Ed25519 public keys that verify this server's provenance records offline: the one
+    it signs with now and every retired one it still verifies with."""
+    signer = service.keyring(settings).signer_id
     return VerifyingKeys(
         keys=[
             VerifyingKey(
-                key_id=k.key_id, algorithm=k.algorithm, public_key=k.base64, public_key_pem=k.pem
+                key_id=k.key_id,
+                algorithm=k.algorithm,
+                public_key=k.base64,
+                public_key_pem=k.pem,
+                status="signing" if k.key_id == signer else "retired",
             )
-            for k in keys
+            for k in service.public_keys(settings)
         ]
     )

@@ -2,8 +2,10 @@
 
 The runtime writes `<location>/step-<step:010d>/` and its `COMMIT` marker last (so a folder
 without one is incomplete), then registers the step. Registration reads the marker back from
-storage — outside any transaction — checks it against the request, and records the marker's
-sha256, which provenance verification later matches.
+storage — outside any transaction — checks it against the request, re-hashes the stored files
+themselves (up to `checkpoint_hash_max_bytes` in all) so a digest the runtime reported but the
+stored bytes contradict is refused, and records the marker's sha256, which provenance
+verification later matches. Each file records whether its digest was `observed` (hashed here).
 """
 
 from __future__ import annotations
@@ -72,6 +74,38 @@ def read_commit(settings: Settings, run: Run, body: CheckpointIn) -> bytes:
         ).with_code("checkpoint_not_committed") from None
 
 
+def hash_stored_files(settings: Settings, run: Run, body: CheckpointIn) -> frozenset[str]:
+    """The paths whose stored bytes this API hashed and found as reported (storage I/O: no
+    transaction may be open). Files past the byte budget are left to the runtime's word."""
+    store = location(settings, run.org_id, run.id)
+    budget = settings.checkpoint_hash_max_bytes
+    hashed: set[str] = set()
+    for entry in sorted(body.files, key=lambda f: f.size):
+        if entry.size > budget:
+            break
+        budget -= entry.size
+        check_path(entry.path)
+        if _stored_sha256(store, body.path + entry.path) != entry.sha256:
+            raise InvalidInput(
+                f"{body.path}{entry.path} as stored does not have the sha256 the runtime "
+                "reported: write the file completely, then its COMMIT marker, then register."
+            ).with_code("checkpoint_digest_mismatch")
+        hashed.add(entry.path)
+    return frozenset(hashed)
+
+
+def _stored_sha256(store: ObjectStore, key: str) -> str:
+    digest = hashlib.sha256()
+    try:
+        for chunk in store.iter_chunks(key):
+            digest.update(chunk)
+    except ObjectNotFound:
+        raise InvalidInput(
+            f"{key} is listed in the COMMIT marker but is not in storage."
+        ).with_code("checkpoint_digest_mismatch") from None
+    return digest.hexdigest()
+
+
 def _check_commit(body: CheckpointIn, marker: bytes) -> None:
     try:
         commit = CommitDocument.model_validate_json(marker)
@@ -89,16 +123,22 @@ def _check_commit(body: CheckpointIn, marker: bytes) -> None:
 
 
 def register(
-    session: Session, caller: Principal, run_id: str, body: CheckpointIn, marker: bytes
+    session: Session,
+    caller: Principal,
+    run_id: str,
+    body: CheckpointIn,
+    marker: bytes,
+    observed: frozenset[str] = frozenset(),
 ) -> Registered:
-    """Record the step (idempotent: the same COMMIT again answers the stored checkpoint)."""
+    """Record the step (idempotent: the same COMMIT again answers the stored checkpoint);
+    `observed` names the files whose digest the API computed from storage."""
     _check_commit(body, marker)
     run = run_for_registration(session, caller, run_id)
     values = {
         "org_id": run.org_id,
         "attempt": caller.attempt or run.attempt,
         "path": body.path,
-        "files": [f.model_dump() for f in body.files],
+        "files": [{**f.model_dump(), "observed": f.path in observed} for f in body.files],
         "size_bytes": sum(f.size for f in body.files),
         "sha256": hashlib.sha256(marker).hexdigest(),
         "metrics": {k: v for k, v in body.metrics.items() if math.isfinite(v)},  # JSON has no NaN

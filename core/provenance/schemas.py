@@ -48,10 +48,16 @@ class VerifyingKey(BaseModel):
     algorithm: str = Field(description="`ed25519`")
     public_key: str = Field(description="the raw 32-byte public key, base64")
     public_key_pem: str = Field(description="the same key as a PEM SubjectPublicKeyInfo")
+    status: str = Field(
+        default="signing",
+        description="`signing`: new records are signed with it; `retired`: it only verifies "
+        "records it signed before a rotation",
+    )
 
 
 class VerifyingKeys(BaseModel):
     """What checks this server's provenance signatures offline: the signature (hex) over the
-    record's canonical JSON (keys sorted, separators `,` and `:`, UTF-8 unescaped)."""
+    record's canonical JSON (keys sorted, separators `,` and `:`, UTF-8 unescaped). The signing
+    key comes first; a record's `key_id` names the key that signed it."""
 
     keys: list[VerifyingKey]

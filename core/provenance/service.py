@@ -1,93 +1,53 @@
 """Provenance rules: freeze the record when a run first starts, sign it, verify a claim.
 
-The frozen part (datasets pinned, image, spec hash, code reference, platform version) is written
-once, in the launch transaction of the first attempt. `attempts` is added from the attempt
-records whenever the record is read, and the whole is signed then; any change to any byte of the
-record, or a checkpoint that is not the registered one, fails verification.
+The frozen part (record.py) is written once, unsigned, in the launch transaction of the first
+attempt, by the process that launches (a worker). Only the API signs: `attempts` and
+`checkpoints` are added whenever the record is read and the whole is signed then, with the
+keyring's signing key (signing.py), which never needs to be on a worker. A record verifies under
+any key of the keyring (retired keys included); any change to any byte of the record, a key this
+server does not know, or a checkpoint that is not the registered one fails verification.
 """
 
 from __future__ import annotations
 
-import hashlib
-from datetime import datetime
-from importlib import metadata
+import logging
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.checkpoints.repository import at_step, with_commit_sha
-from core.datasets.pinning import pinned
+from core.checkpoints.repository import with_commit_sha
 from core.errors import NotFound
-from core.models import Checkpoint, Run, RunAttempt, RunProvenance, utcnow
+from core.models import RunProvenance
 from core.provenance import signing
+from core.provenance.record import freeze as freeze
+from core.provenance.record import live_part
 from core.provenance.schemas import CheckpointClaim, SignedRecord, Verdict, VerifyRequest
 from core.runs.service import get_run
-from core.settings import Settings
+from core.settings import Environment, Settings
 from core.tenants.schemas import Principal
 
-
-def platform_version() -> str:
-    try:
-        return metadata.version("trainport-server")
-    except metadata.PackageNotFoundError:
-        return "unknown"
+__all__ = ["check_signing_keys", "freeze", "keyring", "public_keys", "signed_record", "verify"]
+log = logging.getLogger("trainport.provenance")
 
 
-def _when(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment else None
+def keyring(settings: Settings) -> signing.Keyring:
+    return signing.keyring(
+        settings.secret_key.get_secret_value(),
+        settings.signing_key_file,
+        tuple(settings.verification_key_files),
+    )
 
 
-def freeze(session: Session, run: Run) -> RunProvenance:
-    """Write the run's frozen record once (the first launch); later calls return it as is."""
-    existing = session.get(RunProvenance, run.id)
-    if existing is not None:
-        return existing
-    spec = dict(run.spec)
-    record = {
-        "run_id": run.id,
-        "organization_id": run.org_id,
-        "project_id": run.project_id,
-        "created_at": _when(run.created_at),
-        "frozen_at": _when(utcnow()),
-        "image": spec.get("image"),
-        "recipe": spec.get("recipe"),
-        "command": spec.get("command"),
-        "spec_sha256": hashlib.sha256(signing.canonical(spec)).hexdigest(),
-        "code": spec.get("code"),
-        "datasets": {
-            name: {"digest": pin.digest, "version": pin.version}
-            for name, (pin, _) in pinned(session, run.id).items()
-        },
-        "platform_version": platform_version(),
-    }
-    frozen = RunProvenance(run_id=run.id, org_id=run.org_id, record=record, frozen_at=utcnow())
-    session.add(frozen)
-    session.flush()
-    return frozen
-
-
-def _attempts(session: Session, run_id: str) -> list[dict[str, Any]]:
-    rows = session.scalars(
-        select(RunAttempt).where(RunAttempt.run_id == run_id).order_by(RunAttempt.attempt)
-    ).all()
-    return [_attempt_entry(session, row) for row in rows]
-
-
-def _attempt_entry(session: Session, row: RunAttempt) -> dict[str, Any]:
-    resumed: Checkpoint | None = None
-    if row.resumed_from_step:
-        resumed = at_step(session, row.run_id, row.resumed_from_step)
-    return {
-        "attempt": row.attempt,
-        "cluster": row.cluster,
-        "where": row.where,
-        "hardware": {"gpus": row.gpus, "gpu_type": row.gpu_type, "cpu_slots": row.cpu_slots},
-        "admitted_at": _when(row.admitted_at),
-        "started_at": _when(row.started_at),
-        "resumed_from_step": row.resumed_from_step,
-        "resumed_checkpoint_sha256": resumed.sha256 if resumed else None,
-    }
+def check_signing_keys(settings: Settings) -> None:
+    """Load the keyring now (raises signing.KeyFileError naming the bad file), and say when
+    production signs with the development derivation every platform process could compute."""
+    keyring(settings)
+    if settings.environment is Environment.PRODUCTION and settings.signing_key_file is None:
+        log.warning(
+            "provenance is signed with a key derived from TRAINPORT_SECRET_KEY, which workers "
+            "also hold: set TRAINPORT_SIGNING_KEY_FILE on the API (python -m api.admin keys "
+            "rotate --dir DIR)"
+        )
 
 
 def signed_record(
@@ -97,39 +57,78 @@ def signed_record(
     frozen = session.get(RunProvenance, run.id)
     if frozen is None:
         raise NotFound(f"Run {run_id} has not started yet; its provenance is not recorded.")
-    record = {**frozen.record, "attempts": _attempts(session, run.id)}
-    secret = settings.secret_key.get_secret_value()
+    record = {**frozen.record, **live_part(session, frozen)}
+    ring = keyring(settings)
     return SignedRecord(
         record=record,
-        signature=signing.sign(secret, record),
+        signature=ring.sign(record),
         algorithm=signing.ALGORITHM,
-        key_id=signing.key_id(secret),
+        key_id=ring.signer_id,
     )
 
 
 def public_keys(settings: Settings) -> list[signing.PublicKey]:
-    """The keys that verify this server's records offline (one until a secret is rotated)."""
-    return [signing.public_key(settings.secret_key.get_secret_value())]
+    """The keys that verify this server's records offline: the signing key's, then retired."""
+    ring = keyring(settings)
+    return sorted(ring.verifiers.values(), key=lambda k: k.key_id != ring.signer_id)
 
 
 def verify(
     session: Session, caller: Principal, settings: Settings, claim: VerifyRequest
 ) -> Verdict:
-    secret = settings.secret_key.get_secret_value()
     algorithm = signing.algorithm_of(claim.signature, claim.algorithm)
-    if algorithm not in (signing.ALGORITHM, signing.HMAC_ALGORITHM):
-        return Verdict(valid=False, reason=f"unsupported algorithm {claim.algorithm!r}")
-    # A key id must be ours *for that algorithm*: an HMAC key id on an Ed25519 claim is a forgery.
-    ours = {
-        signing.ALGORITHM: signing.key_id(secret),
-        signing.HMAC_ALGORITHM: signing.hmac_key_id(secret),
-    }
-    if claim.key_id is not None and claim.key_id != ours[algorithm]:
-        return Verdict(valid=False, reason="signed with another key than this server's")
-    if not signing.signature_matches(secret, claim.record, claim.signature, algorithm):
-        return Verdict(valid=False, reason="the signature does not match the record")
-    if claim.checkpoint is not None:
+    if algorithm == signing.HMAC_ALGORITHM:
+        verdict = _verify_hmac(session, caller, settings, claim)
+    elif algorithm == signing.ALGORITHM:
+        verdict = _verify_ed25519(keyring(settings), claim)
+    else:
+        verdict = Verdict(valid=False, reason=f"unsupported algorithm {claim.algorithm!r}")
+    if verdict.valid and claim.checkpoint is not None:
         return _verify_checkpoint(session, caller, claim.record, claim.checkpoint)
+    return verdict
+
+
+def _verify_ed25519(ring: signing.Keyring, claim: VerifyRequest) -> Verdict:
+    known = ", ".join(sorted(ring.verifiers))
+    if claim.key_id is not None and claim.key_id not in ring.verifiers:
+        return Verdict(
+            valid=False,
+            reason=f"signed with key {claim.key_id!r}, which this server does not know "
+            f"(it verifies with {known})",
+        )
+    signer = ring.matching_key(claim.record, claim.signature)
+    if signer is None:
+        return Verdict(
+            valid=False,
+            reason=f"the signature does not match the record under any key of this server "
+            f"({known}): the record was altered or signed by an unknown key",
+        )
+    if claim.key_id is not None and signer != claim.key_id:
+        return Verdict(valid=False, reason=f"the signature is key {signer}'s, not {claim.key_id}'s")
+    return Verdict(valid=True)
+
+
+def _verify_hmac(
+    session: Session, caller: Principal, settings: Settings, claim: VerifyRequest
+) -> Verdict:
+    """Records from before Ed25519. Their key derives from TRAINPORT_SECRET_KEY, which every
+    platform process holds, so a valid HMAC alone proves little: the record must also be the
+    one this server stored for that run."""
+    secret = settings.secret_key.get_secret_value()
+    if claim.key_id is not None and claim.key_id != signing.hmac_key_id(secret):
+        return Verdict(
+            valid=False, reason=f"signed with key {claim.key_id!r}, which this server does not know"
+        )
+    if not signing.hmac_matches(secret, claim.record, claim.signature):
+        return Verdict(valid=False, reason="the signature does not match the record")
+    frozen = session.get(RunProvenance, str(claim.record.get("run_id")))
+    claimed = {k: v for k, v in claim.record.items() if k not in ("attempts", "checkpoints")}
+    if frozen is None or frozen.org_id != caller.org_id or frozen.record != claimed:
+        return Verdict(
+            valid=False,
+            reason="an hmac-sha256 record verifies only as this server stored it, and this one "
+            "differs",
+        )
     return Verdict(valid=True)
 
 

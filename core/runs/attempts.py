@@ -54,6 +54,7 @@ class Ending:
     message: str
     exit_code: int | None = None
     where: str = ""
+    image_digest: str = ""
 
 
 def open_attempt(session: Session, run: Run, grant: Grant, now: datetime) -> RunAttempt:
@@ -74,8 +75,11 @@ def open_attempt(session: Session, run: Run, grant: Grant, now: datetime) -> Run
     return record
 
 
-def mark_started(session: Session, run_id: str, attempt: int, where: str = "") -> None:
-    """Record that the attempt's processes exist (first call wins) and where they run."""
+def mark_started(
+    session: Session, run_id: str, attempt: int, where: str = "", image_digest: str = ""
+) -> None:
+    """Record that the attempt's processes exist (first call wins), where they run and the
+    image the cluster reports they run."""
     key = (RunAttempt.run_id == run_id, RunAttempt.attempt == attempt)
     session.execute(
         update(RunAttempt)
@@ -83,11 +87,14 @@ def mark_started(session: Session, run_id: str, attempt: int, where: str = "") -
         .values(started_at=utcnow())
         .execution_options(synchronize_session=False)
     )
-    if where:
+    seen = {"where": where[:255]} if where else {}
+    if image_digest:
+        seen["image_digest"] = image_digest[:255]
+    if seen:
         session.execute(
             update(RunAttempt)
             .where(*key)
-            .values(where=where[:255])
+            .values(**seen)
             .execution_options(synchronize_session=False)
         )
 
@@ -101,6 +108,8 @@ def close_attempt(session: Session, run_id: str, attempt: int, ending: Ending) -
         "message": ending.message,
         "exit_code": ending.exit_code,
     } | ({"where": ending.where[:255]} if ending.where else {})
+    if ending.image_digest:
+        values["image_digest"] = ending.image_digest[:255]
     session.execute(
         update(RunAttempt)
         .where(

@@ -5,10 +5,21 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from core.runs.spec import Duration, Labels, Priority
 from core.runs.states import RunStatus, StatusReason
+from core.scheduling.clusters import LOCAL_CLUSTER
+
+LOCAL_IMAGE_WARNING = (
+    "spec.image is not used on the local executor: the command runs as processes on the host, "
+    "so the provenance record marks the image as not used"
+)
+
+
+def local_image_warning(spec: dict[str, Any], local_only: bool) -> list[str]:
+    """The warning a run gets when it names an image that its executor will not run."""
+    return [LOCAL_IMAGE_WARNING] if spec.get("image") and local_only else []
 
 
 class QueueInfo(BaseModel):
@@ -82,6 +93,19 @@ class RunOut(BaseModel):
         default=None, description="at this attempt's step rate"
     )
     last_heartbeat_at: datetime | None = None
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="what the platform will not do as the spec asks, e.g. run spec.image on "
+        "the local executor",
+    )
+
+    @model_validator(mode="after")
+    def _warn_of_unused_image(self) -> RunOut:
+        ran_locally = any(a.cluster == LOCAL_CLUSTER for a in self.attempts)
+        for warning in local_image_warning(self.spec, ran_locally):
+            if warning not in self.warnings:
+                self.warnings.append(warning)
+        return self
 
 
 class RunPage(BaseModel):

@@ -67,6 +67,9 @@ class Run(TrainportModel):
     finished_at: datetime | None = None
     deleted: bool = False
     queue: QueueInfo | None = None
+    warnings: list[str] = Field(
+        default_factory=list, description="what the platform will not do as the spec asks"
+    )
 
     @property
     def is_terminal(self) -> bool:

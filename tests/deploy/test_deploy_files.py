@@ -315,3 +315,33 @@ def test_the_architecture_state_diagram_is_the_transition_table() -> None:
     drawn = set(re.findall(r"^\s*(\w+) --> (\w+)", diagram, flags=re.MULTILINE))
     table = {(a.value, b.value) for a, targets in TRANSITIONS.items() for b in targets}
     assert drawn == table
+
+
+SIGNING_SECRET = "trainport-signing-keys"
+
+
+def _mounts_secret(pod: dict[str, Any], secret: str) -> bool:
+    return any((v.get("secret") or {}).get("secretName") == secret for v in pod.get("volumes", []))
+
+
+def test_only_the_api_holds_the_provenance_signing_key() -> None:
+    """Only the API signs provenance (workers freeze unsigned facts): the key's Secret is
+    mounted into the API, read-only, and named by the API's own environment only."""
+    holders = [name for name, pod in _pod_specs() if _mounts_secret(pod, SIGNING_SECRET)]
+    assert holders == ["trainport-api"]
+    api = dict(_pod_specs())["trainport-api"]
+    [volume] = [v for v in api["volumes"] if (v.get("secret") or {}).get("secretName")]
+    assert volume["secret"]["defaultMode"] == 0o440
+    assert api["securityContext"]["fsGroup"] == api["securityContext"]["runAsGroup"]
+    [container] = api["containers"]
+    [mount] = [m for m in container["volumeMounts"] if m["name"] == volume["name"]]
+    assert mount["readOnly"] is True
+    env = {e["name"]: e["value"] for e in container["env"]}
+    settings = _settings_from(env)
+    assert settings.signing_key_file is not None
+    assert settings.signing_key_file.parent.as_posix() == mount["mountPath"]
+    assert [p.as_posix() for p in settings.verification_key_files] == [mount["mountPath"]]
+    shared = {**_of_kind("ConfigMap")["trainport-config"]["data"],
+              **_of_kind("Secret")["trainport-secrets"]["stringData"]}  # fmt: skip
+    assert "TRAINPORT_SIGNING_KEY_FILE" not in shared
+    assert SIGNING_SECRET not in _of_kind("Secret")  # made by `api.admin keys rotate`, not shipped

@@ -10,6 +10,7 @@ every index succeeded), and the kubelet finishes graceful deletions.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import httpx
@@ -91,7 +92,7 @@ class ClusterSimulator:
             return self._start(pod, index, fate)
         self.server.append_log(self.ns, pod["metadata"]["name"], f"rank {index} working")
         if fate in {"succeed", "oom", "fail", "evict"}:
-            self.patch_pod(pod, _outcome(fate))
+            self.patch_pod(pod, _with_image_id(pod, _outcome(fate)))
         return None
 
     def _start(self, pod: Obj, index: int, fate: str) -> None:
@@ -108,7 +109,8 @@ class ClusterSimulator:
         self.http.patch(url, json={"spec": {"nodeName": f"node-{index}"}}).raise_for_status()
         self.server.append_log(self.ns, pod["metadata"]["name"], f"rank {index} starting")
         running = {"name": "trainer", "state": {"running": {"startedAt": now_text()}}}
-        return self.patch_pod(pod, {"phase": "Running", "containerStatuses": [running]})
+        status = {"phase": "Running", "containerStatuses": [running]}
+        return self.patch_pod(pod, _with_image_id(pod, status))
 
     def _job_controller(self, job: Obj, pods: list[Obj]) -> None:
         by_index: dict[int, list[Obj]] = {}
@@ -159,6 +161,19 @@ def _outcome(fate: str) -> Obj:
     disruption = _condition("DisruptionTarget", "EvictionByEvictionAPI", "Eviction API: evicting")
     message = "The node was low on resource: memory."
     return {"phase": "Failed", "reason": "Evicted", "message": message, "conditions": [disruption]}
+
+
+def image_id(image: str) -> str:
+    """What a kubelet reports for an image it started: the repository and the pulled digest."""
+    return f"{image.rsplit(':', 1)[0]}@sha256:{hashlib.sha256(image.encode()).hexdigest()}"
+
+
+def _with_image_id(pod: Obj, status: Obj) -> Obj:
+    """The kubelet fills each started container's `imageID` (and keeps it once it ends)."""
+    image = pod["spec"]["containers"][0]["image"]
+    for container in status.get("containerStatuses") or []:
+        container.update(image=image, imageID=image_id(image))
+    return status
 
 
 def _terminated(state: Obj) -> Obj:

@@ -11,8 +11,11 @@ import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from core.db import session_scope
+from core.models import RunProvenance
 from core.provenance.signing import canonical, hmac_key_id, hmac_sign
 from core.runs.attempts import AttemptOutcome
 from tests.factories import Tenant, make_tenant
@@ -66,14 +69,46 @@ def test_the_record_names_data_image_spec_code_and_attempts(api: TestClient, org
     document = api.get(f"/v1/runs/{run_id}/provenance", headers=org.headers).json()
     record = document["record"]
     dataset = api.get("/v1/datasets/corpus", headers=org.headers).json()["versions"][0]
-    assert record["datasets"] == {"corpus": {"digest": dataset["digest"], "version": 1}}
-    assert (record["image"], record["code"], record["run_id"]) == ("python:3.11", CODE, run_id)
-    assert len(record["spec_sha256"]) == 64
+    assert (record["schema_version"], record["run_id"]) == (2, run_id)
+    observed = {"source": "observed", "digest": dataset["digest"], "version": 1}
+    assert record["datasets"] == {"corpus": observed}
+    assert record["spec"]["source"] == "reported"
+    assert record["spec"]["image"] == "python:3.11"
+    assert len(record["spec"]["sha256"]) == 64
+    assert record["code"] == {"source": "reported", **CODE, "shipped": None}
     assert record["platform_version"]
     assert [a["attempt"] for a in record["attempts"]] == [1, 2]
-    assert record["attempts"][1]["resumed_from_step"] == 50
-    assert record["attempts"][1]["resumed_checkpoint_sha256"] == checkpoint["sha256"]
+    resumed = {"source": "reported", "from_step": 50, "checkpoint_sha256": checkpoint["sha256"]}
+    assert record["attempts"][1]["resumed"] == resumed
     assert (document["algorithm"], document["key_id"][:8]) == ("ed25519", "ed25519-")
+
+
+def test_a_stored_version_1_record_is_still_served_and_verifies(
+    api: TestClient, org: Tenant
+) -> None:
+    run_id, checkpoint, _ = _started_with_checkpoint(api, org)
+    app: FastAPI = api.app  # type: ignore[assignment]
+    version_1 = {
+        "run_id": run_id,
+        "organization_id": org.org_id,
+        "image": "python:3.11",
+        "code": CODE,
+        "spec_sha256": "0" * 64,
+        "datasets": {},
+        "platform_version": "0.1.0",
+    }
+    with session_scope(app.state.sessionmaker) as session:
+        frozen = session.get(RunProvenance, run_id)
+        assert frozen is not None
+        frozen.record = version_1
+    document = api.get(f"/v1/runs/{run_id}/provenance", headers=org.headers).json()
+    record = document["record"]
+    assert "schema_version" not in record
+    assert "checkpoints" not in record
+    assert record["attempts"][1]["resumed_checkpoint_sha256"] == checkpoint["sha256"]
+    assert _verify(api, org, document) == {"valid": True, "reason": None}
+    legacy = {"record": record, "signature": hmac_sign(SECRET, record)}
+    assert _verify(api, org, legacy) == {"valid": True, "reason": None}
 
 
 def test_a_genuine_record_and_checkpoint_verify(api: TestClient, org: Tenant) -> None:
@@ -89,11 +124,12 @@ def test_tampering_with_any_field_fails_verification(api: TestClient, org: Tenan
     run_id, _, _ = _started_with_checkpoint(api, org)
     document = api.get(f"/v1/runs/{run_id}/provenance", headers=org.headers).json()
     edits = [
-        ("image", "python:3.12"),
-        ("spec_sha256", "0" * 64),
+        ("spec", {**document["record"]["spec"], "image": "python:3.12"}),
+        ("spec", {**document["record"]["spec"], "sha256": "0" * 64}),
         ("platform_version", "9.9.9"),
         ("datasets", {"corpus": {"digest": "sha256:" + "1" * 64, "version": 1}}),
         ("code", None),
+        ("checkpoints", []),
         ("extra", True),
     ]
     for field, value in edits:
@@ -148,7 +184,7 @@ def test_anyone_verifies_a_record_offline_with_the_published_public_key(
     signature = bytes.fromhex(document["signature"])
     for verifier in (public, pem):
         verifier.verify(signature, canonical(document["record"]))  # raises when it does not match
-    forged = {**document["record"], "image": "python:3.12"}
+    forged = {**document["record"], "platform_version": "9.9.9"}
     with pytest.raises(InvalidSignature):
         public.verify(signature, canonical(forged))
 
@@ -160,7 +196,7 @@ def test_a_record_signed_before_ed25519_still_verifies(api: TestClient, org: Ten
     assert _verify(api, org, legacy) == {"valid": True, "reason": None}
     labels = {"algorithm": "hmac-sha256", "key_id": hmac_key_id(SECRET)}
     assert _verify(api, org, legacy, **labels)["valid"] is True
-    tampered = {**legacy, "record": {**record, "image": "evil"}}
+    tampered = {**legacy, "record": {**record, "platform_version": "evil"}}
     assert _verify(api, org, tampered, **labels)["valid"] is False
     assert _verify(api, org, legacy, algorithm="ed25519")["valid"] is False
 
@@ -171,9 +207,12 @@ def test_a_record_claiming_another_key_or_algorithm_is_refused_with_a_reason(
     run_id, _, _ = _started_with_checkpoint(api, org)
     document = api.get(f"/v1/runs/{run_id}/provenance", headers=org.headers).json()
     other_key = _verify(api, org, document, key_id="ed25519-0000000000000000")
-    assert other_key == {"valid": False, "reason": "signed with another key than this server's"}
+    assert other_key["valid"] is False
+    assert "'ed25519-0000000000000000', which this server does not know" in other_key["reason"]
+    assert document["key_id"] in other_key["reason"]  # and it names the keys it does know
     crossed = _verify(api, org, document, algorithm="ed25519", key_id=hmac_key_id(SECRET))
-    assert crossed == {"valid": False, "reason": "signed with another key than this server's"}
+    assert crossed["valid"] is False
+    assert "which this server does not know" in crossed["reason"]
     echoed = _verify(api, org, document, algorithm="ed25519", key_id=document["key_id"])
     assert echoed == {"valid": True, "reason": None}
     other_algorithm = _verify(api, org, document, algorithm="rsa-pss")

@@ -57,6 +57,7 @@ class AttemptObservation:
     attempt: int
     ranks: tuple[RankObservation, ...]
     where: str = ""  # host or node names, for the attempt record
+    image_digest: str = ""  # the image the cluster reports it ran (pod imageID), for provenance
 
 
 class AttemptPhase(StrEnum):

@@ -18,7 +18,8 @@ TRAINPORT_* settings), the spec's `env` (`{secret: NAME}` values are those resol
 run's own org at launch, `LaunchRequest.secrets`; the shim redacts them from the log), RANK,
 LOCAL_RANK, WORLD_SIZE, NODE_RANK=0, NNODES=1, MASTER_ADDR=127.0.0.1, MASTER_PORT (a free port,
 recorded), the request's TRAINPORT_* values, TRAINPORT_RUN_ID, TRAINPORT_ATTEMPT,
-TRAINPORT_API_URL, TRAINPORT_CHECKPOINT_DIR and TRAINPORT_CACHE_DIR (both the run's own, shared by its attempts).
+TRAINPORT_API_URL, TRAINPORT_CHECKPOINT_DIR and TRAINPORT_CACHE_DIR (both the run's own,
+shared by its attempts).
 
 With a `sandbox` (built from settings by the registry: `rank_sandbox`), each rank's command
 runs under bubblewrap as its run's uid, seeing the system read-only and only its own folders

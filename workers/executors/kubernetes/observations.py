@@ -83,7 +83,22 @@ def observe_attempt(
         picked.append(_pick(index, seen, view.pods.get(index, [])))
     ranks = _apply_job(view, picked)
     nodes = sorted({n for pods in view.pods.values() for p in pods if (n := _node(p))})
-    return AttemptObservation(view.run_id, view.attempt, tuple(ranks), where=",".join(nodes))
+    return AttemptObservation(
+        view.run_id, view.attempt, tuple(ranks), where=",".join(nodes), image_digest=_image(view)
+    )
+
+
+def _image(view: AttemptView) -> str:
+    """The digests the kubelets report for the run's container (`imageID`: the image as pulled,
+    `repo@sha256:...`), sorted, comma-separated; empty until a container has started."""
+    seen = {
+        str(status["imageID"])
+        for pods in view.pods.values()
+        for pod in pods
+        for status in (pod.get("status") or {}).get("containerStatuses") or []
+        if status.get("imageID")
+    }
+    return ",".join(sorted(seen))
 
 
 def _pick(index: int, seen: list[RankObservation], pods: list[Obj]) -> RankObservation | None:
