@@ -11,6 +11,7 @@ classifier reads and half the memory of the client's models.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -82,7 +83,10 @@ class Mirror:
         self._stop.set()
         response = self._response
         if response is not None:
-            response.shutdown()  # unblocks the thread's read; it sees the stop and ends
+            # Unblocks the thread's read; it sees the stop and ends. The watch may have ended
+            # (its socket closed or released) since we looked: then there is nothing to unblock.
+            with contextlib.suppress(OSError, RuntimeError, ValueError):
+                response.shutdown()
         if self._thread is not None:
             self._thread.join(timeout=1.0)
 
