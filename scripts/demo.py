@@ -336,13 +336,16 @@ def verify_provenance(sdk: Client, run_id: str, latest: Checkpoint, folder: Path
     step(f"client.runs.provenance({run_id!r})")
     provenance = sdk.runs.provenance(run_id)
     record = provenance.record
+    # Each fact says who vouches for it: `observed` by the platform, or `reported` by the spec/run.
     for name, pin in (record.get("datasets") or {}).items():
-        print(f"  dataset          {name}@{pin['version']}  {pin['digest']}")
-    print(f"  spec_sha256      {record.get('spec_sha256')}")
+        print(f"  dataset          {name}@{pin['version']}  {pin['digest']}  ({pin.get('source')})")
+    spec = record.get("spec") or {}
+    print(f"  spec sha256      {spec.get('sha256')}  ({spec.get('source')})")
     print(f"  platform         trainport {record.get('platform_version')}")
     for attempt in record.get("attempts") or []:
         hardware = " ".join(f"{k}={v}" for k, v in (attempt.get("hardware") or {}).items())
-        print(f"  attempt {attempt['attempt']}        {attempt['where']}  {hardware}")
+        where = f"{attempt['where']}  {hardware}  ({attempt.get('source')})"
+        print(f"  attempt {attempt['attempt']}        {where}")
     print(f"  signature        {provenance.algorithm} by {provenance.key_id}")
     record_ok = sdk.provenance.verify(provenance).valid
     print(f"  record verified: {record_ok}")

@@ -98,7 +98,10 @@ def test_the_demo_verifies_the_provenance_of_the_record_and_checkpoint(
     out = demo[0].stdout
     pushed = re.search(r"-> python-stdlib@1 .* (sha256:[0-9a-f]{64})$", out, re.MULTILINE)
     assert pushed is not None
-    assert re.search(rf"^  dataset +python-stdlib@1  {pushed.group(1)}$", out, re.MULTILINE)
+    # The digest pinned at admission is the platform's observation; the spec is the user's word.
+    dataset = rf"^  dataset +python-stdlib@1  {pushed.group(1)}  \(observed\)$"
+    assert re.search(dataset, out, re.MULTILINE), out
+    assert re.search(r"^  spec sha256 +[0-9a-f]{64}  \(reported\)$", out, re.MULTILINE), out
     assert "  record verified: True" in out
     assert "  checkpoint at step 40 verified against it: True" in out
     assert re.search(r"one bit flipped in \S+: valid=False", out), out
