@@ -13,6 +13,10 @@ RUN groupadd --system --gid 10001 trainport \
  && useradd --system --uid 10001 --gid trainport --no-create-home --home-dir /nonexistent \
     --shell /usr/sbin/nologin trainport
 
+# bubblewrap: the local executor runs each rank of a run in a sandbox (docs/security-sandbox.md).
+RUN apt-get update && apt-get install -y --no-install-recommends bubblewrap \
+ && rm -rf /var/lib/apt/lists/*
+
 WORKDIR /app
 COPY pyproject.toml README.md alembic.ini ./
 COPY api ./api
