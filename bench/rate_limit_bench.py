@@ -127,6 +127,7 @@ def end_to_end(
         "TRAINPORT_ENVIRONMENT": "production",
         "TRAINPORT_LOG_LEVEL": "WARNING",
         "TRAINPORT_SECRET_KEY": secrets.token_urlsafe(32),
+        "TRAINPORT_SECRETS_KEY": secrets.token_urlsafe(32),  # production needs a run-secrets key
         "TRAINPORT_RATE_LIMIT_PER_KEY": GENEROUS,
         "TRAINPORT_RATE_LIMIT_PER_ORG": GENEROUS,
     }
