@@ -28,8 +28,9 @@ def _run(api: Any, tenant: Tenant) -> str:
 def test_the_hot_reads_count_against_the_org_on_every_key_and_token(
     limited: MakeClient, async_reads: bool
 ) -> None:
-    api = limited(rate_limit_per_org="12/minute", async_reads=async_reads)
-    tenant = make_tenant(api)
+    api = limited(rate_limit_per_org="13/minute", async_reads=async_reads)
+    tenant, other = make_tenant(api), make_tenant(api)
+    foreign = _run(api, other)
     member = make_key(api, tenant, "member")  # the org's 1st counted request
     pending, queued = _run(api, tenant), _run(api, tenant)  # 2nd, 3rd
     admit(api, queued)
@@ -42,15 +43,15 @@ def test_the_hot_reads_count_against_the_org_on_every_key_and_token(
         (f"/v1/runs/{pending}", {**tenant.headers, "If-None-Match": etag}, {}),
         (f"/v1/runs/{running.run_id}", running.headers, {}),
         (f"/v1/runs/{pending}", member.headers, {"wait": 1, "resource_version": 0}),
-        ("/v1/runs", member.headers, {}),  # the 12th
+        ("/v1/runs", member.headers, {}),
+        (f"/v1/runs/{foreign}", tenant.headers, {}),  # another org's run: 404, counted: the 13th
     ]
     answers = [api.get(path, headers=headers, params=params) for path, headers, params in reads]
-    assert [a.status_code for a in answers] == [200, 200, 200, 304, 200, 200, 200]
+    assert [a.status_code for a in answers] == [200, 200, 200, 304, 200, 200, 200, 404]
     for path, headers, params in reads:  # each way in, now refused
         refused = api.get(path, headers=headers, params=params)
         assert refused.status_code == 429, (path, refused.text)
         assert refused.headers["content-type"] == "application/problem+json"
         assert refused.json()["code"] == "rate_limited"
         assert int(refused.headers["Retry-After"]) >= 1
-    other = make_tenant(api)
     assert api.get("/v1/runs", headers=other.headers).status_code == 200
