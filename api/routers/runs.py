@@ -18,6 +18,7 @@ from api.deps import (
     run_caller,
     secret_of,
 )
+from api.edge import count_org, count_org_from_thread
 from api.etags import list_etag, matches, parse_if_match, run_etag
 from api.yaml_body import YamlBodyRoute
 from core.aio import AsyncDatabase
@@ -143,6 +144,7 @@ async def list_runs(
         # each statement sees what was committed before it, as in a READ COMMITTED transaction.
         with session_scope(request.app.state.read_sessionmaker) as session:
             caller = key_caller(session, settings, secret)
+            count_org_from_thread(request, caller)
             etag = list_etag(service.list_version(session, caller), request)
             if matches(if_none_match, etag):
                 return Response(status_code=304, headers={"ETag": etag})
@@ -154,6 +156,7 @@ async def list_runs(
         caller = await tenants.authenticate_async(
             reader, secret, settings.key_touch_interval_seconds
         )
+        await count_org(request, caller)
         etag = list_etag(await reads.org_version_async(reader, caller), request)
         if matches(if_none_match, etag):
             return Response(status_code=304, headers={"ETag": etag})
@@ -190,8 +193,12 @@ async def get_run(
     secret = secret_of(credentials)
 
     def read(caller: Principal | None, conditional: bool) -> Response:
+        # `caller` given: authenticated (and counted) already; else a run token's or the ORM
+        # path's own authentication, counted here.
         with session_scope(sessions) as session:
-            caller = caller or run_caller(session, settings, secret)
+            if caller is None:
+                caller = run_caller(session, settings, secret)
+                count_org_from_thread(request, caller)
             if conditional:  # 304: one auth query and one version query
                 version = service.run_version(session, caller, run_id)
                 if version is not None and matches(if_none_match, run_etag(version)):
@@ -199,25 +206,38 @@ async def get_run(
             return _run_json(service.describe_run(session, caller, run_id, settings))
 
     def read_fast() -> Response:
-        # An API key's plain or conditional GET: one statement per read (core/runs/reads.py).
+        # An API key's plain or conditional GET: one statement per read (core/runs/reads.py),
+        # counted against the key's org between the statement and the answer.
         touch_s = settings.key_touch_interval_seconds
         with read_scope(request.app.state.read_engine) as conn:
             if if_none_match:
-                version = reads.run_version(conn, secret, run_id, touch_s)
+                keyed = reads.keyed_version(conn, secret, run_id, touch_s)
+                count_org_from_thread(request, keyed[0])
+                version = reads.version_of(keyed, run_id)
                 if matches(if_none_match, run_etag(version)):
                     return Response(status_code=304, headers={"ETag": run_etag(version)})
-            run = reads.describe_run(conn, secret, run_id, touch_s)
-        return _run_json(run) if run is not None else read(None, False)
+            keyed = reads.keyed_run(conn, secret, run_id, touch_s)
+            if not if_none_match:
+                count_org_from_thread(request, keyed[0])
+            run = reads.shown(keyed, run_id)
+        return _run_json(run) if run is not None else read(keyed[0], False)
 
     async def read_async(reader: AsyncDatabase) -> Response:
         # As read_fast, on the event loop: no worker thread (PostgreSQL, core/aio.py).
         touch_s = settings.key_touch_interval_seconds
         if if_none_match:
-            version = await reads.run_version_async(reader, secret, run_id, touch_s)
+            keyed = await reads.keyed_version_async(reader, secret, run_id, touch_s)
+            await count_org(request, keyed[0])
+            version = reads.version_of(keyed, run_id)
             if matches(if_none_match, run_etag(version)):
                 return Response(status_code=304, headers={"ETag": run_etag(version)})
-        run = await reads.describe_run_async(reader, secret, run_id, touch_s)
-        return _run_json(run) if run is not None else await run_in_threadpool(read, None, False)
+        keyed = await reads.keyed_run_async(reader, secret, run_id, touch_s)
+        if not if_none_match:
+            await count_org(request, keyed[0])
+        run = reads.shown(keyed, run_id)
+        if run is not None:
+            return _run_json(run)
+        return await run_in_threadpool(read, keyed[0], False)
 
     if not wait:
         if secret is not None and run_tokens.looks_like_run_token(secret):
@@ -236,6 +256,7 @@ async def get_run(
             return service.run_version(session, caller, run_id)
 
     caller = await run_in_threadpool(authenticated)
+    await count_org(request, caller)
     baseline = resource_version
     if baseline is None:
         baseline = await run_in_threadpool(read_version) or 0

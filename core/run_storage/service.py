@@ -34,9 +34,7 @@ from core.errors import (
     InvalidInput,
     NotFound,
     TrainportError,
-    Unauthenticated,
 )
-from core.models import RunAttempt
 from core.run_storage.schemas import (
     MultipartOut,
     PresignedOperation,
@@ -86,7 +84,8 @@ class Target:
 
 
 def run_storage(session: Session, caller: Principal, settings: Settings, run_id: str) -> RunStorage:
-    """The caller's run's storage; only that run's token, while its attempt lasts."""
+    """The caller's run's storage; only that run's token, while its attempt lasts (a token
+    whose attempt has ended is refused by `run_tokens.authenticate`, before any route runs)."""
     # A run it cannot see answers 404 first (another org's key, another run's token).
     run = get_run(session, caller, run_id)
     if caller.run_id is None:
@@ -94,9 +93,6 @@ def run_storage(session: Session, caller: Principal, settings: Settings, run_id:
             "A run's storage is reached with that run's own token (TRAINPORT_RUN_TOKEN); "
             f"read its checkpoints with GET /v1/runs/{run_id}/checkpoints."
         )
-    attempt = session.get(RunAttempt, (run.id, caller.attempt))
-    if attempt is None or attempt.ended_at is not None:
-        raise Unauthenticated("This run token's attempt has ended; its storage is closed.")
     datasets = {
         name: PinnedFiles(
             store_for_uri(settings, run.org_id, version.uri, version.storage_key),

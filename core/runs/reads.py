@@ -3,7 +3,11 @@
 One Core SELECT reads the presented key's row joined to the run, its progress and its attempts
 (`repository.keyed_run`); a conditional GET first reads only the run's version the same way.
 The key is judged from that row by the rule every request uses (`tenants.admit_key`), so a
-revoked or expired key is refused at once, in every process. The connection comes from
+revoked or expired key is refused at once, in every process. Each read is two steps: the
+statement, which returns the caller it admitted with the rows (`keyed_*`), then the answer
+(`version_of`, `shown`); between them the route counts the request against the key's org
+(api/edge.py), with no second query (the org comes back in the key's row) and before a run it
+may not see is answered 404. The connection comes from
 `core.db.read_engine`: on PostgreSQL in autocommit, since one statement is its own snapshot and
 BEGIN/COMMIT would be two more round trips. The `*_async` twins run the same statements and the
 same rules on the event loop, through asyncpg (core/aio.py), without a worker thread.
@@ -52,49 +56,55 @@ def _visible(caller: Principal, run_id: str, row: Row | None) -> Row:
     return row
 
 
-def run_version(conn: Connection, secret: str | None, run_id: str, touch_interval_s: int) -> int:
-    """The run's resource_version for the key `secret`: a conditional GET's one query."""
+Keyed = tuple[Principal, Sequence[Row]]  # the admitted caller, and the statement's rows
+
+
+def keyed_version(
+    conn: Connection, secret: str | None, run_id: str, touch_interval_s: int
+) -> Keyed:
+    """The key's caller and the run's version row: a conditional GET's one query."""
     digest = tenants.presented_digest(secret)
     row = repository.keyed_run_version(conn, digest, run_id)
-    mapping = row._mapping if row is not None else None
-    caller = _caller(conn, mapping, touch_interval_s)
-    return int(_visible(caller, run_id, mapping)["resource_version"])
+    rows = [row._mapping] if row is not None else []
+    return _caller(conn, rows[0] if rows else None, touch_interval_s), rows
 
 
-async def run_version_async(
+async def keyed_version_async(
     reader: AsyncDatabase, secret: str | None, run_id: str, touch_interval_s: int
-) -> int:
-    """`run_version` on the event loop (PostgreSQL, core/aio.py)."""
+) -> Keyed:
+    """`keyed_version` on the event loop (PostgreSQL, core/aio.py)."""
     params = {"digest": tenants.presented_digest(secret), "run_id": run_id}
     rows = await reader.fetch(repository.KEYED_VERSION, params)
-    row = rows[0] if rows else None
-    caller = await tenants.admit_key_async(reader, _key(row), touch_interval_s)
-    return int(_visible(caller, run_id, row)["resource_version"])
+    key = _key(rows[0] if rows else None)
+    return await tenants.admit_key_async(reader, key, touch_interval_s), rows
 
 
-def describe_run(
-    conn: Connection, secret: str | None, run_id: str, touch_interval_s: int
-) -> RunOut | None:
-    """The run as GET shows it, for the key `secret`; None when queued (see `_shown`)."""
+def version_of(keyed: Keyed, run_id: str) -> int:
+    """The run's resource_version, when the caller may see it; otherwise 404."""
+    caller, rows = keyed
+    return int(_visible(caller, run_id, rows[0] if rows else None)["resource_version"])
+
+
+def keyed_run(conn: Connection, secret: str | None, run_id: str, touch_interval_s: int) -> Keyed:
+    """The key's caller and the run's rows (one per attempt): a GET's one query."""
     digest = tenants.presented_digest(secret)
     rows = [row._mapping for row in repository.keyed_run(conn, digest, run_id)]
-    caller = _caller(conn, rows[0] if rows else None, touch_interval_s)
-    return _shown(caller, run_id, rows)
+    return _caller(conn, rows[0] if rows else None, touch_interval_s), rows
 
 
-async def describe_run_async(
+async def keyed_run_async(
     reader: AsyncDatabase, secret: str | None, run_id: str, touch_interval_s: int
-) -> RunOut | None:
-    """`describe_run` on the event loop (PostgreSQL, core/aio.py)."""
+) -> Keyed:
+    """`keyed_run` on the event loop (PostgreSQL, core/aio.py)."""
     params = {"digest": tenants.presented_digest(secret), "run_id": run_id}
     rows = await reader.fetch(repository.KEYED_RUN, params)
-    caller = await tenants.admit_key_async(
-        reader, _key(rows[0] if rows else None), touch_interval_s
-    )
-    return _shown(caller, run_id, rows)
+    key = _key(rows[0] if rows else None)
+    return await tenants.admit_key_async(reader, key, touch_interval_s), rows
 
 
-def _shown(caller: Principal, run_id: str, rows: Sequence[Row]) -> RunOut | None:
+def shown(keyed: Keyed, run_id: str) -> RunOut | None:
+    """The run as GET shows it, when the caller may see it (else 404); None when queued."""
+    caller, rows = keyed
     status = _visible(caller, run_id, rows[0] if rows else None)["status"]
     if status == RunStatus.QUEUED.value:
         return None  # its queue position needs the scheduler's plan (the ORM path)

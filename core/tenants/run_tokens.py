@@ -3,8 +3,9 @@
 A token is `tpr_` + base64url("<run id>:<attempt>") + "." + base64url(HMAC-SHA256 over the same
 text, under a key derived from TRAINPORT_SECRET_KEY). Nothing is stored: the signature proves the
 platform issued it. It speaks for one attempt of one run, as a member of the run's project, and
-only on the routes that accept a run caller (api/deps.py: RunCaller); it stops working once the
-run has finished or moved on to another attempt.
+only on the routes that accept a run caller (api/deps.py: RunCaller); it stops working once its
+attempt has ended (`run_attempts.ended_at`), so also while the run waits, queued, for its next
+attempt and `runs.attempt` still names the ended one.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ import binascii
 import hashlib
 import hmac
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.errors import NotFound, Unauthenticated
-from core.models import Run
+from core.models import Run, RunAttempt
 from core.runs.states import RunStatus
 from core.tenants.schemas import Principal, Role
 
@@ -62,18 +64,29 @@ def _subject(secret_key: str, token: str) -> tuple[str, int] | None:
     return (run_id, int(attempt)) if attempt.isdigit() and run_id else None
 
 
+def _live_run(session: Session, run_id: str, attempt: int) -> Run | None:
+    """The run, if `attempt` is its current attempt and still open: one primary-key join."""
+    query = (
+        select(Run)
+        .join(RunAttempt, (RunAttempt.run_id == Run.id) & (RunAttempt.attempt == Run.attempt))
+        .where(Run.id == run_id, Run.attempt == attempt, RunAttempt.ended_at.is_(None))
+    )
+    return session.scalars(query).first()
+
+
 def authenticate(session: Session, secret_key: str, token: str) -> Principal:
-    """The run caller a token stands for; 401 if forged, finished, or of an older attempt."""
+    """The run caller a token stands for; 401 if forged, or its attempt ended or was superseded."""
     subject = _subject(secret_key, token)
-    run = session.get(Run, subject[0]) if subject else None
+    run = _live_run(session, *subject) if subject else None
     if (
         subject is None
         or run is None
         or run.deleted_at is not None
         or RunStatus(run.status).is_terminal
-        or run.attempt != subject[1]
     ):
-        raise Unauthenticated("This run token is not valid (or its run has finished).")
+        raise Unauthenticated(
+            "This run token is not valid: its attempt has ended (or its run has finished)."
+        )
     return Principal(
         org_id=run.org_id,
         key_id=f"run:{run.id}",
