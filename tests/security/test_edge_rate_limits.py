@@ -48,7 +48,7 @@ def _assert_rate_limited(response: Any, code: str = "rate_limited") -> None:
 
 
 def test_a_key_over_its_limit_gets_429_with_retry_after(limited: MakeClient) -> None:
-    api = limited(rate_limit_per_key="5/minute")
+    api = limited(rate_limit_per_key="5/hour")
     tenant = make_tenant(api)
     other_key = make_key(api, tenant, "member")
     run_id = api.post("/v1/runs", json=run_spec(), headers=tenant.headers).json()["id"]
@@ -59,7 +59,7 @@ def test_a_key_over_its_limit_gets_429_with_retry_after(limited: MakeClient) -> 
 
 
 def test_an_org_over_its_limit_gets_429_on_every_key(limited: MakeClient) -> None:
-    api = limited(rate_limit_per_org="6/minute")
+    api = limited(rate_limit_per_org="6/hour")
     tenant = make_tenant(api)
     member = make_key(api, tenant, "member")  # the org's first counted request
     answers = [api.get("/v1/me", headers=k.headers) for k in [tenant, member] * 3]
@@ -69,7 +69,7 @@ def test_an_org_over_its_limit_gets_429_on_every_key(limited: MakeClient) -> Non
 
 
 def test_the_org_limit_holds_before_a_body_is_read(limited: MakeClient) -> None:
-    api = limited(rate_limit_per_org="2/minute")
+    api = limited(rate_limit_per_org="2/hour")
     tenant = make_tenant(api)
     for _ in range(2):
         assert api.post("/v1/runs", json=run_spec(), headers=tenant.headers).status_code == 201
@@ -77,7 +77,7 @@ def test_the_org_limit_holds_before_a_body_is_read(limited: MakeClient) -> None:
 
 
 def test_failed_authentications_are_throttled_per_client_address(limited: MakeClient) -> None:
-    api = limited(rate_limit_failed_auth="5/minute", async_reads=False)
+    api = limited(rate_limit_failed_auth="5/hour", async_reads=False)
     valid = make_tenant(api)
     guesses = [
         api.get("/v1/runs", headers={"Authorization": f"Bearer tp_{secrets.token_hex(16)}"})
@@ -94,7 +94,7 @@ def test_failed_authentications_are_throttled_per_client_address(limited: MakeCl
 def test_limits_are_shared_by_api_processes_through_redis(limited: MakeClient) -> None:
     shared = {
         "rate_limit_storage_url": "redis://127.0.0.1:6379/0",
-        "rate_limit_per_key": "4/minute",
+        "rate_limit_per_key": "4/hour",
         "rate_limit_sync_seconds": 0,  # exact: one Redis round trip per limit and request
     }
     first, second = limited(**shared), limited(**shared)
@@ -127,7 +127,7 @@ def test_every_authenticated_operation_documents_429(client: TestClient) -> None
 def test_batched_redis_counts_reach_every_process_at_the_next_sync(limited: MakeClient) -> None:
     shared = {
         "rate_limit_storage_url": "redis://127.0.0.1:6379/0",
-        "rate_limit_per_key": "4/minute",
+        "rate_limit_per_key": "4/hour",
     }
     first, second = limited(**shared), limited(**shared)
     tenant = make_tenant(first)
@@ -142,7 +142,7 @@ def test_batched_redis_counts_reach_every_process_at_the_next_sync(limited: Make
 
 def test_an_address_throttled_for_bad_keys_still_serves_run_tokens(limited: MakeClient) -> None:
     """One hostile run guessing keys must not silence the other runs on its node."""
-    api = limited(rate_limit_failed_auth="3/minute", async_reads=False)
+    api = limited(rate_limit_failed_auth="3/hour", async_reads=False)
     tenant = make_tenant(api)
     run_id = api.post("/v1/runs", json=run_spec(), headers=tenant.headers).json()["id"]
     for _ in range(4):

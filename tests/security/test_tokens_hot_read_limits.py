@@ -28,7 +28,7 @@ def _run(api: Any, tenant: Tenant) -> str:
 def test_the_hot_reads_count_against_the_org_on_every_key_and_token(
     limited: MakeClient, async_reads: bool
 ) -> None:
-    api = limited(rate_limit_per_org="13/minute", async_reads=async_reads)
+    api = limited(rate_limit_per_org="13/hour", async_reads=async_reads)
     tenant, other = make_tenant(api), make_tenant(api)
     foreign = _run(api, other)
     member = make_key(api, tenant, "member")  # the org's 1st counted request
