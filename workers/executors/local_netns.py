@@ -18,10 +18,12 @@ with an IP address is rewritten to 127.0.0.1 (docs/security-sandbox.md).
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import hashlib
 import ipaddress
 import os
 import socket
+import struct
 import subprocess
 import threading
 from dataclasses import dataclass
@@ -30,6 +32,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 NETNS_DIR = Path("/run/netns")
 CLONE_NEWNET = 0x40000000
+SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1  # linux/sockios.h, linux/if.h
+IFREQ = "16sh22x"  # struct ifreq: the interface's name, then ifr_flags; 40 bytes
 IP_TIMEOUT_SECONDS = 10.0
 LISTEN_BACKLOG = 128
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -62,11 +66,11 @@ def namespace_name(run_id: str, attempt: int) -> str:
 
 
 def create(ip: str, name: str) -> Path:
-    """The attempt's namespace with loopback up; an existing one is adopted."""
+    """The attempt's namespace (loopback comes up in `listen_inside`); an existing one is
+    adopted."""
     path = NETNS_DIR / name
     if not path.exists():
         _ip(ip, "netns", "add", name)
-    _ip(ip, "-n", name, "link", "set", "lo", "up")
     return path
 
 
@@ -101,8 +105,8 @@ def hosts_file(endpoints: list[Endpoint], path: Path) -> Path:
 
 
 def listen_inside(namespace: Path, ports: list[int]) -> list[socket.socket]:
-    """Listening sockets on 127.0.0.1:`port` inside `namespace`, opened from a short-lived
-    thread that enters it (setns changes only the calling thread; a socket stays in the
+    """Loopback up, and listening sockets on 127.0.0.1:`port`, inside `namespace`, from a
+    short-lived thread that enters it (setns changes only the calling thread; a socket stays in the
     namespace it was made in). SO_REUSEPORT: every shim of the attempt, also one started later
     by a restarted worker, listens on the same port; the kernel lets only sockets of the same
     uid share it, so a rank (another uid) cannot."""
@@ -112,6 +116,7 @@ def listen_inside(namespace: Path, ports: list[int]) -> list[socket.socket]:
     def enter_and_listen() -> None:
         try:
             _enter(namespace)
+            _loopback_up()
             made.extend(_listener(port) for port in ports)
         except OSError as exc:
             failed.append(exc)
@@ -135,6 +140,15 @@ def _enter(namespace: Path) -> None:
             raise OSError(errno, os.strerror(errno))
     finally:
         os.close(fd)
+
+
+def _loopback_up() -> None:
+    """`ip link set lo up` in the calling thread's namespace, without starting `ip`."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        answer = fcntl.ioctl(sock, SIOCGIFFLAGS, struct.pack(IFREQ, b"lo", 0))
+        flags = struct.unpack(IFREQ, answer)[1]
+        if not flags & IFF_UP:
+            fcntl.ioctl(sock, SIOCSIFFLAGS, struct.pack(IFREQ, b"lo", flags | IFF_UP))
 
 
 def _listener(port: int) -> socket.socket:
