@@ -63,7 +63,10 @@ class SandboxSupport:
     def describe(self) -> str:
         """One line for /readyz and the logs: `bwrap: ...`, `off: ...` or `unavailable: ...`."""
         if self.mode is SandboxMode.OFF:
-            return "off: TRAINPORT_SANDBOX=off; ranks run as the worker's user and see what it sees"
+            return (
+                "off: TRAINPORT_SANDBOX=off; ranks run as the worker's user and see what it "
+                "sees, its network included"
+            )
         if not self.available:
             return f"unavailable: {self.problem}"
         if self.setpriv is not None:

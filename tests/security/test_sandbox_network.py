@@ -25,6 +25,7 @@ import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from api.app import create_app
 from core.db import session_scope
 from core.logs import LogStore
 from core.models import Run
@@ -184,6 +185,47 @@ def test_the_ranks_of_one_attempt_still_meet_on_the_master_port(executor: LocalE
     logs = [_log(executor, request, rank) for rank in (0, 1)]
     assert [rank.phase for rank in done.ranks] == [RankPhase.SUCCEEDED] * 2, logs
     assert all("stdout SUM 3" in log for log in logs), logs
+
+
+def test_the_api_stays_reachable_by_name_after_another_ranks_shim_ended(
+    tmp_path: Path, api_url: str
+) -> None:
+    """`localhost` in the API URL resolves inside (the rank's /etc/hosts), and the forwarding
+    listener every shim of the attempt shares outlives rank 0's shim."""
+    named = _executor(tmp_path / "state", api_url.replace("127.0.0.1", "localhost"))
+    late_call = (
+        "import os, sys, time, urllib.request\n"
+        "if os.environ['RANK'] == '0': sys.exit(0)\n"
+        "time.sleep(1.5)\n"
+        "url = os.environ['TRAINPORT_API_URL'] + '/healthz'\n"
+        "print('HEALTHZ', urllib.request.urlopen(url, timeout=10).status, url, flush=True)\n"
+    )
+    spec = {"command": [sys.executable, "-c", late_call], "compute": {"processes": 2}}
+    request = LaunchRequest(f"run_{os.urandom(6).hex()}", "org_b", 1, spec)
+    try:
+        named.launch(request)
+        done = wait_until(named, request, FINISHED, timeout=30)
+    finally:
+        named.cleanup(request.run_id, 1)
+
+    log = _log(named, request, 1)
+    assert [rank.phase for rank in done.ranks] == [RankPhase.SUCCEEDED] * 2, log
+    assert f"stdout HEALTHZ 200 {api_url.replace('127.0.0.1', 'localhost')}/healthz" in log
+
+
+@pytest.mark.parametrize(
+    ("network", "said"),
+    [
+        ("isolated", "network: one namespace per attempt, only the API (and storage) forwarded"),
+        ("host", "network: shared with the host (TRAINPORT_SANDBOX_NETWORK=host)"),
+    ],
+)
+def test_readyz_says_whether_ranks_have_a_network_of_their_own(
+    postgres_url: str, network: str, said: str
+) -> None:
+    settings = Settings(database_url=postgres_url, sandbox_network=network)
+    with TestClient(create_app(settings)) as ready:
+        assert said in ready.get("/readyz").json()["sandbox"]
 
 
 def test_cleanup_removes_the_attempts_network_namespace_also_after_a_worker_restart(
