@@ -34,6 +34,7 @@ from core.settings import SandboxMode, Settings
 from core.tenants import run_tokens
 from tests.executors.conftest import FINISHED, RUNNING, wait_until
 from tests.factories import Tenant, create_run
+from tests.training_api.conftest import s3_endpoint
 from workers.executors.base import LaunchRequest, RankPhase
 from workers.executors.local import LocalExecutor
 from workers.executors.local_netns import NETNS_DIR, namespace_name
@@ -43,6 +44,7 @@ pytestmark = pytest.mark.skipif(
     not detect(SandboxMode.AUTO).isolates_network,
     reason="this machine cannot give ranks their own network namespace (needs root and ip)",
 )
+__all__ = ["s3_endpoint"]  # a fixture this module uses
 
 NET_PROBE = r"""
 import json, os, socket, sys, urllib.error, urllib.request
@@ -211,6 +213,38 @@ def test_the_api_stays_reachable_by_name_after_another_ranks_shim_ended(
     log = _log(named, request, 1)
     assert [rank.phase for rank in done.ranks] == [RankPhase.SUCCEEDED] * 2, log
     assert f"stdout HEALTHZ 200 {api_url.replace('127.0.0.1', 'localhost')}/healthz" in log
+
+
+def test_the_s3_endpoint_presigned_urls_point_at_is_forwarded_too(
+    tmp_path: Path, api_url: str, s3_endpoint: str
+) -> None:
+    settings = Settings(
+        state_dir=tmp_path / "state",
+        database_url="sqlite:///unused.db",
+        storage_backend="s3",
+        s3_endpoint_url=s3_endpoint,
+    )
+    state = settings.state_dir
+    executor = LocalExecutor(state, LogStore(state / "logs"), api_url, 0.5, rank_sandbox(settings))
+    fetch = (
+        "import sys, urllib.error, urllib.request\n"
+        "try:\n"
+        "    status = urllib.request.urlopen(sys.argv[1], timeout=10).status\n"
+        "except urllib.error.HTTPError as answered:\n"
+        "    status = answered.code\n"
+        "print('S3', status, flush=True)\n"
+    )
+    spec = {"command": [sys.executable, "-c", fetch, f"{s3_endpoint}/some-bucket/some-key"]}
+    request = LaunchRequest(f"run_{os.urandom(6).hex()}", "org_b", 1, spec)
+    try:
+        executor.launch(request)
+        done = wait_until(executor, request, FINISHED, timeout=30)
+    finally:
+        executor.cleanup(request.run_id, 1)
+
+    log = _log(executor, request)
+    assert done.ranks[0].phase is RankPhase.SUCCEEDED, log
+    assert "stdout S3 404" in log  # moto answered: no such bucket
 
 
 @pytest.mark.parametrize(
