@@ -82,7 +82,9 @@ def remove(ip: str, name: str) -> None:
 
 def endpoint(url: str) -> Endpoint:
     parts = urlsplit(url)
-    return Endpoint(parts.hostname or "127.0.0.1", parts.port or DEFAULT_PORTS[parts.scheme])
+    return Endpoint(
+        parts.hostname or "127.0.0.1", parts.port or DEFAULT_PORTS.get(parts.scheme, 80)
+    )
 
 
 def inside_url(url: str) -> str:
@@ -99,8 +101,10 @@ def hosts_file(endpoints: list[Endpoint], path: Path) -> Path:
     """The rank's /etc/hosts: localhost and every named endpoint at 127.0.0.1 (there is no
     other address inside, and no DNS)."""
     names = sorted({"localhost", *(e.host for e in endpoints if e.named)})
-    path.write_text("".join(f"127.0.0.1\t{name}\n" for name in names))
-    path.chmod(0o644)
+    temp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+    temp.write_text("".join(f"127.0.0.1\t{name}\n" for name in names))
+    temp.chmod(0o644)
+    os.replace(temp, path)  # a new file: running ranks keep the one bound at their start
     return path
 
 
