@@ -431,12 +431,12 @@ class LocalExecutor:
 
     def _remove_network(self, run_id: str, attempt: int) -> None:
         """Delete the attempt's namespace, also one a worker with other settings made."""
-        ip = self.sandbox.ip if self.sandbox else shutil.which("ip")
+        ip = (self.sandbox.ip if self.sandbox else None) or shutil.which("ip")
         if ip is None:
             return
         try:
             remove_namespace(ip, namespace_name(run_id, attempt))
-        except NetworkUnavailable as failed:  # the next cleanup of this attempt tries again
+        except NetworkUnavailable as failed:  # left behind, empty: say so for the operator
             log.warning("cannot remove the network of %s/%d: %s", run_id, attempt, failed)
 
 
