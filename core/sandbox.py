@@ -11,6 +11,10 @@ warning), the operator tools (`python -m api.admin bootstrap`) and the worker al
   switch to a per-run uid with `setpriv`) or as a user allowed unprivileged user namespaces.
 - `bwrap`: the same, but a worker that cannot sandbox refuses to start.
 
+As root with `ip` and `nsenter` (and `TRAINPORT_SANDBOX_NETWORK=isolated`, the default), each
+attempt also gets a network namespace of its own (workers/executors/local_netns.py): its ranks
+reach each other and the API, nothing else of the host. Otherwise they share the host's network.
+
 Without a sandbox every rank can read what the worker's user can, so the embedded mode
 (SQLite, runs on this machine) serves one organisation only.
 """
@@ -21,10 +25,10 @@ import logging
 import os
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
-from core.settings import SandboxMode, Settings
+from core.settings import SandboxMode, SandboxNetwork, Settings
 
 TRIAL_TIMEOUT_SECONDS = 10.0
 INSTALL_HINT = "install bubblewrap (apt-get install bubblewrap)"
@@ -44,6 +48,13 @@ class SandboxSupport:
     setpriv: str | None = None  # as root: drops each rank to its run's uid
     uids: range = range(0)
     problem: str = ""  # why not, when unavailable
+    ip: str | None = None  # both set when each attempt gets its own network namespace
+    nsenter: str | None = None
+    network_problem: str = ""  # why the network is shared, when it is
+
+    @property
+    def isolates_network(self) -> bool:
+        return self.available and self.ip is not None and self.nsenter is not None
 
     @property
     def available(self) -> bool:
@@ -52,27 +63,75 @@ class SandboxSupport:
     def describe(self) -> str:
         """One line for /readyz and the logs: `bwrap: ...`, `off: ...` or `unavailable: ...`."""
         if self.mode is SandboxMode.OFF:
-            return "off: TRAINPORT_SANDBOX=off; ranks run as the worker's user and see what it sees"
+            return (
+                "off: TRAINPORT_SANDBOX=off; ranks run as the worker's user and see what it "
+                "sees, its network included"
+            )
         if not self.available:
             return f"unavailable: {self.problem}"
         if self.setpriv is not None:
             who = f"as uids {self.uids.start}-{self.uids.stop - 1}, one per run"
         else:
             who = "in a user namespace, as the worker's user"
-        return f"bwrap: ranks run in their own mount, PID and IPC namespaces, {who}"
+        if self.isolates_network:
+            net = "network: one namespace per attempt, only the API (and storage) forwarded in"
+        else:
+            net = f"network: shared with the host ({self.network_problem})"
+        return f"bwrap: ranks run in their own mount, PID and IPC namespaces, {who}; {net}"
 
 
 def detect(
-    mode: SandboxMode, uid_first: int = 1_000_000, uid_count: int = 65_536
+    mode: SandboxMode,
+    uid_first: int = 1_000_000,
+    uid_count: int = 65_536,
+    network: SandboxNetwork = SandboxNetwork.ISOLATED,
 ) -> SandboxSupport:
     """This machine's support for `mode` (the trial run is made once per process)."""
     if mode is SandboxMode.OFF:
         return SandboxSupport(mode)
-    return _detect(mode, shutil.which("bwrap"), os.geteuid() == 0, uid_first, uid_count)
+    support = _detect(mode, shutil.which("bwrap"), os.geteuid() == 0, uid_first, uid_count)
+    if not support.available:
+        return support
+    return _with_network(support, network)
 
 
 def for_settings(settings: Settings) -> SandboxSupport:
-    return detect(settings.sandbox, settings.sandbox_uid_first, settings.sandbox_uid_count)
+    return detect(
+        settings.sandbox,
+        settings.sandbox_uid_first,
+        settings.sandbox_uid_count,
+        settings.sandbox_network,
+    )
+
+
+@lru_cache(maxsize=8)
+def _with_network(support: SandboxSupport, network: SandboxNetwork) -> SandboxSupport:
+    """`support` plus a network namespace per attempt where that can be had: it takes root (to
+    create and enter named namespaces) and `ip` and `nsenter`."""
+    problem = ""
+    ip, nsenter = shutil.which("ip"), shutil.which("nsenter")
+    if network is SandboxNetwork.HOST:
+        problem = "TRAINPORT_SANDBOX_NETWORK=host"
+    elif support.setpriv is None:
+        problem = "the worker is not root, so it cannot create network namespaces"
+    elif ip is None or nsenter is None:
+        problem = "ip (iproute2) or nsenter (util-linux) is not on PATH"
+    elif said := _trial_network(support.bwrap or "bwrap"):
+        problem = f"cannot create a network namespace here ({said})"
+    if problem:
+        return replace(support, network_problem=problem)
+    return replace(support, ip=ip, nsenter=nsenter)
+
+
+def _trial_network(bwrap: str) -> str:
+    argv = [bwrap, "--ro-bind", "/", "/", "--unshare-net", "--die-with-parent", "--", "true"]
+    try:
+        done = subprocess.run(  # noqa: S603 - fixed arguments, a program found on PATH
+            argv, capture_output=True, text=True, timeout=TRIAL_TIMEOUT_SECONDS
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return str(exc)
+    return "" if done.returncode == 0 else (done.stderr.strip() or "no message")
 
 
 @lru_cache(maxsize=8)

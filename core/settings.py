@@ -33,6 +33,11 @@ class SandboxMode(StrEnum):
     OFF = "off"
 
 
+class SandboxNetwork(StrEnum):
+    ISOLATED = "isolated"  # as root: one network namespace per attempt, only the API forwarded in
+    HOST = "host"  # ranks share the host's network (they reach every loopback service)
+
+
 class Environment(StrEnum):
     DEVELOPMENT = "development"
     PRODUCTION = "production"
@@ -118,6 +123,10 @@ class Settings(BaseSettings):
     )
     sandbox_uid_count: int = Field(
         default=65_536, ge=1, le=2**31, description="How many uids the range holds (one per run)"
+    )
+    sandbox_network: SandboxNetwork = Field(
+        default=SandboxNetwork.ISOLATED,
+        description="Sandboxed ranks' network: isolated (own namespace per attempt, root) or host",
     )
     # The Kubernetes executor (issue 4).
     kubernetes_namespace: str = Field(

@@ -23,8 +23,10 @@ shared by its attempts).
 
 With a `sandbox` (built from settings by the registry: `rank_sandbox`), each rank's command
 runs under bubblewrap as its run's uid, seeing the system read-only and only its own folders
-(local_sandbox.py; docs/security-sandbox.md); the shim stays outside. Without one, ranks run
-as the worker's user and see everything it sees.
+(local_sandbox.py; docs/security-sandbox.md); the shim stays outside. As root, each attempt
+also gets a network namespace of its own (local_netns.py: made at launch, removed at cleanup,
+found by name after a restart) into which every rank's shim forwards the API. Without a sandbox,
+ranks run as the worker's user and see everything it sees.
 
 Cancel sends SIGTERM to each shim, which forwards it to its command's process group; calls made
 after `grace_seconds` SIGKILL every process left in the rank's session. It returns True once
@@ -65,6 +67,17 @@ from workers.executors.local_attempt import (
     shim_alive,
     signal_session,
 )
+from workers.executors.local_netns import (
+    Endpoint,
+    NetworkUnavailable,
+    endpoint,
+    hosts_file,
+    inside_url,
+    listen_inside,
+    namespace_name,
+)
+from workers.executors.local_netns import create as create_namespace
+from workers.executors.local_netns import remove as remove_namespace
 from workers.executors.local_sandbox import RankSandbox, sandbox_environment
 from workers.executors.local_shim import REDACT_VARIABLE, write_atomically
 
@@ -80,6 +93,9 @@ log = logging.getLogger("trainport.executors.local")
 
 class LaunchRefused(Exception):
     """The attempt cannot start as specified; recorded on its ranks, never raised to callers."""
+
+
+Forwards = list[tuple[socket.socket, Endpoint]]  # listeners inside the attempt's namespace
 
 
 class LocalExecutor:
@@ -133,12 +149,26 @@ class LocalExecutor:
         except LaunchRefused as refused:  # the worker lost a secret since the first launch
             log.warning("cannot restart ranks of %s/%d: %s", *_key(request), refused)
             return
-        sandbox = self._sandbox_prefix(files, request, env)
-        for rank in ranks:
-            self._spawn(files, request, rank, {**env, **_rank_env(rank, plan)}, sandbox)
+        try:
+            network, forwards = self._network(files, request, env)
+        except NetworkUnavailable as failed:  # unclaimed ranks are declared lost, then retried
+            log.warning("cannot start ranks of %s/%d: %s", *_key(request), failed)
+            return
+        try:
+            sandbox = self._sandbox_prefix(files, request, env, network)
+            for rank in ranks:
+                rank_env = {**env, **_rank_env(rank, plan)}
+                self._spawn(files, request, rank, rank_env, sandbox, forwards)
+        finally:
+            for listener, _ in forwards:  # the shims hold their own copies
+                listener.close()
 
     def _sandbox_prefix(
-        self, files: AttemptFiles, request: LaunchRequest, env: dict[str, str]
+        self,
+        files: AttemptFiles,
+        request: LaunchRequest,
+        env: dict[str, str],
+        network: tuple[Path, Path] | None,
     ) -> list[str] | None:
         """The bwrap command line every rank of this attempt runs under (local_sandbox.py)."""
         if self.sandbox is None:
@@ -149,7 +179,25 @@ class LocalExecutor:
         self.sandbox.give(writable, uid)
         datasets = _dataset_folders(env)
         self.sandbox.show(datasets)
-        return self.sandbox.argv(uid, writable, datasets, files.workdir)
+        return self.sandbox.argv(uid, writable, datasets, files.workdir, network)
+
+    def _network(
+        self, files: AttemptFiles, request: LaunchRequest, env: dict[str, str]
+    ) -> tuple[tuple[Path, Path] | None, Forwards]:
+        """The attempt's own network namespace, the ranks' hosts file, and listeners inside it
+        for the API and the other forwarded endpoints (one per port); rewrites the API URL
+        the ranks get where it gave an IP address (local_netns.py)."""
+        if self.sandbox is None or self.sandbox.ip is None:
+            return None, []
+        name = namespace_name(request.run_id, request.attempt)
+        namespace = create_namespace(self.sandbox.ip, name)
+        by_port: dict[int, Endpoint] = {}
+        for url in [env["TRAINPORT_API_URL"], *self.sandbox.forwarded]:
+            by_port.setdefault(endpoint(url).port, endpoint(url))  # the API wins a shared port
+        env["TRAINPORT_API_URL"] = inside_url(env["TRAINPORT_API_URL"])
+        hosts = hosts_file(list(by_port.values()), files.folder / "hosts")
+        listeners = listen_inside(namespace, list(by_port))
+        return (namespace, hosts), list(zip(listeners, by_port.values(), strict=True))
 
     def _plan(self, files: AttemptFiles, request: LaunchRequest) -> dict[str, Any]:
         """Decide world size and port once; a refused launch is recorded as failed ranks."""
@@ -214,9 +262,11 @@ class LocalExecutor:
         rank: int,
         env: dict[str, str],
         sandbox: list[str] | None,
+        forwards: Forwards,
     ) -> None:
         config_path = files.rank_file(rank, "json")
-        config = self._rank_config(files, request, rank) | {"sandbox": sandbox}
+        forward = [{"fd": s.fileno(), "host": e.host, "port": e.port} for s, e in forwards]
+        config = self._rank_config(files, request, rank) | {"sandbox": sandbox, "forward": forward}
         config_path.write_text(json.dumps(config))
         with files.rank_file(rank, "shim.log").open("ab") as shim_log:
             child = subprocess.Popen(  # noqa: S603 - our own interpreter and module
@@ -229,6 +279,7 @@ class LocalExecutor:
                 stdout=shim_log,
                 stderr=shim_log,
                 start_new_session=True,  # survives the worker; its session id is its pid
+                pass_fds=[listener.fileno() for listener, _ in forwards],
             )
         self._children.append(child)
         if self.on_shim_exit is not None:
@@ -376,6 +427,17 @@ class LocalExecutor:
                 if "pid" in identity:  # never leave a process running untracked
                     signal_session(int(identity["pid"]), signal.SIGKILL)
             shutil.rmtree(files.folder, ignore_errors=True)
+            self._remove_network(run_id, attempt)
+
+    def _remove_network(self, run_id: str, attempt: int) -> None:
+        """Delete the attempt's namespace, also one a worker with other settings made."""
+        ip = (self.sandbox.ip if self.sandbox else None) or shutil.which("ip")
+        if ip is None:
+            return
+        try:
+            remove_namespace(ip, namespace_name(run_id, attempt))
+        except NetworkUnavailable as failed:  # left behind, empty: say so for the operator
+            log.warning("cannot remove the network of %s/%d: %s", run_id, attempt, failed)
 
 
 def _key(request: LaunchRequest) -> tuple[str, int]:

@@ -12,7 +12,9 @@ stays outside, as the worker's user, to write the log and the exit record). Insi
   and its pinned `file://` datasets read-only, each at the same path as outside, so every
   TRAINPORT_* value the run was given stays true.
 
-The network stays shared: runs call the API on loopback with their run token.
+As root (with `ip` and `nsenter`), the command enters its attempt's own network namespace
+first (`nsenter --net=... bwrap ...`, local_netns.py): it reaches its peer ranks and the API,
+which its shim forwards in, and nothing else. Otherwise the network stays shared.
 
 As root, the rank then switches to its run's own uid (`setpriv`): the same uid for every
 attempt of a run (its checkpoint folder outlives attempts), another for every other run.
@@ -30,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.sandbox import SandboxSupport, for_settings
-from core.settings import DEFAULT_STATE_DIR, Settings
+from core.settings import DEFAULT_STATE_DIR, Settings, StorageBackend
 
 SYSTEM_DIRS = ("/usr", "/etc", "/opt", "/sys")
 SYSTEM_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
@@ -46,6 +48,13 @@ class RankSandbox:
     uids: range
     hidden: tuple[Path, ...]  # platform paths no rank may see, even under a visible folder
     code: tuple[Path, ...]  # the interpreter and import path, shown read-only
+    ip: str | None = None  # both set: each attempt gets its own network namespace
+    nsenter: str | None = None
+    forwarded: tuple[str, ...] = ()  # URLs ranks may reach besides the API (the S3 endpoint)
+
+    @property
+    def isolates_network(self) -> bool:
+        return self.ip is not None and self.nsenter is not None
 
     def uid_for(self, run_id: str) -> int:
         """The run's uid: stable across attempts, spread over the range."""
@@ -80,13 +89,23 @@ class RankSandbox:
                     path.chmod(0o755 if path.is_dir() else 0o444)
 
     def argv(
-        self, uid: int, writable: list[Path], readable: list[Path], workdir: Path
+        self,
+        uid: int,
+        writable: list[Path],
+        readable: list[Path],
+        workdir: Path,
+        network: tuple[Path, Path] | None = None,
     ) -> list[str]:
-        """The prefix that runs a command in the sandbox."""
+        """The prefix that runs a command in the sandbox; `network` (the attempt's namespace
+        and the rank's hosts file) when it has a network of its own."""
         args = [self.bwrap, "--die-with-parent", "--unshare-pid", "--unshare-ipc"]
         args += ["--unshare-cgroup-try", "--proc", "/proc", "--dev", "/dev"]
         args += ["--perms", "1777", "--tmpfs", "/tmp"]  # noqa: S108 - the sandbox's own
         args += _system() + _gpus()
+        if network is not None and self.nsenter is not None:
+            namespace, hosts = network
+            args = [self.nsenter, f"--net={namespace}", "--", *args]  # exec, no extra process
+            args += ["--ro-bind", str(hosts), "/etc/hosts"]
         own = [*readable, *writable]
         masks = _masked(self.hidden, self.code)
         made: set[Path] = {Path("/"), Path("/tmp")}  # noqa: S108 - the sandbox's own tmpfs
@@ -110,12 +129,16 @@ def rank_sandbox(settings: Settings, support: SandboxSupport | None = None) -> R
     hidden = [settings.state_dir, settings.storage_root, settings.log_root]
     if settings.is_sqlite:
         hidden.append(Path(settings.database_url.split("///", 1)[-1]))
+    forwarded = (settings.s3_endpoint_url,) if settings.s3_endpoint_url else ()
     return RankSandbox(
         support.bwrap,
         support.setpriv,
         support.uids,
         tuple(Path(p).resolve() for p in hidden),
         _code_paths(),
+        support.ip,
+        support.nsenter,
+        forwarded if settings.storage_backend is StorageBackend.S3 else (),
     )
 
 

@@ -58,6 +58,9 @@ class RankConfig:
     max_duration: float | None
     grace_seconds: float
     sandbox: list[str] | None = None  # the bwrap prefix; None runs the command as it is
+    # Listeners inside the attempt's network namespace, inherited from the executor, with the
+    # endpoint each forwards to: [{"fd": 5, "host": "127.0.0.1", "port": 8000}] (local_forward).
+    forward: list[dict[str, Any]] | None = None
 
     @classmethod
     def load(cls, path: Path) -> RankConfig:
@@ -108,6 +111,7 @@ class Shim:
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._on_sigterm)
+        self._forward()
         try:
             self.child = self._start()
         except OSError as exc:
@@ -129,6 +133,18 @@ class Shim:
         if self.config.sandbox and 128 < returncode <= 128 + 64:  # bwrap's "killed by signal"
             return self._finish(returncode, returncode - 128)
         return self._finish(returncode, None)
+
+    def _forward(self) -> None:
+        """Serve the rank's connections to the API for as long as this shim lives."""
+        if not self.config.forward:
+            return
+        from workers.executors import local_forward  # only sandboxed ranks with a network
+
+        for entry in self.config.forward:
+            local_forward.serve(entry["fd"], entry["host"], entry["port"], self._note)
+
+    def _note(self, message: str) -> None:
+        self.log.write("system", message)
 
     def _start(self) -> subprocess.Popen[bytes]:
         return subprocess.Popen(  # noqa: S603 - the command is the user's, run as the user asked
