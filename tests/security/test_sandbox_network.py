@@ -26,15 +26,12 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from core.db import session_scope
 from core.logs import LogStore
-from core.models import Run
 from core.sandbox import detect
 from core.settings import SandboxMode, Settings
-from core.tenants import run_tokens
 from tests.executors.conftest import FINISHED, RUNNING, wait_until
 from tests.factories import Tenant, create_run
-from tests.training_api.conftest import s3_endpoint
+from tests.training_api.conftest import s3_endpoint, start
 from workers.executors.base import LaunchRequest, RankPhase
 from workers.executors.local import LocalExecutor
 from workers.executors.local_netns import NETNS_DIR, namespace_name
@@ -132,14 +129,11 @@ def executor(tmp_path: Path, api_url: str) -> Iterator[LocalExecutor]:
 
 
 def _started_run(app: FastAPI, client: TestClient, tenant: Tenant) -> tuple[str, str]:
-    """An org's run at attempt 1, and that attempt's run token (what the worker hands it)."""
-    run = create_run(client, tenant)
-    with session_scope(app.state.sessionmaker) as session:
-        row = session.get(Run, run["id"])
-        assert row is not None
-        row.attempt = 1
-    secret = app.state.settings.secret_key.get_secret_value()
-    return run["id"], run_tokens.issue(secret, run["id"], 1)
+    """An org's run admitted as attempt 1 (its attempt row open, as the scheduler leaves it), and
+    that attempt's run token, as the worker hands it over."""
+    started = start(client, create_run(client, tenant)["id"])
+    assert started.attempt == 1
+    return started.run_id, started.env["TRAINPORT_RUN_TOKEN"]
 
 
 def _log(executor: LocalExecutor, request: LaunchRequest, rank: int = 0) -> str:
