@@ -80,6 +80,7 @@ class Store:
         self.changed = threading.Condition()
         self.generation = 0  # bumped by drop_watches()
         self.requests: Counter[str] = Counter()
+        self.log_faults: dict[str, int] = {}  # pod name prefix -> the status pods/log answers
 
     def _record(self, resource: str, kind: str, obj: Obj) -> None:
         self.version += 1
@@ -225,6 +226,12 @@ class FakeApiServer:
             self.store.generation += 1
             self.store.changed.notify_all()
 
+    def fail_logs(self, pod_prefix: str, code: int = 500) -> None:
+        """Answer `pods/log` of every pod whose name starts with `pod_prefix` with `code`, as
+        a real server does when it cannot reach the pod's kubelet (500)."""
+        with self.store.changed:
+            self.store.log_faults[pod_prefix] = code
+
     def append_log(self, namespace: str, pod: str, text: str) -> None:
         """What the kubelet's container runtime would record; served by `pods/log`."""
         with self.store.changed:
@@ -361,6 +368,10 @@ class _Handler(BaseHTTPRequestHandler):
         with store.changed:
             store.get("pods", ns, name)
             generation = store.generation
+            for prefix, code in store.log_faults.items():
+                if name.startswith(prefix):
+                    message = f'Get "https://{name}:10250/containerLogs": dial tcp: i/o timeout'
+                    raise ApiError(code, "InternalError", message)
         self._open_stream()
         while True:
             with store.changed:

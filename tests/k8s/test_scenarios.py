@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
+
+import pytest
 
 from core.logs import LogStore
 from core.runs.states import StatusReason
@@ -225,3 +228,41 @@ def test_labels_select_exactly_one_attempts_pods(
         labels = pod["metadata"]["labels"]
         assert all(labels[k] == v for k, v in service["spec"]["selector"].items())
     assert service["metadata"]["ownerReferences"][0]["kind"] == "Job"
+
+
+def test_a_pods_log_500_stalls_neither_its_cleanup_nor_other_runs(
+    executor: KubernetesExecutor,
+    cluster: ClusterSimulator,
+    server: FakeApiServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="trainport.executors.kubernetes")
+    cluster.fates = {0: "run"}
+    broken, healthy = launch_request(nodes=1), launch_request(nodes=1)
+    server.fail_logs(naming.attempt_name(broken.run_id, 1))  # its kubelet is unreachable
+    executor.launch(broken)
+    executor.launch(healthy)
+    run_steps(cluster, 2)
+    outcome_after(executor, broken, "running")
+    prefix = naming.attempt_name(broken.run_id, 1)
+    uid = next(
+        p["metadata"]["uid"] for p in cluster.pods() if p["metadata"]["name"].startswith(prefix)
+    )
+    for _ in range(5):  # observe starts a follower each time; each one meets the 500
+        executor.observe()
+        wait_until(executor, lambda: uid not in executor.logs._following)
+    cluster.fates = {0: "succeed"}
+    run_steps(cluster, 1)
+    outcome_after(executor, broken, "succeeded")
+    outcome_after(executor, healthy, "succeeded")
+    executor.cleanup(broken.run_id, 1)  # must not raise: the others' cleanups come after it
+    executor.cleanup(healthy.run_id, 1)
+    assert not cluster.jobs()
+    store: LogStore = executor.logs._store
+    assert "rank 0 working" in store.ref(healthy.run_id, 1, 0).path.read_text()
+    lost = store.ref(broken.run_id, 1, 0)
+    assert lost.finished
+    assert "could not be copied" in lost.path.read_text()
+    follower = [r for r in caplog.records if r.name.endswith(".logs") and r.levelno >= 30]
+    assert len([r for r in follower if "follow" in r.getMessage()]) == 1, follower
+    assert not [r for r in caplog.records if r.exc_info]  # one quiet line, no traceback
