@@ -20,7 +20,7 @@ import re
 import threading
 import uuid
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -37,8 +37,8 @@ _PATH = re.compile(
 )
 
 
-def now_text() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def now_text(later: float = 0) -> str:
+    return (datetime.now(UTC) + timedelta(seconds=later)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def matches(selector: str, labels: dict[str, str]) -> bool:
@@ -128,7 +128,9 @@ class Store:
             meta.update(deletionTimestamp=now_text(), finalizers=["foregroundDeletion"])
             self._record(resource, "MODIFIED", obj)
         elif graceful and (obj.get("status") or {}).get("phase") in {"Pending", "Running"}:
-            meta["deletionTimestamp"] = now_text()
+            # As a real server: the mark is when the grace period ends, not when it was asked.
+            grace = int(options.get("gracePeriodSeconds") or 30)
+            meta.update(deletionTimestamp=now_text(grace), deletionGracePeriodSeconds=grace)
             self._record(resource, "MODIFIED", obj)
         else:
             self._remove(resource, namespace, name)

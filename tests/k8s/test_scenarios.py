@@ -266,3 +266,41 @@ def test_a_pods_log_500_stalls_neither_its_cleanup_nor_other_runs(
     follower = [r for r in caplog.records if r.name.endswith(".logs") and r.levelno >= 30]
     assert len([r for r in follower if "follow" in r.getMessage()]) == 1, follower
     assert not [r for r in caplog.records if r.exc_info]  # one quiet line, no traceback
+
+
+def test_a_job_deleted_behind_trainport_s_back_is_a_platform_failure(
+    executor: KubernetesExecutor, cluster: ClusterSimulator
+) -> None:
+    cluster.fates = {0: "run", 1: "run"}
+    request = launch_request(nodes=2)
+    executor.launch(request)
+    run_steps(cluster, 2)
+    outcome_after(executor, request, "running")
+    name = naming.attempt_name(request.run_id, 1)
+    cluster.http.delete(f"/apis/batch/v1/namespaces/trainport-runs/jobs/{name}")  # as kubectl
+    cluster.kill_deleted_pods()  # SIGTERM: both ranks exit 143 while marked for deletion
+    wait_until(
+        executor, lambda: all(p["status"]["phase"] == "Failed" for p in executor.pods.objects())
+    )
+    outcome = outcome_after(executor, request, "system_failed")
+    assert outcome.reason is StatusReason.DELETED_EXTERNALLY
+    assert name in outcome.message
+    assert 143 not in [r.exit_code for r in seen(executor, request).ranks]  # type: ignore[union-attr]
+
+
+def test_a_rank_the_job_controller_stops_does_not_hide_the_one_that_failed(
+    executor: KubernetesExecutor, cluster: ClusterSimulator
+) -> None:
+    """Rank 0 is stopped (SIGTERM, exit 143) because rank 1 ran out of memory: rank 1 speaks."""
+    cluster.fates = {0: "run", 1: "oom"}
+    request = launch_request(nodes=2)
+    executor.launch(request)
+    run_steps(cluster, 2)  # both ranks running
+    cluster.step(finish_deletions=False)  # rank 1 OOMs; the Job controller deletes rank 0
+    cluster.kill_deleted_pods()
+    wait_until(
+        executor, lambda: all(p["status"]["phase"] == "Failed" for p in executor.pods.objects())
+    )
+    outcome = outcome_after(executor, request, "failed")
+    assert outcome.reason is StatusReason.OOM_KILLED
+    assert "rank 1" in outcome.message
