@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 
 from core.logs import LogStore
 from core.runs.states import StatusReason
+from core.secrets.schemas import LaunchSecrets
 from tests.k8s.cluster import ClusterSimulator
 from tests.k8s.conftest import Clock, launch_request, outcome_after, seen, wait_until
 from tests.k8s.fake_api import FakeApiServer
 from workers.executors.base import AttemptPhase, classify_attempt
 from workers.executors.kubernetes import naming
-from workers.executors.kubernetes.executor import KubernetesExecutor
+from workers.executors.kubernetes.executor import CANCEL_WHY, KubernetesExecutor
 
 
 def run_steps(cluster: ClusterSimulator, count: int) -> None:
@@ -304,3 +306,36 @@ def test_a_rank_the_job_controller_stops_does_not_hide_the_one_that_failed(
     outcome = outcome_after(executor, request, "failed")
     assert outcome.reason is StatusReason.OOM_KILLED
     assert "rank 1" in outcome.message
+
+
+def test_two_installations_sharing_a_namespace_leave_each_other_s_jobs_alone(
+    make_executor: Callable[..., KubernetesExecutor],
+    cluster: ClusterSimulator,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="trainport.executors.kubernetes")
+    ours, theirs = make_executor(installation="ours"), make_executor(installation="theirs")
+    cluster.fates = {0: "run"}
+    mine, foreign = launch_request(nodes=1), launch_request(nodes=1)
+    mine = replace(mine, secrets=LaunchSecrets({"token": "s3cr3t"}, {"token": "org.token"}))
+    ours.launch(mine)
+    theirs.launch(foreign)
+    run_steps(cluster, 2)
+    outcome_after(ours, mine, "running")
+    outcome_after(theirs, foreign, "running")
+    assert {o.run_id for o in ours.observe()} == {mine.run_id}  # never an orphan to stop
+    assert {o.run_id for o in theirs.observe()} == {foreign.run_id}
+    ns = "/api/v1/namespaces/trainport-runs"
+    objects = [*cluster.jobs(), *cluster.pods()]
+    objects += cluster.http.get(f"{ns}/services").json()["items"]
+    objects += cluster.http.get(f"{ns}/secrets").json()["items"]
+    for obj in objects:
+        run = obj["metadata"]["labels"].get(naming.RUN_ID_KEY, "")
+        expected = "theirs" if run == naming.label_value(foreign.run_id) else "ours"
+        assert obj["metadata"]["labels"][naming.INSTALLATION_KEY] == expected, obj["kind"]
+    assert ours.cancel(mine.run_id, 1) is False
+    deletions = [r.getMessage() for r in caplog.records if "deleting Job" in r.getMessage()]
+    assert deletions == [
+        f"deleting Job {naming.attempt_name(mine.run_id, 1)} in trainport-runs: {CANCEL_WHY}"
+    ]
+    assert [j["metadata"].get("deletionTimestamp") is None for j in cluster.jobs()].count(True) == 1

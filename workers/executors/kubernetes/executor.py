@@ -42,6 +42,7 @@ from workers.executors.kubernetes.observations import AttemptView, group_attempt
 from workers.executors.kubernetes.podlogs import PodLogs
 
 FOREGROUND = "Foreground"
+CANCEL_WHY = "cancelled: its run is stopping, or no active run of this installation claims it"
 log = logging.getLogger("trainport.executors.kubernetes")
 
 
@@ -89,7 +90,7 @@ class KubernetesExecutor:
     ) -> Mirror:
         return Mirror(
             namespaced if scope else everywhere,
-            naming.managed_selector(),
+            naming.managed_selector(self.config.installation),
             namespace=scope,
             watch_timeout=self.apis.watch_timeout,
             request_timeout=self.apis.request_timeout,
@@ -117,7 +118,7 @@ class KubernetesExecutor:
         keys of secrets the org has deleted since removed)."""
         if not request.secrets.values:
             return
-        secret = build_org_secret(request, namespace)
+        secret = build_org_secret(request, self.config, namespace)
         core, timeout = self.apis.core, self.apis.request_timeout
         try:
             core.create_namespaced_secret(namespace, secret, _request_timeout=timeout)
@@ -256,7 +257,7 @@ class KubernetesExecutor:
         namespace = self._namespace_of(run_id, attempt)
         if namespace is None:
             return True
-        self._delete(namespace, naming.attempt_name(run_id, attempt))
+        self._delete(namespace, naming.attempt_name(run_id, attempt), CANCEL_WHY)
         # Followers keep copying a terminating pod's log; cleanup() drains what is left.
         return not self._pods_of(namespace, run_id, attempt)
 
@@ -269,11 +270,13 @@ class KubernetesExecutor:
                 for pod in pods:
                     self.logs.drain(run_id, attempt, rank, pod)
         if namespace is not None:
-            self._delete(namespace, naming.attempt_name(run_id, attempt))
+            self._delete(namespace, naming.attempt_name(run_id, attempt), "the attempt is over")
         if view is not None:
             self.logs.forget([p for pods in view.pods.values() for p in pods])
 
-    def _delete(self, namespace: str, name: str) -> None:
+    def _delete(self, namespace: str, name: str, why: str) -> None:
+        """Delete one of this installation's Jobs (its pods and Service follow), saying why."""
+        log.info("deleting Job %s in %s: %s", name, namespace, why)
         try:
             self.apis.batch.delete_namespaced_job(
                 name,
@@ -294,7 +297,7 @@ class KubernetesExecutor:
         return None  # neither Job nor pod of it exists anywhere we watch
 
     def _pods_of(self, namespace: str, run_id: str, attempt: int) -> list[dict[str, Any]]:
-        labels = naming.selector_labels(run_id, attempt)
+        labels = naming.selector_labels(run_id, attempt, self.config.installation)
         document = read_json(
             self.apis.core.list_namespaced_pod,
             namespace,
