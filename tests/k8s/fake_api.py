@@ -283,7 +283,10 @@ class _Handler(BaseHTTPRequestHandler):
             return self._watch(resource, ns, query)
         with store.changed:
             if method == "GET" and name is None:
-                items = store.select(resource, ns, query.get("labelSelector", ""))
+                items = [  # a real server's list items carry neither kind nor apiVersion
+                    {k: v for k, v in obj.items() if k not in {"kind", "apiVersion"}}
+                    for obj in store.select(resource, ns, query.get("labelSelector", ""))
+                ]
                 body = {"kind": "List", "apiVersion": "v1", "items": items}
                 body["metadata"] = {"resourceVersion": str(store.version)}
                 return self._send(200, body)

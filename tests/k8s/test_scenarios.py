@@ -339,3 +339,30 @@ def test_two_installations_sharing_a_namespace_leave_each_other_s_jobs_alone(
         f"deleting Job {naming.attempt_name(mine.run_id, 1)} in trainport-runs: {CANCEL_WHY}"
     ]
     assert [j["metadata"].get("deletionTimestamp") is None for j in cluster.jobs()].count(True) == 1
+
+
+def test_a_restarted_worker_settles_a_job_that_finished_while_it_was_away(
+    make_executor: Callable[..., KubernetesExecutor],
+    cluster: ClusterSimulator,
+    server: FakeApiServer,
+) -> None:
+    """Re-listed Jobs carry no `kind` (nor, on older servers, `completionMode`): the list's
+    own resource says what they are."""
+    cluster.fates = {0: "run"}
+    first = make_executor()
+    request = launch_request(nodes=1, scheduling={"max_duration": 60})
+    first.launch(request)
+    run_steps(cluster, 2)
+    outcome_after(first, request, "running")
+    first.stop()
+    job = cluster.jobs()[0]
+    with server.store.changed:  # as a server without Indexed Jobs keeps it
+        server.store.objects[("jobs", "trainport-runs", job["metadata"]["name"])]["spec"].pop(
+            "completionMode"
+        )
+    cluster.fail_job(job, "DeadlineExceeded", "Job was active longer than specified")
+    run_steps(cluster, 1)  # its pods are gone; only the failed Job is left
+    assert not cluster.pods()
+    second = make_executor()
+    outcome = outcome_after(second, request, "failed")
+    assert outcome.reason is StatusReason.MAX_DURATION_EXCEEDED

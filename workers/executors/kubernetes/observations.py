@@ -51,21 +51,29 @@ class AttemptView:
 
 
 def group_attempts(jobs: list[Obj], pods: list[Obj]) -> dict[tuple[str, int], AttemptView]:
+    """Jobs and pods by attempt. Which is which comes from the mirror each was read from: a
+    list's items carry no `kind`, and older servers drop fields such as `completionMode`."""
     views: dict[tuple[str, int], AttemptView] = {}
-    for obj in [*jobs, *pods]:
-        meta = obj.get("metadata") or {}
-        run_id = (meta.get("annotations") or {}).get(naming.RUN_ID_KEY)
-        attempt = (meta.get("labels") or {}).get(naming.ATTEMPT_KEY, "")
-        if not run_id or not attempt.isdigit():
-            continue  # not ours, or edited by hand: never guess
-        key = (run_id, int(attempt))
-        name = naming.attempt_name(run_id, int(attempt))
-        view = views.setdefault(key, AttemptView(run_id, int(attempt), meta["namespace"], name))
-        if obj.get("kind") == "Job" or "completionMode" in (obj.get("spec") or {}):
+    for is_job, obj in [*((True, job) for job in jobs), *((False, pod) for pod in pods)]:
+        view = _view_of(views, obj)
+        if view is None:
+            continue
+        if is_job:
             view.job = obj
         elif (index := completion_index(obj)) is not None:
             view.pods[index].append(obj)
     return views
+
+
+def _view_of(views: dict[tuple[str, int], AttemptView], obj: Obj) -> AttemptView | None:
+    meta = obj.get("metadata") or {}
+    run_id = (meta.get("annotations") or {}).get(naming.RUN_ID_KEY)
+    attempt = (meta.get("labels") or {}).get(naming.ATTEMPT_KEY, "")
+    if not run_id or not attempt.isdigit():
+        return None  # not ours, or edited by hand: never guess
+    name = naming.attempt_name(run_id, int(attempt))
+    key = (run_id, int(attempt))
+    return views.setdefault(key, AttemptView(run_id, int(attempt), meta["namespace"], name))
 
 
 def completion_index(pod: Obj) -> int | None:
