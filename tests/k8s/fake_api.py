@@ -81,6 +81,8 @@ class Store:
         self.generation = 0  # bumped by drop_watches()
         self.requests: Counter[str] = Counter()
         self.log_faults: dict[str, int] = {}  # pod name prefix -> the status pods/log answers
+        self.enforce_owner_references = False  # the admission plugin, for a caller without
+        # `update` on the owner's finalizers
 
     def _record(self, resource: str, kind: str, obj: Obj) -> None:
         self.version += 1
@@ -93,6 +95,7 @@ class Store:
         if not meta.get("name") and meta.get("generateName"):
             meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
         key = (resource, namespace, meta["name"])
+        self._admit_owner_references(resource, meta)
         if key in self.objects:
             raise ApiError(409, "AlreadyExists", f'{resource} "{meta["name"]}" already exists')
         meta.update(uid=str(uuid.uuid4()), creationTimestamp=now_text())
@@ -104,6 +107,19 @@ class Store:
         self.objects[key] = obj
         self._record(resource, "ADDED", obj)
         return obj
+
+    def _admit_owner_references(self, resource: str, meta: Obj) -> None:
+        """OwnerReferencesPermissionEnforcement, as it answers a caller who may not update
+        the owner's finalizers (a Role without `jobs/finalizers`)."""
+        refs = meta.get("ownerReferences") or []
+        if self.enforce_owner_references and any(r.get("blockOwnerDeletion") for r in refs):
+            message = (
+                f'{resource} "{meta["name"]}" is forbidden: cannot set blockOwnerDeletion if an '
+                "ownerReference refers to a resource you can't set finalizers on: User "
+                '"system:serviceaccount:trainport:trainport-worker" cannot update resource '
+                '"jobs/finalizers" in API group "batch" in the namespace "trainport-runs"'
+            )
+            raise ApiError(403, "Forbidden", message)
 
     def get(self, resource: str, namespace: str, name: str) -> Obj:
         try:

@@ -366,3 +366,17 @@ def test_a_restarted_worker_settles_a_job_that_finished_while_it_was_away(
     second = make_executor()
     outcome = outcome_after(second, request, "failed")
     assert outcome.reason is StatusReason.MAX_DURATION_EXCEEDED
+
+
+def test_a_launch_whose_service_is_refused_fails_the_attempt_saying_why(
+    executor: KubernetesExecutor, cluster: ClusterSimulator, server: FakeApiServer
+) -> None:
+    server.store.enforce_owner_references = True  # and the Role lacks jobs/finalizers
+    request = launch_request(nodes=2)
+    executor.launch(request)  # does not raise: a redelivery would meet the same refusal
+    outcome = outcome_after(executor, request, "failed")
+    assert outcome.reason is StatusReason.SYSTEM_ERROR
+    assert "headless Service" in outcome.message
+    assert "jobs/finalizers" in outcome.message
+    executor.cleanup(request.run_id, 1)
+    assert not cluster.jobs()

@@ -109,7 +109,7 @@ class KubernetesExecutor:
         job = self._create_or_adopt(manifests)
         if job is None:
             return None
-        self._create_service(manifests, job)
+        self._create_service(manifests, job, request)
         return None
 
     def _write_org_secret(self, request: LaunchRequest, namespace: str) -> None:
@@ -180,7 +180,12 @@ class KubernetesExecutor:
         self._refuse(run_id, attempt, {"compute": {"nodes": nodes}}, message)  # system_error
         return None
 
-    def _create_service(self, manifests: AttemptManifests, job: Any) -> None:
+    def _create_service(
+        self, manifests: AttemptManifests, job: Any, request: LaunchRequest
+    ) -> None:
+        """The attempt's headless Service (rank 0's address), owned by its Job. A refusal
+        (4xx) fails the attempt with the server's words: a run without its Service would never
+        resolve MASTER_ADDR, and a redelivered launch would meet the same refusal."""
         owner = k.V1OwnerReference(
             api_version="batch/v1", kind="Job", name=manifests.name, uid=job.metadata.uid,
             block_owner_deletion=True,
@@ -192,8 +197,17 @@ class KubernetesExecutor:
                 manifests.namespace, manifests.service, _request_timeout=self.apis.request_timeout
             )
         except ApiException as error:
-            if error.status != 409:  # 409: made by an earlier launch of this same attempt
-                raise
+            if error.status == 409:  # made by an earlier launch of this same attempt
+                return
+            if error.status is None or not 400 <= error.status < 500:
+                raise  # the server's trouble, not a refusal: the launch is redelivered
+            message = (
+                f"the cluster refused the attempt's headless Service {manifests.name} in "
+                f"{manifests.namespace} (HTTP {error.status}: {_server_message(error)})"
+            )
+            if "finalizers" in message:
+                message += "; the worker's Role needs `update` on `jobs/finalizers` (k8s/rbac.yaml)"
+            self._refuse(request.run_id, request.attempt, request.spec, message)
 
     def _refuse(
         self,
@@ -306,3 +320,11 @@ class KubernetesExecutor:
         )
         items: list[dict[str, Any]] = document.get("items") or []
         return items
+
+
+def _server_message(error: ApiException) -> str:
+    """The Status message the server gave (it names what is missing), else its reason."""
+    try:
+        return str(json.loads(error.body or "{}").get("message") or error.reason)
+    except ValueError:
+        return str(error.reason)
