@@ -9,6 +9,9 @@ log is complete after the pod is gone. A rank still running when its attempt end
 failed elsewhere, or a rank was evicted) has its follow stream shut down first: otherwise the
 drain would wait for the follower's stream to time out (up to the watch timeout, per pod).
 Every line is stored with the values of the pod's `secretKeyRef`s redacted (core.logs).
+A log that cannot be read (no log yet, an unreachable kubelet's 500) is logged once, in one
+line, while the followers retry; at `drain` it is noted in the rank's log and the cleanup goes
+on, so one run's unreadable log never holds up the reconciler's pass for the others.
 """
 
 from __future__ import annotations
