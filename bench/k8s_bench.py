@@ -36,7 +36,7 @@ def make_pods(server: FakeApiServer, count: int) -> list[str]:
     with server.store.changed:
         for i in range(count):
             run_id, index = f"run_{i // 2:026d}", i % 2
-            labels = naming.attempt_labels(run_id, "org_b", "", 1)
+            labels = naming.attempt_labels(run_id, "org_b", "", 1, ClusterConfig().installation)
             annotations = {naming.RUN_ID_KEY: run_id, naming.COMPLETION_INDEX_KEY: str(index)}
             meta = {"name": f"p{i}", "labels": labels, "annotations": annotations}
             server.store.create("pods", NS, {"metadata": meta, "spec": {"nodeName": f"n{i % 64}"}})

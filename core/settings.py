@@ -128,6 +128,12 @@ class Settings(BaseSettings):
         default=SandboxNetwork.ISOLATED,
         description="Sandboxed ranks' network: isolated (own namespace per attempt, root) or host",
     )
+    installation_id: str = Field(
+        default="",
+        pattern=r"^([a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?)?$",
+        description="Labels (and scopes) this installation's cluster objects; empty: one stored "
+        "in the database on first use (core/installation.py)",
+    )
     # The Kubernetes executor (issue 4).
     kubernetes_namespace: str = Field(
         default="trainport-runs", description="Training namespace; `{org}` makes one per org"

@@ -52,6 +52,7 @@ class StatusReason(StrEnum):
     EVICTED = "evicted"
     PREEMPTED = "preempted"
     NODE_LOST = "node_lost"
+    DELETED_EXTERNALLY = "deleted_externally"  # the attempt's objects were deleted by others
     MAX_DURATION_EXCEEDED = "max_duration_exceeded"
     RETRYING = "retrying"
     SYSTEM_ERROR = "system_error"

@@ -236,6 +236,12 @@ def test_only_the_worker_may_manage_jobs_pods_and_services_in_the_training_names
     assert role["metadata"]["namespace"] == "trainport-runs"
     granted = {res for rule in role["rules"] for res in rule["resources"]}
     assert {"jobs", "pods", "services"} <= granted
+    # The Service's ownerReference blocks its Job's deletion: with
+    # OwnerReferencesPermissionEnforcement on (OpenShift's default) that needs this grant.
+    finalizers = [r for r in role["rules"] if "jobs/finalizers" in r["resources"]]
+    assert finalizers == [
+        {"apiGroups": ["batch"], "resources": ["jobs/finalizers"], "verbs": ["update"]}
+    ]
     binding = _of_kind("RoleBinding")["trainport-worker-executor"]
     assert binding["roleRef"]["name"] == "trainport-executor"
     assert binding["subjects"] == [

@@ -70,7 +70,7 @@ class ClusterSimulator:
 
     # -- one round of every controller ----------------------------------------------------------
 
-    def step(self) -> None:
+    def step(self, finish_deletions: bool = True) -> None:
         for job in self.jobs():
             if job["metadata"].get("deletionTimestamp") or _finished(job):
                 continue
@@ -78,9 +78,21 @@ class ClusterSimulator:
             for pod in pods:
                 self._kubelet(pod)
             self._job_controller(job, self.pods(job))
+        if not finish_deletions:  # leave marked pods for the test to look at
+            return
+        self.kill_deleted_pods()
         for pod in self.pods():
             if pod["metadata"].get("deletionTimestamp"):
                 self.delete_pod(pod, grace=0)  # the kubelet stopped its containers
+
+    def kill_deleted_pods(self) -> None:
+        """The kubelet's part of a graceful deletion: SIGTERM, so a running container exits 143
+        and its pod turns Failed while still marked for deletion, until it is removed."""
+        for pod in self.pods():
+            if pod["metadata"].get("deletionTimestamp") and pod["status"].get("phase") == "Running":
+                terminated = {"exitCode": 143, "reason": "Error", "finishedAt": now_text()}
+                status = {"phase": "Failed", "containerStatuses": [_terminated(terminated)]}
+                self.patch_pod(pod, _with_image_id(pod, status))
 
     def _kubelet(self, pod: Obj) -> None:
         index = int(pod["metadata"]["annotations"][INDEX])

@@ -70,7 +70,11 @@ def make_executor(
     def make(**options: Any) -> KubernetesExecutor:
         executor = KubernetesExecutor(
             make_apis(server.url, options.pop("watch_timeout", 5)),
-            ClusterConfig(namespace=NAMESPACE, default_image="python:3.11-slim"),
+            ClusterConfig(
+                namespace=NAMESPACE,
+                default_image="python:3.11-slim",
+                installation=options.pop("installation", "test"),
+            ),
             LogStore(tmp_path / "logs"),
             tmp_path / "state",
             unschedulable_seconds=60,

@@ -20,7 +20,7 @@ import re
 import threading
 import uuid
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -37,8 +37,8 @@ _PATH = re.compile(
 )
 
 
-def now_text() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def now_text(later: float = 0) -> str:
+    return (datetime.now(UTC) + timedelta(seconds=later)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def matches(selector: str, labels: dict[str, str]) -> bool:
@@ -80,6 +80,9 @@ class Store:
         self.changed = threading.Condition()
         self.generation = 0  # bumped by drop_watches()
         self.requests: Counter[str] = Counter()
+        self.log_faults: dict[str, int] = {}  # pod name prefix -> the status pods/log answers
+        self.enforce_owner_references = False  # the admission plugin, for a caller without
+        # `update` on the owner's finalizers
 
     def _record(self, resource: str, kind: str, obj: Obj) -> None:
         self.version += 1
@@ -92,6 +95,7 @@ class Store:
         if not meta.get("name") and meta.get("generateName"):
             meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
         key = (resource, namespace, meta["name"])
+        self._admit_owner_references(resource, meta)
         if key in self.objects:
             raise ApiError(409, "AlreadyExists", f'{resource} "{meta["name"]}" already exists')
         meta.update(uid=str(uuid.uuid4()), creationTimestamp=now_text())
@@ -103,6 +107,19 @@ class Store:
         self.objects[key] = obj
         self._record(resource, "ADDED", obj)
         return obj
+
+    def _admit_owner_references(self, resource: str, meta: Obj) -> None:
+        """OwnerReferencesPermissionEnforcement, as it answers a caller who may not update
+        the owner's finalizers (a Role without `jobs/finalizers`)."""
+        refs = meta.get("ownerReferences") or []
+        if self.enforce_owner_references and any(r.get("blockOwnerDeletion") for r in refs):
+            message = (
+                f'{resource} "{meta["name"]}" is forbidden: cannot set blockOwnerDeletion if an '
+                "ownerReference refers to a resource you can't set finalizers on: User "
+                '"system:serviceaccount:trainport:trainport-worker" cannot update resource '
+                '"jobs/finalizers" in API group "batch" in the namespace "trainport-runs"'
+            )
+            raise ApiError(403, "Forbidden", message)
 
     def get(self, resource: str, namespace: str, name: str) -> Obj:
         try:
@@ -127,7 +144,9 @@ class Store:
             meta.update(deletionTimestamp=now_text(), finalizers=["foregroundDeletion"])
             self._record(resource, "MODIFIED", obj)
         elif graceful and (obj.get("status") or {}).get("phase") in {"Pending", "Running"}:
-            meta["deletionTimestamp"] = now_text()
+            # As a real server: the mark is when the grace period ends, not when it was asked.
+            grace = int(options.get("gracePeriodSeconds") or 30)
+            meta.update(deletionTimestamp=now_text(grace), deletionGracePeriodSeconds=grace)
             self._record(resource, "MODIFIED", obj)
         else:
             self._remove(resource, namespace, name)
@@ -225,6 +244,12 @@ class FakeApiServer:
             self.store.generation += 1
             self.store.changed.notify_all()
 
+    def fail_logs(self, pod_prefix: str, code: int = 500) -> None:
+        """Answer `pods/log` of every pod whose name starts with `pod_prefix` with `code`, as
+        a real server does when it cannot reach the pod's kubelet (500)."""
+        with self.store.changed:
+            self.store.log_faults[pod_prefix] = code
+
     def append_log(self, namespace: str, pod: str, text: str) -> None:
         """What the kubelet's container runtime would record; served by `pods/log`."""
         with self.store.changed:
@@ -274,7 +299,10 @@ class _Handler(BaseHTTPRequestHandler):
             return self._watch(resource, ns, query)
         with store.changed:
             if method == "GET" and name is None:
-                items = store.select(resource, ns, query.get("labelSelector", ""))
+                items = [  # a real server's list items carry neither kind nor apiVersion
+                    {k: v for k, v in obj.items() if k not in {"kind", "apiVersion"}}
+                    for obj in store.select(resource, ns, query.get("labelSelector", ""))
+                ]
                 body = {"kind": "List", "apiVersion": "v1", "items": items}
                 body["metadata"] = {"resourceVersion": str(store.version)}
                 return self._send(200, body)
@@ -361,6 +389,10 @@ class _Handler(BaseHTTPRequestHandler):
         with store.changed:
             store.get("pods", ns, name)
             generation = store.generation
+            for prefix, code in store.log_faults.items():
+                if name.startswith(prefix):
+                    message = f'Get "https://{name}:10250/containerLogs": dial tcp: i/o timeout'
+                    raise ApiError(code, "InternalError", message)
         self._open_stream()
         while True:
             with store.changed:

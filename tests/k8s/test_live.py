@@ -45,7 +45,9 @@ def test_every_manifest_passes_a_server_side_dry_run() -> None:
     apis.batch.create_namespaced_job(built.namespace, built.job, dry_run="All")
     apis.core.create_namespaced_service(built.namespace, built.service, dry_run="All")
     apis.core.create_namespaced_secret(
-        built.namespace, build_org_secret(_with_secret(request), built.namespace), dry_run="All"
+        built.namespace,
+        build_org_secret(_with_secret(request), config, built.namespace),
+        dry_run="All",
     )
 
 

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
+from dataclasses import replace
+
+import pytest
 
 from core.logs import LogStore
 from core.runs.states import StatusReason
+from core.secrets.schemas import LaunchSecrets
 from tests.k8s.cluster import ClusterSimulator
 from tests.k8s.conftest import Clock, launch_request, outcome_after, seen, wait_until
 from tests.k8s.fake_api import FakeApiServer
 from workers.executors.base import AttemptPhase, classify_attempt
 from workers.executors.kubernetes import naming
-from workers.executors.kubernetes.executor import KubernetesExecutor
+from workers.executors.kubernetes.executor import CANCEL_WHY, KubernetesExecutor
 
 
 def run_steps(cluster: ClusterSimulator, count: int) -> None:
@@ -225,3 +230,153 @@ def test_labels_select_exactly_one_attempts_pods(
         labels = pod["metadata"]["labels"]
         assert all(labels[k] == v for k, v in service["spec"]["selector"].items())
     assert service["metadata"]["ownerReferences"][0]["kind"] == "Job"
+
+
+def test_a_pods_log_500_stalls_neither_its_cleanup_nor_other_runs(
+    executor: KubernetesExecutor,
+    cluster: ClusterSimulator,
+    server: FakeApiServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="trainport.executors.kubernetes")
+    cluster.fates = {0: "run"}
+    broken, healthy = launch_request(nodes=1), launch_request(nodes=1)
+    server.fail_logs(naming.attempt_name(broken.run_id, 1))  # its kubelet is unreachable
+    executor.launch(broken)
+    executor.launch(healthy)
+    run_steps(cluster, 2)
+    outcome_after(executor, broken, "running")
+    prefix = naming.attempt_name(broken.run_id, 1)
+    uid = next(
+        p["metadata"]["uid"] for p in cluster.pods() if p["metadata"]["name"].startswith(prefix)
+    )
+    for _ in range(5):  # observe starts a follower each time; each one meets the 500
+        executor.observe()
+        wait_until(executor, lambda: uid not in executor.logs._following)
+    cluster.fates = {0: "succeed"}
+    run_steps(cluster, 1)
+    outcome_after(executor, broken, "succeeded")
+    outcome_after(executor, healthy, "succeeded")
+    executor.cleanup(broken.run_id, 1)  # must not raise: the others' cleanups come after it
+    executor.cleanup(healthy.run_id, 1)
+    assert not cluster.jobs()
+    store: LogStore = executor.logs._store
+    assert "rank 0 working" in store.ref(healthy.run_id, 1, 0).path.read_text()
+    lost = store.ref(broken.run_id, 1, 0)
+    assert lost.finished
+    assert "could not be copied" in lost.path.read_text()
+    follower = [r for r in caplog.records if r.name.endswith(".logs") and r.levelno >= 30]
+    assert len([r for r in follower if "follow" in r.getMessage()]) == 1, follower
+    assert not [r for r in caplog.records if r.exc_info]  # one quiet line, no traceback
+
+
+def test_a_job_deleted_behind_trainport_s_back_is_a_platform_failure(
+    executor: KubernetesExecutor, cluster: ClusterSimulator
+) -> None:
+    cluster.fates = {0: "run", 1: "run"}
+    request = launch_request(nodes=2)
+    executor.launch(request)
+    run_steps(cluster, 2)
+    outcome_after(executor, request, "running")
+    name = naming.attempt_name(request.run_id, 1)
+    cluster.http.delete(f"/apis/batch/v1/namespaces/trainport-runs/jobs/{name}")  # as kubectl
+    cluster.kill_deleted_pods()  # SIGTERM: both ranks exit 143 while marked for deletion
+    wait_until(
+        executor, lambda: all(p["status"]["phase"] == "Failed" for p in executor.pods.objects())
+    )
+    outcome = outcome_after(executor, request, "system_failed")
+    assert outcome.reason is StatusReason.DELETED_EXTERNALLY
+    assert name in outcome.message
+    assert 143 not in [r.exit_code for r in seen(executor, request).ranks]  # type: ignore[union-attr]
+
+
+def test_a_rank_the_job_controller_stops_does_not_hide_the_one_that_failed(
+    executor: KubernetesExecutor, cluster: ClusterSimulator
+) -> None:
+    """Rank 0 is stopped (SIGTERM, exit 143) because rank 1 ran out of memory: rank 1 speaks."""
+    cluster.fates = {0: "run", 1: "oom"}
+    request = launch_request(nodes=2)
+    executor.launch(request)
+    run_steps(cluster, 2)  # both ranks running
+    cluster.step(finish_deletions=False)  # rank 1 OOMs; the Job controller deletes rank 0
+    cluster.kill_deleted_pods()
+    wait_until(
+        executor, lambda: all(p["status"]["phase"] == "Failed" for p in executor.pods.objects())
+    )
+    outcome = outcome_after(executor, request, "failed")
+    assert outcome.reason is StatusReason.OOM_KILLED
+    assert "rank 1" in outcome.message
+
+
+def test_two_installations_sharing_a_namespace_leave_each_other_s_jobs_alone(
+    make_executor: Callable[..., KubernetesExecutor],
+    cluster: ClusterSimulator,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="trainport.executors.kubernetes")
+    ours, theirs = make_executor(installation="ours"), make_executor(installation="theirs")
+    cluster.fates = {0: "run"}
+    mine, foreign = launch_request(nodes=1), launch_request(nodes=1)
+    mine = replace(mine, secrets=LaunchSecrets({"token": "s3cr3t"}, {"token": "org.token"}))
+    ours.launch(mine)
+    theirs.launch(foreign)
+    run_steps(cluster, 2)
+    outcome_after(ours, mine, "running")
+    outcome_after(theirs, foreign, "running")
+    assert {o.run_id for o in ours.observe()} == {mine.run_id}  # never an orphan to stop
+    assert {o.run_id for o in theirs.observe()} == {foreign.run_id}
+    ns = "/api/v1/namespaces/trainport-runs"
+    objects = [*cluster.jobs(), *cluster.pods()]
+    objects += cluster.http.get(f"{ns}/services").json()["items"]
+    objects += cluster.http.get(f"{ns}/secrets").json()["items"]
+    for obj in objects:
+        run = obj["metadata"]["labels"].get(naming.RUN_ID_KEY, "")
+        expected = "theirs" if run == naming.label_value(foreign.run_id) else "ours"
+        assert obj["metadata"]["labels"][naming.INSTALLATION_KEY] == expected, obj["kind"]
+    assert ours.cancel(mine.run_id, 1) is False
+    deletions = [r.getMessage() for r in caplog.records if "deleting Job" in r.getMessage()]
+    assert deletions == [
+        f"deleting Job {naming.attempt_name(mine.run_id, 1)} in trainport-runs: {CANCEL_WHY}"
+    ]
+    assert [j["metadata"].get("deletionTimestamp") is None for j in cluster.jobs()].count(True) == 1
+
+
+def test_a_restarted_worker_settles_a_job_that_finished_while_it_was_away(
+    make_executor: Callable[..., KubernetesExecutor],
+    cluster: ClusterSimulator,
+    server: FakeApiServer,
+) -> None:
+    """Re-listed Jobs carry no `kind` (nor, on older servers, `completionMode`): the list's
+    own resource says what they are."""
+    cluster.fates = {0: "run"}
+    first = make_executor()
+    request = launch_request(nodes=1, scheduling={"max_duration": 60})
+    first.launch(request)
+    run_steps(cluster, 2)
+    outcome_after(first, request, "running")
+    first.stop()
+    job = cluster.jobs()[0]
+    with server.store.changed:  # as a server without Indexed Jobs keeps it
+        server.store.objects[("jobs", "trainport-runs", job["metadata"]["name"])]["spec"].pop(
+            "completionMode"
+        )
+    cluster.fail_job(job, "DeadlineExceeded", "Job was active longer than specified")
+    run_steps(cluster, 1)  # its pods are gone; only the failed Job is left
+    assert not cluster.pods()
+    second = make_executor()
+    outcome = outcome_after(second, request, "failed")
+    assert outcome.reason is StatusReason.MAX_DURATION_EXCEEDED
+
+
+def test_a_launch_whose_service_is_refused_fails_the_attempt_saying_why(
+    executor: KubernetesExecutor, cluster: ClusterSimulator, server: FakeApiServer
+) -> None:
+    server.store.enforce_owner_references = True  # and the Role lacks jobs/finalizers
+    request = launch_request(nodes=2)
+    executor.launch(request)  # does not raise: a redelivery would meet the same refusal
+    outcome = outcome_after(executor, request, "failed")
+    assert outcome.reason is StatusReason.SYSTEM_ERROR
+    assert "headless Service" in outcome.message
+    assert "jobs/finalizers" in outcome.message
+    executor.cleanup(request.run_id, 1)
+    assert not cluster.jobs()

@@ -31,6 +31,7 @@ from tests.training_api.checkpointing import commit_files
 from tests.workers.test_admission import sessions
 from workers import scheduler
 from workers.clusters import forget_inventory_reads, sync_clusters
+from workers.executors.kubernetes import naming
 from workers.executors.registry import Where, executor_for
 from workers.reconciler import WorkerContext, launch_attempt, reconcile_once
 
@@ -273,3 +274,22 @@ def _beat(api: TestClient, env: dict[str, str], **beat: int) -> None:
     url = f"/v1/runs/{env['TRAINPORT_RUN_ID']}/heartbeat"
     response = api.post(url, json=beat, headers=_pod_headers(env))
     assert response.status_code == 204, response.text
+
+
+def test_a_pods_log_500_on_one_run_stalls_no_reconcile_pass(
+    api: TestClient, clusters: Clusters
+) -> None:
+    """An unreachable kubelet (pods/log 500) for one run: every pass still settles the rest."""
+    tenant, ctx = make_tenant(api), context(api, clusters.settings)
+    compute = {"nodes": 1, "gpus_per_node": 4, "gpu_type": H100}
+    image = "python:3.11-slim"
+    broken, healthy = (
+        str(create_run(api, tenant, image=image, compute=compute)["id"]) for _ in range(2)
+    )
+    clusters.west.server.fail_logs(naming.attempt_name(broken, 1))
+    admitted = scheduler.run_pass(ctx.factory, ctx.settings, [broken, healthy]).admitted
+    for run in admitted:
+        assert launch_attempt(ctx, run.run_id, run.attempt) == "launched"
+    reconcile_until(api, tenant, ctx, "west", broken, {"succeeded"})  # no pass raises
+    reconcile_until(api, tenant, ctx, "west", healthy, {"succeeded"})
+    assert not clusters.west.jobs()  # both cleaned up

@@ -91,7 +91,12 @@ class Executor(Protocol):
         """Forget a finished attempt's bookkeeping (its logs stay). Idempotent."""
 
 
-_SYSTEM_REASONS = {StatusReason.EVICTED, StatusReason.NODE_LOST, StatusReason.PREEMPTED}
+_SYSTEM_REASONS = {
+    StatusReason.EVICTED,
+    StatusReason.NODE_LOST,
+    StatusReason.PREEMPTED,
+    StatusReason.DELETED_EXTERNALLY,
+}
 
 
 def classify_attempt(ranks: tuple[RankObservation, ...]) -> AttemptOutcome:

@@ -9,6 +9,9 @@ list-then-watch copies of Jobs and Pods; `observations` maps them to per-rank ob
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+from core.installation import installation_id
 from core.logs import LogStore
 from core.settings import Settings
 from workers.executors.kubernetes.client import apis_from_settings, cluster_config
@@ -19,7 +22,7 @@ from workers.executors.kubernetes.inventory import read_inventory
 def executor_from_settings(settings: Settings) -> KubernetesExecutor:
     return KubernetesExecutor(
         apis_from_settings(settings),
-        cluster_config(settings),
+        replace(cluster_config(settings), installation=installation_id(settings)),
         LogStore(settings.log_root),
         settings.state_dir,
         unschedulable_seconds=settings.kubernetes_unschedulable_seconds,

@@ -42,6 +42,7 @@ from workers.executors.kubernetes.observations import AttemptView, group_attempt
 from workers.executors.kubernetes.podlogs import PodLogs
 
 FOREGROUND = "Foreground"
+CANCEL_WHY = "cancelled: its run is stopping, or no active run of this installation claims it"
 log = logging.getLogger("trainport.executors.kubernetes")
 
 
@@ -89,7 +90,7 @@ class KubernetesExecutor:
     ) -> Mirror:
         return Mirror(
             namespaced if scope else everywhere,
-            naming.managed_selector(),
+            naming.managed_selector(self.config.installation),
             namespace=scope,
             watch_timeout=self.apis.watch_timeout,
             request_timeout=self.apis.request_timeout,
@@ -108,7 +109,7 @@ class KubernetesExecutor:
         job = self._create_or_adopt(manifests)
         if job is None:
             return None
-        self._create_service(manifests, job)
+        self._create_service(manifests, job, request)
         return None
 
     def _write_org_secret(self, request: LaunchRequest, namespace: str) -> None:
@@ -117,7 +118,7 @@ class KubernetesExecutor:
         keys of secrets the org has deleted since removed)."""
         if not request.secrets.values:
             return
-        secret = build_org_secret(request, namespace)
+        secret = build_org_secret(request, self.config, namespace)
         core, timeout = self.apis.core, self.apis.request_timeout
         try:
             core.create_namespaced_secret(namespace, secret, _request_timeout=timeout)
@@ -179,7 +180,12 @@ class KubernetesExecutor:
         self._refuse(run_id, attempt, {"compute": {"nodes": nodes}}, message)  # system_error
         return None
 
-    def _create_service(self, manifests: AttemptManifests, job: Any) -> None:
+    def _create_service(
+        self, manifests: AttemptManifests, job: Any, request: LaunchRequest
+    ) -> None:
+        """The attempt's headless Service (rank 0's address), owned by its Job. A refusal
+        (4xx) fails the attempt with the server's words: a run without its Service would never
+        resolve MASTER_ADDR, and a redelivered launch would meet the same refusal."""
         owner = k.V1OwnerReference(
             api_version="batch/v1", kind="Job", name=manifests.name, uid=job.metadata.uid,
             block_owner_deletion=True,
@@ -191,8 +197,17 @@ class KubernetesExecutor:
                 manifests.namespace, manifests.service, _request_timeout=self.apis.request_timeout
             )
         except ApiException as error:
-            if error.status != 409:  # 409: made by an earlier launch of this same attempt
-                raise
+            if error.status == 409:  # made by an earlier launch of this same attempt
+                return
+            if error.status is None or not 400 <= error.status < 500:
+                raise  # the server's trouble, not a refusal: the launch is redelivered
+            message = (
+                f"the cluster refused the attempt's headless Service {manifests.name} in "
+                f"{manifests.namespace} (HTTP {error.status}: {_server_message(error)})"
+            )
+            if "finalizers" in message:
+                message += "; the worker's Role needs `update` on `jobs/finalizers` (k8s/rbac.yaml)"
+            self._refuse(request.run_id, request.attempt, request.spec, message)
 
     def _refuse(
         self,
@@ -256,7 +271,7 @@ class KubernetesExecutor:
         namespace = self._namespace_of(run_id, attempt)
         if namespace is None:
             return True
-        self._delete(namespace, naming.attempt_name(run_id, attempt))
+        self._delete(namespace, naming.attempt_name(run_id, attempt), CANCEL_WHY)
         # Followers keep copying a terminating pod's log; cleanup() drains what is left.
         return not self._pods_of(namespace, run_id, attempt)
 
@@ -269,11 +284,13 @@ class KubernetesExecutor:
                 for pod in pods:
                     self.logs.drain(run_id, attempt, rank, pod)
         if namespace is not None:
-            self._delete(namespace, naming.attempt_name(run_id, attempt))
+            self._delete(namespace, naming.attempt_name(run_id, attempt), "the attempt is over")
         if view is not None:
             self.logs.forget([p for pods in view.pods.values() for p in pods])
 
-    def _delete(self, namespace: str, name: str) -> None:
+    def _delete(self, namespace: str, name: str, why: str) -> None:
+        """Delete one of this installation's Jobs (its pods and Service follow), saying why."""
+        log.info("deleting Job %s in %s: %s", name, namespace, why)
         try:
             self.apis.batch.delete_namespaced_job(
                 name,
@@ -294,7 +311,7 @@ class KubernetesExecutor:
         return None  # neither Job nor pod of it exists anywhere we watch
 
     def _pods_of(self, namespace: str, run_id: str, attempt: int) -> list[dict[str, Any]]:
-        labels = naming.selector_labels(run_id, attempt)
+        labels = naming.selector_labels(run_id, attempt, self.config.installation)
         document = read_json(
             self.apis.core.list_namespaced_pod,
             namespace,
@@ -303,3 +320,11 @@ class KubernetesExecutor:
         )
         items: list[dict[str, Any]] = document.get("items") or []
         return items
+
+
+def _server_message(error: ApiException) -> str:
+    """The Status message the server gave (it names what is missing), else its reason."""
+    try:
+        return str(json.loads(error.body or "{}").get("message") or error.reason)
+    except ValueError:
+        return str(error.reason)

@@ -53,6 +53,7 @@ class ClusterConfig:
     rendezvous_port: int = 29500
     checkpoint_claim: str | None = None
     ttl_seconds_after_finished: int = 3600
+    installation: str = "default"  # labels every object; see core.installation
 
 
 @dataclass(frozen=True)
@@ -99,14 +100,18 @@ def _check_launchable(spec: dict[str, Any], config: ClusterConfig) -> None:
         raise ManifestRefused(f"gpu_type {gpu_type!r} is not a valid node label value")
 
 
-def _metadata(request: LaunchRequest, name: str | None, namespace: str | None) -> k.V1ObjectMeta:
+def _metadata(
+    request: LaunchRequest, config: ClusterConfig, name: str | None, namespace: str | None
+) -> k.V1ObjectMeta:
     labels = {
         key: value
         for key, value in (request.spec.get("labels") or {}).items()
         if naming.is_user_label_allowed(key)
     }
     labels.update(
-        naming.attempt_labels(request.run_id, request.org_id, request.project_id, request.attempt)
+        naming.attempt_labels(
+            request.run_id, request.org_id, request.project_id, request.attempt, config.installation
+        )
     )
     annotations = {naming.RUN_ID_KEY: request.run_id}
     return k.V1ObjectMeta(name=name, namespace=namespace, labels=labels, annotations=annotations)
@@ -121,17 +126,17 @@ def build_service_manifest(
     spec = k.V1ServiceSpec(
         cluster_ip="None",
         publish_not_ready_addresses=True,
-        selector=naming.selector_labels(request.run_id, request.attempt),
+        selector=naming.selector_labels(request.run_id, request.attempt, config.installation),
         ports=[port],
     )
-    metadata = _metadata(request, name, namespace)
+    metadata = _metadata(request, config, name, namespace)
     return k.V1Service(api_version="v1", kind="Service", metadata=metadata, spec=spec)
 
 
 def build_job_manifest(request: LaunchRequest, config: ClusterConfig, namespace: str) -> k.V1Job:
     name = naming.attempt_name(request.run_id, request.attempt)
     nodes = int((request.spec.get("compute") or {}).get("nodes") or 1)
-    metadata = _metadata(request, name, namespace)
+    metadata = _metadata(request, config, name, namespace)
     if config.queue_name:
         assert metadata.labels is not None
         metadata.labels[naming.QUEUE_KEY] = config.queue_name
@@ -183,7 +188,7 @@ def _pod_template(request: LaunchRequest, config: ClusterConfig) -> k.V1PodTempl
         or None,
         priority_class_name=config.priority_classes.get(str(priority)),
     )
-    return k.V1PodTemplateSpec(metadata=_metadata(request, None, None), spec=pod)
+    return k.V1PodTemplateSpec(metadata=_metadata(request, config, None, None), spec=pod)
 
 
 def _container(request: LaunchRequest, config: ClusterConfig) -> k.V1Container:
@@ -270,7 +275,7 @@ def _secret_ref(request: LaunchRequest, variable: str, secret: str) -> k.V1Secre
     return k.V1SecretKeySelector(name=naming.org_secret_name(request.org_id), key=key)
 
 
-def build_org_secret(request: LaunchRequest, namespace: str) -> k.V1Secret:
+def build_org_secret(request: LaunchRequest, config: ClusterConfig, namespace: str) -> k.V1Secret:
     """The launch's resolved values as its org's Secret (merged into what the org has there)."""
     data = {
         key: base64.b64encode(value.encode()).decode("ascii")
@@ -279,7 +284,7 @@ def build_org_secret(request: LaunchRequest, namespace: str) -> k.V1Secret:
     metadata = k.V1ObjectMeta(
         name=naming.org_secret_name(request.org_id),
         namespace=namespace,
-        labels=naming.org_secret_labels(request.org_id),
+        labels=naming.org_secret_labels(request.org_id, config.installation),
     )
     return k.V1Secret(api_version="v1", kind="Secret", type="Opaque", metadata=metadata, data=data)
 

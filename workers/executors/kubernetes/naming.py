@@ -14,6 +14,7 @@ import re
 
 MANAGED_BY_KEY = "app.kubernetes.io/managed-by"
 MANAGED_BY = "trainport"
+INSTALLATION_KEY = "trainport.dev/installation"  # which Trainport made it (see core.installation)
 RUN_ID_KEY = "trainport.dev/run-id"
 ORG_KEY = "trainport.dev/org"
 PROJECT_KEY = "trainport.dev/project"
@@ -88,14 +89,21 @@ def org_secret_name(org_id: str) -> str:
     return f"{ORG_SECRET_PREFIX}{cleaned}"
 
 
-def org_secret_labels(org_id: str) -> dict[str, str]:
-    return {MANAGED_BY_KEY: MANAGED_BY, ORG_KEY: label_value(org_id)}
+def org_secret_labels(org_id: str, installation: str) -> dict[str, str]:
+    return {**owner_labels(installation), ORG_KEY: label_value(org_id)}
 
 
-def attempt_labels(run_id: str, org_id: str, project_id: str, attempt: int) -> dict[str, str]:
+def owner_labels(installation: str) -> dict[str, str]:
+    """What every object this installation makes carries, and every watch and list selects."""
+    return {MANAGED_BY_KEY: MANAGED_BY, INSTALLATION_KEY: label_value(installation)}
+
+
+def attempt_labels(
+    run_id: str, org_id: str, project_id: str, attempt: int, installation: str
+) -> dict[str, str]:
     """The labels that identify an attempt's objects; the Service selects on a subset."""
     labels = {
-        MANAGED_BY_KEY: MANAGED_BY,
+        **owner_labels(installation),
         RUN_ID_KEY: label_value(run_id),
         ORG_KEY: label_value(org_id),
         ATTEMPT_KEY: str(attempt),
@@ -105,18 +113,19 @@ def attempt_labels(run_id: str, org_id: str, project_id: str, attempt: int) -> d
     return labels
 
 
-def selector_labels(run_id: str, attempt: int) -> dict[str, str]:
+def selector_labels(run_id: str, attempt: int, installation: str) -> dict[str, str]:
     """What the headless Service selects: exactly one attempt's pods."""
     return {
-        MANAGED_BY_KEY: MANAGED_BY,
+        **owner_labels(installation),
         RUN_ID_KEY: label_value(run_id),
         ATTEMPT_KEY: str(attempt),
     }
 
 
-def managed_selector() -> str:
-    """The label selector of every watch and list: everything Trainport made, nothing else."""
-    return f"{MANAGED_BY_KEY}={MANAGED_BY}"
+def managed_selector(installation: str) -> str:
+    """The label selector of every watch and list: everything this installation made, and
+    nothing another Trainport sharing the namespace made (it would look like an orphan)."""
+    return ",".join(f"{key}={value}" for key, value in owner_labels(installation).items())
 
 
 def is_user_label_allowed(key: str) -> bool:

@@ -5,15 +5,17 @@ each failure: ImagePullBackOff and friends fail fast (`image_pull_failed`); a po
 for longer than the limit fails (`unschedulable`, with the scheduler's message); OOMKilled names
 its rank; eviction, preemption and a lost node are the platform's failures (retried, not counted
 against the user's retries); the Job's DeadlineExceeded is `max_duration_exceeded`. Pods the Job
-controller stops because another rank failed carry no evidence of their own, so the rank that
-failed first is the one the run reports.
+controller stops because another rank failed carry no evidence of their own (their exit 143
+came from the deletion, read from the deletion mark before the Failed phase), so the rank that
+failed first is the one the run reports. An unfinished Job deleted by someone else is
+`deleted_externally`, the platform's failure.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from core.runs.states import StatusReason
@@ -49,21 +51,29 @@ class AttemptView:
 
 
 def group_attempts(jobs: list[Obj], pods: list[Obj]) -> dict[tuple[str, int], AttemptView]:
+    """Jobs and pods by attempt. Which is which comes from the mirror each was read from: a
+    list's items carry no `kind`, and older servers drop fields such as `completionMode`."""
     views: dict[tuple[str, int], AttemptView] = {}
-    for obj in [*jobs, *pods]:
-        meta = obj.get("metadata") or {}
-        run_id = (meta.get("annotations") or {}).get(naming.RUN_ID_KEY)
-        attempt = (meta.get("labels") or {}).get(naming.ATTEMPT_KEY, "")
-        if not run_id or not attempt.isdigit():
-            continue  # not ours, or edited by hand: never guess
-        key = (run_id, int(attempt))
-        name = naming.attempt_name(run_id, int(attempt))
-        view = views.setdefault(key, AttemptView(run_id, int(attempt), meta["namespace"], name))
-        if obj.get("kind") == "Job" or "completionMode" in (obj.get("spec") or {}):
+    for is_job, obj in [*((True, job) for job in jobs), *((False, pod) for pod in pods)]:
+        view = _view_of(views, obj)
+        if view is None:
+            continue
+        if is_job:
             view.job = obj
         elif (index := completion_index(obj)) is not None:
             view.pods[index].append(obj)
     return views
+
+
+def _view_of(views: dict[tuple[str, int], AttemptView], obj: Obj) -> AttemptView | None:
+    meta = obj.get("metadata") or {}
+    run_id = (meta.get("annotations") or {}).get(naming.RUN_ID_KEY)
+    attempt = (meta.get("labels") or {}).get(naming.ATTEMPT_KEY, "")
+    if not run_id or not attempt.isdigit():
+        return None  # not ours, or edited by hand: never guess
+    name = naming.attempt_name(run_id, int(attempt))
+    key = (run_id, int(attempt))
+    return views.setdefault(key, AttemptView(run_id, int(attempt), meta["namespace"], name))
 
 
 def completion_index(pod: Obj) -> int | None:
@@ -115,6 +125,8 @@ def _pick(index: int, seen: list[RankObservation], pods: list[Obj]) -> RankObser
 def _apply_job(view: AttemptView, ranks: list[RankObservation | None]) -> list[RankObservation]:
     condition = _job_finished(view.job)
     own_failure = any(r is not None and r.phase is RankPhase.FAILED for r in ranks)
+    if not own_failure and _deleted_externally(view, condition):
+        return [_deleted_rank(view, index, rank) for index, rank in enumerate(ranks)]
     done = []
     for index, rank in enumerate(ranks):
         if condition == ("Complete", ""):
@@ -134,6 +146,46 @@ def _apply_job(view: AttemptView, ranks: list[RankObservation | None]) -> list[R
     return done
 
 
+def _deleted_externally(view: AttemptView, condition: tuple[str, str] | None) -> bool:
+    """An unfinished Job that is being (or was) deleted: Trainport deletes an attempt's Job
+    only once the run is stopping or settled, when nothing reads this view; so someone else
+    did. Its pods are SIGTERMed (exit 143): the platform's failure, not the code's."""
+    if condition is not None:
+        return False  # finished first: a later delete (a TTL, a tidy-up) changes nothing
+    if view.job is not None:
+        return bool((view.job.get("metadata") or {}).get("deletionTimestamp"))
+    return any(_deletion_requested(pod) for pods in view.pods.values() for pod in pods)
+
+
+def _deleted_rank(view: AttemptView, index: int, rank: RankObservation | None) -> RankObservation:
+    if rank is not None and rank.phase is RankPhase.SUCCEEDED:
+        return rank
+    message = (
+        f"the Job {view.name} in {view.namespace} was deleted outside Trainport "
+        f"while rank {index} had not finished"
+    )
+    return RankObservation(index, RankPhase.FAILED, None, StatusReason.DELETED_EXTERNALLY, message)
+
+
+def _stopped_by_deletion(pod: Obj) -> bool:
+    """A Failed pod whose container ended after its deletion was asked for (or whose end time
+    is unknown) was stopped by that deletion; one that failed first keeps its own failure."""
+    requested = _deletion_requested(pod)
+    if requested is None:
+        return False
+    finished = _parse_time(_terminated(pod).get("finishedAt"))
+    return finished is None or finished >= requested
+
+
+def _deletion_requested(pod: Obj) -> datetime | None:
+    """When the pod's deletion was asked for: its mark is the end of the grace period."""
+    meta = pod.get("metadata") or {}
+    mark = _parse_time(meta.get("deletionTimestamp"))
+    if mark is None:
+        return None
+    return mark - timedelta(seconds=int(meta.get("deletionGracePeriodSeconds") or 0))
+
+
 def _job_finished(job: Obj | None) -> tuple[str, str] | None:
     for condition in ((job or {}).get("status") or {}).get("conditions") or []:
         if condition.get("type") in {"Complete", "Failed"} and condition.get("status") == "True":
@@ -148,6 +200,8 @@ def _pod_rank(index: int, pod: Obj, now: datetime, limit: float) -> RankObservat
     if phase == "Succeeded":
         return RankObservation(index, RankPhase.SUCCEEDED, 0)
     if phase == "Failed":
+        if _stopped_by_deletion(pod) and not _disrupted(pod):  # a deletion's SIGTERM, not its own
+            return RankObservation(index, RankPhase.RUNNING, message="stopping")
         return _failed(index, pod)
     if phase == "Unknown":
         message = f"rank {index}'s node {_node(pod) or '?'} stopped reporting"
@@ -159,10 +213,16 @@ def _pod_rank(index: int, pod: Obj, now: datetime, limit: float) -> RankObservat
     return _pending(index, pod, now, limit)
 
 
+def _disrupted(pod: Obj) -> bool:
+    """Evicted, preempted or taken off a lost node: the cluster says why, keep its words."""
+    evicted = (pod.get("status") or {}).get("reason") == "Evicted"
+    return evicted or _condition(pod, "DisruptionTarget") is not None
+
+
 def _failed(index: int, pod: Obj) -> RankObservation:
     status = pod.get("status") or {}
     disruption = _condition(pod, "DisruptionTarget")
-    if status.get("reason") == "Evicted" or disruption is not None:
+    if _disrupted(pod):
         why = str((disruption or {}).get("reason") or "Evicted")
         reason = DISRUPTION_REASONS.get(why, StatusReason.EVICTED)
         detail = status.get("message") or (disruption or {}).get("message") or why

@@ -9,19 +9,23 @@ log is complete after the pod is gone. A rank still running when its attempt end
 failed elsewhere, or a rank was evicted) has its follow stream shut down first: otherwise the
 drain would wait for the follower's stream to time out (up to the watch timeout, per pod).
 Every line is stored with the values of the pod's `secretKeyRef`s redacted (core.logs).
+A log that cannot be read (no log yet, an unreachable kubelet's 500) is logged once, in one
+line, while the followers retry; at `drain` it is noted in the rank's log and the cleanup goes
+on, so one run's unreadable log never holds up the reconciler's pass for the others.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import logging
 import threading
 from pathlib import Path
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
-from urllib3.exceptions import ProtocolError
+from urllib3.exceptions import HTTPError, ProtocolError
 
 from core.logs import LogStore
 from workers.executors.kubernetes.client import Apis, call_raw, read_json, response_lines
@@ -44,6 +48,7 @@ class PodLogs:
         self._pod_locks: dict[str, threading.Lock] = {}
         self._following: set[str] = set()
         self._streams: dict[str, Any] = {}  # pod uid -> its follower's open response
+        self._failing: set[str] = set()  # pods whose follow failed last time (logged once)
 
     def follow(self, run_id: str, attempt: int, rank: int, pod: dict[str, Any]) -> None:
         """Start following a started pod's log in the background, unless that is under way."""
@@ -60,13 +65,26 @@ class PodLogs:
         thread.start()
 
     def _follow(self, run_id: str, attempt: int, rank: int, pod: dict[str, Any]) -> None:
+        uid = _uid(pod)
         try:
             self.copy(run_id, attempt, rank, pod, follow=True)
-        except Exception:  # the next observe starts another follower from the cursor
-            log.warning("following the log of %s failed", _name(pod), exc_info=True)
+        except Exception as error:  # the next observe retries from the cursor
+            self._note_follow_failure(uid, _name(pod), error)
+        else:
+            with self._lock:
+                self._failing.discard(uid)
         finally:
             with self._lock:
-                self._following.discard(_uid(pod))
+                self._following.discard(uid)
+
+    def _note_follow_failure(self, uid: str, name: str, error: Exception) -> None:
+        """One warning line when a pod's log first cannot be read (no log yet, an unreachable
+        kubelet); the retries each observe() makes stay at debug until a copy succeeds."""
+        with self._lock:
+            first = uid not in self._failing
+            self._failing.add(uid)
+        level = logging.WARNING if first else logging.DEBUG
+        log.log(level, "cannot follow the log of pod %s yet (%s); retrying", name, _why(error))
 
     def drain(self, run_id: str, attempt: int, rank: int, pod: dict[str, Any]) -> None:
         """Copy the rest of a finished pod's log and mark the rank's log finished."""
@@ -74,10 +92,26 @@ class PodLogs:
         if _phase(pod) in STARTED and not self._is_done(_uid(pod)):
             try:
                 self.copy(run_id, attempt, rank, pod, follow=False)
-            except ApiException as error:
-                if error.status != 404:
-                    raise
+            except (ApiException, HTTPError) as error:
+                if not isinstance(error, ApiException) or error.status != 404:
+                    self._note_lost_tail(run_id, attempt, rank, pod, error)
         self._store.mark_finished(run_id, attempt, rank)
+
+    def _note_lost_tail(
+        self, run_id: str, attempt: int, rank: int, pod: dict[str, Any], error: Exception
+    ) -> None:
+        """The pod's log cannot be read (its kubelet is unreachable): say so in the rank's log
+        and go on. Keeping the Job to retry would hold every later cleanup of this pass, and
+        the pod, once deleted, takes its log with it anyway."""
+        why = _why(error)
+        log.warning("the rest of pod %s's log could not be copied (%s)", _name(pod), why)
+        writer = self._store.writer(run_id, attempt, rank)
+        try:
+            writer.write(
+                "system", f"the rest of this log could not be copied from the cluster: {why}"
+            )
+        finally:
+            writer.close(finished=False)
 
     def copy(self, run_id: str, attempt: int, rank: int, pod: dict[str, Any], follow: bool) -> None:
         uid = _uid(pod)
@@ -191,6 +225,17 @@ class PodLogs:
             (self._cursors / _uid(pod)).unlink(missing_ok=True)
             with self._lock:
                 self._pod_locks.pop(_uid(pod), None)
+
+
+def _why(error: Exception) -> str:
+    """An API error as one line: its status and the server's message, not its headers."""
+    if isinstance(error, ApiException):
+        try:
+            message = json.loads(error.body or "{}").get("message") or error.reason
+        except ValueError:
+            message = error.reason
+        return f"HTTP {error.status}: {message}"
+    return f"{type(error).__name__}: {error}"
 
 
 def _uid(pod: dict[str, Any]) -> str:
