@@ -56,6 +56,7 @@ VENV_BIN = Path(sys.executable).parent
 RUNS = 8
 READY_TIMEOUT_S = 60.0
 RUN_TIMEOUT_S = 60.0
+IDLE_BETWEEN_RUNS_S = 0.7
 # The relay logs the ids it published, as ranges: "published 3 outbox row(s): 7-8, 11".
 PUBLISHED = re.compile(r"published \d+ outbox row\(s\): ([\d, -]+)")
 
@@ -292,6 +293,9 @@ def test_the_compose_processes_run_jobs_delivered_by_the_relay(stack: Stack) -> 
     runs = []
     with httpx.Client(base_url=stack.api_url, headers=headers, timeout=30) as client:
         for _ in range(RUNS):  # one after another, on an otherwise idle platform
+            # Not at once: the previous run's settling pass drains the outbox right after its
+            # `succeeded`, and would catch (and time) a submission sent that very moment.
+            time.sleep(IDLE_BETWEEN_RUNS_S)
             response = client.post("/v1/runs", json=spec)
             assert response.status_code == 201, response.text
             runs.append(_finished(client, response.json()["id"]))
