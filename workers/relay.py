@@ -116,7 +116,7 @@ class Relay:
         self.engine = db.build_engine(settings)
         self.factory = db.make_sessionmaker(self.engine)
         self._stop = threading.Event()
-        self._last_beat = 0.0
+        self._last_beat = float("-inf")  # the first round beats at once
 
     def stop(self) -> None:
         self._stop.set()
