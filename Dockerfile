@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
 # One image for every Trainport process: the API (default), `python -m api.admin migrate`,
-# the Celery worker and beat. Build: docker build -t trainport:local .
+# the Celery worker and beat, and the outbox relay (`python -m workers.relay`).
+# Build: docker build -t trainport:local .
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -32,6 +33,6 @@ ENV TRAINPORT_STATE_DIR=/var/lib/trainport
 
 USER 10001:10001
 EXPOSE 8000
-# No HEALTHCHECK here: the worker and beat use this image too and serve no HTTP. The API's
+# No HEALTHCHECK here: the worker, beat and relay use this image too and serve no HTTP. The API's
 # checks live where it is deployed (docker-compose.yml, k8s/api.yaml).
 CMD ["uvicorn", "api.main:app", "--host", "0.0.0.0", "--port", "8000"]

@@ -9,16 +9,23 @@ relay retries with backoff; a run created meanwhile simply starts once the broke
 It wakes on PostgreSQL `NOTIFY trainport_outbox` (sent by the committing transaction) and
 otherwise polls every `relay_poll_seconds` on SQLite, and every second on PostgreSQL in case
 a notification was missed. Workers also call `drain` right after their own commits, so a
-launch does not wait for the relay's next round.
+launch does not wait for the relay's next round. The relay logs the ids of the rows it
+published (INFO), so an operator can tell its deliveries from the workers' own.
+
+`--heartbeat-file PATH` touches PATH every few seconds while the loop turns, for a liveness
+probe (k8s/relay.yaml): the relay serves no HTTP.
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -33,6 +40,7 @@ from workers.celery_app import app
 BATCH = 200
 LEASE_SECONDS = 30.0  # a relay that dies mid-publish delays its claimed rows this long
 BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)
+HEARTBEAT_SECONDS = 5.0  # how often `--heartbeat-file` is touched; probes allow far more
 Publish = Callable[[str, dict[str, Any]], None]
 log = logging.getLogger("trainport.relay")
 
@@ -50,7 +58,12 @@ def celery_publisher(app: Celery) -> Publish:
 
 def drain(factory: sessionmaker[Session], publish: Publish, batch: int = BATCH) -> int:
     """Publish every unsent row there is now; how many were sent. Raises BrokerUnavailable."""
-    total = 0
+    return len(drain_ids(factory, publish, batch))
+
+
+def drain_ids(factory: sessionmaker[Session], publish: Publish, batch: int = BATCH) -> list[int]:
+    """`drain`, returning the ids of the rows sent (oldest first)."""
+    total: list[int] = []
     while True:
         with db.session_scope(factory) as session:
             claimed = outbox.claim(session, batch, LEASE_SECONDS)
@@ -58,7 +71,7 @@ def drain(factory: sessionmaker[Session], publish: Publish, batch: int = BATCH) 
         with db.session_scope(factory) as session:
             outbox.mark_sent(session, sent)
             outbox.release(session, [m.id for m in claimed if m.id not in set(sent)])
-        total += len(sent)
+        total += sent
         if len(sent) < len(claimed):
             raise BrokerUnavailable(f"published {len(sent)} of {len(claimed)} outbox rows")
         if len(claimed) < batch:
@@ -77,15 +90,33 @@ def _publish_all(claimed: list[outbox.Claimed], publish: Publish) -> list[int]:
     return sent
 
 
-class Relay:
-    """The relay loop; `stop()` ends it from another thread or a signal handler."""
+def id_ranges(ids: list[int]) -> str:
+    """Sorted ids as compact ranges, for the log: [7, 8, 9, 11] -> "7-9, 11"."""
+    spans: list[list[int]] = []
+    for row_id in sorted(ids):
+        if spans and row_id == spans[-1][1] + 1:
+            spans[-1][1] = row_id
+        else:
+            spans.append([row_id, row_id])
+    return ", ".join(f"{low}-{high}" if high > low else f"{low}" for low, high in spans)
 
-    def __init__(self, settings: Settings, publish: Publish) -> None:
+
+class Relay:
+    """The relay loop; `stop()` ends it from another thread or a signal handler.
+
+    With a `heartbeat` file, the loop touches it at least every HEARTBEAT_SECONDS while it turns
+    (backing off from an unreachable database or broker included): a liveness probe restarts a
+    relay whose file has gone stale, i.e. one that is stuck, not one that waits for a service.
+    """
+
+    def __init__(self, settings: Settings, publish: Publish, heartbeat: Path | None = None) -> None:
         self.settings = settings
         self.publish = publish
+        self.heartbeat = heartbeat
         self.engine = db.build_engine(settings)
         self.factory = db.make_sessionmaker(self.engine)
         self._stop = threading.Event()
+        self._last_beat = float("-inf")  # the first round beats at once
 
     def stop(self) -> None:
         self._stop.set()
@@ -93,17 +124,31 @@ class Relay:
     def run(self) -> None:
         failures = 0
         while not self._stop.is_set():
+            self._beat()
             try:
                 with self._wakeups() as wait:
                     while not self._stop.is_set():
-                        drain(self.factory, self.publish)
+                        self._publish_round()
                         failures = 0
                         wait()
+                        self._beat()
             except Exception as exc:  # the database or the broker is away: back off, go on
                 log.warning("relay round failed: %s", exc)
                 self._stop.wait(BACKOFF[min(failures, len(BACKOFF) - 1)])
                 failures += 1
         self.engine.dispose()
+
+    def _publish_round(self) -> None:
+        sent = drain_ids(self.factory, self.publish)
+        if sent:  # which rows the relay (not a worker's own drain) delivered, for operators
+            log.info("published %d outbox row(s): %s", len(sent), id_ranges(sent))
+
+    def _beat(self) -> None:
+        now = time.monotonic()
+        if self.heartbeat is None or now - self._last_beat < HEARTBEAT_SECONDS:
+            return
+        self.heartbeat.touch()
+        self._last_beat = now
 
     @contextmanager
     def _wakeups(self) -> Iterator[Callable[[], None]]:
@@ -125,9 +170,16 @@ class Relay:
             yield wait
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m workers.relay", description=__doc__)
+    parser.add_argument(
+        "--heartbeat-file",
+        type=Path,
+        help="touch this file every few seconds while the loop turns (for a liveness probe)",
+    )
+    args = parser.parse_args(argv)
     logging.basicConfig(level=get_settings().log_level.upper())
-    relay = Relay(get_settings(), celery_publisher(app))
+    relay = Relay(get_settings(), celery_publisher(app), heartbeat=args.heartbeat_file)
     signal.signal(signal.SIGTERM, lambda *_: relay.stop())
     signal.signal(signal.SIGINT, lambda *_: relay.stop())
     log.info("outbox relay started")

@@ -1,7 +1,9 @@
 """The deployment files and the docs agree with the code they describe.
 
 No Docker engine or cluster here, so these read the files: compose services, commands, health
-checks and env; every Kubernetes manifest's kind, security context and probes; the Dockerfile's
+checks and env; that both start every Trainport process (API, worker, beat, relay, migration);
+every Kubernetes manifest's schema (kubernetes-validate, strict), kind, security context and
+probes; the Dockerfile's
 user; and that the README documents every setting, run-spec field and route, and the
 architecture doc's state diagram is the lifecycle table.
 """
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
+import kubernetes_validate
 import pytest
 import yaml
 from pydantic import BaseModel
@@ -25,7 +28,18 @@ from core.runs.states import TRANSITIONS
 from core.settings import Environment, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
-TRAINPORT_SERVICES = ("migrate", "api", "worker", "beat")
+TRAINPORT_SERVICES = ("migrate", "api", "worker", "beat", "relay")
+# Every Trainport process the platform needs, by the start of its argv: each must be started by
+# docker-compose.yml and by k8s/ (a missing relay still "works", a second slower: issue 13).
+PROCESSES = {
+    "api": ["uvicorn", "api.main:app"],
+    "worker": ["celery", "-A", "workers.celery_app", "worker"],
+    "beat": ["celery", "-A", "workers.celery_app", "beat"],
+    "relay": ["python", "-m", "workers.relay"],
+    "migrate": ["python", "-m", "api.admin", "migrate"],
+}
+# The Kubernetes versions the README supports (tests/k8s/test_manifests.py checks the same).
+SUPPORTED_VERSIONS = ("1.31.0", "1.37.0")
 NAMESPACES = {"trainport", "trainport-runs"}
 POD_OWNERS = {"Deployment", "Job"}
 CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding"}
@@ -89,7 +103,7 @@ def test_compose_migrates_once_before_anything_else_starts() -> None:
     assert services["migrate"]["command"] == ["python", "-m", "api.admin", "migrate"]
     assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
     assert services["migrate"]["restart"] == "no"
-    for name in ("api", "worker", "beat"):
+    for name in ("api", "worker", "beat", "relay"):
         depends = services[name]["depends_on"]
         assert depends["migrate"]["condition"] == "service_completed_successfully", name
         assert depends["redis"]["condition"] == "service_healthy", name
@@ -102,6 +116,22 @@ def test_compose_commands_run_the_api_and_both_celery_processes() -> None:
     assert services["beat"]["command"][:4] == ["celery", "-A", "workers.celery_app", "beat"]
     for module in ("api.main", "api.admin", "workers.celery_app"):
         assert importlib.util.find_spec(module) is not None, module
+
+
+def _starts(commands: list[list[str]], prefix: list[str]) -> bool:
+    return any(command[: len(prefix)] == prefix for command in commands)
+
+
+def test_compose_starts_every_trainport_process() -> None:
+    compose = _compose()
+    image = compose["x-trainport"]["image"]
+    commands = [
+        service["command"] for service in compose["services"].values() if service["image"] == image
+    ]
+    for process, prefix in PROCESSES.items():
+        assert _starts(commands, prefix), f"docker-compose.yml starts no {process}: {prefix}"
+    assert compose["services"]["relay"]["restart"] == "unless-stopped"
+    assert importlib.util.find_spec("workers.relay") is not None
 
 
 def test_compose_environment_is_valid_production_settings() -> None:
@@ -160,10 +190,40 @@ def test_manifests_have_the_expected_kinds_in_our_namespaces() -> None:
     for kind in ("Namespace", "ConfigMap", "Secret", "Job", "Deployment", "Service"):
         assert kind in kinds
     assert set(_of_kind("Namespace")) == NAMESPACES
-    assert set(_of_kind("Deployment")) == {"trainport-api", "trainport-worker", "trainport-beat"}
+    assert set(_of_kind("Deployment")) == {
+        "trainport-api",
+        "trainport-worker",
+        "trainport-beat",
+        "trainport-relay",
+    }
     for manifest in _manifests():
         if manifest["kind"] not in CLUSTER_SCOPED:
             assert manifest["metadata"]["namespace"] in NAMESPACES, manifest["metadata"]
+
+
+@pytest.mark.parametrize("version", SUPPORTED_VERSIONS)
+def test_every_manifest_is_valid_for_the_supported_kubernetes_versions(version: str) -> None:
+    for manifest in _manifests():
+        kubernetes_validate.validate(manifest, version, strict=True)
+
+
+def test_kubernetes_starts_every_trainport_process() -> None:
+    commands = [c["command"] for _, pod in _pod_specs() for c in pod["containers"]]
+    for process, prefix in PROCESSES.items():
+        assert _starts(commands, prefix), f"k8s/ starts no {process}: {prefix}"
+
+
+def test_the_relay_is_probed_by_its_heartbeat_and_holds_no_cluster_token() -> None:
+    relay = _of_kind("Deployment")["trainport-relay"]["spec"]["template"]["spec"]
+    assert relay["serviceAccountName"] == "trainport"
+    assert relay["automountServiceAccountToken"] is False
+    [container] = relay["containers"]
+    [flag] = [part for part in container["command"] if part.startswith("--heartbeat-file=")]
+    heartbeat = flag.split("=", 1)[1]
+    probe = " ".join(container["livenessProbe"]["exec"]["command"])
+    assert heartbeat in probe
+    # The probe's file lives on a writable mount: the root filesystem is read-only.
+    assert any(heartbeat.startswith(m["mountPath"] + "/") for m in container["volumeMounts"])
 
 
 def _pod_specs() -> list[tuple[str, dict[str, Any]]]:
@@ -175,7 +235,7 @@ def _pod_specs() -> list[tuple[str, dict[str, Any]]]:
 
 
 def test_every_pod_is_non_root_with_no_privileges() -> None:
-    assert len(_pod_specs()) == 4
+    assert len(_pod_specs()) == 5
     for name, pod in _pod_specs():
         assert pod["securityContext"]["runAsNonRoot"] is True, name
         assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault", name
@@ -227,6 +287,8 @@ def test_the_migration_job_and_celery_deployments_run_the_right_commands() -> No
     for name, role in (("trainport-worker", "worker"), ("trainport-beat", "beat")):
         container = deployments[name]["spec"]["template"]["spec"]["containers"][0]
         assert container["command"][:4] == ["celery", "-A", "workers.celery_app", role]
+    relay = deployments["trainport-relay"]["spec"]["template"]["spec"]["containers"][0]
+    assert relay["command"][:3] == PROCESSES["relay"]
     assert deployments["trainport-beat"]["spec"]["replicas"] == 1
     assert deployments["trainport-beat"]["spec"]["strategy"]["type"] == "Recreate"
 

@@ -3,7 +3,9 @@ bound on a launch that keeps killing its worker."""
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +115,43 @@ def test_rows_the_broker_refuses_stay_unsent_until_it_takes_them(factory: Factor
         assert outbox.unsent_count(session) == 3
     assert relay.drain(factory, lambda _task, payload: accepted.append(payload["number"])) == 3
     assert accepted == [0, 1, 2, 3, 4]
+
+
+def test_the_relay_loop_logs_the_rows_it_published_and_touches_its_heartbeat(
+    fresh_url: str, factory: Factory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Operators (and tests/deploy/test_compose_processes.py) tell the relay's deliveries from
+    the workers' own drains by its log; the liveness probe watches the heartbeat file."""
+    caplog.set_level(logging.INFO, logger="trainport.relay")
+    published: list[dict[str, Any]] = []
+    heartbeat = tmp_path / "relay-heartbeat"
+    loop = relay.Relay(
+        Settings(database_url=fresh_url),
+        lambda _task, payload: published.append(payload),
+        heartbeat=heartbeat,
+    )
+    thread = threading.Thread(target=loop.run, daemon=True)
+    thread.start()
+    try:
+        with session_scope(factory) as session:  # committed together: one NOTIFY, one round
+            for number in range(3):
+                outbox.enqueue(session, outbox.Task.SCHEDULE, number=number)
+            ids = [row.id for row in session.scalars(select(OutboxMessage)).all()]
+        deadline = time.monotonic() + 10
+        while len(published) < 3 and time.monotonic() < deadline:  # bounded: another thread
+            time.sleep(0.01)
+    finally:
+        loop.stop()
+        thread.join(timeout=10)
+    assert [payload["number"] for payload in published] == [0, 1, 2]
+    assert heartbeat.exists()
+    assert f"published 3 outbox row(s): {min(ids)}-{max(ids)}" in caplog.text
+
+
+def test_id_ranges_compact_the_published_ids() -> None:
+    assert relay.id_ranges([]) == ""
+    assert relay.id_ranges([11, 7, 9, 8]) == "7-9, 11"
+    assert relay.id_ranges([3]) == "3"
 
 
 def test_a_launch_that_keeps_killing_its_worker_fails_the_run(
