@@ -33,6 +33,7 @@ from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,8 @@ from bench.workers_bench import (
     wait_for_log,
 )
 from core import db
-from core.models import Run, RunAttempt
+from core.models import Run, RunAttempt, RunEvent, TaskDelivery
+from core.outbox import Task
 from core.settings import Settings
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
@@ -152,6 +154,43 @@ def attempts(url: str) -> dict[str, Any]:
     }
 
 
+def lost_attempts(url: str, limit: int = 5) -> list[dict[str, Any]]:
+    """For up to `limit` attempts ended `node_lost`: the message, and the run's timeline (ms
+    after admission: status events, the launch task's completion, the attempt's end)."""
+    engine = db.build_engine(Settings(database_url=url))
+    found = []
+    try:
+        with db.session_scope(db.make_sessionmaker(engine)) as session:
+            lost = session.execute(
+                select(RunAttempt).where(RunAttempt.reason == "node_lost").limit(limit)
+            ).scalars()
+            for attempt in lost:
+                origin = attempt.admitted_at
+                events = session.scalars(
+                    select(RunEvent).where(RunEvent.run_id == attempt.run_id).order_by(RunEvent.id)
+                ).all()
+                launch = session.get(
+                    TaskDelivery, (Task.LAUNCH.value, attempt.run_id, attempt.attempt)
+                )
+                timeline = {
+                    f"{e.from_status}->{e.to_status}": _ms(e.created_at, origin)
+                    for e in events
+                    if e.created_at >= origin and e.to_status
+                }
+                if launch is not None and launch.completed_at is not None:
+                    timeline["launch completed"] = _ms(launch.completed_at, origin)
+                if attempt.ended_at is not None:
+                    timeline["attempt ended"] = _ms(attempt.ended_at, origin)
+                found.append({"run": attempt.run_id, "message": attempt.message, **timeline})
+    finally:
+        engine.dispose()
+    return found
+
+
+def _ms(at: datetime, origin: datetime) -> float:
+    return round((at - origin).total_seconds() * 1000, 1)
+
+
 def measure(args: argparse.Namespace, extra: dict[str, str]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="exactly-once-") as tmp:
         folder = Path(tmp)
@@ -177,6 +216,7 @@ def measure(args: argparse.Namespace, extra: dict[str, str]) -> dict[str, Any]:
                 "runs that wrote more than once": sum(1 for n in counts.values() if n > 1),
                 "runs that never wrote": len(set(run_ids) - set(counts)),
                 **attempts(url),
+                "node_lost examples": lost_attempts(url),
             }
 
 

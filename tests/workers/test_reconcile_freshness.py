@@ -11,13 +11,14 @@ sessions) act and commit, and only then returns the snapshot it took before.
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import db
@@ -25,8 +26,9 @@ from core.logs import LogStore
 from core.models import Run, RunAttempt, TaskDelivery
 from core.outbox import Task
 from core.runs import service
+from core.runs.attempts import mark_started
 from core.runs.spec import RunCreate
-from core.runs.states import RunStatus
+from core.runs.states import RunStatus, StatusReason, transition
 from core.settings import Settings
 from core.tenants.schemas import Principal, Role
 from core.tenants.service import bootstrap
@@ -268,3 +270,66 @@ def test_an_observed_exit_settled_meanwhile_touches_nothing_newer(world: World) 
     assert world.run(run_id) == (RunStatus.RUNNING, 2)
     assert world.attempts(run_id) == [(1, "failed"), (2, None)]
     assert world.started() == [f"{run_id} 1", f"{run_id} 2"]
+
+
+def test_an_exit_seen_while_another_worker_marks_the_run_running_is_settled_not_erased(
+    world: World,
+) -> None:
+    """The pass observes attempt 1 finished and loads its run `starting`; before it applies
+    the ending, another worker (holding the run's row lock) moves it to `running` on its own
+    older observation. The ending still holds: the attempt finished whatever the run's status.
+    Erasing the attempt's files without settling it made the next pass declare it lost."""
+    run_id = world.submit()
+    assert launch_attempt(world.ctx(world.executor), run_id, 1) == "launched"
+    world.finish(1, 0)
+    world.wait_for(run_id, 1, RankPhase.SUCCEEDED)
+    locked, done = threading.Event(), threading.Event()
+    failures: list[BaseException] = []
+
+    def another_worker_marks_it_running() -> None:
+        try:
+            with db.session_scope(world.factory) as session:
+                row = session.get(Run, run_id, with_for_update=True)
+                assert row is not None
+                locked.set()
+                wait_until_a_session_waits_for_a_lock(world.factory)  # the pass's apply
+                transition(session, row, RunStatus.RUNNING, StatusReason.RUNNING, "ranks running")
+                mark_started(session, run_id, 1)
+        except BaseException as error:  # reported by the test thread below
+            failures.append(error)
+        finally:
+            locked.set()
+            done.set()
+
+    thread = threading.Thread(target=another_worker_marks_it_running)
+
+    def start_it() -> None:
+        thread.start()
+        assert locked.wait(MOVE_TIMEOUT_S)
+
+    world.stale.meanwhile.append(start_it)
+    reconcile_once(world.ctx(world.stale))
+    assert done.wait(MOVE_TIMEOUT_S)
+    thread.join()
+    assert not failures, failures
+
+    reconcile_once(world.ctx(world.executor))  # the next pass, whatever the first one did
+
+    assert world.run(run_id) == (RunStatus.SUCCEEDED, 1)
+    assert world.attempts(run_id) == [(1, "succeeded")]
+    assert world.started() == [f"{run_id} 1"]
+
+
+def wait_until_a_session_waits_for_a_lock(factory: sessionmaker[Session]) -> None:
+    """Bounded poll of pg_stat_activity: nothing else says that a backend is now blocked."""
+    query = text(
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    deadline = time.monotonic() + MOVE_TIMEOUT_S
+    while time.monotonic() < deadline:
+        with db.session_scope(factory) as session:
+            if session.scalar(query):
+                return
+        time.sleep(0.01)
+    raise AssertionError("the reconcile pass never waited for the run's row lock")
