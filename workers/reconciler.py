@@ -48,6 +48,7 @@ from workers.executors.registry import UnknownExecutor, Where
 
 LOCAL = Where("local", "local")  # runs admitted before clusters were recorded ran here
 ACTIVE = (RunStatus.STARTING, RunStatus.RUNNING, RunStatus.STOPPING)
+LIVE = (RunStatus.STARTING, RunStatus.RUNNING)  # what an attempt's own ending may settle
 log = logging.getLogger("trainport.reconciler")
 
 
@@ -239,9 +240,13 @@ def _observed(ctx: WorkerContext, run: ActiveRun, seen: AttemptObservation) -> b
         seen.where,
         seen.image_digest,
     )
-    settled = _apply_ending(ctx, run.id, run.attempt, ending, {run.status})
-    ctx.executors(run.where).cleanup(run.id, run.attempt)
-    return settled
+    # The attempt ended whatever the run's status now: another worker may have moved it from
+    # `starting` to `running` since this pass loaded it. Its files go only once it is settled:
+    # erased unsettled, the next pass would find a live run the executor no longer sees.
+    settled = _apply_ending(ctx, run.id, run.attempt, ending, {*LIVE})
+    if settled:
+        ctx.executors(run.where).cleanup(run.id, run.attempt)
+    return settled  # not settled: someone else did (or the run is stopping); a later pass tidies
 
 
 def _exit_code(seen: AttemptObservation) -> int | None:
