@@ -142,7 +142,7 @@ def platform(
             cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     try:
-        _wait_for_log(log, " ready.", workers)
+        wait_for_log(log, " ready.", workers)
         with servers.serve("api.main:app", "/healthz", env, folder / "api.log") as api:
             headers = {"Authorization": f"Bearer {key}"}
             base = f"http://127.0.0.1:{api.port}"
@@ -156,7 +156,7 @@ def platform(
             os.killpg(workers.pid, signal.SIGKILL)
 
 
-def _wait_for_log(log: Path, text: str, process: subprocess.Popen[bytes]) -> None:
+def wait_for_log(log: Path, text: str, process: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_S
     while text not in log.read_text(errors="replace"):
         if process.poll() is not None or time.monotonic() > deadline:

@@ -11,7 +11,9 @@ duplicate delivery or a second reconciler changes nothing).
 - a `starting` run the executor does not see after `launch_grace_seconds` gets its launch
   published again (deliveries are counted: past `max_task_deliveries` the run fails with
   `system_error`); one the executor saw launched and then lost, or a `running` run it no longer
-  sees, is a system failure (retried when allowed);
+  sees, is a system failure (retried when allowed) — judged only on an observation begun
+  after the run's last change (`_changed_since`): another worker may launch a run and move it
+  to `running` between this pass's observe and its load;
 - anything the executor runs that no active run claims (a cancelled run's late launch, an
   older attempt) is stopped and cleaned up, so no process is ever left behind.
 """
@@ -46,6 +48,7 @@ from workers.executors.registry import UnknownExecutor, Where
 
 LOCAL = Where("local", "local")  # runs admitted before clusters were recorded ran here
 ACTIVE = (RunStatus.STARTING, RunStatus.RUNNING, RunStatus.STOPPING)
+LIVE = (RunStatus.STARTING, RunStatus.RUNNING)  # what an attempt's own ending may settle
 log = logging.getLogger("trainport.reconciler")
 
 
@@ -237,9 +240,13 @@ def _observed(ctx: WorkerContext, run: ActiveRun, seen: AttemptObservation) -> b
         seen.where,
         seen.image_digest,
     )
-    settled = _apply_ending(ctx, run.id, run.attempt, ending, {run.status})
-    ctx.executors(run.where).cleanup(run.id, run.attempt)
-    return settled
+    # The attempt ended whatever the run's status now: another worker may have moved it from
+    # `starting` to `running` since this pass loaded it. Its files go only once it is settled:
+    # erased unsettled, the next pass would find a live run the executor no longer sees.
+    settled = _apply_ending(ctx, run.id, run.attempt, ending, {*LIVE})
+    if settled:
+        ctx.executors(run.where).cleanup(run.id, run.attempt)
+    return settled  # not settled: someone else did (or the run is stopping); a later pass tidies
 
 
 def _exit_code(seen: AttemptObservation) -> int | None:
@@ -258,17 +265,16 @@ def _mark_running(ctx: WorkerContext, run: ActiveRun, seen: AttemptObservation) 
 
 def _unseen(ctx: WorkerContext, run: ActiveRun, observed_at: datetime) -> bool:
     """The executor does not know the attempt: not launched yet, or lost."""
-    if run.status is RunStatus.RUNNING:
-        return _lost(ctx, run, f"the executor no longer sees attempt {run.attempt}")
-    with session_scope(ctx.factory) as session:
-        delivery = outbox.delivery_state(session, Task.LAUNCH, run.id, run.attempt)
-        finished = delivery.completed_at if delivery else None
-        if finished is None:
-            _redrive_launch_when_due(ctx.settings, session, run, delivery)
-            return False
-    if finished < observed_at:  # launched before we looked, yet not there: lost
-        return _lost(ctx, run, f"attempt {run.attempt} was launched, then the executor lost it")
-    return False
+    if run.status is RunStatus.STARTING:
+        with session_scope(ctx.factory) as session:
+            delivery = outbox.delivery_state(session, Task.LAUNCH, run.id, run.attempt)
+            if delivery is None or delivery.completed_at is None:
+                _redrive_launch_when_due(ctx.settings, session, run, delivery)
+                return False
+        message = f"attempt {run.attempt} was launched, then the executor lost it"
+    else:
+        message = f"the executor no longer sees attempt {run.attempt}"
+    return _lost(ctx, run, message, observed_at)
 
 
 def _redrive_launch_when_due(
@@ -282,9 +288,34 @@ def _redrive_launch_when_due(
     log.warning("re-driving the launch of %s attempt %d", run.id, run.attempt)
 
 
-def _lost(ctx: WorkerContext, run: ActiveRun, message: str) -> bool:
+def _lost(ctx: WorkerContext, run: ActiveRun, message: str, observed_at: datetime) -> bool:
+    """A system failure, on evidence newer than the attempt's last change only."""
     ending = Ending(AttemptOutcome.SYSTEM_FAILED, StatusReason.NODE_LOST, message)
-    return _apply_ending(ctx, run.id, run.attempt, ending, {run.status})
+    with session_scope(ctx.factory) as session:
+        row = session.get(Run, run.id, with_for_update=True)
+        if row is None or row.status != run.status or row.attempt != run.attempt:
+            return False  # someone else settled it first
+        if _changed_since(session, row, observed_at):
+            log.info("%s attempt %d moved after the observation; not judged", run.id, run.attempt)
+            return False  # the next pass judges it on an observation taken after the move
+        settle(session, row, ending, ctx.settings.system_retry_limit)
+        return True
+
+
+def _changed_since(session: Session, run: Run, observed_at: datetime) -> bool:
+    """Whether the run's status or its attempt's launch changed at or after `observed_at`.
+
+    The one freshness rule for "the executor does not see it": an observation begun before a
+    launch completed, or before another worker moved the run (`starting → running` on its own,
+    newer observation), cannot show the attempt, so its absence proves nothing. Both times are
+    taken after the facts they record (the launch returned; the attempt was seen running), so
+    a change older than the observation's start was visible to it.
+    """
+    last = run.updated_at
+    delivery = outbox.delivery_state(session, Task.LAUNCH, run.id, run.attempt)
+    if delivery is not None and delivery.completed_at is not None:
+        last = max(last, delivery.completed_at)
+    return last >= observed_at
 
 
 def _stop_orphan(executor: Executor, run_id: str, attempt: int) -> bool:
