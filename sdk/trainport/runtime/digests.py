@@ -7,7 +7,9 @@ and per-file sha256 digests, sorted by path; see `tree_digest` and docs/runtime-
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator
+import shutil
+import uuid
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,3 +72,32 @@ def tree_digest(entries: Iterable[FileEntry]) -> str:
     for entry in sorted(entries, key=lambda e: e.path):
         hasher.update(f"{entry.path} {entry.sha256}\n".encode())
     return f"sha256:{hasher.hexdigest()}"
+
+
+def download_verified(
+    folder: Path,
+    files: list[FileEntry],
+    fetch: Callable[[FileEntry, Path], None],
+    source: str,
+) -> Path:
+    """`files` in local `folder`, fetched once (`fetch(entry, destination)`), each checked
+    against its sha256 (`source` + the file's path names it in errors). The folder counts as
+    complete only with its `.complete` marker, written after every file matched; a cut or
+    corrupt download leaves nothing behind and is fetched again next time."""
+    if (folder / ".complete").exists():
+        return folder
+    partial = folder.with_name(f".download-{uuid.uuid4().hex}")
+    try:
+        partial.mkdir(parents=True)
+        for entry in files:
+            destination = partial / entry.path
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            fetch(entry, destination)
+            if file_sha256(destination) != entry.sha256:
+                raise OSError(f"{source}{entry.path} does not match its COMMIT digest")
+        (partial / ".complete").touch()
+        shutil.rmtree(folder, ignore_errors=True)
+        partial.rename(folder)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return folder

@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from trainport.runtime.api import RunAPI
-from trainport.runtime.digests import FileEntry, file_sha256, walk_files
+from trainport.runtime.digests import FileEntry, download_verified, walk_files
 
 COMMIT = "COMMIT"
 ROOT = "checkpoints/"
@@ -108,24 +108,13 @@ class PlatformStore:
         return True  # COMMIT is put only after every file was uploaded
 
     def local_dir(self, name: str, files: list[FileEntry]) -> Path:
-        """Download into the cache once; a folder is complete when it has its `.complete`."""
-        folder = self.cache / name
-        if (folder / ".complete").exists():
-            return folder
-        partial = self.cache / f".download-{uuid.uuid4().hex}"
-        try:
-            for entry in files:
-                destination = partial / entry.path
-                [url] = self._presign("GET", [self._key(name, entry.path)])
-                self.api.download(url, destination)
-                if file_sha256(destination) != entry.sha256:
-                    raise OSError(f"{self.uri}{name}/{entry.path} does not match its COMMIT digest")
-            (partial / ".complete").touch()
-            shutil.rmtree(folder, ignore_errors=True)
-            partial.rename(folder)
-        finally:
-            shutil.rmtree(partial, ignore_errors=True)
-        return folder
+        """Download into the cache once, every file checked against `COMMIT`."""
+
+        def fetch(entry: FileEntry, destination: Path) -> None:
+            [url] = self._presign("GET", [self._key(name, entry.path)])  # used at once
+            self.api.download(url, destination)
+
+        return download_verified(self.cache / name, files, fetch, f"{self.uri}{name}/")
 
     def delete(self, name: str) -> None:
         [commit] = self._presign("DELETE", [self._key(name, COMMIT)])

@@ -31,7 +31,7 @@ from typing import Any, Protocol
 from urllib.parse import urlparse
 
 from trainport.runtime.api import RunAPI
-from trainport.runtime.digests import FileEntry, file_sha256, walk_files
+from trainport.runtime.digests import FileEntry, download_verified, walk_files
 from trainport.runtime.environment import file_uri_path
 from trainport.runtime.platform_store import PlatformStore
 
@@ -224,23 +224,14 @@ class S3Store:
         return True  # COMMIT is put only after every file was uploaded
 
     def local_dir(self, name: str, files: list[FileEntry]) -> Path:
-        """Download into the cache once; a folder is complete when it has its `.complete`."""
-        folder = self.cache / name
-        if (folder / ".complete").exists():
-            return folder
-        partial = self.cache / f".download-{uuid.uuid4().hex}"
-        for entry in files:
-            destination = partial / entry.path
-            destination.parent.mkdir(parents=True, exist_ok=True)
+        """Download into the cache once, every file checked against `COMMIT`."""
+
+        def fetch(entry: FileEntry, destination: Path) -> None:
             key = self._key(name, entry.path)
             self._client.download_file(self.bucket, key, str(destination))
-            if file_sha256(destination) != entry.sha256:
-                shutil.rmtree(partial, ignore_errors=True)
-                raise OSError(f"s3://{self.bucket}/{key} does not match its COMMIT digest")
-        (partial / ".complete").touch()
-        shutil.rmtree(folder, ignore_errors=True)
-        partial.rename(folder)
-        return folder
+
+        source = f"s3://{self.bucket}/{self._key(name)}"
+        return download_verified(self.cache / name, files, fetch, source)
 
     def delete(self, name: str) -> None:
         self._client.delete_object(Bucket=self.bucket, Key=self._key(name, COMMIT))
