@@ -7,9 +7,6 @@ Import the fixtures you use into the test module (`from tests.security.storage_f
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +16,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from core.settings import Settings
-from tests.sdk.conftest import ROOT, _wait_until_ready, free_port
+from tests.api.conftest import StartServer, start_server
 from tests.training_api.conftest import make_bucket, s3_endpoint
 
 __all__ = [
@@ -27,6 +24,7 @@ __all__ = [
     "live_storage_api",
     "platform_settings",
     "s3_endpoint",
+    "start_server",
     "storage_api",
     "storage_app",
 ]
@@ -72,14 +70,11 @@ def storage_api(storage_app: FastAPI) -> Iterator[TestClient]:
 
 
 @pytest.fixture(scope="session")
-def live_storage_api(
-    storage_app: FastAPI, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
+def live_storage_api(storage_app: FastAPI, start_server: StartServer) -> str:
     """The same platform (database, secret key, bucket) served by uvicorn over real HTTP, for
     runtime processes to call; its base URL."""
     settings: Settings = storage_app.state.settings
     values = {
-        "database_url": settings.database_url,
         "broker_url": settings.broker_url,
         "state_dir": str(settings.state_dir),
         "storage_backend": "s3",
@@ -87,26 +82,6 @@ def live_storage_api(
         "s3_prefix": settings.s3_prefix,
         "s3_endpoint_url": settings.s3_endpoint_url or "",
         "s3_region": settings.s3_region or "",
-        "key_touch_interval_seconds": "0",
-        "log_level": "WARNING",
         **PLATFORM_CREDENTIALS,
     }
-    env = {**os.environ, **{f"TRAINPORT_{k.upper()}": str(v) for k, v in values.items()}}
-    port = free_port()
-    log = tmp_path_factory.mktemp("storage-uvicorn") / "server.log"
-    command = [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1"]
-    with log.open("wb") as sink:
-        server = subprocess.Popen(
-            [*command, "--port", str(port), "--log-level", "warning"],
-            cwd=ROOT,
-            env=env,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_until_ready(url, server, log)
-        yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+    return start_server(settings.database_url, **values).url

@@ -19,6 +19,7 @@ from tests.security.storage_fixtures import (
     BUCKET,
     live_storage_api,
     s3_endpoint,
+    start_server,
     storage_api,
     storage_app,
 )
@@ -27,7 +28,13 @@ from trainport.runtime import Checkpoints
 from trainport.runtime.api import RunAPI
 from trainport.runtime.platform_store import PlatformStore
 
-__all__ = ["live_storage_api", "s3_endpoint", "storage_api", "storage_app"]  # fixtures
+__all__ = [  # fixtures
+    "live_storage_api",
+    "s3_endpoint",
+    "start_server",
+    "storage_api",
+    "storage_app",
+]
 
 ROOT = Path(__file__).resolve().parents[2]
 # A run's process: no boto3 (so no platform credential could be used even if present).
