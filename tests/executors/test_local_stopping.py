@@ -1,17 +1,48 @@
-"""Stopping local ranks: cancel (SIGTERM, then SIGKILL), max_duration, and cleanup."""
+"""Stopping local ranks: cancel (SIGTERM, then SIGKILL), max_duration, and cleanup.
+
+Each scenario runs twice: ranks as the worker's own processes, and inside the sandbox the
+worker builds from its settings (bubblewrap, where this machine can run it; see also
+tests/security/test_sandbox_signals.py for what only the sandbox adds).
+"""
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from core.logs import LogStore
 from core.runs.states import StatusReason
+from core.sandbox import detect
+from core.settings import SandboxMode, Settings
 from tests.executors.conftest import FINISHED, PY, RUNNING, launch_request, observed, wait_until
 from workers.executors.base import LaunchRequest, RankPhase
 from workers.executors.local import LocalExecutor
 from workers.executors.local_attempt import session_members
+from workers.executors.local_sandbox import rank_sandbox
+
+
+@pytest.fixture(params=["host", "sandbox"])
+def executor(
+    request: pytest.FixtureRequest, tmp_path: Path, log_store: LogStore
+) -> Iterator[LocalExecutor]:
+    sandbox = None
+    if request.param == "sandbox":
+        if not detect(SandboxMode.AUTO).available:
+            pytest.skip("this machine cannot run bubblewrap")
+        settings = Settings(state_dir=tmp_path / "state", database_url="sqlite:///unused.db")
+        sandbox = rank_sandbox(settings)
+        assert sandbox is not None
+    made = LocalExecutor(
+        tmp_path / "state", log_store, "http://api.test", grace_seconds=0.5, sandbox=sandbox
+    )
+    yield made
+    for seen in made.observe():  # leave no process behind, whatever the test did
+        made.cleanup(seen.run_id, seen.attempt)
+
 
 # Says it is ready once its SIGTERM handler is in place, then waits for signals forever.
 STUBBORN = (
