@@ -94,6 +94,12 @@ class Settings(BaseSettings):
     launch_grace_seconds: float = Field(
         default=60.0, gt=0, description="How long a starting run may go unseen before relaunch"
     )
+    max_pending_seconds: float = Field(
+        default=1800.0,
+        ge=0,
+        description="How long an attempt may wait to start when its run sets no "
+        "scheduling.max_pending (then pending_timeout, a platform failure); 0: no limit",
+    )
     reconcile_interval_seconds: float = Field(
         default=1.0, gt=0, description="How often the reconciler compares runs with executors"
     )

@@ -14,6 +14,9 @@ duplicate delivery or a second reconciler changes nothing).
   sees, is a system failure (retried when allowed) — judged only on an observation begun
   after the run's last change (`_changed_since`): another worker may launch a run and move it
   to `running` between this pass's observe and its load;
+- a live attempt over a time limit (core/runs/time_limits.py: running time past
+  `max_duration`, or still not started past `max_pending`) is stopped, then settled with that
+  limit's reason;
 - anything the executor runs that no active run claims (a cancelled run's late launch, an
   older attempt) is stopped and cleaned up, so no process is ever left behind.
 """
@@ -22,8 +25,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -34,6 +38,7 @@ from core.models import Cluster, Run, RunAttempt, TaskDelivery, utcnow
 from core.outbox import Task
 from core.runs.attempts import AttemptOutcome, Ending, close_attempt, mark_started, settle
 from core.runs.states import RunStatus, StatusReason, transition
+from core.runs.time_limits import AttemptClock, over_limit
 from core.runtime_env import launch_environment
 from core.secrets.service import LaunchSecretsMissing, resolve_for_launch
 from core.settings import Settings
@@ -42,6 +47,7 @@ from workers.executors.base import (
     AttemptPhase,
     Executor,
     LaunchRequest,
+    RankPhase,
     classify_attempt,
 )
 from workers.executors.registry import UnknownExecutor, Where
@@ -57,6 +63,9 @@ class WorkerContext:
     factory: sessionmaker[Session]
     settings: Settings
     executors: Callable[[Where], Executor]  # by cluster (name and executor kind)
+    # Attempts this process is stopping for a time limit, with the ending first judged: its
+    # words (what a pending attempt waited for) are gone once its objects are.
+    over_limit: dict[tuple[str, int], Ending] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -66,6 +75,13 @@ class ActiveRun:
     attempt: int
     updated_at: datetime
     where: Where
+    scheduling: dict[str, Any]  # the spec's, as it is now (limits may have been changed)
+    launched_at: datetime | None  # the attempt's launch completed
+    running_since: datetime | None  # the run went `running`
+
+    @property
+    def clock(self) -> AttemptClock:
+        return AttemptClock(self.status, self.attempt, self.launched_at, self.running_since)
 
 
 @dataclass
@@ -177,6 +193,9 @@ def reconcile_once(ctx: WorkerContext) -> Summary:
         summary.settled += int(settled)
     for (run_id, attempt), (executor, _) in observed.items():
         summary.orphans += int(_stop_orphan(executor, run_id, attempt))
+    live = {(run.id, run.attempt) for run in active}
+    for key in [key for key in ctx.over_limit if key not in live]:
+        del ctx.over_limit[key]  # settled or cancelled elsewhere
     return summary
 
 
@@ -199,13 +218,19 @@ def _observe(ctx: WorkerContext) -> dict[tuple[str, int], tuple[Executor, Attemp
 
 def _active_runs(session: Session) -> list[ActiveRun]:
     rows = session.execute(
-        select(Run.id, Run.status, Run.attempt, Run.updated_at, Cluster.name, Cluster.executor)
+        select(
+            Run.id, Run.status, Run.attempt, Run.updated_at, Cluster.name, Cluster.executor,
+            Run.spec, RunAttempt.started_at, Run.started_at,
+        )  # fmt: skip
         .outerjoin(RunAttempt, (RunAttempt.run_id == Run.id) & (RunAttempt.attempt == Run.attempt))
         .outerjoin(Cluster, Cluster.name == RunAttempt.cluster)
         .where(Run.status.in_([s.value for s in ACTIVE]))
     ).all()
     return [
-        ActiveRun(r[0], RunStatus(r[1]), r[2], r[3], Where(r[4], r[5]) if r[4] else LOCAL)
+        ActiveRun(
+            r[0], RunStatus(r[1]), r[2], r[3], Where(r[4], r[5]) if r[4] else LOCAL,
+            dict((r[6] or {}).get("scheduling") or {}), r[7], r[8],
+        )  # fmt: skip
         for r in rows
     ]
 
@@ -216,11 +241,48 @@ def _reconcile_run(
     try:
         if run.status is RunStatus.STOPPING:
             return stop_run(ctx, run.id)
+        if (ending := _over_time_limit(ctx, run, seen)) is not None:
+            return _stop_over_limit(ctx, run, ending)
         if seen is None:
             return _unseen(ctx, run, observed_at)
         return _observed(ctx, run, seen)
     except UnknownExecutor:
         return False  # another worker's cluster
+
+
+def _over_time_limit(
+    ctx: WorkerContext, run: ActiveRun, seen: AttemptObservation | None
+) -> Ending | None:
+    """The ending of an attempt past a time limit (core/runs/time_limits.py), else None. An
+    attempt seen succeeding keeps its success: it finished within the pass that judged it."""
+    outcome = classify_attempt(seen.ranks) if seen is not None else None
+    if outcome is not None and outcome.phase is AttemptPhase.SUCCEEDED:
+        return None
+    waiting = [r.message for r in seen.ranks if r.phase is RankPhase.PENDING] if seen else []
+    ending = over_limit(
+        run.scheduling, run.clock, utcnow(), ctx.settings.max_pending_seconds,
+        next((m for m in waiting if m), ""),
+    )  # fmt: skip
+    if ending is None:
+        return None
+    if seen is not None:
+        ending = replace(ending, where=seen.where, image_digest=seen.image_digest)
+    return ctx.over_limit.setdefault((run.id, run.attempt), ending)
+
+
+def _stop_over_limit(ctx: WorkerContext, run: ActiveRun, ending: Ending) -> bool:
+    """Stop the attempt (as a cancel does, over as many passes as its grace period takes),
+    then settle it with the limit's ending. The limit is judged again on each pass from the
+    database alone, so the attempt's objects vanishing meanwhile reads as nothing else."""
+    executor = ctx.executors(run.where)
+    if not executor.cancel(run.id, run.attempt):
+        return False
+    settled = _apply_ending(ctx, run.id, run.attempt, ending, {run.status})
+    ctx.over_limit.pop((run.id, run.attempt), None)
+    if settled:
+        log.info("%s attempt %d stopped: %s", run.id, run.attempt, ending.message)
+        executor.cleanup(run.id, run.attempt)
+    return settled
 
 
 def _observed(ctx: WorkerContext, run: ActiveRun, seen: AttemptObservation) -> bool:

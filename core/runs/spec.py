@@ -127,7 +127,14 @@ class Compute(StrictModel):
 
 class Scheduling(StrictModel):
     priority: Priority = Priority.NORMAL
-    max_duration: Duration | None = Field(default=None, description="'12h' or seconds")
+    max_duration: Duration | None = Field(
+        default=None, description="Running time, '12h' or seconds (waiting to start not counted)"
+    )
+    max_pending: Duration | None = Field(
+        default=None,
+        description="How long an attempt may wait to start, '30m' or seconds; empty: the "
+        "operator's TRAINPORT_MAX_PENDING_SECONDS",
+    )
     max_retries: int = Field(default=0, ge=0, le=20)
     retry_on_system_failure: bool = True
     preemptible: bool = False

@@ -54,6 +54,7 @@ class StatusReason(StrEnum):
     NODE_LOST = "node_lost"
     DELETED_EXTERNALLY = "deleted_externally"  # the attempt's objects were deleted by others
     MAX_DURATION_EXCEEDED = "max_duration_exceeded"
+    PENDING_TIMEOUT = "pending_timeout"  # the cluster did not start the attempt in max_pending
     RETRYING = "retrying"
     SYSTEM_ERROR = "system_error"
     DATASET_UNAVAILABLE = "dataset_unavailable"  # a data.datasets reference resolved to nothing

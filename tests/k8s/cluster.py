@@ -2,10 +2,13 @@
 through the fake API server's HTTP endpoints, never by touching its memory.
 
 Tests give each rank a fate (`succeed`, `run`, `oom`, `fail`, `image_pull`, `unschedulable`,
-`evict`) and call `step()`: each step moves every pod one stage along (Pending → scheduled and
-Running → its fate), then the Job controller reacts (creates missing pods, fails the Job when a
-pod fails outside the podFailurePolicy's Ignore rule, stopping the others; completes it when
-every index succeeded), and the kubelet finishes graceful deletions.
+`evict`, `pending`: waits for a node without a word) and call `step()`: each step moves every
+pod one stage along (Pending → scheduled and Running → its fate), then the Job controller
+reacts (fails a Job past its `activeDeadlineSeconds`, counted from the Job's start as the real
+controller does, pending time included; creates missing pods, fails the Job when a pod fails
+outside the podFailurePolicy's Ignore rule, stopping the others; completes it when every index
+succeeded), and the kubelet finishes graceful deletions. `advance(seconds)` moves the
+simulator's clock (its controllers' "now"), never the server's.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import hashlib
 from typing import Any
 
 import httpx
+
+from datetime import datetime, timedelta
 
 from tests.k8s.fake_api import FakeApiServer, now_text
 
@@ -29,6 +34,10 @@ class ClusterSimulator:
         self.ns = namespace
         self.http = httpx.Client(base_url=server.url, timeout=10)
         self.fates: dict[int, str] = {}
+        self.offset = timedelta()  # added to the wall clock by advance()
+
+    def advance(self, seconds: float) -> None:
+        self.offset += timedelta(seconds=seconds)
 
     def add_node(self, name: str, gpus: int = 0, gpu_type: str = "", ready: bool = True,
                  cordoned: bool = False) -> None:  # fmt: skip
@@ -101,7 +110,7 @@ class ClusterSimulator:
         if pod["metadata"].get("deletionTimestamp") or phase in {"Succeeded", "Failed"}:
             return
         if phase == "Pending":
-            return self._start(pod, index, fate)
+            return None if fate == "pending" else self._start(pod, index, fate)
         self.server.append_log(self.ns, pod["metadata"]["name"], f"rank {index} working")
         if fate in {"succeed", "oom", "fail", "evict"}:
             self.patch_pod(pod, _with_image_id(pod, _outcome(fate)))
@@ -125,6 +134,8 @@ class ClusterSimulator:
         return self.patch_pod(pod, _with_image_id(pod, status))
 
     def _job_controller(self, job: Obj, pods: list[Obj]) -> None:
+        if self._past_deadline(job):
+            return self.fail_job(job, "DeadlineExceeded", "Job was active longer than specified")
         by_index: dict[int, list[Obj]] = {}
         for pod in pods:
             by_index.setdefault(int(pod["metadata"]["annotations"][INDEX]), []).append(pod)
@@ -139,6 +150,12 @@ class ClusterSimulator:
             if not live:  # missing, or failed but ignored (a disruption): replace it
                 self._create_pod(job, index)
         return None
+
+    def _past_deadline(self, job: Obj) -> bool:
+        deadline = job["spec"].get("activeDeadlineSeconds")
+        started = datetime.fromisoformat(job["metadata"]["creationTimestamp"].replace("Z", "+00:00"))
+        now = datetime.now(started.tzinfo) + self.offset
+        return deadline is not None and (now - started).total_seconds() >= deadline
 
     def fail_job(self, job: Obj, reason: str, message: str) -> None:
         """The Job controller's reaction to a failure or an expired deadline: stop every pod."""

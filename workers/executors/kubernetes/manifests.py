@@ -8,7 +8,9 @@ is how Kubernetes spells a literal `$`, so the program sees exactly what the use
 The Job: completions = parallelism = nodes, `backoffLimit: 0` (Trainport owns retries), a
 podFailurePolicy that ignores disruptions (Trainport classifies them as system failures) and
 fails fast on exit codes that can never succeed, `podReplacementPolicy: Failed`,
-`activeDeadlineSeconds` from `scheduling.max_duration`, `ttlSecondsAfterFinished`. The pod runs
+`ttlSecondsAfterFinished`. No `activeDeadlineSeconds`: it counts from the Job's start, time
+spent pending included, so the reconciler enforces `scheduling.max_duration` on running time
+instead (core/runs/time_limits.py). The pod runs
 at the "restricted" Pod Security level, mounts no service account token, reads secrets only
 through `secretKeyRef` to its own org's Secret (`naming.org_secret_name`, the keys resolved at
 launch: `LaunchRequest.secrets`), and finds rank 0 at `<job>-0.<service>`.
@@ -140,7 +142,6 @@ def build_job_manifest(request: LaunchRequest, config: ClusterConfig, namespace:
     if config.queue_name:
         assert metadata.labels is not None
         metadata.labels[naming.QUEUE_KEY] = config.queue_name
-    max_duration = (request.spec.get("scheduling") or {}).get("max_duration")
     spec = k.V1JobSpec(
         completions=nodes,
         parallelism=nodes,
@@ -148,7 +149,6 @@ def build_job_manifest(request: LaunchRequest, config: ClusterConfig, namespace:
         backoff_limit=0,
         pod_failure_policy=_pod_failure_policy(),
         pod_replacement_policy="Failed",
-        active_deadline_seconds=int(max_duration) if max_duration else None,
         ttl_seconds_after_finished=config.ttl_seconds_after_finished,
         template=_pod_template(request, config),
     )
