@@ -19,12 +19,15 @@ duplicate delivery or a second reconciler changes nothing).
   limit's reason;
 - anything the executor runs that no active run claims (a cancelled run's late launch, an
   older attempt) is stopped and cleaned up, so no process is ever left behind.
+Each run's step is isolated (`_isolated`): its exception is logged with the run's id and the
+pass goes on, so one run's trouble never stalls the others.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from functools import partial
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -189,14 +192,26 @@ def reconcile_once(ctx: WorkerContext) -> Summary:
     summary = Summary()
     for run in active:
         seen = observed.pop((run.id, run.attempt), None)
-        settled = _reconcile_run(ctx, run, seen[1] if seen else None, observed_at)
-        summary.settled += int(settled)
+        step = partial(_reconcile_run, ctx, run, seen[1] if seen else None, observed_at)
+        summary.settled += int(_isolated("reconciling", run.id, run.attempt, step))
     for (run_id, attempt), (executor, _) in observed.items():
-        summary.orphans += int(_stop_orphan(executor, run_id, attempt))
+        step = partial(_stop_orphan, executor, run_id, attempt)
+        summary.orphans += int(_isolated("stopping orphaned", run_id, attempt, step))
     live = {(run.id, run.attempt) for run in active}
     for key in [key for key in ctx.over_limit if key not in live]:
         del ctx.over_limit[key]  # settled or cancelled elsewhere
     return summary
+
+
+def _isolated(what: str, run_id: str, attempt: int, step: Callable[[], bool]) -> bool:
+    """One run's step, whose failure (a corrupt row, a server's 500 for its objects) is logged
+    with the run's id and stays its own: the pass goes on with the others, and the next pass
+    tries this one again."""
+    try:
+        return step()
+    except Exception:
+        log.exception("%s %s attempt %d failed; the pass goes on", what, run_id, attempt)
+        return False
 
 
 def _observe(ctx: WorkerContext) -> dict[tuple[str, int], tuple[Executor, AttemptObservation]]:

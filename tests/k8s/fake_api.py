@@ -81,6 +81,7 @@ class Store:
         self.generation = 0  # bumped by drop_watches()
         self.requests: Counter[str] = Counter()
         self.log_faults: dict[str, int] = {}  # pod name prefix -> the status pods/log answers
+        self.delete_faults: dict[str, int] = {}  # object name prefix -> the status DELETE answers
         self.enforce_owner_references = False  # the admission plugin, for a caller without
         # `update` on the owner's finalizers
 
@@ -135,6 +136,9 @@ class Store:
 
     def delete(self, resource: str, namespace: str, name: str, options: Obj) -> Obj:
         obj = self.get(resource, namespace, name)
+        for prefix, code in self.delete_faults.items():
+            if name.startswith(prefix):
+                raise ApiError(code, "InternalError", "etcdserver: request timed out")
         meta = obj["metadata"]
         graceful = resource == "pods" and options.get("gracePeriodSeconds") != 0
         if meta.get("deletionTimestamp") and not (resource == "pods" and not graceful):
@@ -249,6 +253,16 @@ class FakeApiServer:
         a real server does when it cannot reach the pod's kubelet (500)."""
         with self.store.changed:
             self.store.log_faults[pod_prefix] = code
+
+    def fail_deletes(self, prefix: str, code: int = 500) -> None:
+        """Answer DELETE of every object whose name starts with `prefix` with `code` (an etcd
+        timeout, a webhook that fails); `heal_deletes` ends it."""
+        with self.store.changed:
+            self.store.delete_faults[prefix] = code
+
+    def heal_deletes(self) -> None:
+        with self.store.changed:
+            self.store.delete_faults.clear()
 
     def append_log(self, namespace: str, pod: str, text: str) -> None:
         """What the kubelet's container runtime would record; served by `pods/log`."""

@@ -10,6 +10,7 @@ plays a pod's runtime by calling the API with that environment's run token.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -293,3 +294,33 @@ def test_a_pods_log_500_on_one_run_stalls_no_reconcile_pass(
     reconcile_until(api, tenant, ctx, "west", broken, {"succeeded"})  # no pass raises
     reconcile_until(api, tenant, ctx, "west", healthy, {"succeeded"})
     assert not clusters.west.jobs()  # both cleaned up
+
+
+def test_one_runs_failing_step_is_logged_with_its_id_and_stalls_no_other_run(
+    api: TestClient, clusters: Clusters, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The server refuses to delete one run's Job (500): the cleanup after settling it raises,
+    and so does stopping it as an orphan afterwards; every pass still settles the other run."""
+    tenant, ctx = make_tenant(api), context(api, clusters.settings)
+    compute = {"nodes": 1, "gpus_per_node": 4, "gpu_type": H100}
+    image = "python:3.11-slim"
+    broken, healthy = (
+        str(create_run(api, tenant, image=image, compute=compute)["id"]) for _ in range(2)
+    )
+    clusters.west.server.fail_deletes(naming.attempt_name(broken, 1))
+    admitted = scheduler.run_pass(ctx.factory, ctx.settings, [broken, healthy]).admitted
+    for run in admitted:
+        assert launch_attempt(ctx, run.run_id, run.attempt) == "launched"
+    with caplog.at_level(logging.ERROR, logger="trainport.reconciler"):
+        reconcile_until(api, tenant, ctx, "west", broken, {"succeeded"})  # no pass raises
+        reconcile_until(api, tenant, ctx, "west", healthy, {"succeeded"})
+        reconcile_once(ctx)
+    failures = [r for r in caplog.records if broken in r.getMessage()]
+    assert failures and all(r.exc_info for r in failures)  # with its traceback, once per step
+    assert not [r for r in caplog.records if healthy in r.getMessage()]
+    assert [j["metadata"]["name"] for j in clusters.west.jobs()] == [
+        naming.attempt_name(broken, 1)
+    ]
+    clusters.west.server.heal_deletes()
+    reconcile_once(ctx)  # an orphan now: stopped and deleted
+    assert not clusters.west.jobs()
