@@ -265,9 +265,42 @@ def test_a_pods_log_500_stalls_neither_its_cleanup_nor_other_runs(
     lost = store.ref(broken.run_id, 1, 0)
     assert lost.finished
     assert "could not be copied" in lost.path.read_text()
-    follower = [r for r in caplog.records if r.name.endswith(".logs") and r.levelno >= 30]
-    assert len([r for r in follower if "follow" in r.getMessage()]) == 1, follower
+    follower = [r for r in caplog.records if "cannot follow" in r.getMessage()]
+    assert [r.levelno for r in follower] == [logging.DEBUG], follower
     assert not [r for r in caplog.records if r.exc_info]  # one quiet line, no traceback
+
+
+def test_a_pod_without_a_log_yet_is_one_debug_line_and_a_warning_only_if_it_persists(
+    executor: KubernetesExecutor,
+    cluster: ClusterSimulator,
+    server: FakeApiServer,
+    clock: Clock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A real server answers 400 while the container is still being created; the followers
+    retry on every observe (every reconcile pass, about once a second)."""
+    caplog.set_level(logging.DEBUG, logger="trainport.executors.kubernetes")
+    cluster.fates = {0: "run"}
+    request = launch_request(nodes=1)
+    server.fail_logs(naming.attempt_name(request.run_id, 1), code=400)
+    executor.launch(request)
+    run_steps(cluster, 2)
+    outcome_after(executor, request, "running")
+    [uid] = [p["metadata"]["uid"] for p in cluster.pods()]
+
+    def observe(times: int) -> list[tuple[int, str]]:
+        for _ in range(times):
+            executor.observe()
+            wait_until(executor, lambda: uid not in executor.logs._following)
+        lines = [r for r in caplog.records if "cannot follow" in r.getMessage()]
+        assert not [r for r in lines if r.exc_info]  # never a traceback
+        return [(r.levelno, r.getMessage()) for r in lines]
+
+    [(level, message)] = observe(5)
+    assert level == logging.DEBUG and "HTTP 400" in message
+    clock.advance(61)
+    assert [level for level, _ in observe(5)] == [logging.DEBUG, logging.WARNING]
+    assert "for 61s now" in observe(1)[-1][1]
 
 
 def test_a_job_deleted_behind_trainport_s_back_is_a_platform_failure(

@@ -62,7 +62,7 @@ class KubernetesExecutor:
     ) -> None:
         self.apis = apis
         self.config = config
-        self.logs = PodLogs(apis, log_store, Path(state_dir))
+        self.logs = PodLogs(apis, log_store, Path(state_dir), clock)
         self._refused = Path(state_dir) / "kubernetes" / "refused"
         self._unschedulable_seconds = unschedulable_seconds
         self._clock = clock

@@ -9,9 +9,11 @@ log is complete after the pod is gone. A rank still running when its attempt end
 failed elsewhere, or a rank was evicted) has its follow stream shut down first: otherwise the
 drain would wait for the follower's stream to time out (up to the watch timeout, per pod).
 Every line is stored with the values of the pod's `secretKeyRef`s redacted (core.logs).
-A log that cannot be read (no log yet, an unreachable kubelet's 500) is logged once, in one
-line, while the followers retry; at `drain` it is noted in the rank's log and the cleanup goes
-on, so one run's unreadable log never holds up the reconciler's pass for the others.
+A log that cannot be read yet (a container still starting has none; an unreachable kubelet
+answers 500) is one debug line, without a traceback, while the followers retry on each
+observe; only when it still cannot be read after `PERSISTENT_SECONDS` is it one warning. At
+`drain` it is noted in the rank's log and the cleanup goes on, so one run's unreadable log
+never holds up the reconciler's pass for the others.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import contextlib
 import json
 import logging
 import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,21 +38,31 @@ from workers.executors.kubernetes.manifests import CONTAINER
 TERMINAL = frozenset({"Succeeded", "Failed"})
 STARTED = frozenset({"Running", *TERMINAL})
 MAX_FOLLOWERS = 256  # open log streams per worker; the rest start on a later observe()
+PERSISTENT_SECONDS = 60.0  # a log unreadable this long is worth a warning, not before
 log = logging.getLogger("trainport.executors.kubernetes.logs")
 
 
 class PodLogs:
     """Copies pod logs into the log store; at most one copier per pod at a time."""
 
-    def __init__(self, apis: Apis, store: LogStore, state_dir: Path) -> None:
+    def __init__(
+        self,
+        apis: Apis,
+        store: LogStore,
+        state_dir: Path,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self._apis = apis
+        self._clock = clock
         self._store = store
         self._cursors = state_dir / "kubernetes" / "log-cursors"
         self._lock = threading.Lock()
         self._pod_locks: dict[str, threading.Lock] = {}
         self._following: set[str] = set()
         self._streams: dict[str, Any] = {}  # pod uid -> its follower's open response
-        self._failing: set[str] = set()  # pods whose follow failed last time (logged once)
+        # Pods whose follow has failed since it last worked: when it first failed, and whether
+        # that was warned about (it is, once, past PERSISTENT_SECONDS).
+        self._failing: dict[str, tuple[datetime, bool]] = {}
 
     def follow(self, run_id: str, attempt: int, rank: int, pod: dict[str, Any]) -> None:
         """Start following a started pod's log in the background, unless that is under way."""
@@ -72,19 +86,28 @@ class PodLogs:
             self._note_follow_failure(uid, _name(pod), error)
         else:
             with self._lock:
-                self._failing.discard(uid)
+                self._failing.pop(uid, None)
         finally:
             with self._lock:
                 self._following.discard(uid)
 
     def _note_follow_failure(self, uid: str, name: str, error: Exception) -> None:
-        """One warning line when a pod's log first cannot be read (no log yet, an unreachable
-        kubelet); the retries each observe() makes stay at debug until a copy succeeds."""
+        """One debug line when a pod's log first cannot be read (a container that has not
+        started has none yet); one warning if it still cannot be read PERSISTENT_SECONDS later
+        (an unreachable kubelet). Retries in between say nothing."""
+        now = self._clock()
         with self._lock:
-            first = uid not in self._failing
-            self._failing.add(uid)
-        level = logging.WARNING if first else logging.DEBUG
-        log.log(level, "cannot follow the log of pod %s yet (%s); retrying", name, _why(error))
+            since, warned = self._failing.setdefault(uid, (now, False))
+            persistent = not warned and (now - since).total_seconds() >= PERSISTENT_SECONDS
+            if persistent:
+                self._failing[uid] = (since, True)
+        if now == since:
+            log.debug("cannot follow the log of pod %s yet (%s); retrying", name, _why(error))
+        elif persistent:
+            log.warning(
+                "cannot follow the log of pod %s for %ds now (%s); still retrying",
+                name, (now - since).total_seconds(), _why(error),
+            )  # fmt: skip
 
     def drain(self, run_id: str, attempt: int, rank: int, pod: dict[str, Any]) -> None:
         """Copy the rest of a finished pod's log and mark the rank's log finished."""
