@@ -1,5 +1,5 @@
 """Operator commands: `python -m api.admin migrate | bootstrap --org NAME | secrets-reencrypt |
-keys rotate|list`.
+keys rotate|list | clusters`.
 
 `bootstrap` creates the first organisation, its `default` project and an admin key, and prints
 the key once. It runs beside the API (same database), not through it: there is no key yet.
@@ -7,7 +7,8 @@ Where the embedded platform cannot sandbox its runs (core/sandbox.py) it creates
 organisation only, and says why when asked for a second.
 `keys rotate --dir D` writes a new provenance signing key to D/signing-key.pem and keeps the one
 it replaces as a retired public key in D; `keys list` prints the keys this configuration signs
-and verifies with.
+and verifies with. `clusters` prints the inventory: each registered cluster, its executor, its
+Kubernetes server version and what it holds, marking versions Trainport does not support.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from core import db, migrate, sandbox
 from core.errors import TrainportError
 from core.provenance import rotation, signing
 from core.provenance.service import keyring
+from core.scheduling.clusters import list_clusters, version_problem
 from core.secrets.service import reencrypt_all
 from core.settings import get_settings
 from core.tenants.service import bootstrap, refuse_another_org
@@ -88,6 +90,32 @@ def _rotate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _clusters(args: argparse.Namespace) -> int:
+    engine = db.build_engine(get_settings())
+    try:
+        with db.session_scope(db.make_sessionmaker(engine)) as session:
+            rows = [
+                {
+                    "name": c.name,
+                    "executor": c.executor,
+                    "server_version": c.server_version,
+                    "inventory": c.inventory,
+                    "unsupported": version_problem(c.server_version),
+                }
+                for c in list_clusters(session)
+            ]
+    finally:
+        engine.dispose()
+    for row in rows:
+        if args.json:
+            print(json.dumps(row))
+            continue
+        line = f"{row['name']}  {row['executor']}  {row['server_version'] or '-'}  "
+        line += json.dumps(row["inventory"], sort_keys=True)
+        print(line + (f"  UNSUPPORTED: {row['unsupported']}" if row["unsupported"] else ""))
+    return 0
+
+
 def _list_keys(_: argparse.Namespace) -> int:
     try:
         ring = keyring(get_settings())
@@ -124,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     rekey.set_defaults(func=_secrets_reencrypt)
     _add_keys(commands)
+    listing = commands.add_parser("clusters", help="the inventory: clusters, versions, capacity")
+    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    listing.set_defaults(func=_clusters)
     args = parser.parse_args(argv)
     code: int = args.func(args)
     return code

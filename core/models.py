@@ -216,6 +216,9 @@ class Cluster(Base):
     # {"gpus": {"a100": 8}, "cpu_slots": 16 or null for unlimited, "nodes": 1}
     inventory: Mapped[dict[str, Any]]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # What a Kubernetes cluster's /version said at registration (migration 0006), e.g. v1.31.2;
+    # null for local clusters and before it was first read.
+    server_version: Mapped[str | None] = mapped_column(String(64), default=None)
 
 
 class Quota(Base):

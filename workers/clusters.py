@@ -2,9 +2,11 @@
 
 The local machine (`local`, unless TRAINPORT_LOCAL_CLUSTER is false) and every Kubernetes
 cluster of TRAINPORT_KUBERNETES_CLUSTERS, each with its nodes' inventory (allocatable GPUs per
-type; cordoned and NotReady nodes left out). Nodes are listed at most every
-`kubernetes_inventory_seconds` per cluster, outside any transaction; a cluster whose API cannot
-be reached keeps the inventory it last reported, and the next pass tries again.
+type; cordoned and NotReady nodes left out) and its server version (`/version`). Nodes are
+listed at most every `kubernetes_inventory_seconds` per cluster, outside any transaction; a
+cluster whose API cannot be reached keeps the inventory it last reported, and the next pass
+tries again. A version Trainport does not support is recorded all the same (the inventory and
+`/readyz` show it) and warned about once per worker.
 """
 
 from __future__ import annotations
@@ -17,13 +19,19 @@ from collections.abc import Callable
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import session_scope
-from core.scheduling.clusters import Inventory, register_cluster, sync_local_cluster
+from core.scheduling.clusters import (
+    Inventory,
+    register_cluster,
+    sync_local_cluster,
+    version_problem,
+)
 from core.settings import Settings
 from workers.executors.registry import Where, executor_for
 
 log = logging.getLogger("trainport.clusters")
 _lock = threading.Lock()
 _next_read: dict[str, float] = {}  # cluster name -> monotonic time of its next node listing
+_warned: set[tuple[str, str]] = set()  # (cluster, version) whose lack of support was logged
 
 
 def sync_clusters(
@@ -39,8 +47,10 @@ def sync_clusters(
             continue
         inventory = read_kubernetes_inventory(name, settings)
         if inventory is not None:
+            version = read_server_version(name, settings)
             with session_scope(factory) as session:
-                register_cluster(session, name, "kubernetes", inventory)
+                register_cluster(session, name, "kubernetes", inventory, version)
+            _warn_if_unsupported(name, version)
 
 
 def _due(name: str, now: float, interval: float) -> bool:
@@ -62,6 +72,28 @@ def read_kubernetes_inventory(name: str, settings: Settings) -> Inventory | None
     except Exception as exc:
         log.warning("cannot read the nodes of Kubernetes cluster %s: %s", name, exc)
         return None
+
+
+def read_server_version(name: str, settings: Settings) -> str | None:
+    """Cluster `name`'s gitVersion; None (logged) when it cannot be read this time."""
+    from workers.executors.kubernetes import KubernetesExecutor
+
+    executor = executor_for(Where(name, "kubernetes"), settings)
+    assert isinstance(executor, KubernetesExecutor)
+    try:
+        return executor.apis.server_version()
+    except Exception as exc:
+        log.warning("cannot read the version of Kubernetes cluster %s: %s", name, exc)
+        return None
+
+
+def _warn_if_unsupported(name: str, version: str | None) -> None:
+    problem = version_problem(version)
+    with _lock:
+        if problem is None or (name, str(version)) in _warned:
+            return
+        _warned.add((name, str(version)))
+    log.warning("Kubernetes cluster %s is not supported: %s", name, problem)
 
 
 def forget_inventory_reads() -> None:

@@ -27,9 +27,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from functools import partial
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy import select
@@ -233,21 +233,32 @@ def _observe(ctx: WorkerContext) -> dict[tuple[str, int], tuple[Executor, Attemp
 
 def _active_runs(session: Session) -> list[ActiveRun]:
     rows = session.execute(
-        select(
-            Run.id, Run.status, Run.attempt, Run.updated_at, Cluster.name, Cluster.executor,
-            Run.spec, RunAttempt.started_at, Run.started_at,
-        )  # fmt: skip
+        select(Run.id, Run.status, Run.attempt, Run.updated_at, Cluster.name, Cluster.executor)
+        .add_columns(Run.spec, RunAttempt.started_at, Run.started_at)
         .outerjoin(RunAttempt, (RunAttempt.run_id == Run.id) & (RunAttempt.attempt == Run.attempt))
         .outerjoin(Cluster, Cluster.name == RunAttempt.cluster)
         .where(Run.status.in_([s.value for s in ACTIVE]))
     ).all()
-    return [
-        ActiveRun(
-            r[0], RunStatus(r[1]), r[2], r[3], Where(r[4], r[5]) if r[4] else LOCAL,
-            dict((r[6] or {}).get("scheduling") or {}), r[7], r[8],
-        )  # fmt: skip
-        for r in rows
-    ]
+    return [_active_run(*row) for row in rows]
+
+
+def _active_run(
+    run_id: str, status: str, attempt: int, updated_at: datetime, cluster: str | None,
+    kind: str | None, spec: dict[str, Any] | None, launched_at: datetime | None,
+    running_since: datetime | None,
+) -> ActiveRun:  # fmt: skip
+    where = Where(cluster, kind or "") if cluster else LOCAL
+    scheduling = dict((spec or {}).get("scheduling") or {})
+    return ActiveRun(
+        run_id,
+        RunStatus(status),
+        attempt,
+        updated_at,
+        where,
+        scheduling,
+        launched_at,
+        running_since,
+    )
 
 
 def _reconcile_run(
@@ -274,10 +285,9 @@ def _over_time_limit(
     if outcome is not None and outcome.phase is AttemptPhase.SUCCEEDED:
         return None
     waiting = [r.message for r in seen.ranks if r.phase is RankPhase.PENDING] if seen else []
-    ending = over_limit(
-        run.scheduling, run.clock, utcnow(), ctx.settings.max_pending_seconds,
-        next((m for m in waiting if m), ""),
-    )  # fmt: skip
+    last_seen = next((message for message in waiting if message), "")
+    default = ctx.settings.max_pending_seconds
+    ending = over_limit(run.scheduling, run.clock, utcnow(), default, last_seen)
     if ending is None:
         return None
     if seen is not None:

@@ -6,7 +6,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
+
+from core.scheduling.clusters import unsupported_clusters
 
 router = APIRouter(tags=["health"])
 
@@ -17,21 +20,27 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-def _database_reachable(engine: Engine) -> bool:
+def _database_state(engine: Engine) -> dict[str, str] | None:
+    """The clusters whose Kubernetes version Trainport does not support (name → why), or None
+    when the database does not answer."""
     try:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
+        with Session(engine) as session:
+            session.execute(text("SELECT 1"))
+            return unsupported_clusters(session)
     except SQLAlchemyError:
-        return False
-    return True
+        return None
 
 
 @router.get("/readyz", responses={503: {"description": "database unreachable"}})
 async def readyz(request: Request) -> JSONResponse:
     """Ready to serve: the database answers. `sandbox` says whether local runs are sandboxed
-    (`bwrap: ...`, `off: ...` or `unavailable: why`); it never makes the platform unready."""
+    (`bwrap: ...`, `off: ...` or `unavailable: why`); `unsupported_clusters` names each
+    registered cluster whose Kubernetes version Trainport does not support, and why. Neither
+    makes the platform unready: other clusters, and single-node runs, still work."""
     sandbox: str = request.app.state.sandbox
-    if await run_in_threadpool(_database_reachable, request.app.state.engine):
-        return JSONResponse({"status": "ready", "database": "ok", "sandbox": sandbox})
+    unsupported = await run_in_threadpool(_database_state, request.app.state.engine)
+    if unsupported is not None:
+        body = {"status": "ready", "database": "ok", "sandbox": sandbox}
+        return JSONResponse({**body, "unsupported_clusters": unsupported})
     body = {"status": "unavailable", "database": "unreachable", "sandbox": sandbox}
     return JSONResponse(body, status_code=503)

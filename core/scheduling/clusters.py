@@ -2,13 +2,16 @@
 
 The local cluster (`local`, executor `local`) is registered from settings by whichever worker
 schedules: `TRAINPORT_LOCAL_CPU_SLOTS` CPU slots (default: this machine's CPU count) and
-`TRAINPORT_LOCAL_GPUS` GPUs per type (default: none). The Kubernetes executor will register its
-clusters with the nodes' allocatable GPUs through the same `register_cluster`.
+`TRAINPORT_LOCAL_GPUS` GPUs per type (default: none). The Kubernetes executor registers its
+clusters with the nodes' allocatable GPUs through the same `register_cluster`, with the server
+version the cluster's `/version` reports; `version_problem` is the one rule for which versions
+Trainport supports (the inventory and `/readyz` show the clusters it marks).
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +24,35 @@ from core.models import Cluster, utcnow
 from core.settings import Settings
 
 LOCAL_CLUSTER = "local"
+# The oldest Kubernetes the Job manifests are built for (the README's supported range): Job
+# podFailurePolicy and podReplacementPolicy. Older servers drop what they do not know.
+OLDEST_SUPPORTED = (1, 31)
+# Indexed Jobs (completionMode), which give each pod of a multi-node run its NODE_RANK.
+INDEXED_JOBS = (1, 22)
+_VERSION = re.compile(r"v?(\d+)\.(\d+)")
+
+
+def parse_version(text: str | None) -> tuple[int, int] | None:
+    """(major, minor) of a server's gitVersion (`v1.20.2`, `v1.29.3-eks-4f4795d`)."""
+    match = _VERSION.match(text or "")
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def version_problem(server_version: str | None) -> str | None:
+    """Why Trainport does not support a Kubernetes server version; None when it does (or when
+    the version is not known yet)."""
+    found = parse_version(server_version)
+    if found is None or found >= OLDEST_SUPPORTED:
+        return None
+    oldest = ".".join(map(str, OLDEST_SUPPORTED))
+    problem = (
+        f"Kubernetes {server_version} is older than {oldest}, the oldest supported (Jobs "
+        "lose podFailurePolicy and podReplacementPolicy)"
+    )
+    if found < INDEXED_JOBS:
+        indexed = ".".join(map(str, INDEXED_JOBS))
+        problem += f"; it has no Indexed Jobs, so multi-node runs need >= {indexed} and are refused"
+    return problem
 
 
 @dataclass(frozen=True)
@@ -46,20 +78,34 @@ def local_inventory(settings: Settings) -> Inventory:
     return Inventory(dict(settings.local_gpus), slots, nodes=1)
 
 
-def register_cluster(session: Session, name: str, executor: str, inventory: Inventory) -> None:
-    """Create or update a cluster; writes only when something changed."""
+def register_cluster(
+    session: Session,
+    name: str,
+    executor: str,
+    inventory: Inventory,
+    server_version: str | None = None,
+) -> None:
+    """Create or update a cluster; writes only when something changed. A version of None
+    (not read this time) keeps the one recorded."""
     document = inventory.to_document()
     cluster = session.get(Cluster, name)
     if cluster is not None:
-        if cluster.executor != executor or cluster.inventory != document:
+        version = server_version or cluster.server_version
+        if (cluster.executor, cluster.inventory, cluster.server_version) != (
+            executor, document, version
+        ):  # fmt: skip
             cluster.executor, cluster.inventory, cluster.updated_at = executor, document, utcnow()
+            cluster.server_version = version
             session.flush()
         return
     try:
         with session.begin_nested():
-            session.add(Cluster(name=name, executor=executor, inventory=document))
+            row = Cluster(
+                name=name, executor=executor, inventory=document, server_version=server_version
+            )
+            session.add(row)
     except IntegrityError:  # another worker registered it first: update that row instead
-        register_cluster(session, name, executor, inventory)
+        register_cluster(session, name, executor, inventory, server_version)
 
 
 def sync_local_cluster(session: Session, settings: Settings) -> None:
@@ -68,6 +114,12 @@ def sync_local_cluster(session: Session, settings: Settings) -> None:
 
 def list_clusters(session: Session) -> Sequence[Cluster]:
     return session.scalars(select(Cluster).order_by(Cluster.name)).all()
+
+
+def unsupported_clusters(session: Session) -> dict[str, str]:
+    """Each registered cluster whose server version Trainport does not support, and why."""
+    rows = session.execute(select(Cluster.name, Cluster.server_version).order_by(Cluster.name))
+    return {name: problem for name, version in rows if (problem := version_problem(version))}
 
 
 def lock_clusters(session: Session) -> Sequence[Cluster]:

@@ -49,7 +49,8 @@ def test_max_pending_counts_from_launch_while_starting_and_is_the_platforms_fail
 def test_the_operators_default_applies_without_max_pending_and_zero_turns_it_off() -> None:
     clock = AttemptClock(RunStatus.STARTING, 1, launched_at=ago(1800), running_since=None)
     ending = over_limit({}, clock, NOW, 1800)
-    assert ending is not None and "TRAINPORT_MAX_PENDING_SECONDS (30m)" in ending.message
+    assert ending is not None
+    assert "TRAINPORT_MAX_PENDING_SECONDS (30m)" in ending.message
     assert over_limit({}, clock, NOW, 0) is None
     assert over_limit({"max_pending": 3600}, clock, NOW, 1800) is None  # the run's own wins
 

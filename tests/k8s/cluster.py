@@ -14,11 +14,10 @@ simulator's clock (its controllers' "now"), never the server's.
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
-
-from datetime import datetime, timedelta
 
 from tests.k8s.fake_api import FakeApiServer, now_text
 
@@ -35,6 +34,7 @@ class ClusterSimulator:
         self.http = httpx.Client(base_url=server.url, timeout=10)
         self.fates: dict[int, str] = {}
         self.offset = timedelta()  # added to the wall clock by advance()
+        self.indexed = True  # False: a Job controller before Indexed Jobs (no index on pods)
 
     def advance(self, seconds: float) -> None:
         self.offset += timedelta(seconds=seconds)
@@ -104,7 +104,7 @@ class ClusterSimulator:
                 self.patch_pod(pod, _with_image_id(pod, status))
 
     def _kubelet(self, pod: Obj) -> None:
-        index = int(pod["metadata"]["annotations"][INDEX])
+        index = _index(pod)
         fate = self.fates.get(index, "succeed")
         phase = pod["status"].get("phase", "Pending")
         if pod["metadata"].get("deletionTimestamp") or phase in {"Succeeded", "Failed"}:
@@ -138,7 +138,7 @@ class ClusterSimulator:
             return self.fail_job(job, "DeadlineExceeded", "Job was active longer than specified")
         by_index: dict[int, list[Obj]] = {}
         for pod in pods:
-            by_index.setdefault(int(pod["metadata"]["annotations"][INDEX]), []).append(pod)
+            by_index.setdefault(_index(pod), []).append(pod)
         failed = [p for p in pods if p["status"].get("phase") == "Failed" and not _disrupted(p)]
         if failed:
             return self.fail_job(job, "BackoffLimitExceeded", "Job has reached the backoff limit")
@@ -153,7 +153,9 @@ class ClusterSimulator:
 
     def _past_deadline(self, job: Obj) -> bool:
         deadline = job["spec"].get("activeDeadlineSeconds")
-        started = datetime.fromisoformat(job["metadata"]["creationTimestamp"].replace("Z", "+00:00"))
+        started = datetime.fromisoformat(
+            job["metadata"]["creationTimestamp"].replace("Z", "+00:00")
+        )
         now = datetime.now(started.tzinfo) + self.offset
         return deadline is not None and (now - started).total_seconds() >= deadline
 
@@ -168,13 +170,19 @@ class ClusterSimulator:
         template = job["spec"]["template"]
         name = job["metadata"]["name"]
         meta = dict(template["metadata"])
-        meta["labels"] = {**meta.get("labels", {}), INDEX: str(index)}
-        meta["annotations"] = {**meta.get("annotations", {}), INDEX: str(index)}
+        if self.indexed:
+            meta["labels"] = {**meta.get("labels", {}), INDEX: str(index)}
+            meta["annotations"] = {**meta.get("annotations", {}), INDEX: str(index)}
         meta["generateName"] = f"{name}-{index}-"
         meta["ownerReferences"] = [{"apiVersion": "batch/v1", "kind": "Job", "name": name,
                                     "uid": job["metadata"]["uid"], "controller": True}]  # fmt: skip
         spec = {**template["spec"], "hostname": f"{name}-{index}"}
         self.http.post(PODS.format(ns=self.ns), json={"metadata": meta, "spec": spec})
+
+
+def _index(pod: Obj) -> int:
+    """The pod's completion index; a pod of a Job before Indexed Jobs has none (one pod: 0)."""
+    return int((pod["metadata"].get("annotations") or {}).get(INDEX, 0))
 
 
 def _outcome(fate: str) -> Obj:

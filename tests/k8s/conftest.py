@@ -79,6 +79,7 @@ def make_executor(
             tmp_path / "state",
             unschedulable_seconds=60,
             clock=clock,
+            cluster_name=options.pop("cluster_name", "test"),
             **options,
         )
         made.append(executor)

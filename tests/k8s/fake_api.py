@@ -9,8 +9,10 @@ and watch `timeoutSeconds` (the stream never ends), never answers 410 Gone, and 
 else: core/v1 and batch/v1 collections (namespaced and across namespaces), create (409 on a
 taken name, `generateName`), get (404), JSON merge PATCH (also `/status`), delete (graceful for
 pods, Foreground/Background for owners), list and watch by label selector, and pod logs with
-`follow` and `timestamps`. Tests can drop every open watch,
-compact history (so old versions answer 410), and count requests.
+`follow` and `timestamps`, and `/version`. Tests can drop every open watch,
+compact history (so old versions answer 410), count requests, and make the server an older
+Kubernetes (`pretend_version`): it then silently drops the Job fields that version does not
+know, as a real one does.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ KINDS = {
     "pods": "Pod", "services": "Service", "nodes": "Node", "events": "Event", "jobs": "Job",
     "secrets": "Secret",
 }  # fmt: skip
+# Job spec fields, by the minor version of Kubernetes 1.x from which a server keeps them (their
+# feature gate on by default): an older server drops them from what it stores.
+JOB_FIELDS_SINCE = {"completionMode": 22, "podFailurePolicy": 26, "podReplacementPolicy": 29}
 _PATH = re.compile(
     r"^/(?P<group>api/v1|apis/batch/v1)(?:/namespaces/(?P<ns>[^/]+))?"
     r"/(?P<res>[a-z]+)(?:/(?P<name>[^/]+))?(?:/(?P<sub>status|log))?$"
@@ -82,6 +87,7 @@ class Store:
         self.requests: Counter[str] = Counter()
         self.log_faults: dict[str, int] = {}  # pod name prefix -> the status pods/log answers
         self.delete_faults: dict[str, int] = {}  # object name prefix -> the status DELETE answers
+        self.git_version = "v1.31.2"
         self.enforce_owner_references = False  # the admission plugin, for a caller without
         # `update` on the owner's finalizers
 
@@ -105,9 +111,21 @@ class Store:
         obj.setdefault("apiVersion", GROUPS["apis/batch/v1" if resource == "jobs" else "api/v1"])
         obj.setdefault("kind", KINDS.get(resource, resource))
         obj.setdefault("status", {"phase": "Pending"} if resource == "pods" else {})
+        if resource == "jobs":
+            self._drop_unknown_job_fields(obj)
         self.objects[key] = obj
         self._record(resource, "ADDED", obj)
         return obj
+
+    def _drop_unknown_job_fields(self, job: Obj) -> None:
+        minor = int(self.git_version.split(".")[1])
+        for name, since in JOB_FIELDS_SINCE.items():
+            if minor < since:
+                (job.get("spec") or {}).pop(name, None)
+
+    def version_document(self) -> Obj:
+        major, minor = self.git_version.lstrip("v").split(".")[:2]
+        return {"major": major, "minor": minor, "gitVersion": self.git_version}
 
     def _admit_owner_references(self, resource: str, meta: Obj) -> None:
         """OwnerReferencesPermissionEnforcement, as it answers a caller who may not update
@@ -254,6 +272,11 @@ class FakeApiServer:
         with self.store.changed:
             self.store.log_faults[pod_prefix] = code
 
+    def pretend_version(self, git_version: str) -> None:
+        """Answer `/version` with this gitVersion and store Jobs as that version would."""
+        with self.store.changed:
+            self.store.git_version = git_version
+
     def fail_deletes(self, prefix: str, code: int = 500) -> None:
         """Answer DELETE of every object whose name starts with `prefix` with `code` (an etcd
         timeout, a webhook that fails); `heal_deletes` ends it."""
@@ -296,6 +319,9 @@ class _Handler(BaseHTTPRequestHandler):
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         match = _PATH.match(url.path)
         try:
+            if url.path.rstrip("/") == "/version" and method == "GET":
+                with self.store.changed:
+                    return self._send(200, self.store.version_document())
             if match is None:
                 raise ApiError(404, "NotFound", f"no route {url.path}")
             self._route(method, match.groupdict(), query)

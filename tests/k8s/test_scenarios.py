@@ -297,7 +297,8 @@ def test_a_pod_without_a_log_yet_is_one_debug_line_and_a_warning_only_if_it_pers
         return [(r.levelno, r.getMessage()) for r in lines]
 
     [(level, message)] = observe(5)
-    assert level == logging.DEBUG and "HTTP 400" in message
+    assert level == logging.DEBUG
+    assert "HTTP 400" in message
     clock.advance(61)
     assert [level for level, _ in observe(5)] == [logging.DEBUG, logging.WARNING]
     assert "for 61s now" in observe(1)[-1][1]
@@ -413,3 +414,48 @@ def test_a_launch_whose_service_is_refused_fails_the_attempt_saying_why(
     assert "jobs/finalizers" in outcome.message
     executor.cleanup(request.run_id, 1)
     assert not cluster.jobs()
+
+
+def test_a_multi_node_run_on_a_server_without_indexed_jobs_is_refused_and_its_job_deleted(
+    make_executor: Callable[..., KubernetesExecutor],
+    cluster: ClusterSimulator,
+    server: FakeApiServer,
+) -> None:
+    """A 1.20 server drops `completionMode`: the Job would run with an empty NODE_RANK on
+    every pod and report success. What the server kept decides, not what was sent."""
+    server.pretend_version("v1.20.2")
+    executor = make_executor(cluster_name="old")
+    request = launch_request(nodes=2)
+    executor.launch(request)
+    assert not cluster.jobs()  # deleted again before any pod could start
+    outcome = outcome_after(executor, request, "failed")
+    assert outcome.reason is StatusReason.SPEC_REFUSED
+    assert outcome.message.startswith(
+        "cluster old (Kubernetes v1.20.2) has no Indexed Jobs (it dropped the Job's "
+        "completionMode); multi-node runs need Kubernetes >= 1.22"
+    )
+    executor.cleanup(request.run_id, 1)
+
+
+def test_a_single_node_run_on_a_server_without_indexed_jobs_runs_as_rank_0(
+    make_executor: Callable[..., KubernetesExecutor],
+    cluster: ClusterSimulator,
+    server: FakeApiServer,
+) -> None:
+    """Its pods carry no completion index; the Job has one pod, so that pod is rank 0 (seen
+    running, its log followed) rather than never seen at all."""
+    server.pretend_version("v1.20.2")
+    executor = make_executor(cluster_name="old")
+    cluster.fates = {0: "run"}
+    request = launch_request(nodes=1)
+    executor.launch(request)
+    assert "completionMode" not in cluster.jobs()[0]["spec"]
+    cluster.indexed = False  # a 1.20 Job controller: no completion-index annotation or label
+    run_steps(cluster, 2)
+    outcome_after(executor, request, "running")
+    cluster.fates = {0: "succeed"}
+    run_steps(cluster, 1)
+    outcome_after(executor, request, "succeeded")
+    executor.cleanup(request.run_id, 1)
+    log = executor.logs._store.ref(request.run_id, 1, 0).path.read_text()
+    assert "rank 0 working" in log

@@ -11,6 +11,9 @@ plays a pod's runtime by calling the API with that environment's run token.
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,6 +155,33 @@ def test_the_scheduler_registers_each_cluster_with_the_gpus_of_its_usable_nodes(
         "east": ("kubernetes", {"gpus": {A100: 8}, "cpu_slots": None, "nodes": 2}),
         "west": ("kubernetes", {"gpus": {H100: 8}, "cpu_slots": None, "nodes": 2}),
     }
+
+
+def test_each_cluster_s_server_version_is_recorded_and_an_unsupported_one_shown(
+    api: TestClient, clusters: Clusters, caplog: pytest.LogCaptureFixture
+) -> None:
+    """In the inventory (`python -m api.admin clusters`) and in /readyz, which stays ready: a
+    1.20 cluster still runs single-node runs."""
+    clusters.west.server.pretend_version("v1.20.2")
+    with caplog.at_level(logging.WARNING, logger="trainport.clusters"):
+        scheduler.run_pass(sessions(api), clusters.settings)
+    with session_scope(sessions(api)) as session:
+        versions = {c.name: c.server_version for c in session.query(Cluster).all()}
+    assert versions == {"east": "v1.31.2", "west": "v1.20.2"}
+    [warning] = [r.getMessage() for r in caplog.records]
+    assert warning.startswith("Kubernetes cluster west is not supported: Kubernetes v1.20.2")
+    ready = api.get("/readyz")
+    assert ready.status_code == 200
+    problem = ready.json()["unsupported_clusters"]["west"]
+    assert "older than 1.31" in problem
+    assert "no Indexed Jobs" in problem
+    assert list(ready.json()["unsupported_clusters"]) == ["west"]
+    listing = admin_clusters(clusters.settings)
+    east, west = listing.splitlines()
+    assert east.startswith('east  kubernetes  v1.31.2  {"cpu_slots": null, "gpus": {')
+    assert "UNSUPPORTED" not in east
+    assert west.startswith("west  kubernetes  v1.20.2  {")
+    assert "  UNSUPPORTED: Kubernetes v1.20.2 is older than 1.31" in west
 
 
 def test_each_cluster_s_nodes_are_listed_at_most_once_per_inventory_interval(
@@ -316,11 +346,21 @@ def test_one_runs_failing_step_is_logged_with_its_id_and_stalls_no_other_run(
         reconcile_until(api, tenant, ctx, "west", healthy, {"succeeded"})
         reconcile_once(ctx)
     failures = [r for r in caplog.records if broken in r.getMessage()]
-    assert failures and all(r.exc_info for r in failures)  # with its traceback, once per step
+    assert failures
+    assert all(r.exc_info for r in failures)  # with its traceback, once per step
     assert not [r for r in caplog.records if healthy in r.getMessage()]
-    assert [j["metadata"]["name"] for j in clusters.west.jobs()] == [
-        naming.attempt_name(broken, 1)
-    ]
+    assert [j["metadata"]["name"] for j in clusters.west.jobs()] == [naming.attempt_name(broken, 1)]
     clusters.west.server.heal_deletes()
     reconcile_once(ctx)  # an orphan now: stopped and deleted
     assert not clusters.west.jobs()
+
+
+def admin_clusters(settings: Settings) -> str:
+    """`python -m api.admin clusters` on these settings' database, as an operator runs it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINPORT_")}
+    env["TRAINPORT_DATABASE_URL"] = settings.database_url
+    done = subprocess.run(
+        [sys.executable, "-m", "api.admin", "clusters"],
+        env=env, capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    return done.stdout

@@ -7,6 +7,8 @@ system's retry policy retries. The clocks move by backdating the rows the reconc
 (when the attempt was launched, when the run went running), and by the simulator's `advance`.
 """
 
+# ruff: noqa: F811 - the Kubernetes fixtures are imported by name; each test takes them as arguments
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -18,7 +20,7 @@ from core.db import session_scope
 from core.models import Run, RunAttempt, utcnow
 from tests.factories import make_tenant
 from tests.workers.test_admission import sessions
-from tests.workers.test_kubernetes_clusters import (  # noqa: F401 - fixtures
+from tests.workers.test_kubernetes_clusters import (  # noqa: F401 - fixtures, used as arguments
     Clusters,
     admit_and_launch,
     api,

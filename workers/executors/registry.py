@@ -46,7 +46,7 @@ def _build(where: Where, settings: Settings) -> Executor:
     if where.kind == "kubernetes" and where.cluster in settings.kubernetes_clusters:
         from workers.executors.kubernetes import executor_from_settings
 
-        return executor_from_settings(settings.for_kubernetes_cluster(where.cluster))
+        return executor_from_settings(settings.for_kubernetes_cluster(where.cluster), where.cluster)
     raise UnknownExecutor(f"no {where.kind} executor for cluster {where.cluster!r} here")
 
 

@@ -19,7 +19,7 @@ from workers.executors.kubernetes.executor import KubernetesExecutor
 from workers.executors.kubernetes.inventory import read_inventory
 
 
-def executor_from_settings(settings: Settings) -> KubernetesExecutor:
+def executor_from_settings(settings: Settings, cluster_name: str = "") -> KubernetesExecutor:
     return KubernetesExecutor(
         apis_from_settings(settings),
         replace(cluster_config(settings), installation=installation_id(settings)),
@@ -27,6 +27,7 @@ def executor_from_settings(settings: Settings) -> KubernetesExecutor:
         settings.state_dir,
         unschedulable_seconds=settings.kubernetes_unschedulable_seconds,
         resync_seconds=settings.kubernetes_resync_seconds,
+        cluster_name=cluster_name,
     )
 
 

@@ -28,13 +28,24 @@ class Apis:
     batch: k.BatchV1Api
     request_timeout: float
     watch_timeout: int
+    version: k.VersionApi
 
     @classmethod
     def from_client(
         cls, api_client: k.ApiClient, request_timeout: float = 30.0, watch_timeout: int = 300
     ) -> Apis:
         return cls(
-            k.CoreV1Api(api_client), k.BatchV1Api(api_client), request_timeout, watch_timeout
+            k.CoreV1Api(api_client),
+            k.BatchV1Api(api_client),
+            request_timeout,
+            watch_timeout,
+            k.VersionApi(api_client),
+        )
+
+    def server_version(self) -> str:
+        """The server's gitVersion (`/version`), e.g. v1.31.2."""
+        return str(
+            read_json(self.version.get_code, _request_timeout=self.request_timeout)["gitVersion"]
         )
 
 

@@ -4,11 +4,14 @@
 training namespace), then creates both (the Service owned by the Job); a 409 reads the object
 back and compares its spec-hash annotation: the same hash adopts it, a different one fails the
 attempt with a clear reason instead of running something other than what was asked (a later
-attempt has another name, so that one may retry). `observe` reads two mirrors (Jobs and Pods,
-label-selected, list-then-watch) and maps them through `observations`; it never polls pods one
-by one. `cancel` deletes the Job with Foreground propagation (404 counts as done) and answers
-True only once no pod of the attempt is left. `cleanup` copies the last of the logs, then
-deletes the Job. A launch that cannot be built is recorded under the state folder and reported
+attempt has another name, so that one may retry). What the server kept decides, not what was
+sent: a server without Indexed Jobs (before 1.22) silently drops `completionMode`, and a
+multi-node run would then start every pod with an empty NODE_RANK, so its Job is deleted again
+and the run refused (`spec_refused`, naming the cluster and its version). `observe` reads
+two mirrors (Jobs and Pods, label-selected, list-then-watch) and maps them through
+`observations`; it never polls pods one by one. `cancel` deletes the Job with Foreground
+propagation (404 counts as done) and answers True only once no pod of the attempt is left.
+`cleanup` copies the last of the logs, then deletes the Job. A launch that cannot be built is recorded under the state folder and reported
 as failed ranks, like the local executor does, with `spec_refused`: the same spec would be
 refused again, so the run is not retried.
 """
@@ -27,6 +30,7 @@ from kubernetes.client.exceptions import ApiException
 
 from core.logs import LogStore
 from core.runs.states import StatusReason
+from core.scheduling.clusters import INDEXED_JOBS
 from workers.executors.base import AttemptObservation, LaunchRequest, RankObservation, RankPhase
 from workers.executors.kubernetes import naming
 from workers.executors.kubernetes.client import Apis, read_json
@@ -59,9 +63,11 @@ class KubernetesExecutor:
         unschedulable_seconds: float = 600.0,
         resync_seconds: float = 300.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        cluster_name: str = "",
     ) -> None:
         self.apis = apis
         self.config = config
+        self.cluster_name = cluster_name  # for messages: which cluster refused what
         self.logs = PodLogs(apis, log_store, Path(state_dir), clock)
         self._refused = Path(state_dir) / "kubernetes" / "refused"
         self._unschedulable_seconds = unschedulable_seconds
@@ -107,10 +113,37 @@ class KubernetesExecutor:
             return self._refuse(request.run_id, request.attempt, request.spec, str(refused), reason)
         self._write_org_secret(request, manifests.namespace)
         job = self._create_or_adopt(manifests)
-        if job is None:
+        if job is None or not self._kept_indexed(manifests, job, request):
             return None
         self._create_service(manifests, job, request)
         return None
+
+    def _kept_indexed(self, manifests: AttemptManifests, job: Any, request: LaunchRequest) -> bool:
+        """Whether the server kept the Indexed completion mode a multi-node run needs (each
+        pod's NODE_RANK is its completion index). If not, delete the Job and refuse the run."""
+        nodes = int(manifests.job.spec.completions or 1) if manifests.job.spec else 1
+        if nodes <= 1 or (job.spec is not None and job.spec.completion_mode == "Indexed"):
+            return True
+        self._delete(manifests.namespace, manifests.name, "the server dropped its completionMode")
+        needed = ".".join(map(str, INDEXED_JOBS))
+        message = (
+            f"cluster {self.cluster_name or '?'} (Kubernetes {self._server_version()}) has no "
+            "Indexed Jobs (it dropped the Job's completionMode); multi-node runs need "
+            f"Kubernetes >= {needed}"
+        )
+        self._refuse(
+            request.run_id, request.attempt, request.spec, message, StatusReason.SPEC_REFUSED
+        )
+        return False
+
+    def _server_version(self) -> str:
+        try:
+            return self.apis.server_version()
+        except Exception as error:  # the refusal stands without it
+            log.warning(
+                "cannot read the server version of cluster %s: %s", self.cluster_name, error
+            )
+            return "version unknown"
 
     def _write_org_secret(self, request: LaunchRequest, namespace: str) -> None:
         """Put the launch's resolved values into its org's Secret before any pod refers to it:

@@ -60,7 +60,7 @@ def group_attempts(jobs: list[Obj], pods: list[Obj]) -> dict[tuple[str, int], At
             continue
         if is_job:
             view.job = obj
-        elif (index := completion_index(obj)) is not None:
+        elif (index := completion_index(obj, view.job)) is not None:
             view.pods[index].append(obj)
     return views
 
@@ -76,11 +76,17 @@ def _view_of(views: dict[tuple[str, int], AttemptView], obj: Obj) -> AttemptView
     return views.setdefault(key, AttemptView(run_id, int(attempt), meta["namespace"], name))
 
 
-def completion_index(pod: Obj) -> int | None:
+def completion_index(pod: Obj, job: Obj | None = None) -> int | None:
+    """The pod's rank. A server without Indexed Jobs gives none; the only pod of its one-node
+    Job is rank 0 (a multi-node one is refused at launch: executor._kept_indexed)."""
     meta = pod.get("metadata") or {}
     raw = (meta.get("annotations") or {}).get(naming.COMPLETION_INDEX_KEY) or (
         meta.get("labels") or {}
     ).get(naming.COMPLETION_INDEX_KEY)
+    if raw is None and job is not None:
+        spec = job.get("spec") or {}
+        if spec.get("completionMode") != "Indexed" and int(spec.get("completions") or 1) == 1:
+            return 0
     return int(raw) if raw is not None and str(raw).isdigit() else None
 
 
