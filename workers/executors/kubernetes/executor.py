@@ -7,13 +7,14 @@ attempt with a clear reason instead of running something other than what was ask
 attempt has another name, so that one may retry). What the server kept decides, not what was
 sent: a server without Indexed Jobs (before 1.22) silently drops `completionMode`, and a
 multi-node run would then start every pod with an empty NODE_RANK, so its Job is deleted again
-and the run refused (`spec_refused`, naming the cluster and its version). `observe` reads
-two mirrors (Jobs and Pods, label-selected, list-then-watch) and maps them through
-`observations`; it never polls pods one by one. `cancel` deletes the Job with Foreground
-propagation (404 counts as done) and answers True only once no pod of the attempt is left.
-`cleanup` copies the last of the logs, then deletes the Job. A launch that cannot be built is recorded under the state folder and reported
-as failed ranks, like the local executor does, with `spec_refused`: the same spec would be
-refused again, so the run is not retried.
+and the run refused (`spec_refused`, naming the cluster and its version).
+
+`observe` reads two mirrors (Jobs and Pods, label-selected, list-then-watch) and maps them
+through `observations`; it never polls pods one by one. `cancel` deletes the Job with
+Foreground propagation (404 counts as done) and answers True only once no pod of the attempt
+is left. `cleanup` copies the last of the logs, then deletes the Job. A launch that cannot be
+built is recorded under the state folder and reported as failed ranks, like the local executor
+does, with `spec_refused`: the same spec would be refused again, so the run is not retried.
 """
 
 from __future__ import annotations
