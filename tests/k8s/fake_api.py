@@ -7,12 +7,12 @@ ownerReference), ignores label selectors, `generateName` (a second pod with one 
 and watch `timeoutSeconds` (the stream never ends), never answers 410 Gone, and serves
 `pods/log` as the pod itself. So this serves exactly what the executor depends on, and nothing
 else: core/v1 and batch/v1 collections (namespaced and across namespaces), create (409 on a
-taken name, `generateName`), get (404), JSON merge PATCH (also `/status`), delete (graceful for
-pods, Foreground/Background for owners), list and watch by label selector, and pod logs with
-`follow` and `timestamps`, and `/version`. Tests can drop every open watch,
-compact history (so old versions answer 410), count requests, and make the server an older
-Kubernetes (`pretend_version`): it then silently drops the Job fields that version does not
-know, as a real one does.
+taken name, `generateName`, `dryRun=All`), get (404), JSON merge PATCH (also `/status`), delete
+(graceful for pods, Foreground/Background for owners), list and watch by label selector, pod
+logs with `follow` and `timestamps`, and `/version`. Tests can drop every open watch, compact
+history (so old versions answer 410), count requests, and make the server an older Kubernetes
+(`pretend_version`): it then silently drops the Job fields that version does not know, as a
+real one does.
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ class Store:
         self.history.append((self.version, resource, kind, json.loads(json.dumps(obj))))
         self.changed.notify_all()
 
-    def create(self, resource: str, namespace: str, obj: Obj) -> Obj:
+    def create(self, resource: str, namespace: str, obj: Obj, dry_run: bool = False) -> Obj:
         meta = obj.setdefault("metadata", {})
         if not meta.get("name") and meta.get("generateName"):
             meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
@@ -113,6 +113,8 @@ class Store:
         obj.setdefault("status", {"phase": "Pending"} if resource == "pods" else {})
         if resource == "jobs":
             self._drop_unknown_job_fields(obj)
+        if dry_run:  # what would be stored, and nothing stored
+            return obj
         self.objects[key] = obj
         self._record(resource, "ADDED", obj)
         return obj
@@ -349,7 +351,8 @@ class _Handler(BaseHTTPRequestHandler):
             if method == "GET":
                 return self._send(200, store.get(resource, ns or "", name))
             if method == "POST":
-                return self._send(201, store.create(resource, ns or "", self._body()))
+                dry_run = query.get("dryRun") == "All"
+                return self._send(201, store.create(resource, ns or "", self._body(), dry_run))
             if method == "PATCH":
                 return self._send(200, store.patch(resource, ns or "", name, self._body()))
             options = self._body() if int(self.headers.get("Content-Length") or 0) else {}

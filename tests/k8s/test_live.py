@@ -17,10 +17,11 @@ from core.logs import LogStore
 from core.secrets.schemas import LaunchSecrets
 from core.settings import Settings
 from tests.k8s.conftest import launch_request
+from tests.k8s.strict_dry_run import dropped_fields, dry_run_attempt, strict_options
 from workers.executors.base import AttemptPhase, classify_attempt
 from workers.executors.kubernetes.client import apis_from_settings, cluster_config
 from workers.executors.kubernetes.executor import KubernetesExecutor
-from workers.executors.kubernetes.manifests import build_attempt, build_org_secret
+from workers.executors.kubernetes.manifests import build_attempt, build_org_secret, to_dict
 
 pytestmark = [
     pytest.mark.k8s_live,
@@ -36,19 +37,18 @@ GLOO = (
 )
 
 
-def test_every_manifest_passes_a_server_side_dry_run() -> None:
+def test_every_manifest_passes_a_strict_server_side_dry_run() -> None:
+    """Strict: a field the server would drop fails (fieldValidation=Strict where the server
+    knows it, and on every server a comparison of what it would keep: strict_dry_run.py)."""
     settings = Settings()
     apis = apis_from_settings(settings)
     config = cluster_config(settings)
     request = launch_request(nodes=2, image=TORCH_IMAGE, compute={"nodes": 2, "gpus_per_node": 1})
     built = build_attempt(request, config)
-    apis.batch.create_namespaced_job(built.namespace, built.job, dry_run="All")
-    apis.core.create_namespaced_service(built.namespace, built.service, dry_run="All")
-    apis.core.create_namespaced_secret(
-        built.namespace,
-        build_org_secret(_with_secret(request), config, built.namespace),
-        dry_run="All",
-    )
+    assert dry_run_attempt(apis, built) == []
+    secret = build_org_secret(_with_secret(request), config, built.namespace)
+    kept = apis.core.create_namespaced_secret(built.namespace, secret, **strict_options(apis))
+    assert dropped_fields(to_dict(secret), to_dict(kept)) == []
 
 
 def _with_secret(request: Any, value: str = "live-canary-value") -> Any:
