@@ -39,6 +39,7 @@ from core.provenance.service import check_signing_keys
 from core.ratelimit import RateLimiter
 from core.runs.waiting import WaitingRoom
 from core.settings import Settings, get_settings
+from core.storage.backends import check_store_reachable_by_runs
 
 API_VERSION = "0.1.0"
 
@@ -57,6 +58,7 @@ def _change_listener(settings: Settings) -> PostgresListener | SqliteVersionWatc
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
+    check_store_reachable_by_runs(settings)  # an API that knows runs go to Kubernetes
     listener = _change_listener(settings)
     if listener is not None:
         listener.start()  # other processes' changes wake this process's long polls

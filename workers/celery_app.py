@@ -26,6 +26,7 @@ from kombu.transport import sqlalchemy as sqla_transport
 from core.outbox import Task
 from core.sandbox import SandboxRequired, announce
 from core.settings import Settings, get_settings
+from core.storage.backends import StoreUnreachableByRuns, check_store_reachable_by_runs
 from workers.shutdown import bound_warm_shutdown
 
 TASK_TIME_LIMIT = 300  # seconds; the longest any task may run before it is killed
@@ -93,13 +94,16 @@ def create_celery(settings: Settings | None = None) -> Celery:
 
 
 @signals.worker_init.connect  # type: ignore[untyped-decorator]
-def _sandbox_at_start(**_: object) -> None:
-    """Say whether local ranks are sandboxed; with TRAINPORT_SANDBOX=bwrap and no way to
-    sandbox, refuse to start (SystemExit: Celery's signal dispatch swallows Exceptions)."""
+def _checks_at_start(**_: object) -> None:
+    """Say whether local ranks are sandboxed, and refuse to start (SystemExit: Celery's signal
+    dispatch swallows Exceptions) with TRAINPORT_SANDBOX=bwrap and no way to sandbox, or with
+    Kubernetes clusters and an object store their pods cannot reach."""
+    settings = get_settings()
     try:
-        announce(get_settings(), enforce=True)
-    except SandboxRequired as required:
-        raise SystemExit(f"error: {required}") from None
+        check_store_reachable_by_runs(settings)
+        announce(settings, enforce=True)
+    except (SandboxRequired, StoreUnreachableByRuns) as refused:
+        raise SystemExit(f"error: {refused}") from None
 
 
 app = create_celery()

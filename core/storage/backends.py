@@ -1,4 +1,11 @@
-"""The object store the settings select (runs never get its credentials: issue 12)."""
+"""The object store the settings select (runs never get its credentials: issue 12).
+
+Runs reach the store only through the API: presigned URLs for their run token
+(core/run_storage), which point at the store itself. A local store's files exist only where the
+API and the workers run, so with the Kubernetes executor (TRAINPORT_KUBERNETES_CLUSTERS) no pod
+could use them: `check_store_reachable_by_runs` refuses that at the start of a worker (and of
+an API whose settings name the clusters).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +19,29 @@ from core.storage.local import LocalObjectStore
 from core.storage.s3 import S3Location, S3ObjectStore, make_client
 
 _lock = threading.Lock()
+
+
+class StoreUnreachableByRuns(Exception):
+    """Runs go to Kubernetes, and the object store is local: the process must not start."""
+
+
+def check_store_reachable_by_runs(settings: Settings) -> None:
+    """Raise StoreUnreachableByRuns, saying what to set, when runs cannot reach the store."""
+    if not settings.kubernetes_clusters or settings.storage_backend is not StorageBackend.LOCAL:
+        return
+    clusters = ", ".join(sorted(settings.kubernetes_clusters))
+    raise StoreUnreachableByRuns(
+        f"runs go to Kubernetes (TRAINPORT_KUBERNETES_CLUSTERS ({clusters})), and the object "
+        f"store is local (TRAINPORT_STORAGE_BACKEND=local: files under {settings.storage_root} "
+        "that exist only where this process runs): training pods could not read their datasets "
+        "or write checkpoints. Configure S3: TRAINPORT_STORAGE_BACKEND=s3 with "
+        "TRAINPORT_S3_BUCKET, TRAINPORT_S3_ENDPOINT_URL (empty for AWS; pods reach it through "
+        "presigned URLs, so allow it in k8s/network-policy.yaml), TRAINPORT_S3_REGION and the "
+        "credentials TRAINPORT_S3_ACCESS_KEY_ID / TRAINPORT_S3_SECRET_ACCESS_KEY (or the "
+        "pod's cloud identity)"
+    )
+
+
 _clients: dict[tuple[Any, ...], Any] = {}
 
 

@@ -11,6 +11,7 @@ architecture doc's state diagram is the lifecycle table.
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
 import os
 import re
 from pathlib import Path
@@ -26,6 +27,7 @@ from api.app import create_app
 from core.runs.spec import RunCreate
 from core.runs.states import TRANSITIONS
 from core.settings import Environment, Settings
+from core.storage.backends import check_store_reachable_by_runs
 
 ROOT = Path(__file__).resolve().parents[2]
 TRAINPORT_SERVICES = ("migrate", "api", "worker", "beat", "relay")
@@ -321,15 +323,61 @@ def test_only_the_worker_may_manage_jobs_pods_and_services_in_the_training_names
     assert node_binding["subjects"] == binding["subjects"]
 
 
-def test_training_pods_are_denied_by_default_and_reach_only_ranks_dns_and_the_api() -> None:
+TRAINING_PODS = {"matchLabels": {"app.kubernetes.io/managed-by": "trainport"}}
+DNS = {
+    "to": [
+        {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+            "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+        }
+    ],
+    "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+}
+TRAINPORT_API = {
+    "to": [
+        {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "trainport"}},
+            "podSelector": {"matchLabels": {"app.kubernetes.io/name": "trainport-api"}},
+        }
+    ],
+    "ports": [{"protocol": "TCP", "port": 8000}],
+}
+
+
+def test_training_pods_reach_exactly_ranks_dns_the_api_and_the_object_store() -> None:
+    """Issue 13: runs reach storage through the API, whose presigned URLs point at the object
+    store itself, so pods need the store's endpoint too: that and nothing more. The store's
+    address is the operator's (a placeholder to replace, like the Secret's)."""
     policies = _of_kind("NetworkPolicy")
+    assert set(policies) == {"default-deny", "training-ranks", "training-object-store"}
     deny = policies["default-deny"]
     assert deny["spec"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
     ranks = policies["training-ranks"]["spec"]
-    assert ranks["podSelector"]["matchLabels"] == {"app.kubernetes.io/managed-by": "trainport"}
-    assert [rule["from"][0]["podSelector"] for rule in ranks["ingress"]] == [ranks["podSelector"]]
-    ports = [port["port"] for rule in ranks["egress"] for port in rule.get("ports", [])]
-    assert ports == [53, 53, 8000]
+    assert ranks["podSelector"] == TRAINING_PODS
+    assert ranks["ingress"] == [{"from": [{"podSelector": TRAINING_PODS}]}]  # only other ranks
+    assert ranks["egress"] == [{"to": [{"podSelector": TRAINING_PODS}]}, DNS, TRAINPORT_API]
+    store = policies["training-object-store"]["spec"]
+    assert store["podSelector"] == TRAINING_PODS
+    assert store["policyTypes"] == ["Egress"]
+    [rule] = store["egress"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": 443}]
+    [peer] = rule["to"]
+    assert set(peer) == {"ipBlock"}
+    network = ipaddress.ip_network(peer["ipBlock"]["cidr"])
+    assert network.num_addresses == 1  # one endpoint, never "anywhere"
+    text = (ROOT / "k8s" / "network-policy.yaml").read_text()
+    assert "TRAINPORT_S3_ENDPOINT_URL" in text  # the comment says what to put there
+
+
+def test_the_shipped_configuration_stores_objects_where_training_pods_reach_them() -> None:
+    env = {**_of_kind("ConfigMap")["trainport-config"]["data"],
+           **_of_kind("Secret")["trainport-secrets"]["stringData"]}  # fmt: skip
+    settings = _settings_from(env)
+    assert settings.kubernetes_clusters
+    check_store_reachable_by_runs(settings)  # a worker with it starts
+    assert settings.storage_backend.value == "s3"
+    assert settings.s3_bucket
+    assert settings.s3_endpoint_url
 
 
 # README.md and docs/architecture.md
