@@ -71,7 +71,7 @@ def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plane]:
         admin = control.client()
         for manifest in ("namespace.yaml", "rbac.yaml"):
             kube_utils.create_from_yaml(admin, str(ROOT / "k8s" / manifest))
-        _wait_for_default_account(k.CoreV1Api(admin))
+        wait_for_default_account(control)
         token = service_account_token(control, "trainport-worker")
         kubelet = Kubelet(admin, NAMESPACE, control.pki)
         kubelet.add_node("node-a")
@@ -91,12 +91,13 @@ def service_account_token(control: ControlPlane, name: str, namespace: str = "tr
     return str(made.status.token)
 
 
-def _wait_for_default_account(core: k.CoreV1Api) -> None:
+def wait_for_default_account(control: ControlPlane) -> None:
     """Pod admission needs the namespace's `default` account: the controller makes it."""
+    core = k.CoreV1Api(control.client())
     deadline = time.monotonic() + 30
-    while not core.list_namespaced_service_account(
-        NAMESPACE, field_selector="metadata.name=default"
-    ).items:
+    selector = "metadata.name=default"
+    while not core.list_namespaced_service_account(NAMESPACE, field_selector=selector).items:
+        control.alive()
         assert time.monotonic() < deadline, "the service-account controller never ran"
         time.sleep(0.1)
 
