@@ -83,8 +83,7 @@ def start_plane(work: Path) -> Plane:
 def launch_all(api: TestClient, ctx: WorkerContext, runs: int) -> tuple[list[str], float]:
     tenant = make_tenant(api)
     ids = [
-        str(create_run(api, tenant, compute={"nodes": 1}, scheduling={})["id"])
-        for _ in range(runs)
+        str(create_run(api, tenant, compute={"nodes": 1}, scheduling={})["id"]) for _ in range(runs)
     ]
     started = time.perf_counter()
     pending = set(ids)
@@ -109,14 +108,16 @@ def measure(ctx: WorkerContext, executor: Any, passes: int) -> dict[str, Any]:
         cpus.append(time.thread_time() - cpu)
         walls.append(time.perf_counter() - wall)
         calls.append(executor.jobs.calls + executor.pods.calls - before_calls)
-        assert summary.settled == 0 and summary.orphans == 0, summary
+        assert (summary.settled, summary.orphans) == (0, 0), summary  # all still running
         time.sleep(0.2)
 
     def ms(values: list[float]) -> dict[str, float]:
         ordered = sorted(values)
         p95 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))]
-        return {"median_ms": round(statistics.median(values) * 1000, 1),
-                "p95_ms": round(p95 * 1000, 1)}  # fmt: skip
+        return {
+            "median_ms": round(statistics.median(values) * 1000, 1),
+            "p95_ms": round(p95 * 1000, 1),
+        }
 
     observe_cpu = []
     for _ in range(passes):

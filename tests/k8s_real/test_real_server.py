@@ -391,3 +391,22 @@ def test_time_spent_pending_does_not_count_against_max_duration(real: Real) -> N
     real.kubelet.fate(run_id, exit_code=0, pending_seconds=5)  # unscheduled past max_duration
     run = real.drive(run_id, {"failed", "succeeded"}, timeout=20)
     assert (run["status"], run["status_reason"]) == ("succeeded", "completed")
+
+
+def test_following_many_pods_logs_keeps_its_connections(
+    real: Real, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every running pod's log is followed on one connection pool: it must hold them all, or
+    each follow's connection is thrown away with a warning (and a new TLS handshake)."""
+    caplog.set_level(logging.WARNING, logger="urllib3")
+    run_ids = [real.submit() for _ in range(12)]
+    for run_id in run_ids:
+        real.kubelet.fate(run_id, exit_code=None)
+    for run_id in run_ids:
+        real.drive(run_id, {"running"})
+    eventually(lambda: len(real.executor.logs._following) == len(run_ids), what="12 followers")
+    for run_id in run_ids:
+        real.kubelet.end(run_id, 0)
+    for run_id in run_ids:
+        real.drive(run_id, {"succeeded"})
+    assert not [r for r in caplog.records if "pool is full" in r.getMessage()]
