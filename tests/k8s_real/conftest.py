@@ -159,7 +159,7 @@ class Real:
         self.executor.stop()
         self.executor = new_executor(self.settings)
 
-    def jobs(self, installation: str | None = None) -> list[dict[str, Any]]:
+    def jobs(self) -> list[dict[str, Any]]:
         """The namespace's Jobs as the admin sees them (every installation's)."""
         batch = k.BatchV1Api(self.plane.control.client())
         items: list[dict[str, Any]] = json.loads(

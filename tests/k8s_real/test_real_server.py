@@ -11,6 +11,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -22,6 +23,7 @@ from core.db import session_scope
 from core.logs import LogStore
 from core.models import Cluster
 from core.runs.states import StatusReason
+from core.secrets.schemas import LaunchSecrets
 from tests.k8s.conftest import launch_request, seen
 from tests.k8s_real.conftest import (
     CLUSTER,
@@ -32,11 +34,13 @@ from tests.k8s_real.conftest import (
     Real,
     service_account_token,
 )
+from workers import scheduler
 from workers.executors.base import AttemptPhase, classify_attempt
 from workers.executors.kubernetes import naming
 from workers.executors.kubernetes.client import Apis
 from workers.executors.kubernetes.executor import KubernetesExecutor
 from workers.executors.kubernetes.manifests import ClusterConfig, build_attempt, build_org_secret
+from workers.reconciler import launch_attempt
 
 pytestmark = pytest.mark.k8s_real
 K8SFIX = "needs k8sfix (issue 13, finding 5): "
@@ -174,12 +178,12 @@ def test_an_apiserver_restart_mid_run_lists_again_and_the_run_settles(real: Real
     run_id = real.submit()
     real.kubelet.fate(run_id, exit_code=None)
     real.drive(run_id, {"running"})
-    lists_before = real.executor.jobs.listed_at
+    lists_before = (real.executor.jobs.listed_at, real.executor.pods.listed_at)
     real.plane.control.restart_apiserver()
     real.kubelet.end(run_id, 0)
     run = real.drive(run_id, {"succeeded"}, timeout=40)
     assert attempts(run) == [(1, "succeeded", "completed")]
-    assert real.executor.jobs.listed_at != lists_before or real.executor.pods.listed_at
+    assert (real.executor.jobs.listed_at, real.executor.pods.listed_at) != lists_before  # 410
 
 
 def test_a_restarted_worker_settles_a_job_that_finished_while_it_was_away(real: Real) -> None:
@@ -188,9 +192,6 @@ def test_a_restarted_worker_settles_a_job_that_finished_while_it_was_away(real: 
     run_id = real.submit()
     real.kubelet.fate(run_id, exit_code=None)
     ctx = real.ctx
-    from workers import scheduler
-    from workers.reconciler import launch_attempt
-
     [admitted] = scheduler.run_pass(ctx.factory, ctx.settings).admitted
     assert launch_attempt(ctx, run_id, admitted.attempt) == "launched"
     eventually(lambda: _running(pods_of_run(real, run_id)), what="the pod runs")
@@ -342,10 +343,6 @@ def test_every_manifest_passes_a_server_side_dry_run_with_the_worker_s_identity(
     built = build_attempt(request, ClusterConfig(namespace=NAMESPACE))
     job = apis.batch.create_namespaced_job(NAMESPACE, built.job, dry_run="All")
     apis.core.create_namespaced_service(NAMESPACE, built.service, dry_run="All")
-    from dataclasses import replace
-
-    from core.secrets.schemas import LaunchSecrets
-
     with_secret = replace(request, secrets=LaunchSecrets({"token": "v"}, {"token": "org.token"}))
     secret = build_org_secret(with_secret, ClusterConfig(namespace=NAMESPACE), NAMESPACE)
     apis.core.create_namespaced_secret(NAMESPACE, secret, dry_run="All")
