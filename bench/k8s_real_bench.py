@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import secrets
+import shutil
 import statistics
 import sys
 import tempfile
@@ -67,12 +68,16 @@ def start_plane(work: Path) -> Plane:
     if bin_dir is None:
         sys.exit("no kube-apiserver binaries: run `bash scripts/kube-binaries.sh` first")
     control = ControlPlane(bin_dir, work)
-    control.start()
-    admin = control.client()
-    for manifest in ("namespace.yaml", "rbac.yaml"):
-        kube_utils.create_from_yaml(admin, str(ROOT / "k8s" / manifest))
-    wait_for_default_account(control)
-    token = service_account_token(control, "trainport-worker")
+    try:
+        control.start()
+        admin = control.client()
+        for manifest in ("namespace.yaml", "rbac.yaml"):
+            kube_utils.create_from_yaml(admin, str(ROOT / "k8s" / manifest))
+        wait_for_default_account(control)
+        token = service_account_token(control, "trainport-worker")
+    except BaseException:
+        control.stop()  # nothing left running when the plane cannot start
+        raise
     kubelet = Kubelet(admin, NAMESPACE, control.pki)
     kubelet.default.exit_code = None  # every run stays running
     kubelet.add_node("node-a")
@@ -141,7 +146,11 @@ def main() -> None:
     url = make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
     _admin(f'CREATE DATABASE "{name}"')
     work = Path(tempfile.mkdtemp(prefix="k8s-real-bench-"))
-    plane = start_plane(work / "kube")
+    try:
+        plane = start_plane(work / "kube")
+    except BaseException:
+        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        raise
     try:
         migrate.upgrade(url)
         settings = real_settings(plane, url, work / "state", watch_timeout=300)
@@ -163,6 +172,7 @@ def main() -> None:
         plane.kubelet.stop()
         plane.control.stop()
         _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -66,8 +66,8 @@ class Plane:
 def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plane]:
     assert BIN is not None
     control = ControlPlane(BIN, tmp_path_factory.mktemp("kube"))
-    control.start()
     try:
+        control.start()
         admin = control.client()
         for manifest in ("namespace.yaml", "rbac.yaml"):
             kube_utils.create_from_yaml(admin, str(ROOT / "k8s" / manifest))
