@@ -49,9 +49,16 @@ class Apis:
         )
 
 
+MAX_LOG_FOLLOWERS = 256  # open pods/log streams per worker; the rest start on a later observe()
+# Every follower holds a connection while its pod runs, beside the two watches and the calls a
+# launch or a cleanup makes; a smaller pool discards a connection (and warns) at every return.
+CONNECTIONS = MAX_LOG_FOLLOWERS + 16
+
+
 def api_client(kubeconfig: Path | None = None, context: str | None = None) -> k.ApiClient:
     """In-cluster credentials when running in a pod and no kubeconfig is named, else kubeconfig."""
     configuration = k.Configuration()
+    configuration.connection_pool_maxsize = CONNECTIONS
     if kubeconfig is None and context is None:
         try:
             kube_config.load_incluster_config(client_configuration=configuration)

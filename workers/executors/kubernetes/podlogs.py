@@ -32,12 +32,17 @@ from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError, ProtocolError
 
 from core.logs import LogStore
-from workers.executors.kubernetes.client import Apis, call_raw, read_json, response_lines
+from workers.executors.kubernetes.client import (
+    MAX_LOG_FOLLOWERS,
+    Apis,
+    call_raw,
+    read_json,
+    response_lines,
+)
 from workers.executors.kubernetes.manifests import CONTAINER
 
 TERMINAL = frozenset({"Succeeded", "Failed"})
 STARTED = frozenset({"Running", *TERMINAL})
-MAX_FOLLOWERS = 256  # open log streams per worker; the rest start on a later observe()
 PERSISTENT_SECONDS = 60.0  # a log unreadable this long is worth a warning, not before
 log = logging.getLogger("trainport.executors.kubernetes.logs")
 
@@ -70,7 +75,7 @@ class PodLogs:
         if _phase(pod) not in STARTED or self._is_done(uid):
             return
         with self._lock:
-            if uid in self._following or len(self._following) >= MAX_FOLLOWERS:
+            if uid in self._following or len(self._following) >= MAX_LOG_FOLLOWERS:
                 return
             self._following.add(uid)
         thread = threading.Thread(
