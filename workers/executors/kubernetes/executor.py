@@ -25,7 +25,7 @@ from typing import Any
 from kubernetes import client as k
 from kubernetes.client.exceptions import ApiException
 
-from core.logs import LogStore
+from core.log_archive import LogArchive
 from core.runs.states import StatusReason
 from workers.executors.base import AttemptObservation, LaunchRequest, RankObservation, RankPhase
 from workers.executors.kubernetes import naming
@@ -53,7 +53,7 @@ class KubernetesExecutor:
         self,
         apis: Apis,
         config: ClusterConfig,
-        log_store: LogStore,
+        archive: LogArchive,
         state_dir: Path,
         *,
         unschedulable_seconds: float = 600.0,
@@ -62,7 +62,7 @@ class KubernetesExecutor:
     ) -> None:
         self.apis = apis
         self.config = config
-        self.logs = PodLogs(apis, log_store, Path(state_dir))
+        self.logs = PodLogs(apis, archive)
         self._refused = Path(state_dir) / "kubernetes" / "refused"
         self._unschedulable_seconds = unschedulable_seconds
         self._clock = clock
