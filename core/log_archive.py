@@ -127,18 +127,6 @@ class LogArchive:
 
     # -- reading ------------------------------------------------------------------------------
 
-    def attempts(self, run_id: str) -> list[int]:
-        with session_scope(self.factory) as session:
-            query = select(LogStream.attempt).where(LogStream.run_id == run_id).distinct()
-            return sorted(session.scalars(query))
-
-    def ranks(self, run_id: str, attempt: int) -> list[int]:
-        with session_scope(self.factory) as session:
-            query = select(LogStream.rank).where(
-                LogStream.run_id == run_id, LogStream.attempt == attempt
-            )
-            return sorted(session.scalars(query))
-
     def tail_start(self, key: LogKey, lines: int) -> int:
         """Byte offset where the last `lines` lines begin, from the chunks' line counts."""
         with session_scope(self.factory) as session:
@@ -248,6 +236,18 @@ class _End:
             if await self._is_over():
                 self._ended_at = now
         return self._ended_at is not None and now - self._ended_at >= self._archive.settle_seconds
+
+
+def log_attempts(session: Session, run_id: str) -> list[int]:
+    """Attempts of the run with a log, ascending, in the caller's transaction (on SQLite a
+    second one, from the same thread, would wait for the caller's lock)."""
+    query = select(LogStream.attempt).where(LogStream.run_id == run_id).distinct()
+    return sorted(session.scalars(query))
+
+
+def log_ranks(session: Session, run_id: str, attempt: int) -> list[int]:
+    query = select(LogStream.rank).where(LogStream.run_id == run_id, LogStream.attempt == attempt)
+    return sorted(session.scalars(query))
 
 
 def delete_logs(session: Session, run_id: str) -> None:

@@ -19,7 +19,7 @@ from api.deps import Caller, SessionDep, SettingsDep
 from api.routing import UnitOfWorkRoute
 from core.db import session_scope
 from core.errors import NotFound
-from core.log_archive import LogArchive
+from core.log_archive import LogArchive, log_attempts, log_ranks
 from core.logs import LogKey, LogLine, attempt_is_over
 from core.runs import service
 from core.runs.states import RunStatus
@@ -52,11 +52,11 @@ def get_run_logs(
 ) -> StreamingResponse:
     """A rank's stdout/stderr with timestamps. `Accept: application/x-ndjson` for JSON lines."""
     service.get_run(session, caller, run_id)  # scoping: another org's run is simply missing
-    archive = _archive(request, settings)
-    attempts = archive.attempts(run_id)
+    attempts = log_attempts(session, run_id)
     chosen = attempt if attempt is not None else (attempts[-1] if attempts else None)
-    if chosen is None or chosen not in attempts or rank not in archive.ranks(run_id, chosen):
+    if chosen is None or chosen not in attempts or rank not in log_ranks(session, run_id, chosen):
         raise NotFound(f"Run {run_id} has no log for attempt {chosen} rank {rank}.")
+    archive = _archive(request, settings)
 
     async def is_over() -> bool:
         return await run_in_threadpool(_attempt_over, request, caller, run_id, chosen)

@@ -13,7 +13,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from core.log_archive import LogArchive
+from core.db import session_scope
+from core.log_archive import LogArchive, log_attempts, log_ranks
 from core.logs import CHUNK_BYTES, LogKey, LogLine, format_lines
 from tests.factories import log_archive
 
@@ -136,9 +137,10 @@ def test_listing_finds_attempts_and_ranks_that_have_logs(archive: LogArchive) ->
     for attempt, rank in [(1, 0), (2, 0), (2, 1), (10, 3)]:
         archive.finish(LogKey(run_id, attempt, rank))
 
-    assert archive.attempts(run_id) == [1, 2, 10]
-    assert archive.ranks(run_id, 2) == [0, 1]
-    assert archive.attempts("run_other") == []
+    with session_scope(archive.factory) as session:
+        assert log_attempts(session, run_id) == [1, 2, 10]
+        assert log_ranks(session, run_id, 2) == [0, 1]
+        assert log_attempts(session, "run_other") == []
 
 
 def test_an_append_from_a_writer_behind_the_stored_cursor_is_refused(
@@ -150,8 +152,10 @@ def test_an_append_from_a_writer_behind_the_stored_cursor_is_refused(
     archive.finish(key)
     late = archive.append(key, lines_of("two"), expected="10", cursor="20")
 
-    assert not stale.stored and stale.head.cursor == "10"
-    assert not late.stored and late.head.finished
+    assert not stale.stored
+    assert stale.head.cursor == "10"
+    assert not late.stored
+    assert late.head.finished
     assert [LogLine.parse(line).text for line in collect(archive.read(key))] == ["one"]
 
 
