@@ -81,3 +81,12 @@ def write_log(archive: LogArchive, run_id: str, attempt: int, rank: int, *lines:
     cursor = archive.head(key).cursor
     archive.append(key, data, expected=cursor, cursor=str(int(cursor or 0) + 1))
     archive.finish(key)
+
+
+def read_log(archive: LogArchive, run_id: str, attempt: int, rank: int) -> str:
+    """A rank's whole stored log."""
+    key, position, parts = LogKey(run_id, attempt, rank), 0, []
+    while data := archive.page(key, position)[0]:
+        parts.append(data)
+        position += len(data)
+    return b"".join(parts).decode(errors="replace")

@@ -238,6 +238,7 @@ class KubernetesExecutor:
     def stop(self) -> None:
         for mirror in (self.jobs, self.pods):
             mirror.stop()
+        self.logs.stop()
 
     def views(self) -> dict[tuple[str, int], AttemptView]:
         self.start()

@@ -23,7 +23,6 @@ import contextlib
 import json
 import logging
 import threading
-import time
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
@@ -54,6 +53,7 @@ class PodLogs:
         self._copied: set[str] = set()  # pods whose whole log this process has copied
         self._failing: set[str] = set()  # pods whose follow failed last time (logged once)
         self._flusher: threading.Thread | None = None
+        self._stopped = threading.Event()
 
     def follow(self, run_id: str, attempt: int, rank: int, pod: dict[str, Any]) -> None:
         """Start following a started pod's log in the background, unless that is under way."""
@@ -129,10 +129,13 @@ class PodLogs:
                 with self._lock:
                     self._copied.add(uid)
 
+    def stop(self) -> None:
+        """End the flushing thread (followers store what they hold when their stream ends)."""
+        self._stopped.set()
+
     def _flush(self) -> None:
         """Store every follower's new lines every `flush_seconds`, however slowly they come."""
-        while True:
-            time.sleep(self._archive.flush_seconds)
+        while not self._stopped.wait(self._archive.flush_seconds):
             with self._lock:
                 batches = list(self._batches.values())
             for batch in batches:
