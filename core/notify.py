@@ -6,6 +6,9 @@ database only once the transaction commits, and every API process's listener thr
 to its own hub. On SQLite (the embedded mode) nothing carries notifications between processes,
 so a watcher thread reads the global run version every few milliseconds instead and wakes every
 waiter when it moves. Waiters are asyncio events, so a waiting client holds no database connection.
+
+The same listener feeds a second hub, `log_hub`: an append to a run's log (core/log_archive.py)
+sends `NOTIFY trainport_log_appends` with the run id, which wakes that run's log followers.
 """
 
 from __future__ import annotations

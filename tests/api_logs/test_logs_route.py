@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from core.log_archive import LogArchive
+from core.log_archive import Head, LogArchive
 from core.logs import LogKey, format_lines
 from core.settings import Settings
 from tests.factories import Tenant, create_run, log_archive, make_tenant, write_log
@@ -133,3 +133,17 @@ def test_follow_ends_once_the_run_is_finished_even_if_its_writer_never_closed(
 
     assert response.status_code == 200
     assert texts(response.text) == ["before the crash"]
+
+
+def test_deleting_a_run_deletes_its_logs(
+    logs_client: TestClient, owner: Tenant, archive: LogArchive
+) -> None:
+    run = create_run(logs_client, owner)
+    write_log(archive, run["id"], 1, 0, "soon gone")
+    logs_client.post(f"/v1/runs/{run['id']}/cancel", headers=owner.headers)
+
+    deleted = logs_client.delete(f"/v1/runs/{run['id']}", headers=owner.headers)
+
+    assert deleted.status_code == 204
+    assert archive.head(LogKey(run["id"], 1, 0)) == Head()
+    assert not archive.page(LogKey(run["id"], 1, 0), 0)[0]
