@@ -433,11 +433,12 @@ class LocalExecutor:
             if not alive or time.monotonic() >= give_up:
                 break
             time.sleep(0.01)  # bounded poll: process exit has no portable event to wait on
-        for rank in range(plan["world_size"]):
-            if rank not in alive and files.exit_record(rank) is None:
+        for rank in set(range(plan["world_size"])) - alive:
+            if files.exit_record(rank) is None:
                 record = {"exit_code": None, "reason": StatusReason.USER_CANCELLED.value}
                 files.record_exit(rank, {**record, "message": "stopped on request"})
-                self._finish_log(plan["run_id"], files.attempt, rank)
+            # Stored whole before the run can be seen cancelled, its last words included.
+            self._finish_log(plan["run_id"], files.attempt, rank)
         return not alive
 
     def cleanup(self, run_id: str, attempt: int) -> None:
@@ -449,6 +450,7 @@ class LocalExecutor:
                 identity = files.identity(rank) or {}
                 if "pid" in identity:  # never leave a process running untracked
                     signal_session(int(identity["pid"]), signal.SIGKILL)
+                self._finish_log(run_id, attempt, rank)  # no line will follow it
             shutil.rmtree(files.folder, ignore_errors=True)
             self._remove_network(run_id, attempt)
 
