@@ -1,10 +1,10 @@
-"""Durable run logs: one append-only file per (run, attempt, rank); executors write, the API reads.
+"""Run log lines, and the local spool their writers append to before they reach the database.
 
-Layout under the store's root: `<run_id>/attempt-<n>/rank-<r>.log`, one line per output line,
-`<RFC 3339 UTC timestamp> <stream> <text>` (stream is `stdout`, `stderr` or `system`), and
-`rank-<r>.done` once the writer has written its last line. Readers only ever open files
-read-only and in bounded chunks, so a reader never blocks the writer and a 5 GB log is streamed,
-never loaded: `tail` seeks back from the end, `follow` polls the file's growth.
+A stored line is `<RFC 3339 UTC timestamp> <stream> <text>` (stream is `stdout`, `stderr` or
+`system`), with the run's secret values replaced by `***` (`format_lines`). The spool holds one
+append-only file per (run, attempt, rank) under its root, `<run_id>/attempt-<n>/rank-<r>.log`,
+and `rank-<r>.done` once the writer has written its last line. The database holds what every
+reader sees (core/log_archive.py).
 
 Standard library only: the local executor's shim imports this module on every process start.
 """
@@ -14,11 +14,10 @@ from __future__ import annotations
 import os
 import re
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
 
 CHUNK_BYTES = 256 * 1024
 MAX_LINE_BYTES = 64 * 1024  # longer output lines are split, so one line never grows unbounded
@@ -46,6 +45,17 @@ def timestamp(now: datetime | None = None) -> str:
     return (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def format_lines(stream: str, text: str, redact: tuple[str, ...], time: str = "") -> bytes:
+    """Stored form of `text`: one `<time> <stream> <line>` per line, every `redact` target
+    (from `redaction_targets`) replaced by `***`; `time` defaults to now."""
+    prefix = f"{time or timestamp()} {stream} "
+    for value in redact:
+        if value in text:
+            text = text.replace(value, REDACTED)
+    lines = text.removesuffix("\n").split("\n")
+    return "".join(f"{prefix}{line}\n" for line in lines).encode(errors="replace")
+
+
 @dataclass(frozen=True)
 class LogLine:
     time: str
@@ -60,6 +70,15 @@ class LogLine:
         if stream not in STREAMS:
             return cls("", "", line)
         return cls(time, stream, text)
+
+
+@dataclass(frozen=True)
+class LogKey:
+    """One rank's log of one attempt of a run."""
+
+    run_id: str
+    attempt: int
+    rank: int
 
 
 @dataclass(frozen=True)
@@ -92,12 +111,7 @@ class LogWriter:
 
     def write(self, stream: str, text: str) -> None:
         """One line per line of `text`, all with the same timestamp, in one append."""
-        prefix = f"{timestamp()} {stream} "
-        for value in self._redact:
-            if value in text:
-                text = text.replace(value, REDACTED)
-        lines = text.removesuffix("\n").split("\n")
-        data = "".join(f"{prefix}{line}\n" for line in lines).encode(errors="replace")
+        data = format_lines(stream, text, self._redact)
         with self._lock:
             os.write(self._fd, data)
 
@@ -112,12 +126,14 @@ class LogWriter:
 
 
 class LogStore:
-    """The filesystem log store (the embedded default); paths are derived, never taken as input."""
+    """A filesystem spool of rank logs; paths are derived, never taken as input.
 
-    def __init__(self, root: Path, poll_interval: float = 0.1, over_interval: float = 1.0) -> None:
+    The local executor's shims write here; the worker ships each file to the database
+    (workers/executors/local_logs.py), which is what the API reads.
+    """
+
+    def __init__(self, root: Path) -> None:
         self.root = Path(root)
-        self.poll_interval = poll_interval  # how often a follower looks for new lines
-        self.over_interval = over_interval  # how often it asks whether the attempt is over
 
     def ref(self, run_id: str, attempt: int, rank: int) -> LogRef:
         if not _SAFE_ID.match(run_id) or attempt < 0 or rank < 0:
@@ -135,114 +151,25 @@ class LogStore:
         ref.path.touch()
         ref.done_path.touch()
 
-    def attempts(self, run_id: str) -> list[int]:
-        """Attempts with at least one rank's log, ascending."""
-        if not _SAFE_ID.match(run_id):
-            return []
-        found = []
-        for entry in _listdir(self.root / run_id):
-            match = _ATTEMPT_DIR.match(entry)
-            if match and self.ranks(run_id, int(match.group(1))):
-                found.append(int(match.group(1)))
-        return sorted(found)
+    def streams(self) -> Iterator[LogKey]:
+        """Every rank's log in the spool."""
+        for run_id in _listdir(self.root):
+            for entry in _listdir(self.root / run_id) if _SAFE_ID.match(run_id) else []:
+                attempt = _ATTEMPT_DIR.match(entry)
+                for name in _listdir(self.root / run_id / entry) if attempt else []:
+                    if attempt and (rank := _RANK_FILE.match(name)):
+                        yield LogKey(run_id, int(attempt.group(1)), int(rank.group(1)))
 
-    def ranks(self, run_id: str, attempt: int) -> list[int]:
-        folder = self.ref(run_id, attempt, 0).path.parent
-        return sorted(int(m.group(1)) for e in _listdir(folder) if (m := _RANK_FILE.match(e)))
-
-    def tail(self, ref: LogRef, lines: int) -> list[str]:
-        """The last `lines` lines, reading backwards from the end in chunks."""
-        with ref.path.open("rb") as file:
-            end = file.seek(0, os.SEEK_END)
-            start = tail_offset(file, end, lines)
-            file.seek(start)
-            data = file.read(end - start)
-        return data.decode(errors="replace").splitlines()
-
-    async def read(
-        self,
-        ref: LogRef,
-        tail: int | None = None,
-        follow: bool = False,
-        is_over: Callable[[], Awaitable[bool]] | None = None,
-    ) -> AsyncIterator[bytes]:
-        """Chunks of whole lines: the last `tail` lines (all when None), then, with `follow`,
-        new lines as they are written until the writer is done (or `is_over()`, asked every
-        `over_interval` seconds, says the attempt ended) and the file is fully read."""
-        with ref.path.open("rb") as file:
-            end = file.seek(0, os.SEEK_END)
-            file.seek(0 if tail is None else tail_offset(file, end, tail))
-            if not follow:
-                async for chunk in _copy_upto(file, end):
-                    yield chunk
+    def remove(self, run_id: str, attempt: int, rank: int) -> None:
+        """Delete a rank's spooled log (it is stored elsewhere now), and folders left empty."""
+        ref = self.ref(run_id, attempt, rank)
+        ref.path.unlink(missing_ok=True)
+        ref.done_path.unlink(missing_ok=True)
+        for folder in (ref.path.parent, ref.path.parent.parent):
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (other ranks, other attempts) or already gone
                 return
-            async for chunk in self._follow(file, ref, is_over):
-                yield chunk
-
-    async def _follow(
-        self, file: IO[bytes], ref: LogRef, is_over: Callable[[], Awaitable[bool]] | None
-    ) -> AsyncIterator[bytes]:
-        import asyncio  # here, not at the top: every rank's shim imports this module at start
-
-        partial = b""
-        polls_per_check = max(1, round(self.over_interval / self.poll_interval))
-        polls = 0
-        while True:
-            # Look for the end *before* reading: everything written before it is then read.
-            over = ref.finished or (
-                is_over is not None and polls % polls_per_check == 0 and await is_over()
-            )
-            polls += 1
-            while chunk := await asyncio.to_thread(file.read, CHUNK_BYTES):
-                whole, _, partial = (partial + chunk).rpartition(b"\n")
-                if whole:
-                    yield whole + b"\n"
-            if over:
-                if partial:
-                    yield partial + b"\n"
-                return
-            await asyncio.sleep(self.poll_interval)
-
-
-async def _copy_upto(file: IO[bytes], end: int) -> AsyncIterator[bytes]:
-    """Stream from the current position to `end` (the size when reading began)."""
-    import asyncio  # see _follow
-
-    remaining = end - file.seek(0, os.SEEK_CUR)
-    while remaining > 0:
-        chunk = await asyncio.to_thread(file.read, min(CHUNK_BYTES, remaining))
-        if not chunk:
-            return
-        remaining -= len(chunk)
-        yield chunk if remaining > 0 or chunk.endswith(b"\n") else chunk + b"\n"
-
-
-def tail_offset(file: IO[bytes], end: int, lines: int) -> int:
-    """Byte offset where the last `lines` lines of a file of size `end` begin."""
-    if lines <= 0:
-        return end
-    position = end
-    newlines = 0
-    # A final newline ends the last line rather than starting an empty one.
-    wanted = lines + 1 if end and _byte_at(file, end - 1) == b"\n" else lines
-    while position > 0:
-        step = min(CHUNK_BYTES, position)
-        position -= step
-        file.seek(position)
-        block = file.read(step)
-        in_block = block.count(b"\n")
-        if newlines + in_block >= wanted:
-            index = len(block)
-            for _ in range(wanted - newlines):
-                index = block.rindex(b"\n", 0, index)
-            return position + index + 1
-        newlines += in_block
-    return 0
-
-
-def _byte_at(file: IO[bytes], offset: int) -> bytes:
-    file.seek(offset)
-    return file.read(1)
 
 
 def _listdir(folder: Path) -> list[str]:

@@ -13,6 +13,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     TypeDecorator,
@@ -473,3 +474,41 @@ class RunSecret(Base):
     updated_by: Mapped[str | None] = mapped_column(String(40), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# -- run logs (migration 0006, issue 13) ----------------------------------------------------------
+
+
+class LogStream(Base):
+    """One rank's log of one attempt: its head, locked by each append (core/log_archive.py).
+
+    `size` is the bytes stored in its chunks; `cursor` is where its writer's source stands (a
+    spool file's byte offset, or a pod log's last timestamp), so a restarted writer resumes
+    there and an append from a stale writer is refused instead of stored twice. No foreign key:
+    a writer may ship a rank's log before or after its run row is visible; `delete_run` and
+    retention remove them.
+    """
+
+    __tablename__ = "log_streams"
+
+    run_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rank: Mapped[int] = mapped_column(Integer, primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
+    cursor: Mapped[str] = mapped_column(String(64), default="")
+    finished: Mapped[bool] = mapped_column(default=False)
+    truncated: Mapped[bool] = mapped_column(default=False)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LogChunk(Base):
+    """Whole lines of one rank's log, stored at byte offset `start` (chunks are contiguous)."""
+
+    __tablename__ = "log_chunks"
+
+    run_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rank: Mapped[int] = mapped_column(Integer, primary_key=True)
+    start: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    lines: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)

@@ -6,6 +6,9 @@ database only once the transaction commits, and every API process's listener thr
 to its own hub. On SQLite (the embedded mode) nothing carries notifications between processes,
 so a watcher thread reads the global run version every few milliseconds instead and wakes every
 waiter when it moves. Waiters are asyncio events, so a waiting client holds no database connection.
+
+The same listener feeds a second hub, `log_hub`: an append to a run's log (core/log_archive.py)
+sends `NOTIFY trainport_log_appends` with the run id, which wakes that run's log followers.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 CHANNEL = "trainport_run_changes"
+LOG_CHANNEL = "trainport_log_appends"  # a run's log grew (core/log_archive.py)
 _SESSION_KEY = "trainport.changed_runs"
 log = logging.getLogger(__name__)
 
@@ -65,6 +69,7 @@ class ChangeHub:
 
 
 hub = ChangeHub()
+log_hub = ChangeHub()  # followers of run logs, by run id
 
 
 def record_change(session: Session, run_id: str) -> None:
@@ -97,10 +102,16 @@ def _forget(session: Session) -> None:
 class PostgresListener:
     """A daemon thread that LISTENs on one dedicated connection and feeds the hub."""
 
-    def __init__(self, database_url: str, target: ChangeHub = hub, poll: float = 1.0) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        target: ChangeHub = hub,
+        poll: float = 1.0,
+        logs: ChangeHub = log_hub,
+    ) -> None:
         url = make_url(database_url).set(drivername="postgresql")
         self._dsn = url.render_as_string(hide_password=False)
-        self._hub = target
+        self._hubs = {CHANNEL: target, LOG_CHANNEL: logs}
         self._poll = poll  # how often, at most, the thread looks up from its wait to stop
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="trainport-listen", daemon=True)
@@ -119,20 +130,20 @@ class PostgresListener:
                 self._listen()
             except Exception as exc:  # a lost connection is retried, never fatal
                 log.warning("change listener lost its connection (%s); reconnecting", exc)
-                self._hub.wake_all()
+                for target in self._hubs.values():
+                    target.wake_all()
                 self._stop.wait(1.0)
 
     def _listen(self) -> None:
         with psycopg.connect(self._dsn, autocommit=True) as conn:
-            conn.execute(f"LISTEN {CHANNEL}")
+            for channel in self._hubs:
+                conn.execute(f"LISTEN {channel}")
             self.ready.set()
             while not self._stop.is_set():
                 # stop_after: hand over what arrived at once. (Without it the generator keeps
                 # collecting until the timeout, and every waiter would wake up to 1 s late.)
-                arrived = conn.notifies(timeout=self._poll, stop_after=1)
-                ids = [n.payload for n in arrived]
-                if ids:
-                    self._hub.publish(ids)
+                for arrived in conn.notifies(timeout=self._poll, stop_after=1):
+                    self._hubs[arrived.channel].publish([arrived.payload])
 
 
 class SqliteVersionWatcher:

@@ -111,7 +111,21 @@ class Settings(BaseSettings):
         default=DEFAULT_STATE_DIR, description="Local executor's attempt and checkpoint folders"
     )
     log_dir: Path | None = Field(
-        default=None, description="Where run logs are kept; empty means <state_dir>/logs"
+        default=None,
+        description="Local executor's spool of rank output before it is shipped to the database;"
+        " empty means <state_dir>/logs",
+    )
+    log_max_bytes_per_rank: int = Field(
+        default=256 * 1024 * 1024,
+        ge=64 * 1024,
+        description="Bytes of one rank's log of one attempt stored in the database; beyond, one"
+        " line says the log was truncated",
+    )
+    log_flush_seconds: float = Field(
+        default=0.2,
+        gt=0,
+        le=5,
+        description="How often new output of a live rank is stored (the follow lag's main part)",
     )
     cancel_grace_seconds: float = Field(
         default=10.0, ge=0, le=3600, description="SIGTERM to SIGKILL delay when stopping a run"

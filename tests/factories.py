@@ -9,7 +9,11 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from core import db
 from core.db import session_scope
+from core.log_archive import LogArchive
+from core.logs import LogKey, format_lines
+from core.settings import Settings
 from core.tenants.service import bootstrap
 
 
@@ -55,3 +59,34 @@ def make_key(client: TestClient, tenant: Tenant, role: str, **extra: Any) -> Ten
     )
     assert response.status_code == 201, response.text
     return Tenant(tenant.org_id, tenant.project_id, response.json()["key"])
+
+
+_archives: dict[str, LogArchive] = {}
+
+
+def log_archive(database_url: str, **options: Any) -> LogArchive:
+    """The run logs in that database, as the workers and the API reach them (one engine per
+    database for the whole session; `options` make an archive of its own on it)."""
+    if database_url not in _archives:
+        factory = db.make_sessionmaker(db.build_engine(Settings(database_url=database_url)))
+        _archives[database_url] = LogArchive(factory)
+    shared = _archives[database_url]
+    return LogArchive(shared.factory, **options) if options else shared
+
+
+def write_log(archive: LogArchive, run_id: str, attempt: int, rank: int, *lines: str) -> None:
+    """A finished rank's log of `lines` on stdout, stored as a log writer stores it."""
+    key = LogKey(run_id, attempt, rank)
+    data = b"".join(format_lines("stdout", line, ()) for line in lines)
+    cursor = archive.head(key).cursor
+    archive.append(key, data, expected=cursor, cursor=str(int(cursor or 0) + 1))
+    archive.finish(key)
+
+
+def read_log(archive: LogArchive, run_id: str, attempt: int, rank: int) -> str:
+    """A rank's whole stored log."""
+    key, position, parts = LogKey(run_id, attempt, rank), 0, []
+    while data := archive.page(key, position)[0]:
+        parts.append(data)
+        position += len(data)
+    return b"".join(parts).decode(errors="replace")

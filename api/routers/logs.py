@@ -1,7 +1,8 @@
 """`GET /v1/runs/{id}/logs`: a rank's log of one attempt, as text or NDJSON, optionally followed.
 
-The run is looked up in the caller's org first (another org's run is a 404), then the log store
-is read; the answer comes from the store alone, so it works after the process is gone.
+The run is looked up in the caller's org first (another org's run is a 404), then the run
+logs in the database are read (core/log_archive.py): every API replica sees the same logs, and
+they outlive the processes and pods that wrote them.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from api.deps import Caller, SessionDep, SettingsDep
 from api.routing import UnitOfWorkRoute
 from core.db import session_scope
 from core.errors import NotFound
-from core.logs import LogLine, LogStore, attempt_is_over
+from core.log_archive import LogArchive, log_attempts, log_ranks
+from core.logs import LogKey, LogLine, attempt_is_over
 from core.runs import service
 from core.runs.states import RunStatus
+from core.settings import Settings
 from core.tenants.schemas import Principal
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"], route_class=UnitOfWorkRoute)
@@ -49,23 +52,28 @@ def get_run_logs(
 ) -> StreamingResponse:
     """A rank's stdout/stderr with timestamps. `Accept: application/x-ndjson` for JSON lines."""
     service.get_run(session, caller, run_id)  # scoping: another org's run is simply missing
-    store = LogStore(settings.log_root)
-    attempts = store.attempts(run_id)
+    attempts = log_attempts(session, run_id)
     chosen = attempt if attempt is not None else (attempts[-1] if attempts else None)
-    if chosen is None or chosen not in attempts or rank not in store.ranks(run_id, chosen):
+    if chosen is None or chosen not in attempts or rank not in log_ranks(session, run_id, chosen):
         raise NotFound(f"Run {run_id} has no log for attempt {chosen} rank {rank}.")
-    ref = store.ref(run_id, chosen, rank)
+    archive = _archive(request, settings)
 
     async def is_over() -> bool:
         return await run_in_threadpool(_attempt_over, request, caller, run_id, chosen)
 
-    chunks = store.read(ref, tail, follow, is_over)
+    chunks = archive.read(LogKey(run_id, chosen, rank), tail, follow, is_over)
     as_json = NDJSON in (accept or "")
     return StreamingResponse(
         _as_ndjson(chunks) if as_json else chunks,
         media_type=NDJSON if as_json else "text/plain; charset=utf-8",
         headers={"X-Trainport-Attempt": str(chosen), "Cache-Control": "no-store"},
     )
+
+
+def _archive(request: Request, settings: Settings) -> LogArchive:
+    """On PostgreSQL a NOTIFY wakes followers at once, and polling is only a fallback."""
+    poll = 0.2 if settings.is_sqlite else 1.0
+    return LogArchive(request.app.state.sessionmaker, poll_interval=poll)
 
 
 def _attempt_over(request: Request, caller: Principal, run_id: str, attempt: int) -> bool:

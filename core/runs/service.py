@@ -16,6 +16,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from core import idempotency, outbox
 from core.errors import Conflict, FieldError, InvalidInput, NotFound, PreconditionFailed
 from core.ids import new_id
+from core.log_archive import delete_logs
 from core.models import Run, RunEvent, utcnow
 from core.pagination import decode_cursor, encode_cursor
 from core.runs import creation, repository
@@ -313,6 +314,7 @@ def delete_run(session: Session, caller: Principal, run_id: str) -> None:
     run.deleted_at = utcnow()
     _bump(session, run)
     _record(session, run, "deleted", caller.key_id)
+    delete_logs(session, run_id)
 
 
 def list_events(

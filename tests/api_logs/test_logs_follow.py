@@ -1,4 +1,8 @@
-"""Following a live run's log over real HTTP: a uvicorn process serves, a real rank writes."""
+"""Following a live run's log over real HTTP: a uvicorn process serves, a real rank writes.
+
+The API process has a state folder of its own, as a replica on another machine (or pod) would:
+what it serves comes from the database, where the worker ships the rank's output.
+"""
 
 from __future__ import annotations
 
@@ -14,8 +18,8 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from core.logs import LogStore
-from tests.factories import create_run, make_tenant
+from core.logs import LogKey, LogStore
+from tests.factories import create_run, log_archive, make_tenant
 from workers.executors.base import LaunchRequest, RankPhase
 from workers.executors.local import LocalExecutor
 
@@ -38,15 +42,11 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("live-logs")
-
-
-@pytest.fixture(scope="module")
-def server(postgres_url: str, log_dir: Path) -> Iterator[str]:
-    """The API in its own uvicorn process, reading the same database and log folder."""
+def server(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The API in its own uvicorn process: the same database, a state folder of its own."""
     port = _free_port()
-    env = {**os.environ, "TRAINPORT_DATABASE_URL": postgres_url, "TRAINPORT_LOG_DIR": str(log_dir)}
+    state = tmp_path_factory.mktemp("api-replica")
+    env = {**os.environ, "TRAINPORT_DATABASE_URL": postgres_url, "TRAINPORT_STATE_DIR": str(state)}
     command = [sys.executable, "-m", "uvicorn", "api.main:app", "--port", str(port)]
     process = subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
@@ -70,17 +70,17 @@ def _wait_until_up(url: str, process: subprocess.Popen[bytes], timeout: float = 
 
 
 def test_follow_streams_lines_as_the_rank_writes_them_and_ends_with_the_attempt(
-    server: str, client: TestClient, log_dir: Path, tmp_path: Path
+    server: str, client: TestClient, postgres_url: str, tmp_path: Path
 ) -> None:
     tenant = make_tenant(client)
     run = create_run(client, tenant)
-    store = LogStore(log_dir)
-    executor = LocalExecutor(tmp_path / "state", store, server, grace_seconds=0.5)
+    archive = log_archive(postgres_url)
+    spool = LogStore(tmp_path / "worker-logs")
+    executor = LocalExecutor(tmp_path / "state", spool, server, grace_seconds=0.5, archive=archive)
     gate = tmp_path / "gate"
     spec = {"command": [sys.executable, "-c", GATED, str(gate)]}
     executor.launch(LaunchRequest(run["id"], tenant.org_id, 1, spec))
-    log = store.ref(run["id"], 1, 0).path
-    _wait_for(lambda: log.exists())
+    _wait_for(lambda: archive.head(LogKey(run["id"], 1, 0)).size > 0)  # its first line is stored
 
     received = []
     url = f"{server}/v1/runs/{run['id']}/logs"
@@ -97,6 +97,7 @@ def test_follow_streams_lines_as_the_rank_writes_them_and_ends_with_the_attempt(
     assert received[-1] == ["system", "exited with code 0"]
     _wait_for(lambda: _phase(executor, run["id"]) is RankPhase.SUCCEEDED)
     executor.cleanup(run["id"], 1)
+    assert not spool.root.exists() or not list(spool.streams())  # shipped, then removed here
 
 
 def _phase(executor: LocalExecutor, run_id: str) -> RankPhase:

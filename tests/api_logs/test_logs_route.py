@@ -4,27 +4,27 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from core.logs import LogStore
+from core.log_archive import Head, LogArchive
+from core.logs import LogKey, format_lines
 from core.settings import Settings
-from tests.factories import Tenant, create_run, make_tenant
+from tests.factories import Tenant, create_run, log_archive, make_tenant, write_log
 
 
 @pytest.fixture(scope="module")
-def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("logs")
-
-
-@pytest.fixture(scope="module")
-def logs_client(postgres_url: str, log_dir: Path) -> Iterator[TestClient]:
-    settings = Settings(database_url=postgres_url, key_touch_interval_seconds=0, log_dir=log_dir)
+def logs_client(postgres_url: str) -> Iterator[TestClient]:
+    settings = Settings(database_url=postgres_url, key_touch_interval_seconds=0)
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         yield client
+
+
+@pytest.fixture(scope="module")
+def archive(postgres_url: str) -> LogArchive:
+    return log_archive(postgres_url)
 
 
 @pytest.fixture
@@ -32,22 +32,15 @@ def owner(logs_client: TestClient) -> Tenant:
     return make_tenant(logs_client)
 
 
-def write_log(log_dir: Path, run_id: str, attempt: int, rank: int, *lines: str) -> None:
-    writer = LogStore(log_dir).writer(run_id, attempt, rank)
-    for line in lines:
-        writer.write("stdout", line)
-    writer.close(finished=True)
-
-
 def texts(body: str) -> list[str]:
     return [line.split(" ", 2)[2] for line in body.splitlines()]
 
 
 def test_a_finished_attempts_log_is_served_as_timestamped_text(
-    logs_client: TestClient, owner: Tenant, log_dir: Path
+    logs_client: TestClient, owner: Tenant, archive: LogArchive
 ) -> None:
     run = create_run(logs_client, owner)
-    write_log(log_dir, run["id"], 1, 0, "one", "two", "three")
+    write_log(archive, run["id"], 1, 0, "one", "two", "three")
 
     response = logs_client.get(f"/v1/runs/{run['id']}/logs", headers=owner.headers)
 
@@ -59,12 +52,12 @@ def test_a_finished_attempts_log_is_served_as_timestamped_text(
 
 
 def test_tail_rank_and_the_latest_attempt_by_default(
-    logs_client: TestClient, owner: Tenant, log_dir: Path
+    logs_client: TestClient, owner: Tenant, archive: LogArchive
 ) -> None:
     run = create_run(logs_client, owner)
-    write_log(log_dir, run["id"], 1, 0, "first attempt")
-    write_log(log_dir, run["id"], 2, 0, *[f"line {i}" for i in range(10)])
-    write_log(log_dir, run["id"], 2, 1, "rank one")
+    write_log(archive, run["id"], 1, 0, "first attempt")
+    write_log(archive, run["id"], 2, 0, *[f"line {i}" for i in range(10)])
+    write_log(archive, run["id"], 2, 1, "rank one")
     url = f"/v1/runs/{run['id']}/logs"
 
     latest = logs_client.get(url, params={"tail": 2}, headers=owner.headers)
@@ -79,9 +72,9 @@ def test_tail_rank_and_the_latest_attempt_by_default(
     assert texts(rank_one.text) == ["rank one"]
 
 
-def test_ndjson_when_asked_for(logs_client: TestClient, owner: Tenant, log_dir: Path) -> None:
+def test_ndjson_when_asked_for(logs_client: TestClient, owner: Tenant, archive: LogArchive) -> None:
     run = create_run(logs_client, owner)
-    write_log(log_dir, run["id"], 1, 0, "hello world")
+    write_log(archive, run["id"], 1, 0, "hello world")
 
     response = logs_client.get(
         f"/v1/runs/{run['id']}/logs",
@@ -95,13 +88,13 @@ def test_ndjson_when_asked_for(logs_client: TestClient, owner: Tenant, log_dir: 
 
 
 def test_missing_logs_are_a_404_problem(
-    logs_client: TestClient, owner: Tenant, log_dir: Path
+    logs_client: TestClient, owner: Tenant, archive: LogArchive
 ) -> None:
     run = create_run(logs_client, owner)
     url = f"/v1/runs/{run['id']}/logs"
 
     no_logs_yet = logs_client.get(url, headers=owner.headers)
-    write_log(log_dir, run["id"], 1, 0, "x")
+    write_log(archive, run["id"], 1, 0, "x")
     no_such_attempt = logs_client.get(url, params={"attempt": 2}, headers=owner.headers)
     no_such_rank = logs_client.get(url, params={"rank": 3}, headers=owner.headers)
     no_such_run = logs_client.get("/v1/runs/run_missing/logs", headers=owner.headers)
@@ -113,10 +106,10 @@ def test_missing_logs_are_a_404_problem(
 
 
 def test_another_orgs_run_logs_are_not_found(
-    logs_client: TestClient, owner: Tenant, log_dir: Path
+    logs_client: TestClient, owner: Tenant, archive: LogArchive
 ) -> None:
     run = create_run(logs_client, owner)
-    write_log(log_dir, run["id"], 1, 0, "private")
+    write_log(archive, run["id"], 1, 0, "private")
     stranger = make_tenant(logs_client)
 
     response = logs_client.get(f"/v1/runs/{run['id']}/logs", headers=stranger.headers)
@@ -126,10 +119,11 @@ def test_another_orgs_run_logs_are_not_found(
 
 
 def test_follow_ends_once_the_run_is_finished_even_if_its_writer_never_closed(
-    logs_client: TestClient, owner: Tenant, log_dir: Path
+    logs_client: TestClient, owner: Tenant, archive: LogArchive
 ) -> None:
     run = create_run(logs_client, owner)
-    LogStore(log_dir).writer(run["id"], 1, 0).write("stdout", "before the crash")
+    key = LogKey(run["id"], 1, 0)  # a writer stores a line, then dies without finishing
+    archive.append(key, format_lines("stdout", "before the crash", ()), expected="", cursor="1")
     cancelled = logs_client.post(f"/v1/runs/{run['id']}/cancel", headers=owner.headers)
     assert cancelled.json()["status"] == "cancelled"
 
@@ -139,3 +133,17 @@ def test_follow_ends_once_the_run_is_finished_even_if_its_writer_never_closed(
 
     assert response.status_code == 200
     assert texts(response.text) == ["before the crash"]
+
+
+def test_deleting_a_run_deletes_its_logs(
+    logs_client: TestClient, owner: Tenant, archive: LogArchive
+) -> None:
+    run = create_run(logs_client, owner)
+    write_log(archive, run["id"], 1, 0, "soon gone")
+    logs_client.post(f"/v1/runs/{run['id']}/cancel", headers=owner.headers)
+
+    deleted = logs_client.delete(f"/v1/runs/{run['id']}", headers=owner.headers)
+
+    assert deleted.status_code == 204
+    assert archive.head(LogKey(run["id"], 1, 0)) == Head()
+    assert not archive.page(LogKey(run["id"], 1, 0), 0)[0]

@@ -37,7 +37,7 @@ def gate(tmp_path: Path) -> Gate:
 
 @pytest.fixture
 def log_store(tmp_path: Path) -> LogStore:
-    return LogStore(tmp_path / "logs", poll_interval=0.02)
+    return LogStore(tmp_path / "logs")
 
 
 @pytest.fixture

@@ -16,7 +16,9 @@ from typing import Any
 import pytest
 from kubernetes import client as k
 
-from core.logs import LogStore
+from core.log_archive import LogArchive
+from core.logs import LogKey
+from tests.factories import log_archive
 from tests.k8s.cluster import ClusterSimulator
 from tests.k8s.fake_api import FakeApiServer
 from workers.executors.base import AttemptObservation, LaunchRequest, classify_attempt
@@ -63,7 +65,7 @@ def make_apis(url: str, watch_timeout: int = 5) -> Apis:
 
 @pytest.fixture
 def make_executor(
-    server: FakeApiServer, tmp_path: Path, clock: Clock
+    server: FakeApiServer, tmp_path: Path, clock: Clock, postgres_url: str
 ) -> Iterator[Callable[..., KubernetesExecutor]]:
     made: list[KubernetesExecutor] = []
 
@@ -75,8 +77,8 @@ def make_executor(
                 default_image="python:3.11-slim",
                 installation=options.pop("installation", "test"),
             ),
-            LogStore(tmp_path / "logs"),
-            tmp_path / "state",
+            log_archive(postgres_url),
+            options.pop("state_dir", tmp_path / "state"),
             unschedulable_seconds=60,
             clock=clock,
             cluster_name=options.pop("cluster_name", "test"),
@@ -130,3 +132,15 @@ def outcome_after(
     found = seen(executor, request)
     assert found is not None
     return classify_attempt(found.ranks)
+
+
+def stored_log(executor: KubernetesExecutor, run_id: str, attempt: int, rank: int) -> str:
+    """What the executor stored of a rank's log (the text the API serves)."""
+    archive: LogArchive = executor.logs._archive
+    key = LogKey(run_id, attempt, rank)
+    return archive.page(key, 0)[0].decode()
+
+
+def log_finished(executor: KubernetesExecutor, run_id: str, attempt: int, rank: int) -> bool:
+    archive: LogArchive = executor.logs._archive
+    return archive.head(LogKey(run_id, attempt, rank)).finished

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from kubernetes import client as k
 
-from core.logs import LogStore
 from core.secrets.schemas import LaunchSecrets
 from core.settings import Settings
-from tests.k8s.conftest import launch_request
+from tests.factories import log_archive
+from tests.k8s.conftest import launch_request, stored_log
 from tests.k8s.strict_dry_run import dropped_fields, dry_run_attempt, strict_options
 from workers.executors.base import AttemptPhase, classify_attempt
 from workers.executors.kubernetes.client import apis_from_settings, cluster_config
@@ -58,10 +58,12 @@ def _with_secret(request: Any, value: str = "live-canary-value") -> Any:
     return dataclasses.replace(request, spec=spec, secrets=secrets)
 
 
-def test_a_pod_reads_its_orgs_secret_and_its_log_is_stored_redacted(tmp_path: Path) -> None:
+def test_a_pod_reads_its_orgs_secret_and_its_log_is_stored_redacted(
+    tmp_path: Path, sqlite_url: str
+) -> None:
     settings = Settings()
     executor = KubernetesExecutor(
-        apis_from_settings(settings), cluster_config(settings), LogStore(tmp_path / "logs"),
+        apis_from_settings(settings), cluster_config(settings), log_archive(sqlite_url),
         tmp_path / "state",
     )  # fmt: skip
     command = ["sh", "-c", 'echo "token is $TOKEN"']
@@ -81,15 +83,15 @@ def test_a_pod_reads_its_orgs_secret_and_its_log_is_stored_redacted(tmp_path: Pa
     finally:
         executor.cleanup(request.run_id, request.attempt)
         executor.stop()
-    log = (tmp_path / "logs" / request.run_id / "attempt-1" / "rank-0.log").read_text()
+    log = stored_log(executor, request.run_id, 1, 0)
     assert "token is ***" in log
     assert "live-canary-value" not in log
 
 
-def test_a_two_node_gloo_torchrun_succeeds(tmp_path: Path) -> None:
+def test_a_two_node_gloo_torchrun_succeeds(tmp_path: Path, sqlite_url: str) -> None:
     settings = Settings()
     executor = KubernetesExecutor(
-        apis_from_settings(settings), cluster_config(settings), LogStore(tmp_path / "logs"),
+        apis_from_settings(settings), cluster_config(settings), log_archive(sqlite_url),
         tmp_path / "state",
     )  # fmt: skip
     command = ["sh", "-c", "torchrun --nnodes=$NNODES --nproc-per-node=1 --node-rank=$NODE_RANK "
@@ -111,10 +113,7 @@ def test_a_two_node_gloo_torchrun_succeeds(tmp_path: Path) -> None:
     finally:
         executor.cleanup(request.run_id, request.attempt)
         executor.stop()
-    assert (
-        "all_reduce ok"
-        in (tmp_path / "logs" / request.run_id / "attempt-1" / "rank-0.log").read_text()
-    )
+    assert "all_reduce ok" in stored_log(executor, request.run_id, 1, 0)
 
 
 def test_the_client_reaches_the_cluster() -> None:

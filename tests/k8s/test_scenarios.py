@@ -5,14 +5,22 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
-from core.logs import LogStore
 from core.runs.states import StatusReason
 from core.secrets.schemas import LaunchSecrets
 from tests.k8s.cluster import ClusterSimulator
-from tests.k8s.conftest import Clock, launch_request, outcome_after, seen, wait_until
+from tests.k8s.conftest import (
+    Clock,
+    launch_request,
+    log_finished,
+    outcome_after,
+    seen,
+    stored_log,
+    wait_until,
+)
 from tests.k8s.fake_api import FakeApiServer
 from workers.executors.base import AttemptPhase, classify_attempt
 from workers.executors.kubernetes import naming
@@ -36,11 +44,9 @@ def test_a_two_node_run_succeeds_with_both_ranks_logs(
     done = outcome_after(executor, request, "succeeded")
     assert done.reason is StatusReason.COMPLETED
     executor.cleanup(request.run_id, request.attempt)
-    store: LogStore = executor.logs._store
     for rank in (0, 1):
-        ref = store.ref(request.run_id, 1, rank)
-        assert ref.finished
-        assert f"rank {rank} working" in ref.path.read_text()
+        assert log_finished(executor, request.run_id, 1, rank)
+        assert f"rank {rank} working" in stored_log(executor, request.run_id, 1, rank)
     assert not cluster.jobs()
     assert not cluster.pods()
 
@@ -130,9 +136,8 @@ def test_cleanup_copies_a_still_running_rank_s_log_without_waiting_out_its_strea
     outcome_after(executor, request, "system_failed")
     wait_until(executor, lambda: bool(executor.logs._streams))  # rank 0's log is being followed
     executor.cleanup(request.run_id, request.attempt)
-    ref = executor.logs._store.ref(request.run_id, request.attempt, 0)
-    assert ref.finished
-    assert "rank 0 working" in ref.path.read_text()
+    assert log_finished(executor, request.run_id, request.attempt, 0)
+    assert "rank 0 working" in stored_log(executor, request.run_id, request.attempt, 0)
 
 
 def test_deadline_exceeded_is_max_duration_exceeded(
@@ -260,11 +265,9 @@ def test_a_pods_log_500_stalls_neither_its_cleanup_nor_other_runs(
     executor.cleanup(broken.run_id, 1)  # must not raise: the others' cleanups come after it
     executor.cleanup(healthy.run_id, 1)
     assert not cluster.jobs()
-    store: LogStore = executor.logs._store
-    assert "rank 0 working" in store.ref(healthy.run_id, 1, 0).path.read_text()
-    lost = store.ref(broken.run_id, 1, 0)
-    assert lost.finished
-    assert "could not be copied" in lost.path.read_text()
+    assert "rank 0 working" in stored_log(executor, healthy.run_id, 1, 0)
+    assert log_finished(executor, broken.run_id, 1, 0)
+    assert "could not be copied" in stored_log(executor, broken.run_id, 1, 0)
     follower = [r for r in caplog.records if "cannot follow" in r.getMessage()]
     assert [r.levelno for r in follower] == [logging.DEBUG], follower
     assert not [r for r in caplog.records if r.exc_info]  # one quiet line, no traceback
@@ -457,5 +460,38 @@ def test_a_single_node_run_on_a_server_without_indexed_jobs_runs_as_rank_0(
     run_steps(cluster, 1)
     outcome_after(executor, request, "succeeded")
     executor.cleanup(request.run_id, 1)
-    log = executor.logs._store.ref(request.run_id, 1, 0).path.read_text()
-    assert "rank 0 working" in log
+    assert "rank 0 working" in stored_log(executor, request.run_id, 1, 0)
+
+
+def test_a_restarted_worker_resumes_a_pods_log_where_the_database_says_it_stopped(
+    make_executor: Callable[..., KubernetesExecutor],
+    cluster: ClusterSimulator,
+    server: FakeApiServer,
+    tmp_path: Path,
+) -> None:
+    first = make_executor()
+    cluster.fates = {0: "run"}
+    request = launch_request(nodes=1)
+    first.launch(request)
+    run_steps(cluster, 3)  # started, then one line of work
+    outcome_after(first, request, "running")
+    wait_until(first, lambda: "rank 0 working" in stored_log(first, request.run_id, 1, 0))
+    first.stop()  # the worker's pod goes, and its followers with it
+    for uid in list(first.logs._streams):
+        first.logs._interrupt(uid)
+    [pod] = cluster.pods()
+    server.append_log(cluster.ns, pod["metadata"]["name"], "while no worker looked")
+
+    second = make_executor(state_dir=tmp_path / "new-pod")  # nothing of the first pod's
+    outcome_after(second, request, "running")
+    cluster.fates = {0: "succeed"}
+    run_steps(cluster, 1)
+    outcome_after(second, request, "succeeded")
+    second.cleanup(request.run_id, 1)
+
+    kubelet = [text for _, text in server.store.logs[(cluster.ns, pod["metadata"]["name"])]]
+    stored = [
+        line.split(" ", 2)[2] for line in stored_log(second, request.run_id, 1, 0).splitlines()
+    ]
+    assert stored == kubelet  # every line, once, in order
+    assert log_finished(second, request.run_id, 1, 0)

@@ -380,7 +380,7 @@ def test_a_run_past_its_max_duration_is_stopped(real: Real) -> None:
 
 
 @pytest.mark.xfail(
-    reason="open (issue 13): after 5 s Pending the run stays starting on the real server; under investigation",
+    reason="open (issue 13): after 5 s Pending the run stays starting on the real server",
     strict=False,
 )
 def test_time_spent_pending_does_not_count_against_max_duration(real: Real) -> None:

@@ -19,7 +19,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 import trainport
-from tests.factories import Tenant, make_tenant
+from core.log_archive import LogArchive
+from tests.factories import Tenant, log_archive, make_tenant
 
 ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 30.0
@@ -48,8 +49,14 @@ def _wait_until_ready(url: str, server: subprocess.Popen[bytes], log: Path) -> N
 
 @pytest.fixture(scope="session")
 def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Where the live server reads run logs (tests write them as an executor would)."""
-    return tmp_path_factory.mktemp("run-logs")
+    """A scratch folder for files the tests download and upload."""
+    return tmp_path_factory.mktemp("run-files")
+
+
+@pytest.fixture(scope="session")
+def archive(postgres_url: str) -> LogArchive:
+    """The run logs the live server reads (tests store them as an executor's writer does)."""
+    return log_archive(postgres_url)
 
 
 @pytest.fixture(scope="session")
@@ -62,7 +69,6 @@ def api_url(
     env = {
         **os.environ,
         "TRAINPORT_DATABASE_URL": postgres_url,
-        "TRAINPORT_LOG_DIR": str(log_dir),
         "TRAINPORT_KEY_TOUCH_INTERVAL_SECONDS": "0",
         "TRAINPORT_LOG_LEVEL": "WARNING",
     }

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
 
 import trainport
-from core.logs import LogStore
-from tests.factories import Tenant
+from core.log_archive import LogArchive
+from tests.factories import Tenant, write_log
 
 SPEC = {"image": "python:3.11-slim", "command": ["python", "-c", "print('hi')"]}
 
 
 def test_every_async_method_works_against_the_live_api(
-    api_url: str, sdk_tenant: Tenant, log_dir: Path
+    api_url: str, sdk_tenant: Tenant, archive: LogArchive
 ) -> None:
     async def scenario() -> None:
         async with trainport.AsyncClient(base_url=api_url, api_key=sdk_tenant.key) as client:
@@ -34,9 +33,7 @@ def test_every_async_method_works_against_the_live_api(
             edited = await client.runs.update(made[0], priority="high", if_match=made[0].etag)
             assert edited.priority == "high"
 
-            writer = LogStore(log_dir).writer(made[1].id, 0, 0)
-            writer.write("stdout", "hello async")
-            writer.close()
+            write_log(archive, made[1].id, 0, 0, "hello async")
             assert [line.text async for line in client.runs.logs(made[1])] == ["hello async"]
 
             started = time.monotonic()

@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 import trainport
-from core.logs import LogStore
-from tests.factories import Tenant
+from core.log_archive import LogArchive
+from tests.factories import Tenant, write_log
 from tests.sdk.conftest import free_port
 
 TRAINPORT = Path(sys.executable).with_name("trainport")
@@ -115,13 +115,10 @@ def test_cancel_and_rm(cli_env: dict[str, str], sdk: trainport.Client) -> None:
 
 
 def test_logs_prints_the_run_output(
-    cli_env: dict[str, str], sdk: trainport.Client, log_dir: Path
+    cli_env: dict[str, str], sdk: trainport.Client, archive: LogArchive
 ) -> None:
     run = sdk.runs.create(SPEC)
-    writer = LogStore(log_dir).writer(run.id, 0, 0)
-    for text in ("epoch 1 loss 0.9", "epoch 2 loss 0.5"):
-        writer.write("stdout", text)
-    writer.close()
+    write_log(archive, run.id, 0, 0, "epoch 1 loss 0.9", "epoch 2 loss 0.5")
     done = trainport_cli(cli_env, "logs", run.id, "--tail", "1")
     assert (done.returncode, done.stdout) == (0, "epoch 2 loss 0.5\n")
     followed = trainport_cli(cli_env, "logs", run.id, "-f", "--rank", "0", "--attempt", "0")

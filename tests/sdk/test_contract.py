@@ -22,8 +22,8 @@ from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
 import trainport
-from core.logs import LogStore
-from tests.factories import make_tenant
+from core.log_archive import LogArchive
+from tests.factories import make_tenant, write_log
 from trainport.models import QueueInfo
 from trainport.resources import ApiKeys, Datasets, Projects, ProvenanceResource, Runs
 
@@ -73,7 +73,9 @@ def openapi(api_url: str) -> dict[str, Any]:
     return document
 
 
-def exercise(client: trainport.Client, record: Recorder, log_dir: Path) -> None:
+def exercise(
+    client: trainport.Client, record: Recorder, log_dir: Path, archive: LogArchive
+) -> None:
     """Call every public resource method once, with every parameter it can send."""
     c = record.call
     c("me", client.me)
@@ -96,7 +98,7 @@ def exercise(client: trainport.Client, record: Recorder, log_dir: Path) -> None:
     c("runs.update", lambda: client.runs.update(
         run, priority="high", max_duration="1h", labels={"a": "c"}, if_match=run.etag
     ))  # fmt: skip
-    LogStore(log_dir).writer(run.id, 0, 0).close()
+    write_log(archive, run.id, 0, 0)
     c("runs.logs", lambda: list(client.runs.logs(run, attempt=0, rank=0, tail=5, follow=True)))
     c("runs.cancel", lambda: client.runs.cancel(run))
     c("runs.wait", lambda: client.runs.wait(run, until={"cancelled"}, timeout=5))
@@ -144,14 +146,14 @@ def exercise_training(
 
 
 @pytest.fixture(scope="module")
-def recorded(api_url: str, client: TestClient, log_dir: Path) -> Recorder:
+def recorded(api_url: str, client: TestClient, log_dir: Path, archive: LogArchive) -> Recorder:
     tenant = make_tenant(client)
     record = Recorder()
     with (
         httpx.Client(event_hooks={"request": [record.hook]}) as http,
         trainport.Client(base_url=api_url, api_key=tenant.key, http_client=http) as sdk,
     ):
-        exercise(sdk, record, log_dir)
+        exercise(sdk, record, log_dir, archive)
     return record
 
 

@@ -2,30 +2,25 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 import trainport
-from core.logs import LogStore
+from core.log_archive import LogArchive
+from core.logs import LogKey, format_lines
+from tests.factories import write_log
 
 SPEC = {"image": "python:3.11-slim", "command": ["python", "-c", "print('hi')"]}
 
 
-def write_log(
-    log_dir: Path, run_id: str, lines: list[str], *, attempt: int = 0, rank: int = 0
-) -> None:
-    writer = LogStore(log_dir).writer(run_id, attempt, rank)
-    for text in lines:
-        writer.write("stdout", text)
-    writer.close()
+def store(archive: LogArchive, run_id: str, *lines: str, attempt: int = 0, rank: int = 0) -> None:
+    write_log(archive, run_id, attempt, rank, *lines)
 
 
 def test_logs_yield_each_line_with_its_time_stream_and_attempt(
-    sdk: trainport.Client, log_dir: Path
+    sdk: trainport.Client, archive: LogArchive
 ) -> None:
     run = sdk.runs.create(SPEC)
-    write_log(log_dir, run.id, ["step 1", "step 2", "done"])
+    store(archive, run.id, "step 1", "step 2", "done")
     lines = list(sdk.runs.logs(run))
     assert [str(line) for line in lines] == ["step 1", "step 2", "done"]
     assert {(line.stream, line.attempt, line.rank) for line in lines} == {("stdout", 0, 0)}
@@ -33,11 +28,13 @@ def test_logs_yield_each_line_with_its_time_stream_and_attempt(
     assert [line.text for line in sdk.runs.logs(run, tail=1)] == ["done"]
 
 
-def test_logs_pick_the_rank_and_attempt_asked_for(sdk: trainport.Client, log_dir: Path) -> None:
+def test_logs_pick_the_rank_and_attempt_asked_for(
+    sdk: trainport.Client, archive: LogArchive
+) -> None:
     run = sdk.runs.create(SPEC)
-    write_log(log_dir, run.id, ["first try"], attempt=0)
-    write_log(log_dir, run.id, ["second try, rank 0"], attempt=1)
-    write_log(log_dir, run.id, ["second try, rank 1"], attempt=1, rank=1)
+    store(archive, run.id, "first try", attempt=0)
+    store(archive, run.id, "second try, rank 0", attempt=1)
+    store(archive, run.id, "second try, rank 1", attempt=1, rank=1)
     assert [line.text for line in sdk.runs.logs(run)] == ["second try, rank 0"]
     assert [line.text for line in sdk.runs.logs(run, rank=1)] == ["second try, rank 1"]
     assert [line.text for line in sdk.runs.logs(run, attempt=0)] == ["first try"]
@@ -46,15 +43,15 @@ def test_logs_pick_the_rank_and_attempt_asked_for(sdk: trainport.Client, log_dir
 
 
 def test_following_streams_new_lines_until_the_writer_is_done(
-    sdk: trainport.Client, log_dir: Path
+    sdk: trainport.Client, archive: LogArchive
 ) -> None:
     run = sdk.runs.create(SPEC)
-    writer = LogStore(log_dir).writer(run.id, 0, 0)
-    writer.write("stdout", "before")
+    key = LogKey(run.id, 0, 0)
+    archive.append(key, format_lines("stdout", "before", ()), expected="", cursor="1")
     seen = []
     for line in sdk.runs.logs(run, follow=True):
         seen.append((line.stream, line.text))
-        if line.text == "before":  # written while the stream is open
-            writer.write("stderr", "after")
-            writer.close()
+        if line.text == "before":  # stored while the stream is open
+            archive.append(key, format_lines("stderr", "after", ()), expected="1", cursor="2")
+            archive.finish(key)
     assert seen == [("stdout", "before"), ("stderr", "after")]

@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from core.logs import LogStore
 from core.settings import Settings
 from tests.executors.conftest import FINISHED, wait_until
+from tests.factories import read_log
 from tests.security.sandbox_probe import assert_contained, probe_command, probe_result, reached
 from workers.executors.base import LaunchRequest, RankPhase
 from workers.executors.local import LocalExecutor
@@ -77,11 +77,10 @@ def _org_b_request(state: Path, targets: dict[str, Any]) -> LaunchRequest:
 
 
 @pytest.fixture
-def sandboxed(tmp_path: Path) -> Iterator[LocalExecutor]:
-    settings = Settings(state_dir=tmp_path / "state", database_url="sqlite:///unused.db")
+def sandboxed(tmp_path: Path, sqlite_url: str) -> Iterator[LocalExecutor]:
+    settings = Settings(state_dir=tmp_path / "state", database_url=sqlite_url)
     executor = executor_for(Where("local", "local"), settings)
     assert isinstance(executor, LocalExecutor)
-    executor.log_store.poll_interval = 0.02
     yield executor
     for seen in executor.observe():
         executor.cleanup(seen.run_id, seen.attempt)
@@ -107,7 +106,7 @@ def test_an_org_b_rank_reaches_nothing_of_the_platform_or_org_a(
     sandboxed.launch(request)
     done = wait_until(sandboxed, request, FINISHED, timeout=30)
 
-    log = LogStore(state / "logs").ref(request.run_id, 1, 0).path.read_text()
+    log = stored(sandboxed, request.run_id)
     assert done.ranks[0].phase is RankPhase.SUCCEEDED, log
     found = probe_result(log)
     assert reached(found) == {}
@@ -126,6 +125,12 @@ def test_a_sandboxed_rank_runs_the_workers_interpreter_with_our_packages(
     sandboxed.launch(request)
     done = wait_until(sandboxed, request, FINISHED, timeout=30)
 
-    log = LogStore(tmp_path / "state" / "logs").ref(request.run_id, 1, 0).path.read_text()
+    log = stored(sandboxed, request.run_id)
     assert done.ranks[0].phase is RankPhase.SUCCEEDED, log
     assert f"stdout PREFIX {sys.prefix} {sys.base_prefix}" in log
+
+
+def stored(executor: LocalExecutor, run_id: str) -> str:
+    """Rank 0's log of attempt 1, as the worker stored it in the database."""
+    assert executor.shipper is not None
+    return read_log(executor.shipper.archive, run_id, 1, 0)

@@ -116,7 +116,6 @@ def listener() -> Iterator[int]:
 def _executor(state: Path, api_url: str) -> LocalExecutor:
     settings = Settings(state_dir=state, database_url="sqlite:///unused.db")
     executor = LocalExecutor(state, LogStore(state / "logs"), api_url, 0.5, rank_sandbox(settings))
-    executor.log_store.poll_interval = 0.02
     return executor
 
 

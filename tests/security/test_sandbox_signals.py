@@ -30,6 +30,7 @@ from tests.executors.test_local_stopping import (
     shim_sessions,
     wait_until_ready,
 )
+from tests.factories import read_log
 from workers.executors.base import LaunchRequest, RankPhase
 from workers.executors.local import LocalExecutor
 from workers.executors.local_attempt import session_members
@@ -53,13 +54,12 @@ GRACEFUL = (
 
 
 @pytest.fixture
-def executor(tmp_path: Path) -> Iterator[LocalExecutor]:
+def executor(tmp_path: Path, sqlite_url: str) -> Iterator[LocalExecutor]:
     settings = Settings(
-        state_dir=tmp_path / "state", database_url="sqlite:///unused.db", cancel_grace_seconds=0.5
+        state_dir=tmp_path / "state", database_url=sqlite_url, cancel_grace_seconds=0.5
     )
     made = executor_for(Where("local", "local"), settings)
     assert isinstance(made, LocalExecutor)
-    made.log_store.poll_interval = 0.02
     yield made
     for seen in made.observe():
         made.cleanup(seen.run_id, seen.attempt)
@@ -112,7 +112,8 @@ def test_a_sandboxed_command_gets_its_grace_period_to_save_on_sigterm(
 
     cancel_until_done(executor, request)
 
-    text = log_store.ref(request.run_id, 1, 0).path.read_text()
+    assert executor.shipper is not None  # the stopped rank's log went to the database
+    text = read_log(executor.shipper.archive, request.run_id, 1, 0)
     assert "stdout checkpoint saved" in text
     assert "SIGKILL" not in text
 

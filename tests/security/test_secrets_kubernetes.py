@@ -16,6 +16,7 @@ from typing import Any
 
 from core.secrets.schemas import LaunchSecrets
 from core.secrets.service import store_key
+from tests.factories import read_log
 from tests.k8s.cluster import ClusterSimulator
 from tests.k8s.conftest import (  # noqa: F401 - fixtures
     NAMESPACE,
@@ -140,6 +141,6 @@ def test_a_pod_log_line_holding_its_secret_is_stored_redacted(
         cluster.step()
     outcome_after(executor, request, "succeeded")
     executor.cleanup(request.run_id, request.attempt)
-    stored = executor.logs._store.ref(request.run_id, 1, 0).path.read_text()
+    stored = read_log(executor.logs._archive, request.run_id, 1, 0)
     assert "my key is ***!" in stored
     assert value not in stored

@@ -25,10 +25,10 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from core.db import session_scope
-from core.logs import LogStore
+from core.logs import LogKey
 from core.models import Cluster
 from core.settings import Settings
-from tests.factories import Tenant, create_run, make_tenant
+from tests.factories import Tenant, create_run, log_archive, make_tenant, read_log
 from tests.k8s.cluster import ClusterSimulator
 from tests.k8s.fake_api import FakeApiServer
 from tests.training_api.checkpointing import commit_files
@@ -237,9 +237,9 @@ def test_an_evicted_pod_retries_the_run_as_a_new_job_that_resumes_from_its_check
     assert run["status_reason"] == "retrying"
     ended = [(a["outcome"], a["reason"]) for a in run["attempts"]]
     assert ended == [("system_failed", "evicted")]  # not the user's max_retries: 0
-    rank_0 = LogStore(clusters.settings.log_root).ref(run_id, 1, 0)  # was running, now stopped
-    assert rank_0.finished
-    assert "rank 0 working" in rank_0.path.read_text()
+    archive = log_archive(clusters.settings.database_url)  # rank 0 was running, now stopped
+    assert archive.head(LogKey(run_id, 1, 0)).finished
+    assert "rank 0 working" in read_log(archive, run_id, 1, 0)
     west.fates = {}
     assert admit_and_launch(api, ctx, run_id) == 2
     [second] = [_env(job) for job in west.jobs() if _env(job)["TRAINPORT_ATTEMPT"] == "2"]

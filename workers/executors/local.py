@@ -51,7 +51,8 @@ from typing import Any
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
-from core.logs import LogStore
+from core.log_archive import LogArchive
+from core.logs import LogKey, LogStore
 from core.runs.recipes import launch_command, recipe_environment
 from core.runs.states import StatusReason
 from workers.executors.base import (
@@ -67,6 +68,7 @@ from workers.executors.local_attempt import (
     shim_alive,
     signal_session,
 )
+from workers.executors.local_logs import SpoolShipper
 from workers.executors.local_netns import (
     Endpoint,
     NetworkUnavailable,
@@ -108,10 +110,14 @@ class LocalExecutor:
         api_url: str,
         grace_seconds: float = 10.0,
         sandbox: RankSandbox | None = None,
+        archive: LogArchive | None = None,
     ) -> None:
         self.state_dir = Path(state_dir).resolve()
         self.sandbox = sandbox  # None: ranks run as the worker's user, seeing what it sees
         self.log_store = log_store
+        # The database's logs, which the spool is shipped to; None keeps logs in the spool (a
+        # test of the executor alone).
+        self.shipper = None if archive is None else SpoolShipper(log_store, archive)
         self._log_root = Path(log_store.root).resolve()  # shims run from another directory
         self.api_url = api_url
         self.grace_seconds = grace_seconds
@@ -127,6 +133,7 @@ class LocalExecutor:
     # -- launch -------------------------------------------------------------------------------
 
     def launch(self, request: LaunchRequest) -> None:
+        self._ship_logs()
         files = self._files(request.run_id, request.attempt)
         with files.locked():
             if files.tombstone.exists() or files.cancel_path.exists():
@@ -314,6 +321,7 @@ class LocalExecutor:
     # -- observe ------------------------------------------------------------------------------
 
     def observe(self) -> list[AttemptObservation]:
+        self._ship_logs()  # a restarted worker ships what its ranks wrote meanwhile
         self._reap()
         host = socket.gethostname()
         found = []
@@ -330,6 +338,9 @@ class LocalExecutor:
     ) -> RankObservation:
         exit_record = files.exit_record(rank)
         if exit_record is not None:
+            # The shim closed the log before it wrote the exit record: the whole log is stored
+            # before the run can be seen to end.
+            self._finish_log(plan["run_id"], files.attempt, rank)
             return _finished(rank, exit_record)
         identity = files.identity(rank)
         if identity is None:
@@ -341,6 +352,7 @@ class LocalExecutor:
             return RankObservation(rank, RankPhase.RUNNING)
         exit_record = files.exit_record(rank)  # it may have finished since the first look
         if exit_record is not None:
+            self._finish_log(plan["run_id"], files.attempt, rank)
             return _finished(rank, exit_record)
         return self._lost(files, plan, rank, identity or {})
 
@@ -353,8 +365,19 @@ class LocalExecutor:
             message = f"rank {rank}'s shim (pid {identity['pid']}) vanished without an exit record"
         else:
             message = f"rank {rank}'s shim never started"
-        self.log_store.mark_finished(plan["run_id"], files.attempt, rank)
+        self._finish_log(plan["run_id"], files.attempt, rank)
         return RankObservation(rank, RankPhase.LOST, None, StatusReason.NODE_LOST, message)
+
+    def _ship_logs(self) -> None:
+        if self.shipper is not None:
+            self.shipper.start()
+
+    def _finish_log(self, run_id: str, attempt: int, rank: int) -> None:
+        """No line will be added to this rank's log: store the rest and close it."""
+        if self.shipper is None:
+            self.log_store.mark_finished(run_id, attempt, rank)
+        else:
+            self.shipper.ship(LogKey(run_id, attempt, rank), finish=True)
 
     def _reap(self) -> None:
         """Collect our exited shims, so they do not linger as zombies."""
@@ -410,11 +433,12 @@ class LocalExecutor:
             if not alive or time.monotonic() >= give_up:
                 break
             time.sleep(0.01)  # bounded poll: process exit has no portable event to wait on
-        for rank in range(plan["world_size"]):
-            if rank not in alive and files.exit_record(rank) is None:
+        for rank in set(range(plan["world_size"])) - alive:
+            if files.exit_record(rank) is None:
                 record = {"exit_code": None, "reason": StatusReason.USER_CANCELLED.value}
                 files.record_exit(rank, {**record, "message": "stopped on request"})
-                self.log_store.mark_finished(plan["run_id"], files.attempt, rank)
+            # Stored whole before the run can be seen cancelled, its last words included.
+            self._finish_log(plan["run_id"], files.attempt, rank)
         return not alive
 
     def cleanup(self, run_id: str, attempt: int) -> None:
@@ -426,6 +450,7 @@ class LocalExecutor:
                 identity = files.identity(rank) or {}
                 if "pid" in identity:  # never leave a process running untracked
                     signal_session(int(identity["pid"]), signal.SIGKILL)
+                self._finish_log(run_id, attempt, rank)  # no line will follow it
             shutil.rmtree(files.folder, ignore_errors=True)
             self._remove_network(run_id, attempt)
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
+from core import db
+from core.log_archive import LogArchive
 from core.logs import LogStore
 from core.settings import Settings
 from workers.executors.base import Executor
@@ -20,6 +22,7 @@ from workers.executors.local_sandbox import rank_sandbox
 
 _lock = threading.Lock()
 _instances: dict[tuple[str, str, str, str], Executor] = {}
+_archives: dict[str, LogArchive] = {}
 
 
 class UnknownExecutor(LookupError):
@@ -42,12 +45,25 @@ def _build(where: Where, settings: Settings) -> Executor:
             settings.public_url,
             settings.cancel_grace_seconds,
             rank_sandbox(settings),
+            log_archive(settings),
         )
     if where.kind == "kubernetes" and where.cluster in settings.kubernetes_clusters:
         from workers.executors.kubernetes import executor_from_settings
 
-        return executor_from_settings(settings.for_kubernetes_cluster(where.cluster), where.cluster)
+        cluster = settings.for_kubernetes_cluster(where.cluster)
+        return executor_from_settings(cluster, log_archive(settings), where.cluster)
     raise UnknownExecutor(f"no {where.kind} executor for cluster {where.cluster!r} here")
+
+
+def log_archive(settings: Settings) -> LogArchive:
+    """The run logs' database, on an engine the executors share (called under `_lock`): their
+    log writers (a thread per process, one per followed pod) never wait for a task's session."""
+    if settings.database_url not in _archives:
+        factory = db.make_sessionmaker(db.build_engine(settings))
+        _archives[settings.database_url] = LogArchive(
+            factory, settings.log_max_bytes_per_rank, settings.log_flush_seconds
+        )
+    return _archives[settings.database_url]
 
 
 def executor_for(where: Where, settings: Settings) -> Executor:

@@ -29,7 +29,7 @@ from typing import Any
 from kubernetes import client as k
 from kubernetes.client.exceptions import ApiException
 
-from core.logs import LogStore
+from core.log_archive import LogArchive
 from core.runs.states import StatusReason
 from core.scheduling.clusters import INDEXED_JOBS
 from workers.executors.base import AttemptObservation, LaunchRequest, RankObservation, RankPhase
@@ -58,7 +58,7 @@ class KubernetesExecutor:
         self,
         apis: Apis,
         config: ClusterConfig,
-        log_store: LogStore,
+        archive: LogArchive,
         state_dir: Path,
         *,
         unschedulable_seconds: float = 600.0,
@@ -69,7 +69,7 @@ class KubernetesExecutor:
         self.apis = apis
         self.config = config
         self.cluster_name = cluster_name  # for messages: which cluster refused what
-        self.logs = PodLogs(apis, log_store, Path(state_dir), clock)
+        self.logs = PodLogs(apis, archive, clock)
         self._refused = Path(state_dir) / "kubernetes" / "refused"
         self._unschedulable_seconds = unschedulable_seconds
         self._clock = clock
@@ -272,6 +272,7 @@ class KubernetesExecutor:
     def stop(self) -> None:
         for mirror in (self.jobs, self.pods):
             mirror.stop()
+        self.logs.stop()
 
     def views(self) -> dict[tuple[str, int], AttemptView]:
         self.start()
