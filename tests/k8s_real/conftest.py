@@ -34,7 +34,7 @@ from workers import scheduler
 from workers.clusters import forget_inventory_reads
 from workers.executors.base import Executor
 from workers.executors.kubernetes import KubernetesExecutor, executor_from_settings
-from workers.executors.registry import UnknownExecutor, Where
+from workers.executors.registry import UnknownExecutor, Where, log_archive
 from workers.reconciler import WorkerContext, launch_attempt, reconcile_once
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -169,7 +169,9 @@ class Real:
 
 
 def new_executor(settings: Settings) -> KubernetesExecutor:
-    return executor_from_settings(settings.for_kubernetes_cluster(CLUSTER))
+    return executor_from_settings(
+        settings.for_kubernetes_cluster(CLUSTER), log_archive(settings), CLUSTER
+    )
 
 
 def real_settings(plane: Plane, database_url: str, state: Path, **extra: Any) -> Settings:

@@ -20,11 +20,10 @@ from kubernetes import client as k
 from kubernetes.client.exceptions import ApiException
 
 from core.db import session_scope
-from core.logs import LogStore
 from core.models import Cluster
 from core.runs.states import StatusReason
 from core.secrets.schemas import LaunchSecrets
-from tests.k8s.conftest import launch_request, seen
+from tests.k8s.conftest import launch_request, seen, stored_log
 from tests.k8s_real.conftest import (
     CLUSTER,
     IMAGE,
@@ -40,6 +39,7 @@ from workers.executors.kubernetes import naming
 from workers.executors.kubernetes.client import Apis
 from workers.executors.kubernetes.executor import KubernetesExecutor
 from workers.executors.kubernetes.manifests import ClusterConfig, build_attempt, build_org_secret
+from workers.executors.registry import log_archive
 from workers.reconciler import launch_attempt
 
 pytestmark = pytest.mark.k8s_real
@@ -226,9 +226,8 @@ def test_a_pods_log_500_stalls_neither_the_pass_nor_the_other_runs(real: Real) -
     real.kubelet.end(healthy, 0)
     real.drive(broken, {"succeeded"})  # every pass returns; cleanup notes the lost tail
     real.drive(healthy, {"succeeded"})
-    store = LogStore(real.settings.log_root)
-    assert "healthy line" in store.ref(healthy, 1, 0).path.read_text()
-    assert "could not be copied" in store.ref(broken, 1, 0).path.read_text()
+    assert "healthy line" in stored_log(real.executor, healthy, 1, 0)
+    assert "could not be copied" in stored_log(real.executor, broken, 1, 0)
     eventually(lambda: not of_run(real, broken), what="the broken run's Job is deleted")
 
 
@@ -315,7 +314,7 @@ def _executor_without_finalizers(plane: Plane, real: Real) -> KubernetesExecutor
     apis = Apis.from_client(plane.control.client(service_account_token(plane.control, name)), 5, 5)
     config = ClusterConfig(namespace=NAMESPACE, default_image=IMAGE, installation="old-role")
     return KubernetesExecutor(
-        apis, config, LogStore(real.settings.log_root), real.settings.state_dir / "old-role"
+        apis, config, log_archive(real.settings), real.settings.state_dir / "old-role"
     )
 
 
