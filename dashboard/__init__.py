@@ -3,8 +3,9 @@
 The dashboard is plain ES modules in `static/` (no build step): a client of the public `/v1` API
 like any other, signed in with an API key kept in the tab's `sessionStorage`. `mount()` serves it
 at `/ui/` under a strict Content-Security-Policy, redirects `/` there, and serves `/docs` (Swagger
-UI) and `/redoc` from assets vendored in `static/vendor/` (see `scripts/vendor.mjs`), so nothing
-is fetched from a CDN and both work on an air-gapped cluster. It imports nothing of Trainport's.
+UI) and `/redoc` from assets vendored in `static/vendor/` (see `scripts/vendor.mjs`) under a CSP
+that allows no other origin, so nothing is fetched from a CDN and both work air-gapped. It
+imports nothing of Trainport's.
 """
 
 from __future__ import annotations
@@ -12,14 +13,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import FastAPI
-from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import FileResponse, RedirectResponse
 from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
 STATIC_DIR = Path(__file__).parent / "static"
-VENDOR_URL = "/ui/vendor"
 # No inline script or style, nothing from another origin; API calls go to this same origin.
 CONTENT_SECURITY_POLICY = "; ".join(
     [
@@ -34,12 +33,18 @@ CONTENT_SECURITY_POLICY = "; ".join(
         "form-action 'self'",
     ]
 )
+# Swagger UI and ReDoc set inline styles and ReDoc injects <style> elements and runs its search
+# in a blob: worker, so those are allowed on /docs and /redoc; scripts are still only ours.
+REFERENCE_POLICY = CONTENT_SECURITY_POLICY.replace(
+    "style-src 'self'", "style-src 'self' 'unsafe-inline'"
+).replace("object-src", "worker-src 'self' blob:; object-src")
 SECURITY_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
 }
+REFERENCE_HEADERS = {**SECURITY_HEADERS, "Content-Security-Policy": REFERENCE_POLICY}
 
 
 class DashboardFiles(StaticFiles):
@@ -53,24 +58,16 @@ class DashboardFiles(StaticFiles):
         return response
 
 
-def _swagger_ui() -> HTMLResponse:
-    return get_swagger_ui_html(
-        openapi_url="/openapi.json",
-        title="Trainport API",
-        swagger_js_url=f"{VENDOR_URL}/swagger-ui-dist/swagger-ui-bundle.js",
-        swagger_css_url=f"{VENDOR_URL}/swagger-ui-dist/swagger-ui.css",
-        swagger_favicon_url=f"{VENDOR_URL}/swagger-ui-dist/favicon-32x32.png",
-    )
+def _reference_page(name: str) -> FileResponse:
+    return FileResponse(STATIC_DIR / "reference" / name, headers=REFERENCE_HEADERS)
 
 
-def _redoc() -> HTMLResponse:
-    return get_redoc_html(
-        openapi_url="/openapi.json",
-        title="Trainport API",
-        redoc_js_url=f"{VENDOR_URL}/redoc/redoc.standalone.js",
-        redoc_favicon_url=f"{VENDOR_URL}/swagger-ui-dist/favicon-32x32.png",
-        with_google_fonts=False,
-    )
+def _swagger_ui() -> FileResponse:
+    return _reference_page("swagger.html")
+
+
+def _redoc() -> FileResponse:
+    return _reference_page("redoc.html")
 
 
 def _to_dashboard() -> RedirectResponse:

@@ -40,6 +40,7 @@ export function metricChart(title, series, { width = 640, height = 260 } = {}) {
   }
 
   function draw(rebuild) {
+    el.dataset.points = String(raw.reduce((n, s) => n + s.steps.length, 0)); // for tests, readers
     if (plot && !rebuild && plot.series.length === raw.length + 1) {
       plot.setData(data());
       return;

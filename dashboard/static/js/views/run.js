@@ -57,7 +57,7 @@ export function renderRun(main, runId, { identity }) {
     if (first) fill(parts.spec, specView(run.spec));
     logs.attempts(run);
     loadEvents();
-    loadMetrics(first);
+    loadMetrics(first || !isActive(run.status)); // the last points come with the end
     loadCheckpoints();
     if (run.started_at) loadProvenance();
   }
@@ -165,8 +165,13 @@ export function renderRun(main, runId, { identity }) {
     }
   }
 
+  // Metrics do not move the run's version (heartbeats do, rarely): poll them while it is active.
+  const metricsTimer = setInterval(() => {
+    if (state.run && isActive(state.run.status) && !document.hidden) loadMetrics(false);
+  }, METRICS_EVERY_MS);
   follow();
   return () => {
+    clearInterval(metricsTimer);
     state.stopped = true;
     state.poll.abort();
     logs.stop();
