@@ -4,9 +4,11 @@
 import { getJson, session } from "./api.js";
 import { errorBox, fill, h } from "./dom.js";
 import { renderCompare } from "./views/compare.js";
+import { renderDatasets } from "./views/datasets.js";
 import { renderQueue } from "./views/queue.js";
 import { renderRun } from "./views/run.js";
 import { renderRuns } from "./views/runs.js";
+import { renderSettings } from "./views/settings.js";
 
 const main = document.getElementById("main");
 const nav = document.getElementById("nav");
@@ -24,6 +26,8 @@ function viewFor({ parts }) {
   if (parts[0] === "runs" && parts[1]) return (el, r) => renderRun(el, decodeURIComponent(parts[1]), r);
   if (parts[0] === "compare") return renderCompare;
   if (parts[0] === "queue") return renderQueue;
+  if (parts[0] === "datasets") return renderDatasets;
+  if (parts[0] === "settings") return renderSettings;
   return renderRuns;
 }
 
