@@ -59,14 +59,19 @@ export class LogView {
     this.spacer.style.height = `${this.shown.length * LINE_HEIGHT}px`;
     if (this.stick) this.el.scrollTop = this.el.scrollHeight;
     const first = Math.max(0, Math.floor(this.el.scrollTop / LINE_HEIGHT) - OVERSCAN);
-    const count = Math.ceil(this.el.clientHeight / LINE_HEIGHT) + 2 * OVERSCAN;
-    const rows = [];
-    for (let i = first; i < Math.min(this.shown.length, first + count); i += 1) {
-      const line = h("div", { class: this.query ? "line hit" : "line" }, this.shown[i]);
-      line.style.top = `${i * LINE_HEIGHT}px`;
-      rows.push(line);
+    const count = Math.min(this.shown.length - first, Math.ceil(this.el.clientHeight / LINE_HEIGHT) + 2 * OVERSCAN);
+    // A fixed pool of line elements, refilled on each frame: no element is created or removed
+    // while scrolling, only text and position change.
+    while (this.spacer.childElementCount < count) this.spacer.append(h("div", { class: "line" }));
+    while (this.spacer.childElementCount > Math.max(count, 0)) this.spacer.lastChild.remove();
+    const rows = this.spacer.children;
+    for (let i = 0; i < count; i += 1) {
+      const row = rows[i];
+      const text = this.shown[first + i];
+      if (row.textContent !== text) row.textContent = text;
+      row.style.transform = `translateY(${(first + i) * LINE_HEIGHT}px)`;
+      row.classList.toggle("hit", Boolean(this.query));
     }
-    this.spacer.replaceChildren(...rows);
   }
 }
 

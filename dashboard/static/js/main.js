@@ -47,8 +47,9 @@ async function show() {
 
 async function loadIdentity(key) {
   try {
-    identity.me = await getJson("/v1/me", { key });
-    identity.projects = await getJson("/v1/projects", { key });
+    [identity.me, identity.projects] = await Promise.all([
+      getJson("/v1/me", { key }), getJson("/v1/projects", { key }),
+    ]);
   } catch (error) {
     identity.me = null;
     session.clear();

@@ -1,6 +1,5 @@
 // Compare runs: one metric overlaid across them (loss vs step) and the differences of their specs.
 import { getJson, url } from "../api.js";
-import { metricChart } from "../chart.js";
 import { errorBox, fill, h } from "../dom.js";
 import { flatten } from "../yaml.js";
 
@@ -28,7 +27,8 @@ async function load(ids, chosen, body) {
     const picker = h("select", { "aria-label": "metric", id: "compare-metric", onchange: () => {
       location.hash = `#/compare?${new URLSearchParams({ ids: ids.join(","), metric: picker.value })}`;
     } }, names.map((n) => h("option", { value: n, selected: n === metric }, n)));
-    const chart = metric ? overlay(runs, sets, metric) : h("p", { class: "muted" }, "These runs have no metrics.");
+    const { metricChart } = await import("../chart.js"); // uPlot loads only where a chart is
+    const chart = metric ? overlay(metricChart, runs, sets, metric) : h("p", { class: "muted" }, "These runs have no metrics.");
     fill(body, h("div", { class: "toolbar" }, h("label", {}, "Metric ", picker)), chart,
       h("h2", {}, "Spec differences"), specDiff(runs));
   } catch (error) {
@@ -36,7 +36,7 @@ async function load(ids, chosen, body) {
   }
 }
 
-function overlay(runs, sets, metric) {
+function overlay(metricChart, runs, sets, metric) {
   const series = runs.map((run, i) => {
     const s = sets[i].series[metric] || { steps: [], values: [] };
     return { label: `${run.name} (${run.id.slice(-6)})`, steps: s.steps, values: s.values };

@@ -2,7 +2,6 @@
 // attempt and rank with live follow, spec (YAML), status timeline, attempts, checkpoints and
 // provenance. Kept fresh by one long poll on the run (GET /v1/runs/{id}?wait=&resource_version=).
 import { getJson, postJson, request, url } from "../api.js";
-import { metricChart } from "../chart.js";
 import { errorBox, fill, h } from "../dom.js";
 import {
   formatBytes, formatDuration, formatTime, gpuCount, isActive, labelPairs, progressText,
@@ -126,13 +125,14 @@ export function renderRun(main, runId, { identity }) {
     state.metricsAt = now;
     try {
       const set = await getJson(url(`${base}/metrics`, { max_points: 2000 }));
-      drawCharts(set.series);
+      await drawCharts(set.series);
     } catch (error) {
       fill(parts.charts, errorBox(error));
     }
   }
 
-  function drawCharts(series) {
+  async function drawCharts(series) {
+    const { metricChart } = await import("../chart.js"); // uPlot loads only where a chart is
     const names = Object.keys(series).sort();
     if (!names.length && !charts.size) fill(parts.charts, h("p", { class: "muted" }, "No metrics yet."));
     for (const name of names) {
