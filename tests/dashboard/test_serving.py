@@ -82,6 +82,7 @@ def test_api_reference_pages_load_their_assets_from_this_server(client: TestClie
         csp = client.get(page).headers["content-security-policy"]
         assert "script-src 'self'" in csp, page
         assert "default-src 'self'" in csp, page
+        assert "img-src 'self' data:" in csp, page  # ReDoc's "powered by" logo is on a CDN
 
 
 def test_the_dashboard_builds_no_html_from_strings() -> None:
