@@ -62,15 +62,15 @@ def _reference_page(name: str) -> FileResponse:
     return FileResponse(STATIC_DIR / "reference" / name, headers=REFERENCE_HEADERS)
 
 
-def _swagger_ui() -> FileResponse:
+async def _swagger_ui() -> FileResponse:
     return _reference_page("swagger.html")
 
 
-def _redoc() -> FileResponse:
+async def _redoc() -> FileResponse:
     return _reference_page("redoc.html")
 
 
-def _to_dashboard() -> RedirectResponse:
+async def _to_dashboard() -> RedirectResponse:
     return RedirectResponse("/ui/", status_code=307)
 
 

@@ -15,6 +15,12 @@ export class ApiError extends Error {
   }
 }
 
+/** The key stopped working (revoked, expired): main.js shows the sign-in form with why. */
+function signedOut(error) {
+  session.clear();
+  window.dispatchEvent(new CustomEvent("trainport:signed-out", { detail: error }));
+}
+
 export const session = {
   key: () => sessionStorage.getItem(KEY),
   save: (key) => sessionStorage.setItem(KEY, key),
@@ -39,11 +45,16 @@ async function problemOf(response) {
   return { title: `HTTP ${response.status}`, detail: text.slice(0, 300) };
 }
 
-/** fetch with the bearer key; throws ApiError for any non-2xx (other than a 304). */
+export function isSameOrigin(path) {
+  return new URL(path, location.href).origin === location.origin;
+}
+
+/** fetch with the bearer key (to this server only: never to a presigned storage URL);
+ * throws ApiError for any non-2xx (other than a 304). A 401 on the signed-in key signs out. */
 export async function request(path, { method = "GET", body, headers = {}, signal, key } = {}) {
   const auth = key ?? session.key();
   const init = { method, signal, headers: { Accept: "application/json", ...headers } };
-  if (auth) init.headers.Authorization = `Bearer ${auth}`;
+  if (auth && isSameOrigin(path)) init.headers.Authorization = `Bearer ${auth}`;
   if (body !== undefined) {
     init.body = body instanceof FormData ? body : JSON.stringify(body);
     if (!(body instanceof FormData)) init.headers["Content-Type"] = "application/json";
@@ -55,7 +66,11 @@ export async function request(path, { method = "GET", body, headers = {}, signal
     if (error.name === "AbortError") throw error;
     throw new ApiError(0, { title: "Network error", detail: `The API did not answer (${error.message}).` });
   }
-  if (!response.ok && response.status !== 304) throw new ApiError(response.status, await problemOf(response));
+  if (!response.ok && response.status !== 304) {
+    const error = new ApiError(response.status, await problemOf(response));
+    if (response.status === 401 && key === undefined) signedOut(error);
+    throw error;
+  }
   return response;
 }
 

@@ -116,4 +116,10 @@ async function signIn(event, key) {
 }
 
 window.addEventListener("hashchange", show);
+window.addEventListener("trainport:signed-out", (event) => {
+  if (cleanup) cleanup();
+  cleanup = null;
+  identity.me = null;
+  showSignIn(event.detail);
+});
 show();

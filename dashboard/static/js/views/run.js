@@ -1,7 +1,7 @@
 // One run: summary and actions, the queue answer while it waits, metrics charts, logs per
 // attempt and rank with live follow, spec (YAML), status timeline, attempts, checkpoints and
 // provenance. Kept fresh by one long poll on the run (GET /v1/runs/{id}?wait=&resource_version=).
-import { getJson, postJson, request, url } from "../api.js";
+import { getJson, isSameOrigin, postJson, request, url } from "../api.js";
 import { errorBox, fill, h } from "../dom.js";
 import {
   formatBytes, formatDuration, formatTime, gpuCount, isActive, labelPairs, progressText,
@@ -235,6 +235,10 @@ function checkpointsTable(list) {
 }
 
 async function download(href, name) {
+  if (!isSameOrigin(href)) {
+    h("a", { href, download: name, rel: "noopener" }).click(); // presigned: needs no key
+    return;
+  }
   const response = await request(href); // the bearer header, never the key in a URL
   const link = h("a", { href: URL.createObjectURL(await response.blob()), download: name });
   link.click();
