@@ -93,8 +93,8 @@ def page(browser: Browser) -> Iterator[Page]:
     assert not errors, errors
 
 
-def sign_in(page: Page, platform: Platform, hash_: str = "#/runs") -> None:
+def sign_in(page: Page, platform: Platform, hash_: str = "#/runs", key: str | None = None) -> None:
     page.goto(f"{platform.url}/ui/{hash_}")
-    page.fill("#api-key", platform.key)
+    page.fill("#api-key", key or platform.key)
     page.click("form.signin button[type=submit]")
     page.wait_for_selector("#identity")

@@ -115,6 +115,28 @@ def test_a_run_page_follows_logs_grows_its_loss_chart_and_shows_payloads_as_text
     assert page.locator("#main img, #main script").count() == 0
 
 
+def test_a_waiting_run_shows_its_queue_answer(page: Page, platform: Platform) -> None:
+    org = platform.api.get("/v1/me").json()["organization"]["id"]
+    platform.api.post("/v1/projects", json={"name": "held"}).raise_for_status()
+    held = {"max_gpus": None, "max_running_runs": 0}
+    platform.api.put(f"/v1/orgs/{org}/projects/held/quota", json=held).raise_for_status()
+    run = platform.create_run(name="waits", project="held", command=[PY, "-c", SLEEP])
+    sign_in(page, platform, f"#/runs/{run['id']}")
+    answer = "#1 — quota_exhausted: 0 of 0 running runs of project held"
+    expect(page.locator("#queue-answer")).to_contain_text(answer, timeout=20_000)
+
+
+def test_a_revoked_key_returns_to_the_sign_in_form_with_the_reason(
+    page: Page, platform: Platform
+) -> None:
+    made = platform.api.post("/v1/api-keys", json={"name": "soon-gone", "role": "viewer"}).json()
+    sign_in(page, platform, key=made["key"])
+    expect(page.locator("#identity")).to_have_text("acme · viewer · all projects")
+    platform.api.delete(f"/v1/api-keys/{made['id']}").raise_for_status()
+    expect(page.locator("form.signin .error")).to_contain_text("A valid API key is required.")
+    assert page.evaluate("sessionStorage.length") == 0
+
+
 def test_compare_overlays_the_loss_of_two_runs_and_diffs_their_specs(
     page: Page, platform: Platform
 ) -> None:
