@@ -71,8 +71,10 @@ def platform(
         _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """Module-scoped: Playwright's sync API keeps an event loop running in this thread while it
+    is open, and later suites call asyncio.run()."""
     if not CHROMIUM or not Path(CHROMIUM).exists():
         pytest.fail("no chromium: scripts/services.sh installs it (apt-get install chromium).")
     with sync_playwright() as playwright:
