@@ -5,8 +5,9 @@ dashboard with Playwright and Debian's chromium (`TRAINPORT_TEST_CHROMIUM`, else
 
 1. first meaningful paint: navigation start → the run table's first page drawn (the
    `trainport:runs-painted` performance mark), over `--loads` cold page loads;
-2. live status: a run on the first page is cancelled through the API; the time from sending that
-   request to the row showing its new status (a MutationObserver's clock), `--changes` times;
+2. live status: a run on the first page is cancelled through the API, at a random point of the
+   feed's interval; the time from sending that request to the row showing its new status (a
+   MutationObserver's clock), `--changes` times;
 3. idle cost: the open, idle run table for `--idle-seconds`: /v1 requests per second and the
    API process's CPU (% of one core, from /proc);
 4. log view: 100k lines in the virtualised log view, scrolled by 90 px a frame for 3 s: frames
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import shutil
 import statistics
 import sys
@@ -95,6 +97,9 @@ def _status_ms(page: Page, api: httpx.Client, changes: int) -> list[float]:
     latencies = []
     for run_id in ids[:changes]:
         page.evaluate(WATCH_ROW, run_id)
+        # At a random point of the feed's 1 s interval: right after a change was seen, the next
+        # change would otherwise always land just after a read and wait a whole interval.
+        page.wait_for_timeout(random.uniform(0, 1000))
         sent = time.time() * 1000
         api.post(f"/v1/runs/{run_id}/cancel").raise_for_status()
         page.wait_for_function("id => window.__seen[id]", arg=run_id, timeout=20_000)
