@@ -23,6 +23,8 @@ COPY pyproject.toml README.md alembic.ini ./
 COPY api ./api
 COPY core ./core
 COPY workers ./workers
+COPY dashboard/__init__.py ./dashboard/
+COPY dashboard/static ./dashboard/static
 COPY migrations ./migrations
 # Editable, so the code runs from /app where migrations/ sits beside core/ (core.migrate finds
 # it relative to itself). The files stay owned by root: the service user cannot change them.

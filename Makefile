@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 
-.PHONY: demo test install install-test services lint typecheck imports unit serve bench clean
+.PHONY: demo test install install-test services lint typecheck imports unit dashboard-unit serve bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +31,7 @@ demo: install
 	$(BIN)/python scripts/demo.py
 
 ## test: install test dependencies, check services, lint, type-check, layer contracts, whole suite
-test: install-test services lint typecheck imports unit
+test: install-test services lint typecheck imports dashboard-unit unit
 
 services:
 	@bash scripts/services.sh
@@ -41,13 +41,17 @@ lint:
 	$(BIN)/ruff format --check .
 
 typecheck:
-	$(BIN)/mypy api core workers sdk/trainport
+	$(BIN)/mypy api core workers dashboard sdk/trainport
 
 imports:
 	$(BIN)/lint-imports
 
 unit:
 	$(BIN)/pytest -q
+
+# The dashboard's own logic (feed merging, URL filters, formatting) under node's test runner.
+dashboard-unit:
+	node --test dashboard/tests/
 
 ## serve: the embedded platform (API, worker, beat, relay) on http://127.0.0.1:8000, data in
 ## ./.trainport; Ctrl-C stops it all

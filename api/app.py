@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
+import dashboard
 from api import openapi, problems
 from api.edge import EdgeMiddleware
 from api.middleware import (
@@ -95,6 +96,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Train models as a service on your own cluster.",
         generate_unique_id_function=_operation_id,
         lifespan=_lifespan,
+        docs_url=None,  # /docs and /redoc come from dashboard.mount, with local assets
+        redoc_url=None,
     )
     app.state.settings = settings
     check_signing_keys(settings)  # a bad key mount fails the start, not the first signature
@@ -130,4 +133,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(datasets.router)
     app.include_router(provenance.router)
     app.include_router(secrets.router)
+    dashboard.mount(app)  # /ui/, / and /docs, /redoc (issue 18)
     return app

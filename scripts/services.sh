@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Make sure what the test suite needs is here: PostgreSQL and Redis answering on 127.0.0.1, and
-# bubblewrap (the local executor's sandbox). Starts an installed-but-stopped server, installs
-# bubblewrap from Debian's packages when it is missing and this runs as root; fails with one line
-# when something is missing and cannot be fixed here.
+# Make sure what the test suite needs is here: PostgreSQL and Redis answering on 127.0.0.1,
+# bubblewrap (the local executor's sandbox), and chromium and node (the dashboard's tests).
+# Starts an installed-but-stopped server, installs the tools from Debian's packages when they are
+# missing and this runs as root; fails with one line when something is missing and cannot be
+# fixed here.
 set -u
 PGHOST=${TRAINPORT_TEST_PGHOST:-127.0.0.1}; PGPORT=${TRAINPORT_TEST_PGPORT:-5432}
 REDIS_PORT=${TRAINPORT_TEST_REDIS_PORT:-6379}
@@ -43,4 +44,18 @@ ensure_bubblewrap() {
   return 1
 }
 
-ensure_postgres && ensure_redis && ensure_bubblewrap
+# The dashboard's tests: its unit tests run under node, its browser tests drive Debian's chromium
+# through Playwright (whose own browser download is not reachable here).
+ensure_debian_tool() {
+  command -v "$1" >/dev/null 2>&1 && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get install -y -q "$2" >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q "$2" >/dev/null 2>&1; }
+  fi
+  command -v "$1" >/dev/null 2>&1 && return 0
+  echo "make test: $1 is missing and could not be installed (apt-get install $2)." >&2
+  return 1
+}
+
+ensure_postgres && ensure_redis && ensure_bubblewrap \
+  && ensure_debian_tool chromium chromium && ensure_debian_tool node nodejs

@@ -1,0 +1,102 @@
+"""Fixtures for the dashboard's browser tests: a real platform and a real browser.
+
+One database of the module's own (cloned from the workers' migrated template, since a worker
+admits every run it finds), a live API (`uvicorn api.main:app`) and an embedded worker tree on
+it sharing one state folder (so the API reads the logs the local executor writes), an org with
+an admin key, and Debian's chromium driven by Playwright.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from core import db
+from core.db import session_scope
+from core.settings import Settings
+from core.tenants.service import bootstrap
+from tests.api.conftest import StartServer, start_server
+from tests.workers.conftest import Platforms, _admin, _clone, _url, template_db
+
+__all__ = ["start_server", "template_db"]  # fixtures used here, defined beside other suites
+
+CHROMIUM = os.environ.get("TRAINPORT_TEST_CHROMIUM") or shutil.which("chromium")
+
+
+@dataclass(frozen=True)
+class Platform:
+    url: str
+    key: str
+    api: httpx.Client
+
+    def create_run(self, **spec: object) -> dict[str, object]:
+        response = self.api.post("/v1/runs", json=spec)
+        assert response.status_code == 201, response.text
+        made: dict[str, object] = response.json()
+        return made
+
+
+def _bootstrap_org(database_url: str) -> str:
+    engine = db.build_engine(Settings(database_url=database_url))
+    try:
+        with session_scope(db.make_sessionmaker(engine)) as session:
+            return bootstrap(session, "acme").secret
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def platform(
+    template_db: str, start_server: StartServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Platform]:
+    name = _clone(template_db)
+    state = tmp_path_factory.mktemp("dashboard") / "state"
+    platforms = Platforms(state.parent)
+    try:
+        server = start_server(_url(name), state_dir=str(state))
+        platforms.start(_url(name), state_dir=state, public_url=server.url)
+        key = _bootstrap_org(_url(name))
+        headers = {"Authorization": f"Bearer {key}"}
+        with httpx.Client(base_url=server.url, headers=headers, timeout=30) as api:
+            yield Platform(server.url, key, api)
+    finally:
+        platforms.stop_all()
+        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Module-scoped: Playwright's sync API keeps an event loop running in this thread while it
+    is open, and later suites call asyncio.run()."""
+    if not CHROMIUM or not Path(CHROMIUM).exists():
+        pytest.fail("no chromium: scripts/services.sh installs it (apt-get install chromium).")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A fresh tab (its own sessionStorage) that fails the test on any script error."""
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    tab = context.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda error: errors.append(str(error)))
+    yield tab
+    context.close()
+    assert not errors, errors
+
+
+def sign_in(page: Page, platform: Platform, hash_: str = "#/runs", key: str | None = None) -> None:
+    page.goto(f"{platform.url}/ui/{hash_}")
+    page.fill("#api-key", key or platform.key)
+    page.click("form.signin button[type=submit]")
+    page.wait_for_selector("#identity")
