@@ -52,7 +52,9 @@ def get_run_logs(
     store = LogStore(settings.log_root)
     attempts = store.attempts(run_id)
     chosen = attempt if attempt is not None else (attempts[-1] if attempts else None)
-    if chosen is None or chosen not in attempts or rank not in store.ranks(run_id, chosen):
+    if chosen is None:
+        raise NotFound(f"Run {run_id} has no log yet: none of its attempts has started.")
+    if chosen not in attempts or rank not in store.ranks(run_id, chosen):
         raise NotFound(f"Run {run_id} has no log for attempt {chosen} rank {rank}.")
     ref = store.ref(run_id, chosen, rank)
 

@@ -32,16 +32,18 @@ from trainport.models import (
     TERMINAL_STATUSES,
     ApiKey,
     ApiKeyCreated,
+    Attempt,
     LogLine,
     Me,
     Organization,
+    Progress,
     Project,
     Run,
     RunEvent,
     RunStatus,
     Secret,
 )
-from trainport.pagination import AsyncPage, SyncPage
+from trainport.pagination import AsyncPage, AsyncPageRequest, SyncPage
 from trainport.resources.provenance import checkpoint_claim, verify_offline
 from trainport.retries import RetryPolicy
 from trainport.spec import RunSpec, SpecError
@@ -65,6 +67,8 @@ __all__ = [
     "ApiKeyCreated",
     "AsyncClient",
     "AsyncPage",
+    "AsyncPageRequest",
+    "Attempt",
     "AuthenticationError",
     "BadRequest",
     "Checkpoint",
@@ -83,6 +87,7 @@ __all__ = [
     "Organization",
     "PermissionDenied",
     "PreconditionFailed",
+    "Progress",
     "Project",
     "Provenance",
     "QuotaExceeded",

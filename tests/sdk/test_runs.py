@@ -18,6 +18,7 @@ from core.runs import service
 from core.runs.spec import RunCreate
 from core.tenants.service import authenticate
 from tests.factories import Tenant
+from tests.sdk.test_training import launch
 
 SPEC = {"image": "python:3.11-slim", "command": ["python", "-c", "print('hi')"]}
 
@@ -176,3 +177,13 @@ def test_wait_raises_wait_timeout_when_the_run_does_not_finish(sdk: trainport.Cl
         sdk.runs.wait(run, timeout=1)
     assert isinstance(timeout.value, TimeoutError)
     assert timeout.value.run.id == run.id
+
+
+def test_attempts_are_typed_models(sdk: trainport.Client, client: TestClient, api_url: str) -> None:
+    run = sdk.runs.create(SPEC)
+    launch(client, run.id, api_url)
+    attempts = sdk.runs.get(run).attempts
+    assert [type(a) for a in attempts] == [trainport.Attempt]
+    first = attempts[0]
+    assert (first.attempt, first.cluster, first.outcome, first.ended_at) == (1, "local", None, None)
+    assert isinstance(first.admitted_at, datetime)

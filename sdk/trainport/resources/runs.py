@@ -15,9 +15,9 @@ from typing import Any
 import httpx
 
 from trainport._http import connection_error
-from trainport.errors import WaitTimeout
+from trainport.errors import NotFound, WaitTimeout
 from trainport.models import LogLine, Run, RunEvent
-from trainport.pagination import AsyncPage, SyncPage
+from trainport.pagination import AsyncPage, AsyncPageRequest, SyncPage
 from trainport.resources import _run_calls as calls
 from trainport.resources._logs import LogFollower
 from trainport.resources._run_calls import LabelSelector, RunRef, SpecLike
@@ -154,8 +154,9 @@ class Runs(RunArtifacts):
     ) -> Iterator[LogLine]:
         """One rank's output lines of one attempt (default: rank 0 of the latest attempt).
 
-        With `follow`, new lines arrive as they are written until the attempt ends. A dropped
-        connection is resumed where it broke: no line is repeated or lost.
+        With `follow`, new lines arrive as they are written until the attempt ends; a run that
+        has not started yet is waited for (long-polled) first. A dropped connection is resumed
+        where it broke: no line is repeated or lost.
         """
         follower = LogFollower(run, attempt, rank, tail, follow, self._http.retry_policy)
         while True:
@@ -167,6 +168,11 @@ class Runs(RunArtifacts):
                         if (line := follower.accept(raw, kind)) is not None:
                             yield line
                 return
+            except NotFound as missing:  # not started yet? wait for its first attempt
+                current = self.get(run)
+                window = follower.wait_for_log(current, missing)
+                if window:
+                    self.get(current, wait=window, resource_version=current.resource_version)
             except httpx.TransportError as exc:
                 delay = follower.reconnect_delay()
                 if delay is None:
@@ -214,7 +220,7 @@ class AsyncRuns(AsyncRunArtifacts):
         """A run, optionally long-polled; see `Runs.get`."""
         return Run.model_validate(await self._http.json(calls.get(run, wait, resource_version)))
 
-    async def list(
+    def list(
         self,
         *,
         status: str | Iterable[str] | None = None,
@@ -225,8 +231,9 @@ class AsyncRuns(AsyncRunArtifacts):
         created_before: datetime | None = None,
         changed_since: int | None = None,
         limit: int | None = None,
-    ) -> AsyncPage[Run]:
-        """Runs, newest first; `async for` over the page walks every later page too."""
+    ) -> AsyncPageRequest[Run]:
+        """Runs, newest first: `async for run in client.runs.list()` walks every page;
+        `await client.runs.list()` is the first page."""
         params = calls.list_params(
             status=status,
             project=project,
@@ -237,7 +244,7 @@ class AsyncRuns(AsyncRunArtifacts):
             changed_since=changed_since,
             limit=limit,
         )
-        return await self._list_page(params)
+        return AsyncPageRequest(lambda: self._list_page(params))
 
     async def _list_page(self, params: Mapping[str, Any]) -> AsyncPage[Run]:
         body = await self._http.json(calls.list_runs(params))
@@ -274,8 +281,9 @@ class AsyncRuns(AsyncRunArtifacts):
     async def delete(self, run: RunRef) -> None:
         await self._http.send(calls.delete(run))
 
-    async def events(self, run: RunRef, *, limit: int | None = None) -> AsyncPage[RunEvent]:
-        return await self._events_page(run, limit, None)
+    def events(self, run: RunRef, *, limit: int | None = None) -> AsyncPageRequest[RunEvent]:
+        """The run's history, oldest first; iterate it, or await it for the first page."""
+        return AsyncPageRequest(lambda: self._events_page(run, limit, None))
 
     async def _events_page(
         self, run: RunRef, limit: int | None, after: str | None
@@ -309,6 +317,11 @@ class AsyncRuns(AsyncRunArtifacts):
                         if (line := follower.accept(raw, kind)) is not None:
                             yield line
                 return
+            except NotFound as missing:  # not started yet? wait for its first attempt
+                current = await self.get(run)
+                window = follower.wait_for_log(current, missing)
+                if window:
+                    await self.get(current, wait=window, resource_version=current.resource_version)
             except httpx.TransportError as exc:
                 delay = follower.reconnect_delay()
                 if delay is None:
