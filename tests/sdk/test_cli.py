@@ -71,6 +71,20 @@ def test_run_submits_the_file_with_overrides(
     )
 
 
+def test_run_set_keeps_env_values_and_labels_as_the_text_typed(
+    cli_env: dict[str, str], run_file: Path, sdk: trainport.Client
+) -> None:
+    """Issue 15: `--set env.STEPS=100` was sent as a number and refused."""
+    done = trainport_cli(
+        cli_env, "run", "-f", str(run_file), "--set", "env.STEPS=100", "--set", "env.LR=1e-3",
+        "--set", "labels.round=3", "--set", "compute.nodes=2", "-o", "json",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    stored = sdk.runs.get(json.loads(done.stdout)["id"])
+    assert stored.spec["env"] == {"STEPS": "100", "LR": "1e-3"}
+    assert (stored.labels["round"], stored.spec["compute"]["nodes"]) == ("3", 2)
+
+
 def test_runs_ls_prints_json_yaml_and_a_table(
     cli_env: dict[str, str], sdk: trainport.Client
 ) -> None:

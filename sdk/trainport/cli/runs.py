@@ -32,6 +32,7 @@ OutputOption = Annotated[
 LONG_POLL_SECONDS = 60
 LOG_RETRY_SECONDS = 2  # a running attempt whose log file is not there yet
 RunArg = Annotated[str, typer.Argument(help="a run id, run_...", metavar="RUN")]
+TEXT_PATHS = ("env.", "labels.")  # `--set` values kept as typed: these maps hold strings
 
 
 def register(app: typer.Typer) -> None:
@@ -57,9 +58,12 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     overrides = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
-        if not sep or not key.strip():
+        key = key.strip()
+        if not sep or not key:
             raise typer.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--set")
-        overrides[key.strip()] = parse_value(raw)
+        # Env values and labels are text: `--set env.LR=1e-3` stays "1e-3", not 0.001.
+        text_only = key.startswith(TEXT_PATHS) and not raw.lstrip().startswith("{")
+        overrides[key] = raw if text_only else parse_value(raw)
     return overrides
 
 
