@@ -10,6 +10,7 @@ print(client.runs.wait(run).status)
 from trainport._version import __version__
 from trainport.client import AsyncClient, Client
 from trainport.errors import (
+    AmbiguousRunName,
     APIConnectionError,
     APIStatusError,
     APITimeoutError,
@@ -23,6 +24,8 @@ from trainport.errors import (
     PreconditionFailed,
     QuotaExceeded,
     RateLimited,
+    RunNameError,
+    RunNameNotFound,
     ServerError,
     TrainportError,
     ValidationError,
@@ -63,6 +66,7 @@ __all__ = [
     "APIConnectionError",
     "APIStatusError",
     "APITimeoutError",
+    "AmbiguousRunName",
     "ApiKey",
     "ApiKeyCreated",
     "AsyncClient",
@@ -95,6 +99,8 @@ __all__ = [
     "RetryPolicy",
     "Run",
     "RunEvent",
+    "RunNameError",
+    "RunNameNotFound",
     "RunSpec",
     "RunStatus",
     "Secret",

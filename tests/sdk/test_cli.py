@@ -85,6 +85,22 @@ def test_run_set_keeps_env_values_and_labels_as_the_text_typed(
     assert (stored.labels["round"], stored.spec["compute"]["nodes"]) == ("3", 2)
 
 
+def test_runs_are_addressed_by_a_name_only_one_has(
+    cli_env: dict[str, str], sdk: trainport.Client
+) -> None:
+    solo = sdk.runs.create(SPEC, name="solo")
+    twins = [sdk.runs.create(SPEC, name="twin") for _ in range(2)]
+    got = trainport_cli(cli_env, "runs", "get", "solo", "-o", "json")
+    assert (got.returncode, json.loads(got.stdout or "{}").get("id")) == (0, solo.id), got.stderr
+    ambiguous = trainport_cli(cli_env, "runs", "describe", "twin")
+    assert ambiguous.returncode == 2
+    assert all(t.id in ambiguous.stderr for t in twins)
+    assert "Traceback" not in ambiguous.stderr
+    missing = trainport_cli(cli_env, "cancel", "nobody")
+    assert missing.returncode == 3
+    assert "No run named 'nobody'" in missing.stderr
+
+
 def test_runs_ls_prints_json_yaml_and_a_table(
     cli_env: dict[str, str], sdk: trainport.Client
 ) -> None:

@@ -93,6 +93,7 @@ def exercise(client: trainport.Client, record: Recorder, log_dir: Path) -> None:
         created_after=run.created_at, created_before=run.created_at, limit=1,
     )))  # fmt: skip
     c("runs.list(changed_since)", lambda: list(client.runs.list(changed_since=0, limit=1)))
+    c("runs.resolve", lambda: client.runs.resolve(run.name))  # GET /v1/runs?name=
     c("runs.update", lambda: client.runs.update(
         run, priority="high", max_duration="1h", labels={"a": "c"}, if_match=run.etag
     ))  # fmt: skip

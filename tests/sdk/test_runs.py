@@ -187,3 +187,19 @@ def test_attempts_are_typed_models(sdk: trainport.Client, client: TestClient, ap
     first = attempts[0]
     assert (first.attempt, first.cluster, first.outcome, first.ended_at) == (1, "local", None, None)
     assert isinstance(first.admitted_at, datetime)
+
+
+def test_a_run_is_found_by_a_name_only_it_has(sdk: trainport.Client) -> None:
+    solo = sdk.runs.create(SPEC, name="solo")
+    twins = [sdk.runs.create(SPEC, name="twin") for _ in range(2)]
+    assert sdk.runs.get("solo").id == solo.id
+    assert sdk.runs.resolve("solo") == solo.id
+    assert [r.id for r in sdk.runs.list(name="twin")] == [t.id for t in reversed(twins)]
+    with pytest.raises(trainport.AmbiguousRunName) as ambiguous:
+        sdk.runs.get("twin")
+    assert all(t.id in str(ambiguous.value) for t in twins)
+    assert {r.id for r in ambiguous.value.candidates} == {t.id for t in twins}
+    with pytest.raises(trainport.RunNameNotFound):
+        sdk.runs.cancel("nobody")
+    assert sdk.runs.cancel("solo").status == "cancelled"
+    assert [e.kind for e in sdk.runs.events("solo")][0] == "created"

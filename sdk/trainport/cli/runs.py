@@ -31,7 +31,10 @@ OutputOption = Annotated[
 ]
 LONG_POLL_SECONDS = 60
 LOG_RETRY_SECONDS = 2  # a running attempt whose log file is not there yet
-RunArg = Annotated[str, typer.Argument(help="a run id, run_...", metavar="RUN")]
+RunArg = Annotated[
+    str,
+    typer.Argument(help="a run id (run_...), or a name only one of your runs has", metavar="RUN"),
+]
 TEXT_PATHS = ("env.", "labels.")  # `--set` values kept as typed: these maps hold strings
 
 
@@ -161,7 +164,9 @@ def stream_logs(
     return True
 
 
-def cancel(runs: Annotated[list[str], typer.Argument(help="run ids", metavar="RUN...")]) -> None:
+def cancel(
+    runs: Annotated[list[str], typer.Argument(help="run ids or names", metavar="RUN...")],
+) -> None:
     """Cancel runs: at once if they have not started, else they stop gracefully."""
     client = state.client()
     for run_id in runs:
@@ -292,7 +297,7 @@ def describe_run(run: RunArg) -> None:
 
 @runs_app.command("rm")
 def remove_runs(
-    runs: Annotated[list[str], typer.Argument(help="run ids", metavar="RUN...")],
+    runs: Annotated[list[str], typer.Argument(help="run ids or names", metavar="RUN...")],
 ) -> None:
     """Delete finished runs (cancel a running one first)."""
     client = state.client()

@@ -24,7 +24,10 @@ from trainport.cli.output import Format, age, print_json, print_yaml
 from trainport.resources.provenance import verify_offline
 from trainport.training_models import Checkpoint, Metrics, Provenance
 
-RunArg = Annotated[str, typer.Argument(help="a run id, run_...", metavar="RUN")]
+RunArg = Annotated[
+    str,
+    typer.Argument(help="a run id (run_...), or a name only one of your runs has", metavar="RUN"),
+]
 OutputOption = Annotated[
     Format, typer.Option("--output", "-o", help="table for people; json or yaml for scripts")
 ]

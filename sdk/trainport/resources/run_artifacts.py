@@ -12,7 +12,7 @@ from typing import Any
 
 from trainport._http import APIRequest
 from trainport.errors import TrainportError
-from trainport.resources._base import AsyncResource, SyncResource
+from trainport.resources._names import AsyncRunResource, SyncRunResource
 from trainport.resources._run_calls import RunRef, run_id, run_path
 from trainport.training_models import Checkpoint, Metrics, Provenance
 
@@ -57,7 +57,7 @@ def _pick(checkpoints: list[Checkpoint], step: int | None, run: RunRef) -> Check
     raise TrainportError(f"Run {run_id(run)} has no {which}.")
 
 
-class RunArtifacts(SyncResource):
+class RunArtifacts(SyncRunResource):
     def metrics(
         self,
         run: RunRef,
@@ -67,15 +67,17 @@ class RunArtifacts(SyncResource):
     ) -> Metrics:
         """Metric series by name (every series when `name` is None), each downsampled by the
         server to at most `max_points` (default 1000) keeping the first and last points."""
-        return Metrics.model_validate(self._http.json(_metrics(run, name, max_points)))
+        return Metrics.model_validate(
+            self._http.json(_metrics(self.resolve(run), name, max_points))
+        )
 
     def checkpoints(self, run: RunRef) -> list[Checkpoint]:
         """The run's registered checkpoints, newest step first, with download URLs."""
-        return _checkpoint_list(self._http.json(_checkpoints(run)))
+        return _checkpoint_list(self._http.json(_checkpoints(self.resolve(run))))
 
     def provenance(self, run: RunRef) -> Provenance:
         """The signed provenance record (NotFound before the run has started)."""
-        return Provenance.model_validate(self._http.json(_provenance(run)))
+        return Provenance.model_validate(self._http.json(_provenance(self.resolve(run))))
 
     def download_checkpoint(
         self, run: RunRef, destination: str | Path, *, step: int | None = None
@@ -106,7 +108,7 @@ class RunArtifacts(SyncResource):
                 sink.write(chunk)
 
 
-class AsyncRunArtifacts(AsyncResource):
+class AsyncRunArtifacts(AsyncRunResource):
     async def metrics(
         self,
         run: RunRef,
@@ -115,12 +117,16 @@ class AsyncRunArtifacts(AsyncResource):
         max_points: int | None = None,
     ) -> Metrics:
         """Metric series by name, downsampled by the server to at most `max_points` each."""
-        return Metrics.model_validate(await self._http.json(_metrics(run, name, max_points)))
+        return Metrics.model_validate(
+            await self._http.json(_metrics(await self.resolve(run), name, max_points))
+        )
 
     async def checkpoints(self, run: RunRef) -> list[Checkpoint]:
         """The run's registered checkpoints, newest step first, with download URLs."""
-        return _checkpoint_list(await self._http.json(_checkpoints(run)))
+        return _checkpoint_list(await self._http.json(_checkpoints(await self.resolve(run))))
 
     async def provenance(self, run: RunRef) -> Provenance:
         """The signed provenance record (NotFound before the run has started)."""
-        return Provenance.model_validate(await self._http.json(_provenance(run)))
+        return Provenance.model_validate(
+            await self._http.json(_provenance(await self.resolve(run)))
+        )

@@ -61,7 +61,9 @@ class Runs(RunArtifacts):
     ) -> Run:
         """A run. With `wait`, the server holds the request until the run changes past
         `resource_version` (or `wait` seconds pass) and then answers."""
-        return Run.model_validate(self._http.json(calls.get(run, wait, resource_version)))
+        return Run.model_validate(
+            self._http.json(calls.get(self.resolve(run), wait, resource_version))
+        )
 
     def list(
         self,
@@ -70,6 +72,7 @@ class Runs(RunArtifacts):
         project: str | None = None,
         labels: LabelSelector | None = None,
         name_prefix: str | None = None,
+        name: str | None = None,
         created_after: datetime | None = None,
         created_before: datetime | None = None,
         changed_since: int | None = None,
@@ -85,6 +88,7 @@ class Runs(RunArtifacts):
             project=project,
             labels=labels,
             name_prefix=name_prefix,
+            name=name,
             created_after=created_after,
             created_before=created_before,
             changed_since=changed_since,
@@ -119,20 +123,20 @@ class Runs(RunArtifacts):
     ) -> Run:
         """Change priority, max_duration or labels. `if_match` (an ETag, or a resource_version)
         makes the edit fail with PreconditionFailed if the run changed since you read it."""
-        call = calls.update(run, priority, max_duration, labels, if_match)
+        call = calls.update(self.resolve(run), priority, max_duration, labels, if_match)
         return Run.model_validate(self._http.json(call))
 
     def cancel(self, run: RunRef) -> Run:
         """Cancel the run (idempotent): at once if it has not started, else via `stopping`."""
-        return Run.model_validate(self._http.json(calls.cancel(run)))
+        return Run.model_validate(self._http.json(calls.cancel(self.resolve(run))))
 
     def delete(self, run: RunRef) -> None:
         """Delete a finished run (Conflict while it is still active)."""
-        self._http.send(calls.delete(run))
+        self._http.send(calls.delete(self.resolve(run)))
 
     def events(self, run: RunRef, *, limit: int | None = None) -> SyncPage[RunEvent]:
         """The run's history, oldest first; iterate the page to walk all of it."""
-        return self._events_page(run, limit, None)
+        return self._events_page(self.resolve(run), limit, None)
 
     def _events_page(self, run: RunRef, limit: int | None, after: str | None) -> SyncPage[RunEvent]:
         body = self._http.json(calls.events(run, limit, after))
@@ -158,6 +162,7 @@ class Runs(RunArtifacts):
         has not started yet is waited for (long-polled) first. A dropped connection is resumed
         where it broke: no line is repeated or lost.
         """
+        run = self.resolve(run)
         follower = LogFollower(run, attempt, rank, tail, follow, self._http.retry_policy)
         while True:
             try:
@@ -218,7 +223,8 @@ class AsyncRuns(AsyncRunArtifacts):
         self, run: RunRef, *, wait: float | None = None, resource_version: int | None = None
     ) -> Run:
         """A run, optionally long-polled; see `Runs.get`."""
-        return Run.model_validate(await self._http.json(calls.get(run, wait, resource_version)))
+        call = calls.get(await self.resolve(run), wait, resource_version)
+        return Run.model_validate(await self._http.json(call))
 
     def list(
         self,
@@ -227,6 +233,7 @@ class AsyncRuns(AsyncRunArtifacts):
         project: str | None = None,
         labels: LabelSelector | None = None,
         name_prefix: str | None = None,
+        name: str | None = None,
         created_after: datetime | None = None,
         created_before: datetime | None = None,
         changed_since: int | None = None,
@@ -239,6 +246,7 @@ class AsyncRuns(AsyncRunArtifacts):
             project=project,
             labels=labels,
             name_prefix=name_prefix,
+            name=name,
             created_after=created_after,
             created_before=created_before,
             changed_since=changed_since,
@@ -272,18 +280,22 @@ class AsyncRuns(AsyncRunArtifacts):
         if_match: str | int | None = None,
     ) -> Run:
         """Change priority, max_duration or labels; see `Runs.update`."""
-        call = calls.update(run, priority, max_duration, labels, if_match)
+        call = calls.update(await self.resolve(run), priority, max_duration, labels, if_match)
         return Run.model_validate(await self._http.json(call))
 
     async def cancel(self, run: RunRef) -> Run:
-        return Run.model_validate(await self._http.json(calls.cancel(run)))
+        return Run.model_validate(await self._http.json(calls.cancel(await self.resolve(run))))
 
     async def delete(self, run: RunRef) -> None:
-        await self._http.send(calls.delete(run))
+        await self._http.send(calls.delete(await self.resolve(run)))
 
     def events(self, run: RunRef, *, limit: int | None = None) -> AsyncPageRequest[RunEvent]:
         """The run's history, oldest first; iterate it, or await it for the first page."""
-        return AsyncPageRequest(lambda: self._events_page(run, limit, None))
+
+        async def first() -> AsyncPage[RunEvent]:
+            return await self._events_page(await self.resolve(run), limit, None)
+
+        return AsyncPageRequest(first)
 
     async def _events_page(
         self, run: RunRef, limit: int | None, after: str | None
@@ -307,6 +319,7 @@ class AsyncRuns(AsyncRunArtifacts):
         follow: bool = False,
     ) -> AsyncIterator[LogLine]:
         """One rank's output lines of one attempt, resumed across drops; see `Runs.logs`."""
+        run = await self.resolve(run)
         follower = LogFollower(run, attempt, rank, tail, follow, self._http.retry_policy)
         while True:
             try:
