@@ -9,16 +9,19 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
+from fastapi.testclient import TestClient
 
 import trainport
 from core.logs import LogStore
 from tests.factories import Tenant
 from tests.sdk.conftest import free_port
+from tests.sdk.test_training import launch
 
 TRAINPORT = Path(sys.executable).with_name("trainport")
 RUN_YAML = """\
@@ -132,6 +135,31 @@ def test_describe_shows_status_spec_and_events(
         assert expected in done.stdout
     got = trainport_cli(cli_env, "runs", "get", run.id, "-o", "json")
     assert json.loads(got.stdout)["status"] == "cancelled"
+
+
+def test_describe_shows_an_attempts_table(
+    cli_env: dict[str, str], sdk: trainport.Client, client: TestClient, api_url: str
+) -> None:
+    run = sdk.runs.create(SPEC)
+    launch(client, run.id, api_url)
+    done = trainport_cli(cli_env, "runs", "describe", run.id)
+    assert done.returncode == 0, done.stderr
+    table = done.stdout[done.stdout.index("Attempts") :]
+    for expected in ("WHERE", "OUTCOME", "EXIT", "local", "running"):
+        assert expected in table
+
+
+def test_logs_timestamps_print_each_lines_time(
+    cli_env: dict[str, str], sdk: trainport.Client, log_dir: Path
+) -> None:
+    run = sdk.runs.create(SPEC)
+    writer = LogStore(log_dir).writer(run.id, 0, 0)
+    writer.write("stdout", "epoch 1")
+    writer.close()
+    done = trainport_cli(cli_env, "logs", run.id, "--timestamps")
+    stamp, _, text = done.stdout.strip().partition(" ")
+    assert (done.returncode, text) == (0, "epoch 1")
+    assert datetime.fromisoformat(stamp).tzinfo is not None
 
 
 def test_cancel_and_rm(cli_env: dict[str, str], sdk: trainport.Client) -> None:

@@ -152,11 +152,12 @@ def stream_logs(
     rank: int | None = None,
     attempt: int | None = None,
     tail: int | None = None,
+    timestamps: bool = False,
 ) -> bool:
     """Print the log; False when it does not exist (yet) and we are following."""
     try:
         for line in client.runs.logs(run_id, rank=rank, attempt=attempt, tail=tail, follow=follow):
-            print(line, flush=True)
+            print(f"{line.time} {line.text}" if timestamps else line.text, flush=True)
     except NotFound:
         if not follow:
             raise
@@ -184,9 +185,15 @@ def logs(
         int | None, typer.Option("--attempt", min=0, help="an earlier attempt")
     ] = None,
     tail: Annotated[int | None, typer.Option("--tail", min=0, help="only the last N lines")] = None,
+    timestamps: Annotated[
+        bool, typer.Option("--timestamps", "-t", help="each line's time (RFC 3339, UTC) first")
+    ] = False,
 ) -> None:
     """Print a run's logs; with -f, follow them until the run ends."""
-    stream_logs(state.client(), run, follow=follow, rank=rank, attempt=attempt, tail=tail)
+    stream_logs(
+        state.client(), run, follow=follow, rank=rank, attempt=attempt, tail=tail,
+        timestamps=timestamps,
+    )  # fmt: skip
 
 
 @runs_app.command("ls")
