@@ -126,6 +126,7 @@ def exercise_training(
         lambda: client.runs.download_checkpoint(run, log_dir / "download", step=1)
     ))  # fmt: skip
     c("runs.provenance", lambda: refused(lambda: client.runs.provenance(run)))
+    c("runs.sample", lambda: refused(lambda: client.runs.sample(run, "def ")))  # not an lm run
     c("provenance.verify", lambda: client.provenance.verify({"run_id": run.id}, signature="00"))
     c("provenance.keys", client.provenance.keys)
     folder = log_dir / "contract-dataset"

@@ -202,4 +202,4 @@ def test_a_run_is_found_by_a_name_only_it_has(sdk: trainport.Client) -> None:
     with pytest.raises(trainport.RunNameNotFound):
         sdk.runs.cancel("nobody")
     assert sdk.runs.cancel("solo").status == "cancelled"
-    assert [e.kind for e in sdk.runs.events("solo")][0] == "created"
+    assert next(e.kind for e in sdk.runs.events("solo")) == "created"

@@ -12,8 +12,10 @@ from typing import Any
 
 from trainport._http import APIRequest
 from trainport.errors import TrainportError
+from trainport.resources import _sampling as sampling
 from trainport.resources._names import AsyncRunResource, SyncRunResource
 from trainport.resources._run_calls import RunRef, run_id, run_path
+from trainport.runtime.digests import download_verified
 from trainport.training_models import Checkpoint, Metrics, Provenance
 
 COMMIT = "COMMIT"  # the marker the runtime writes last into a checkpoint folder
@@ -54,7 +56,9 @@ def _pick(checkpoints: list[Checkpoint], step: int | None, run: RunRef) -> Check
         if step is None or checkpoint.step == step:
             return checkpoint
     which = "any checkpoint" if step is None else f"a checkpoint at step {step}"
-    raise TrainportError(f"Run {run_id(run)} has no {which}.")
+    steps = ", ".join(str(c.step) for c in checkpoints)
+    there = f" (its checkpoints: steps {steps})" if steps else ""
+    raise TrainportError(f"Run {run_id(run)} has no {which}{there}.")
 
 
 class RunArtifacts(SyncRunResource):
@@ -91,6 +95,21 @@ class RunArtifacts(SyncRunResource):
             target.parent.mkdir(parents=True, exist_ok=True)
             self._download(url, target)
         return folder
+
+    def _fetch_checkpoint(self, run: RunRef, step: int | None) -> Path:
+        """A checkpoint's files in the local cache, downloaded once and verified."""
+        checkpoint = _pick(self.checkpoints(run), step, run)
+        urls = {entry.path: entry.url or "" for entry in checkpoint.files}
+        source = f"checkpoint {checkpoint.step} of {checkpoint.run_id}: "
+        try:
+            return download_verified(
+                sampling.cache_folder(checkpoint),
+                sampling.entries(checkpoint),
+                lambda entry, target: self._download(urls[entry.path], target),
+                source,
+            )
+        except OSError as exc:
+            raise TrainportError(f"Cannot fetch {source}{exc}") from exc
 
     def _download(self, url: str, target: Path) -> None:
         if url.startswith(self._http.base_url + "/"):

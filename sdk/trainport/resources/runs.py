@@ -19,6 +19,7 @@ from trainport.errors import NotFound, WaitTimeout
 from trainport.models import LogLine, Run, RunEvent
 from trainport.pagination import AsyncPage, AsyncPageRequest, SyncPage
 from trainport.resources import _run_calls as calls
+from trainport.resources import _sampling as sampling
 from trainport.resources._logs import LogFollower
 from trainport.resources._run_calls import LabelSelector, RunRef, SpecLike
 from trainport.resources.run_artifacts import AsyncRunArtifacts, RunArtifacts
@@ -183,6 +184,25 @@ class Runs(RunArtifacts):
                 if delay is None:
                     raise connection_error(exc, self._http.base_url) from exc
                 self._http.pause(delay)
+
+    def sample(
+        self,
+        run: RunRef,
+        prompt: str = "",
+        *,
+        step: int | None = None,
+        tokens: int = 200,
+        temperature: float = 0.8,
+        seed: int = 0,
+    ) -> str:
+        """`prompt` and the text the model of an `lm` recipe run writes after it, generated on
+        this machine's CPU from a checkpoint (the newest, or `step`). The checkpoint is
+        downloaded once into the cache and verified. Needs torch: `trainport[recipes]`."""
+        found = self.get(run)
+        sampler = sampling.lm_sampler(found)
+        folder = self._fetch_checkpoint(found, step)
+        options = {"tokens": tokens, "temperature": temperature, "seed": seed}
+        return sampling.run_sampler(sampler, folder, prompt, **options)
 
     def wait(
         self,
