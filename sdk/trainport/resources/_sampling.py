@@ -21,14 +21,17 @@ from trainport.training_models import Checkpoint
 Sampler = Callable[..., str]
 
 
-def lm_sampler(run: Run) -> Sampler:
-    """The recipe's sampling function, once `run` is known to be an `lm` run."""
+def require_lm(run: Run) -> None:
     recipe = run.spec.get("recipe")
     if recipe != "lm":
         what = f"recipe {recipe!r}" if recipe else "a command"
         raise TrainportError(
             f"Run {run.id} ({run.name}) runs {what}; sampling works for runs of the `lm` recipe."
         )
+
+
+def lm_sampler() -> Sampler:
+    """The recipe's sampling function (imports torch: seconds, so after the cheap checks)."""
     try:
         from trainport.recipes.lm.sample import sample_checkpoint
     except ImportError:

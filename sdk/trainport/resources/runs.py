@@ -199,10 +199,10 @@ class Runs(RunArtifacts):
         this machine's CPU from a checkpoint (the newest, or `step`). The checkpoint is
         downloaded once into the cache and verified. Needs torch: `trainport[recipes]`."""
         found = self.get(run)
-        sampler = sampling.lm_sampler(found)
+        sampling.require_lm(found)
         folder = self._fetch_checkpoint(found, step)
         options = {"tokens": tokens, "temperature": temperature, "seed": seed}
-        return sampling.run_sampler(sampler, folder, prompt, **options)
+        return sampling.run_sampler(sampling.lm_sampler(), folder, prompt, **options)
 
     def wait(
         self,
