@@ -5,6 +5,10 @@ keys rotate|list | clusters`.
 the key once. It runs beside the API (same database), not through it: there is no key yet.
 Where the embedded platform cannot sandbox its runs (core/sandbox.py) it creates one
 organisation only, and says why when asked for a second.
+Every command that uses the database finds it as the server does (core/settings.py: the
+`TRAINPORT_*` variables, `--database-url`, else `<state dir>/trainport.db`, with `--state-dir`
+as for `trainport server`), says on stderr which database that is, and refuses one that is
+missing or not migrated with how to fix it, without creating it (unless `--migrate`).
 `keys rotate --dir D` writes a new provenance signing key to D/signing-key.pem and keeps the one
 it replaces as a retired public key in D; `keys list` prints the keys this configuration signs
 and verifies with. `clusters` prints the inventory: each registered cluster, its executor, its
@@ -15,8 +19,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
+from typing import Any
+
+from sqlalchemy import make_url
 
 from core import db, migrate, sandbox
 from core.errors import TrainportError
@@ -24,20 +32,63 @@ from core.provenance import rotation, signing
 from core.provenance.service import keyring
 from core.scheduling.clusters import list_clusters, version_problem
 from core.secrets.service import reencrypt_all
-from core.settings import get_settings
+from core.settings import Settings, get_settings
 from core.tenants.service import bootstrap, refuse_another_org
 
+SCHEMA_FIX = (
+    "A server started with `trainport server --state-dir DIR` keeps its database in "
+    "DIR/trainport.db: give this command the server's --state-dir (or the same "
+    "TRAINPORT_STATE_DIR / TRAINPORT_DATABASE_URL). To create or upgrade this database instead, "
+    "run `python -m api.admin migrate` with the same options, or add --migrate."
+)
 
-def _migrate(_: argparse.Namespace) -> int:
-    migrate.upgrade(get_settings().database_url)
+
+def _database_origin(args: argparse.Namespace) -> str:
+    if args.database_url:
+        return "from --database-url"
+    if os.environ.get("TRAINPORT_DATABASE_URL"):
+        return "from TRAINPORT_DATABASE_URL"
+    if args.state_dir:
+        return "in the state folder given by --state-dir"
+    if os.environ.get("TRAINPORT_STATE_DIR"):
+        return "in the state folder TRAINPORT_STATE_DIR names"
+    return "in the default state folder, ./.trainport of the current directory"
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    """The settings the server resolves from the same options, and which database they name."""
+    overrides: dict[str, Any] = {}
+    if args.database_url:
+        overrides["database_url"] = args.database_url
+    if args.state_dir:
+        overrides["state_dir"] = Path(args.state_dir)
+    settings = Settings(**overrides) if overrides else get_settings()
+    shown = make_url(settings.database_url).render_as_string(hide_password=True)
+    print(f"database: {shown} ({_database_origin(args)})", file=sys.stderr)
+    return settings
+
+
+def _schema_ready(settings: Settings, migrate_first: bool) -> bool:
+    """Migrate when asked; else whether the schema is current, saying how to fix it if not."""
+    if migrate_first:
+        migrate.upgrade(settings.database_url)
+        return True
+    problem = migrate.schema_problem(settings.database_url)
+    if problem is not None:
+        print(f"error: this database cannot be used: {problem}.\n{SCHEMA_FIX}", file=sys.stderr)
+    return problem is None
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    migrate.upgrade(_settings(args).database_url)
     print("database is at the latest schema")
     return 0
 
 
 def _bootstrap(args: argparse.Namespace) -> int:
-    settings = get_settings()
-    if args.migrate:
-        migrate.upgrade(settings.database_url)
+    settings = _settings(args)
+    if not _schema_ready(settings, args.migrate):
+        return 1
     engine = db.build_engine(settings)
     try:
         with db.session_scope(db.make_sessionmaker(engine)) as session:
@@ -61,9 +112,11 @@ def _bootstrap(args: argparse.Namespace) -> int:
     return 0
 
 
-def _secrets_reencrypt(_: argparse.Namespace) -> int:
+def _secrets_reencrypt(args: argparse.Namespace) -> int:
     """After a new key was put first in TRAINPORT_SECRETS_KEY: every value under it."""
-    settings = get_settings()
+    settings = _settings(args)
+    if not _schema_ready(settings, migrate_first=False):
+        return 1
     engine = db.build_engine(settings)
     try:
         with db.session_scope(db.make_sessionmaker(engine)) as session:
@@ -138,17 +191,34 @@ def _add_keys(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     )
 
 
+def _database_options() -> argparse.ArgumentParser:
+    """--state-dir and --database-url, as `trainport server` takes them."""
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument(
+        "--state-dir", help="the server's state folder (its database is DIR/trainport.db)"
+    )
+    options.add_argument("--database-url", help="SQLAlchemy URL; beats --state-dir")
+    return options
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m api.admin", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("migrate", help="upgrade the database schema").set_defaults(func=_migrate)
-    boot = commands.add_parser("bootstrap", help="create an org, its default project, an admin key")
+    database = [_database_options()]
+    commands.add_parser(
+        "migrate", help="upgrade the database schema", parents=database
+    ).set_defaults(func=_migrate)
+    boot = commands.add_parser(
+        "bootstrap", help="create an org, its default project, an admin key", parents=database
+    )
     boot.add_argument("--org", required=True, help="organisation name (a DNS label)")
     boot.add_argument("--json", action="store_true", help="machine-readable output")
     boot.add_argument("--migrate", action="store_true", help="upgrade the schema first")
     boot.set_defaults(func=_bootstrap)
     rekey = commands.add_parser(
-        "secrets-reencrypt", help="re-encrypt every run secret under the newest secrets key"
+        "secrets-reencrypt",
+        help="re-encrypt every run secret under the newest secrets key",
+        parents=database,
     )
     rekey.set_defaults(func=_secrets_reencrypt)
     _add_keys(commands)

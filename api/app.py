@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
+from sqlalchemy import make_url
 
 import dashboard
 from api import openapi, problems
@@ -32,10 +32,11 @@ from api.routers import (
     secrets,
     tenants,
 )
-from core import db, sandbox
+from core import db, process_logging, sandbox
 from core.aio import AsyncDatabase
 from core.metrics.schemas import MAX_METRICS_BODY_BYTES
 from core.notify import PostgresListener, SqliteVersionWatcher
+from core.process_logging import lifecycle
 from core.provenance.service import check_signing_keys
 from core.ratelimit import RateLimiter
 from core.runs.waiting import WaitingRoom
@@ -56,6 +57,10 @@ def _change_listener(settings: Settings) -> PostgresListener | SqliteVersionWatc
     return None if in_memory else SqliteVersionWatcher(settings.database_url)
 
 
+def _shown(settings: Settings) -> str:
+    return make_url(settings.database_url).render_as_string(hide_password=True)
+
+
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
@@ -66,9 +71,11 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     if settings.async_reads and not settings.is_sqlite:
         app.state.async_db = AsyncDatabase(settings.database_url, settings.database_pool_size)
         await app.state.async_db.open()
+    lifecycle.info("API ready: database %s, log level %s", _shown(settings), settings.log_level)
     try:
         yield
     finally:
+        lifecycle.info("API stopping")
         if app.state.async_db is not None:
             await app.state.async_db.close()
             app.state.async_db = None
@@ -89,7 +96,7 @@ def _body_rules(settings: Settings) -> list[BodyRule]:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    logging.basicConfig(level=settings.log_level.upper())
+    process_logging.configure(settings)
     app = FastAPI(
         title="Trainport API",
         version=API_VERSION,

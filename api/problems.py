@@ -59,18 +59,53 @@ def _field(error: FieldError) -> dict[str, str]:
 
 
 def _validation_errors(exc: RequestValidationError) -> list[FieldError]:
-    out = []
+    out: dict[tuple[str | None, str], list[str]] = {}
     for err in exc.errors():
         where, *path = err.get("loc", ()) or ("body",)
-        message = str(err.get("msg", "invalid value"))
+        # "Value error, " is how pydantic prefixes our validators' messages: not for users.
+        message = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
         if err.get("type") == "json_invalid":
             path = []  # its loc holds a character offset, not a field: the body as a whole
         if where == "body":
+            path = _document_path(path, exc.body, missing=err.get("type") == "missing")
             pointer = "".join(f"/{str(p).replace('~', '~0').replace('/', '~1')}" for p in path)
-            out.append(FieldError(pointer, message))
+            key: tuple[str | None, str] = (None, pointer)
         else:
-            out.append(FieldError.for_parameter(str(path[0]) if path else str(where), message))
-    return out
+            key = (str(path[0]) if path else str(where), "")
+        if message not in out.setdefault(key, []):
+            out[key].append(message)
+    return [
+        _one_error(parameter, pointer, messages) for (parameter, pointer), messages in out.items()
+    ]
+
+
+def _document_path(path: list[Any], body: Any, *, missing: bool) -> list[Any]:
+    """The part of pydantic's `loc` that names places in the document.
+
+    For a union (`str | SecretRef`) pydantic adds the member it tried (`constrained-str`,
+    `SecretRef`) to the location; those are its internal names, not fields, so every step that
+    is not a key or index of the body is dropped (a missing field, last, is kept: it is named
+    by the schema, not the body).
+    """
+    kept: list[Any] = []
+    node = body
+    for index, part in enumerate(path):
+        if (isinstance(node, dict) and part in node) or (
+            isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        ):
+            node = node[part]
+        elif not (missing and index == len(path) - 1) and body is not None:
+            continue
+        kept.append(part)
+    return kept
+
+
+def _one_error(parameter: str | None, pointer: str, messages: list[str]) -> FieldError:
+    """The errors of the union members at one place, as one: what would have been accepted."""
+    message = "; or ".join(messages)
+    return (
+        FieldError.for_parameter(parameter, message) if parameter else FieldError(pointer, message)
+    )
 
 
 async def _trainport_error(request: Request, exc: Exception) -> ProblemResponse:

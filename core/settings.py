@@ -16,6 +16,8 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_STATE_DIR = Path(".trainport")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+SQLITE_FILE = "trainport.db"  # the embedded database, inside the state folder
 
 
 DEVELOPMENT_SECRET_KEY = "trainport-development-secret-key"  # noqa: S105 (refused in production)
@@ -50,8 +52,9 @@ class Settings(BaseSettings):
 
     environment: Environment = Environment.DEVELOPMENT
     database_url: str = Field(
-        default=f"sqlite:///{DEFAULT_STATE_DIR}/trainport.db",
-        description="SQLAlchemy URL: sqlite:///path (embedded) or postgresql+psycopg://...",
+        default="",
+        description="SQLAlchemy URL: sqlite:///path (embedded) or postgresql+psycopg://...; "
+        "empty means sqlite:///<state_dir>/trainport.db",
     )
     database_pool_size: int = Field(default=10, ge=1, le=200)
     async_reads: bool = Field(
@@ -67,7 +70,11 @@ class Settings(BaseSettings):
     key_touch_interval_seconds: int = Field(
         default=60, ge=0, description="How stale api_keys.last_used_at may get before a write"
     )
-    log_level: str = "INFO"
+    log_level: str = Field(
+        default="WARNING",
+        description="Level of the API, workers and relay: DEBUG, INFO (every request and task), "
+        "WARNING (warnings and lifecycle lines), ERROR or CRITICAL",
+    )
     # Workers and scheduling (issue 3).
     celery_queue: str = Field(default="trainport", description="Celery queue the workers consume")
     local_cpu_slots: int | None = Field(
@@ -307,6 +314,14 @@ class Settings(BaseSettings):
         default=100_000, ge=1, description="Pending + queued runs an org may have (429 beyond)"
     )
 
+    @field_validator("log_level")
+    @classmethod
+    def _known_log_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"{value!r} is not a log level; use one of {', '.join(LOG_LEVELS)}")
+        return level
+
     @field_validator("rate_limit_per_key", "rate_limit_per_org", "rate_limit_failed_auth")
     @classmethod
     def _limits_notation(cls, value: str) -> str:
@@ -316,6 +331,14 @@ class Settings(BaseSettings):
             message = f"{value!r} is not in `limits` notation, e.g. 10/second;100/minute"
             raise ValueError(message) from None
         return value
+
+    @model_validator(mode="after")
+    def _database_follows_the_state_dir(self) -> Settings:
+        # Defined first, so the checks below see the resolved URL. One rule for every process
+        # (API, workers, `api.admin`): with no URL given, the database lives in the state folder.
+        if not self.database_url:
+            self.database_url = embedded_database_url(self.state_dir)
+        return self
 
     @model_validator(mode="after")
     def _production_needs_a_server_database(self) -> Settings:
@@ -397,6 +420,11 @@ class Settings(BaseSettings):
     @property
     def log_root(self) -> Path:
         return self.log_dir or self.state_dir / "logs"
+
+
+def embedded_database_url(state_dir: Path) -> str:
+    """The SQLite database of the embedded platform whose state folder is `state_dir`."""
+    return f"sqlite:///{state_dir / SQLITE_FILE}"
 
 
 CLUSTER_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?")

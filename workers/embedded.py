@@ -18,25 +18,26 @@ re-adopted.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import threading
 
 from celery.beat import EmbeddedService
 
-from core import migrate
+from core import migrate, process_logging
+from core.process_logging import lifecycle
 from core.settings import Settings, get_settings
 from workers.celery_app import app
 from workers.relay import Relay, celery_publisher
 
 RELAY_STOP_SECONDS = 5.0
-log = logging.getLogger("trainport.embedded")
 
 
 def worker_argv(settings: Settings, concurrency: int) -> list[str]:
+    # Celery's banner is for the chatty levels; the lifecycle lines say the worker started.
+    quiet = [] if process_logging.is_chatty(settings) else ["--quiet"]
     return [
-        "worker", "--pool", "threads", "--concurrency", str(concurrency),
-        "--queues", settings.celery_queue, "--loglevel", settings.log_level.upper(),
+        *quiet, "worker", "--pool", "threads", "--concurrency", str(concurrency),
+        "--queues", settings.celery_queue, "--loglevel", settings.log_level,
         # Gossip, mingle and heartbeats are broadcasts the serverless broker cannot carry.
         "--without-gossip", "--without-mingle", "--without-heartbeat",
     ]  # fmt: skip
@@ -49,6 +50,8 @@ def run(settings: Settings, concurrency: int) -> int:
     relay_thread = threading.Thread(target=relay.run, name="relay", daemon=True)
     relay_thread.start()
     beat.start()
+    lifecycle.info("embedded workers starting: worker, beat and outbox relay (queue %s)",
+                   settings.celery_queue)  # fmt: skip
     try:
         app.worker_main(worker_argv(settings, concurrency))
     except SystemExit as exit_:
@@ -59,6 +62,7 @@ def run(settings: Settings, concurrency: int) -> int:
         beat.stop()
         relay.stop()
         relay_thread.join(timeout=RELAY_STOP_SECONDS)
+        lifecycle.info("embedded workers stopped")
     return 0
 
 
@@ -68,10 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-migrate", action="store_true", help="skip the schema upgrade")
     args = parser.parse_args(argv)
     settings = get_settings()
-    logging.basicConfig(level=settings.log_level.upper())
+    process_logging.configure(settings)
     if not args.no_migrate:
         migrate.upgrade(settings.database_url)
-    log.info("embedded workers starting (queue %s)", settings.celery_queue)
     return run(settings, args.concurrency)
 
 

@@ -33,7 +33,8 @@ from celery import Celery
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import db, outbox
+from core import db, outbox, process_logging
+from core.process_logging import lifecycle
 from core.settings import Settings, get_settings
 from workers.celery_app import app
 
@@ -178,11 +179,11 @@ def main(argv: list[str] | None = None) -> None:
         help="touch this file every few seconds while the loop turns (for a liveness probe)",
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=get_settings().log_level.upper())
+    process_logging.configure(get_settings())
     relay = Relay(get_settings(), celery_publisher(app), heartbeat=args.heartbeat_file)
     signal.signal(signal.SIGTERM, lambda *_: relay.stop())
     signal.signal(signal.SIGINT, lambda *_: relay.stop())
-    log.info("outbox relay started")
+    lifecycle.info("outbox relay started")
     relay.run()
 
 

@@ -54,7 +54,9 @@ def get_run_logs(
     service.get_run(session, caller, run_id)  # scoping: another org's run is simply missing
     attempts = log_attempts(session, run_id)
     chosen = attempt if attempt is not None else (attempts[-1] if attempts else None)
-    if chosen is None or chosen not in attempts or rank not in log_ranks(session, run_id, chosen):
+    if chosen is None:
+        raise NotFound(f"Run {run_id} has no log yet: none of its attempts has started.")
+    if chosen not in attempts or rank not in log_ranks(session, run_id, chosen):
         raise NotFound(f"Run {run_id} has no log for attempt {chosen} rank {rank}.")
     archive = _archive(request, settings)
 

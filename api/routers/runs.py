@@ -111,6 +111,9 @@ async def list_runs(
     project: Annotated[str | None, Query(max_length=63)] = None,
     labels: Annotated[str | None, Query(max_length=1024, description="`k=v,k2`")] = None,
     name_prefix: Annotated[str | None, Query(max_length=40)] = None,
+    name: Annotated[
+        str | None, Query(max_length=40, description="exactly this name (names repeat)")
+    ] = None,
     created_after: AwareDatetime | None = None,
     created_before: AwareDatetime | None = None,
     changed_since: Annotated[int | None, Query(ge=0, le=2**62)] = None,
@@ -130,6 +133,7 @@ async def list_runs(
             labels_equal=equal,
             labels_present=present,
             name_prefix=name_prefix,
+            name=name,
             created_after=created_after,
             created_before=created_before,
         )

@@ -26,6 +26,7 @@ class RunFilter:
     labels_equal: dict[str, str] = field(default_factory=dict)
     labels_present: Sequence[str] = ()
     name_prefix: str | None = None
+    name: str | None = None  # exact: how the CLI and SDK find a run by its name
     created_after: datetime | None = None
     created_before: datetime | None = None
 
@@ -128,6 +129,8 @@ def _filtered(criteria: RunFilter) -> Select[Run]:
     if criteria.name_prefix:
         escaped = criteria.name_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         query = query.where(Run.name.like(escaped + "%", escape="\\"))
+    if criteria.name:
+        query = query.where(Run.name == criteria.name)  # ix_runs_org_id_name
     if criteria.created_after:
         # ids are time-ordered, so the bound on id keeps this an index range scan.
         query = query.where(

@@ -167,6 +167,17 @@ def _check_env(env: dict[str, str | SecretRef]) -> dict[str, str | SecretRef]:
     return env
 
 
+def _string_or_secret(value: Any) -> Any:
+    """Env values are text or `{secret: NAME}`; say so plainly rather than per union member."""
+    if isinstance(value, str | dict):
+        return value
+    shown = str(value).lower() if isinstance(value, bool) else value
+    raise ValueError(
+        f'an env value is a string (quote it: "{shown}") or {{secret: NAME}}, '
+        f"not {type(value).__name__}"
+    )
+
+
 def check_labels(labels: dict[str, str]) -> dict[str, str]:
     """Kubernetes label rules; keys under `trainport.dev/` belong to the platform."""
     for key, value in labels.items():
@@ -185,7 +196,10 @@ def check_labels(labels: dict[str, str]) -> dict[str, str]:
 
 
 Env = Annotated[
-    dict[Annotated[str, Field(max_length=256)], str | SecretRef],
+    dict[
+        Annotated[str, Field(max_length=256)],
+        Annotated[str | SecretRef, BeforeValidator(_string_or_secret)],
+    ],
     Field(max_length=256),
     AfterValidator(_check_env),
 ]

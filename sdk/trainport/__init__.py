@@ -10,6 +10,7 @@ print(client.runs.wait(run).status)
 from trainport._version import __version__
 from trainport.client import AsyncClient, Client
 from trainport.errors import (
+    AmbiguousRunName,
     APIConnectionError,
     APIStatusError,
     APITimeoutError,
@@ -23,6 +24,8 @@ from trainport.errors import (
     PreconditionFailed,
     QuotaExceeded,
     RateLimited,
+    RunNameError,
+    RunNameNotFound,
     ServerError,
     TrainportError,
     ValidationError,
@@ -32,16 +35,18 @@ from trainport.models import (
     TERMINAL_STATUSES,
     ApiKey,
     ApiKeyCreated,
+    Attempt,
     LogLine,
     Me,
     Organization,
+    Progress,
     Project,
     Run,
     RunEvent,
     RunStatus,
     Secret,
 )
-from trainport.pagination import AsyncPage, SyncPage
+from trainport.pagination import AsyncPage, AsyncPageRequest, SyncPage
 from trainport.resources.provenance import checkpoint_claim, verify_offline
 from trainport.retries import RetryPolicy
 from trainport.spec import RunSpec, SpecError
@@ -61,10 +66,13 @@ __all__ = [
     "APIConnectionError",
     "APIStatusError",
     "APITimeoutError",
+    "AmbiguousRunName",
     "ApiKey",
     "ApiKeyCreated",
     "AsyncClient",
     "AsyncPage",
+    "AsyncPageRequest",
+    "Attempt",
     "AuthenticationError",
     "BadRequest",
     "Checkpoint",
@@ -83,6 +91,7 @@ __all__ = [
     "Organization",
     "PermissionDenied",
     "PreconditionFailed",
+    "Progress",
     "Project",
     "Provenance",
     "QuotaExceeded",
@@ -90,6 +99,8 @@ __all__ = [
     "RetryPolicy",
     "Run",
     "RunEvent",
+    "RunNameError",
+    "RunNameNotFound",
     "RunSpec",
     "RunStatus",
     "Secret",

@@ -53,6 +53,24 @@ class WaitTimeout(TrainportError, TimeoutError):
         self.run = run
 
 
+class RunNameError(TrainportError, LookupError):
+    """A run given by name that names no run, or several, among the runs this key sees;
+    `.candidates` holds the runs that carry the name (newest first)."""
+
+    def __init__(self, message: str, name: str, candidates: list[Any]) -> None:
+        super().__init__(message)
+        self.name = name
+        self.candidates = candidates
+
+
+class RunNameNotFound(RunNameError):
+    """No run this key can see has that name."""
+
+
+class AmbiguousRunName(RunNameError):
+    """Several runs this key can see have that name: address one by its id."""
+
+
 @dataclass(frozen=True)
 class FieldError:
     """One bad input: a JSON pointer into the body (`/compute/nodes`) or a parameter name."""

@@ -46,6 +46,34 @@ class QueueInfo(TrainportModel):
     detail: str = ""
 
 
+class Attempt(TrainportModel):
+    """One attempt of a run: where and when it ran, and how it ended (`outcome` None while it
+    runs: `succeeded`, `failed`, `system_failed` or `cancelled` after)."""
+
+    attempt: int
+    cluster: str = ""
+    where: str = ""
+    gpus: int = 0
+    gpu_type: str | None = None
+    admitted_at: datetime | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    outcome: str | None = None
+    exit_code: int | None = None
+    reason: str | None = None
+    message: str | None = None
+    resumed_from_step: int | None = None
+    steps_lost: int | None = None
+
+
+class Progress(TrainportModel):
+    """How far the run is, from its heartbeats."""
+
+    step: int
+    total_steps: int | None = None
+    fraction: float | None = None
+
+
 class Run(TrainportModel):
     id: str
     object: str = "run"
@@ -67,6 +95,11 @@ class Run(TrainportModel):
     finished_at: datetime | None = None
     deleted: bool = False
     queue: QueueInfo | None = None
+    attempts: list[Attempt] = Field(default_factory=list, description="oldest first")
+    progress: Progress | None = None
+    latest_metrics: dict[str, float] = Field(default_factory=dict)
+    estimated_finish: datetime | None = None
+    last_heartbeat_at: datetime | None = None
     warnings: list[str] = Field(
         default_factory=list, description="what the platform will not do as the spec asks"
     )

@@ -3,13 +3,14 @@
 `for run in client.runs.list():` walks every page, asking for the next one only when the
 current one is used up. `page.data` is just this page; `iter_pages()` goes page by page.
 How the next page is asked for (an `after` cursor, or the change feed's `resource_version`) is
-the resource's business: it hands the page a function that fetches the next one.
+the resource's business: it hands the page a function that fetches the next one. Async list
+calls return an `AsyncPageRequest`: awaited, the first page; iterated, every item.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Generic, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
+from typing import Any, Generic, TypeVar
 
 ItemT = TypeVar("ItemT")
 
@@ -101,3 +102,23 @@ class AsyncPage(_PageBase[ItemT]):
         async for page in self.iter_pages():
             for item in page.data:
                 yield item
+
+
+class AsyncPageRequest(Generic[ItemT]):
+    """What an async list call returns: `await` it for the first `AsyncPage`, or `async for`
+    over it directly for every item of every page (as openai-python's async pages do).
+
+    `async for run in client.runs.list()` and `async for run in await client.runs.list()` both
+    walk everything; nothing is sent until one of them starts.
+    """
+
+    def __init__(self, fetch_first: Callable[[], Awaitable[AsyncPage[ItemT]]]) -> None:
+        self._fetch_first = fetch_first
+
+    def __await__(self) -> Generator[Any, None, AsyncPage[ItemT]]:
+        return self._fetch_first().__await__()
+
+    async def __aiter__(self) -> AsyncIterator[ItemT]:
+        page = await self._fetch_first()
+        async for item in page:
+            yield item

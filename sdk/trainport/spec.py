@@ -50,6 +50,15 @@ class RunSpec(TrainportModel):
             raise ValueError("`command` is a list of strings (exec form), not a shell string")
         return value
 
+    @field_validator("env", "labels", mode="before")
+    @classmethod
+    def _text_values(cls, value: Any) -> Any:
+        # Env values and labels are text; YAML reads `STEPS: 100` as a number. Only scalars are
+        # turned into text: a `{secret: NAME}` env value stays what it is.
+        if not isinstance(value, Mapping):
+            return value
+        return {key: as_text(item) for key, item in value.items()}
+
     @model_validator(mode="after")
     def _command_or_recipe(self) -> RunSpec:
         if self.command is None and self.recipe is None:
@@ -103,6 +112,15 @@ class RunSpec(TrainportModel):
         for path, value in overrides.items():
             set_dotted(document, path, value)
         return type(self).from_dict(document)
+
+
+def as_text(value: Any) -> Any:
+    """A number or boolean as the text YAML would write for it; anything else unchanged."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return value
 
 
 def set_dotted(document: dict[str, Any], path: str, value: Any) -> None:

@@ -200,3 +200,28 @@ def test_a_patch_with_unknown_fields_is_a_422(client: TestClient, tenant: Tenant
     )
     assert "/status" in pointers(assert_problem(response, 422, "validation_error"))
     assert client.get(f"/v1/runs/{run['id']}", headers=tenant.headers).json()["status"] == "pending"
+
+
+PYDANTIC_INTERNAL_NAMES = ("constrained-str", "SecretRef", "function-", "Value error, ")
+
+
+@pytest.mark.parametrize(
+    ("env", "pointer", "says"),
+    [
+        ({"STEPS": 100}, "/env/STEPS", 'quote it: "100"'),
+        ({"DEBUG": True}, "/env/DEBUG", 'quote it: "true"'),
+        ({"KEY": {"secret": 5}}, "/env/KEY/secret", "valid string"),
+        ({"KEY": {"secrett": "x"}}, "/env/KEY/secrett", "Extra inputs"),
+    ],
+)
+def test_a_bad_env_value_names_its_place_not_pydantics_union_members(
+    client: TestClient, tenant: Tenant, env: dict[str, Any], pointer: str, says: str
+) -> None:
+    """Issue 15: `env.STEPS=100` answered with `/env/STEPS/constrained-str` and `SecretRef`."""
+    response = client.post("/v1/runs", json=run_spec(env=env), headers=tenant.headers)
+    body = assert_problem(response, 422, "validation_error")
+    for internal in PYDANTIC_INTERNAL_NAMES:
+        assert internal not in response.text
+    assert pointer in pointers(body)
+    assert says in body["detail"]
+    assert len(body["errors"]) == len({e["pointer"] for e in body["errors"]})  # one per place

@@ -99,6 +99,14 @@ def test_name_prefix_filter(client: TestClient, tenant: Tenant) -> None:
     assert _names(client, tenant, name_prefix="sweep") == {"sweep-a-1", "sweep-a-2", "sweep-b-1"}
 
 
+def test_name_filter_matches_the_whole_name_only(client: TestClient, tenant: Tenant) -> None:
+    made = [create_run(client, tenant, name=n)["id"] for n in ["twin", "twin", "twin-b"]]
+    listed = client.get("/v1/runs", params={"name": "twin"}, headers=tenant.headers).json()
+    assert [run["id"] for run in listed["data"]] == made[1::-1]  # names repeat; newest first
+    assert _names(client, tenant, name="twin-b") == {"twin-b"}
+    assert _names(client, tenant, name="twi") == set()
+
+
 def test_created_after_and_before_bound_the_list(client: TestClient, tenant: Tenant) -> None:
     first, middle, last = (create_run(client, tenant, name=n) for n in ["first", "middle", "last"])
     after_first = {"created_after": first["created_at"]}

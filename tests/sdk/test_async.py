@@ -53,3 +53,19 @@ def test_every_async_method_works_against_the_live_api(
 async def _cancel_soon(client: trainport.AsyncClient, run_id: str) -> None:
     await asyncio.sleep(0.2)  # let wait() reach its long-poll first
     await client.runs.cancel(run_id)
+
+
+def test_a_list_iterates_with_or_without_await(api_url: str, sdk_tenant: Tenant) -> None:
+    """The README's `async for r in client.runs.list()`, and `async for r in await ...` too."""
+
+    async def scenario() -> None:
+        async with trainport.AsyncClient(base_url=api_url, api_key=sdk_tenant.key) as client:
+            made = [await client.runs.create(SPEC) for _ in range(3)]
+            newest_first = [r.id for r in reversed(made)]
+            assert [r.id async for r in client.runs.list(limit=2)] == newest_first
+            assert [r.id async for r in await client.runs.list(limit=2)] == newest_first
+            page = await client.runs.list(limit=2)
+            assert (len(page.data), page.has_more) == (2, True)
+            assert [e.kind async for e in client.runs.events(made[0])] == ["created"]
+
+    asyncio.run(scenario())

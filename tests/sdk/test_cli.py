@@ -9,16 +9,19 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
+from fastapi.testclient import TestClient
 
 import trainport
 from core.log_archive import LogArchive
 from tests.factories import Tenant, write_log
 from tests.sdk.conftest import free_port
+from tests.sdk.test_training import launch
 
 TRAINPORT = Path(sys.executable).with_name("trainport")
 RUN_YAML = """\
@@ -71,6 +74,36 @@ def test_run_submits_the_file_with_overrides(
     )
 
 
+def test_run_set_keeps_env_values_and_labels_as_the_text_typed(
+    cli_env: dict[str, str], run_file: Path, sdk: trainport.Client
+) -> None:
+    """Issue 15: `--set env.STEPS=100` was sent as a number and refused."""
+    done = trainport_cli(
+        cli_env, "run", "-f", str(run_file), "--set", "env.STEPS=100", "--set", "env.LR=1e-3",
+        "--set", "labels.round=3", "--set", "compute.nodes=2", "-o", "json",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    stored = sdk.runs.get(json.loads(done.stdout)["id"])
+    assert stored.spec["env"] == {"STEPS": "100", "LR": "1e-3"}
+    assert (stored.labels["round"], stored.spec["compute"]["nodes"]) == ("3", 2)
+
+
+def test_runs_are_addressed_by_a_name_only_one_has(
+    cli_env: dict[str, str], sdk: trainport.Client
+) -> None:
+    solo = sdk.runs.create(SPEC, name="solo")
+    twins = [sdk.runs.create(SPEC, name="twin") for _ in range(2)]
+    got = trainport_cli(cli_env, "runs", "get", "solo", "-o", "json")
+    assert (got.returncode, json.loads(got.stdout or "{}").get("id")) == (0, solo.id), got.stderr
+    ambiguous = trainport_cli(cli_env, "runs", "describe", "twin")
+    assert ambiguous.returncode == 2
+    assert all(t.id in ambiguous.stderr for t in twins)
+    assert "Traceback" not in ambiguous.stderr
+    missing = trainport_cli(cli_env, "cancel", "nobody")
+    assert missing.returncode == 3
+    assert "No run named 'nobody'" in missing.stderr
+
+
 def test_runs_ls_prints_json_yaml_and_a_table(
     cli_env: dict[str, str], sdk: trainport.Client
 ) -> None:
@@ -102,6 +135,29 @@ def test_describe_shows_status_spec_and_events(
         assert expected in done.stdout
     got = trainport_cli(cli_env, "runs", "get", run.id, "-o", "json")
     assert json.loads(got.stdout)["status"] == "cancelled"
+
+
+def test_describe_shows_an_attempts_table(
+    cli_env: dict[str, str], sdk: trainport.Client, client: TestClient, api_url: str
+) -> None:
+    run = sdk.runs.create(SPEC)
+    launch(client, run.id, api_url)
+    done = trainport_cli(cli_env, "runs", "describe", run.id)
+    assert done.returncode == 0, done.stderr
+    table = done.stdout[done.stdout.index("Attempts") :]
+    for expected in ("WHERE", "OUTCOME", "EXIT", "local", "running"):
+        assert expected in table
+
+
+def test_logs_timestamps_print_each_lines_time(
+    cli_env: dict[str, str], sdk: trainport.Client, archive: LogArchive
+) -> None:
+    run = sdk.runs.create(SPEC)
+    write_log(archive, run.id, 0, 0, "epoch 1")
+    done = trainport_cli(cli_env, "logs", run.id, "--timestamps")
+    stamp, _, text = done.stdout.strip().partition(" ")
+    assert (done.returncode, text) == (0, "epoch 1")
+    assert datetime.fromisoformat(stamp).tzinfo is not None
 
 
 def test_cancel_and_rm(cli_env: dict[str, str], sdk: trainport.Client) -> None:
@@ -235,7 +291,7 @@ def embedded_server(tmp_path: Path, config_file: Path) -> Iterator[tuple[str, di
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90  # a loaded machine takes a while to start it all
         while time.monotonic() < deadline and server.poll() is None:
             try:
                 if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
@@ -274,3 +330,43 @@ def test_run_follow_of_a_real_run_streams_its_output_and_exits_0(
     )
     assert followed.returncode == 0, followed.stdout + followed.stderr
     assert "hello from a real run" in followed.stdout
+
+
+TINY_LM = {
+    "d_model": 32, "n_layers": 1, "n_heads": 2, "context": 32, "batch": 4, "steps": 20,
+    "warmup": 2, "eval_every": 10, "eval_batches": 1, "checkpoint_every": 10,
+    "sample_tokens": 0, "threads": 1,
+}  # fmt: skip
+
+
+@pytest.mark.timeout(300)  # a whole platform, a dataset, a training run and torch imports
+def test_sample_writes_text_from_a_real_lm_runs_checkpoint(
+    embedded_server: tuple[str, dict[str, str]], tmp_path: Path
+) -> None:
+    """Issue 15: a trained `lm` model is used with `trainport sample`, no recipe internals."""
+    _, env = embedded_server
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for source in sorted((Path(json.__file__).parent).glob("*.py")):
+        (corpus / source.name).write_bytes(source.read_bytes())
+    pushed = trainport_cli(env, "datasets", "push", str(corpus), "--name", "code")
+    assert pushed.returncode == 0, pushed.stderr
+    spec = {"name": "tiny-lm", "recipe": "lm", "parameters": TINY_LM,
+            "data": {"datasets": ["code"]}, "compute": {"processes": 1}}  # fmt: skip
+    (tmp_path / "lm.yaml").write_text(yaml.safe_dump(spec))
+    followed = subprocess.run(
+        [str(TRAINPORT), "run", "-f", str(tmp_path / "lm.yaml"), "--follow"],
+        env=env, capture_output=True, text=True, timeout=180, check=False,
+    )  # fmt: skip
+    assert followed.returncode == 0, followed.stdout + followed.stderr
+    assert "weights checksum" not in followed.stdout  # one rank: no checksum line
+
+    newest = trainport_cli(env, "sample", "tiny-lm", "--prompt", "def ", "--tokens", "40")
+    assert newest.returncode == 0, newest.stderr
+    assert newest.stdout.startswith("def ")
+    assert len(newest.stdout.rstrip("\n")) > len("def ")
+    older = trainport_cli(env, "sample", "tiny-lm", "--checkpoint", "10", "--prompt", "def ")
+    assert older.returncode == 0, older.stderr
+    missing = trainport_cli(env, "sample", "tiny-lm", "--checkpoint", "7")
+    assert missing.returncode == 3
+    assert "steps 20, 10" in missing.stderr

@@ -95,6 +95,7 @@ def exercise(
         created_after=run.created_at, created_before=run.created_at, limit=1,
     )))  # fmt: skip
     c("runs.list(changed_since)", lambda: list(client.runs.list(changed_since=0, limit=1)))
+    c("runs.resolve", lambda: client.runs.resolve(run.name))  # GET /v1/runs?name=
     c("runs.update", lambda: client.runs.update(
         run, priority="high", max_duration="1h", labels={"a": "c"}, if_match=run.etag
     ))  # fmt: skip
@@ -127,6 +128,7 @@ def exercise_training(
         lambda: client.runs.download_checkpoint(run, log_dir / "download", step=1)
     ))  # fmt: skip
     c("runs.provenance", lambda: refused(lambda: client.runs.provenance(run)))
+    c("runs.sample", lambda: refused(lambda: client.runs.sample(run, "def ")))  # not an lm run
     c("provenance.verify", lambda: client.provenance.verify({"run_id": run.id}, signature="00"))
     c("provenance.keys", client.provenance.keys)
     folder = log_dir / "contract-dataset"

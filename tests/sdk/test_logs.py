@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
+from fastapi.testclient import TestClient
 
 import trainport
 from core.log_archive import LogArchive
 from core.logs import LogKey, format_lines
 from tests.factories import write_log
+from tests.sdk.test_training import launch
 
 SPEC = {"image": "python:3.11-slim", "command": ["python", "-c", "print('hi')"]}
 
@@ -55,3 +60,32 @@ def test_following_streams_new_lines_until_the_writer_is_done(
             archive.append(key, format_lines("stderr", "after", ()), expected="1", cursor="2")
             archive.finish(key)
     assert seen == [("stdout", "before"), ("stderr", "after")]
+
+
+def test_following_right_after_create_waits_for_the_first_attempt(
+    sdk: trainport.Client, client: TestClient, api_url: str, archive: LogArchive
+) -> None:
+    """As `trainport run --follow` does: no NotFound while the run has not started yet."""
+    run = sdk.runs.create(SPEC)
+    seen: list[str] = []
+    failed: list[BaseException] = []
+
+    def follow() -> None:
+        try:
+            seen.extend(line.text for line in sdk.runs.logs(run, follow=True))
+        except BaseException as exc:
+            failed.append(exc)
+
+    follower = threading.Thread(target=follow)
+    follower.start()
+    time.sleep(0.5)  # the follower asks while the run is still pending
+    launch(client, run.id, api_url)  # a status change: the follower's long-poll wakes
+    write_log(archive, run.id, 1, 0, "first line", "last line")
+    follower.join(timeout=30)
+    assert (failed, seen) == ([], ["first line", "last line"])
+
+
+def test_following_a_run_that_ended_without_an_attempt_says_so(sdk: trainport.Client) -> None:
+    run = sdk.runs.cancel(sdk.runs.create(SPEC))
+    with pytest.raises(trainport.NotFound, match="has no log yet"):
+        list(sdk.runs.logs(run, follow=True))

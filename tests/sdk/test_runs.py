@@ -18,6 +18,7 @@ from core.runs import service
 from core.runs.spec import RunCreate
 from core.tenants.service import authenticate
 from tests.factories import Tenant
+from tests.sdk.test_training import launch
 
 SPEC = {"image": "python:3.11-slim", "command": ["python", "-c", "print('hi')"]}
 
@@ -176,3 +177,29 @@ def test_wait_raises_wait_timeout_when_the_run_does_not_finish(sdk: trainport.Cl
         sdk.runs.wait(run, timeout=1)
     assert isinstance(timeout.value, TimeoutError)
     assert timeout.value.run.id == run.id
+
+
+def test_attempts_are_typed_models(sdk: trainport.Client, client: TestClient, api_url: str) -> None:
+    run = sdk.runs.create(SPEC)
+    launch(client, run.id, api_url)
+    attempts = sdk.runs.get(run).attempts
+    assert [type(a) for a in attempts] == [trainport.Attempt]
+    first = attempts[0]
+    assert (first.attempt, first.cluster, first.outcome, first.ended_at) == (1, "local", None, None)
+    assert isinstance(first.admitted_at, datetime)
+
+
+def test_a_run_is_found_by_a_name_only_it_has(sdk: trainport.Client) -> None:
+    solo = sdk.runs.create(SPEC, name="solo")
+    twins = [sdk.runs.create(SPEC, name="twin") for _ in range(2)]
+    assert sdk.runs.get("solo").id == solo.id
+    assert sdk.runs.resolve("solo") == solo.id
+    assert [r.id for r in sdk.runs.list(name="twin")] == [t.id for t in reversed(twins)]
+    with pytest.raises(trainport.AmbiguousRunName) as ambiguous:
+        sdk.runs.get("twin")
+    assert all(t.id in str(ambiguous.value) for t in twins)
+    assert {r.id for r in ambiguous.value.candidates} == {t.id for t in twins}
+    with pytest.raises(trainport.RunNameNotFound):
+        sdk.runs.cancel("nobody")
+    assert sdk.runs.cancel("solo").status == "cancelled"
+    assert next(e.kind for e in sdk.runs.events("solo")) == "created"

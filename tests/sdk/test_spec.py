@@ -90,3 +90,15 @@ def test_unreadable_or_non_mapping_yaml_is_a_spec_error(tmp_path: Path) -> None:
         trainport.RunSpec.from_yaml_string("a: [b", source="run.yaml")
     with pytest.raises(trainport.SpecError, match="mapping of run fields"):
         trainport.RunSpec.from_yaml_string("- just\n- a list\n")
+
+
+def test_env_values_and_labels_written_as_numbers_are_sent_as_text() -> None:
+    spec = trainport.RunSpec.from_yaml_string(
+        "command: [python]\nenv: {STEPS: 100, LR: 0.5, DEBUG: true, KEY: {secret: wandb}}\n"
+        "labels: {round: 3}\n"
+    )
+    assert spec.to_dict()["env"] == {
+        "STEPS": "100", "LR": "0.5", "DEBUG": "true", "KEY": {"secret": "wandb"},
+    }  # fmt: skip
+    assert spec.to_dict()["labels"] == {"round": "3"}
+    assert spec.with_overrides({"env.STEPS": 200}).to_dict()["env"]["STEPS"] == "200"

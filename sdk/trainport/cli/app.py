@@ -16,7 +16,7 @@ from rich.markup import escape
 from trainport._version import __version__
 from trainport.cli import datasets, profiles, runs, secrets, server, training
 from trainport.cli.context import ExitCode, err, state
-from trainport.errors import ConfigurationError, TrainportError
+from trainport.errors import AmbiguousRunName, ConfigurationError, TrainportError
 from trainport.spec import SpecError
 
 app = typer.Typer(
@@ -81,7 +81,7 @@ def run(argv: list[str] | None = None) -> int:
     except (typer.Abort, KeyboardInterrupt):
         err.print("interrupted")
         return ExitCode.INTERRUPTED
-    except (ConfigurationError, SpecError) as exc:
+    except (ConfigurationError, SpecError, AmbiguousRunName) as exc:
         return _report(exc, ExitCode.USAGE)
     except TrainportError as exc:
         return _report(exc, ExitCode.API_ERROR)

@@ -19,10 +19,11 @@ from rich.syntax import Syntax
 from rich.table import Table
 
 from trainport.cli.context import out
-from trainport.models import Run, RunEvent
+from trainport.models import Attempt, Run, RunEvent
 
-STATUS_STYLE = {
+STATUS_STYLE = {  # run statuses and attempt outcomes
     "succeeded": "green",
+    "system_failed": "red",
     "failed": "red",
     "cancelled": "yellow",
     "running": "cyan",
@@ -141,9 +142,46 @@ def describe(run: Run, events: Sequence[RunEvent]) -> None:
     ):
         facts.add_row(label, value)
     out.print(Panel(facts, title=f"[bold]{run.id}[/]", title_align="left"))
+    if run.attempts:
+        out.print(attempts_table(run.attempts))
     spec = yaml.safe_dump(run.spec, sort_keys=False).rstrip()
     out.print(Panel(Syntax(spec, "yaml", theme="ansi_dark"), title="Spec", title_align="left"))
     out.print(events_table(events))
+
+
+def attempts_table(attempts: Sequence[Attempt]) -> Table:
+    """One row per attempt: where, when, how long, and how it ended."""
+    table = Table(
+        "#", "WHERE", "GPUS", "STARTED", "DURATION", "OUTCOME", "EXIT", "REASON", "RESUMED",
+        title="Attempts", box=None,
+    )  # fmt: skip
+    for attempt in attempts:
+        style = STATUS_STYLE.get(attempt.outcome or "running", "")
+        outcome = attempt.outcome or "running"
+        table.add_row(
+            str(attempt.attempt),
+            escape(attempt.where or attempt.cluster),
+            f"{attempt.gpus} {attempt.gpu_type or ''}".strip(),
+            _when(attempt.started_at or attempt.admitted_at),
+            _duration(attempt.started_at or attempt.admitted_at, attempt.ended_at),
+            f"[{style}]{outcome}[/]" if style else outcome,
+            "-" if attempt.exit_code is None else str(attempt.exit_code),
+            escape(attempt.reason or "-"),
+            "-" if attempt.resumed_from_step is None else f"step {attempt.resumed_from_step}",
+        )
+    return table
+
+
+def _duration(start: datetime | None, end: datetime | None) -> str:
+    """`1h02m`, `3m05s`, `12s`; up to now while the attempt runs."""
+    if start is None:
+        return "-"
+    seconds = max(0, int(((end or datetime.now(UTC)) - start).total_seconds()))
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
 
 
 def events_table(events: Sequence[RunEvent]) -> Table:

@@ -31,7 +31,11 @@ OutputOption = Annotated[
 ]
 LONG_POLL_SECONDS = 60
 LOG_RETRY_SECONDS = 2  # a running attempt whose log file is not there yet
-RunArg = Annotated[str, typer.Argument(help="a run id, run_...", metavar="RUN")]
+RunArg = Annotated[
+    str,
+    typer.Argument(help="a run id (run_...), or a name only one of your runs has", metavar="RUN"),
+]
+TEXT_PATHS = ("env.", "labels.")  # `--set` values kept as typed: these maps hold strings
 
 
 def register(app: typer.Typer) -> None:
@@ -57,9 +61,12 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     overrides = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
-        if not sep or not key.strip():
+        key = key.strip()
+        if not sep or not key:
             raise typer.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--set")
-        overrides[key.strip()] = parse_value(raw)
+        # Env values and labels are text: `--set env.LR=1e-3` stays "1e-3", not 0.001.
+        text_only = key.startswith(TEXT_PATHS) and not raw.lstrip().startswith("{")
+        overrides[key] = raw if text_only else parse_value(raw)
     return overrides
 
 
@@ -145,11 +152,12 @@ def stream_logs(
     rank: int | None = None,
     attempt: int | None = None,
     tail: int | None = None,
+    timestamps: bool = False,
 ) -> bool:
     """Print the log; False when it does not exist (yet) and we are following."""
     try:
         for line in client.runs.logs(run_id, rank=rank, attempt=attempt, tail=tail, follow=follow):
-            print(line, flush=True)
+            print(f"{line.time} {line.text}" if timestamps else line.text, flush=True)
     except NotFound:
         if not follow:
             raise
@@ -157,7 +165,9 @@ def stream_logs(
     return True
 
 
-def cancel(runs: Annotated[list[str], typer.Argument(help="run ids", metavar="RUN...")]) -> None:
+def cancel(
+    runs: Annotated[list[str], typer.Argument(help="run ids or names", metavar="RUN...")],
+) -> None:
     """Cancel runs: at once if they have not started, else they stop gracefully."""
     client = state.client()
     for run_id in runs:
@@ -175,9 +185,15 @@ def logs(
         int | None, typer.Option("--attempt", min=0, help="an earlier attempt")
     ] = None,
     tail: Annotated[int | None, typer.Option("--tail", min=0, help="only the last N lines")] = None,
+    timestamps: Annotated[
+        bool, typer.Option("--timestamps", "-t", help="each line's time (RFC 3339, UTC) first")
+    ] = False,
 ) -> None:
     """Print a run's logs; with -f, follow them until the run ends."""
-    stream_logs(state.client(), run, follow=follow, rank=rank, attempt=attempt, tail=tail)
+    stream_logs(
+        state.client(), run, follow=follow, rank=rank, attempt=attempt, tail=tail,
+        timestamps=timestamps,
+    )  # fmt: skip
 
 
 @runs_app.command("ls")
@@ -288,7 +304,7 @@ def describe_run(run: RunArg) -> None:
 
 @runs_app.command("rm")
 def remove_runs(
-    runs: Annotated[list[str], typer.Argument(help="run ids", metavar="RUN...")],
+    runs: Annotated[list[str], typer.Argument(help="run ids or names", metavar="RUN...")],
 ) -> None:
     """Delete finished runs (cancel a running one first)."""
     client = state.client()

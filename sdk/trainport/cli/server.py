@@ -1,4 +1,4 @@
-"""`trainport server`: the embedded platform on this machine (SQLite under ./.trainport).
+"""`trainport server`: the embedded platform on this machine (SQLite in its state folder).
 
 It runs the server's own commands in the current interpreter as subprocesses: `python -m
 api.admin migrate`, then the API (`python -m uvicorn api.main:app`) beside the embedded workers
@@ -6,6 +6,8 @@ api.admin migrate`, then the API (`python -m uvicorn api.main:app`) beside the e
 server code, and needs the `trainport-server` distribution installed beside it. Each child runs
 in a process group of its own, so Ctrl-C reaches only this supervisor, which stops both
 children gracefully (SIGTERM, then SIGKILL to any group that outstays its grace period).
+It is quiet by default: warnings and lifecycle lines; `--log-level info` adds every request
+(uvicorn's access log) and every task.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from trainport.errors import ConfigurationError
 
 SERVER_DISTRIBUTION = "trainport-server"
 STOP_GRACE_SECONDS = 40.0  # the workers' warm shutdown lets a running task finish
+LOG_LEVELS = ("debug", "info", "warning", "error")
+CHATTY_LEVELS = ("debug", "info")  # the access log too (the server's rule: core/process_logging)
 
 
 def register(app: typer.Typer) -> None:
@@ -84,7 +88,17 @@ def server(
     profile: Annotated[str, typer.Option("--profile", help="profile --bootstrap writes")] = "local",
     state_dir: Annotated[
         str | None,
-        typer.Option("--state-dir", help="broker, logs, attempts; default: $TRAINPORT_STATE_DIR"),
+        typer.Option(
+            "--state-dir",
+            help="database, broker, logs, attempts; default: $TRAINPORT_STATE_DIR, else .trainport",
+        ),
+    ] = None,
+    log_level: Annotated[
+        str | None,
+        typer.Option(
+            "--log-level",
+            help=f"{', '.join(LOG_LEVELS)}; default: $TRAINPORT_LOG_LEVEL, else warning",
+        ),
     ] = None,
     workers: Annotated[
         bool, typer.Option("--workers/--no-workers", help="also run worker, beat and relay")
@@ -97,6 +111,8 @@ def server(
         env["TRAINPORT_DATABASE_URL"] = database_url
     if state_dir:
         env["TRAINPORT_STATE_DIR"] = state_dir
+    level = _log_level(log_level or env.get("TRAINPORT_LOG_LEVEL") or "warning")
+    env["TRAINPORT_LOG_LEVEL"] = level.upper()
     env.setdefault("TRAINPORT_PUBLIC_URL", f"http://{host}:{port}")  # where runs call back
     migrated = _admin(env, "migrate")
     if migrated.returncode != 0:
@@ -105,14 +121,35 @@ def server(
     if bootstrap:
         _bootstrap(env, bootstrap, f"http://{host}:{port}", profile)
     command = [sys.executable, "-m", "uvicorn", "api.main:app", "--host", host, "--port", str(port)]
+    command += ["--log-level", level] + ([] if level in CHATTY_LEVELS else ["--no-access-log"])
+    state = env.get("TRAINPORT_STATE_DIR") or ".trainport"
+    where = (
+        f"state in {state}, database from TRAINPORT_DATABASE_URL"
+        if env.get("TRAINPORT_DATABASE_URL")
+        else f"database and state in {state}"
+    ) + f", log level {level}"
     if not workers:
-        err.print(f"Trainport API on http://{host}:{port} (Ctrl-C stops it)")
+        err.print(f"Trainport API on http://{host}:{port}, {where} (Ctrl-C stops it)")
         sys.stderr.flush()
         os.execve(sys.executable, command, env)  # noqa: S606 - uvicorn takes over this process
-    err.print(f"Trainport on http://{host}:{port}: API, worker, beat and relay (Ctrl-C stops all)")
+    err.print(f"Trainport on http://{host}:{port}: API, worker, beat and relay; {where}")
+    err.print("Ctrl-C stops them all.")
     embedded = [sys.executable, "-m", "workers.embedded", "--no-migrate"]
-    if _supervise([command, embedded], env) != 0:
+    code = _supervise([command, embedded], env)
+    err.print(
+        "Trainport stopped." if code == 0 else f"Trainport stopped: a process exited ({code})."
+    )
+    if code != 0:
         raise typer.Exit(ExitCode.API_ERROR)
+
+
+def _log_level(value: str) -> str:
+    level = value.strip().lower()
+    if level not in LOG_LEVELS:
+        raise typer.BadParameter(
+            f"{value!r}: use one of {', '.join(LOG_LEVELS)}", param_hint="--log-level"
+        )
+    return level
 
 
 def _supervise(commands: list[list[str]], env: dict[str, str]) -> int:
@@ -135,6 +172,8 @@ def _supervise(commands: list[list[str]], env: dict[str, str]) -> int:
     for child in children:
         threading.Thread(target=_wait_then_set, args=(child, stop), daemon=True).start()
     stop.wait()
+    if requested.is_set():
+        err.print("Stopping the API and the workers...")
     first_code = next((c.returncode for c in children if c.poll() is not None), 0)
     _stop_all(children)
     return 0 if requested.is_set() else (first_code or 1)

@@ -1,5 +1,5 @@
-"""`trainport metrics RUN`, `trainport checkpoints RUN` and `trainport provenance RUN`: what a
-run produced, from a terminal.
+"""`trainport metrics RUN`, `trainport checkpoints RUN`, `trainport provenance RUN` and
+`trainport sample RUN`: what a run produced, from a terminal.
 
 `provenance RUN --verify` exits 0 when the server confirms the record (and, with
 `--checkpoint-dir`, that the checkpoint's files are the ones registered for it), 1 when it does
@@ -24,7 +24,10 @@ from trainport.cli.output import Format, age, print_json, print_yaml
 from trainport.resources.provenance import verify_offline
 from trainport.training_models import Checkpoint, Metrics, Provenance
 
-RunArg = Annotated[str, typer.Argument(help="a run id, run_...", metavar="RUN")]
+RunArg = Annotated[
+    str,
+    typer.Argument(help="a run id (run_...), or a name only one of your runs has", metavar="RUN"),
+]
 OutputOption = Annotated[
     Format, typer.Option("--output", "-o", help="table for people; json or yaml for scripts")
 ]
@@ -35,6 +38,7 @@ def register(app: typer.Typer) -> None:
     app.command("metrics")(metrics)
     app.command("checkpoints")(checkpoints)
     app.command("provenance")(provenance)
+    app.command("sample")(sample)
 
 
 def _dump(document: Any, fmt: Format) -> bool:
@@ -120,6 +124,25 @@ def checkpoints(
         err.print(f"{run} has no checkpoints yet.")
         return
     out.print(checkpoints_table(found))
+
+
+def sample(
+    run: RunArg,
+    prompt: Annotated[str, typer.Option("--prompt", "-p", help="the text to continue")] = "",
+    checkpoint: Annotated[
+        int | None, typer.Option("--checkpoint", min=0, help="the step (default: the newest)")
+    ] = None,
+    tokens: Annotated[int, typer.Option("--tokens", "-n", min=1, max=100_000)] = 200,
+    temperature: Annotated[float, typer.Option("--temperature", min=0.0)] = 0.8,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+) -> None:
+    """Text from an `lm` recipe run's model: its checkpoint, run here on the CPU (needs torch)."""
+    client = state.client()
+    with err.status("Fetching the checkpoint and sampling..."):
+        text = client.runs.sample(
+            run, prompt, step=checkpoint, tokens=tokens, temperature=temperature, seed=seed
+        )
+    print(text, flush=True)
 
 
 def checkpoints_table(found: list[Checkpoint]) -> Table:

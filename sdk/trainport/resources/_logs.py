@@ -8,6 +8,11 @@ the follower asks for the same attempt from the start and skips what it already 
 every line older than the last one seen, and as many lines stamped with that same time as it
 already saw. Dropped connections are retried with the client's backoff; a run of failures
 with no new line in between ends with the connection error.
+
+Following a run that has no log yet (just created, still queued) waits for it, as
+`trainport run --follow` does: on a 404 the follower long-polls the run until it changes (a
+short window once an attempt is starting, when the log is about to appear) and asks again. A
+run that ended without a log for that attempt raises NotFound.
 """
 
 from __future__ import annotations
@@ -18,12 +23,14 @@ from dataclasses import dataclass
 import httpx
 
 from trainport._http import APIRequest
-from trainport.models import LogLine
-from trainport.resources._run_calls import RunRef, run_path
+from trainport.errors import NotFound
+from trainport.models import LogLine, Run
+from trainport.resources._run_calls import LONG_POLL_SECONDS, RunRef, run_path
 from trainport.retries import RetryPolicy
 
 NDJSON = "application/x-ndjson"
 STREAMS = frozenset({"stdout", "stderr", "system"})
+LOG_APPEARS_SECONDS = 1  # an attempt is starting: its log file appears any moment
 
 
 def parse_line(raw: str, content_type: str) -> LogLine:
@@ -58,6 +65,7 @@ class LogFollower:
     handed_out: int = 0
     _resume_time: str | None = None
     _resume_skip: int = 0
+    _saw_it_ended: bool = False
 
     def request(self) -> APIRequest:
         resuming = self.handed_out > 0
@@ -106,6 +114,19 @@ class LogFollower:
             return True
         self._resume_time = None  # past the resume point: everything from here on is new
         return False
+
+    def wait_for_log(self, run: Run, missing: NotFound) -> int:
+        """After a 404: how long to long-poll the run before asking again; raises `missing`
+        when no log is coming (not following, already streaming, or the run has ended)."""
+        if not self.follow or self.handed_out:
+            raise missing
+        if run.is_terminal:
+            if self._saw_it_ended or run.attempt == 0:
+                raise missing
+            self._saw_it_ended = True
+            return 0  # it ended meanwhile; its log is durable: ask once more at once
+        started = run.attempt > 0 and run.status not in ("pending", "queued")
+        return LOG_APPEARS_SECONDS if started else LONG_POLL_SECONDS
 
     def reconnect_delay(self) -> float | None:
         """Seconds to wait before reconnecting after the stream broke; None to give up."""

@@ -12,8 +12,10 @@ from typing import Any
 
 from trainport._http import APIRequest
 from trainport.errors import TrainportError
-from trainport.resources._base import AsyncResource, SyncResource
+from trainport.resources import _sampling as sampling
+from trainport.resources._names import AsyncRunResource, SyncRunResource
 from trainport.resources._run_calls import RunRef, run_id, run_path
+from trainport.runtime.digests import download_verified
 from trainport.training_models import Checkpoint, Metrics, Provenance
 
 COMMIT = "COMMIT"  # the marker the runtime writes last into a checkpoint folder
@@ -54,10 +56,12 @@ def _pick(checkpoints: list[Checkpoint], step: int | None, run: RunRef) -> Check
         if step is None or checkpoint.step == step:
             return checkpoint
     which = "any checkpoint" if step is None else f"a checkpoint at step {step}"
-    raise TrainportError(f"Run {run_id(run)} has no {which}.")
+    steps = ", ".join(str(c.step) for c in checkpoints)
+    there = f" (its checkpoints: steps {steps})" if steps else ""
+    raise TrainportError(f"Run {run_id(run)} has no {which}{there}.")
 
 
-class RunArtifacts(SyncResource):
+class RunArtifacts(SyncRunResource):
     def metrics(
         self,
         run: RunRef,
@@ -67,15 +71,17 @@ class RunArtifacts(SyncResource):
     ) -> Metrics:
         """Metric series by name (every series when `name` is None), each downsampled by the
         server to at most `max_points` (default 1000) keeping the first and last points."""
-        return Metrics.model_validate(self._http.json(_metrics(run, name, max_points)))
+        return Metrics.model_validate(
+            self._http.json(_metrics(self.resolve(run), name, max_points))
+        )
 
     def checkpoints(self, run: RunRef) -> list[Checkpoint]:
         """The run's registered checkpoints, newest step first, with download URLs."""
-        return _checkpoint_list(self._http.json(_checkpoints(run)))
+        return _checkpoint_list(self._http.json(_checkpoints(self.resolve(run))))
 
     def provenance(self, run: RunRef) -> Provenance:
         """The signed provenance record (NotFound before the run has started)."""
-        return Provenance.model_validate(self._http.json(_provenance(run)))
+        return Provenance.model_validate(self._http.json(_provenance(self.resolve(run))))
 
     def download_checkpoint(
         self, run: RunRef, destination: str | Path, *, step: int | None = None
@@ -89,6 +95,21 @@ class RunArtifacts(SyncResource):
             target.parent.mkdir(parents=True, exist_ok=True)
             self._download(url, target)
         return folder
+
+    def _fetch_checkpoint(self, run: RunRef, step: int | None) -> Path:
+        """A checkpoint's files in the local cache, downloaded once and verified."""
+        checkpoint = _pick(self.checkpoints(run), step, run)
+        urls = {entry.path: entry.url or "" for entry in checkpoint.files}
+        source = f"checkpoint {checkpoint.step} of {checkpoint.run_id}: "
+        try:
+            return download_verified(
+                sampling.cache_folder(checkpoint),
+                sampling.entries(checkpoint),
+                lambda entry, target: self._download(urls[entry.path], target),
+                source,
+            )
+        except OSError as exc:
+            raise TrainportError(f"Cannot fetch {source}{exc}") from exc
 
     def _download(self, url: str, target: Path) -> None:
         if url.startswith(self._http.base_url + "/"):
@@ -106,7 +127,7 @@ class RunArtifacts(SyncResource):
                 sink.write(chunk)
 
 
-class AsyncRunArtifacts(AsyncResource):
+class AsyncRunArtifacts(AsyncRunResource):
     async def metrics(
         self,
         run: RunRef,
@@ -115,12 +136,16 @@ class AsyncRunArtifacts(AsyncResource):
         max_points: int | None = None,
     ) -> Metrics:
         """Metric series by name, downsampled by the server to at most `max_points` each."""
-        return Metrics.model_validate(await self._http.json(_metrics(run, name, max_points)))
+        return Metrics.model_validate(
+            await self._http.json(_metrics(await self.resolve(run), name, max_points))
+        )
 
     async def checkpoints(self, run: RunRef) -> list[Checkpoint]:
         """The run's registered checkpoints, newest step first, with download URLs."""
-        return _checkpoint_list(await self._http.json(_checkpoints(run)))
+        return _checkpoint_list(await self._http.json(_checkpoints(await self.resolve(run))))
 
     async def provenance(self, run: RunRef) -> Provenance:
         """The signed provenance record (NotFound before the run has started)."""
-        return Provenance.model_validate(await self._http.json(_provenance(run)))
+        return Provenance.model_validate(
+            await self._http.json(_provenance(await self.resolve(run)))
+        )

@@ -15,10 +15,11 @@ from typing import Any
 import httpx
 
 from trainport._http import connection_error
-from trainport.errors import WaitTimeout
+from trainport.errors import NotFound, WaitTimeout
 from trainport.models import LogLine, Run, RunEvent
-from trainport.pagination import AsyncPage, SyncPage
+from trainport.pagination import AsyncPage, AsyncPageRequest, SyncPage
 from trainport.resources import _run_calls as calls
+from trainport.resources import _sampling as sampling
 from trainport.resources._logs import LogFollower
 from trainport.resources._run_calls import LabelSelector, RunRef, SpecLike
 from trainport.resources.run_artifacts import AsyncRunArtifacts, RunArtifacts
@@ -61,7 +62,9 @@ class Runs(RunArtifacts):
     ) -> Run:
         """A run. With `wait`, the server holds the request until the run changes past
         `resource_version` (or `wait` seconds pass) and then answers."""
-        return Run.model_validate(self._http.json(calls.get(run, wait, resource_version)))
+        return Run.model_validate(
+            self._http.json(calls.get(self.resolve(run), wait, resource_version))
+        )
 
     def list(
         self,
@@ -70,6 +73,7 @@ class Runs(RunArtifacts):
         project: str | None = None,
         labels: LabelSelector | None = None,
         name_prefix: str | None = None,
+        name: str | None = None,
         created_after: datetime | None = None,
         created_before: datetime | None = None,
         changed_since: int | None = None,
@@ -85,6 +89,7 @@ class Runs(RunArtifacts):
             project=project,
             labels=labels,
             name_prefix=name_prefix,
+            name=name,
             created_after=created_after,
             created_before=created_before,
             changed_since=changed_since,
@@ -119,20 +124,20 @@ class Runs(RunArtifacts):
     ) -> Run:
         """Change priority, max_duration or labels. `if_match` (an ETag, or a resource_version)
         makes the edit fail with PreconditionFailed if the run changed since you read it."""
-        call = calls.update(run, priority, max_duration, labels, if_match)
+        call = calls.update(self.resolve(run), priority, max_duration, labels, if_match)
         return Run.model_validate(self._http.json(call))
 
     def cancel(self, run: RunRef) -> Run:
         """Cancel the run (idempotent): at once if it has not started, else via `stopping`."""
-        return Run.model_validate(self._http.json(calls.cancel(run)))
+        return Run.model_validate(self._http.json(calls.cancel(self.resolve(run))))
 
     def delete(self, run: RunRef) -> None:
         """Delete a finished run (Conflict while it is still active)."""
-        self._http.send(calls.delete(run))
+        self._http.send(calls.delete(self.resolve(run)))
 
     def events(self, run: RunRef, *, limit: int | None = None) -> SyncPage[RunEvent]:
         """The run's history, oldest first; iterate the page to walk all of it."""
-        return self._events_page(run, limit, None)
+        return self._events_page(self.resolve(run), limit, None)
 
     def _events_page(self, run: RunRef, limit: int | None, after: str | None) -> SyncPage[RunEvent]:
         body = self._http.json(calls.events(run, limit, after))
@@ -154,9 +159,11 @@ class Runs(RunArtifacts):
     ) -> Iterator[LogLine]:
         """One rank's output lines of one attempt (default: rank 0 of the latest attempt).
 
-        With `follow`, new lines arrive as they are written until the attempt ends. A dropped
-        connection is resumed where it broke: no line is repeated or lost.
+        With `follow`, new lines arrive as they are written until the attempt ends; a run that
+        has not started yet is waited for (long-polled) first. A dropped connection is resumed
+        where it broke: no line is repeated or lost.
         """
+        run = self.resolve(run)
         follower = LogFollower(run, attempt, rank, tail, follow, self._http.retry_policy)
         while True:
             try:
@@ -167,11 +174,35 @@ class Runs(RunArtifacts):
                         if (line := follower.accept(raw, kind)) is not None:
                             yield line
                 return
+            except NotFound as missing:  # not started yet? wait for its first attempt
+                current = self.get(run)
+                window = follower.wait_for_log(current, missing)
+                if window:
+                    self.get(current, wait=window, resource_version=current.resource_version)
             except httpx.TransportError as exc:
                 delay = follower.reconnect_delay()
                 if delay is None:
                     raise connection_error(exc, self._http.base_url) from exc
                 self._http.pause(delay)
+
+    def sample(
+        self,
+        run: RunRef,
+        prompt: str = "",
+        *,
+        step: int | None = None,
+        tokens: int = 200,
+        temperature: float = 0.8,
+        seed: int = 0,
+    ) -> str:
+        """`prompt` and the text the model of an `lm` recipe run writes after it, generated on
+        this machine's CPU from a checkpoint (the newest, or `step`). The checkpoint is
+        downloaded once into the cache and verified. Needs torch: `trainport[recipes]`."""
+        found = self.get(run)
+        sampling.require_lm(found)
+        folder = self._fetch_checkpoint(found, step)
+        options = {"tokens": tokens, "temperature": temperature, "seed": seed}
+        return sampling.run_sampler(sampling.lm_sampler(), folder, prompt, **options)
 
     def wait(
         self,
@@ -212,32 +243,36 @@ class AsyncRuns(AsyncRunArtifacts):
         self, run: RunRef, *, wait: float | None = None, resource_version: int | None = None
     ) -> Run:
         """A run, optionally long-polled; see `Runs.get`."""
-        return Run.model_validate(await self._http.json(calls.get(run, wait, resource_version)))
+        call = calls.get(await self.resolve(run), wait, resource_version)
+        return Run.model_validate(await self._http.json(call))
 
-    async def list(
+    def list(
         self,
         *,
         status: str | Iterable[str] | None = None,
         project: str | None = None,
         labels: LabelSelector | None = None,
         name_prefix: str | None = None,
+        name: str | None = None,
         created_after: datetime | None = None,
         created_before: datetime | None = None,
         changed_since: int | None = None,
         limit: int | None = None,
-    ) -> AsyncPage[Run]:
-        """Runs, newest first; `async for` over the page walks every later page too."""
+    ) -> AsyncPageRequest[Run]:
+        """Runs, newest first: `async for run in client.runs.list()` walks every page;
+        `await client.runs.list()` is the first page."""
         params = calls.list_params(
             status=status,
             project=project,
             labels=labels,
             name_prefix=name_prefix,
+            name=name,
             created_after=created_after,
             created_before=created_before,
             changed_since=changed_since,
             limit=limit,
         )
-        return await self._list_page(params)
+        return AsyncPageRequest(lambda: self._list_page(params))
 
     async def _list_page(self, params: Mapping[str, Any]) -> AsyncPage[Run]:
         body = await self._http.json(calls.list_runs(params))
@@ -265,17 +300,22 @@ class AsyncRuns(AsyncRunArtifacts):
         if_match: str | int | None = None,
     ) -> Run:
         """Change priority, max_duration or labels; see `Runs.update`."""
-        call = calls.update(run, priority, max_duration, labels, if_match)
+        call = calls.update(await self.resolve(run), priority, max_duration, labels, if_match)
         return Run.model_validate(await self._http.json(call))
 
     async def cancel(self, run: RunRef) -> Run:
-        return Run.model_validate(await self._http.json(calls.cancel(run)))
+        return Run.model_validate(await self._http.json(calls.cancel(await self.resolve(run))))
 
     async def delete(self, run: RunRef) -> None:
-        await self._http.send(calls.delete(run))
+        await self._http.send(calls.delete(await self.resolve(run)))
 
-    async def events(self, run: RunRef, *, limit: int | None = None) -> AsyncPage[RunEvent]:
-        return await self._events_page(run, limit, None)
+    def events(self, run: RunRef, *, limit: int | None = None) -> AsyncPageRequest[RunEvent]:
+        """The run's history, oldest first; iterate it, or await it for the first page."""
+
+        async def first() -> AsyncPage[RunEvent]:
+            return await self._events_page(await self.resolve(run), limit, None)
+
+        return AsyncPageRequest(first)
 
     async def _events_page(
         self, run: RunRef, limit: int | None, after: str | None
@@ -299,6 +339,7 @@ class AsyncRuns(AsyncRunArtifacts):
         follow: bool = False,
     ) -> AsyncIterator[LogLine]:
         """One rank's output lines of one attempt, resumed across drops; see `Runs.logs`."""
+        run = await self.resolve(run)
         follower = LogFollower(run, attempt, rank, tail, follow, self._http.retry_policy)
         while True:
             try:
@@ -309,6 +350,11 @@ class AsyncRuns(AsyncRunArtifacts):
                         if (line := follower.accept(raw, kind)) is not None:
                             yield line
                 return
+            except NotFound as missing:  # not started yet? wait for its first attempt
+                current = await self.get(run)
+                window = follower.wait_for_log(current, missing)
+                if window:
+                    await self.get(current, wait=window, resource_version=current.resource_version)
             except httpx.TransportError as exc:
                 delay = follower.reconnect_delay()
                 if delay is None:

@@ -70,19 +70,25 @@ class RunEnvironment:
         env = os.environ if env is None else env
         run_id = env.get("TRAINPORT_RUN_ID") or OFFLINE_RUN_ID
         local_root = OFFLINE_ROOT.resolve()
-        cache = env.get("TRAINPORT_CACHE_DIR")
         return cls(
             run_id=run_id,
             attempt=_int(env, "TRAINPORT_ATTEMPT", 1),
             api_url=(env.get("TRAINPORT_API_URL") or "").rstrip("/") or None,
             token=env.get("TRAINPORT_RUN_TOKEN") or None,
             checkpoint_uri=checkpoint_uri(env, local_root / "checkpoints"),
-            cache_dir=Path(cache).expanduser() if cache else _default_cache(env),
+            cache_dir=cache_dir(env),
             datasets=parse_datasets(env.get("TRAINPORT_DATASETS", "")),
             rank=_int(env, "RANK", 0),
             world_size=_int(env, "WORLD_SIZE", 1),
             local_rank=_int(env, "LOCAL_RANK", 0),
         )
+
+
+def cache_dir(env: Mapping[str, str] | None = None) -> Path:
+    """`TRAINPORT_CACHE_DIR`, else the user's cache folder: downloads are kept there."""
+    env = os.environ if env is None else env
+    cache = env.get("TRAINPORT_CACHE_DIR")
+    return Path(cache).expanduser() if cache else _default_cache(env)
 
 
 def checkpoint_uri(env: Mapping[str, str], fallback: Path) -> str:

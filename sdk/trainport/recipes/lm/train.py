@@ -29,6 +29,7 @@ from trainport.recipes.lm.config import LMConfig, ParameterError
 from trainport.recipes.lm.data import Corpus, DataError, eval_batches, read_corpus, train_batch
 from trainport.recipes.lm.distributed import Placement
 from trainport.recipes.lm.model import ByteLM, flops_per_token, parameter_count, peak_flops
+from trainport.recipes.lm.sample import generate_text
 from trainport.runtime import Run
 
 EXIT_STOPPED = 143  # 128 + SIGTERM: stopped early, on request, after saving
@@ -235,16 +236,15 @@ class Trainer:
         say(self.placement, f"step {step}/{self.config.steps}  eval_loss {eval_loss:.4f}")
 
     def sample(self) -> str:
-        generator = torch.Generator().manual_seed(self.config.seed)
-        self.raw.eval()
+        config = self.config
         with self.autocast():
-            text = self.raw.generate(
-                self.config.sample_prompt.encode(),
-                self.config.sample_tokens,
-                temperature=self.config.temperature,
-                generator=generator,
+            return generate_text(
+                self.raw,
+                config.sample_prompt,
+                tokens=config.sample_tokens,
+                temperature=config.temperature,
+                seed=config.seed,
             )
-        return self.config.sample_prompt + text.decode("utf-8", errors="replace")
 
     def fingerprint(self) -> str:
         """The weights summed two ways: equal on every rank when DDP kept them in step."""
@@ -313,7 +313,12 @@ def _train(config: LMConfig, run: Run, placement: Placement) -> int:
     )
     trainer.resume()
     code = trainer.train()
-    print(f"rank {placement.rank} weights {trainer.fingerprint()}", flush=True)
+    if placement.distributed:  # every rank prints it: equal sums mean DDP kept them in step
+        print(
+            f"rank {placement.rank} weights checksum {trainer.fingerprint()} "
+            "(sum and sum of squares of every weight; equal on every rank)",
+            flush=True,
+        )
     if code == 0 and placement.is_main and config.sample_tokens:
         print(f"--- sample ---\n{trainer.sample()}\n--- end of sample ---", flush=True)
     return code
