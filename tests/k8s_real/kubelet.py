@@ -208,7 +208,7 @@ class Kubelet:
         if phase in {"Succeeded", "Failed"} or stage == "done":
             return None
         fate = self._fate_of(pod)
-        if not (pod.get("spec") or {}).get("nodeName") and stage == "":
+        if not (pod.get("spec") or {}).get("nodeName") and stage in {"", "waited"}:
             return self._schedule(pod, fate)
         if stage == "bound" and phase == "Pending":
             return self._run_pod(pod)

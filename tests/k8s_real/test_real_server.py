@@ -378,10 +378,6 @@ def test_a_run_past_its_max_duration_is_stopped(real: Real) -> None:
     assert (run["status"], run["status_reason"]) == ("failed", "max_duration_exceeded")
 
 
-@pytest.mark.xfail(
-    reason="open (issue 13): after 5 s Pending the run stays starting on the real server",
-    strict=False,
-)
 def test_time_spent_pending_does_not_count_against_max_duration(real: Real) -> None:
     run_id = real.submit(max_retries=0, max_duration=3)
     real.kubelet.fate(run_id, exit_code=0, pending_seconds=5)  # unscheduled past max_duration
