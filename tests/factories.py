@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +48,9 @@ def run_spec(**overrides: Any) -> dict[str, Any]:
 
 def create_run(client: TestClient, tenant: Tenant, **overrides: Any) -> dict[str, Any]:
     response = client.post("/v1/runs", json=run_spec(**overrides), headers=tenant.headers)
+    while response.status_code == 429:  # a well-behaved client: wait as told, then retry
+        time.sleep(float(response.headers.get("Retry-After", "1")))
+        response = client.post("/v1/runs", json=run_spec(**overrides), headers=tenant.headers)
     assert response.status_code == 201, response.text
     body: dict[str, Any] = response.json()
     return body
