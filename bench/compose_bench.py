@@ -53,18 +53,16 @@ from bench.workers_bench import (
     submit,
     wait_finished,
 )
-from core.logs import LogStore
 from tests.deploy.test_compose_processes import (
     Stack,
     _seconds,
     _start,
-    _stop,
     _wait_ready,
     compose_env,
     local_argv,
+    stop_services,
     trainport_services,
 )
-from workers.executors.local import LocalExecutor
 
 IDLE_BETWEEN_RUNS_S = 0.7  # the previous run's settling pass must not catch the next one
 TRIVIAL = [PY, "-c", "print(1)"]
@@ -88,11 +86,7 @@ def compose(folder: Path) -> Iterator[Platform]:
                 pids = tuple(service.process.pid for service in started.values())
                 yield Platform(client, pids, folder)
         finally:
-            for service in started.values():
-                _stop(service)
-            leftovers = LocalExecutor(state, LogStore(state / "logs"), "")
-            for seen in leftovers.observe():  # never leave a training process behind
-                leftovers.cleanup(seen.run_id, seen.attempt)
+            stop_services(started, state)
 
 
 @contextmanager

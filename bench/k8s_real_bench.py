@@ -29,7 +29,6 @@ from typing import Any
 
 import psycopg
 from fastapi.testclient import TestClient
-from kubernetes import utils as kube_utils
 from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,10 +43,9 @@ from tests.factories import create_run, make_tenant  # noqa: E402
 from tests.k8s_real.conftest import (  # noqa: E402
     NAMESPACE,
     Plane,
+    install_trainport,
     new_executor,
     real_settings,
-    service_account_token,
-    wait_for_default_account,
 )
 from tests.k8s_real.control_plane import ControlPlane, kube_bin  # noqa: E402
 from tests.k8s_real.kubelet import Kubelet  # noqa: E402
@@ -70,15 +68,11 @@ def start_plane(work: Path) -> Plane:
     control = ControlPlane(bin_dir, work)
     try:
         control.start()
-        admin = control.client()
-        for manifest in ("namespace.yaml", "rbac.yaml"):
-            kube_utils.create_from_yaml(admin, str(ROOT / "k8s" / manifest))
-        wait_for_default_account(control)
-        token = service_account_token(control, "trainport-worker")
+        token = install_trainport(control)
     except BaseException:
         control.stop()  # nothing left running when the plane cannot start
         raise
-    kubelet = Kubelet(admin, NAMESPACE, control.pki)
+    kubelet = Kubelet(control.client(), NAMESPACE, control.pki)
     kubelet.default.exit_code = None  # every run stays running
     kubelet.add_node("node-a")
     kubelet.start()

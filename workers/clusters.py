@@ -80,11 +80,7 @@ def read_server_version(name: str, settings: Settings) -> str | None:
 
     executor = executor_for(Where(name, "kubernetes"), settings)
     assert isinstance(executor, KubernetesExecutor)
-    try:
-        return executor.apis.server_version()
-    except Exception as exc:
-        log.warning("cannot read the version of Kubernetes cluster %s: %s", name, exc)
-        return None
+    return executor.server_version()
 
 
 def _warn_if_unsupported(name: str, version: str | None) -> None:

@@ -234,7 +234,8 @@ def _observe(ctx: WorkerContext) -> dict[tuple[str, int], tuple[Executor, Attemp
 def _active_runs(session: Session) -> list[ActiveRun]:
     rows = session.execute(
         select(Run.id, Run.status, Run.attempt, Run.updated_at, Cluster.name, Cluster.executor)
-        .add_columns(Run.spec, RunAttempt.started_at, Run.started_at)
+        # Only the spec's scheduling part: this runs every pass, for every live run.
+        .add_columns(Run.spec["scheduling"], RunAttempt.started_at, Run.started_at)
         .outerjoin(RunAttempt, (RunAttempt.run_id == Run.id) & (RunAttempt.attempt == Run.attempt))
         .outerjoin(Cluster, Cluster.name == RunAttempt.cluster)
         .where(Run.status.in_([s.value for s in ACTIVE]))
@@ -244,18 +245,17 @@ def _active_runs(session: Session) -> list[ActiveRun]:
 
 def _active_run(
     run_id: str, status: str, attempt: int, updated_at: datetime, cluster: str | None,
-    kind: str | None, spec: dict[str, Any] | None, launched_at: datetime | None,
+    kind: str | None, scheduling: dict[str, Any] | None, launched_at: datetime | None,
     running_since: datetime | None,
 ) -> ActiveRun:  # fmt: skip
     where = Where(cluster, kind or "") if cluster else LOCAL
-    scheduling = dict((spec or {}).get("scheduling") or {})
     return ActiveRun(
         run_id,
         RunStatus(status),
         attempt,
         updated_at,
         where,
-        scheduling,
+        dict(scheduling or {}),
         launched_at,
         running_since,
     )

@@ -212,13 +212,18 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
         _wait_ready(built)
         yield built
     finally:
-        for service in started.values():
-            _stop(service)
-        leftovers = LocalExecutor(state, LogStore(state / "logs"), "")
-        for seen in leftovers.observe():  # never leave a training process behind
-            leftovers.cleanup(seen.run_id, seen.attempt)
+        stop_services(started, state)
         _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         shutil.rmtree(state, ignore_errors=True)
+
+
+def stop_services(started: dict[str, Service], state: Path) -> None:
+    """Stop every service, then any training process they left (never leave one behind)."""
+    for service in started.values():
+        _stop(service)
+    leftovers = LocalExecutor(state, LogStore(state / "logs"), "")
+    for seen in leftovers.observe():
+        leftovers.cleanup(seen.run_id, seen.attempt)
 
 
 def _bootstrap(stack: Stack) -> dict[str, str]:

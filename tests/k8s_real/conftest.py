@@ -68,12 +68,8 @@ def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plane]:
     control = ControlPlane(BIN, tmp_path_factory.mktemp("kube"))
     try:
         control.start()
-        admin = control.client()
-        for manifest in ("namespace.yaml", "rbac.yaml"):
-            kube_utils.create_from_yaml(admin, str(ROOT / "k8s" / manifest))
-        wait_for_default_account(control)
-        token = service_account_token(control, "trainport-worker")
-        kubelet = Kubelet(admin, NAMESPACE, control.pki)
+        token = install_trainport(control)
+        kubelet = Kubelet(control.client(), NAMESPACE, control.pki)
         kubelet.add_node("node-a")
         kubelet.add_node("node-down", reachable=False)
         kubelet.start()
@@ -81,6 +77,15 @@ def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plane]:
         kubelet.stop()
     finally:
         control.stop()
+
+
+def install_trainport(control: ControlPlane) -> str:
+    """Apply the shipped namespace and Role as an operator would; the worker's token."""
+    admin = control.client()
+    for manifest in ("namespace.yaml", "rbac.yaml"):
+        kube_utils.create_from_yaml(admin, str(ROOT / "k8s" / manifest))
+    wait_for_default_account(control)
+    return service_account_token(control, "trainport-worker")
 
 
 def service_account_token(control: ControlPlane, name: str, namespace: str = "trainport") -> str:

@@ -128,7 +128,8 @@ class KubernetesExecutor:
         self._delete(manifests.namespace, manifests.name, "the server dropped its completionMode")
         needed = ".".join(map(str, INDEXED_JOBS))
         message = (
-            f"cluster {self.cluster_name or '?'} (Kubernetes {self._server_version()}) has no "
+            f"cluster {self.cluster_name or '?'} (Kubernetes "
+            f"{self.server_version() or 'version unknown'}) has no "
             "Indexed Jobs (it dropped the Job's completionMode); multi-node runs need "
             f"Kubernetes >= {needed}"
         )
@@ -137,14 +138,15 @@ class KubernetesExecutor:
         )
         return False
 
-    def _server_version(self) -> str:
+    def server_version(self) -> str | None:
+        """The cluster's gitVersion (`/version`); None, logged, when it cannot be read now."""
         try:
             return self.apis.server_version()
-        except Exception as error:  # the refusal stands without it
+        except Exception as error:  # what asked goes on without it (a refusal, a registration)
             log.warning(
                 "cannot read the server version of cluster %s: %s", self.cluster_name, error
             )
-            return "version unknown"
+            return None
 
     def _write_org_secret(self, request: LaunchRequest, namespace: str) -> None:
         """Put the launch's resolved values into its org's Secret before any pod refers to it:

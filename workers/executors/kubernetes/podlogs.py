@@ -255,6 +255,7 @@ class PodLogs:
             for pod in pods:
                 self._pod_locks.pop(_uid(pod), None)
                 self._copied.discard(_uid(pod))
+                self._failing.pop(_uid(pod), None)
 
 
 class Batch:
