@@ -28,13 +28,17 @@ def matches(if_none_match: str | None, etag: str) -> bool:
 
 
 def parse_if_match(header: str | None) -> int | None:
-    """The resource_version an `If-Match` header names, or None when absent."""
-    if header is None:
+    """The resource_version an `If-Match` header names, or None when absent or `*`.
+
+    `*` matches any current representation (RFC 9110 13.1.1): the run only has to exist, which
+    every route that reads it checks anyway.
+    """
+    if header is None or header.strip() == "*":
         return None
     tag = header.strip().removeprefix("W/").strip('"')
     if not tag.isdigit() or len(tag) > 19:
         raise InvalidInput(
-            "If-Match must be a run's ETag, as returned by GET /v1/runs/{id}.",
+            "If-Match must be `*` or a run's ETag, as returned by GET /v1/runs/{id}.",
             [FieldError.for_parameter("If-Match", "not an ETag issued by this server")],
         )
     return int(tag)

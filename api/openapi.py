@@ -22,6 +22,7 @@ DESCRIPTIONS = {
     409: "Conflicts with the resource's current state",
     412: "If-Match did not match the current ETag",
     413: "The request body is too large",
+    415: "The body's Content-Type is not one this operation reads",
     422: "Invalid input; `errors` points at each bad field",
     429: "Rate limited (per key, per org, failed authentications per address) or too many "
     "waiting runs (`queue_full`); retry after `Retry-After` seconds",
@@ -101,6 +102,7 @@ def possible_problems(method: str, operation: dict[str, Any]) -> list[int]:
         409: "security" in operation and method != "get",
         412: "if-match" in parameters,
         413: has_body,
+        415: has_body,
         422: bool(parameters) or has_body,
         429: "security" in operation,  # api/edge.py: every authenticated route is limited
         500: True,

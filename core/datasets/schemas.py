@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Iterable
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from core.errors import FieldError, InvalidInput
 from core.tenants.schemas import Slug, StorableInput
@@ -19,7 +19,7 @@ class FileEntry(BaseModel):
     """One file of a dataset version or checkpoint: its relative path, size and sha256 (hex)."""
 
     path: str = Field(min_length=1, max_length=MAX_PATH_CHARS)
-    size: int = Field(ge=0)
+    size: StrictInt = Field(ge=0)
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
@@ -105,7 +105,7 @@ class PlannedFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     path: str = Field(min_length=1, max_length=MAX_PATH_CHARS)
-    size: int = Field(ge=0, le=MAX_OBJECT_BYTES, description="bytes; at most 5 TiB per file")
+    size: StrictInt = Field(ge=0, le=MAX_OBJECT_BYTES, description="bytes; at most 5 TiB per file")
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
 
 

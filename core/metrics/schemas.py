@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StringConstraints
 
 MAX_POINTS_PER_REQUEST = 10_000
 MAX_METRICS_BODY_BYTES = 8 * 2**20
@@ -12,15 +12,17 @@ MAX_STEP = 2**62
 MetricName = Annotated[
     str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-/]+$")
 ]
-Step = Annotated[int, Field(ge=0, le=MAX_STEP)]
+Step = Annotated[StrictInt, Field(ge=0, le=MAX_STEP)]
 
 
 class MetricPointIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     step: Step
-    values: dict[MetricName, float | None] = Field(min_length=1, max_length=64)
-    time: float | None = Field(default=None, description="epoch seconds; default: received at")
+    values: dict[MetricName, StrictFloat | None] = Field(min_length=1, max_length=64)
+    time: StrictFloat | None = Field(
+        default=None, description="epoch seconds; default: received at"
+    )
 
 
 class MetricBatch(BaseModel):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 MAX_OPERATIONS = 1000
 MAX_KEY_CHARS = 1024
@@ -37,7 +37,7 @@ class PresignOperation(BaseModel):
     upload_id: str | None = Field(
         default=None, max_length=1024, description="PUT_PART only: the multipart upload's id"
     )
-    part_number: int | None = Field(
+    part_number: StrictInt | None = Field(
         default=None, ge=1, le=MAX_PARTS, description="PUT_PART only: 1, 2, ..."
     )
 

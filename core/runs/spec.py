@@ -2,6 +2,7 @@
 
 Unknown fields are rejected (a typo must not silently become a default) and every bound is
 explicit, so absurd input is a 422 that points at the field rather than a problem later.
+Integers in request bodies are pydantic's `StrictInt` everywhere (issue 15): `false` is not 0.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictInt,
     field_validator,
     model_validator,
 )
@@ -115,12 +117,12 @@ class SecretRef(StrictModel):
 
 
 class Compute(StrictModel):
-    nodes: int = Field(default=1, ge=1, le=512)
-    gpus_per_node: int = Field(default=0, ge=0, le=16)
+    nodes: StrictInt = Field(default=1, ge=1, le=512)
+    gpus_per_node: StrictInt = Field(default=0, ge=0, le=16)
     gpu_type: str | None = Field(
         default=None, max_length=63, pattern=r"^[A-Za-z0-9][-_.A-Za-z0-9]*$"
     )
-    processes: int | None = Field(default=None, ge=1, le=64, description="ranks per node")
+    processes: StrictInt | None = Field(default=None, ge=1, le=64, description="ranks per node")
     cpus: Cpus | None = None
     memory: Memory | None = None
 
@@ -128,7 +130,7 @@ class Compute(StrictModel):
 class Scheduling(StrictModel):
     priority: Priority = Priority.NORMAL
     max_duration: Duration | None = Field(default=None, description="'12h' or seconds")
-    max_retries: int = Field(default=0, ge=0, le=20)
+    max_retries: StrictInt = Field(default=0, ge=0, le=20)
     retry_on_system_failure: bool = True
     preemptible: bool = False
 
@@ -147,8 +149,8 @@ class CodeRef(StrictModel):
 
 
 class CheckpointSpec(StrictModel):
-    every_steps: int | None = Field(default=None, ge=1, le=10_000_000)
-    keep_last: int = Field(default=3, ge=1, le=100)
+    every_steps: StrictInt | None = Field(default=None, ge=1, le=10_000_000)
+    keep_last: StrictInt = Field(default=3, ge=1, le=100)
 
 
 def _check_env(env: dict[str, str | SecretRef]) -> dict[str, str | SecretRef]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 
 class QuotaIn(BaseModel):
@@ -12,8 +12,8 @@ class QuotaIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    max_gpus: int | None = Field(default=None, ge=0, le=1_000_000, description="GPUs at once")
-    max_running_runs: int | None = Field(
+    max_gpus: StrictInt | None = Field(default=None, ge=0, le=1_000_000, description="GPUs at once")
+    max_running_runs: StrictInt | None = Field(
         default=None, ge=0, le=1_000_000, description="runs starting, running or stopping at once"
     )
 
