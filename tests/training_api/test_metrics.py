@@ -58,7 +58,8 @@ def test_a_downsampled_series_never_repeats_a_point(api: TestClient, org: Tenant
     for max_points in (2, 4, 6, 50):
         query = f"?name=loss&max_points={max_points}"
         series = api.get(f"/v1/runs/{run.run_id}/metrics" + query, headers=org.headers).json()
-        pairs = list(zip(series["series"]["loss"]["steps"], series["series"]["loss"]["values"]))
+        loss = series["series"]["loss"]
+        pairs = list(zip(loss["steps"], loss["values"], strict=True))
         assert len(pairs) == len(set(pairs)), (max_points, pairs)
         assert 2 <= len(pairs) <= max_points
         assert (pairs[0][0], pairs[-1][0]) == (1, 400)
