@@ -96,7 +96,7 @@ async def create_run(
             headers = {"Location": f"/v1/runs/{created.run.id}"}
             if created.replayed:
                 headers["Idempotent-Replayed"] = "true"
-            run = service.with_queue(session, created.run, settings)
+            run = service.with_queue(session, created.run, settings, caller)
             return _run_json(run, status.HTTP_201_CREATED, headers)
 
     return await run_in_threadpool(submit)

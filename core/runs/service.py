@@ -102,11 +102,12 @@ def _admit(session: Session, caller: Principal, waiting: WaitingRoom | None) -> 
 
 def describe_run(session: Session, caller: Principal, run_id: str, settings: Settings) -> RunOut:
     """The run as `GET /v1/runs/{id}` shows it: with `queue` while it waits to start."""
-    return with_queue(session, get_run(session, caller, run_id), settings)
+    return with_queue(session, get_run(session, caller, run_id), settings, caller)
 
 
-def with_queue(session: Session, run: Run, settings: Settings) -> RunOut:
-    return RunOut.model_validate(run).model_copy(update={"queue": explain(session, run, settings)})
+def with_queue(session: Session, run: Run, settings: Settings, caller: Principal) -> RunOut:
+    queue = explain(session, run, settings, caller)
+    return RunOut.model_validate(run).model_copy(update={"queue": queue})
 
 
 def _replay(session: Session, caller: Principal, run_id: str) -> Created:
