@@ -54,6 +54,8 @@ class StatusReason(StrEnum):
     NODE_LOST = "node_lost"
     DELETED_EXTERNALLY = "deleted_externally"  # the attempt's objects were deleted by others
     MAX_DURATION_EXCEEDED = "max_duration_exceeded"
+    COMMAND_CANNOT_START = "command_cannot_start"  # not found or not executable: the user's
+    HUNG = "hung"  # no heartbeat for scheduling.hang_timeout while running: the platform's
     RETRYING = "retrying"
     SYSTEM_ERROR = "system_error"
     DATASET_UNAVAILABLE = "dataset_unavailable"  # a data.datasets reference resolved to nothing
