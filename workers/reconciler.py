@@ -6,6 +6,9 @@ duplicate delivery or a second reconciler changes nothing).
 
 `reconcile_once` is the periodic pass (beat, every `reconcile_interval_seconds`):
 - an attempt the executor reports running moves its `starting` run to `running`;
+- a running attempt past a time limit of its run as it is now (`max_duration`, edited or not;
+  `hang_timeout`: core/runs/time_limits.py) is stopped through its executor and settled with
+  the limit's reason, on every executor alike;
 - a finished attempt is settled (core/runs/attempts.settle: succeed, retry or fail) and its
   executor bookkeeping cleaned up; a `stopping` run is cancelled until nothing of it remains;
 - a `starting` run the executor does not see after `launch_grace_seconds` gets its launch
@@ -30,10 +33,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core import outbox
 from core.db import session_scope
-from core.models import Cluster, Run, RunAttempt, TaskDelivery, utcnow
+from core.models import Cluster, Run, RunAttempt, RunProgress, TaskDelivery, utcnow
 from core.outbox import Task
 from core.runs.attempts import AttemptOutcome, Ending, close_attempt, mark_started, settle
 from core.runs.states import RunStatus, StatusReason, transition
+from core.runs.time_limits import RunningAttempt, limit_reached
 from core.runtime_env import launch_environment
 from core.secrets.service import LaunchSecretsMissing, resolve_for_launch
 from core.settings import Settings
@@ -66,6 +70,7 @@ class ActiveRun:
     attempt: int
     updated_at: datetime
     where: Where
+    limits: RunningAttempt | None = None  # a running run's facts for core/runs/time_limits
 
 
 @dataclass
@@ -198,14 +203,34 @@ def _observe(ctx: WorkerContext) -> dict[tuple[str, int], tuple[Executor, Attemp
 
 
 def _active_runs(session: Session) -> list[ActiveRun]:
+    # The progress row's heartbeat counts only if it is this attempt's.
+    beat = (RunProgress.run_id == Run.id) & (RunProgress.attempt == Run.attempt)
     rows = session.execute(
-        select(Run.id, Run.status, Run.attempt, Run.updated_at, Cluster.name, Cluster.executor)
+        select(
+            Run.id,
+            Run.status,
+            Run.attempt,
+            Run.updated_at,
+            Cluster.name,
+            Cluster.executor,
+            Run.spec,
+            Run.started_at,
+            RunProgress.last_heartbeat_at,
+        )
         .outerjoin(RunAttempt, (RunAttempt.run_id == Run.id) & (RunAttempt.attempt == Run.attempt))
         .outerjoin(Cluster, Cluster.name == RunAttempt.cluster)
+        .outerjoin(RunProgress, beat)
         .where(Run.status.in_([s.value for s in ACTIVE]))
     ).all()
     return [
-        ActiveRun(r[0], RunStatus(r[1]), r[2], r[3], Where(r[4], r[5]) if r[4] else LOCAL)
+        ActiveRun(
+            r[0],
+            RunStatus(r[1]),
+            r[2],
+            r[3],
+            Where(r[4], r[5]) if r[4] else LOCAL,
+            RunningAttempt(r[6], r[7], r[8]) if r[1] == RunStatus.RUNNING else None,
+        )
         for r in rows
     ]
 
@@ -225,6 +250,12 @@ def _reconcile_run(
 
 def _observed(ctx: WorkerContext, run: ActiveRun, seen: AttemptObservation) -> bool:
     outcome = classify_attempt(seen.ranks)
+    if run.limits is not None and outcome.phase is not AttemptPhase.SUCCEEDED:
+        # Judged before the observation: an attempt this pass stops for a limit ends with the
+        # limit's reason, not with the SIGTERM it died of.
+        ending = limit_reached(run.limits, utcnow())
+        if ending is not None:
+            return _stop_for_limit(ctx, run, ending)
     if outcome.phase is AttemptPhase.STARTING:
         return False
     if outcome.phase is AttemptPhase.RUNNING:
@@ -247,6 +278,20 @@ def _observed(ctx: WorkerContext, run: ActiveRun, seen: AttemptObservation) -> b
     if settled:
         ctx.executors(run.where).cleanup(run.id, run.attempt)
     return settled  # not settled: someone else did (or the run is stopping); a later pass tidies
+
+
+def _stop_for_limit(ctx: WorkerContext, run: ActiveRun, ending: Ending) -> bool:
+    """Stop an attempt that broke a time limit (SIGTERM, the grace period, SIGKILL: the
+    executor's cancel), then settle it with the limit's ending. Until nothing of it is left,
+    each pass asks again."""
+    executor = ctx.executors(run.where)
+    if not executor.cancel(run.id, run.attempt):
+        return False
+    log.info("%s attempt %d: %s", run.id, run.attempt, ending.message)
+    settled = _apply_ending(ctx, run.id, run.attempt, ending, {RunStatus.RUNNING})
+    if settled:
+        executor.cleanup(run.id, run.attempt)
+    return settled
 
 
 def _exit_code(seen: AttemptObservation) -> int | None:

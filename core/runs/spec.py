@@ -130,6 +130,11 @@ class Compute(StrictModel):
 class Scheduling(StrictModel):
     priority: Priority = Priority.NORMAL
     max_duration: Duration | None = Field(default=None, description="'12h' or seconds")
+    hang_timeout: Duration | None = Field(
+        default=None,
+        description="'10m' or seconds: no heartbeat for this long while running fails the "
+        "attempt as `hung` (a platform failure)",
+    )
     max_retries: StrictInt = Field(default=0, ge=0, le=20)
     retry_on_system_failure: bool = True
     preemptible: bool = False

@@ -297,7 +297,8 @@ class LocalExecutor:
     def _rank_config(
         self, files: AttemptFiles, request: LaunchRequest, rank: int
     ) -> dict[str, Any]:
-        scheduling = request.spec.get("scheduling") or {}
+        # No time limits here: the reconciler enforces them from the run as it is now
+        # (core/runs/time_limits.py), so an edited max_duration applies to the running attempt.
         return {
             "run_id": request.run_id,
             "attempt": request.attempt,
@@ -308,8 +309,6 @@ class LocalExecutor:
             "log_root": str(self._log_root),
             "pid_path": str(files.rank_file(rank, "pid")),
             "exit_path": str(files.rank_file(rank, "exit")),
-            "max_duration": scheduling.get("max_duration"),
-            "grace_seconds": self.grace_seconds,
         }
 
     # -- observe ------------------------------------------------------------------------------
