@@ -33,6 +33,10 @@ RETRY_AFTER = {
     "Retry-After": {"description": "seconds to wait before retrying", "schema": {"type": "integer"}}
 }
 FASTAPI_VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
+# No text the API takes may hold NUL (api/middleware.NulGuardMiddleware for URLs and headers,
+# core/storable.check_storable for bodies): stated on every string that states no grammar.
+NO_NUL = r"^[^\x00]*$"
+PROBLEM_SCHEMAS = ("Problem", "FieldProblem")
 
 
 class FieldProblem(BaseModel):
@@ -65,6 +69,7 @@ def document_problems(app: FastAPI) -> None:
         document = build()
         if fresh:
             add_problem_responses(document)
+            state_input_rules(document)
         return document
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -109,3 +114,43 @@ def possible_problems(method: str, operation: dict[str, Any]) -> list[int]:
         503: "security" in operation,  # every authenticated route reads the database
     }
     return [status for status, applies in checks.items() if applies]
+
+
+def state_input_rules(document: dict[str, Any]) -> None:
+    """State what the API takes, as it reads it: every free-form string of a request (no
+    pattern, format, enum or const) holds no NUL, and a parameter that may be left out is
+    absent, never the text "null"."""
+    for path_item in document.get("paths", {}).values():
+        for operation in path_item.values():
+            for parameter in operation.get("parameters", []):
+                parameter["schema"] = _not_null(parameter.get("schema", {}))
+                _no_nul(parameter["schema"])
+            for media in operation.get("requestBody", {}).get("content", {}).values():
+                _no_nul(media.get("schema", {}))
+    for name, schema in document.get("components", {}).get("schemas", {}).items():
+        if name not in PROBLEM_SCHEMAS:  # responses: they quote whatever a request held
+            _no_nul(schema)
+
+
+def _not_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """`anyOf: [X, {type: null}]` as X, keeping the parameter's own annotations."""
+    choices = [c for c in schema.get("anyOf", []) if c.get("type") != "null"]
+    if len(choices) != 1 or len(schema["anyOf"]) != 2:
+        return schema
+    rest = {k: v for k, v in schema.items() if k != "anyOf"}
+    return {**choices[0], **rest}
+
+
+def _no_nul(schema: Any) -> None:
+    if isinstance(schema, list):
+        for item in schema:
+            _no_nul(item)
+        return
+    if not isinstance(schema, dict):
+        return
+    free = not {"pattern", "format", "enum", "const", "contentMediaType"} & schema.keys()
+    if schema.get("type") == "string" and free:
+        schema["pattern"] = NO_NUL
+    for key, value in schema.items():
+        if key not in {"examples", "default", "example", "const", "enum"}:
+            _no_nul(value)

@@ -121,10 +121,12 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         if request.method == "OPTIONS":  # RFC 9110 9.3.7: what this resource supports
             return Response(status_code=204, headers=allow)
         exc.headers = allow
-    if exc.status_code == 400 and exc.detail == BODY_PARSE_ERROR:
-        # FastAPI's answer to JSON it could not even decode (too deep, huge numbers): the same
-        # 422 as any other malformed body.
+    if exc.status_code == 400:
+        # The framework's answer to a body it could not even decode (JSON too deep or with huge
+        # numbers, broken multipart): the same 422 as any other malformed body.
         detail = "The body is not a JSON document this server can read (too deep or too large)."
+        if exc.detail != BODY_PARSE_ERROR:
+            detail = f"The body could not be read: {exc.detail}"
         return problem(422, "validation_error", "Invalid request", detail, request, [_BODY])
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
     return problem(

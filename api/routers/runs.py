@@ -19,15 +19,15 @@ from api.deps import (
     secret_of,
 )
 from api.edge import count_org, count_org_from_thread
-from api.etags import list_etag, matches, parse_if_match, run_etag
+from api.etags import IF_MATCH, list_etag, matches, parse_if_match, run_etag
 from api.yaml_body import YamlBodyRoute
 from core.aio import AsyncDatabase
 from core.db import read_scope, session_scope
-from core.pagination import MAX_PAGE_SIZE
+from core.pagination import EVENT_CURSOR, MAX_PAGE_SIZE, RUN_CURSOR
 from core.runs import creation, reads, service
 from core.runs.repository import RunFilter
 from core.runs.schemas import RunEventPage, RunOut, RunPage, RunPatch
-from core.runs.spec import RunCreate
+from core.runs.spec import LABEL_SELECTOR, RESERVED_SELECTOR, RunCreate
 from core.runs.states import RunStatus
 from core.runs.watch import wait_for_change
 from core.tenants import run_tokens
@@ -37,7 +37,12 @@ from core.tenants.schemas import Principal
 router = APIRouter(prefix="/v1/runs", tags=["runs"], route_class=YamlBodyRoute)
 RunId = Annotated[str, Path(min_length=1, max_length=64, description="a run id, `run_...`")]
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="page size")]
-Cursor = Annotated[str | None, Query(max_length=512, description="`next_cursor` of the last page")]
+RunCursor = Annotated[
+    str | None, Query(pattern=RUN_CURSOR.pattern, description="`next_cursor` of the last page")
+]
+EventCursor = Annotated[
+    str | None, Query(pattern=EVENT_CURSOR.pattern, description="`next_cursor` of the last page")
+]
 NOT_MODIFIED: dict[int | str, dict[str, Any]] = {
     304: {"description": "Not modified (If-None-Match matched the ETag)"}
 }
@@ -109,13 +114,20 @@ async def list_runs(
     settings: SettingsDep,
     status_: Annotated[list[RunStatus] | None, Query(alias="status", max_length=8)] = None,
     project: Annotated[str | None, Query(max_length=63)] = None,
-    labels: Annotated[str | None, Query(max_length=1024, description="`k=v,k2`")] = None,
+    labels: Annotated[
+        str | None,
+        Query(
+            max_length=1024,
+            description="`k=v,k2`: every run with label k equal to v and a label k2",
+            json_schema_extra={"pattern": LABEL_SELECTOR, "not": {"pattern": RESERVED_SELECTOR}},
+        ),
+    ] = None,
     name_prefix: Annotated[str | None, Query(max_length=40)] = None,
     created_after: AwareDatetime | None = None,
     created_before: AwareDatetime | None = None,
     changed_since: Annotated[int | None, Query(ge=0, le=2**62)] = None,
     limit: Limit = 50,
-    after: Cursor = None,
+    after: RunCursor = None,
     if_none_match: Annotated[str | None, Header(max_length=1024)] = None,
 ) -> Response:
     """Newest first, keyset-paged. With `changed_since`, only runs changed after that version."""
@@ -272,7 +284,9 @@ def update_run(
     caller: Caller,
     session: SessionDep,
     response: Response,
-    if_match: Annotated[str | None, Header(max_length=64)] = None,
+    if_match: Annotated[
+        str | None, Header(max_length=64, json_schema_extra={"pattern": IF_MATCH.pattern})
+    ] = None,
 ) -> RunOut:
     """Change priority, max_duration or labels. Send `If-Match` to refuse lost updates (412)."""
     run = service.update_run(session, caller, run_id, patch, parse_if_match(if_match))
@@ -295,7 +309,7 @@ def delete_run(run_id: RunId, caller: Caller, session: SessionDep) -> Response:
 
 @router.get("/{run_id}/events", response_model=RunEventPage)
 def list_run_events(
-    run_id: RunId, caller: Caller, session: SessionDep, limit: Limit = 50, after: Cursor = None
+    run_id: RunId, caller: Caller, session: SessionDep, limit: Limit = 50, after: EventCursor = None
 ) -> RunEventPage:
     """The run's history, oldest first: every status change and edit."""
     return service.list_events(session, caller, run_id, limit, after)

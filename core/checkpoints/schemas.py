@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat
 
 from core.datasets.schemas import FileEntry
+from core.metrics.schemas import MAX_STEP
+from core.storable import INTEGER
 
 MAX_CHECKPOINT_FILES = 10_000
 COMMIT_MARKER = "COMMIT"
@@ -21,7 +23,7 @@ def step_folder(step: int) -> str:
 class CheckpointIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    step: StrictInt = Field(ge=0, le=2**62)
+    step: Annotated[int, Field(ge=0, le=MAX_STEP), *INTEGER]
     path: str = Field(min_length=1, max_length=255, description="`step-<step:010d>/`")
     files: list[FileEntry] = Field(max_length=MAX_CHECKPOINT_FILES)
     metrics: dict[str, StrictFloat] = Field(default_factory=dict, max_length=256)
