@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict
 
 from core.errors import FieldError, InvalidInput
 from core.storable import INTEGER
@@ -33,7 +34,7 @@ _FILE_SEGMENT = (
     r"|\.\.[^/\\\x00-\x1f\x7f]+)"
 )
 FILE_PATH = rf"^{_FILE_SEGMENT}(?:/{_FILE_SEGMENT})*$"
-PATH_SCHEMA = {"pattern": FILE_PATH}
+PATH_SCHEMA: JsonDict = {"pattern": FILE_PATH}
 DIGEST_PREFIX = "sha256:"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StringConstraints
+from pydantic.config import JsonDict
 
 from core.storable import INTEGER
 
@@ -16,7 +17,7 @@ MetricName = Annotated[
     str, StringConstraints(min_length=1, max_length=64, pattern=METRIC_NAME_PATTERN)
 ]
 # Stated for the keys of `values` too: pydantic's schema of a dict says nothing of its keys.
-METRIC_NAME_SCHEMA = {
+METRIC_NAME_SCHEMA: JsonDict = {
     "type": "string",
     "minLength": 1,
     "maxLength": 64,
