@@ -23,6 +23,7 @@ from api.etags import IF_MATCH, list_etag, matches, parse_if_match, run_etag
 from api.yaml_body import YamlBodyRoute
 from core.aio import AsyncDatabase
 from core.db import read_scope, session_scope
+from core.idempotency import KEY_PATTERN
 from core.pagination import EVENT_CURSOR, MAX_PAGE_SIZE, RUN_CURSOR
 from core.runs import creation, reads, service
 from core.runs.repository import RunFilter
@@ -74,7 +75,9 @@ async def create_run(
     body: RunCreate,
     caller: Caller,
     settings: SettingsDep,
-    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+    idempotency_key: Annotated[
+        str | None, Header(max_length=255, json_schema_extra={"pattern": KEY_PATTERN})
+    ] = None,
 ) -> Response:
     """Submit a run (JSON or YAML). Repeat with the same `Idempotency-Key` to retry safely."""
     db: AsyncDatabase | None = request.app.state.async_db
