@@ -36,7 +36,11 @@ FASTAPI_VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
 # No text the API takes may hold NUL (api/middleware.NulGuardMiddleware for URLs and headers,
 # core/storable.check_storable for bodies): stated on every string that states no grammar.
 NO_NUL = r"^[^\x00]*$"
-PROBLEM_SCHEMAS = ("Problem", "FieldProblem")
+# Schemas that take or quote any text: problems quote what a request held, and a provenance
+# verification judges whatever it is given (a NUL makes it invalid, not unreadable).
+ANY_TEXT_SCHEMAS = (
+    "Problem", "FieldProblem", "VerifyRequest", "SignedRecord", "CheckpointClaim", "FileDigest",
+)  # fmt: skip
 
 
 class FieldProblem(BaseModel):
@@ -128,7 +132,7 @@ def state_input_rules(document: dict[str, Any]) -> None:
             for media in operation.get("requestBody", {}).get("content", {}).values():
                 _no_nul(media.get("schema", {}))
     for name, schema in document.get("components", {}).get("schemas", {}).items():
-        if name not in PROBLEM_SCHEMAS:  # responses: they quote whatever a request held
+        if name not in ANY_TEXT_SCHEMAS:
             _no_nul(schema)
 
 

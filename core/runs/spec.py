@@ -128,6 +128,8 @@ def parse_duration(value: Any) -> int:
     """Seconds from `3600`, `"90m"`, `"12h"` or `"2d"`."""
     if isinstance(value, bool):
         raise ValueError("must be a duration such as '12h' or a number of seconds")
+    if isinstance(value, float) and value.is_integer():  # `60.0` is an integer to JSON Schema
+        value = int(value)
     if isinstance(value, int):
         seconds = value
     elif isinstance(value, str) and (match := DURATION.fullmatch(value.strip())):
@@ -142,7 +144,25 @@ def parse_duration(value: Any) -> int:
 
 
 Name = Annotated[str, Field(min_length=1, max_length=40), AfterValidator(_dns_label)]
-Duration = Annotated[int, BeforeValidator(parse_duration)]
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+# parse_duration's rule for /openapi.json: seconds, or text with a unit, more than 0 and at most
+# MAX_DURATION_SECONDS.
+DURATION_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {"type": "integer", "minimum": 1, "maximum": MAX_DURATION_SECONDS},
+        {
+            "type": "string",
+            "pattern": "^\\s*(?:{})\\s*$".format(
+                "|".join(
+                    f"0*{up_to(MAX_DURATION_SECONDS // scale)}{unit}"
+                    for unit, scale in _DURATION_UNITS.items()
+                )
+            ),
+        },
+    ],
+    "description": "'12h', '90m', '30s', '2d' or seconds",
+}
+Duration = Annotated[int, BeforeValidator(parse_duration), WithJsonSchema(DURATION_SCHEMA)]
 Cpus = Annotated[str, *_quantity(CPUS, 1024, "cpus")]
 Memory = Annotated[str, *_quantity(MEMORY, MEMORY_LIMIT, "memory")]
 
@@ -244,9 +264,17 @@ Env = Annotated[
     Field(max_length=256),
     AfterValidator(_check_env),
 ]
+LABELS_SCHEMA: dict[str, Any] = {  # check_labels, stated for /openapi.json
+    "propertyNames": {
+        "pattern": rf"^(?:{_DNS_SUBDOMAIN}/)?{_LABEL_NAME}$",
+        "not": {"pattern": r"^trainport\.dev/"},
+        "maxLength": 317,
+    },
+    "additionalProperties": {"type": "string", "pattern": rf"^(?:{_LABEL_NAME})?$"},
+}
 Labels = Annotated[
     dict[Annotated[str, Field(max_length=317)], Annotated[str, Field(max_length=63)]],
-    Field(max_length=64),
+    Field(max_length=64, json_schema_extra=LABELS_SCHEMA),
     AfterValidator(check_labels),
 ]
 
