@@ -13,6 +13,8 @@ from typing import Any
 from fastapi import FastAPI
 from pydantic import BaseModel, Field
 
+from core.storable import NO_NUL_PATTERN, STORABLE_JSON, STORABLE_JSON_SCHEMA
+
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_REF = "#/components/schemas/Problem"
 DESCRIPTIONS = {
@@ -35,7 +37,7 @@ RETRY_AFTER = {
 FASTAPI_VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
 # No text the API takes may hold NUL (api/middleware.NulGuardMiddleware for URLs and headers,
 # core/storable.check_storable for bodies): stated on every string that states no grammar.
-NO_NUL = r"^[^\x00]*$"
+NO_NUL = NO_NUL_PATTERN
 # Schemas that take or quote any text: problems quote what a request held, and a provenance
 # verification judges whatever it is given (a NUL makes it invalid, not unreadable).
 ANY_TEXT_SCHEMAS = (
@@ -131,7 +133,9 @@ def state_input_rules(document: dict[str, Any]) -> None:
                 _no_nul(parameter["schema"])
             for media in operation.get("requestBody", {}).get("content", {}).values():
                 _no_nul(media.get("schema", {}))
-    for name, schema in document.get("components", {}).get("schemas", {}).items():
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    schemas[STORABLE_JSON] = STORABLE_JSON_SCHEMA
+    for name, schema in schemas.items():
         if name not in ANY_TEXT_SCHEMAS:
             _no_nul(schema)
 

@@ -57,3 +57,27 @@ def _integral(value: Any) -> Any:
 # would still check them but describe them to /openapi.json as `ge`/`le`, which no client reads.
 INTEGER = (Strict(), BeforeValidator(_integral))
 StrictInteger = Annotated[int, *INTEGER]
+
+
+# check_storable over free-form JSON, for /openapi.json: a component of that name, recursive.
+STORABLE_JSON = "StorableJson"
+_STORABLE_REF = {"$ref": f"#/components/schemas/{STORABLE_JSON}"}
+NO_NUL_PATTERN = r"^[^\x00]*$"
+STORABLE_JSON_SCHEMA: dict[str, Any] = {
+    "description": "any JSON value whose text (keys included) holds no NUL",
+    "anyOf": [
+        {"type": "string", "pattern": NO_NUL_PATTERN},
+        {"type": ["number", "boolean", "null"]},
+        {"type": "array", "items": _STORABLE_REF},
+        {
+            "type": "object",
+            "propertyNames": {"pattern": NO_NUL_PATTERN},
+            "additionalProperties": _STORABLE_REF,
+        },
+    ],
+}
+# A free-form mapping of storable values (a recipe's `parameters`).
+STORABLE_MAPPING: dict[str, Any] = {
+    "propertyNames": {"pattern": NO_NUL_PATTERN},
+    "additionalProperties": _STORABLE_REF,
+}

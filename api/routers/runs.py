@@ -69,7 +69,25 @@ def _run_json(
     )
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=RunOut)
+# Where a new run's id leads, for clients that follow OpenAPI links (and schemathesis's
+# stateful phase): the operations on `/v1/runs/{run_id}...` that a run answers from the moment
+# it exists (its logs and provenance wait for its first attempt).
+RUN_OPERATIONS = (
+    "get_run", "update_run", "cancel_run", "delete_run", "list_run_events", "read_metrics",
+    "record_metrics", "record_heartbeat", "list_checkpoints", "register_checkpoint",
+)  # fmt: skip
+CREATED_RUN: dict[int | str, dict[str, Any]] = {
+    201: {
+        "description": "the new run",
+        "links": {
+            operation: {"operationId": operation, "parameters": {"run_id": "$response.body#/id"}}
+            for operation in RUN_OPERATIONS
+        },
+    }
+}
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=RunOut, responses=CREATED_RUN)
 async def create_run(
     request: Request,
     body: RunCreate,

@@ -17,11 +17,12 @@ from core.tenants.schemas import Slug, StorableInput
 # S3's bucket naming rules: 3-63 lower-case letters, digits, dots and hyphens.
 BUCKET_PATTERN = r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]"
 # What core/datasets/sources.canonical accepts, as one pattern for /openapi.json: a path
-# segment is neither empty, `.` nor `..`, and holds no `/`, `?`, `#` or control character.
+# segment is neither empty, `.` nor `..`, and holds no `/`, `?`, `#`, backslash or control
+# character (core/storage/base.check_key).
 _SEGMENT = (
-    r"(?:[^/?#.\x00-\x1f][^/?#\x00-\x1f]*"
-    r"|\.[^/?#.\x00-\x1f][^/?#\x00-\x1f]*"
-    r"|\.\.[^/?#\x00-\x1f]+)"
+    r"(?:[^/?#\\.\x00-\x1f][^/?#\\\x00-\x1f]*"
+    r"|\.[^/?#\\.\x00-\x1f][^/?#\\\x00-\x1f]*"
+    r"|\.\.[^/?#\\\x00-\x1f]+)"
 )
 CANONICAL_SOURCE = rf"^s3://{BUCKET_PATTERN}(?:/{_SEGMENT})*/?$"
 

@@ -24,7 +24,7 @@ from pydantic import (
 )
 
 from core.runs.recipes import RECIPE_MODULES, check_recipe
-from core.storable import INTEGER, check_storable
+from core.storable import INTEGER, STORABLE_MAPPING, check_storable
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -143,7 +143,11 @@ def parse_duration(value: Any) -> int:
     return seconds
 
 
-Name = Annotated[str, Field(min_length=1, max_length=40), AfterValidator(_dns_label)]
+Name = Annotated[
+    str,
+    Field(min_length=1, max_length=40, json_schema_extra={"pattern": DNS_LABEL.pattern}),
+    AfterValidator(_dns_label),
+]
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 # parse_duration's rule for /openapi.json: seconds, or text with a unit, more than 0 and at most
 # MAX_DURATION_SECONDS.
@@ -259,9 +263,21 @@ _SELECTOR_TERM = rf" *(?:(?:{_DNS_SUBDOMAIN}/)?{_LABEL_NAME} *(?:= *(?:{_LABEL_N
 LABEL_SELECTOR = rf"^{_SELECTOR_TERM}(?:,{_SELECTOR_TERM})*$"
 RESERVED_SELECTOR = r"(?:^|,) *trainport\.dev/"
 
+ENV_NAMES_SCHEMA: dict[str, Any] = {  # _check_env, stated for /openapi.json
+    "propertyNames": {
+        "pattern": ENV_NAME.pattern,
+        "maxLength": 256,
+        "not": {
+            "anyOf": [
+                {"pattern": "^(?:" + "|".join(RESERVED_ENV_PREFIXES) + ")"},
+                {"enum": sorted(RESERVED_ENV_NAMES)},
+            ]
+        },
+    }
+}
 Env = Annotated[
     dict[Annotated[str, Field(max_length=256)], str | SecretRef],
-    Field(max_length=256),
+    Field(max_length=256, json_schema_extra=ENV_NAMES_SCHEMA),
     AfterValidator(_check_env),
 ]
 LABELS_SCHEMA: dict[str, Any] = {  # check_labels, stated for /openapi.json
@@ -315,7 +331,7 @@ class RunSpec(StrictModel):
         ]
         | None
     ) = Field(default=None, description="a built-in recipe: lm")
-    parameters: dict[str, Any] | None = None
+    parameters: dict[str, Any] | None = Field(default=None, json_schema_extra=STORABLE_MAPPING)
     env: Env = Field(default_factory=dict)
     compute: Compute = Field(default_factory=Compute)
     scheduling: Scheduling = Field(default_factory=Scheduling)
