@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response, status
-from pydantic import AwareDatetime
+from pydantic import AwareDatetime, BeforeValidator
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -44,6 +45,20 @@ RunCursor = Annotated[
 EventCursor = Annotated[
     str | None, Query(pattern=EVENT_CURSOR.pattern, description="`next_cursor` of the last page")
 ]
+RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+
+
+def _rfc3339(value: Any) -> Any:
+    """Only the text `format: date-time` describes; pydantic alone would also read `0.5` as a
+    Unix time."""
+    if not (isinstance(value, str) and RFC3339.fullmatch(value)):
+        raise ValueError(
+            "must be an RFC 3339 date-time with a time zone, e.g. 2026-01-31T12:00:00Z"
+        )
+    return value
+
+
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
 NOT_MODIFIED: dict[int | str, dict[str, Any]] = {
     304: {"description": "Not modified (If-None-Match matched the ETag)"}
 }
@@ -144,8 +159,8 @@ async def list_runs(
         ),
     ] = None,
     name_prefix: Annotated[str | None, Query(max_length=40)] = None,
-    created_after: AwareDatetime | None = None,
-    created_before: AwareDatetime | None = None,
+    created_after: Timestamp | None = None,
+    created_before: Timestamp | None = None,
     changed_since: Annotated[int | None, Query(ge=0, le=2**62)] = None,
     limit: Limit = 50,
     after: RunCursor = None,

@@ -72,6 +72,7 @@ BAD_QUERIES: dict[str, tuple[str, str]] = {
     "label selector with bad key": ("/v1/runs?labels=a%20b=c", "labels"),
     "date without a zone": ("/v1/runs?created_after=2024-01-01T00:00:00", "created_after"),
     "not a date": ("/v1/runs?created_before=yesterday", "created_before"),
+    "a number for a date": ("/v1/runs?created_before=0.5", "created_before"),
     "negative change version": ("/v1/runs?changed_since=-1", "changed_since"),
     "NUL in a filter": ("/v1/runs?name_prefix=a%00", "name_prefix"),
     "NUL in a path id": ("/v1/runs/run_%00", "path"),
