@@ -6,6 +6,9 @@ duplicate delivery or a second reconciler changes nothing).
 
 `reconcile_once` is the periodic pass (beat, every `reconcile_interval_seconds`):
 - an attempt the executor reports running moves its `starting` run to `running`;
+- a running attempt past a time limit of its run as it is now (`max_duration`, edited or not;
+  `hang_timeout`: core/runs/time_limits.py) is stopped through its executor and settled with
+  the limit's reason, on every executor alike;
 - a finished attempt is settled (core/runs/attempts.settle: succeed, retry or fail) and its
   executor bookkeeping cleaned up; a `stopping` run is cancelled until nothing of it remains;
 - a `starting` run the executor does not see after `launch_grace_seconds` gets its launch
@@ -37,7 +40,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core import outbox
 from core.db import session_scope
-from core.models import Cluster, Run, RunAttempt, TaskDelivery, utcnow
+from core.models import Cluster, Run, RunAttempt, RunProgress, TaskDelivery, utcnow
 from core.outbox import Task
 from core.runs.attempts import AttemptOutcome, Ending, close_attempt, mark_started, settle
 from core.runs.states import RunStatus, StatusReason, transition
@@ -81,10 +84,13 @@ class ActiveRun:
     scheduling: dict[str, Any]  # the spec's, as it is now (limits may have been changed)
     launched_at: datetime | None  # the attempt's launch completed
     running_since: datetime | None  # the run went `running`
+    last_heartbeat_at: datetime | None  # this attempt's latest heartbeat
 
     @property
     def clock(self) -> AttemptClock:
-        return AttemptClock(self.status, self.attempt, self.launched_at, self.running_since)
+        return AttemptClock(
+            self.status, self.attempt, self.launched_at, self.running_since, self.last_heartbeat_at
+        )
 
 
 @dataclass
@@ -232,12 +238,16 @@ def _observe(ctx: WorkerContext) -> dict[tuple[str, int], tuple[Executor, Attemp
 
 
 def _active_runs(session: Session) -> list[ActiveRun]:
+    # The progress row's heartbeat counts only if it is this attempt's.
+    beat = (RunProgress.run_id == Run.id) & (RunProgress.attempt == Run.attempt)
     rows = session.execute(
         select(Run.id, Run.status, Run.attempt, Run.updated_at, Cluster.name, Cluster.executor)
         # Only the spec's scheduling part: this runs every pass, for every live run.
         .add_columns(Run.spec["scheduling"], RunAttempt.started_at, Run.started_at)
+        .add_columns(RunProgress.last_heartbeat_at)
         .outerjoin(RunAttempt, (RunAttempt.run_id == Run.id) & (RunAttempt.attempt == Run.attempt))
         .outerjoin(Cluster, Cluster.name == RunAttempt.cluster)
+        .outerjoin(RunProgress, beat)
         .where(Run.status.in_([s.value for s in ACTIVE]))
     ).all()
     return [_active_run(*row) for row in rows]
@@ -246,7 +256,7 @@ def _active_runs(session: Session) -> list[ActiveRun]:
 def _active_run(
     run_id: str, status: str, attempt: int, updated_at: datetime, cluster: str | None,
     kind: str | None, scheduling: dict[str, Any] | None, launched_at: datetime | None,
-    running_since: datetime | None,
+    running_since: datetime | None, last_heartbeat_at: datetime | None,
 ) -> ActiveRun:  # fmt: skip
     where = Where(cluster, kind or "") if cluster else LOCAL
     return ActiveRun(
@@ -258,6 +268,7 @@ def _active_run(
         dict(scheduling or {}),
         launched_at,
         running_since,
+        last_heartbeat_at,
     )
 
 

@@ -55,6 +55,8 @@ class StatusReason(StrEnum):
     DELETED_EXTERNALLY = "deleted_externally"  # the attempt's objects were deleted by others
     MAX_DURATION_EXCEEDED = "max_duration_exceeded"
     PENDING_TIMEOUT = "pending_timeout"  # the cluster did not start the attempt in max_pending
+    COMMAND_CANNOT_START = "command_cannot_start"  # not found or not executable: the user's
+    HUNG = "hung"  # no heartbeat for scheduling.hang_timeout while running: the platform's
     RETRYING = "retrying"
     SYSTEM_ERROR = "system_error"
     DATASET_UNAVAILABLE = "dataset_unavailable"  # a data.datasets reference resolved to nothing

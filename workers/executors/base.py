@@ -8,7 +8,7 @@ attempt twice adopts what exists instead of starting a second copy.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -99,9 +99,28 @@ _SYSTEM_REASONS = {
 }
 
 
+# What a command that never ran exits with, on both executors: 127 "not found" and 126 "not
+# executable" (POSIX shells, the local shim when exec fails), and the container runtime's own
+# start failures (Kubernetes). The user's to fix, never cured by a retry (NEVER_RETRIED).
+CANNOT_START_EXIT_CODES = frozenset({126, 127})
+CANNOT_START_RUNTIME_REASONS = frozenset({"StartError", "ContainerCannotRun"})
+
+
+def cannot_start(rank: RankObservation) -> RankObservation:
+    """`rank`, with reason COMMAND_CANNOT_START when its exit code says the command never ran."""
+    if rank.reason not in {None, StatusReason.EXIT_CODE_NONZERO}:
+        return rank
+    if rank.exit_code not in CANNOT_START_EXIT_CODES:
+        return rank
+    message = f"rank {rank.rank}: the command cannot start (exit code {rank.exit_code}: "
+    message += "not found" if rank.exit_code == 127 else "not executable"
+    message += "); check `command` and the image"
+    return replace(rank, reason=StatusReason.COMMAND_CANNOT_START, message=message)
+
+
 def classify_attempt(ranks: tuple[RankObservation, ...]) -> AttemptOutcome:
     """One failing rank fails the gang; all ranks succeeded means success; lost is the system's."""
-    failed = [r for r in ranks if r.phase is RankPhase.FAILED]
+    failed = [cannot_start(r) for r in ranks if r.phase is RankPhase.FAILED]
     lost = [r for r in ranks if r.phase is RankPhase.LOST]
     if failed:
         first = min(failed, key=lambda r: r.rank)

@@ -9,9 +9,10 @@ outlives the worker that launched it; all state lives in files (see `local_attem
 executor instance (a restarted worker) re-adopts live ranks and reads finished ones.
 `launch` is idempotent: it writes the plan once, under a lock, and starts a shim only for ranks
 nobody has claimed; a redundant shim loses the exclusive claim and exits, so a rank's command
-never runs twice. A launch that cannot start (a missing secret, more than one node, a recipe)
-does not raise: it records every rank as failed with reason `system_error` and says why, in
-`observe()` and in the rank's log.
+never runs twice. A recipe runs like any command (`python -m trainport.recipes.<name>` with
+its parameters, core/runs/recipes.py). A launch that cannot start (a missing secret, more than
+one node) does not raise: it records every rank as failed with reason `system_error` and says
+why, in `observe()` and in the rank's log.
 
 Each rank's environment: a few variables of the worker's own (PATH, HOME, locale; never its
 TRAINPORT_* settings), the spec's `env` (`{secret: NAME}` values are those resolved for the
@@ -303,7 +304,8 @@ class LocalExecutor:
     def _rank_config(
         self, files: AttemptFiles, request: LaunchRequest, rank: int
     ) -> dict[str, Any]:
-        scheduling = request.spec.get("scheduling") or {}
+        # No time limits here: the reconciler enforces them from the run as it is now
+        # (core/runs/time_limits.py), so an edited max_duration applies to the running attempt.
         return {
             "run_id": request.run_id,
             "attempt": request.attempt,
@@ -314,8 +316,6 @@ class LocalExecutor:
             "log_root": str(self._log_root),
             "pid_path": str(files.rank_file(rank, "pid")),
             "exit_path": str(files.rank_file(rank, "exit")),
-            "max_duration": scheduling.get("max_duration"),
-            "grace_seconds": self.grace_seconds,
         }
 
     # -- observe ------------------------------------------------------------------------------

@@ -19,7 +19,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from core.runs.states import StatusReason
-from workers.executors.base import AttemptObservation, RankObservation, RankPhase
+from workers.executors.base import (
+    CANNOT_START_RUNTIME_REASONS,
+    AttemptObservation,
+    RankObservation,
+    RankPhase,
+)
 from workers.executors.kubernetes import naming
 
 IMAGE_PULL_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName"})
@@ -240,6 +245,12 @@ def _failed(index: int, pod: Obj) -> RankObservation:
         )
     terminated = _terminated(pod)
     code = terminated.get("exitCode")
+    if terminated.get("reason") in CANNOT_START_RUNTIME_REASONS:
+        detail = terminated.get("message") or terminated["reason"]
+        message = f"rank {index}: the command cannot start: {detail}"
+        return RankObservation(
+            index, RankPhase.FAILED, code, StatusReason.COMMAND_CANNOT_START, message
+        )
     if terminated.get("reason") == "OOMKilled":
         message = f"rank {index} ran out of memory (OOMKilled, exit code {code})"
         return RankObservation(index, RankPhase.FAILED, code, StatusReason.OOM_KILLED, message)
