@@ -44,6 +44,10 @@ class GitUnavailable(TrainportError):
         super().__init__(detail, 422, "git_unavailable", "Git source unavailable")
 
 
+class RefNotFound(GitUnavailable):
+    """The repository answered, and has no such branch or tag."""
+
+
 @dataclass(frozen=True)
 class GitSource:
     url: str
@@ -153,7 +157,7 @@ def resolve(source: GitSource, settings: Settings) -> str:
             return _peeled(done.stdout.decode(), ref) or commit
     if COMMIT.fullmatch(ref):
         return ref
-    raise GitUnavailable(f"{source.url} has no branch or tag {ref!r}.")
+    raise RefNotFound(f"{source.url} has no branch or tag {ref!r}.")
 
 
 def _peeled(listing: str, ref: str) -> str | None:

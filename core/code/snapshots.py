@@ -164,3 +164,32 @@ def chunks(settings: Settings, row: CodeSnapshot) -> Iterator[bytes]:
 
 def _store(settings: Settings, row: CodeSnapshot) -> ObjectStore:
     return org_store(settings, row.org_id)
+
+
+@dataclass(frozen=True)
+class ShippedCode:
+    """The code the platform ships to a run: a snapshot of its org, and where it came from."""
+
+    digest: str
+    size_bytes: int
+    origin: str
+    git_url: str | None = None
+    git_ref: str | None = None
+    git_commit: str | None = None
+
+    @classmethod
+    def of(cls, row: CodeSnapshot, ref: str | None = None) -> ShippedCode:
+        return cls(row.digest, row.size_bytes, row.origin, row.git_url, ref, row.git_commit)
+
+    def record(self) -> dict[str, object]:
+        """Its provenance entry: observed, since the platform hashed (or fetched) it itself."""
+        entry: dict[str, object] = {
+            "source": "observed",
+            "sha256": self.digest.removeprefix("sha256:"),
+            "digest": self.digest,
+            "size_bytes": self.size_bytes,
+            "origin": self.origin,
+        }
+        if self.origin == GIT:
+            entry["git"] = {"url": self.git_url, "ref": self.git_ref, "commit": self.git_commit}
+        return entry

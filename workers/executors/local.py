@@ -60,6 +60,7 @@ from workers.executors.base import (
     RankObservation,
     RankPhase,
 )
+from core.code.fetch import unpack
 from workers.executors.local_attempt import (
     AttemptFiles,
     attempt_files,
@@ -179,7 +180,8 @@ class LocalExecutor:
         self.sandbox.give(writable, uid)
         datasets = _dataset_folders(env)
         self.sandbox.show(datasets)
-        return self.sandbox.argv(uid, writable, datasets, files.workdir, network)
+        cwd = _working_dir(files.workdir, request.spec)
+        return self.sandbox.argv(uid, writable, datasets, cwd, network)
 
     def _network(
         self, files: AttemptFiles, request: LaunchRequest, env: dict[str, str]
@@ -209,13 +211,14 @@ class LocalExecutor:
             "master_port": _free_port(),
             "launched_at": time.time(),
         }
+        for folder in (files.workdir, files.folder / "ranks", files.checkpoints):
+            folder.mkdir(parents=True, exist_ok=True)
         try:
             _check_launchable(request.spec)
             self._environment(files, request, plan)
+            _unpack_code(request, files.workdir)
         except LaunchRefused as refused:
             plan["refused"] = str(refused)
-        for folder in (files.workdir, files.folder / "ranks", files.checkpoints):
-            folder.mkdir(parents=True, exist_ok=True)
         write_atomically(files.launch_path, plan, exclusive=False)
         if plan.get("refused"):
             self._record_refusal(files, request, plan)
@@ -297,13 +300,15 @@ class LocalExecutor:
         self, files: AttemptFiles, request: LaunchRequest, rank: int
     ) -> dict[str, Any]:
         scheduling = request.spec.get("scheduling") or {}
+        cwd = _working_dir(files.workdir, request.spec)
+        # Recipes run with the worker's interpreter, which has `trainport` installed.
+        command = launch_command(request.spec, sys.executable)
         return {
             "run_id": request.run_id,
             "attempt": request.attempt,
             "rank": rank,
-            # Recipes run with the worker's interpreter, which has `trainport` installed.
-            "command": launch_command(request.spec, sys.executable),
-            "workdir": str(files.workdir),
+            "command": resolve_command(command, cwd),
+            "workdir": str(cwd),
             "log_root": str(self._log_root),
             "pid_path": str(files.rank_file(rank, "pid")),
             "exit_path": str(files.rank_file(rank, "exit")),
@@ -475,6 +480,35 @@ def _spec_env(request: LaunchRequest) -> dict[str, str]:
     if request.secrets.values:
         env[REDACT_VARIABLE] = json.dumps(sorted(request.secrets.values.values()))
     return env
+
+
+def _unpack_code(request: LaunchRequest, workdir: Path) -> None:
+    """The run's code snapshot, unpacked into the attempt's working folder (digest checked)."""
+    code = request.code
+    if code is None or code.chunks is None:
+        return
+    try:
+        unpack(code.chunks(), code.digest, workdir)
+    except Exception as failed:  # a refused archive, or the store: the attempt cannot start
+        raise LaunchRefused(f"cannot unpack code snapshot {code.digest}: {failed}") from None
+    cwd = _working_dir(workdir, request.spec)
+    if not cwd.is_dir():
+        raise LaunchRefused(f"working_dir {request.spec.get('working_dir')!r} is not a folder of the code")
+
+
+def _working_dir(workdir: Path, spec: dict[str, Any]) -> Path:
+    """Where the command starts: `working_dir` inside the code, else the code's root."""
+    inside = spec.get("working_dir")
+    return workdir / inside if inside else workdir
+
+
+def resolve_command(command: list[str], cwd: Path) -> list[str]:
+    """A relative `command[0]` (`./train.sh`, `scripts/run.sh`) names a file of the working
+    directory, wherever the process starts from; a bare name (`python`) is looked up on PATH."""
+    first = command[0]
+    if "/" in first and not first.startswith("/"):
+        return [str(cwd / first), *command[1:]]
+    return command
 
 
 def _dataset_folders(env: dict[str, str]) -> list[Path]:
