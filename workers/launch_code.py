@@ -66,7 +66,9 @@ def _load(session: Session, settings: Settings, run_id: str) -> _Plan | None:
         row = snapshots.find(session, run.org_id, digest)
         if row is None:
             raise CodeUnavailable(f"code snapshot {digest} is no longer in the org's store")
-        return _Plan(run.org_id, spec, ShippedCode.of(row, (spec.get("git") or {}).get("ref")), None)
+        return _Plan(
+            run.org_id, spec, ShippedCode.of(row, (spec.get("git") or {}).get("ref")), None
+        )
     try:
         password = resolve_git_password(session, run, settings)
     except LaunchSecretsMissing as missing:
@@ -109,9 +111,7 @@ def _digest(archive: Any) -> str:
     return "sha256:" + digest.hexdigest()
 
 
-def _chunks(
-    settings: Settings, org_id: str, digest: str, factory: sessionmaker[Session]
-) -> Any:
+def _chunks(settings: Settings, org_id: str, digest: str, factory: sessionmaker[Session]) -> Any:
     with session_scope(factory) as session:
         row = snapshots.find(session, org_id, digest)
         if row is None:

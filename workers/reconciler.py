@@ -29,6 +29,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import outbox
+from core.code.snapshots import ShippedCode
 from core.db import session_scope
 from core.models import Cluster, Run, RunAttempt, TaskDelivery, utcnow
 from core.outbox import Task
@@ -37,7 +38,6 @@ from core.runs.states import RunStatus, StatusReason, transition
 from core.runtime_env import launch_environment
 from core.secrets.service import LaunchSecretsMissing, resolve_for_launch
 from core.settings import Settings
-from core.code.snapshots import ShippedCode
 from workers.executors.base import (
     AttemptObservation,
     AttemptPhase,

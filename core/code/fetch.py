@@ -25,8 +25,9 @@ import shutil
 import sys
 import tarfile
 import urllib.request
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO, Iterable, Iterator
+from typing import IO
 
 CHUNK = 1 << 20
 
@@ -105,7 +106,9 @@ def _extract(archive: tarfile.TarFile, member: tarfile.TarInfo, root: Path) -> N
 
 
 def _link(member: tarfile.TarInfo, target: Path, root: Path) -> None:
-    destination = posixpath.normpath(posixpath.join(posixpath.dirname(member.name), member.linkname))
+    destination = posixpath.normpath(
+        posixpath.join(posixpath.dirname(member.name), member.linkname)
+    )
     if member.linkname.startswith("/") or destination == ".." or destination.startswith("../"):
         raise SnapshotRefused(f"link {member.name!r} -> {member.linkname!r} leaves the code folder")
     target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
@@ -145,7 +148,9 @@ def _download(url: str) -> Iterator[bytes]:
 def main() -> int:
     env = os.environ
     digest, folder = env["TRAINPORT_CODE_DIGEST"], Path(env["TRAINPORT_CODE_DIR"])
-    url = _presigned(env["TRAINPORT_API_URL"], env["TRAINPORT_RUN_ID"], env["TRAINPORT_RUN_TOKEN"], digest)
+    url = _presigned(
+        env["TRAINPORT_API_URL"], env["TRAINPORT_RUN_ID"], env["TRAINPORT_RUN_TOKEN"], digest
+    )
     try:
         size = unpack(_download(url), digest, folder)
     except SnapshotRefused as refused:

@@ -125,7 +125,7 @@ def _git(
     env = _environment(source, _pinned(source.url, settings), str(cwd))
     try:
         done = subprocess.run(  # noqa: S603 - fixed git subcommands; the URL comes after `--`
-            ["git", *args], cwd=cwd, env=env, capture_output=True,
+            ["git", *args], cwd=cwd, env=env, capture_output=True,  # noqa: S607 - git on PATH
             timeout=settings.git_timeout_seconds, check=False,
         )  # fmt: skip
     except subprocess.TimeoutExpired:

@@ -72,7 +72,9 @@ def _resolved(body: RunCreate, settings: Settings) -> RunCreate:
     try:
         commit = git.resolve(source, settings)
     except git.RefNotFound as missing:
-        raise InvalidInput(str(missing), [FieldError("/git/ref", "no such branch or tag")]) from None
+        raise InvalidInput(
+            str(missing), [FieldError("/git/ref", "no such branch or tag")]
+        ) from None
     except git.GitUnavailable:
         return body  # unreachable from here now: the worker resolves it at the first launch
     pinned = spec.model_copy(update={"commit": commit})

@@ -24,9 +24,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.checkpoints.repository import at_step, of_run
+from core.code.snapshots import ShippedCode
 from core.datasets.pinning import pinned
 from core.models import Checkpoint, Cluster, Run, RunAttempt, RunProvenance, utcnow
-from core.code.snapshots import ShippedCode
 from core.provenance.signing import canonical
 
 SCHEMA_VERSION = 2

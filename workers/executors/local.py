@@ -51,6 +51,7 @@ from typing import Any
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
+from core.code.fetch import unpack
 from core.logs import LogStore
 from core.runs.recipes import launch_command, recipe_environment
 from core.runs.states import StatusReason
@@ -60,7 +61,6 @@ from workers.executors.base import (
     RankObservation,
     RankPhase,
 )
-from core.code.fetch import unpack
 from workers.executors.local_attempt import (
     AttemptFiles,
     attempt_files,
@@ -493,7 +493,9 @@ def _unpack_code(request: LaunchRequest, workdir: Path) -> None:
         raise LaunchRefused(f"cannot unpack code snapshot {code.digest}: {failed}") from None
     cwd = _working_dir(workdir, request.spec)
     if not cwd.is_dir():
-        raise LaunchRefused(f"working_dir {request.spec.get('working_dir')!r} is not a folder of the code")
+        raise LaunchRefused(
+            f"working_dir {request.spec.get('working_dir')!r} is not a folder of the code"
+        )
 
 
 def _working_dir(workdir: Path, spec: dict[str, Any]) -> Path:
