@@ -4,7 +4,7 @@
 (`code/<hex>/<upload id>/snapshot.tar`), hashing it on the way, with no transaction open; a
 body that does not hash to `digest` is deleted and refused (422 `digest_mismatch`): a client
 cannot claim a digest for other bytes. A short transaction then records the snapshot, or finds
-that a concurrent upload recorded it first (the later copy is deleted). Snapshots are per org: another
+that a concurrent upload recorded it first. Snapshots are per org: another
 org's digest is unknown here even when the bytes are the same.
 """
 
