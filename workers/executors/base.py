@@ -35,6 +35,15 @@ class CodeToRun:
     chunks: Callable[[], Iterator[bytes]] | None = field(default=None, repr=False)
 
 
+def resolve_command(command: list[str], cwd: str) -> list[str]:
+    """A relative `command[0]` (`./train.sh`, `scripts/run.sh`) names a file of the working
+    directory, on every executor; a bare name (`python`) is looked up on PATH as always."""
+    first = command[0]
+    if "/" in first and not first.startswith("/"):
+        return [f"{cwd.rstrip('/')}/{first.removeprefix('./')}", *command[1:]]
+    return command
+
+
 @dataclass(frozen=True)
 class LaunchRequest:
     """Everything needed to start one attempt; `env` holds the platform's TRAINPORT_* values.

@@ -60,6 +60,7 @@ from workers.executors.base import (
     LaunchRequest,
     RankObservation,
     RankPhase,
+    resolve_command,
 )
 from workers.executors.local_attempt import (
     AttemptFiles,
@@ -307,7 +308,7 @@ class LocalExecutor:
             "run_id": request.run_id,
             "attempt": request.attempt,
             "rank": rank,
-            "command": resolve_command(command, cwd),
+            "command": resolve_command(command, str(cwd)),
             "workdir": str(cwd),
             "log_root": str(self._log_root),
             "pid_path": str(files.rank_file(rank, "pid")),
@@ -502,15 +503,6 @@ def _working_dir(workdir: Path, spec: dict[str, Any]) -> Path:
     """Where the command starts: `working_dir` inside the code, else the code's root."""
     inside = spec.get("working_dir")
     return workdir / inside if inside else workdir
-
-
-def resolve_command(command: list[str], cwd: Path) -> list[str]:
-    """A relative `command[0]` (`./train.sh`, `scripts/run.sh`) names a file of the working
-    directory, wherever the process starts from; a bare name (`python`) is looked up on PATH."""
-    first = command[0]
-    if "/" in first and not first.startswith("/"):
-        return [str(cwd / first), *command[1:]]
-    return command
 
 
 def _dataset_folders(env: dict[str, str]) -> list[Path]:
