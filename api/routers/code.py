@@ -23,7 +23,7 @@ from core.code import snapshots
 from core.code.schemas import CodeSnapshotOut
 from core.models import CodeSnapshot
 from core.settings import Settings
-from core.tenants.schemas import Principal
+from core.tenants.schemas import Principal, Role
 
 router = APIRouter(prefix="/v1/code", tags=["code"], route_class=UnitOfWorkRoute)
 Digest = Annotated[
@@ -66,6 +66,7 @@ async def put_snapshot(
 ) -> CodeSnapshotOut:
     """Upload an archive whose sha256 is `digest` → 201; 200 when the org already has it
     (the body is then not read); 422 `digest_mismatch` when the bytes are not the digest's."""
+    caller.require(Role.MEMBER)  # before anything, even an answer that the org has it
     existing = await run_in_threadpool(snapshots.find, session, caller.org_id, digest)
     if existing is not None:
         response.status_code = status.HTTP_200_OK

@@ -68,7 +68,7 @@ def get(session: Session, caller: Principal, digest: str) -> CodeSnapshot:
         raise NotFound(
             f"Code snapshot {digest} is not in this organisation's store: upload it with "
             f"PUT /v1/code/{digest} (the CLI and SDK do, for a run's `workdir`)."
-        ).with_code("code_snapshot_not_found")
+        )
     return found
 
 

@@ -68,7 +68,7 @@ def test_snapshots_belong_to_their_org(api: TestClient) -> None:
     assert api.head(f"/v1/code/{digest}", headers=other.headers).status_code == 404
     missing = api.get(f"/v1/code/{digest}", headers=other.headers)
     assert missing.status_code == 404
-    assert missing.json()["code"] == "code_snapshot_not_found"
+    assert missing.json()["code"] == "not_found"
 
 
 def test_a_viewer_cannot_upload(api: TestClient) -> None:
