@@ -27,17 +27,16 @@ from core import outbox
 from core.datasets.pinning import pin_datasets
 from core.models import Run, RunEvent, utcnow
 from core.runs.attempts import Grant, open_attempt
+from core.runs.schemas import LOCAL_IMAGE_WARNING
 from core.runs.states import RunStatus, StatusReason, transition
 from core.scheduling import repository
 from core.scheduling.clusters import list_clusters, lock_clusters
-
-LOCAL_EXECUTOR = "local"
-from core.runs.schemas import LOCAL_IMAGE_WARNING
 from core.scheduling.planner import Candidate, Needs, fits_anywhere, plan_admissions
 from core.scheduling.snapshot import load_snapshot, total_capacity
 from core.settings import LocalImagePolicy, Settings
 
 ACCEPT_BATCH = 1000
+LOCAL_EXECUTOR = "local"  # the executor kind that runs commands as host processes
 
 
 @dataclass(frozen=True)
