@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import shutil
 import statistics
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import trainport
@@ -38,7 +40,7 @@ DB = "trainport_bench_workdir"
 
 
 def make_folder(root: Path, megabytes: int) -> int:
-    rng = __import__("random").Random(14)
+    rng = random.Random(14)
     total = 0
     for index in range(2000):
         path = root / f"pkg{index % 40}" / f"module_{index}.py"
@@ -55,9 +57,9 @@ def make_folder(root: Path, megabytes: int) -> int:
     return total
 
 
-def timed(action: object) -> float:
+def timed(action: Callable[[], object]) -> float:
     start = time.perf_counter()
-    action()  # type: ignore[operator]
+    action()
     return time.perf_counter() - start
 
 
@@ -81,8 +83,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="workdir-bench-") as scratch:
         root = Path(scratch)
         size = make_folder(root / "project", args.mb)
-        env = {"TRAINPORT_DATABASE_URL": url, "TRAINPORT_STATE_DIR": str(root / "state"),
-               "TRAINPORT_MAX_CODE_SNAPSHOT_BYTES": str(4 * 2**30), "TRAINPORT_LOG_LEVEL": "WARNING"}  # fmt: skip
+        env = {
+            "TRAINPORT_DATABASE_URL": url,
+            "TRAINPORT_STATE_DIR": str(root / "state"),
+            "TRAINPORT_MAX_CODE_SNAPSHOT_BYTES": str(4 * 2**30),
+            "TRAINPORT_LOG_LEVEL": "WARNING",
+        }
         with serve("api.main:app", "/readyz", env, root / "api.log") as served:
             client = trainport.Client(base_url=f"http://127.0.0.1:{served.port}", api_key=key)
             rounds = [one_round(client, root, round_) for round_ in range(args.rounds)]
