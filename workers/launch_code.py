@@ -15,6 +15,7 @@ What it cannot get (an unreachable repository, a missing password secret) fails 
 from __future__ import annotations
 
 import functools
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,7 +103,6 @@ def _from_git(factory: sessionmaker[Session], settings: Settings, plan: _Plan) -
 
 
 def _digest(archive: Any) -> str:
-    import hashlib
 
     digest = hashlib.sha256()
     with archive.open("rb") as source:

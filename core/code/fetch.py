@@ -2,7 +2,7 @@
 
 A snapshot is an uncompressed tar archive; its identity is `sha256:<hex>` of the archive's
 bytes. The local executor unpacks from the store with `unpack`; on Kubernetes an init container
-runs this file as a script (`python3 -c <this source>`, so any image with Python 3.8+ will do,
+runs this file as a script (`python3 -c <this source>`, so any image with Python 3.9+ will do,
 with nothing of ours installed): it asks the API, with the run's token, for a presigned URL of
 `code/<digest>` (core/run_storage) and unpacks what it downloads. The pod holds no storage
 credential.
