@@ -36,7 +36,7 @@ def _head(digest: str) -> APIRequest:
 
 
 def _put(packed: Packed, progress: Progress | None, body: Callable[[], Any]) -> APIRequest:
-    headers = {"Content-Type": "application/x-tar", "Content-Length": str(packed.size)}
+    headers = {"Content-Type": "application/octet-stream", "Content-Length": str(packed.size)}
     path = f"/v1/code/{segment(packed.digest)}"
     return APIRequest("PUT", path, headers=headers, content=body, timeout=TIMEOUT)
 
