@@ -77,5 +77,4 @@ def _resolved(body: RunCreate, settings: Settings) -> RunCreate:
         ) from None
     except git.GitUnavailable:
         return body  # unreachable from here now: the worker resolves it at the first launch
-    pinned = spec.model_copy(update={"commit": commit})
-    return body.model_copy(update={"git": pinned})
+    return body.completed(git=spec.model_copy(update={"commit": commit}))

@@ -16,6 +16,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     field_validator,
     model_validator,
 )
@@ -267,3 +268,16 @@ class RunCreate(RunSpec):
     project: str | None = Field(
         default=None, max_length=63, description="project name or id; the key's or `default`"
     )
+    # The body as the client sent it, when the API completed it (a git ref resolved to a
+    # commit): an Idempotency-Key's retry is the same request even if the branch moved since.
+    _as_sent: dict[str, Any] | None = PrivateAttr(default=None)
+
+    def as_sent(self) -> dict[str, Any]:
+        """What the Idempotency-Key's fingerprint is taken of."""
+        return self._as_sent if self._as_sent is not None else self.model_dump(mode="json")
+
+    def completed(self, **fields: Any) -> RunCreate:
+        """This body with fields the API filled in, remembering what was sent."""
+        done = self.model_copy(update=fields)
+        done._as_sent = self.as_sent()
+        return done

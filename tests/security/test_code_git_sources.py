@@ -4,6 +4,7 @@ the URL; git is pinned to the address that was vetted."""
 
 from __future__ import annotations
 
+import subprocess
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -105,3 +106,53 @@ def test_git_is_pinned_to_the_vetted_address() -> None:
     env = git._environment(git.GitSource("https://x", password="tok3n"), config, "/tmp")
     assert "tok3n" not in " ".join(env.values())  # only base64, in git's environment
     assert env["GIT_CONFIG_NOSYSTEM"] == "1"
+
+
+def commit_to(repo: Path, work: Path, text: str) -> str:
+    git = ["git", "-c", "user.email=t@example.com", "-c", "user.name=t"]
+    (work / "train.py").write_text(text)
+    subprocess.run([*git, "add", "-A"], cwd=work, check=True)
+    subprocess.run([*git, "commit", "-qm", text], cwd=work, check=True)
+    subprocess.run(["git", "push", "-q", str(repo), "HEAD:main"], cwd=work, check=True)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=work, capture_output=True, text=True)
+    return head.stdout.strip()
+
+
+@pytest.fixture
+def repository(tmp_path: Path) -> tuple[Path, Path]:
+    repo, work = tmp_path / "repo.git", tmp_path / "work"
+    subprocess.run(["git", "init", "-q", "--bare", str(repo)], check=True)
+    subprocess.run(["git", "init", "-q", str(work)], check=True)
+    return repo, work
+
+
+def test_the_ref_is_pinned_at_submit_and_a_retry_replays_after_the_branch_moved(
+    postgres_url: str, tmp_path: Path, repository: tuple[Path, Path]
+) -> None:
+    repo, work = repository
+    first = commit_to(repo, work, "print(1)")
+    # Entered: the lifespan opens the event-loop pool, so creates take the one-statement path.
+    with api_with(postgres_url, tmp_path, git_allow_file_urls=True) as client:
+        tenant = make_tenant(client)
+        body = {**RUN, "git": {"url": repo.as_uri(), "ref": "main"}}
+        headers = {**tenant.headers, "Idempotency-Key": "submit-once"}
+        created = client.post("/v1/runs", json=body, headers=headers)
+        assert created.status_code == 201, created.text
+        assert created.json()["spec"]["git"]["commit"] == first
+        commit_to(repo, work, "print(2)")  # the branch moves before the client's retry
+        retried = client.post("/v1/runs", json=body, headers=headers)
+    assert retried.status_code == 201, retried.text
+    assert retried.headers["idempotent-replayed"] == "true"
+    assert retried.json()["id"] == created.json()["id"]
+    assert retried.json()["spec"]["git"]["commit"] == first
+
+
+def test_a_ref_the_repository_does_not_have_is_refused_at_submit(
+    postgres_url: str, tmp_path: Path, repository: tuple[Path, Path]
+) -> None:
+    repo, work = repository
+    commit_to(repo, work, "print(1)")
+    client = api_with(postgres_url, tmp_path, git_allow_file_urls=True)
+    response = submit(client, url=repo.as_uri(), ref="no-such-branch")
+    assert_problem(response, 422, "validation_error")
+    assert response.json()["errors"][0]["pointer"] == "/git/ref"
