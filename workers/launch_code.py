@@ -27,6 +27,7 @@ from core.db import session_scope
 from core.errors import TrainportError
 from core.models import Run, RunProvenance
 from core.provenance.record import shipped_digest
+from core.runs.states import RunStatus
 from core.secrets.service import LaunchSecretsMissing, resolve_git_password
 from core.settings import Settings
 from workers.executors.base import CodeToRun
@@ -59,7 +60,9 @@ def code_for_launch(
 
 def _load(session: Session, settings: Settings, run_id: str) -> _Plan | None:
     run = session.get(Run, run_id)
-    if run is None or not (run.spec.get("workdir") or run.spec.get("git")):
+    if run is None or run.status != RunStatus.STARTING:
+        return None  # moved on: the launch step says so, and nothing is fetched for it
+    if not (run.spec.get("workdir") or run.spec.get("git")):
         return None
     spec = dict(run.spec)
     digest = spec.get("workdir") or shipped_digest(session.get(RunProvenance, run.id))
