@@ -113,7 +113,9 @@ class UnitOfWorkRoute(APIRoute):
             if kind is not None:  # before the body is read: see the module docstring
                 await authenticate_first(request, kind, on_loop)
             check_query(query, request)
-            if media and _has_body(request) and not reads_media(media, media_type(request)):
+            # RFC 9110 8.3: a body without a Content-Type may be taken as octet-stream.
+            sent = media_type(request) or OCTET_STREAM
+            if media and _has_body(request) and not reads_media(media, sent):
                 raise UnsupportedMediaType(media, media_type(request))
             return await handler(await self.prepare_body(request))
 
@@ -129,6 +131,9 @@ class UnitOfWorkRoute(APIRoute):
     async def prepare_body(self, request: Request) -> Request:
         """The request as the route's handler should read it (YamlBodyRoute converts YAML)."""
         return request
+
+
+OCTET_STREAM = "application/octet-stream"
 
 
 def _has_body(request: Request) -> bool:

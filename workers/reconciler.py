@@ -39,6 +39,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import outbox
+from core.code.snapshots import ShippedCode
 from core.db import session_scope
 from core.models import Cluster, Run, RunAttempt, RunProgress, TaskDelivery, utcnow
 from core.outbox import Task
@@ -51,12 +52,14 @@ from core.settings import Settings
 from workers.executors.base import (
     AttemptObservation,
     AttemptPhase,
+    CodeToRun,
     Executor,
     LaunchRequest,
     RankPhase,
     classify_attempt,
 )
 from workers.executors.registry import UnknownExecutor, Where
+from workers.launch_code import CodeUnavailable, code_for_launch
 
 LOCAL = Where("local", "local")  # runs admitted before clusters were recorded ran here
 ACTIVE = (RunStatus.STARTING, RunStatus.RUNNING, RunStatus.STOPPING)
@@ -104,8 +107,17 @@ class Summary:
 
 def launch_attempt(ctx: WorkerContext, run_id: str, attempt: int) -> str:
     """Start (or adopt) attempt `attempt` of a `starting` run; what happened, in a word."""
+    try:
+        code = code_for_launch(ctx.factory, ctx.settings, run_id)  # git and storage: no txn
+    except CodeUnavailable as missing:
+        with session_scope(ctx.factory) as session:
+            run = session.get(Run, run_id, with_for_update=True)
+            if run is None or run.status != RunStatus.STARTING or run.attempt != attempt:
+                return "moved on"
+            _fail(session, run, f"launch refused: {missing}")
+        return "refused"
     with session_scope(ctx.factory) as session:
-        prepared = _prepare_launch(session, ctx.settings, run_id, attempt)
+        prepared = _prepare_launch(session, ctx.settings, run_id, attempt, code)
     if isinstance(prepared, str):
         return prepared
     request, where = prepared
@@ -117,7 +129,11 @@ def launch_attempt(ctx: WorkerContext, run_id: str, attempt: int) -> str:
 
 
 def _prepare_launch(
-    session: Session, settings: Settings, run_id: str, attempt: int
+    session: Session,
+    settings: Settings,
+    run_id: str,
+    attempt: int,
+    code: tuple[ShippedCode, CodeToRun] | None = None,
 ) -> tuple[LaunchRequest, Where] | str:
     run = session.get(Run, run_id, with_for_update=True)
     if run is None or run.status != RunStatus.STARTING or run.attempt != attempt:
@@ -137,10 +153,11 @@ def _prepare_launch(
     except LaunchSecretsMissing as missing:
         _fail(session, run, f"launch refused: {missing}")
         return "refused"
-    env = launch_environment(session, run, attempt, settings)
+    env = launch_environment(session, run, attempt, settings, code[0] if code else None)
     request = LaunchRequest(
-        run.id, run.org_id, attempt, dict(run.spec), env, run.project_id, secrets
-    )
+        run.id, run.org_id, attempt, dict(run.spec), env, run.project_id, secrets,
+        code[1] if code else None,
+    )  # fmt: skip
     return request, _where(session, run_id, attempt)
 
 

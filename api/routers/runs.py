@@ -23,6 +23,7 @@ from api.edge import count_org, count_org_from_thread
 from api.etags import IF_MATCH, list_etag, matches, parse_if_match, run_etag
 from api.yaml_body import YamlBodyRoute
 from core.aio import AsyncDatabase
+from core.code import sources as code_sources
 from core.db import read_scope, session_scope
 from core.idempotency import KEY_PATTERN
 from core.pagination import EVENT_CURSOR, MAX_PAGE_SIZE, RUN_CURSOR
@@ -32,6 +33,7 @@ from core.runs.schemas import RunEventPage, RunOut, RunPage, RunPatch
 from core.runs.spec import LABEL_SELECTOR, RESERVED_SELECTOR, RunCreate
 from core.runs.states import RunStatus
 from core.runs.watch import wait_for_change
+from core.settings import Settings
 from core.tenants import run_tokens
 from core.tenants import service as tenants
 from core.tenants.schemas import Principal
@@ -113,6 +115,8 @@ async def create_run(
     ] = None,
 ) -> Response:
     """Submit a run (JSON or YAML). Repeat with the same `Idempotency-Key` to retry safely."""
+    if code_sources.needs_checks(body, settings):
+        body = await run_in_threadpool(_checked_code, request, caller, settings, body)
     db: AsyncDatabase | None = request.app.state.async_db
     if db is not None:
         # On PostgreSQL: on the event loop, written in one statement (core/runs/creation.py);
@@ -141,6 +145,14 @@ async def create_run(
             return _run_json(run, status.HTTP_201_CREATED, headers)
 
     return await run_in_threadpool(submit)
+
+
+def _checked_code(
+    request: Request, caller: Principal, settings: Settings, body: RunCreate
+) -> RunCreate:
+    """The code source checked (and a git ref resolved) in a session of its own."""
+    with session_scope(request.app.state.sessionmaker) as session:
+        return code_sources.check_at_submit(session, caller, settings, body)
 
 
 @router.get("", response_model=RunPage, responses=NOT_MODIFIED)

@@ -75,7 +75,7 @@ def create_run(
         _admit(session, caller, waiting)
         return Created(_insert_run(session, caller, body), replayed=False)
     idempotency.validate_key(idempotency_key)
-    fingerprint = idempotency.request_hash(body.model_dump(mode="json"))
+    fingerprint = idempotency.request_hash(body.as_sent())
     earlier = idempotency.find(session, caller.org_id, idempotency_key, fingerprint)
     if earlier is not None:
         return _replay(session, caller, earlier)

@@ -18,6 +18,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -224,10 +225,40 @@ class DataSpec(StrictModel):
 
 
 class CodeRef(StrictModel):
-    """Where the training code came from, for the provenance record."""
+    """Where the training code came from, in the submitter's words: recorded in the provenance
+    record as `reported` (the platform checks none of it; `workdir` and `git` it observes)."""
 
     repo: str = Field(min_length=1, max_length=512)
     commit: str = Field(pattern=r"^[0-9a-fA-F]{7,64}$")
+    dirty: bool | None = Field(
+        default=None, description="uncommitted changes in the packed working tree (the CLI's word)"
+    )
+
+
+class GitSpec(StrictModel):
+    """A repository the platform fetches the run's code from (core/code/git.py)."""
+
+    url: str = Field(min_length=1, max_length=512, description="https:// (or an allowed file://)")
+    ref: str | None = Field(
+        default=None,
+        max_length=255,
+        pattern=r"^[A-Za-z0-9_][-A-Za-z0-9._/]*$",
+        description="branch or tag; default the remote's HEAD",
+    )
+    commit: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{40}([0-9a-f]{24})?$",
+        description="pinned commit; resolved from `ref` at submit when the server can reach it",
+    )
+    username: str | None = Field(default=None, min_length=1, max_length=255)
+    password: SecretRef | None = Field(default=None, description="{secret: NAME}: a token")
+
+
+def _working_dir(value: str) -> str:
+    parts = value.split("/")
+    if value.startswith("/") or "\\" in value or any(p in {"", ".", ".."} for p in parts):
+        raise ValueError("must be a relative path inside the code, without '.' or '..' parts")
+    return value
 
 
 class CheckpointSpec(StrictModel):
@@ -360,6 +391,15 @@ class RunSpec(StrictModel):
     labels: Labels = Field(default_factory=dict)
     checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)
     code: CodeRef | None = Field(default=None, description="git repo and commit, for provenance")
+    workdir: str | None = Field(
+        default=None,
+        pattern=r"^sha256:[0-9a-f]{64}$",
+        description="the digest of an uploaded code snapshot (the CLI and SDK upload a folder)",
+    )
+    git: GitSpec | None = Field(default=None, description="a repository to fetch the code from")
+    working_dir: (
+        Annotated[str, Field(min_length=1, max_length=1024), AfterValidator(_working_dir)] | None
+    ) = Field(default=None, description="inside the code; default its root")
 
     @model_validator(mode="after")
     def _command_or_recipe(self) -> RunSpec:
@@ -367,6 +407,10 @@ class RunSpec(StrictModel):
             raise ValueError("give exactly one of `command` or `recipe`")
         if self.parameters is not None and self.recipe is None:
             raise ValueError("`parameters` go with a `recipe`")
+        if self.workdir is not None and self.git is not None:
+            raise ValueError("give at most one code source: `workdir` or `git`")
+        if self.working_dir is not None and self.workdir is None and self.git is None:
+            raise ValueError("`working_dir` goes with a code source (`workdir` or `git`)")
         return self
 
 
@@ -376,3 +420,16 @@ class RunCreate(RunSpec):
     project: str | None = Field(
         default=None, max_length=63, description="project name or id; the key's or `default`"
     )
+    # The body as the client sent it, when the API completed it (a git ref resolved to a
+    # commit): an Idempotency-Key's retry is the same request even if the branch moved since.
+    _as_sent: dict[str, Any] | None = PrivateAttr(default=None)
+
+    def as_sent(self) -> dict[str, Any]:
+        """What the Idempotency-Key's fingerprint is taken of."""
+        return self._as_sent if self._as_sent is not None else self.model_dump(mode="json")
+
+    def completed(self, **fields: Any) -> RunCreate:
+        """This body with fields the API filled in, remembering what was sent."""
+        done = self.model_copy(update=fields)
+        done._as_sent = self.as_sent()
+        return done

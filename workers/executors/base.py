@@ -8,6 +8,7 @@ attempt twice adopts what exists instead of starting a second copy.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, Protocol
@@ -22,6 +23,25 @@ class RankPhase(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     LOST = "lost"  # the executor can no longer find it (process vanished, node gone)
+
+
+@dataclass(frozen=True)
+class CodeToRun:
+    """The code snapshot an attempt runs (its digest, checked when unpacked), where inside it
+    the command starts, and how this worker reads the snapshot's bytes from the store."""
+
+    digest: str
+    working_dir: str | None = None
+    chunks: Callable[[], Iterator[bytes]] | None = field(default=None, repr=False)
+
+
+def resolve_command(command: list[str], cwd: str) -> list[str]:
+    """A relative `command[0]` (`./train.sh`, `scripts/run.sh`) names a file of the working
+    directory, on every executor; a bare name (`python`) is looked up on PATH as always."""
+    first = command[0]
+    if "/" in first and not first.startswith("/"):
+        return [f"{cwd.rstrip('/')}/{first.removeprefix('./')}", *command[1:]]
+    return command
 
 
 @dataclass(frozen=True)
@@ -40,6 +60,7 @@ class LaunchRequest:
     env: dict[str, str] = field(default_factory=dict)
     project_id: str = ""  # for the executor's labels; empty where unknown
     secrets: LaunchSecrets = field(default_factory=LaunchSecrets)
+    code: CodeToRun | None = None  # the run's `workdir` or `git` source, as a snapshot
 
 
 @dataclass(frozen=True)

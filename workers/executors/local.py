@@ -52,6 +52,7 @@ from typing import Any
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
+from core.code.fetch import unpack
 from core.log_archive import LogArchive
 from core.logs import LogKey, LogStore
 from core.runs.recipes import launch_command, recipe_environment
@@ -61,6 +62,7 @@ from workers.executors.base import (
     LaunchRequest,
     RankObservation,
     RankPhase,
+    resolve_command,
 )
 from workers.executors.local_attempt import (
     AttemptFiles,
@@ -187,7 +189,8 @@ class LocalExecutor:
         self.sandbox.give(writable, uid)
         datasets = _dataset_folders(env)
         self.sandbox.show(datasets)
-        return self.sandbox.argv(uid, writable, datasets, files.workdir, network)
+        cwd = _working_dir(files.workdir, request.spec)
+        return self.sandbox.argv(uid, writable, datasets, cwd, network)
 
     def _network(
         self, files: AttemptFiles, request: LaunchRequest, env: dict[str, str]
@@ -217,13 +220,14 @@ class LocalExecutor:
             "master_port": _free_port(),
             "launched_at": time.time(),
         }
+        for folder in (files.workdir, files.folder / "ranks", files.checkpoints):
+            folder.mkdir(parents=True, exist_ok=True)
         try:
             _check_launchable(request.spec)
             self._environment(files, request, plan)
+            _unpack_code(request, files.workdir)
         except LaunchRefused as refused:
             plan["refused"] = str(refused)
-        for folder in (files.workdir, files.folder / "ranks", files.checkpoints):
-            folder.mkdir(parents=True, exist_ok=True)
         write_atomically(files.launch_path, plan, exclusive=False)
         if plan.get("refused"):
             self._record_refusal(files, request, plan)
@@ -306,13 +310,15 @@ class LocalExecutor:
     ) -> dict[str, Any]:
         # No time limits here: the reconciler enforces them from the run as it is now
         # (core/runs/time_limits.py), so an edited max_duration applies to the running attempt.
+        cwd = _working_dir(files.workdir, request.spec)
+        # Recipes run with the worker's interpreter, which has `trainport` installed.
+        command = launch_command(request.spec, sys.executable)
         return {
             "run_id": request.run_id,
             "attempt": request.attempt,
             "rank": rank,
-            # Recipes run with the worker's interpreter, which has `trainport` installed.
-            "command": launch_command(request.spec, sys.executable),
-            "workdir": str(files.workdir),
+            "command": resolve_command(command, str(cwd)),
+            "workdir": str(cwd),
             "log_root": str(self._log_root),
             "pid_path": str(files.rank_file(rank, "pid")),
             "exit_path": str(files.rank_file(rank, "exit")),
@@ -500,6 +506,28 @@ def _spec_env(request: LaunchRequest) -> dict[str, str]:
     if request.secrets.values:
         env[REDACT_VARIABLE] = json.dumps(sorted(request.secrets.values.values()))
     return env
+
+
+def _unpack_code(request: LaunchRequest, workdir: Path) -> None:
+    """The run's code snapshot, unpacked into the attempt's working folder (digest checked)."""
+    code = request.code
+    if code is None or code.chunks is None:
+        return
+    try:
+        unpack(code.chunks(), code.digest, workdir)
+    except Exception as failed:  # a refused archive, or the store: the attempt cannot start
+        raise LaunchRefused(f"cannot unpack code snapshot {code.digest}: {failed}") from None
+    cwd = _working_dir(workdir, request.spec)
+    if not cwd.is_dir():
+        raise LaunchRefused(
+            f"working_dir {request.spec.get('working_dir')!r} is not a folder of the code"
+        )
+
+
+def _working_dir(workdir: Path, spec: dict[str, Any]) -> Path:
+    """Where the command starts: `working_dir` inside the code, else the code's root."""
+    inside = spec.get("working_dir")
+    return workdir / inside if inside else workdir
 
 
 def _dataset_folders(env: dict[str, str]) -> list[Path]:

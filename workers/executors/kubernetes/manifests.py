@@ -22,16 +22,21 @@ import base64
 import hashlib
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from kubernetes import client as k
 
+from core.code import fetch
 from core.runs.recipes import launch_command, recipe_environment
-from workers.executors.base import LaunchRequest
+from workers.executors.base import LaunchRequest, resolve_command
 from workers.executors.kubernetes import naming
 
 CONTAINER = "trainer"
 CHECKPOINT_DIR = "/checkpoints"
+CODE_DIR = "/code"  # the run's code snapshot, unpacked by the init container (issue 14)
+CODE_FETCHER = "code"
+FETCH_PROGRAM = Path(fetch.__file__).read_text()  # stdlib only: runs on any Python 3.9+ image
 NEVER_SUCCEEDS = [126, 127]  # not executable / command not found: a retry cannot help
 IMAGE_PULL_POLICY = "IfNotPresent"
 
@@ -54,6 +59,7 @@ class ClusterConfig:
     queue_name: str | None = None
     rendezvous_port: int = 29500
     checkpoint_claim: str | None = None
+    code_fetcher_image: str | None = None  # default: the run's own image
     ttl_seconds_after_finished: int = 3600
     installation: str = "default"  # labels every object; see core.installation
 
@@ -180,6 +186,7 @@ def _pod_template(request: LaunchRequest, config: ClusterConfig) -> k.V1PodTempl
         security_context=k.V1PodSecurityContext(
             run_as_non_root=True, seccomp_profile=k.V1SeccompProfile(type="RuntimeDefault")
         ),
+        init_containers=[_code_fetcher(request, config)] if request.code else None,
         containers=[_container(request, config)],
         volumes=_volumes(request, config),
         node_selector={config.gpu_type_label: gpu_type} if gpu_type else None,
@@ -192,26 +199,66 @@ def _pod_template(request: LaunchRequest, config: ClusterConfig) -> k.V1PodTempl
 
 
 def _container(request: LaunchRequest, config: ClusterConfig) -> k.V1Container:
-    command = [literal(part) for part in launch_command(request.spec, "python")]
+    cwd = working_dir(request)
+    command = launch_command(request.spec, "python")
+    command = resolve_command(command, cwd) if cwd else command
     mounts = [k.V1VolumeMount(name="dshm", mount_path="/dev/shm")]  # noqa: S108 - shared memory
     if config.checkpoint_claim:
         mounts.append(
             k.V1VolumeMount(name="checkpoints", mount_path=CHECKPOINT_DIR, sub_path=request.run_id)
         )
+    if request.code:
+        mounts.append(k.V1VolumeMount(name="code", mount_path=CODE_DIR))
     return k.V1Container(
         name=CONTAINER,
         image=request.spec.get("image") or config.default_image,
         image_pull_policy=IMAGE_PULL_POLICY,
-        command=command,
+        command=[literal(part) for part in command],
+        working_dir=cwd,
         env=_env(request, config),
         resources=_resources(request.spec.get("compute") or {}, config),
         volume_mounts=mounts,
-        security_context=k.V1SecurityContext(
-            allow_privilege_escalation=False,
-            run_as_non_root=True,
-            capabilities=k.V1Capabilities(drop=["ALL"]),
-            seccomp_profile=k.V1SeccompProfile(type="RuntimeDefault"),
+        security_context=_restricted(),
+    )
+
+
+def _restricted() -> k.V1SecurityContext:
+    return k.V1SecurityContext(
+        allow_privilege_escalation=False,
+        run_as_non_root=True,
+        capabilities=k.V1Capabilities(drop=["ALL"]),
+        seccomp_profile=k.V1SeccompProfile(type="RuntimeDefault"),
+    )
+
+
+def working_dir(request: LaunchRequest) -> str | None:
+    """Where the trainer starts: `working_dir` inside the unpacked code, else its root; the
+    image's own working directory when the run ships no code."""
+    if request.code is None:
+        return None
+    inside = request.code.working_dir
+    return f"{CODE_DIR}/{inside}" if inside else CODE_DIR
+
+
+def _code_fetcher(request: LaunchRequest, config: ClusterConfig) -> k.V1Container:
+    """Fetches the run's snapshot into the `code` emptyDir before the trainer starts: a
+    presigned URL asked for with the run token (core/code/fetch.py), no storage credential."""
+    assert request.code is not None
+    wanted = ("TRAINPORT_API_URL", "TRAINPORT_RUN_ID", "TRAINPORT_RUN_TOKEN")
+    values = {name: request.env[name] for name in wanted if name in request.env}
+    values["TRAINPORT_RUN_ID"] = request.run_id
+    values |= {"TRAINPORT_CODE_DIGEST": request.code.digest, "TRAINPORT_CODE_DIR": CODE_DIR}
+    return k.V1Container(
+        name=CODE_FETCHER,
+        image=config.code_fetcher_image or request.spec.get("image") or config.default_image,
+        image_pull_policy=IMAGE_PULL_POLICY,
+        command=["python3", "-c", literal(FETCH_PROGRAM)],
+        env=[k.V1EnvVar(name=name, value=literal(value)) for name, value in values.items()],
+        resources=k.V1ResourceRequirements(
+            requests={"cpu": "100m", "memory": "128Mi"}, limits={"memory": "512Mi"}
         ),
+        volume_mounts=[k.V1VolumeMount(name="code", mount_path=CODE_DIR)],
+        security_context=_restricted(),
     )
 
 
@@ -237,6 +284,8 @@ def _volumes(request: LaunchRequest, config: ClusterConfig) -> list[k.V1Volume]:
     memory = (request.spec.get("compute") or {}).get("memory")
     shm = k.V1EmptyDirVolumeSource(medium="Memory", size_limit=str(memory) if memory else None)
     volumes = [k.V1Volume(name="dshm", empty_dir=shm)]
+    if request.code:
+        volumes.append(k.V1Volume(name="code", empty_dir=k.V1EmptyDirVolumeSource()))
     if config.checkpoint_claim:
         claim = k.V1PersistentVolumeClaimVolumeSource(claim_name=config.checkpoint_claim)
         volumes.append(k.V1Volume(name="checkpoints", persistent_volume_claim=claim))
