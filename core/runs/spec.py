@@ -20,6 +20,8 @@ from pydantic import (
     model_validator,
 )
 
+from core.metrics.from_logs import MAX_PATTERN_CHARS, MAX_PATTERNS, compile_pattern
+from core.runs.launcher import Launcher, check_launcher, launcher_of
 from core.runs.recipes import check_recipe
 from core.storable import check_storable
 
@@ -34,6 +36,7 @@ RESERVED_ENV_NAMES = frozenset(
     {"RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "NNODES"}
 )
 RESERVED_LABEL_PREFIX = "trainport.dev/"
+MAX_OUTPUT_GLOBS = 64
 MAX_DURATION_SECONDS = 30 * 24 * 3600
 _SUFFIX_SCALE = {
     "": 1.0, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
@@ -151,6 +154,42 @@ class CheckpointSpec(StrictModel):
     keep_last: int = Field(default=3, ge=1, le=100)
 
 
+def _relative_path(value: str) -> str:
+    """A path or glob inside the run's working directory: relative, `/`-separated, no `..`."""
+    segments = value.split("/")
+    if value.startswith("/") or "\\" in value or ".." in segments or "" in segments[:-1]:
+        raise ValueError(
+            f"{value!r} must be relative to the working directory, '/'-separated, without '..'"
+        )
+    if any(ord(c) < 32 for c in value):
+        raise ValueError(f"{value!r} holds a control character")
+    return value
+
+
+RelativePath = Annotated[str, Field(min_length=1, max_length=512), AfterValidator(_relative_path)]
+
+
+class LogMetricPattern(StrictModel):
+    """One `metrics.from_logs` entry: an RE2 pattern with a `step` group and metric groups."""
+
+    pattern: str = Field(min_length=1, max_length=MAX_PATTERN_CHARS)
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        compile_pattern(value)  # ValueError: the pattern's own message, at /metrics/...
+        return value
+
+
+class MetricsSpec(StrictModel):
+    """Metrics the platform collects without code (core/metrics/from_logs.py)."""
+
+    from_logs: list[LogMetricPattern] = Field(default_factory=list, max_length=MAX_PATTERNS)
+    tensorboard_dir: RelativePath | None = Field(
+        default=None, description="TensorBoard event files here (working directory) become series"
+    )
+
+
 def _check_env(env: dict[str, str | SecretRef]) -> dict[str, str | SecretRef]:
     for name in env:
         if not ENV_NAME.fullmatch(name):
@@ -208,6 +247,16 @@ class RunSpec(StrictModel):
     labels: Labels = Field(default_factory=dict)
     checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)
     code: CodeRef | None = Field(default=None, description="git repo and commit, for provenance")
+    launcher: Launcher | None = Field(
+        default=None,
+        description="none, torchrun or env; default none for one process on one node, else env",
+    )
+    outputs: list[RelativePath] = Field(
+        default_factory=list,
+        max_length=MAX_OUTPUT_GLOBS,
+        description="globs relative to the working directory, uploaded when an attempt ends",
+    )
+    metrics: MetricsSpec = Field(default_factory=MetricsSpec)
 
     @model_validator(mode="after")
     def _command_or_recipe(self) -> RunSpec:
@@ -215,6 +264,14 @@ class RunSpec(StrictModel):
             raise ValueError("give exactly one of `command` or `recipe`")
         if self.parameters is not None and self.recipe is None:
             raise ValueError("`parameters` go with a `recipe`")
+        return self
+
+    @model_validator(mode="after")
+    def _resolve_launcher(self) -> RunSpec:
+        """Store the launcher the run will get, so the run shows it (core/runs/launcher.py)."""
+        shape = self.model_dump(include={"launcher", "compute"}, mode="json")
+        check_launcher(shape)
+        self.launcher = launcher_of(shape)
         return self
 
 
