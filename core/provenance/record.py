@@ -37,6 +37,7 @@ LOCAL_IMAGE_UNUSED = (
     "the local executor runs the command as processes on the host: no image was pulled or run"
 )
 IMAGE_NOT_YET_SEEN = "the cluster has not reported the image it ran (yet)"
+LIVE_KEYS = ("attempts", "checkpoints", "outputs")  # added at each read, never frozen
 
 
 def platform_version() -> str:

@@ -247,7 +247,7 @@ def oom_kills(
         entries = [line.split(":", 2) for line in proc_cgroup.read_text().splitlines()]
     except OSError:
         return None
-    for _, controllers, path in entries:
+    for _, controllers, path in (entry for entry in entries if len(entry) == 3):
         if controllers == "":
             mounts, name = [root, root / "unified"], "memory.events"
         elif "memory" in controllers.split(","):
