@@ -96,7 +96,7 @@ def matches(root: Path, globs: list[str]) -> Iterator[tuple[Path, str]]:
 
 
 def _expanded(root: Path, pattern: str) -> list[Path]:
-    found = []
+    found: list[Path] = []
     for path in root.glob(pattern):
         if path.is_dir() and not path.is_symlink():
             found.extend(path.rglob("*"))  # 3.11 does not descend into linked folders
@@ -139,7 +139,7 @@ def loose_files(folder: Path) -> list[tuple[Path, str]]:
     if not folder.is_dir():
         return []
     root = folder.resolve()
-    found = []
+    found: list[tuple[Path, str]] = []
     for path in sorted(root.rglob("*")):
         relative = _inside(root, path)
         if relative is None:

@@ -185,9 +185,6 @@ class MetricsSpec(StrictModel):
     """Metrics the platform collects without code (core/metrics/from_logs.py)."""
 
     from_logs: list[LogMetricPattern] = Field(default_factory=list, max_length=MAX_PATTERNS)
-    tensorboard_dir: RelativePath | None = Field(
-        default=None, description="TensorBoard event files here (working directory) become series"
-    )
 
 
 def _check_env(env: dict[str, str | SecretRef]) -> dict[str, str | SecretRef]:

@@ -52,6 +52,7 @@ from trainport.training_models import (
     Manifest,
     Metrics,
     MetricSeries,
+    OutputFile,
     Provenance,
     Verdict,
 )
@@ -81,6 +82,7 @@ __all__ = [
     "Metrics",
     "NotFound",
     "Organization",
+    "OutputFile",
     "PermissionDenied",
     "PreconditionFailed",
     "Project",
