@@ -26,6 +26,7 @@ from api.routers import (
     health,
     logs,
     metrics,
+    outputs,
     provenance,
     quotas,
     run_storage,
@@ -138,6 +139,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(quotas.router)
     app.include_router(metrics.router)
     app.include_router(checkpoints.router)
+    app.include_router(outputs.router)
     app.include_router(run_storage.router)
     app.include_router(datasets.router)
     app.include_router(code.router)

@@ -534,3 +534,31 @@ class LogChunk(Base):
     start: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     lines: Mapped[int] = mapped_column(Integer)
     data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+# -- bring your own code (migration 0009, issue 14) ---------------------------------------------
+
+
+class RunOutput(Base):
+    """A file of a run's `outputs`, uploaded when its attempt ended: one per (attempt, path)."""
+
+    __tablename__ = "run_outputs"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
+    path: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    org_id: Mapped[str] = mapped_column(String(40))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LogMetricCursor(Base):
+    """How far `metrics.from_logs` has parsed one rank's log (bytes of whole lines)."""
+
+    __tablename__ = "log_metric_cursors"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rank: Mapped[int] = mapped_column(Integer, primary_key=True)
+    offset: Mapped[int] = mapped_column(BigInteger)

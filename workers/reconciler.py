@@ -59,11 +59,14 @@ from workers.executors.base import (
     classify_attempt,
 )
 from workers.executors.registry import UnknownExecutor, Where
+from workers.harvest import harvest
 from workers.launch_code import CodeUnavailable, code_for_launch
+from workers.log_metrics import tail_attempts
 
 LOCAL = Where("local", "local")  # runs admitted before clusters were recorded ran here
 ACTIVE = (RunStatus.STARTING, RunStatus.RUNNING, RunStatus.STOPPING)
 LIVE = (RunStatus.STARTING, RunStatus.RUNNING)  # what an attempt's own ending may settle
+ENDED = frozenset({AttemptPhase.SUCCEEDED, AttemptPhase.FAILED, AttemptPhase.SYSTEM_FAILED})
 log = logging.getLogger("trainport.reconciler")
 
 
@@ -186,6 +189,8 @@ def stop_run(ctx: WorkerContext, run_id: str) -> bool:
     executor = ctx.executors(where)
     if attempt and not executor.cancel(run_id, attempt):
         return False  # still inside the grace period: the next pass asks again
+    if attempt:
+        _keep_leftovers(ctx, executor, run_id, attempt)
     ending = Ending(AttemptOutcome.CANCELLED, StatusReason.USER_CANCELLED, "stopped on request")
     _apply_ending(ctx, run_id, attempt, ending, {RunStatus.STOPPING})
     if attempt:
@@ -210,6 +215,10 @@ def _apply_ending(
 def reconcile_once(ctx: WorkerContext) -> Summary:
     observed_at = utcnow()
     observed = _observe(ctx)  # before loading runs: what it shows was admitted before it
+    tail_attempts(  # before settling: an ended attempt's last lines count
+        ctx.factory,
+        [(o.run_id, o.attempt, _ended(o)) for _, o in observed.values()],
+    )
     with session_scope(ctx.factory) as session:
         active = _active_runs(session)
     summary = Summary()
@@ -346,6 +355,7 @@ def _observed(ctx: WorkerContext, run: ActiveRun, seen: AttemptObservation) -> b
         if run.status is RunStatus.STARTING:
             _mark_running(ctx, run, seen)
         return False
+    _keep_leftovers(ctx, ctx.executors(run.where), run.id, run.attempt)
     exit_code = 0 if outcome.phase is AttemptPhase.SUCCEEDED else _exit_code(seen)
     ending = Ending(
         AttemptOutcome(outcome.phase.value),
@@ -362,6 +372,22 @@ def _observed(ctx: WorkerContext, run: ActiveRun, seen: AttemptObservation) -> b
     if settled:
         ctx.executors(run.where).cleanup(run.id, run.attempt)
     return settled  # not settled: someone else did (or the run is stopping); a later pass tidies
+
+
+def _ended(seen: AttemptObservation) -> bool:
+    return classify_attempt(seen.ranks).phase in ENDED
+
+
+def _keep_leftovers(ctx: WorkerContext, executor: Executor, run_id: str, attempt: int) -> None:
+    """Outputs and loose checkpoint files, before the attempt is settled and cleaned up; a
+    failure is logged and the attempt settled all the same (it must not hold the run)."""
+    found = executor.leftovers(run_id, attempt)
+    if found is None:
+        return
+    try:
+        harvest(ctx.factory, ctx.settings, run_id, attempt, found)
+    except Exception:
+        log.exception("keeping the outputs of %s attempt %d failed", run_id, attempt)
 
 
 def _exit_code(seen: AttemptObservation) -> int | None:

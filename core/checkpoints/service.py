@@ -14,6 +14,7 @@ import hashlib
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote
 
 from pydantic import ValidationError
@@ -151,20 +152,40 @@ def register(
         "sha256": hashlib.sha256(marker).hexdigest(),
         "metrics": {k: v for k, v in body.metrics.items() if math.isfinite(v)},  # JSON has no NaN
     }
-    existing = repository.locked(session, run.id, body.step)
+    return _upsert(session, run.id, body.step, values)
+
+
+def record_observed(
+    session: Session, run: Run, attempt: int, step: int, files: list[FileEntry], marker: bytes
+) -> Registered:
+    """Record a checkpoint the platform made itself from files a run left in its checkpoint
+    folder (workers/harvest.py): the platform hashed every file, and wrote the marker."""
+    values = {
+        "org_id": run.org_id,
+        "attempt": attempt,
+        "path": step_folder(step),
+        "files": [{**f.model_dump(), "observed": True} for f in files],
+        "size_bytes": sum(f.size for f in files),
+        "sha256": hashlib.sha256(marker).hexdigest(),
+        "metrics": {},
+    }
+    return _upsert(session, run.id, step, values)
+
+
+def _upsert(session: Session, run_id: str, step: int, values: dict[str, Any]) -> Registered:
+    """Insert the step, or (a rewritten step: the newer COMMIT wins) update it."""
+    existing = repository.locked(session, run_id, step)
     if existing is None:
         try:
             with session.begin_nested():
-                checkpoint = Checkpoint(
-                    run_id=run.id, step=body.step, created_at=utcnow(), **values
-                )
+                checkpoint = Checkpoint(run_id=run_id, step=step, created_at=utcnow(), **values)
                 session.add(checkpoint)
                 session.flush()
             return Registered(checkpoint, created=True)
         except IntegrityError:  # a second rank registered the same step first
-            existing = repository.locked(session, run.id, body.step)
+            existing = repository.locked(session, run_id, step)
             assert existing is not None
-    if existing.sha256 != values["sha256"]:  # rewritten step: the newer COMMIT wins
+    if existing.sha256 != values["sha256"]:
         for name, value in values.items():
             setattr(existing, name, value)
         session.flush()

@@ -44,14 +44,19 @@ def record_points(
         for name, value in point.values.items()
         if value is not None and math.isfinite(value)
     ]
-    repository.insert_points(session, run.id, rows)
-    if rows:
-        state = repository.lock_progress(session, run.id)
-        state.latest = _merge_latest(state.latest or {}, rows)
-        attempt = caller.attempt or run.attempt
-        repository.raise_last_step(session, run.id, attempt, max(row.step for row in rows))
-        session.flush()
+    store_points(session, run.id, caller.attempt or run.attempt, rows)
     return len(batch.points)
+
+
+def store_points(session: Session, run_id: str, attempt: int, rows: list[PointRow]) -> None:
+    """Append points of one attempt and keep the run's progress row current; the one way
+    points are written, whether the run sent them or the platform parsed them."""
+    repository.insert_points(session, run_id, rows)
+    if rows:
+        state = repository.lock_progress(session, run_id)
+        state.latest = _merge_latest(state.latest or {}, rows)
+        repository.raise_last_step(session, run_id, attempt, max(row.step for row in rows))
+        session.flush()
 
 
 def _merge_latest(latest: dict[str, list[float]], rows: list[PointRow]) -> dict[str, list[float]]:

@@ -26,7 +26,8 @@ from sqlalchemy.orm import Session
 from core.checkpoints.repository import at_step, of_run
 from core.code.snapshots import ShippedCode
 from core.datasets.pinning import pinned
-from core.models import Checkpoint, Cluster, Run, RunAttempt, RunProvenance, utcnow
+from core.models import Checkpoint, Cluster, Run, RunAttempt, RunOutput, RunProvenance, utcnow
+from core.outputs.service import of_run as outputs_of_run
 from core.provenance.signing import canonical
 
 SCHEMA_VERSION = 2
@@ -37,6 +38,7 @@ LOCAL_IMAGE_UNUSED = (
     "the local executor runs the command as processes on the host: no image was pulled or run"
 )
 IMAGE_NOT_YET_SEEN = "the cluster has not reported the image it ran (yet)"
+LIVE_KEYS = ("attempts", "checkpoints", "outputs")  # added at each read, never frozen
 
 
 def platform_version() -> str:
@@ -125,6 +127,7 @@ def live_part(session: Session, frozen: RunProvenance) -> dict[str, Any]:
     return {
         "attempts": _attempts(session, frozen.run_id),
         "checkpoints": _checkpoints(session, frozen.run_id),
+        "outputs": [_output_entry(row) for row in outputs_of_run(session, frozen.run_id)],
     }
 
 
@@ -183,6 +186,17 @@ def attempt_image(executor: str, digest: str | None) -> dict[str, Any]:
     if digest:
         return {"source": OBSERVED, "used": True, "digest": digest}
     return {"source": REPORTED, "used": True, "digest": None, "reason": IMAGE_NOT_YET_SEEN}
+
+
+def _output_entry(row: RunOutput) -> dict[str, Any]:
+    """The platform hashed each output file itself as it uploaded it."""
+    return {
+        "attempt": row.attempt,
+        "path": row.path,
+        "source": OBSERVED,
+        "size": row.size_bytes,
+        "sha256": row.sha256,
+    }
 
 
 def _checkpoints(session: Session, run_id: str) -> list[dict[str, Any]]:

@@ -24,6 +24,8 @@ from pydantic import (
     model_validator,
 )
 
+from core.metrics.from_logs import MAX_PATTERN_CHARS, MAX_PATTERNS, compile_pattern
+from core.runs.launcher import Launcher, check_launcher, launcher_of
 from core.runs.recipes import RECIPE_MODULES, check_recipe
 from core.storable import INTEGER, STORABLE_MAPPING, check_storable
 
@@ -38,6 +40,7 @@ RESERVED_ENV_NAMES = frozenset(
     {"RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "NNODES"}
 )
 RESERVED_LABEL_PREFIX = "trainport.dev/"
+MAX_OUTPUT_GLOBS = 64
 MAX_DURATION_SECONDS = 30 * 24 * 3600
 _SUFFIX_SCALE = {
     "": 1.0, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
@@ -266,6 +269,39 @@ class CheckpointSpec(StrictModel):
     keep_last: Annotated[int, Field(ge=1, le=100), *INTEGER] = 3
 
 
+def _relative_path(value: str) -> str:
+    """A path or glob inside the run's working directory: relative, `/`-separated, no `..`."""
+    segments = value.split("/")
+    if value.startswith("/") or "\\" in value or ".." in segments or "" in segments[:-1]:
+        raise ValueError(
+            f"{value!r} must be relative to the working directory, '/'-separated, without '..'"
+        )
+    if any(ord(c) < 32 for c in value):
+        raise ValueError(f"{value!r} holds a control character")
+    return value
+
+
+RelativePath = Annotated[str, Field(min_length=1, max_length=512), AfterValidator(_relative_path)]
+
+
+class LogMetricPattern(StrictModel):
+    """One `metrics.from_logs` entry: an RE2 pattern with a `step` group and metric groups."""
+
+    pattern: str = Field(min_length=1, max_length=MAX_PATTERN_CHARS)
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        compile_pattern(value)  # ValueError: the pattern's own message, at /metrics/...
+        return value
+
+
+class MetricsSpec(StrictModel):
+    """Metrics the platform collects without code (core/metrics/from_logs.py)."""
+
+    from_logs: list[LogMetricPattern] = Field(default_factory=list, max_length=MAX_PATTERNS)
+
+
 def _check_env(env: dict[str, str | SecretRef]) -> dict[str, str | SecretRef]:
     for name in env:
         if not ENV_NAME.fullmatch(name):
@@ -400,6 +436,16 @@ class RunSpec(StrictModel):
     working_dir: (
         Annotated[str, Field(min_length=1, max_length=1024), AfterValidator(_working_dir)] | None
     ) = Field(default=None, description="inside the code; default its root")
+    launcher: Launcher | None = Field(
+        default=None,
+        description="none, torchrun or env; default none for one process on one node, else env",
+    )
+    outputs: list[RelativePath] = Field(
+        default_factory=list,
+        max_length=MAX_OUTPUT_GLOBS,
+        description="globs relative to the working directory, uploaded when an attempt ends",
+    )
+    metrics: MetricsSpec = Field(default_factory=MetricsSpec)
 
     @model_validator(mode="after")
     def _command_or_recipe(self) -> RunSpec:
@@ -411,6 +457,14 @@ class RunSpec(StrictModel):
             raise ValueError("give at most one code source: `workdir` or `git`")
         if self.working_dir is not None and self.workdir is None and self.git is None:
             raise ValueError("`working_dir` goes with a code source (`workdir` or `git`)")
+        return self
+
+    @model_validator(mode="after")
+    def _resolve_launcher(self) -> RunSpec:
+        """Store the launcher the run will get, so the run shows it (core/runs/launcher.py)."""
+        shape = self.model_dump(include={"launcher", "compute"}, mode="json")
+        check_launcher(shape)
+        self.launcher = launcher_of(shape)
         return self
 
 

@@ -45,7 +45,8 @@ class StatusReason(StrEnum):
     USER_CANCELLED = "user_cancelled"
     COMPLETED = "completed"
     EXIT_CODE_NONZERO = "exit_code_nonzero"
-    OOM_KILLED = "oom_killed"
+    OOM_KILLED = "oom_killed"  # the kernel's OOM killer (cgroup memory.events, OOMKilled)
+    KILLED = "killed"  # SIGKILL from anyone but the OOM killer
     IMAGE_PULL_FAILED = "image_pull_failed"
     SPEC_REFUSED = "spec_refused"  # the executor cannot run the spec as written
     UNSCHEDULABLE = "unschedulable"

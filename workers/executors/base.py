@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, Protocol
 
 from core.runs.states import StatusReason
@@ -96,6 +97,16 @@ class AttemptOutcome:
     message: str
 
 
+@dataclass(frozen=True)
+class Leftovers:
+    """Where an ended attempt's files are on this machine, for the worker to harvest
+    (workers/harvest.py) before the executor forgets them: the working directory its `outputs`
+    globs resolve in, and the folder it was told is TRAINPORT_CHECKPOINT_DIR."""
+
+    workdir: Path
+    checkpoint_dir: Path
+
+
 class Executor(Protocol):
     kind: str
 
@@ -110,6 +121,10 @@ class Executor(Protocol):
 
     def cleanup(self, run_id: str, attempt: int) -> None:
         """Forget a finished attempt's bookkeeping (its logs stay). Idempotent."""
+
+    def leftovers(self, run_id: str, attempt: int) -> Leftovers | None:
+        """The ended attempt's files on this machine; None where the attempt harvests itself
+        (a pod uploads its own, through the run storage API) or nothing is left."""
 
 
 _SYSTEM_REASONS = {

@@ -110,6 +110,7 @@ class Shim:
         )
         self.child: subprocess.Popen[bytes] | None = None
         self.cancelled = False
+        self.oom_kills_before = oom_kills()
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._on_sigterm)
@@ -203,12 +204,58 @@ class Shim:
         if self.cancelled:
             return "user_cancelled", f"stopped on request (exit code {exit_code})"
         if signum == signal.SIGKILL:
-            return "oom_killed", "killed by SIGKILL (most likely out of memory)"
+            return self._classify_kill()
         if signum is not None:
             return "exit_code_nonzero", f"killed by {signal.Signals(signum).name}"
         if exit_code != 0:
             return "exit_code_nonzero", f"exited with code {exit_code}"
         return None, "exited with code 0"
+
+    def _classify_kill(self) -> tuple[str, str]:
+        """Out of memory only when the kernel says so: the OOM killer counts its kills in the
+        cgroup's `memory.events`. A SIGKILL from anyone else (a person, a supervisor) is not."""
+        before, after = self.oom_kills_before, oom_kills()
+        if before is not None and after is not None and after > before:
+            return "oom_killed", "killed by the kernel's OOM killer (out of memory)"
+        return "killed", "killed by SIGKILL (not by the kernel's OOM killer)"
+
+
+def oom_kills(
+    proc_cgroup: Path = Path("/proc/self/cgroup"), root: Path = Path("/sys/fs/cgroup")
+) -> int | None:
+    """The OOM killer's kill count in this process's cgroup (v2 `memory.events`, v1
+    `memory.oom_control`); None where neither can be read. The rank's command runs in the
+    shim's cgroup, so a rise while it ran is the kernel's verdict on that cgroup. Inside a
+    container the listed path may be the host's: the mount's own root is tried after it."""
+    try:
+        entries = [line.split(":", 2) for line in proc_cgroup.read_text().splitlines()]
+    except OSError:
+        return None
+    for _, controllers, path in (entry for entry in entries if len(entry) == 3):
+        if controllers == "":
+            mounts, name = [root, root / "unified"], "memory.events"
+        elif "memory" in controllers.split(","):
+            mounts, name = [root / "memory"], "memory.oom_control"
+        else:
+            continue
+        for mount in mounts:
+            for folder in (mount / path.lstrip("/"), mount):
+                found = _counter(folder / name)
+                if found is not None:
+                    return found
+    return None
+
+
+def _counter(path: Path, name: str = "oom_kill") -> int | None:
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        key, _, value = line.partition(" ")
+        if key == name and value.strip().isdigit():
+            return int(value)
+    return None
 
 
 def _signal_group_but(leader: int, signum: signal.Signals) -> bool:

@@ -28,6 +28,7 @@ from typing import Any
 from kubernetes import client as k
 
 from core.code import fetch
+from core.runs.launcher import Launcher, launcher_of, nodes, ranks_per_node, torchrun_prefix
 from core.runs.recipes import launch_command, recipe_environment
 from workers.executors.base import LaunchRequest, resolve_command
 from workers.executors.kubernetes import naming
@@ -143,14 +144,14 @@ def build_service_manifest(
 
 def build_job_manifest(request: LaunchRequest, config: ClusterConfig, namespace: str) -> k.V1Job:
     name = naming.attempt_name(request.run_id, request.attempt)
-    nodes = int((request.spec.get("compute") or {}).get("nodes") or 1)
+    completions = nodes(request.spec)
     metadata = _metadata(request, config, name, namespace)
     if config.queue_name:
         assert metadata.labels is not None
         metadata.labels[naming.QUEUE_KEY] = config.queue_name
     spec = k.V1JobSpec(
-        completions=nodes,
-        parallelism=nodes,
+        completions=completions,
+        parallelism=completions,
         completion_mode="Indexed",
         backoff_limit=0,
         pod_failure_policy=_pod_failure_policy(),
@@ -198,10 +199,21 @@ def _pod_template(request: LaunchRequest, config: ClusterConfig) -> k.V1PodTempl
     return k.V1PodTemplateSpec(metadata=_metadata(request, config, None, None), spec=pod)
 
 
+def container_command(spec: dict[str, Any], cwd: str | None = None) -> list[str]:
+    """The container's command: the run's own (a relative program resolved in the working
+    directory `cwd`, each `$` escaped), inside torchrun when that is its launcher; torchrun's
+    arguments are the only `$(VAR)`s the kubelet expands."""
+    command = launch_command(spec, "python")
+    command = [literal(part) for part in (resolve_command(command, cwd) if cwd else command)]
+    if launcher_of(spec) is not Launcher.TORCHRUN:
+        return command
+    master = ("$(MASTER_ADDR)", "$(MASTER_PORT)")
+    return [*torchrun_prefix(spec, command, "$(NODE_RANK)", master), *command]
+
+
 def _container(request: LaunchRequest, config: ClusterConfig) -> k.V1Container:
     cwd = working_dir(request)
-    command = launch_command(request.spec, "python")
-    command = resolve_command(command, cwd) if cwd else command
+    command = container_command(request.spec, cwd)
     mounts = [k.V1VolumeMount(name="dshm", mount_path="/dev/shm")]  # noqa: S108 - shared memory
     if config.checkpoint_claim:
         mounts.append(
@@ -213,7 +225,7 @@ def _container(request: LaunchRequest, config: ClusterConfig) -> k.V1Container:
         name=CONTAINER,
         image=request.spec.get("image") or config.default_image,
         image_pull_policy=IMAGE_PULL_POLICY,
-        command=[literal(part) for part in command],
+        command=command,  # escaped by container_command
         working_dir=cwd,
         env=_env(request, config),
         resources=_resources(request.spec.get("compute") or {}, config),
@@ -292,23 +304,31 @@ def _volumes(request: LaunchRequest, config: ClusterConfig) -> list[k.V1Volume]:
     return volumes
 
 
+def distributed_environment(request: LaunchRequest, config: ClusterConfig) -> dict[str, str]:
+    """The distributed variables of the run's launcher (core/runs/launcher.py): `none` gets
+    none; `torchrun` the ones its arguments name (it gives its ranks RANK, WORLD_SIZE, ...);
+    `env` those and WORLD_SIZE. NODE_RANK, from the completion index, is added by `_env`."""
+    launcher = launcher_of(request.spec)
+    if launcher is Launcher.NONE:
+        return {}
+    count, per_node = nodes(request.spec), ranks_per_node(request.spec)
+    env = {
+        "MASTER_ADDR": naming.master_address(request.run_id, request.attempt),
+        "MASTER_PORT": str(config.rendezvous_port),
+        "NNODES": str(count),
+        "NPROC_PER_NODE": str(per_node),
+    }
+    if launcher is Launcher.ENV:
+        env["WORLD_SIZE"] = str(count * per_node)
+    return env
+
+
 def rank_environment(request: LaunchRequest, config: ClusterConfig) -> dict[str, str]:
-    """The platform's variables every pod gets (NODE_RANK comes from the completion index)."""
-    compute = request.spec.get("compute") or {}
-    nodes = int(compute.get("nodes") or 1)
-    per_node = int(compute.get("processes") or compute.get("gpus_per_node") or 1)
+    """The platform's variables every pod gets."""
     env = dict(request.env)
-    env.update(
-        {
-            "MASTER_ADDR": naming.master_address(request.run_id, request.attempt),
-            "MASTER_PORT": str(config.rendezvous_port),
-            "NNODES": str(nodes),
-            "NPROC_PER_NODE": str(per_node),
-            "WORLD_SIZE": str(nodes * per_node),
-            "TRAINPORT_RUN_ID": request.run_id,
-            "TRAINPORT_ATTEMPT": str(request.attempt),
-        }
-    )
+    env.update(distributed_environment(request, config))
+    env["TRAINPORT_RUN_ID"] = request.run_id
+    env["TRAINPORT_ATTEMPT"] = str(request.attempt)
     if config.checkpoint_claim:
         env["TRAINPORT_CHECKPOINT_DIR"] = CHECKPOINT_DIR
     return env
@@ -346,10 +366,12 @@ def _env(request: LaunchRequest, config: ClusterConfig) -> list[k.V1EnvVar]:
             variables.append(k.V1EnvVar(name=name, value_from=k.V1EnvVarSource(secret_key_ref=ref)))
         else:
             variables.append(k.V1EnvVar(name=name, value=literal(str(value))))
-    index = k.V1ObjectFieldSelector(
-        field_path=f"metadata.annotations['{naming.COMPLETION_INDEX_KEY}']"
-    )
-    variables.append(k.V1EnvVar(name="NODE_RANK", value_from=k.V1EnvVarSource(field_ref=index)))
+    if launcher_of(request.spec) is not Launcher.NONE:
+        index = k.V1ObjectFieldSelector(
+            field_path=f"metadata.annotations['{naming.COMPLETION_INDEX_KEY}']"
+        )
+        source = k.V1EnvVarSource(field_ref=index)
+        variables.append(k.V1EnvVar(name="NODE_RANK", value_from=source))
     platform = {**recipe_environment(request.spec), **rank_environment(request, config)}
     for name, value in platform.items():
         variables.append(k.V1EnvVar(name=name, value=literal(value)))

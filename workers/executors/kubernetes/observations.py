@@ -230,6 +230,9 @@ def _disrupted(pod: Obj) -> bool:
     return evicted or _condition(pod, "DisruptionTarget") is not None
 
 
+SIGKILL_EXIT_CODE = 137  # 128 + 9: how a container runtime reports a SIGKILLed process
+
+
 def _failed(index: int, pod: Obj) -> RankObservation:
     status = pod.get("status") or {}
     disruption = _condition(pod, "DisruptionTarget")
@@ -254,6 +257,9 @@ def _failed(index: int, pod: Obj) -> RankObservation:
     if terminated.get("reason") == "OOMKilled":
         message = f"rank {index} ran out of memory (OOMKilled, exit code {code})"
         return RankObservation(index, RankPhase.FAILED, code, StatusReason.OOM_KILLED, message)
+    if code == SIGKILL_EXIT_CODE:  # SIGKILL, but the kubelet did not see the OOM killer do it
+        message = f"rank {index} was killed by SIGKILL (exit code {code}), not for memory"
+        return RankObservation(index, RankPhase.FAILED, code, StatusReason.KILLED, message)
     message = f"rank {index} exited with code {code}"
     return RankObservation(index, RankPhase.FAILED, code, StatusReason.EXIT_CODE_NONZERO, message)
 
