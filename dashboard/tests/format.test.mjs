@@ -2,7 +2,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import {
-  formatBytes, formatDuration, gpuCount, labelPairs, progressText, queueText, runDuration, smooth,
+  formatBytes, formatDuration, gpuCount, labelPairs, progressText, provenanceFacts, queueText, runDuration,
+  smooth,
 } from "../static/js/format.js";
 import { flatten, toYaml } from "../static/js/yaml.js";
 
@@ -56,4 +57,18 @@ test("the spec's YAML quotes whatever YAML would read otherwise", () => {
 
 test("flatten gives JSON-pointer paths for a spec diff", () => {
   assert.deepEqual(flatten({ a: { b: 1 }, c: [2], d: {} }), { "/a/b": 1, "/c/0": 2, "/d": {} });
+});
+
+test("each provenance fact is listed by its path with who vouches for it", () => {
+  const record = {
+    run_id: "run_1",
+    spec: { source: "reported", name: "x" },
+    datasets: { pile: { source: "observed", digest: "sha256:ab" } },
+    attempts: [{ where: { source: "observed", node: "n1" }, image: { source: "reported", used: true } }],
+  };
+  assert.deepEqual(provenanceFacts(record), [
+    ["/spec", "reported"], ["/datasets/pile", "observed"],
+    ["/attempts/0/where", "observed"], ["/attempts/0/image", "reported"],
+  ]);
+  assert.deepEqual(provenanceFacts(null), []);
 });

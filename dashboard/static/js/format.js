@@ -94,3 +94,10 @@ export function smooth(values, alpha) {
     return last;
   });
 }
+
+/** Every fact of the record that says who vouches for it (`source`), by its path. */
+export function provenanceFacts(record, path = "") {
+  if (record === null || typeof record !== "object") return [];
+  const here = !Array.isArray(record) && typeof record.source === "string" ? [[path || "/", record.source]] : [];
+  return here.concat(Object.entries(record).flatMap(([k, v]) => provenanceFacts(v, `${path}/${k}`)));
+}

@@ -115,6 +115,11 @@ async function signIn(event, key) {
   }
 }
 
+// The skip link moves focus past the header; its href would change the route (the fragment).
+document.getElementById("skip").addEventListener("click", (event) => {
+  event.preventDefault();
+  main.focus();
+});
 window.addEventListener("hashchange", show);
 window.addEventListener("trainport:signed-out", (event) => {
   if (cleanup) cleanup();

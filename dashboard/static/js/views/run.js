@@ -1,11 +1,11 @@
 // One run: summary and actions, the queue answer while it waits, metrics charts, logs per
-// attempt and rank with live follow, spec (YAML), status timeline, attempts, checkpoints and
-// provenance. Kept fresh by one long poll on the run (GET /v1/runs/{id}?wait=&resource_version=).
+// attempt and rank with live follow, spec (YAML), status timeline, attempts, checkpoints, outputs
+// and provenance (each fact marked observed or reported, with a verify action). Kept fresh by one long poll on the run (GET /v1/runs/{id}?wait=&resource_version=).
 import { getJson, isSameOrigin, postJson, request, url } from "../api.js";
 import { errorBox, fill, h } from "../dom.js";
 import {
   formatBytes, formatDuration, formatTime, gpuCount, isActive, labelPairs, progressText,
-  queueText, runDuration,
+  provenanceFacts, queueText, runDuration,
 } from "../format.js";
 import { LogView, readLines } from "../logview.js";
 import { toYaml } from "../yaml.js";
@@ -29,6 +29,8 @@ export function renderRun(main, runId, { identity }) {
     timeline: h("ol", { class: "timeline", id: "run-timeline" }),
     attempts: h("div", { id: "run-attempts" }),
     checkpoints: h("div", { id: "run-checkpoints" }),
+    outputs: h("div", { id: "run-outputs" }),
+    outputsSection: h("section", { "aria-labelledby": "outputs-heading" }),
     provenance: h("div", { id: "run-provenance" }),
   };
   const logs = logPanel(base);
@@ -43,7 +45,9 @@ export function renderRun(main, runId, { identity }) {
       h("section", {}, h("h2", {}, "Timeline"), parts.timeline)),
     h("h2", {}, "Attempts"), parts.attempts,
     h("h2", {}, "Checkpoints"), parts.checkpoints,
+    parts.outputsSection,
     h("h2", {}, "Provenance"), parts.provenance);
+  fill(parts.outputsSection, h("h2", { id: "outputs-heading" }, "Outputs"), parts.outputs);
 
   function show(run) {
     const first = state.run === null;
@@ -58,6 +62,7 @@ export function renderRun(main, runId, { identity }) {
     loadEvents();
     loadMetrics(first || !isActive(run.status)); // the last points come with the end
     loadCheckpoints();
+    loadOutputs(run);
     if (run.started_at) loadProvenance();
   }
 
@@ -156,6 +161,21 @@ export function renderRun(main, runId, { identity }) {
     }
   }
 
+  // Outputs are kept when an attempt ends: read them again only when an attempt has ended since.
+  let outputsSeen = -1;
+  async function loadOutputs(run) {
+    const ended = run.attempts.filter((a) => a.ended_at).length;
+    if (ended === outputsSeen || parts.outputsSection.hidden) return;
+    outputsSeen = ended;
+    try {
+      fill(parts.outputs, outputsTable(await getJson(`${base}/outputs`)));
+    } catch (error) {
+      // A server without the outputs API answers 404: no section rather than an error.
+      if (error.status === 404) parts.outputsSection.hidden = true;
+      else fill(parts.outputs, errorBox(error));
+    }
+  }
+
   async function loadProvenance() {
     if (parts.provenance.childElementCount) return; // written once, when the run starts
     try {
@@ -231,7 +251,15 @@ function checkpointsTable(list) {
   return table(["Step", "Attempt", "Size", "Metrics", "Created", ""],
     list.map((c) => [String(c.step), String(c.attempt), formatBytes(c.size_bytes),
       Object.entries(c.metrics || {}).map(([k, v]) => `${k}=${v}`).join(" "), formatTime(c.created_at),
-      h("button", { type: "button", onclick: () => download(c.download_url, `checkpoint-${c.step}`) }, "Download")]));
+      h("button", { type: "button", "aria-label": `download checkpoint ${c.step}`, onclick: () => download(c.download_url, `checkpoint-${c.step}`) }, "Download")]));
+}
+
+function outputsTable(list) {
+  if (!list.data.length) return h("p", { class: "muted" }, "No outputs.");
+  return table(["Attempt", "Path", "Size", "sha256", "Created", ""],
+    list.data.map((o) => [String(o.attempt), o.path, formatBytes(o.size), h("code", { class: "digest" }, o.sha256),
+      formatTime(o.created_at),
+      h("button", { type: "button", "aria-label": `download ${o.path}`, onclick: () => download(o.url, o.path.split("/").pop()) }, "Download")]));
 }
 
 async function download(href, name) {
@@ -258,8 +286,19 @@ function provenanceView(signed) {
   return [
     h("div", { class: "toolbar" }, h("button", { type: "button", id: "verify", onclick: verify }, "Verify"),
       verdict, h("span", { class: "muted" }, `${signed.algorithm} · key ${signed.key_id}`)),
-    h("pre", { class: "spec" }, toYaml(signed.record)),
+    factsTable(signed.record),
+    h("details", {}, h("summary", {}, "Signed record"), h("pre", { class: "spec", id: "provenance-record" }, toYaml(signed.record))),
   ];
+}
+
+function factsTable(record) {
+  const facts = provenanceFacts(record);
+  if (!facts.length) return null;
+  return h("table", { id: "provenance-facts" },
+    h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Fact"), h("th", { scope: "col" }, "Vouched for by"))),
+    h("tbody", {}, facts.map(([path, source]) => h("tr", { dataset: { source } },
+      h("td", { class: "name" }, h("code", {}, path)),
+      h("td", {}, h("span", { class: `tag source-${source}`, title: source === "observed" ? "the platform saw this itself" : "the run's or the spec's word" }, source))))));
 }
 
 function logPanel(base) {
