@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import {
-  formatBytes, formatDuration, gpuCount, labelPairs, progressText, provenanceFacts, queueText, runDuration,
+  formatBytes, formatDuration, gpuCount, labelPairs, metricPairs, progressText, provenanceFacts, queueText, runDuration,
   smooth,
 } from "../static/js/format.js";
 import { flatten, toYaml } from "../static/js/yaml.js";
@@ -71,4 +71,9 @@ test("each provenance fact is listed by its path with who vouches for it", () =>
     ["/attempts/0/where", "observed"], ["/attempts/0/image", "reported"],
   ]);
   assert.deepEqual(provenanceFacts(null), []);
+});
+
+test("metric values read at four significant digits, integers whole", () => {
+  assert.equal(metricPairs({ loss: 1 / 6, step: 3, acc: 0.5 }), "loss=0.1667  step=3  acc=0.5");
+  assert.equal(metricPairs(null), "");
 });

@@ -101,3 +101,14 @@ export function provenanceFacts(record, path = "") {
   const here = !Array.isArray(record) && typeof record.source === "string" ? [[path || "/", record.source]] : [];
   return here.concat(Object.entries(record).flatMap(([k, v]) => provenanceFacts(v, `${path}/${k}`)));
 }
+
+/** A metric value as a person reads it: integers whole, others to 4 significant digits. */
+export function formatNumber(value) {
+  if (typeof value !== "number" || !Number.isFinite(value) || Number.isInteger(value)) return String(value);
+  return String(Number(value.toPrecision(4)));
+}
+
+/** `{loss: 0.16666, step: 3}` → "loss=0.1667 step=3" */
+export function metricPairs(values) {
+  return Object.entries(values || {}).map(([k, v]) => `${k}=${formatNumber(v)}`).join("  ");
+}

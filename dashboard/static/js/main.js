@@ -111,7 +111,8 @@ async function signIn(event, key) {
   if (!key) return;
   if (await loadIdentity(key)) {
     session.save(key);
-    show();
+    await show();
+    main.focus(); // the form that had focus is gone: keyboard users continue in the content
   }
 }
 

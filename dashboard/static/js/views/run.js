@@ -4,8 +4,8 @@
 import { getJson, isSameOrigin, postJson, request, url } from "../api.js";
 import { errorBox, fill, h } from "../dom.js";
 import {
-  formatBytes, formatDuration, formatTime, gpuCount, isActive, labelPairs, progressText,
-  provenanceFacts, queueText, runDuration,
+  formatBytes, formatDuration, formatTime, gpuCount, isActive, labelPairs, metricPairs,
+  progressText, provenanceFacts, queueText, runDuration,
 } from "../format.js";
 import { LogView, readLines } from "../logview.js";
 import { toYaml } from "../yaml.js";
@@ -210,8 +210,8 @@ function summary(run, projectName) {
   ];
   const out = rows.filter(([, v]) => v).flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]);
   out.push(h("dt", {}, "Labels"), h("dd", {}, labelPairs(run.labels).map((l) => h("span", { class: "label" }, l))));
-  const metrics = Object.entries(run.latest_metrics || {});
-  if (metrics.length) out.push(h("dt", {}, "Latest metrics"), h("dd", {}, metrics.map(([k, v]) => `${k}=${v}`).join("  ")));
+  const metrics = metricPairs(run.latest_metrics);
+  if (metrics) out.push(h("dt", {}, "Latest metrics"), h("dd", {}, metrics));
   for (const warning of run.warnings || []) out.push(h("dt", {}, "Warning"), h("dd", {}, warning));
   return out;
 }
@@ -223,7 +223,7 @@ function specView(spec) {
     await navigator.clipboard.writeText(yaml).catch(() => {});
     copy.textContent = "Copied";
   });
-  return [copy, h("pre", { class: "spec", id: "spec-yaml" }, yaml)];
+  return [copy, h("pre", { class: "spec", id: "spec-yaml", tabindex: 0, "aria-label": "spec as YAML" }, yaml)];
 }
 
 function eventItem(event) {
@@ -250,7 +250,7 @@ function checkpointsTable(list) {
   if (!list.length) return h("p", { class: "muted" }, "No checkpoints.");
   return table(["Step", "Attempt", "Size", "Metrics", "Created", ""],
     list.map((c) => [String(c.step), String(c.attempt), formatBytes(c.size_bytes),
-      Object.entries(c.metrics || {}).map(([k, v]) => `${k}=${v}`).join(" "), formatTime(c.created_at),
+      metricPairs(c.metrics), formatTime(c.created_at),
       h("button", { type: "button", "aria-label": `download checkpoint ${c.step}`, onclick: () => download(c.download_url, `checkpoint-${c.step}`) }, "Download")]));
 }
 
@@ -287,7 +287,7 @@ function provenanceView(signed) {
     h("div", { class: "toolbar" }, h("button", { type: "button", id: "verify", onclick: verify }, "Verify"),
       verdict, h("span", { class: "muted" }, `${signed.algorithm} · key ${signed.key_id}`)),
     factsTable(signed.record),
-    h("details", {}, h("summary", {}, "Signed record"), h("pre", { class: "spec", id: "provenance-record" }, toYaml(signed.record))),
+    h("details", {}, h("summary", {}, "Signed record"), h("pre", { class: "spec", id: "provenance-record", tabindex: 0, "aria-label": "signed record as YAML" }, toYaml(signed.record))),
   ];
 }
 
