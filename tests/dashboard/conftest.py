@@ -1,12 +1,13 @@
 """Fixtures for the dashboard's browser tests: a real platform and a real browser.
 
 One platform and one browser for the whole package (package-scoped: started once for every
-browser test, and stopped before later suites run, since Playwright's sync API keeps an event loop
-in this thread while it is open): one database of its own (cloned from the workers' migrated template, since a worker
-admits every run it finds), a live API (`uvicorn api.main:app`) and an embedded worker tree on
-it sharing one state folder (so the API reads the logs the local executor writes), an org with
-an admin key, and Debian's chromium driven by Playwright. axe-core (the accessibility checks) comes
-from tests/dashboard/node_modules, installed from its package-lock.json by scripts/services.sh.
+browser test, and stopped before later suites run, since Playwright's sync API keeps an event
+loop in this thread while it is open): one database of its own (cloned from the workers'
+migrated template, since a worker admits every run it finds), a live API
+(`uvicorn api.main:app`) and an embedded worker tree on it sharing one state folder (so the API
+reads the logs the local executor writes), an org with an admin key, and Debian's chromium driven
+by Playwright. axe-core (the accessibility checks) comes from tests/dashboard/node_modules,
+installed from its package-lock.json by scripts/services.sh.
 """
 
 from __future__ import annotations

@@ -260,7 +260,8 @@ def test_a_thousand_runs_page_without_duplicates_or_gaps_and_fast(
     while True:
         expect(rows.first).to_be_visible()
         ids = rows.evaluate_all("rows => rows.map((r) => r.dataset.runId)")
-        assert ids and ids[0] not in seen
+        assert ids
+        assert ids[0] not in seen
         seen.extend(ids)
         older = page.locator("#older")
         if older.is_disabled():
