@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import {
-  formatBytes, formatDuration, gpuCount, labelPairs, metricPairs, progressText, provenanceFacts, queueText, runDuration,
+  admissionOrder, formatBytes, formatDuration, gpuCount, labelPairs, metricPairs, progressText, provenanceFacts, queueText, runDuration,
   smooth,
 } from "../static/js/format.js";
 import { flatten, toYaml } from "../static/js/yaml.js";
@@ -76,4 +76,14 @@ test("each provenance fact is listed by its path with who vouches for it", () =>
 test("metric values read at four significant digits, integers whole", () => {
   assert.equal(metricPairs({ loss: 1 / 6, step: 3, acc: 0.5 }), "loss=0.1667  step=3  acc=0.5");
   assert.equal(metricPairs(null), "");
+});
+
+test("waiting runs are listed by queue position, then by when they were queued", () => {
+  const runs = [
+    { id: "c", queued_at: "2026-01-01T00:00:03Z", queue: null },
+    { id: "b", queued_at: "2026-01-01T00:00:01Z", queue: { position: 2 } },
+    { id: "a", queued_at: "2026-01-01T00:00:02Z", queue: { position: 1 } },
+    { id: "d", created_at: "2026-01-01T00:00:00Z", queue: null },
+  ];
+  assert.deepEqual(admissionOrder(runs).map((r) => r.id), ["a", "b", "d", "c"]);
 });

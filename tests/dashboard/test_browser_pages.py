@@ -5,6 +5,7 @@ checkpoints, outputs and provenance on a run page, clone and edit, the queue, da
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -105,7 +106,9 @@ def test_clone_opens_a_copy_and_edit_changes_priority_and_labels_with_if_match(
     page: Page, platform: Platform
 ) -> None:
     run = platform.create_run(name="to-clone", labels={"a": "1"}, command=[PY, "-c", SLEEP])
+    _wait_until(platform, str(run["id"]), {"running"})  # an edit on a stale copy is refused
     sign_in(page, platform, f"#/runs/{run['id']}")
+    expect(page.locator("#run-status")).to_have_text("running")
     page.click("#edit-run")
     page.select_option("#edit-form select[name=priority]", "high")
     page.fill("#edit-form textarea[name=labels]", "a=2\nteam=nlp")
@@ -141,8 +144,10 @@ def test_the_queue_lists_waiting_runs_in_order_with_quota_beside_usage(
     sign_in(page, platform, "#/queue")
     waiting = page.locator("#queue tbody tr", has_text="parked-")
     expect(waiting).to_have_count(2)
-    expect(waiting.nth(0)).to_contain_text("parked-0")
-    expect(waiting.nth(1)).to_contain_text("#2 — quota_exhausted")
+    expect(waiting.nth(1)).to_contain_text("quota_exhausted: 0 of 0 running runs of project parked")
+    rows = waiting.all_inner_texts()
+    places = [int(re.search(r"#(\d+) —", row).group(1)) for row in rows]  # type: ignore[union-attr]
+    assert places == sorted(places), rows  # in admission order
     expect(page.locator("#quota")).to_contain_text("project parked")
     expect(page.locator("#quota tr", has_text="project parked")).to_contain_text("0 of 0")
     for run in runs:

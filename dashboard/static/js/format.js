@@ -55,6 +55,14 @@ export function queueText(queue) {
   return `${place}${queue.reason}: ${queue.detail}`;
 }
 
+/** Waiting runs in admission order: by their queue answer's position (runs without one last),
+ * then by when they were queued. */
+export function admissionOrder(runs) {
+  const place = (r) => r.queue?.position ?? Number.POSITIVE_INFINITY;
+  const since = (r) => r.queued_at || r.created_at || "";
+  return [...runs].sort((a, b) => place(a) - place(b) || since(a).localeCompare(since(b)));
+}
+
 /** "45% · ETA 3m 05s" from a run's heartbeat progress and estimated finish. */
 export function progressText(run, now = Date.now()) {
   const p = run.progress;

@@ -13,6 +13,7 @@ import { editForm } from "./run_edit.js";
 
 const LONG_POLL_S = 25;
 const METRICS_EVERY_MS = 2000;
+const LOG_RETRY_MS = 1000;
 
 export function renderRun(main, runId, { identity }) {
   const base = `/v1/runs/${encodeURIComponent(runId)}`;
@@ -306,7 +307,7 @@ function logPanel(base) {
   const attempt = h("select", { "aria-label": "attempt", id: "log-attempt" });
   const rank = h("input", { type: "number", min: 0, value: 0, id: "log-rank", "aria-label": "rank", class: "narrow" });
   const followBox = h("input", { type: "checkbox", checked: true, id: "log-follow" });
-  const search = h("input", { type: "search", placeholder: "search", id: "log-search", oninput: () => view.search(search.value) });
+  const search = h("input", { type: "search", placeholder: "search", id: "log-search", "aria-label": "search the log", oninput: () => view.search(search.value) });
   const status = h("span", { class: "muted", id: "log-status" });
   const save = () => {
     const link = h("a", { href: URL.createObjectURL(new Blob([view.text()], { type: "text/plain" })), download: "log.txt" });
@@ -315,8 +316,12 @@ function logPanel(base) {
   let controller = null;
   let known = 0;
   let chosen = false; // the user picked an attempt: do not jump to a newer one
+  let retry = null;
+  let stopped = false;
+  let active = true; // the run may still write to its log
 
   async function open() {
+    clearTimeout(retry);
     if (controller) controller.abort();
     controller = new AbortController();
     view.clear();
@@ -328,7 +333,10 @@ function logPanel(base) {
       await readLines(response, (lines) => view.push(lines));
       status.textContent = `${view.lines.length} lines · end of log`;
     } catch (error) {
-      if (error.name !== "AbortError") status.textContent = error.status === 404 ? "No log yet." : error.message;
+      if (error.name === "AbortError") return;
+      status.textContent = error.status === 404 ? "No log yet." : error.message;
+      // A started attempt's first line may not be stored yet: keep asking while following.
+      if (error.status === 404 && followBox.checked && active && !stopped) retry = setTimeout(open, LOG_RETRY_MS);
     }
   }
 
@@ -343,6 +351,7 @@ function logPanel(base) {
   return {
     el,
     attempts(run) {
+      active = isActive(run.status);
       const started = run.attempts.filter((a) => a.started_at).map((a) => a.attempt);
       if (started.length === known) return;
       known = started.length;
@@ -351,6 +360,8 @@ function logPanel(base) {
       if (!chosen || !controller) open();
     },
     stop() {
+      stopped = true;
+      clearTimeout(retry);
       if (controller) controller.abort();
     },
   };
