@@ -23,7 +23,7 @@ from core.runs.spec import RunCreate
 from core.settings import Settings
 from core.tenants.service import bootstrap
 from tests.dashboard.conftest import Platform, sign_in
-from tests.dashboard.test_browser import SLEEP, _wait_until
+from tests.dashboard.test_browser import SLEEP, TRAIN, _wait_until
 
 PY = sys.executable
 CHECKPOINTED = """
@@ -76,6 +76,33 @@ def test_checkpoints_with_their_metrics_download_and_provenance_verifies_with_it
     expect(page.locator("#provenance-facts")).to_contain_text("/spec")
     page.click("#verify")
     expect(page.locator("#verdict")).to_have_text("✓ signature valid")
+
+
+def test_a_metric_chart_zooms_shows_values_on_hover_and_switches_to_log_scale(
+    page: Page, platform: Platform
+) -> None:
+    run = _finished(platform, name="chart", command=[PY, "-c", TRAIN], env={"STEPS": "20"})
+    sign_in(page, platform, f"#/runs/{run['id']}")
+    chart = page.locator(".chart[data-metric=loss]")
+    expect(chart).to_have_attribute("data-points", "20")
+    expect(chart).to_have_attribute("data-x-range", "0..19")
+    over = chart.locator(".u-over")
+    box = over.bounding_box()
+    assert box is not None
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + box["width"] * 0.5, y)
+    expect(chart.locator(".u-legend .u-series").nth(1).locator(".u-value")).not_to_have_text("--")
+    page.mouse.down()  # drag across the middle: zoom in on those steps
+    page.mouse.move(box["x"] + box["width"] * 0.7, y, steps=5)
+    page.mouse.up()
+    expect(chart).not_to_have_attribute("data-x-range", "0..19")
+    low, high = (float(v) for v in (chart.get_attribute("data-x-range") or "").split(".."))
+    assert 0 < low < high < 19
+    over.dblclick()  # and back
+    expect(chart).to_have_attribute("data-x-range", "0..19")
+    chart.get_by_label("log scale").check()
+    expect(chart).to_have_attribute("data-scale", "log")
+    expect(chart.locator("canvas")).to_be_visible()
 
 
 def test_without_an_outputs_api_the_run_page_has_no_outputs_section(
