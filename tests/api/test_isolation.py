@@ -62,6 +62,7 @@ MISSING = {
     "upload_id": new_id("upl"),
     "secret_name": "never-created-secret",
     "digest": "sha256:" + "cd" * 32,
+    "attempt": "1",
 }
 
 
@@ -94,6 +95,7 @@ def orgs(client: TestClient) -> Orgs:
     client.put(f"/v1/code/{digest}", content=snapshot, headers=victim.headers)
     ids = {
         "digest": digest,
+        "attempt": "1",
         "run_id": run["id"],
         "project_id": victim.project_id,
         "project": victim.project_id,
@@ -123,7 +125,8 @@ def _shape(body: dict[str, Any], ids: dict[str, str]) -> dict[str, Any]:
     rest = {k: v for k, v in body.items() if k not in {"request_id", "instance"}}
     detail = rest["detail"]
     for name, object_id in ids.items():
-        detail = detail.replace(object_id, f"<{name}>")
+        if len(object_id) > 3:  # an attempt number ("1") is the same in both and no secret
+            detail = detail.replace(object_id, f"<{name}>")
     return {**rest, "detail": detail}
 
 
@@ -179,7 +182,8 @@ def test_every_list_shows_no_foreign_rows(client: TestClient, orgs: Orgs, path: 
     response = client.get(path, headers=orgs.intruder.headers)
     assert response.status_code == 200, response.text
     for foreign_id in [orgs.victim.org_id, *orgs.ids.values()]:
-        assert foreign_id not in response.text
+        if len(foreign_id) > 3:  # not the attempt number
+            assert foreign_id not in response.text
 
 
 def test_the_change_feed_shows_no_foreign_rows(client: TestClient, orgs: Orgs) -> None:

@@ -33,6 +33,8 @@ IDS = {
     "step": "1",
     "upload_id": "upl_0",
     "secret_name": "s",
+    "digest": "sha256:" + "0" * 64,
+    "attempt": "1",
 }
 V1_ROUTES = [(m, p) for m, p in ROUTES if p.startswith("/v1")]
 
@@ -45,6 +47,9 @@ def test_an_unknown_query_parameter_is_refused_on_every_route(
     response = client.request(
         method, fill(path, IDS) + "?dry_run=true", headers=tenant.headers, json={}
     )
+    if method == "HEAD":  # a HEAD answer has no body to carry the problem
+        assert response.status_code == 422
+        return
     assert_problem(response, 422, "validation_error")
     assert response.json()["errors"] == [
         {"parameter": "dry_run", "message": response.json()["errors"][0]["message"]}

@@ -124,7 +124,7 @@ def test_a_sandboxed_rank_killed_by_sigkill_reads_as_killed(executor: LocalExecu
 
     done = wait_until(executor, request, FINISHED)
 
-    assert (done.ranks[0].exit_code, done.ranks[0].reason) == (137, StatusReason.OOM_KILLED)
+    assert (done.ranks[0].exit_code, done.ranks[0].reason) == (137, StatusReason.KILLED)
 
 
 def test_a_killed_shim_leaves_nothing_of_its_sandbox_running(
