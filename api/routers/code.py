@@ -27,7 +27,13 @@ from core.tenants.schemas import Principal, Role
 
 router = APIRouter(prefix="/v1/code", tags=["code"], route_class=UnitOfWorkRoute)
 Digest = Annotated[
-    str, Path(min_length=71, max_length=71, description="sha256:<64 lower-case hex>")
+    str,
+    Path(
+        min_length=71,
+        max_length=71,
+        pattern=r"^sha256:[0-9a-f]{64}$",
+        description="sha256:<64 lower-case hex>",
+    ),
 ]
 ARCHIVE_BODY = {
     "requestBody": {

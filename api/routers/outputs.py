@@ -25,7 +25,9 @@ def list_outputs(
     caller: Caller,
     session: SessionDep,
     settings: SettingsDep,
-    attempt: Annotated[int | None, Query(ge=1, description="one attempt's; default all")] = None,
+    attempt: Annotated[
+        int | None, Query(ge=1, le=2**31 - 1, description="one attempt's; default all")
+    ] = None,
 ) -> OutputList:
     """Every attempt's outputs (oldest attempt first, by path), with size, sha256 and a
     download URL (presigned on S3, this API's file route otherwise)."""
@@ -41,7 +43,7 @@ def list_outputs(
 )
 def download_output(
     run_id: RunId,
-    attempt: Annotated[int, Path(ge=1)],
+    attempt: Annotated[int, Path(ge=1, le=2**31 - 1)],
     file_path: Annotated[str, Path(min_length=1, max_length=1024)],
     caller: Caller,
     session: SessionDep,
