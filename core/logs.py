@@ -182,3 +182,9 @@ def _listdir(folder: Path) -> list[str]:
 def attempt_is_over(run_status_terminal: bool, run_attempt: int, attempt: int) -> bool:
     """A log can stop growing once its run has finished or moved on to a later attempt."""
     return run_status_terminal or run_attempt > attempt
+
+
+def log_may_appear(started: bool, run_attempt: int, attempt: int, rank: int, ranks: int) -> bool:
+    """A log not stored yet that a follower should wait for: the rank belongs to the attempt
+    that is starting or running now, whose first line may simply not have been shipped."""
+    return started and attempt == run_attempt >= 1 and 0 <= rank < ranks

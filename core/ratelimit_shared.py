@@ -32,7 +32,8 @@ PREFIX = "trainport:ratelimit"
 class _Window:
     ends: float  # wall-clock second this window closes
     total: int = 0  # all processes' count at the last synchronisation (ours included)
-    pending: int = 0  # this process's hits since then
+    pending: int = 0  # this process's hits since then, not yet sent
+    sending: int = 0  # this process's hits on their way to Redis (a flush in flight)
     expiring: bool = False  # whether this process has set the key's expiry in Redis
 
 
@@ -50,7 +51,7 @@ class SharedWindows:
         """0 if admitted (counted when `count`), else the seconds until the window resets."""
         now = time.time()
         window = self._window(item, scope, identifier, now)
-        if window.total + window.pending + (1 if count else 0) > item.amount:
+        if window.total + window.pending + window.sending + (1 if count else 0) > item.amount:
             return window.ends - now
         if count:
             window.pending += 1
@@ -77,11 +78,16 @@ class SharedWindows:
     async def flush(self) -> None:
         """Send this process's unsent hits; learn every window's total. One round trip."""
         now = time.time()
-        for key in [k for k, w in self.windows.items() if w.ends < now and not w.pending]:
+        for key in [
+            k for k, w in self.windows.items() if w.ends < now and not w.pending and not w.sending
+        ]:
             del self.windows[key]
         dirty = [(key, window, window.pending) for key, window in self.windows.items()]
         if not dirty:
             return
+        for _, window, sent in dirty:  # a flush that overlaps this one sends only newer hits
+            window.pending -= sent
+            window.sending += sent
         pipeline = self._client().pipeline(transaction=False)
         for key, window, sent in dirty:
             pipeline.incrby(key, sent)
@@ -91,10 +97,13 @@ class SharedWindows:
             results = iter(await pipeline.execute())
         except RedisError as exc:  # counted locally meanwhile; sent on the next flush
             log.warning("rate limit storage unavailable, counting locally: %s", exc)
+            for _, window, sent in dirty:
+                window.sending -= sent
+                window.pending += sent
             return
         for _, window, sent in dirty:
-            window.total = int(next(results))
-            window.pending -= sent  # hits that arrived during the round trip stay pending
+            window.total = int(next(results))  # ours included; newer hits stay pending
+            window.sending -= sent
             if not window.expiring:
                 next(results)
                 window.expiring = True

@@ -20,8 +20,9 @@ from api.routing import UnitOfWorkRoute
 from core.db import session_scope
 from core.errors import NotFound
 from core.log_archive import LogArchive, log_attempts, log_ranks
-from core.logs import LogKey, LogLine, attempt_is_over
-from core.runs import service
+from core.logs import LogKey, LogLine, attempt_is_over, log_may_appear
+from core.models import Run
+from core.runs import launcher, service
 from core.runs.states import RunStatus
 from core.settings import Settings
 from core.tenants.schemas import Principal
@@ -51,12 +52,13 @@ def get_run_logs(
     accept: Annotated[str | None, Header(max_length=1024)] = None,
 ) -> StreamingResponse:
     """A rank's stdout/stderr with timestamps. `Accept: application/x-ndjson` for JSON lines."""
-    service.get_run(session, caller, run_id)  # scoping: another org's run is simply missing
+    run = service.get_run(session, caller, run_id)  # another org's run is simply missing
     attempts = log_attempts(session, run_id)
-    chosen = attempt if attempt is not None else (attempts[-1] if attempts else None)
-    if chosen is None:
-        raise NotFound(f"Run {run_id} has no log yet: none of its attempts has started.")
-    if chosen not in attempts or rank not in log_ranks(session, run_id, chosen):
+    chosen = attempt if attempt is not None else (attempts[-1] if attempts else run.attempt)
+    stored = chosen in attempts and rank in log_ranks(session, run_id, chosen)
+    if not stored and not (follow and _may_appear(run, chosen, rank)):
+        if not attempts and run.attempt == 0:
+            raise NotFound(f"Run {run_id} has no log yet: none of its attempts has started.")
         raise NotFound(f"Run {run_id} has no log for attempt {chosen} rank {rank}.")
     archive = _archive(request, settings)
 
@@ -70,6 +72,12 @@ def get_run_logs(
         media_type=NDJSON if as_json else "text/plain; charset=utf-8",
         headers={"X-Trainport-Attempt": str(chosen), "Cache-Control": "no-store"},
     )
+
+
+def _may_appear(run: Run, attempt: int, rank: int) -> bool:
+    started = run.status in (RunStatus.STARTING, RunStatus.RUNNING)
+    ranks = launcher.nodes(run.spec) * launcher.processes_started(run.spec)
+    return log_may_appear(started, run.attempt, attempt, rank, ranks)
 
 
 def _archive(request: Request, settings: Settings) -> LogArchive:

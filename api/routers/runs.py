@@ -181,7 +181,14 @@ async def list_runs(
     after: RunCursor = None,
     if_none_match: Annotated[str | None, Header(max_length=1024)] = None,
 ) -> Response:
-    """Newest first, keyset-paged. With `changed_since`, only runs changed after that version."""
+    """Newest first, keyset-paged. With `changed_since`, only runs changed after that version
+    (oldest first, deletions included), and no filter but `project`."""
+    if changed_since is not None:
+        filters: dict[str, object] = {"status": status_, "labels": labels, "name": name}
+        filters |= {"name_prefix": name_prefix, "after": after}
+        service.refuse_feed_filters(
+            filters | {"created_after": created_after, "created_before": created_before}
+        )
     secret = secret_of(credentials)
 
     def criteria(caller: Principal) -> RunFilter:

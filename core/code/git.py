@@ -59,7 +59,10 @@ class GitSource:
 
 def check_url(url: str, settings: Settings) -> None:
     """Refuse a URL the operator did not allow, before anything is fetched."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # e.g. an unclosed IPv6 bracket
+        raise InvalidInput(f"{url!r} is not a URL: {exc}.") from None
     if parts.scheme == "file":
         if not settings.git_allow_file_urls:
             raise Forbidden(

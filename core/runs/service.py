@@ -5,7 +5,7 @@ Services flush but never commit: the request's or task's session owner does.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -203,6 +203,19 @@ def _scoped_project(session: Session, caller: Principal, project: str | None) ->
     if project is None:
         return caller.project_id
     return tenants.resolve_project(session, caller, project).id
+
+
+def refuse_feed_filters(filters: Mapping[str, object]) -> None:
+    """The change feed (`changed_since`) returns every change in the project, deletions too:
+    a run that stops matching a filter would silently vanish from a filtered feed, so filters
+    are refused with it rather than ignored."""
+    given = [name for name, value in filters.items() if value not in (None, [], "")]
+    if given:
+        raise InvalidInput(
+            f"`changed_since` reads the change feed, which takes only `project` and `limit`; "
+            f"drop {', '.join(f'`{name}`' for name in given)}, or filter the runs it returns.",
+            [FieldError.for_parameter(name, "not with changed_since") for name in given],
+        ).with_code("filter_not_with_changed_since")
 
 
 def changes_since(

@@ -238,10 +238,22 @@ class CodeRef(StrictModel):
     )
 
 
+# core/code/git.py's check_url, stated for /openapi.json: an http(s) URL with a host and no
+# user part, or a file: URL (which the server may still refuse). A git host is named: an IPv6
+# literal's brackets are refused, as a malformed one would be a 422 no pattern can foresee.
+_GIT_HOST = r"[-A-Za-z0-9._~%!$&'()*+,;=]+(?::[0-9]*)?"  # RFC 3986 reg-name (no IPv6 literal)
+GIT_URL = rf"^(?:https?://{_GIT_HOST}(?:[/?#][^\x00-\x20]*)?|file:/[^\x00-\x20]*)$"
+
+
 class GitSpec(StrictModel):
     """A repository the platform fetches the run's code from (core/code/git.py)."""
 
-    url: str = Field(min_length=1, max_length=512, description="https:// (or an allowed file://)")
+    url: str = Field(
+        min_length=1,
+        max_length=512,
+        pattern=GIT_URL,
+        description="https:// (or an allowed file://), no credentials in it",
+    )
     ref: str | None = Field(
         default=None,
         max_length=255,
@@ -255,6 +267,16 @@ class GitSpec(StrictModel):
     )
     username: str | None = Field(default=None, min_length=1, max_length=255)
     password: SecretRef | None = Field(default=None, description="{secret: NAME}: a token")
+
+
+# `_working_dir` and `_relative_path` stated for /openapi.json: `/`-separated segments, none of
+# them empty or `..` (nor `.` in a working directory); no backslash; no control character.
+_D = r"/\\\x00"  # never inside a working directory's segment (NUL: PostgreSQL refuses it)
+_DIR_SEGMENT = rf"(?:[^{_D}.][^{_D}]*|\.[^{_D}.][^{_D}]*|\.\.[^{_D}]+)"
+WORKING_DIR = rf"^{_DIR_SEGMENT}(?:/{_DIR_SEGMENT})*$"
+_C = r"/\\\x00-\x1f"  # never inside an output path's segment
+_OUTPUT_SEGMENT = rf"(?:[^{_C}.][^{_C}]*|\.(?:[^{_C}.][^{_C}]*)?|\.\.[^{_C}]+)"
+OUTPUT_PATH = rf"^{_OUTPUT_SEGMENT}(?:/{_OUTPUT_SEGMENT})*/?$"
 
 
 def _working_dir(value: str) -> str:
@@ -281,7 +303,11 @@ def _relative_path(value: str) -> str:
     return value
 
 
-RelativePath = Annotated[str, Field(min_length=1, max_length=512), AfterValidator(_relative_path)]
+RelativePath = Annotated[
+    str,
+    Field(min_length=1, max_length=512, json_schema_extra={"pattern": OUTPUT_PATH}),
+    AfterValidator(_relative_path),
+]
 
 
 class LogMetricPattern(StrictModel):
@@ -383,9 +409,13 @@ Labels = Annotated[
 ]
 
 
-# `_command_or_recipe` stated for /openapi.json: exactly one of `command` and `recipe`, and
-# `parameters` only with a `recipe`.
+# `_command_or_recipe` and `check_launcher` stated for /openapi.json: exactly one of `command`
+# and `recipe`; `parameters` only with a `recipe`; at most one code source, and `working_dir`
+# only with one; launcher `none` only for one process on one node.
 _RECIPE_GIVEN = {"required": ["recipe"], "properties": {"recipe": {"type": "string"}}}
+_WORKDIR_GIVEN = {"required": ["workdir"], "properties": {"workdir": {"type": "string"}}}
+_GIT_GIVEN = {"required": ["git"], "properties": {"git": {"type": "object"}}}
+_ONE_OR_UNSET = {"anyOf": [{"const": 1}, {"type": "null"}]}
 COMMAND_OR_RECIPE: dict[str, Any] = {
     "allOf": [
         {
@@ -396,6 +426,19 @@ COMMAND_OR_RECIPE: dict[str, Any] = {
         {
             "if": {"required": ["parameters"], "properties": {"parameters": {"type": "object"}}},
             "then": _RECIPE_GIVEN,
+        },
+        {"not": {"allOf": [_WORKDIR_GIVEN, _GIT_GIVEN]}},
+        {
+            "if": {"required": ["working_dir"], "properties": {"working_dir": {"type": "string"}}},
+            "then": {"anyOf": [_WORKDIR_GIVEN, _GIT_GIVEN]},
+        },
+        {
+            "if": {"required": ["launcher"], "properties": {"launcher": {"const": "none"}}},
+            "then": {
+                "properties": {
+                    "compute": {"properties": {"nodes": _ONE_OR_UNSET, "processes": _ONE_OR_UNSET}}
+                }
+            },
         },
     ]
 }
@@ -434,7 +477,12 @@ class RunSpec(StrictModel):
     )
     git: GitSpec | None = Field(default=None, description="a repository to fetch the code from")
     working_dir: (
-        Annotated[str, Field(min_length=1, max_length=1024), AfterValidator(_working_dir)] | None
+        Annotated[
+            str,
+            Field(min_length=1, max_length=1024, json_schema_extra={"pattern": WORKING_DIR}),
+            AfterValidator(_working_dir),
+        ]
+        | None
     ) = Field(default=None, description="inside the code; default its root")
     launcher: Launcher | None = Field(
         default=None,

@@ -188,3 +188,24 @@ def test_a_change_that_commits_late_is_not_skipped(
 def _write_one(url: str, tenant: Tenant) -> None:
     with httpx.Client(base_url=url, headers=tenant.headers, timeout=30) as http:
         http.post("/v1/runs", json=run_spec(name="fast")).raise_for_status()
+
+
+def test_filters_with_the_feed_are_refused_not_ignored(client: TestClient, tenant: Tenant) -> None:
+    """Found by schemathesis: `labels` with `changed_since` was never even parsed, so a bad
+    selector was a 200 and a good one silently returned runs it did not match."""
+    response = client.get(
+        "/v1/runs",
+        params={"changed_since": 0, "labels": "team=nlp", "status": "running"},
+        headers=tenant.headers,
+    )
+
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    body = response.json()
+    assert body["code"] == "filter_not_with_changed_since"
+    assert "`status`, `labels`" in body["detail"]
+    assert {error["parameter"] for error in body["errors"]} == {"status", "labels"}
+    only_project = client.get(
+        "/v1/runs", params={"changed_since": 0, "project": "default"}, headers=tenant.headers
+    )
+    assert only_project.status_code == 200

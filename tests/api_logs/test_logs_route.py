@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -11,7 +13,9 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from core.log_archive import Head, LogArchive
 from core.logs import LogKey, format_lines
+from core.runs.states import RunStatus
 from core.settings import Settings
+from tests.api.expect import advance
 from tests.factories import Tenant, create_run, log_archive, make_tenant, write_log
 
 
@@ -147,3 +151,43 @@ def test_deleting_a_run_deletes_its_logs(
     assert deleted.status_code == 204
     assert archive.head(LogKey(run["id"], 1, 0)) == Head()
     assert not archive.page(LogKey(run["id"], 1, 0), 0)[0]
+
+
+def test_following_a_started_attempt_waits_for_its_first_line(
+    logs_client: TestClient, owner: Tenant, archive: LogArchive
+) -> None:
+    """The demo's race: a run reads `running` before its rank's first line reaches the
+    database. A follower then waits for the log instead of getting a 404."""
+    run = create_run(logs_client, owner)
+    advance(logs_client, run["id"], RunStatus.QUEUED, RunStatus.STARTING, RunStatus.RUNNING)
+    url = f"/v1/runs/{run['id']}/logs"
+    assert logs_client.get(url, headers=owner.headers).status_code == 404  # nothing to read yet
+
+    def write_then_finish() -> None:
+        time.sleep(0.5)  # after the follower has asked
+        write_log(archive, run["id"], 1, 0, "late first line")
+        advance(logs_client, run["id"], RunStatus.SUCCEEDED)
+
+    writer = threading.Thread(target=write_then_finish)
+    writer.start()
+    response = logs_client.get(url, params={"follow": True}, headers=owner.headers)
+    writer.join()
+
+    assert response.status_code == 200
+    assert response.headers["x-trainport-attempt"] == "1"
+    assert texts(response.text) == ["late first line"]
+    beyond = logs_client.get(url, params={"follow": True, "rank": 1}, headers=owner.headers)
+    assert beyond.status_code == 404  # one rank: rank 1 will never write
+
+
+def test_following_a_run_that_has_not_started_is_still_a_clear_404(
+    logs_client: TestClient, owner: Tenant
+) -> None:
+    run = create_run(logs_client, owner)
+
+    response = logs_client.get(
+        f"/v1/runs/{run['id']}/logs", params={"follow": True}, headers=owner.headers
+    )
+
+    assert response.status_code == 404
+    assert "none of its attempts has started" in response.json()["detail"]
