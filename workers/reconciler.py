@@ -62,6 +62,7 @@ from workers.executors.registry import UnknownExecutor, Where
 from workers.harvest import harvest
 from workers.launch_code import CodeUnavailable, code_for_launch
 from workers.log_metrics import tail_attempts
+from workers.tensorboard_metrics import import_live
 
 LOCAL = Where("local", "local")  # runs admitted before clusters were recorded ran here
 ACTIVE = (RunStatus.STARTING, RunStatus.RUNNING, RunStatus.STOPPING)
@@ -218,6 +219,10 @@ def reconcile_once(ctx: WorkerContext) -> Summary:
     tail_attempts(  # before settling: an ended attempt's last lines count
         ctx.factory,
         [(o.run_id, o.attempt, _ended(o)) for _, o in observed.values()],
+    )
+    import_live(  # the same for TensorBoard event files in folders on this machine
+        ctx.factory,
+        [(executor, o.run_id, o.attempt, _ended(o)) for executor, o in observed.values()],
     )
     with session_scope(ctx.factory) as session:
         active = _active_runs(session)
