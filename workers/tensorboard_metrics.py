@@ -76,7 +76,12 @@ def import_folder(
 
 
 def _tail_file(
-    factory: sessionmaker[Session], run_id: str, attempt: int, path: Path, relative: str, ended: bool
+    factory: sessionmaker[Session],
+    run_id: str,
+    attempt: int,
+    path: Path,
+    relative: str,
+    ended: bool,
 ) -> int:
     read = _file_reader(path)
     total, more = 0, True

@@ -97,9 +97,8 @@ def tail_event_file(
 def _locked_event_cursor(session: Session, run_id: str, attempt: int, path: str) -> EventFileCursor:
     dialect = session.get_bind().dialect.name
     statement = (pg_insert if dialect == "postgresql" else sqlite_insert)(EventFileCursor)
-    session.execute(
-        statement.values(run_id=run_id, attempt=attempt, path=path, offset=0).on_conflict_do_nothing()
-    )
+    row = {"run_id": run_id, "attempt": attempt, "path": path, "offset": 0}
+    session.execute(statement.values(row).on_conflict_do_nothing())
     query = select(EventFileCursor).where(
         EventFileCursor.run_id == run_id,
         EventFileCursor.attempt == attempt,
