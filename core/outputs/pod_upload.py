@@ -128,6 +128,8 @@ def _put(url: str, path: Path) -> None:
     with path.open("rb") as source:
         request = urllib.request.Request(url, data=source, method="PUT")  # noqa: S310
         request.add_header("Content-Length", str(path.stat().st_size))
+        # else urllib says `application/x-www-form-urlencoded`, and a server may parse it so
+        request.add_header("Content-Type", "application/octet-stream")
         with urllib.request.urlopen(request, timeout=600):  # noqa: S310 - presigned by the API
             pass
 
