@@ -215,9 +215,12 @@ def container_command(spec: dict[str, Any], cwd: str | None = None) -> list[str]
 
 def keeps_leftovers(spec: dict[str, Any], config: ClusterConfig) -> bool:
     """Whether the pod uploads what its attempt leaves (core/outputs/pod_upload.py): when the
-    run has `outputs`, a `metrics.tensorboard_dir`, or a checkpoint volume to look through."""
+    run has `outputs`, a `metrics.tensorboard_dir`, or runs its own command with a checkpoint
+    volume to look through (a recipe checkpoints through the runtime, which registers its
+    own)."""
     tensorboard = (spec.get("metrics") or {}).get("tensorboard_dir")
-    return bool(spec.get("outputs") or tensorboard or config.checkpoint_claim)
+    loose = bool(config.checkpoint_claim and spec.get("command"))
+    return bool(spec.get("outputs") or tensorboard or loose)
 
 
 def wrapped_command(request: LaunchRequest, config: ClusterConfig) -> list[str]:
