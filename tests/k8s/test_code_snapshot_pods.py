@@ -101,9 +101,7 @@ def test_a_run_with_outputs_runs_inside_the_uploading_wrapper_with_no_credential
     assert json.loads(env["TRAINPORT_OUTPUTS"]) == ["out/**", "final.pt"]
     assert env["TRAINPORT_TENSORBOARD_DIR"] == "runs"
     assert env["TRAINPORT_RUN_TOKEN"] == TOKEN
-    assert not any(
-        word in name for name in env for word in ("SECRET", "ACCESS_KEY", "S3_", "AWS")
-    )
+    assert not any(word in name for name in env for word in ("SECRET", "ACCESS_KEY", "S3_", "AWS"))
     assert env["PRICE"] == "$$5"  # the kubelet hands the program "$5"
     job = to_dict(build_attempt(request, ClusterConfig(default_image="t:1")).job)
     for version in SUPPORTED_VERSIONS:

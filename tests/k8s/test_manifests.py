@@ -28,6 +28,7 @@ from workers.executors.kubernetes.manifests import (
     to_dict,
 )
 
+
 def trainer_command(container: dict[str, Any]) -> list[str]:
     """The run's own command: with a checkpoint volume (CONFIG's) a command runs inside the
     wrapper that uploads what the attempt leaves (core/outputs/pod_upload.py)."""

@@ -113,11 +113,11 @@ def test_the_pod_uploads_what_it_leaves_and_keeps_the_commands_exit_code(
 ) -> None:
     tenant, started, process = _run_pod(storage_api, live_storage_api, tmp_path, "3")
     try:
-        output, _ = process.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
+        output, _ = process.communicate(timeout=60)
+    except subprocess.TimeoutExpired as late:  # show where it hangs (PYTHONFAULTHANDLER)
         process.send_signal(signal.SIGABRT)
         output, _ = process.communicate(timeout=30)
-        raise AssertionError(output)
+        raise AssertionError(output) from late
     assert process.returncode == 3, output  # the command's, not the wrapper's
     assert "uploaded" in output, output
 

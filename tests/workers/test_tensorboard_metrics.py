@@ -69,7 +69,8 @@ def test_a_half_written_record_waits_and_a_corrupt_one_is_refused(tmp_path: Path
     whole = records(data)
     cut = records(data[:-5])
     assert cut.consumed < whole.consumed == len(data)
-    assert len(cut.data) == len(whole.data) - 1 and cut.wanted > 0
+    assert len(cut.data) == len(whole.data) - 1
+    assert cut.wanted > 0
     length = struct.unpack("<Q", data[:8])[0]
     flipped = bytearray(data)
     flipped[12 + length - 1] ^= 0xFF  # the first record's last data byte
