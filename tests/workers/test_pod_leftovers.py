@@ -176,3 +176,28 @@ def test_a_command_that_is_not_there_exits_127_as_from_a_shell(
         [PY, *command[1:]], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 127, done.stderr  # the podFailurePolicy's "never succeeds"
+
+
+def test_leftovers_are_write_only_and_an_api_key_cannot_write_them(
+    storage_api: TestClient,
+) -> None:
+    tenant = make_tenant(storage_api)
+    started = start(storage_api, submit(storage_api, tenant, outputs=["out/**"]))
+    url = f"/v1/runs/{started.run_id}/storage/presign"
+
+    def presign(method: str, headers: dict[str, str]) -> Any:
+        body = {"operations": [{"method": method, "key": "leftovers/outputs/out/a.bin"}]}
+        return storage_api.post(url, json=body, headers=headers)
+
+    assert presign("PUT", started.headers).status_code == 200
+    refused = presign("GET", started.headers)
+    assert refused.status_code == 403
+    assert refused.json()["code"] == "write_only"
+    assert presign("DELETE", started.headers).status_code == 403
+    assert presign("PUT", tenant.headers).status_code == 403  # people never write a pod's files
+    listing = storage_api.get(
+        f"/v1/runs/{started.run_id}/storage/objects",
+        params={"prefix": "leftovers/"},
+        headers=started.headers,
+    )
+    assert listing.status_code == 403
