@@ -28,7 +28,7 @@ COPY dashboard/static ./dashboard/static
 COPY migrations ./migrations
 # Editable, so the code runs from /app where migrations/ sits beside core/ (core.migrate finds
 # it relative to itself). The files stay owned by root: the service user cannot change them.
-RUN pip install --no-cache-dir -e .
+RUN pip install --no-cache-dir -e '.[tensorboard]'
 # The one writable place the service user owns: run state and logs (TRAINPORT_STATE_DIR).
 RUN mkdir -p /var/lib/trainport && chown 10001:10001 /var/lib/trainport
 ENV TRAINPORT_STATE_DIR=/var/lib/trainport

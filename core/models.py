@@ -562,3 +562,14 @@ class LogMetricCursor(Base):
     attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
     rank: Mapped[int] = mapped_column(Integer, primary_key=True)
     offset: Mapped[int] = mapped_column(BigInteger)
+
+
+class EventFileCursor(Base):
+    """How far `metrics.tensorboard_dir` has imported one event file (bytes of whole records)."""
+
+    __tablename__ = "event_file_cursors"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
+    path: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    offset: Mapped[int] = mapped_column(BigInteger)

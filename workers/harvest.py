@@ -117,14 +117,14 @@ def _inside(root: Path, path: Path) -> str | None:
     return relative.as_posix()
 
 
-def _open_regular(path: Path) -> BinaryIO:
+def open_regular(path: Path) -> BinaryIO:
     """Open without following a link that appeared since the check."""
     descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     return os.fdopen(descriptor, "rb")
 
 
 def _upload(store: ObjectStore, path: Path, key: str) -> FileEntry:
-    with _open_regular(path) as source:
+    with open_regular(path) as source:
         reader = HashingReader(source)
         store.put_stream(key, reader)  # type: ignore[arg-type]  # read-once, like a request
     return FileEntry(path=key, size=reader.size, sha256=reader.sha256)
@@ -204,7 +204,7 @@ def _snapshot_checkpoint(
 
 def _digest(path: Path) -> tuple[str, int]:
     digest, size = hashlib.sha256(), 0
-    with _open_regular(path) as source:
+    with open_regular(path) as source:
         while chunk := source.read(1 << 20):
             digest.update(chunk)
             size += len(chunk)

@@ -62,6 +62,8 @@ from workers.executors.registry import UnknownExecutor, Where
 from workers.harvest import harvest
 from workers.launch_code import CodeUnavailable, code_for_launch
 from workers.log_metrics import tail_attempts
+from workers.pod_leftovers import keep_uploaded
+from workers.tensorboard_metrics import import_live
 
 LOCAL = Where("local", "local")  # runs admitted before clusters were recorded ran here
 ACTIVE = (RunStatus.STARTING, RunStatus.RUNNING, RunStatus.STOPPING)
@@ -218,6 +220,10 @@ def reconcile_once(ctx: WorkerContext) -> Summary:
     tail_attempts(  # before settling: an ended attempt's last lines count
         ctx.factory,
         [(o.run_id, o.attempt, _ended(o)) for _, o in observed.values()],
+    )
+    import_live(  # the same for TensorBoard event files in folders on this machine
+        ctx.factory,
+        [(executor, o.run_id, o.attempt, _ended(o)) for executor, o in observed.values()],
     )
     with session_scope(ctx.factory) as session:
         active = _active_runs(session)
@@ -379,13 +385,15 @@ def _ended(seen: AttemptObservation) -> bool:
 
 
 def _keep_leftovers(ctx: WorkerContext, executor: Executor, run_id: str, attempt: int) -> None:
-    """Outputs and loose checkpoint files, before the attempt is settled and cleaned up; a
+    """Outputs, loose checkpoint files and TensorBoard files, before the attempt is settled and
+    cleaned up: from its folder on this machine, else (a pod's) from what it uploaded; a
     failure is logged and the attempt settled all the same (it must not hold the run)."""
     found = executor.leftovers(run_id, attempt)
-    if found is None:
-        return
     try:
-        harvest(ctx.factory, ctx.settings, run_id, attempt, found)
+        if found is not None:
+            harvest(ctx.factory, ctx.settings, run_id, attempt, found)
+        elif executor.kind == "kubernetes":
+            keep_uploaded(ctx.factory, ctx.settings, run_id, attempt)
     except Exception:
         log.exception("keeping the outputs of %s attempt %d failed", run_id, attempt)
 

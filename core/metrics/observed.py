@@ -1,4 +1,5 @@
-"""Metrics the platform observes itself: series parsed from a rank's log as it grows.
+"""Metrics the platform observes itself: series parsed from a rank's log as it grows, and
+scalars imported from a run's TensorBoard event files as they grow.
 
 `tail_log` parses what a rank's log gained since the last call and records the points through
 the same path as the runtime's (`service.store_points`). Where it stopped is a row per (run,
@@ -19,7 +20,8 @@ from sqlalchemy.orm import Session
 from core.metrics.from_logs import LogPattern, parse_stored
 from core.metrics.repository import PointRow
 from core.metrics.service import store_points
-from core.models import LogMetricCursor
+from core.metrics.tensorboard import records, scalars
+from core.models import EventFileCursor, LogMetricCursor
 
 READ_BUDGET_BYTES = 8 << 20  # per call: a huge backlog is parsed over several calls
 
@@ -65,5 +67,41 @@ def _locked_cursor(session: Session, run_id: str, attempt: int, rank: int) -> Lo
         LogMetricCursor.run_id == run_id,
         LogMetricCursor.attempt == attempt,
         LogMetricCursor.rank == rank,
+    )
+    return session.scalars(query.with_for_update().execution_options(populate_existing=True)).one()
+
+
+def tail_event_file(
+    session: Session, run_id: str, attempt: int, path: str, read: LogBytes
+) -> tuple[int, bool]:
+    """Import what one event file (`path`, as the run's folder names it) gained since the last
+    call: (points recorded, whether the file may hold more than this call read). Its cursor is
+    locked and moved with the points, as `tail_log`'s."""
+    cursor = _locked_event_cursor(session, run_id, attempt, path)
+    data = read(cursor.offset, READ_BUDGET_BYTES)
+    found = records(data)
+    if found.wanted > len(data) and len(data) >= READ_BUDGET_BYTES:
+        data = read(cursor.offset, found.wanted)  # one record larger than a pass's budget
+        found = records(data)
+    rows = [
+        PointRow(point.name, point.step, point.value, point.time)
+        for record in found.data
+        for point in scalars(record)
+    ]
+    store_points(session, run_id, attempt, rows)
+    cursor.offset += found.consumed
+    session.flush()
+    return len(rows), found.consumed > 0 and len(data) >= READ_BUDGET_BYTES
+
+
+def _locked_event_cursor(session: Session, run_id: str, attempt: int, path: str) -> EventFileCursor:
+    dialect = session.get_bind().dialect.name
+    statement = (pg_insert if dialect == "postgresql" else sqlite_insert)(EventFileCursor)
+    row = {"run_id": run_id, "attempt": attempt, "path": path, "offset": 0}
+    session.execute(statement.values(row).on_conflict_do_nothing())
+    query = select(EventFileCursor).where(
+        EventFileCursor.run_id == run_id,
+        EventFileCursor.attempt == attempt,
+        EventFileCursor.path == path,
     )
     return session.scalars(query.with_for_update().execution_options(populate_existing=True)).one()

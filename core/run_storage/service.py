@@ -9,7 +9,11 @@ are relative to the run's storage root, which has two parts:
 - `datasets/<name>/<path>`: a file of the dataset version pinned for the run under that name
   (core/datasets/pinning.py): GET only, and only paths of the version's manifest;
 - `code/<digest>`: the run's own code snapshot (its `workdir`, or the snapshot its first launch
-  shipped for its `git` source): GET only; a Kubernetes init container fetches it this way.
+  shipped for its `git` source): GET only; a Kubernetes init container fetches it this way;
+- `leftovers/<path>`: what the token's attempt leaves when its trainer exits (its `outputs`,
+  TensorBoard event files, loose checkpoint files), at `runs/<run>/leftovers/attempt-<n>/`:
+  PUT only. A pod's wrapper (core/outputs/pod_upload.py) uploads there, and the worker that
+  settles the attempt keeps what it finds (workers/pod_leftovers.py).
 
 Anything else (another run's prefix, another org's, `..`, an absolute key) is refused with 403
 `outside_run_storage` before any store is touched. Only the run's own token, of an attempt that
@@ -60,9 +64,10 @@ from core.tenants.schemas import Principal
 CHECKPOINTS = "checkpoints/"
 DATASETS = "datasets/"
 CODE = "code/"
+LEFTOVERS = "leftovers/"
 SCOPE_HINT = (
-    "keys start with checkpoints/ (this run's checkpoints), datasets/<pinned name>/ or "
-    "code/<this run's snapshot digest>"
+    "keys start with checkpoints/ (this run's checkpoints), datasets/<pinned name>/, "
+    "code/<this run's snapshot digest> or leftovers/ (this attempt's files, write-only)"
 )
 
 
@@ -81,6 +86,7 @@ class RunStorage:
     checkpoints: ObjectStore
     datasets: dict[str, PinnedFiles]
     code: dict[str, tuple[ObjectStore, str]] = field(default_factory=dict)  # digest -> its object
+    leftovers: ObjectStore | None = None  # the token's attempt's (`leftovers_location`)
 
 
 @dataclass(frozen=True)
@@ -110,9 +116,18 @@ def run_storage(session: Session, caller: Principal, settings: Settings, run_id:
         )
         for name, (_, version) in pinned(session, run.id).items()
     }
+    attempt = caller.attempt or run.attempt
     return RunStorage(
-        location(settings, run.org_id, run.id), datasets, _code(session, settings, run)
+        location(settings, run.org_id, run.id),
+        datasets,
+        _code(session, settings, run),
+        leftovers_location(settings, run.org_id, run.id, attempt),
     )
+
+
+def leftovers_location(settings: Settings, org_id: str, run_id: str, attempt: int) -> ObjectStore:
+    """Where a pod uploads what its attempt leaves (see the module docstring)."""
+    return org_store(settings, org_id).scoped(f"runs/{run_id}/leftovers/attempt-{attempt}/")
 
 
 def _code(session: Session, settings: Settings, run: Run) -> dict[str, tuple[ObjectStore, str]]:
@@ -151,6 +166,12 @@ def resolve(storage: RunStorage, key: str, method: StorageMethod) -> Target:
         return Target(storage.checkpoints, key[len(CHECKPOINTS) :], None)
     if key.startswith(CODE):
         return _code_target(storage, key, method)
+    if key.startswith(LEFTOVERS) and storage.leftovers is not None:
+        if method is not StorageMethod.PUT:
+            raise Forbidden("An attempt's leftovers are written once, by its pod.").with_code(
+                "write_only"
+            )
+        return Target(storage.leftovers, key[len(LEFTOVERS) :], None)
     if not key.startswith(DATASETS):
         raise _outside(key)
     name, separator, path = key[len(DATASETS) :].partition("/")

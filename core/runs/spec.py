@@ -326,6 +326,11 @@ class MetricsSpec(StrictModel):
     """Metrics the platform collects without code (core/metrics/from_logs.py)."""
 
     from_logs: list[LogMetricPattern] = Field(default_factory=list, max_length=MAX_PATTERNS)
+    tensorboard_dir: RelativePath | None = Field(
+        default=None,
+        description="a folder relative to the working directory whose TensorBoard event files' "
+        "scalars become series (core/metrics/tensorboard.py)",
+    )
 
 
 def _check_env(env: dict[str, str | SecretRef]) -> dict[str, str | SecretRef]:

@@ -5,6 +5,7 @@ emptyDir mounted at the working directory, and a relative command resolved there
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any
 
 import kubernetes_validate
@@ -74,3 +75,41 @@ def test_the_shipping_manifest_is_valid_kubernetes() -> None:
     assert job["spec"]["template"]["spec"]["initContainers"][0]["image"] == "python:3.12-slim"
     for version in SUPPORTED_VERSIONS:
         kubernetes_validate.validate(job, version, strict=True)
+
+
+def test_a_run_with_outputs_runs_inside_the_uploading_wrapper_with_no_credential(
+    executor: KubernetesExecutor, cluster: ClusterSimulator
+) -> None:
+    """Outputs and TensorBoard files leave with the pod (core/outputs/pod_upload.py): the
+    trainer's command is the wrapper's arguments, the run token is its only key, and the
+    command's `$` stays literal through the kubelet's `$(VAR)` expansion."""
+    request = shipping(
+        image="ghcr.io/acme/train:1",
+        workdir=DIGEST,
+        outputs=["out/**", "final.pt"],
+        metrics={"tensorboard_dir": "runs"},
+    )
+    request = dataclasses.replace(request, spec={**request.spec, "env": {"PRICE": "$5"}})
+    executor.launch(request)
+    cluster.step()
+    [pod] = cluster.pods()
+    [trainer] = pod["spec"]["containers"]
+    assert trainer["command"][:2] == ["python3", "-c"]
+    assert trainer["command"][3:] == ["/code/train.sh", "--lr", "3e-4"]
+    assert "$(" not in trainer["command"][2].replace("$$", "")  # nothing the kubelet expands
+    env = {e["name"]: e.get("value") for e in trainer["env"]}
+    assert json.loads(env["TRAINPORT_OUTPUTS"]) == ["out/**", "final.pt"]
+    assert env["TRAINPORT_TENSORBOARD_DIR"] == "runs"
+    assert env["TRAINPORT_RUN_TOKEN"] == TOKEN
+    assert not any(word in name for name in env for word in ("SECRET", "ACCESS_KEY", "S3_", "AWS"))
+    assert env["PRICE"] == "$$5"  # the kubelet hands the program "$5"
+    job = to_dict(build_attempt(request, ClusterConfig(default_image="t:1")).job)
+    for version in SUPPORTED_VERSIONS:
+        kubernetes_validate.validate(job, version, strict=True)
+
+
+def test_a_run_with_nothing_to_keep_runs_its_command_bare() -> None:
+    request = launch_request(nodes=1, image="ghcr.io/acme/train:1", command=["python", "t.py"])
+    job = to_dict(build_attempt(request, ClusterConfig()).job)
+    [trainer] = job["spec"]["template"]["spec"]["containers"]
+    assert trainer["command"] == ["python", "t.py"]

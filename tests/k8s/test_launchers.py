@@ -7,7 +7,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
-from tests.k8s.test_manifests import SUPPORTED_VERSIONS, documents
+from tests.k8s.test_manifests import SUPPORTED_VERSIONS, documents, trainer_command
 
 DISTRIBUTED = {"RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "NODE_RANK"}
 DISTRIBUTED |= {"NNODES", "NPROC_PER_NODE"}
@@ -18,7 +18,7 @@ def container(spec: dict[str, Any]) -> dict[str, Any]:
     for version in (SUPPORTED_VERSIONS[0], SUPPORTED_VERSIONS[-1]):
         kubernetes_validate.validate(job, version, strict=True)
     found: dict[str, Any] = job["spec"]["template"]["spec"]["containers"][0]
-    return found
+    return {**found, "command": trainer_command(found)}  # the wrapper's arguments
 
 
 def env_names(spec: dict[str, Any]) -> set[str]:

@@ -23,6 +23,7 @@ from core.db import session_scope
 from core.models import Cluster
 from core.runs.states import StatusReason
 from core.secrets.schemas import LaunchSecrets
+from tests.factories import create_run
 from tests.k8s.conftest import launch_request, seen, stored_log
 from tests.k8s_real.conftest import (
     CLUSTER,
@@ -402,3 +403,32 @@ def test_following_many_pods_logs_keeps_its_connections(
     for run_id in run_ids:
         real.drive(run_id, {"succeeded"})
     assert not [r for r in caplog.records if "pool is full" in r.getMessage()]
+
+
+# -- what a pod leaves (issue 14) ---------------------------------------------------------------
+
+
+def test_a_run_with_outputs_is_a_wrapped_pod_the_real_server_admits_and_settles(
+    real: Real,
+) -> None:
+    """The wrapper that uploads outputs and TensorBoard files (core/outputs/pod_upload.py) is the
+    trainer's command in a Job the real server validates and admits; its pod's OOMKilled still
+    reads as `oom_killed`, and an attempt whose pod uploaded nothing settles as any other."""
+    spec = {"outputs": ["out/**"], "metrics": {"tensorboard_dir": "tb"}}
+    run = create_run(
+        real.api, real.tenant, image=IMAGE, compute={"nodes": 1}, scheduling={"max_retries": 1},
+        **spec,
+    )  # fmt: skip
+    run_id = str(run["id"])
+    real.kubelet.fate(run_id, 1, exit_code=None)
+    real.drive(run_id, {"running"})
+    [pod] = pods_of_run(real, run_id)
+    [trainer] = pod["spec"]["containers"]
+    assert trainer["command"][:2] == ["python3", "-c"]  # admitted by the real server
+    real.kubelet.end(run_id, 137, "OOMKilled")  # every pod of the run, from now on...
+    real.kubelet.fate(run_id, 2, exit_code=0)  # ...but the retry's
+    done = real.drive(run_id, {"succeeded", "failed"})
+    assert attempts(done)[0] == (1, "failed", "oom_killed")
+    assert done["status"] == "succeeded", attempts(done)
+    listing = real.api.get(f"/v1/runs/{run_id}/outputs", headers=real.tenant.headers).json()
+    assert listing["data"] == []  # the stand-in kubelet runs nothing, so nothing was uploaded

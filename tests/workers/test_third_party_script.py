@@ -13,7 +13,9 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -46,8 +48,11 @@ def client(
 ) -> Iterator[TestClient]:
     """A platform and an API sharing one state folder: logs, outputs and checkpoints."""
     url, state = make_database(), tmp_path / "state"
-    start_platform(url, state_dir=state)
-    app = create_app(Settings(database_url=url, state_dir=state, key_touch_interval_seconds=0))
+    start_platform(url, state_dir=state, git_allow_file_urls="true")  # the git-source test's
+    settings = Settings(
+        database_url=url, state_dir=state, key_touch_interval_seconds=0, git_allow_file_urls=True
+    )
+    app = create_app(settings)
     with TestClient(app, raise_server_exceptions=False) as made:
         yield made
 
@@ -121,3 +126,53 @@ def test_research_code_trains_is_killed_resumes_and_keeps_its_outputs(
     kept = {(o["attempt"], o["path"]): o for o in record["record"]["outputs"]}
     assert kept[(2, "out/final.pt")]["sha256"] == final["out/final.pt"]["sha256"]
     assert kept[(2, "out/final.pt")]["source"] == "observed"
+
+
+def _pushed(fixture: Path, folder: Path) -> tuple[Path, str]:
+    """The script's folder as a repository's `main`, in a bare repository; (it, the commit)."""
+    work, bare = folder / "clone", folder / "nanotrainer.git"
+    shutil.copytree(fixture, work)
+    git = ["git", "-c", "user.email=t@example.com", "-c", "user.name=t"]
+    subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "import"]):
+        subprocess.run([*git, *args], cwd=work, check=True)
+    subprocess.run(["git", "push", "-q", str(bare), "main"], cwd=work, check=True)
+    commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=work, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    return bare, commit
+
+
+def test_research_code_from_a_git_source_trains_and_keeps_its_outputs_and_commit(
+    client: TestClient, tmp_path: Path
+) -> None:
+    """The same script, fetched by the platform from a repository (a file:// bare one here):
+    no stand-in, `python train.py` in the fetched code's root."""
+    bare, commit = _pushed(FIXTURE, tmp_path)
+    tenant = make_tenant(client)
+    run = create_run(
+        client,
+        tenant,
+        git={"url": bare.as_uri(), "ref": "main"},
+        command=[PY, "train.py", "--max_iters=60", "--eval_interval=20"],
+        outputs=["out/**"],
+        metrics={"from_logs": [{"pattern": LOSS_PATTERN}]},
+    )
+    assert run["spec"]["git"]["commit"] == commit
+    done = wait_for_run(client, tenant, run["id"], {"succeeded", "failed"}, timeout=180)
+    assert done["status"] == "succeeded", _log(client, tenant, run["id"], 1)
+
+    series = client.get(
+        f"/v1/runs/{run['id']}/metrics", params={"name": "loss"}, headers=tenant.headers
+    ).json()["series"]["loss"]
+    assert max(series["steps"]) == 60
+    listing = client.get(f"/v1/runs/{run['id']}/outputs", headers=tenant.headers).json()
+    final = {f["path"]: f for f in listing["data"]}
+    assert set(final) == {"out/final.pt", "out/samples.txt"}
+
+    record = client.get(f"/v1/runs/{run['id']}/provenance", headers=tenant.headers).json()
+    shipped = record["record"]["code"]["shipped"]
+    assert shipped["source"] == "observed"
+    assert shipped["git"]["commit"] == commit
+    kept = {o["path"]: o for o in record["record"]["outputs"]}
+    assert kept["out/final.pt"]["sha256"] == final["out/final.pt"]["sha256"]

@@ -28,6 +28,7 @@ from typing import Any
 from kubernetes import client as k
 
 from core.code import fetch
+from core.outputs import pod_upload
 from core.runs.launcher import Launcher, launcher_of, nodes, ranks_per_node, torchrun_prefix
 from core.runs.recipes import launch_command, recipe_environment
 from workers.executors.base import LaunchRequest, resolve_command
@@ -38,6 +39,7 @@ CHECKPOINT_DIR = "/checkpoints"
 CODE_DIR = "/code"  # the run's code snapshot, unpacked by the init container (issue 14)
 CODE_FETCHER = "code"
 FETCH_PROGRAM = Path(fetch.__file__).read_text()  # stdlib only: runs on any Python 3.9+ image
+UPLOAD_PROGRAM = Path(pod_upload.__file__).read_text()  # the same: the trainer's wrapper
 NEVER_SUCCEEDS = [126, 127]  # not executable / command not found: a retry cannot help
 IMAGE_PULL_POLICY = "IfNotPresent"
 
@@ -211,9 +213,27 @@ def container_command(spec: dict[str, Any], cwd: str | None = None) -> list[str]
     return [*torchrun_prefix(spec, command, "$(NODE_RANK)", master), *command]
 
 
+def keeps_leftovers(spec: dict[str, Any], config: ClusterConfig) -> bool:
+    """Whether the pod uploads what its attempt leaves (core/outputs/pod_upload.py): when the
+    run has `outputs`, a `metrics.tensorboard_dir`, or runs its own command with a checkpoint
+    volume to look through (a recipe checkpoints through the runtime, which registers its
+    own)."""
+    tensorboard = (spec.get("metrics") or {}).get("tensorboard_dir")
+    loose = bool(config.checkpoint_claim and spec.get("command"))
+    return bool(spec.get("outputs") or tensorboard or loose)
+
+
+def wrapped_command(request: LaunchRequest, config: ClusterConfig) -> list[str]:
+    """The container's command, inside the uploading wrapper when the pod keeps leftovers."""
+    command = container_command(request.spec, working_dir(request))
+    if not keeps_leftovers(request.spec, config):
+        return command
+    return ["python3", "-c", literal(UPLOAD_PROGRAM), *command]
+
+
 def _container(request: LaunchRequest, config: ClusterConfig) -> k.V1Container:
     cwd = working_dir(request)
-    command = container_command(request.spec, cwd)
+    command = wrapped_command(request, config)
     mounts = [k.V1VolumeMount(name="dshm", mount_path="/dev/shm")]  # noqa: S108 - shared memory
     if config.checkpoint_claim:
         mounts.append(
@@ -331,6 +351,10 @@ def rank_environment(request: LaunchRequest, config: ClusterConfig) -> dict[str,
     env["TRAINPORT_ATTEMPT"] = str(request.attempt)
     if config.checkpoint_claim:
         env["TRAINPORT_CHECKPOINT_DIR"] = CHECKPOINT_DIR
+    if request.spec.get("outputs"):
+        env["TRAINPORT_OUTPUTS"] = json.dumps(request.spec["outputs"])
+    if tensorboard := (request.spec.get("metrics") or {}).get("tensorboard_dir"):
+        env["TRAINPORT_TENSORBOARD_DIR"] = tensorboard
     return env
 
 
