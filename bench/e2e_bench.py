@@ -20,7 +20,7 @@ trivial command, `python -c "print(1)"` (the latency runs write a time stamp fir
    Trainport, the **stages** of those runs are read back from the database (run, outbox rows,
    attempt) and printed as offsets from the submit (p50);
 3. **`--runs` submitted one by one → all finished** (one client; its submit p50/p99);
-4. **`--clients` clients × `--runs`/clients runs → all finished** (their submit p50/p99);
+4. **`--clients` clients x `--runs`/clients runs → all finished** (their submit p50/p99);
 5. **GET one run** p50 (`--reads` GETs of random runs) and **list 400 runs** p50: pages of
    200 read with the cursor (Celery: MGET of 200 result keys a page; Trainport: `GET
    /v1/runs?limit=200&after=...`).
@@ -96,7 +96,7 @@ def load() -> str:
     return " ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
-# -- what each platform offers the measurements ------------------------------------------------------
+# -- what each platform offers the measurements ------------------------------------------------
 
 
 class Target:
@@ -197,7 +197,7 @@ class BareCelery(Target):
 
     def __post_init__(self) -> None:
         os.environ["BARE_CELERY_BROKER"] = REDIS_URL
-        from bench.bare_celery import app  # noqa: PLC0415 - after the broker is set
+        from bench.bare_celery import app  # after the broker is set
 
         self.app = app
         self.lock = threading.Lock()
@@ -238,7 +238,7 @@ class BareCelery(Target):
         return pages
 
 
-# -- starting the platforms --------------------------------------------------------------------------
+# -- starting the platforms ----------------------------------------------------------------------
 
 
 def slots_env(extra: dict[str, str]) -> dict[str, str]:
