@@ -64,6 +64,7 @@ from bench.workers_bench import (
     ROOT,
     STAMP_COMMAND,
     bootstrap_org,
+    cpu_seconds,
     database,
     machine,
     percentile,
@@ -423,7 +424,12 @@ def measure(name: str, args: argparse.Namespace, extra: dict[str, str]) -> dict[
         found["submit -> running ms p95"] = round(percentile(lat, 0.95), 1)
         if isinstance(target, Trainport):
             found["stages"] = stages(target, marks)
+        cpu = {pid: cpu_seconds(pid) for pid in target.pids}
         seconds, submits, outcomes = burst(target, args.runs, 1)
+        found["CPU ms a run, 1 client (process: with reaped children)"] = {
+            _label(pid): round((cpu_seconds(pid) - before) * 1000 / args.runs, 1)
+            for pid, before in cpu.items()
+        }
         found[f"{args.runs} runs one by one s"] = round(seconds, 2)
         found["submit ms p50 / p99, 1 client"] = _p50_p99(submits)
         found["outcomes, 1 client"] = outcomes
@@ -439,6 +445,13 @@ def measure(name: str, args: argparse.Namespace, extra: dict[str, str]) -> dict[
             found["429s waited out"] = target.throttled[0]
     found["load after"] = load()
     return found
+
+
+def _label(pid: int) -> str:
+    """A process by what it runs: `uvicorn`, `workers.embedded`, `celery worker` ..."""
+    argv = Path(f"/proc/{pid}/cmdline").read_text().split("\0")
+    words = [w for w in argv[1:] if w and not w.startswith("-") and "/" not in w]
+    return f"{pid} {' '.join(words[:3])}"
 
 
 def _ids(target: Target) -> list[str]:
@@ -461,7 +474,8 @@ def table(results: dict[str, dict[str, Any]]) -> str:
     if floor:
         header += "".join(f" {n} / celery |" for n in others)
     lines = [header, "|---" * (1 + len(names) + (len(others) if floor else 0)) + "|"]
-    keys = [k for k in next(iter(results.values())) if k != "stages"]
+    keys = list(dict.fromkeys(k for found in results.values() for k in found))
+    keys = [k for k in keys if not any(isinstance(r.get(k), dict) for r in results.values())]
     for key in keys:
         row = [str(results[n].get(key, "")) for n in names]
         line = f"| {key} | " + " | ".join(row) + " |"
