@@ -39,8 +39,10 @@ import json
 import os
 import random
 import re
+import signal
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -532,6 +534,8 @@ def main() -> None:
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for Trainport")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
+    # A SIGTERM (`timeout`) unwinds the platforms' context managers, so no process is left.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     extra = dict(item.split("=", 1) for item in args.env)
     print(json.dumps({"machine": machine(), "load": load(), "platform env": extra}, indent=2))
     results: dict[str, dict[str, Any]] = {}
