@@ -21,10 +21,12 @@ from api.middleware import (
 )
 from api.routers import (
     checkpoints,
+    code,
     datasets,
     health,
     logs,
     metrics,
+    outputs,
     provenance,
     quotas,
     run_storage,
@@ -91,6 +93,7 @@ def _body_rules(settings: Settings) -> list[BodyRule]:
         BodyRule(
             re.compile(r"/v1/datasets/[^/]+/versions"), settings.max_upload_bytes, streamed=True
         ),
+        BodyRule(re.compile(r"/v1/code/[^/]+"), settings.max_code_snapshot_bytes, streamed=True),
     ]
 
 
@@ -136,8 +139,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(quotas.router)
     app.include_router(metrics.router)
     app.include_router(checkpoints.router)
+    app.include_router(outputs.router)
     app.include_router(run_storage.router)
     app.include_router(datasets.router)
+    app.include_router(code.router)
     app.include_router(provenance.router)
     app.include_router(secrets.router)
     dashboard.mount(app)  # /ui/, / and /docs, /redoc (issue 18)

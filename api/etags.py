@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 
 from fastapi import Request
 
@@ -27,14 +28,23 @@ def matches(if_none_match: str | None, etag: str) -> bool:
     return "*" in candidates or etag in candidates
 
 
+# What `If-Match` may hold (RFC 9110 13.1.1): `*`, or one run ETag; /openapi.json states it.
+# (A bare number is taken too, as earlier versions did.)
+IF_MATCH = re.compile(r'^(\*|(W/)?("[0-9]{1,19}"|[0-9]{1,19}))$')
+
+
 def parse_if_match(header: str | None) -> int | None:
-    """The resource_version an `If-Match` header names, or None when absent."""
+    """The resource_version an `If-Match` header names, or None when absent or `*`.
+
+    `*` matches any current representation: the run only has to exist, which every route
+    that reads it checks anyway.
+    """
     if header is None:
         return None
-    tag = header.strip().removeprefix("W/").strip('"')
-    if not tag.isdigit() or len(tag) > 19:
+    tag = header.strip()
+    if not IF_MATCH.fullmatch(tag):
         raise InvalidInput(
-            "If-Match must be a run's ETag, as returned by GET /v1/runs/{id}.",
+            'If-Match must be `*` or a run\'s ETag (`"7"`), as GET /v1/runs/{id} returns it.',
             [FieldError.for_parameter("If-Match", "not an ETag issued by this server")],
         )
-    return int(tag)
+    return None if tag == "*" else int(tag.removeprefix("W/").strip('"'))

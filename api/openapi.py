@@ -13,6 +13,8 @@ from typing import Any
 from fastapi import FastAPI
 from pydantic import BaseModel, Field
 
+from core.storable import NO_NUL_PATTERN, STORABLE_JSON, STORABLE_JSON_SCHEMA
+
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_REF = "#/components/schemas/Problem"
 DESCRIPTIONS = {
@@ -22,6 +24,7 @@ DESCRIPTIONS = {
     409: "Conflicts with the resource's current state",
     412: "If-Match did not match the current ETag",
     413: "The request body is too large",
+    415: "The body's Content-Type is not one this operation reads",
     422: "Invalid input; `errors` points at each bad field",
     429: "Rate limited (per key, per org, failed authentications per address) or too many "
     "waiting runs (`queue_full`); retry after `Retry-After` seconds",
@@ -32,6 +35,14 @@ RETRY_AFTER = {
     "Retry-After": {"description": "seconds to wait before retrying", "schema": {"type": "integer"}}
 }
 FASTAPI_VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
+# No text the API takes may hold NUL (api/middleware.NulGuardMiddleware for URLs and headers,
+# core/storable.check_storable for bodies): stated on every string that states no grammar.
+NO_NUL = NO_NUL_PATTERN
+# Schemas that take or quote any text: problems quote what a request held, and a provenance
+# verification judges whatever it is given (a NUL makes it invalid, not unreadable).
+ANY_TEXT_SCHEMAS = (
+    "Problem", "FieldProblem", "VerifyRequest", "SignedRecord", "CheckpointClaim", "FileDigest",
+)  # fmt: skip
 
 
 class FieldProblem(BaseModel):
@@ -64,6 +75,7 @@ def document_problems(app: FastAPI) -> None:
         document = build()
         if fresh:
             add_problem_responses(document)
+            state_input_rules(document)
         return document
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -101,9 +113,52 @@ def possible_problems(method: str, operation: dict[str, Any]) -> list[int]:
         409: "security" in operation and method != "get",
         412: "if-match" in parameters,
         413: has_body,
+        415: has_body,
         422: bool(parameters) or has_body,
         429: "security" in operation,  # api/edge.py: every authenticated route is limited
         500: True,
         503: "security" in operation,  # every authenticated route reads the database
     }
     return [status for status, applies in checks.items() if applies]
+
+
+def state_input_rules(document: dict[str, Any]) -> None:
+    """State what the API takes, as it reads it: every free-form string of a request (no
+    pattern, format, enum or const) holds no NUL, and a parameter that may be left out is
+    absent, never the text "null"."""
+    for path_item in document.get("paths", {}).values():
+        for operation in path_item.values():
+            for parameter in operation.get("parameters", []):
+                parameter["schema"] = _not_null(parameter.get("schema", {}))
+                _no_nul(parameter["schema"])
+            for media in operation.get("requestBody", {}).get("content", {}).values():
+                _no_nul(media.get("schema", {}))
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    schemas[STORABLE_JSON] = STORABLE_JSON_SCHEMA
+    for name, schema in schemas.items():
+        if name not in ANY_TEXT_SCHEMAS:
+            _no_nul(schema)
+
+
+def _not_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """`anyOf: [X, {type: null}]` as X, keeping the parameter's own annotations."""
+    choices = [c for c in schema.get("anyOf", []) if c.get("type") != "null"]
+    if len(choices) != 1 or len(schema["anyOf"]) != 2:
+        return schema
+    rest = {k: v for k, v in schema.items() if k != "anyOf"}
+    return {**choices[0], **rest}
+
+
+def _no_nul(schema: Any) -> None:
+    if isinstance(schema, list):
+        for item in schema:
+            _no_nul(item)
+        return
+    if not isinstance(schema, dict):
+        return
+    free = not {"pattern", "format", "enum", "const", "contentMediaType"} & schema.keys()
+    if schema.get("type") == "string" and free:
+        schema["pattern"] = NO_NUL
+    for key, value in schema.items():
+        if key not in {"examples", "default", "example", "const", "enum"}:
+            _no_nul(value)

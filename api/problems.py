@@ -11,7 +11,8 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import iter_route_contexts
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -138,12 +139,29 @@ async def _validation_error(request: Request, exc: Exception) -> ProblemResponse
     return problem(422, "validation_error", "Invalid request", summary, request, errors)
 
 
-async def _http_error(request: Request, exc: Exception) -> ProblemResponse:
+def allowed_methods(request: Request) -> str:
+    """Every method of every route whose path matches (Starlette's 405 names only the first
+    route's), plus OPTIONS, for `Allow`."""
+    methods = {"OPTIONS"}
+    for route in iter_route_contexts(request.app.routes):
+        if route.path_regex.match(request.url.path):
+            methods |= set(route.methods or ())
+    return ", ".join(sorted(methods))
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
-    if exc.status_code == 400 and exc.detail == BODY_PARSE_ERROR:
-        # FastAPI's answer to JSON it could not even decode (too deep, huge numbers): the same
-        # 422 as any other malformed body.
+    if exc.status_code == 405:
+        allow = {"Allow": allowed_methods(request)}
+        if request.method == "OPTIONS":  # RFC 9110 9.3.7: what this resource supports
+            return Response(status_code=204, headers=allow)
+        exc.headers = allow
+    if exc.status_code == 400:
+        # The framework's answer to a body it could not even decode (JSON too deep or with huge
+        # numbers, broken multipart): the same 422 as any other malformed body.
         detail = "The body is not a JSON document this server can read (too deep or too large)."
+        if exc.detail != BODY_PARSE_ERROR:
+            detail = f"The body could not be read: {exc.detail}"
         return problem(422, "validation_error", "Invalid request", detail, request, [_BODY])
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
     return problem(

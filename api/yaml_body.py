@@ -85,6 +85,10 @@ def _check_shape(raw: bytes, bounds: YamlBounds) -> None:
 
 
 class YamlBodyRoute(UnitOfWorkRoute):
+    def body_media_types(self) -> tuple[str, ...]:
+        json_types = super().body_media_types()
+        return (*json_types, *sorted(YAML_TYPES)) if json_types else ()
+
     async def prepare_body(self, request: Request) -> Request:
         media = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if media in YAML_TYPES:

@@ -19,6 +19,10 @@ from core.errors import FieldError, InvalidInput
 from core.models import IdempotencyRecord, utcnow
 
 MAX_KEY_LENGTH = 255
+# validate_key's rule as /openapi.json states it, over what a header can carry (Latin-1, its
+# ends trimmed by HTTP): printable characters, no space at either end.
+_PRINTABLE = r"!-~\xa1-\xac\xae-\xff"
+KEY_PATTERN = rf"^[{_PRINTABLE}](?:[ {_PRINTABLE}]{{0,253}}[{_PRINTABLE}])?$"
 
 
 def request_hash(document: Any) -> str:

@@ -450,6 +450,28 @@ class RunProvenance(Base):
     frozen_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class CodeSnapshot(Base):
+    """An org's code, content-addressed: an uploaded working folder or a packed git commit.
+
+    `digest` is `sha256:<hex>` of the archive's bytes as stored, computed by the API (or the
+    worker that packed a git commit), never taken from a client."""
+
+    __tablename__ = "code_snapshots"
+    __table_args__ = (Index("ix_code_snapshots_org_id_git", "org_id", "git_url", "git_commit"),)
+
+    org_id: Mapped[str] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True
+    )
+    digest: Mapped[str] = mapped_column(String(71), primary_key=True)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    storage_key: Mapped[str] = mapped_column(String(255))
+    origin: Mapped[str] = mapped_column(String(16))  # "upload" or "git"
+    git_url: Mapped[str | None] = mapped_column(String(512), default=None)
+    git_commit: Mapped[str | None] = mapped_column(String(64), default=None)
+    created_by: Mapped[str | None] = mapped_column(String(40), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 # -- secrets per org (migration 0004, issue 12) --------------------------------------------------
 
 
@@ -476,7 +498,7 @@ class RunSecret(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-# -- run logs (migration 0006, issue 13) ----------------------------------------------------------
+# -- run logs (migration 0007, issue 13) ----------------------------------------------------------
 
 
 class LogStream(Base):
@@ -512,3 +534,31 @@ class LogChunk(Base):
     start: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     lines: Mapped[int] = mapped_column(Integer)
     data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+# -- bring your own code (migration 0009, issue 14) ---------------------------------------------
+
+
+class RunOutput(Base):
+    """A file of a run's `outputs`, uploaded when its attempt ended: one per (attempt, path)."""
+
+    __tablename__ = "run_outputs"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
+    path: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    org_id: Mapped[str] = mapped_column(String(40))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LogMetricCursor(Base):
+    """How far `metrics.from_logs` has parsed one rank's log (bytes of whole lines)."""
+
+    __tablename__ = "log_metric_cursors"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rank: Mapped[int] = mapped_column(Integer, primary_key=True)
+    offset: Mapped[int] = mapped_column(BigInteger)

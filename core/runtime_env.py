@@ -15,6 +15,7 @@ import json
 from sqlalchemy.orm import Session
 
 from core.checkpoints.service import location
+from core.code.snapshots import ShippedCode
 from core.datasets.pinning import pinned
 from core.models import Run
 from core.provenance.service import freeze
@@ -24,9 +25,9 @@ from core.tenants import run_tokens
 
 
 def launch_environment(
-    session: Session, run: Run, attempt: int, settings: Settings
+    session: Session, run: Run, attempt: int, settings: Settings, code: ShippedCode | None = None
 ) -> dict[str, str]:
-    freeze(session, run)
+    freeze(session, run, code)
     datasets = {
         name: {
             "digest": version.digest,

@@ -40,6 +40,11 @@ class SandboxNetwork(StrEnum):
     HOST = "host"  # ranks share the host's network (they reach every loopback service)
 
 
+class LocalImagePolicy(StrEnum):
+    WARN = "warn"  # the run goes ahead on the host, marked: the image was not used
+    REFUSE = "refuse"  # image runs are refused rather than run without their image
+
+
 class Environment(StrEnum):
     DEVELOPMENT = "development"
     PRODUCTION = "production"
@@ -309,6 +314,30 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Non-public networks the server may still fetch user-named URLs from "
         '(core/egress.py), e.g. ["10.20.0.0/16"]; none by default',
+    )
+    # Code that travels with a run (issue 14): snapshots and git sources.
+    max_code_snapshot_bytes: int = Field(
+        default=2**30, ge=1024, description="Largest code snapshot (workdir archive) accepted"
+    )
+    git_allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description='Git hosts runs may name in `git.url`, e.g. ["github.com"]; "*" for any '
+        "public host; none by default (git sources refused)",
+    )
+    git_allow_file_urls: bool = Field(
+        default=False, description="Whether `git.url` may be a file:// path on the server"
+    )
+    git_timeout_seconds: float = Field(
+        default=120.0, gt=0, le=3600, description="How long one git command of the server may take"
+    )
+    local_image_policy: LocalImagePolicy = Field(
+        default=LocalImagePolicy.WARN,
+        description="A run naming `image` on the local executor: `warn` (runs, marked) or `refuse`",
+    )
+    kubernetes_code_fetcher_image: str | None = Field(
+        default=None,
+        description="Image of the init container that fetches a run's code (needs Python 3.11 "
+        "and Trainport's `core`); default: the run's own image",
     )
     max_waiting_runs_per_org: int = Field(
         default=100_000, ge=1, description="Pending + queued runs an org may have (429 beyond)"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Make sure what the test suite needs is here: PostgreSQL and Redis answering on 127.0.0.1,
-# bubblewrap (the local executor's sandbox), and chromium and node (the dashboard's tests).
+# bubblewrap (the local executor's sandbox), and chromium, node and axe-core (the dashboard's
+# tests).
 # Starts an installed-but-stopped server, installs the tools from Debian's packages when they are
 # missing and this runs as root; fails with one line when something is missing and cannot be
 # fixed here.
@@ -57,5 +58,16 @@ ensure_debian_tool() {
   return 1
 }
 
+# The browser tests' accessibility checks inject axe-core, pinned by tests/dashboard's
+# package-lock.json (test-only: never served, never in the wheel).
+ensure_axe() {
+  local tests; tests="$(cd "$(dirname "$0")/.." && pwd)/tests/dashboard"
+  [ -f "$tests/node_modules/axe-core/axe.min.js" ] && return 0
+  command -v npm >/dev/null 2>&1 || ensure_debian_tool npm npm || return 1
+  npm ci --prefix "$tests" --no-audit --no-fund >/dev/null 2>&1 && return 0
+  echo "make test: axe-core could not be installed (npm ci --prefix tests/dashboard)." >&2
+  return 1
+}
+
 ensure_postgres && ensure_redis && ensure_bubblewrap \
-  && ensure_debian_tool chromium chromium && ensure_debian_tool node nodejs
+  && ensure_debian_tool chromium chromium && ensure_debian_tool node nodejs && ensure_axe

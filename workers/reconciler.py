@@ -6,6 +6,9 @@ duplicate delivery or a second reconciler changes nothing).
 
 `reconcile_once` is the periodic pass (beat, every `reconcile_interval_seconds`):
 - an attempt the executor reports running moves its `starting` run to `running`;
+- a running attempt past a time limit of its run as it is now (`max_duration`, edited or not;
+  `hang_timeout`: core/runs/time_limits.py) is stopped through its executor and settled with
+  the limit's reason, on every executor alike;
 - a finished attempt is settled (core/runs/attempts.settle: succeed, retry or fail) and its
   executor bookkeeping cleaned up; a `stopping` run is cancelled until nothing of it remains;
 - a `starting` run the executor does not see after `launch_grace_seconds` gets its launch
@@ -36,8 +39,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import outbox
+from core.code.snapshots import ShippedCode
 from core.db import session_scope
-from core.models import Cluster, Run, RunAttempt, TaskDelivery, utcnow
+from core.models import Cluster, Run, RunAttempt, RunProgress, TaskDelivery, utcnow
 from core.outbox import Task
 from core.runs.attempts import AttemptOutcome, Ending, close_attempt, mark_started, settle
 from core.runs.states import RunStatus, StatusReason, transition
@@ -48,16 +52,21 @@ from core.settings import Settings
 from workers.executors.base import (
     AttemptObservation,
     AttemptPhase,
+    CodeToRun,
     Executor,
     LaunchRequest,
     RankPhase,
     classify_attempt,
 )
 from workers.executors.registry import UnknownExecutor, Where
+from workers.harvest import harvest
+from workers.launch_code import CodeUnavailable, code_for_launch
+from workers.log_metrics import tail_attempts
 
 LOCAL = Where("local", "local")  # runs admitted before clusters were recorded ran here
 ACTIVE = (RunStatus.STARTING, RunStatus.RUNNING, RunStatus.STOPPING)
 LIVE = (RunStatus.STARTING, RunStatus.RUNNING)  # what an attempt's own ending may settle
+ENDED = frozenset({AttemptPhase.SUCCEEDED, AttemptPhase.FAILED, AttemptPhase.SYSTEM_FAILED})
 log = logging.getLogger("trainport.reconciler")
 
 
@@ -81,10 +90,13 @@ class ActiveRun:
     scheduling: dict[str, Any]  # the spec's, as it is now (limits may have been changed)
     launched_at: datetime | None  # the attempt's launch completed
     running_since: datetime | None  # the run went `running`
+    last_heartbeat_at: datetime | None  # this attempt's latest heartbeat
 
     @property
     def clock(self) -> AttemptClock:
-        return AttemptClock(self.status, self.attempt, self.launched_at, self.running_since)
+        return AttemptClock(
+            self.status, self.attempt, self.launched_at, self.running_since, self.last_heartbeat_at
+        )
 
 
 @dataclass
@@ -98,8 +110,17 @@ class Summary:
 
 def launch_attempt(ctx: WorkerContext, run_id: str, attempt: int) -> str:
     """Start (or adopt) attempt `attempt` of a `starting` run; what happened, in a word."""
+    try:
+        code = code_for_launch(ctx.factory, ctx.settings, run_id)  # git and storage: no txn
+    except CodeUnavailable as missing:
+        with session_scope(ctx.factory) as session:
+            run = session.get(Run, run_id, with_for_update=True)
+            if run is None or run.status != RunStatus.STARTING or run.attempt != attempt:
+                return "moved on"
+            _fail(session, run, f"launch refused: {missing}")
+        return "refused"
     with session_scope(ctx.factory) as session:
-        prepared = _prepare_launch(session, ctx.settings, run_id, attempt)
+        prepared = _prepare_launch(session, ctx.settings, run_id, attempt, code)
     if isinstance(prepared, str):
         return prepared
     request, where = prepared
@@ -111,7 +132,11 @@ def launch_attempt(ctx: WorkerContext, run_id: str, attempt: int) -> str:
 
 
 def _prepare_launch(
-    session: Session, settings: Settings, run_id: str, attempt: int
+    session: Session,
+    settings: Settings,
+    run_id: str,
+    attempt: int,
+    code: tuple[ShippedCode, CodeToRun] | None = None,
 ) -> tuple[LaunchRequest, Where] | str:
     run = session.get(Run, run_id, with_for_update=True)
     if run is None or run.status != RunStatus.STARTING or run.attempt != attempt:
@@ -131,10 +156,11 @@ def _prepare_launch(
     except LaunchSecretsMissing as missing:
         _fail(session, run, f"launch refused: {missing}")
         return "refused"
-    env = launch_environment(session, run, attempt, settings)
+    env = launch_environment(session, run, attempt, settings, code[0] if code else None)
     request = LaunchRequest(
-        run.id, run.org_id, attempt, dict(run.spec), env, run.project_id, secrets
-    )
+        run.id, run.org_id, attempt, dict(run.spec), env, run.project_id, secrets,
+        code[1] if code else None,
+    )  # fmt: skip
     return request, _where(session, run_id, attempt)
 
 
@@ -163,6 +189,8 @@ def stop_run(ctx: WorkerContext, run_id: str) -> bool:
     executor = ctx.executors(where)
     if attempt and not executor.cancel(run_id, attempt):
         return False  # still inside the grace period: the next pass asks again
+    if attempt:
+        _keep_leftovers(ctx, executor, run_id, attempt)
     ending = Ending(AttemptOutcome.CANCELLED, StatusReason.USER_CANCELLED, "stopped on request")
     _apply_ending(ctx, run_id, attempt, ending, {RunStatus.STOPPING})
     if attempt:
@@ -187,6 +215,10 @@ def _apply_ending(
 def reconcile_once(ctx: WorkerContext) -> Summary:
     observed_at = utcnow()
     observed = _observe(ctx)  # before loading runs: what it shows was admitted before it
+    tail_attempts(  # before settling: an ended attempt's last lines count
+        ctx.factory,
+        [(o.run_id, o.attempt, _ended(o)) for _, o in observed.values()],
+    )
     with session_scope(ctx.factory) as session:
         active = _active_runs(session)
     summary = Summary()
@@ -232,12 +264,16 @@ def _observe(ctx: WorkerContext) -> dict[tuple[str, int], tuple[Executor, Attemp
 
 
 def _active_runs(session: Session) -> list[ActiveRun]:
+    # The progress row's heartbeat counts only if it is this attempt's.
+    beat = (RunProgress.run_id == Run.id) & (RunProgress.attempt == Run.attempt)
     rows = session.execute(
         select(Run.id, Run.status, Run.attempt, Run.updated_at, Cluster.name, Cluster.executor)
         # Only the spec's scheduling part: this runs every pass, for every live run.
         .add_columns(Run.spec["scheduling"], RunAttempt.started_at, Run.started_at)
+        .add_columns(RunProgress.last_heartbeat_at)
         .outerjoin(RunAttempt, (RunAttempt.run_id == Run.id) & (RunAttempt.attempt == Run.attempt))
         .outerjoin(Cluster, Cluster.name == RunAttempt.cluster)
+        .outerjoin(RunProgress, beat)
         .where(Run.status.in_([s.value for s in ACTIVE]))
     ).all()
     return [_active_run(*row) for row in rows]
@@ -246,7 +282,7 @@ def _active_runs(session: Session) -> list[ActiveRun]:
 def _active_run(
     run_id: str, status: str, attempt: int, updated_at: datetime, cluster: str | None,
     kind: str | None, scheduling: dict[str, Any] | None, launched_at: datetime | None,
-    running_since: datetime | None,
+    running_since: datetime | None, last_heartbeat_at: datetime | None,
 ) -> ActiveRun:  # fmt: skip
     where = Where(cluster, kind or "") if cluster else LOCAL
     return ActiveRun(
@@ -258,6 +294,7 @@ def _active_run(
         dict(scheduling or {}),
         launched_at,
         running_since,
+        last_heartbeat_at,
     )
 
 
@@ -318,6 +355,7 @@ def _observed(ctx: WorkerContext, run: ActiveRun, seen: AttemptObservation) -> b
         if run.status is RunStatus.STARTING:
             _mark_running(ctx, run, seen)
         return False
+    _keep_leftovers(ctx, ctx.executors(run.where), run.id, run.attempt)
     exit_code = 0 if outcome.phase is AttemptPhase.SUCCEEDED else _exit_code(seen)
     ending = Ending(
         AttemptOutcome(outcome.phase.value),
@@ -334,6 +372,22 @@ def _observed(ctx: WorkerContext, run: ActiveRun, seen: AttemptObservation) -> b
     if settled:
         ctx.executors(run.where).cleanup(run.id, run.attempt)
     return settled  # not settled: someone else did (or the run is stopping); a later pass tidies
+
+
+def _ended(seen: AttemptObservation) -> bool:
+    return classify_attempt(seen.ranks).phase in ENDED
+
+
+def _keep_leftovers(ctx: WorkerContext, executor: Executor, run_id: str, attempt: int) -> None:
+    """Outputs and loose checkpoint files, before the attempt is settled and cleaned up; a
+    failure is logged and the attempt settled all the same (it must not hold the run)."""
+    found = executor.leftovers(run_id, attempt)
+    if found is None:
+        return
+    try:
+        harvest(ctx.factory, ctx.settings, run_id, attempt, found)
+    except Exception:
+        log.exception("keeping the outputs of %s attempt %d failed", run_id, attempt)
 
 
 def _exit_code(seen: AttemptObservation) -> int | None:

@@ -49,7 +49,11 @@ VERSION_BODY: dict[str, Any] = {
                 "schema": {
                     "type": "object",
                     "properties": {
-                        "files": {"type": "array", "items": {"type": "string", "format": "binary"}}
+                        "files": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                            "minItems": 1,
+                        }
                     },
                     "required": ["files"],
                 }
@@ -65,7 +69,23 @@ KNOWN_CONTENT: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=DatasetOut)
+# Datasets are addressed by name: say so to clients that follow links (and to schemathesis,
+# which would otherwise guess the `id`).
+BY_NAME = {"dataset": "$response.body#/name"}
+DATASET_LINKS: dict[int | str, dict[str, Any]] = {
+    201: {
+        "description": "the new dataset",
+        "links": {
+            operation: {"operationId": operation, "parameters": BY_NAME}
+            for operation in ("get_dataset", "add_dataset_version", "start_presigned_upload")
+        },
+    }
+}
+
+
+@router.post(
+    "", status_code=status.HTTP_201_CREATED, response_model=DatasetOut, responses=DATASET_LINKS
+)
 def create_dataset(body: DatasetCreate, caller: Caller, session: SessionDep) -> DatasetOut:
     dataset = service.create_dataset(session, caller, body)
     return DatasetOut(

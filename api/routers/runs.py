@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response, status
-from pydantic import AwareDatetime
+from pydantic import AwareDatetime, BeforeValidator
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -19,17 +20,20 @@ from api.deps import (
     secret_of,
 )
 from api.edge import count_org, count_org_from_thread
-from api.etags import list_etag, matches, parse_if_match, run_etag
+from api.etags import IF_MATCH, list_etag, matches, parse_if_match, run_etag
 from api.yaml_body import YamlBodyRoute
 from core.aio import AsyncDatabase
+from core.code import sources as code_sources
 from core.db import read_scope, session_scope
-from core.pagination import MAX_PAGE_SIZE
+from core.idempotency import KEY_PATTERN
+from core.pagination import EVENT_CURSOR, MAX_PAGE_SIZE, RUN_CURSOR
 from core.runs import creation, reads, service
 from core.runs.repository import RunFilter
 from core.runs.schemas import RunEventPage, RunOut, RunPage, RunPatch
-from core.runs.spec import RunCreate
+from core.runs.spec import LABEL_SELECTOR, RESERVED_SELECTOR, RunCreate
 from core.runs.states import RunStatus
 from core.runs.watch import wait_for_change
+from core.settings import Settings
 from core.tenants import run_tokens
 from core.tenants import service as tenants
 from core.tenants.schemas import Principal
@@ -37,7 +41,26 @@ from core.tenants.schemas import Principal
 router = APIRouter(prefix="/v1/runs", tags=["runs"], route_class=YamlBodyRoute)
 RunId = Annotated[str, Path(min_length=1, max_length=64, description="a run id, `run_...`")]
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="page size")]
-Cursor = Annotated[str | None, Query(max_length=512, description="`next_cursor` of the last page")]
+RunCursor = Annotated[
+    str | None, Query(pattern=RUN_CURSOR.pattern, description="`next_cursor` of the last page")
+]
+EventCursor = Annotated[
+    str | None, Query(pattern=EVENT_CURSOR.pattern, description="`next_cursor` of the last page")
+]
+RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+
+
+def _rfc3339(value: Any) -> Any:
+    """Only the text `format: date-time` describes; pydantic alone would also read `0.5` as a
+    Unix time."""
+    if not (isinstance(value, str) and RFC3339.fullmatch(value)):
+        raise ValueError(
+            "must be an RFC 3339 date-time with a time zone, e.g. 2026-01-31T12:00:00Z"
+        )
+    return value
+
+
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
 NOT_MODIFIED: dict[int | str, dict[str, Any]] = {
     304: {"description": "Not modified (If-None-Match matched the ETag)"}
 }
@@ -63,15 +86,37 @@ def _run_json(
     )
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=RunOut)
+# Where a new run's id leads, for clients that follow OpenAPI links (and schemathesis's
+# stateful phase): the operations on `/v1/runs/{run_id}...` that a run answers from the moment
+# it exists (its logs and provenance wait for its first attempt).
+RUN_OPERATIONS = (
+    "get_run", "update_run", "cancel_run", "delete_run", "list_run_events", "read_metrics",
+    "record_metrics", "record_heartbeat", "list_checkpoints", "register_checkpoint",
+)  # fmt: skip
+CREATED_RUN: dict[int | str, dict[str, Any]] = {
+    201: {
+        "description": "the new run",
+        "links": {
+            operation: {"operationId": operation, "parameters": {"run_id": "$response.body#/id"}}
+            for operation in RUN_OPERATIONS
+        },
+    }
+}
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=RunOut, responses=CREATED_RUN)
 async def create_run(
     request: Request,
     body: RunCreate,
     caller: Caller,
     settings: SettingsDep,
-    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+    idempotency_key: Annotated[
+        str | None, Header(max_length=255, json_schema_extra={"pattern": KEY_PATTERN})
+    ] = None,
 ) -> Response:
     """Submit a run (JSON or YAML). Repeat with the same `Idempotency-Key` to retry safely."""
+    if code_sources.needs_checks(body, settings):
+        body = await run_in_threadpool(_checked_code, request, caller, settings, body)
     db: AsyncDatabase | None = request.app.state.async_db
     if db is not None:
         # On PostgreSQL: on the event loop, written in one statement (core/runs/creation.py);
@@ -96,10 +141,18 @@ async def create_run(
             headers = {"Location": f"/v1/runs/{created.run.id}"}
             if created.replayed:
                 headers["Idempotent-Replayed"] = "true"
-            run = service.with_queue(session, created.run, settings)
+            run = service.with_queue(session, created.run, settings, caller)
             return _run_json(run, status.HTTP_201_CREATED, headers)
 
     return await run_in_threadpool(submit)
+
+
+def _checked_code(
+    request: Request, caller: Principal, settings: Settings, body: RunCreate
+) -> RunCreate:
+    """The code source checked (and a git ref resolved) in a session of its own."""
+    with session_scope(request.app.state.sessionmaker) as session:
+        return code_sources.check_at_submit(session, caller, settings, body)
 
 
 @router.get("", response_model=RunPage, responses=NOT_MODIFIED)
@@ -109,16 +162,23 @@ async def list_runs(
     settings: SettingsDep,
     status_: Annotated[list[RunStatus] | None, Query(alias="status", max_length=8)] = None,
     project: Annotated[str | None, Query(max_length=63)] = None,
-    labels: Annotated[str | None, Query(max_length=1024, description="`k=v,k2`")] = None,
+    labels: Annotated[
+        str | None,
+        Query(
+            max_length=1024,
+            description="`k=v,k2`: every run with label k equal to v and a label k2",
+            json_schema_extra={"pattern": LABEL_SELECTOR, "not": {"pattern": RESERVED_SELECTOR}},
+        ),
+    ] = None,
     name_prefix: Annotated[str | None, Query(max_length=40)] = None,
     name: Annotated[
         str | None, Query(max_length=40, description="exactly this name (names repeat)")
     ] = None,
-    created_after: AwareDatetime | None = None,
-    created_before: AwareDatetime | None = None,
+    created_after: Timestamp | None = None,
+    created_before: Timestamp | None = None,
     changed_since: Annotated[int | None, Query(ge=0, le=2**62)] = None,
     limit: Limit = 50,
-    after: Cursor = None,
+    after: RunCursor = None,
     if_none_match: Annotated[str | None, Header(max_length=1024)] = None,
 ) -> Response:
     """Newest first, keyset-paged. With `changed_since`, only runs changed after that version."""
@@ -276,7 +336,9 @@ def update_run(
     caller: Caller,
     session: SessionDep,
     response: Response,
-    if_match: Annotated[str | None, Header(max_length=64)] = None,
+    if_match: Annotated[
+        str | None, Header(max_length=64, json_schema_extra={"pattern": IF_MATCH.pattern})
+    ] = None,
 ) -> RunOut:
     """Change priority, max_duration or labels. Send `If-Match` to refuse lost updates (412)."""
     run = service.update_run(session, caller, run_id, patch, parse_if_match(if_match))
@@ -299,7 +361,7 @@ def delete_run(run_id: RunId, caller: Caller, session: SessionDep) -> Response:
 
 @router.get("/{run_id}/events", response_model=RunEventPage)
 def list_run_events(
-    run_id: RunId, caller: Caller, session: SessionDep, limit: Limit = 50, after: Cursor = None
+    run_id: RunId, caller: Caller, session: SessionDep, limit: Limit = 50, after: EventCursor = None
 ) -> RunEventPage:
     """The run's history, oldest first: every status change and edit."""
     return service.list_events(session, caller, run_id, limit, after)

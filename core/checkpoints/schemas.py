@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat
 
 from core.datasets.schemas import FileEntry
+from core.metrics.schemas import MAX_STEP
+from core.storable import INTEGER
 
 MAX_CHECKPOINT_FILES = 10_000
 COMMIT_MARKER = "COMMIT"
@@ -21,10 +23,10 @@ def step_folder(step: int) -> str:
 class CheckpointIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    step: int = Field(ge=0, le=2**62)
+    step: Annotated[int, Field(ge=0, le=MAX_STEP), *INTEGER]
     path: str = Field(min_length=1, max_length=255, description="`step-<step:010d>/`")
     files: list[FileEntry] = Field(max_length=MAX_CHECKPOINT_FILES)
-    metrics: dict[str, float] = Field(default_factory=dict, max_length=256)
+    metrics: dict[str, StrictFloat] = Field(default_factory=dict, max_length=256)
 
 
 class CommitDocument(BaseModel):
@@ -32,7 +34,7 @@ class CommitDocument(BaseModel):
 
     step: int
     files: list[FileEntry]
-    time: float | None = None
+    time: StrictFloat | None = None
 
 
 class CheckpointFile(FileEntry):

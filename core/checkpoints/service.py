@@ -14,6 +14,7 @@ import hashlib
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote
 
 from pydantic import ValidationError
@@ -31,7 +32,7 @@ from core.checkpoints.schemas import (
     step_folder,
 )
 from core.datasets.schemas import FileEntry, check_path
-from core.errors import FieldError, InvalidInput, NotFound
+from core.errors import Conflict, FieldError, InvalidInput, NotFound
 from core.models import Checkpoint, Run, utcnow
 from core.runs.service import get_run
 from core.settings import Settings
@@ -57,21 +58,28 @@ def run_for_registration(session: Session, caller: Principal, run_id: str) -> Ru
 
 
 def read_commit(settings: Settings, run: Run, body: CheckpointIn) -> bytes:
-    """The step's COMMIT marker, as stored (no transaction may be open: this is storage I/O)."""
-    if body.path != step_folder(body.step):
-        raise InvalidInput(
-            f"Checkpoint path must be {step_folder(body.step)!r} for step {body.step}.",
-            [FieldError("/path", "step-<step:010d>/")],
-        )
+    """The step's COMMIT marker, as stored (no transaction may be open: this is storage I/O).
+
+    Read from the step's own folder first: a missing marker is the storage's state (409), which
+    no body can mend; a `path` other than that folder is then the body's mistake (422).
+    """
+    folder = step_folder(body.step)
     try:
-        return location(settings, run.org_id, run.id).read_bytes(
-            body.path + COMMIT_MARKER, MAX_COMMIT_BYTES
+        marker = location(settings, run.org_id, run.id).read_bytes(
+            folder + COMMIT_MARKER, MAX_COMMIT_BYTES
         )
     except ObjectNotFound:
+        raise Conflict(
+            f"{folder}{COMMIT_MARKER} is missing: write the checkpoint, then its COMMIT "
+            "marker, then register it.",
+            "checkpoint_not_committed",
+        ) from None
+    if body.path != folder:
         raise InvalidInput(
-            f"{body.path}{COMMIT_MARKER} is missing: write the checkpoint, then its COMMIT "
-            "marker, then register it."
-        ).with_code("checkpoint_not_committed") from None
+            f"Checkpoint path must be {folder!r} for step {body.step}.",
+            [FieldError("/path", "step-<step:010d>/")],
+        )
+    return marker
 
 
 def hash_stored_files(settings: Settings, run: Run, body: CheckpointIn) -> frozenset[str]:
@@ -110,8 +118,9 @@ def _check_commit(body: CheckpointIn, marker: bytes) -> None:
     try:
         commit = CommitDocument.model_validate_json(marker)
     except ValidationError:
-        raise InvalidInput(f"{body.path}{COMMIT_MARKER} is not a valid COMMIT document.").with_code(
-            "checkpoint_not_committed"
+        raise Conflict(
+            f"{body.path}{COMMIT_MARKER} is not a valid COMMIT document.",
+            "checkpoint_not_committed",
         ) from None
     given = {(f.path, f.size, f.sha256) for f in body.files}
     if commit.step != body.step or {(f.path, f.size, f.sha256) for f in commit.files} != given:
@@ -143,20 +152,40 @@ def register(
         "sha256": hashlib.sha256(marker).hexdigest(),
         "metrics": {k: v for k, v in body.metrics.items() if math.isfinite(v)},  # JSON has no NaN
     }
-    existing = repository.locked(session, run.id, body.step)
+    return _upsert(session, run.id, body.step, values)
+
+
+def record_observed(
+    session: Session, run: Run, attempt: int, step: int, files: list[FileEntry], marker: bytes
+) -> Registered:
+    """Record a checkpoint the platform made itself from files a run left in its checkpoint
+    folder (workers/harvest.py): the platform hashed every file, and wrote the marker."""
+    values = {
+        "org_id": run.org_id,
+        "attempt": attempt,
+        "path": step_folder(step),
+        "files": [{**f.model_dump(), "observed": True} for f in files],
+        "size_bytes": sum(f.size for f in files),
+        "sha256": hashlib.sha256(marker).hexdigest(),
+        "metrics": {},
+    }
+    return _upsert(session, run.id, step, values)
+
+
+def _upsert(session: Session, run_id: str, step: int, values: dict[str, Any]) -> Registered:
+    """Insert the step, or (a rewritten step: the newer COMMIT wins) update it."""
+    existing = repository.locked(session, run_id, step)
     if existing is None:
         try:
             with session.begin_nested():
-                checkpoint = Checkpoint(
-                    run_id=run.id, step=body.step, created_at=utcnow(), **values
-                )
+                checkpoint = Checkpoint(run_id=run_id, step=step, created_at=utcnow(), **values)
                 session.add(checkpoint)
                 session.flush()
             return Registered(checkpoint, created=True)
         except IntegrityError:  # a second rank registered the same step first
-            existing = repository.locked(session, run.id, body.step)
+            existing = repository.locked(session, run_id, step)
             assert existing is not None
-    if existing.sha256 != values["sha256"]:  # rewritten step: the newer COMMIT wins
+    if existing.sha256 != values["sha256"]:
         for name, value in values.items():
             setattr(existing, name, value)
         session.flush()

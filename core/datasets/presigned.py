@@ -33,7 +33,7 @@ from core.ids import new_id
 from core.models import utcnow
 from core.settings import Settings
 from core.storage.backends import org_store
-from core.storage.base import ObjectNotFound, ObjectStore, sha256_of_chunks
+from core.storage.base import ObjectNotFound, ObjectStore, PayloadTooLarge, sha256_of_chunks
 from core.storage.s3 import S3ObjectStore
 
 MANIFEST = "uploads/{upload_id}.json"
@@ -78,11 +78,7 @@ def _check_declaration(settings: Settings, body: UploadCreate) -> None:
     if len(set(paths)) != len(paths):
         raise InvalidInput("Each file path may appear only once in a version.")
     if sum(f.size for f in body.files) > settings.max_upload_bytes:
-        raise InvalidInput(
-            f"The files add up to more than TRAINPORT_MAX_UPLOAD_BYTES "
-            f"({settings.max_upload_bytes} bytes).",
-            [FieldError("/files", "too large in total")],
-        )
+        raise PayloadTooLarge(settings.max_upload_bytes)  # what an upload this large would meet
 
 
 def _direct_store(settings: Settings, org_id: str) -> S3ObjectStore:

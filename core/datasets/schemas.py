@@ -5,21 +5,45 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict
 
 from core.errors import FieldError, InvalidInput
+from core.storable import INTEGER
 from core.tenants.schemas import Slug, StorableInput
 
+# S3's bucket naming rules: 3-63 lower-case letters, digits, dots and hyphens.
+BUCKET_PATTERN = r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]"
+# What core/datasets/sources.canonical accepts, as one pattern for /openapi.json: a path
+# segment is neither empty, `.` nor `..`, and holds no `/`, `?`, `#`, backslash or control
+# character (core/storage/base.check_key).
+_SEGMENT = (
+    r"(?:[^/?#\\.\x00-\x1f][^/?#\\\x00-\x1f]*"
+    r"|\.[^/?#\\.\x00-\x1f][^/?#\\\x00-\x1f]*"
+    r"|\.\.[^/?#\\\x00-\x1f]+)"
+)
+CANONICAL_SOURCE = rf"^s3://{BUCKET_PATTERN}(?:/{_SEGMENT})*/?$"
+
 MAX_PATH_CHARS = 1024
+# check_path as one pattern for /openapi.json: `/`-separated segments, none empty, `.` or `..`,
+# without a backslash or control character.
+_FILE_SEGMENT = (
+    r"(?:[^/\\\x00-\x1f\x7f.][^/\\\x00-\x1f\x7f]*"
+    r"|\.[^/\\\x00-\x1f\x7f.][^/\\\x00-\x1f\x7f]*"
+    r"|\.\.[^/\\\x00-\x1f\x7f]+)"
+)
+FILE_PATH = rf"^{_FILE_SEGMENT}(?:/{_FILE_SEGMENT})*$"
+PATH_SCHEMA: JsonDict = {"pattern": FILE_PATH}
 DIGEST_PREFIX = "sha256:"
 
 
 class FileEntry(BaseModel):
     """One file of a dataset version or checkpoint: its relative path, size and sha256 (hex)."""
 
-    path: str = Field(min_length=1, max_length=MAX_PATH_CHARS)
-    size: int = Field(ge=0)
+    path: str = Field(min_length=1, max_length=MAX_PATH_CHARS, json_schema_extra=PATH_SCHEMA)
+    size: Annotated[int, Field(ge=0), *INTEGER]
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
@@ -57,7 +81,12 @@ class DatasetCreate(StorableInput):
 class SourceRegistration(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    source: str = Field(min_length=6, max_length=1024, description="s3://bucket/prefix/")
+    source: str = Field(
+        min_length=6,
+        max_length=1024,
+        description="s3://bucket/prefix/, in canonical form",
+        json_schema_extra={"pattern": CANONICAL_SOURCE},
+    )
 
 
 class DatasetVersionOut(BaseModel):
@@ -104,8 +133,10 @@ MAX_PARTS = 10_000
 class PlannedFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    path: str = Field(min_length=1, max_length=MAX_PATH_CHARS)
-    size: int = Field(ge=0, le=MAX_OBJECT_BYTES, description="bytes; at most 5 TiB per file")
+    path: str = Field(min_length=1, max_length=MAX_PATH_CHARS, json_schema_extra=PATH_SCHEMA)
+    size: Annotated[int, Field(ge=0, le=MAX_OBJECT_BYTES), *INTEGER] = Field(
+        description="bytes; at most 5 TiB per file"
+    )
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
 
 

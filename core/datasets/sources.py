@@ -23,13 +23,13 @@ from urllib.parse import urlsplit
 
 from sqlalchemy.orm import Session
 
+from core.datasets.schemas import BUCKET_PATTERN
 from core.errors import FieldError, InvalidInput, TrainportError
 from core.settings import Settings, StorageBackend
 from core.storage.s3 import S3Location
 from core.tenants import repository as tenants
 
-# S3's bucket naming rules: 3-63 lower-case letters, digits, dots and hyphens.
-BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+BUCKET = re.compile(BUCKET_PATTERN)
 HOW_TO_ALLOW = (
     "An operator allows external sources per organisation with TRAINPORT_DATASET_SOURCES, "
     'e.g. {"<org id or name>": ["s3://bucket/prefix/"]}.'

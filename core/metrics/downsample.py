@@ -16,7 +16,7 @@ def downsample(
     count = len(steps)
     if count <= max_points:
         return list(steps), list(values)
-    buckets = max((max_points - 2) // 2, 1)
+    buckets = (max_points - 2) // 2  # 0 for a budget of 2 or 3: the endpoints alone
     chosen = [0]
     interior = count - 2
     for bucket in range(buckets):

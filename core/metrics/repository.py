@@ -160,3 +160,12 @@ def record_resume(
         .values(resumed_from_step=resumed_from, steps_lost=lost)
         .execution_options(synchronize_session=False)
     )
+
+
+def step_at(session: Session, run_id: str, time: float) -> int | None:
+    """The highest step any series of the run had reached by `time` (epoch seconds)."""
+    query = select(func.max(MetricPoint.step)).where(
+        MetricPoint.run_id == run_id, MetricPoint.time <= time
+    )
+    found = session.scalar(query)
+    return int(found) if found is not None else None

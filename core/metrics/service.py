@@ -44,14 +44,19 @@ def record_points(
         for name, value in point.values.items()
         if value is not None and math.isfinite(value)
     ]
-    repository.insert_points(session, run.id, rows)
-    if rows:
-        state = repository.lock_progress(session, run.id)
-        state.latest = _merge_latest(state.latest or {}, rows)
-        attempt = caller.attempt or run.attempt
-        repository.raise_last_step(session, run.id, attempt, max(row.step for row in rows))
-        session.flush()
+    store_points(session, run.id, caller.attempt or run.attempt, rows)
     return len(batch.points)
+
+
+def store_points(session: Session, run_id: str, attempt: int, rows: list[PointRow]) -> None:
+    """Append points of one attempt and keep the run's progress row current; the one way
+    points are written, whether the run sent them or the platform parsed them."""
+    repository.insert_points(session, run_id, rows)
+    if rows:
+        state = repository.lock_progress(session, run_id)
+        state.latest = _merge_latest(state.latest or {}, rows)
+        repository.raise_last_step(session, run_id, attempt, max(row.step for row in rows))
+        session.flush()
 
 
 def _merge_latest(latest: dict[str, list[float]], rows: list[PointRow]) -> dict[str, list[float]]:
@@ -83,16 +88,27 @@ def _series(session: Session, run_id: str, name: str, max_points: int) -> Series
     if count <= max_points:
         steps, values = repository.series(session, run_id, name)
         return Series(steps=steps, values=values)
-    buckets = max((max_points - 2) // 2, 1)
-    points = [
-        repository.point_at(session, run_id, name, low, last=False),
-        *repository.bucket_extremes(session, run_id, name, buckets, low, high),
-        repository.point_at(session, run_id, name, high, last=True),
-    ]
+    buckets = (max_points - 2) // 2  # 0 for a budget of 2 or 3: the endpoints alone
+    extremes = (
+        repository.bucket_extremes(session, run_id, name, buckets, low, high) if buckets else []
+    )
+    points = distinct_in_order(
+        [
+            repository.point_at(session, run_id, name, low, last=False),
+            *extremes,
+            repository.point_at(session, run_id, name, high, last=True),
+        ]
+    )
     steps, values = [p[0] for p in points], [p[1] for p in points]
     # Buckets by step can still exceed the budget when steps repeat: trim by index then.
     steps, values = downsample(steps, values, max_points)
     return Series(steps=steps, values=values)
+
+
+def distinct_in_order(points: list[tuple[int, float]]) -> list[tuple[int, float]]:
+    """`points` without repeats: the first and last points are often their bucket's extreme
+    too (issue 15: `steps [1, 1, 380, 400]`)."""
+    return list(dict.fromkeys(points))
 
 
 def heartbeat(

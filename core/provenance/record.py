@@ -24,8 +24,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.checkpoints.repository import at_step, of_run
+from core.code.snapshots import ShippedCode
 from core.datasets.pinning import pinned
-from core.models import Checkpoint, Cluster, Run, RunAttempt, RunProvenance, utcnow
+from core.models import Checkpoint, Cluster, Run, RunAttempt, RunOutput, RunProvenance, utcnow
+from core.outputs.service import of_run as outputs_of_run
 from core.provenance.signing import canonical
 
 SCHEMA_VERSION = 2
@@ -36,6 +38,7 @@ LOCAL_IMAGE_UNUSED = (
     "the local executor runs the command as processes on the host: no image was pulled or run"
 )
 IMAGE_NOT_YET_SEEN = "the cluster has not reported the image it ran (yet)"
+LIVE_KEYS = ("attempts", "checkpoints", "outputs")  # added at each read, never frozen
 
 
 def platform_version() -> str:
@@ -49,23 +52,24 @@ def _when(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment else None
 
 
-def freeze(session: Session, run: Run) -> RunProvenance:
+def freeze(session: Session, run: Run, code: ShippedCode | None = None) -> RunProvenance:
     """Write the run's frozen record once (the first launch); later calls return it as is.
 
-    Only unsigned facts are written here: the launching process need not hold the signing key.
+    `code`: the snapshot the launching worker ships to the run (its `workdir`, or the commit of
+    its `git` source it fetched and packed). Only unsigned facts are written here: the
+    launching process need not hold the signing key.
     """
     existing = session.get(RunProvenance, run.id)
     if existing is not None:
         return existing
-    frozen = RunProvenance(
-        run_id=run.id, org_id=run.org_id, record=_frozen(session, run), frozen_at=utcnow()
-    )
+    record = _frozen(session, run, code)
+    frozen = RunProvenance(run_id=run.id, org_id=run.org_id, record=record, frozen_at=utcnow())
     session.add(frozen)
     session.flush()
     return frozen
 
 
-def _frozen(session: Session, run: Run) -> dict[str, Any]:
+def _frozen(session: Session, run: Run, code: ShippedCode | None) -> dict[str, Any]:
     spec = dict(run.spec)
     return {
         "schema_version": SCHEMA_VERSION,
@@ -82,7 +86,7 @@ def _frozen(session: Session, run: Run) -> dict[str, Any]:
             "recipe": spec.get("recipe"),
             "command": spec.get("command"),
         },
-        "code": _code(spec),
+        "code": _code(spec, code),
         "datasets": {
             name: {"source": OBSERVED, "digest": pin.digest, "version": pin.version}
             for name, (pin, _) in pinned(session, run.id).items()
@@ -90,27 +94,28 @@ def _frozen(session: Session, run: Run) -> dict[str, Any]:
     }
 
 
-def _code(spec: dict[str, Any]) -> dict[str, Any]:
-    """The spec's repo and commit are the submitter's word: nothing checks that the folder the
-    run executes is that commit. `shipped` is the hook for code the platform ships itself."""
+def _code(spec: dict[str, Any], shipped: ShippedCode | None) -> dict[str, Any]:
+    """`repo`, `commit` and `dirty` are the spec's `code` claim, the submitter's word (the CLI
+    fills it when it packs a git working tree): `reported`. `shipped` is the code the platform
+    itself shipped, `observed`: the snapshot digest it computed, and for a `git` source the
+    URL and the commit it fetched."""
     named = spec.get("code") or {}
     return {
         "source": REPORTED,
         "repo": named.get("repo"),
         "commit": named.get("commit"),
-        "shipped": shipped_code(spec),
+        "dirty": named.get("dirty"),
+        "shipped": shipped.record() if shipped else None,
     }
 
 
-def shipped_code(spec: dict[str, Any]) -> dict[str, Any] | None:
-    """The digest of code the platform itself shipped to the run, `observed`.
-
-    None today: runs bring their own code (a command on the host, or an image). When the
-    platform ships code (issue 14: an uploaded archive), return
-    `{"source": "observed", "sha256": <digest of the archive as stored>}` here.
-    """
-    del spec
-    return None
+def shipped_digest(frozen: RunProvenance | None) -> str | None:
+    """The snapshot a run's first launch shipped: every later attempt runs the same one."""
+    if frozen is None:
+        return None
+    shipped = (frozen.record.get("code") or {}).get("shipped") or {}
+    digest = shipped.get("digest")
+    return str(digest) if digest else None
 
 
 def live_part(session: Session, frozen: RunProvenance) -> dict[str, Any]:
@@ -122,6 +127,7 @@ def live_part(session: Session, frozen: RunProvenance) -> dict[str, Any]:
     return {
         "attempts": _attempts(session, frozen.run_id),
         "checkpoints": _checkpoints(session, frozen.run_id),
+        "outputs": [_output_entry(row) for row in outputs_of_run(session, frozen.run_id)],
     }
 
 
@@ -180,6 +186,17 @@ def attempt_image(executor: str, digest: str | None) -> dict[str, Any]:
     if digest:
         return {"source": OBSERVED, "used": True, "digest": digest}
     return {"source": REPORTED, "used": True, "digest": None, "reason": IMAGE_NOT_YET_SEEN}
+
+
+def _output_entry(row: RunOutput) -> dict[str, Any]:
+    """The platform hashed each output file itself as it uploaded it."""
+    return {
+        "attempt": row.attempt,
+        "path": row.path,
+        "source": OBSERVED,
+        "size": row.size_bytes,
+        "sha256": row.sha256,
+    }
 
 
 def _checkpoints(session: Session, run_id: str) -> list[dict[str, Any]]:

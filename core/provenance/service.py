@@ -19,8 +19,8 @@ from core.checkpoints.repository import with_commit_sha
 from core.errors import NotFound
 from core.models import RunProvenance
 from core.provenance import signing
+from core.provenance.record import LIVE_KEYS, live_part
 from core.provenance.record import freeze as freeze
-from core.provenance.record import live_part
 from core.provenance.schemas import CheckpointClaim, SignedRecord, Verdict, VerifyRequest
 from core.runs.service import get_run
 from core.settings import Environment, Settings
@@ -122,7 +122,7 @@ def _verify_hmac(
     if not signing.hmac_matches(secret, claim.record, claim.signature):
         return Verdict(valid=False, reason="the signature does not match the record")
     frozen = session.get(RunProvenance, str(claim.record.get("run_id")))
-    claimed = {k: v for k, v in claim.record.items() if k not in ("attempts", "checkpoints")}
+    claimed = {k: v for k, v in claim.record.items() if k not in LIVE_KEYS}
     if frozen is None or frozen.org_id != caller.org_id or frozen.record != claimed:
         return Verdict(
             valid=False,

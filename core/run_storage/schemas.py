@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from core.storable import INTEGER
 
 MAX_OPERATIONS = 1000
 MAX_KEY_CHARS = 1024
@@ -24,8 +27,19 @@ class StorageMethod(StrEnum):
     PUT_PART = "PUT_PART"  # one part of a multipart upload (`upload_id`, `part_number`)
 
 
+# The rule `_part_fields_with_put_part_only` enforces, stated for /openapi.json.
+PART_FIELDS_RULE: dict[str, Any] = {
+    "if": {"properties": {"method": {"const": "PUT_PART"}}, "required": ["method"]},
+    "then": {
+        "required": ["upload_id", "part_number"],
+        "properties": {"upload_id": {"type": "string"}, "part_number": {"type": "integer"}},
+    },
+    "else": {"properties": {"upload_id": {"type": "null"}, "part_number": {"type": "null"}}},
+}
+
+
 class PresignOperation(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=PART_FIELDS_RULE)
 
     method: StorageMethod
     key: str = Field(
@@ -37,15 +51,15 @@ class PresignOperation(BaseModel):
     upload_id: str | None = Field(
         default=None, max_length=1024, description="PUT_PART only: the multipart upload's id"
     )
-    part_number: int | None = Field(
-        default=None, ge=1, le=MAX_PARTS, description="PUT_PART only: 1, 2, ..."
+    part_number: Annotated[int, Field(ge=1, le=MAX_PARTS), *INTEGER] | None = Field(
+        default=None, description="PUT_PART only: 1, 2, ..."
     )
 
     @model_validator(mode="after")
     def _part_fields_with_put_part_only(self) -> PresignOperation:
         is_part = self.method is StorageMethod.PUT_PART
-        given = self.upload_id is not None and self.part_number is not None
-        if is_part != given or (not is_part and (self.upload_id or self.part_number)):
+        given = [self.upload_id is not None, self.part_number is not None]
+        if given != [is_part, is_part]:
             raise ValueError("PUT_PART needs upload_id and part_number; other methods take neither")
         return self
 

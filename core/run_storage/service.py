@@ -7,7 +7,9 @@ are relative to the run's storage root, which has two parts:
 - `checkpoints/<path>`: the run's checkpoint location (core/checkpoints/service.py `location`),
   shared by its attempts: GET, PUT and DELETE;
 - `datasets/<name>/<path>`: a file of the dataset version pinned for the run under that name
-  (core/datasets/pinning.py): GET only, and only paths of the version's manifest.
+  (core/datasets/pinning.py): GET only, and only paths of the version's manifest;
+- `code/<digest>`: the run's own code snapshot (its `workdir`, or the snapshot its first launch
+  shipped for its `git` source): GET only; a Kubernetes init container fetches it this way.
 
 Anything else (another run's prefix, another org's, `..`, an absolute key) is refused with 403
 `outside_run_storage` before any store is touched. Only the run's own token, of an attempt that
@@ -21,12 +23,13 @@ On local storage nothing can be presigned (409 `local_storage`): the run reads a
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
 from core.checkpoints.service import location
+from core.code import snapshots
 from core.datasets.pinning import pinned
 from core.errors import (
     Conflict,
@@ -35,6 +38,8 @@ from core.errors import (
     NotFound,
     TrainportError,
 )
+from core.models import Run, RunProvenance
+from core.provenance.record import shipped_digest
 from core.run_storage.schemas import (
     MultipartOut,
     PresignedOperation,
@@ -47,14 +52,18 @@ from core.run_storage.schemas import (
 )
 from core.runs.service import get_run
 from core.settings import Settings
-from core.storage.backends import store_for_uri
+from core.storage.backends import org_store, store_for_uri
 from core.storage.base import ObjectStore
 from core.storage.s3 import S3ObjectStore
 from core.tenants.schemas import Principal
 
 CHECKPOINTS = "checkpoints/"
 DATASETS = "datasets/"
-SCOPE_HINT = "keys start with checkpoints/ (this run's checkpoints) or datasets/<pinned name>/"
+CODE = "code/"
+SCOPE_HINT = (
+    "keys start with checkpoints/ (this run's checkpoints), datasets/<pinned name>/ or "
+    "code/<this run's snapshot digest>"
+)
 
 
 @dataclass(frozen=True)
@@ -71,6 +80,7 @@ class RunStorage:
 
     checkpoints: ObjectStore
     datasets: dict[str, PinnedFiles]
+    code: dict[str, tuple[ObjectStore, str]] = field(default_factory=dict)  # digest -> its object
 
 
 @dataclass(frozen=True)
@@ -100,7 +110,18 @@ def run_storage(session: Session, caller: Principal, settings: Settings, run_id:
         )
         for name, (_, version) in pinned(session, run.id).items()
     }
-    return RunStorage(location(settings, run.org_id, run.id), datasets)
+    return RunStorage(
+        location(settings, run.org_id, run.id), datasets, _code(session, settings, run)
+    )
+
+
+def _code(session: Session, settings: Settings, run: Run) -> dict[str, tuple[ObjectStore, str]]:
+    """The run's own code snapshot: its `workdir`, or what its first launch shipped."""
+    digest = run.spec.get("workdir") or shipped_digest(session.get(RunProvenance, run.id))
+    row = snapshots.find(session, run.org_id, digest) if digest else None
+    if row is None:
+        return {}
+    return {row.digest: (org_store(settings, run.org_id), row.storage_key)}
 
 
 def _outside(key: str) -> TrainportError:
@@ -128,6 +149,8 @@ def resolve(storage: RunStorage, key: str, method: StorageMethod) -> Target:
     _check_key(key)
     if key.startswith(CHECKPOINTS):
         return Target(storage.checkpoints, key[len(CHECKPOINTS) :], None)
+    if key.startswith(CODE):
+        return _code_target(storage, key, method)
     if not key.startswith(DATASETS):
         raise _outside(key)
     name, separator, path = key[len(DATASETS) :].partition("/")
@@ -139,6 +162,17 @@ def resolve(storage: RunStorage, key: str, method: StorageMethod) -> Target:
             f"Dataset {name!r} is a pinned, immutable version: it can be read, not changed."
         ).with_code("read_only")
     return Target(dataset.store, path, dataset)
+
+
+def _code_target(storage: RunStorage, key: str, method: StorageMethod) -> Target:
+    found = storage.code.get(key[len(CODE) :])
+    if found is None:
+        raise _outside(key)
+    if method is not StorageMethod.GET:
+        raise Forbidden("A code snapshot is immutable: it can be read, not changed.").with_code(
+            "read_only"
+        )
+    return Target(found[0], found[1], None)
 
 
 def url_seconds(settings: Settings) -> int:

@@ -6,7 +6,7 @@ the fair-share history. Retries: a platform failure (process lost, worker died) 
 the queue up to `system_retry_limit` times when the spec allows it, without touching the
 user's `max_retries`; a failure of the user's code retries only within `max_retries`. A failure
 that no retry can cure (`NEVER_RETRIED`: the image cannot be pulled, the executor refused the
-spec) ends the run at once, whatever `max_retries` says.
+spec, the command cannot start) ends the run at once, whatever `max_retries` says.
 """
 
 from __future__ import annotations
@@ -32,7 +32,9 @@ class AttemptOutcome(StrEnum):
 
 # Reasons that the same spec would meet again on every attempt: retrying only burns capacity and
 # hides the error from the user behind a queue.
-NEVER_RETRIED = frozenset({StatusReason.IMAGE_PULL_FAILED, StatusReason.SPEC_REFUSED})
+NEVER_RETRIED = frozenset(
+    {StatusReason.IMAGE_PULL_FAILED, StatusReason.SPEC_REFUSED, StatusReason.COMMAND_CANNOT_START}
+)
 
 
 @dataclass(frozen=True)

@@ -257,7 +257,7 @@ async def create_async(
     if idempotency_key is None:
         written = await db.write(ONE_STATEMENT, parameters(new))
     else:
-        fingerprint = idempotency.request_hash(body.model_dump(mode="json"))
+        fingerprint = idempotency.request_hash(body.as_sent())
         record = idempotency.record_values(
             caller.org_id,
             idempotency_key,

@@ -18,7 +18,7 @@ from core.errors import Conflict, FieldError, InvalidInput, NotFound, Preconditi
 from core.ids import new_id
 from core.log_archive import delete_logs
 from core.models import Run, RunEvent, utcnow
-from core.pagination import decode_cursor, encode_cursor
+from core.pagination import EVENT_CURSOR, RUN_CURSOR
 from core.runs import creation, repository
 from core.runs.repository import RunFilter
 from core.runs.schemas import RunEventOut, RunEventPage, RunOut, RunPage, RunPatch
@@ -75,7 +75,7 @@ def create_run(
         _admit(session, caller, waiting)
         return Created(_insert_run(session, caller, body), replayed=False)
     idempotency.validate_key(idempotency_key)
-    fingerprint = idempotency.request_hash(body.model_dump(mode="json"))
+    fingerprint = idempotency.request_hash(body.as_sent())
     earlier = idempotency.find(session, caller.org_id, idempotency_key, fingerprint)
     if earlier is not None:
         return _replay(session, caller, earlier)
@@ -103,11 +103,12 @@ def _admit(session: Session, caller: Principal, waiting: WaitingRoom | None) -> 
 
 def describe_run(session: Session, caller: Principal, run_id: str, settings: Settings) -> RunOut:
     """The run as `GET /v1/runs/{id}` shows it: with `queue` while it waits to start."""
-    return with_queue(session, get_run(session, caller, run_id), settings)
+    return with_queue(session, get_run(session, caller, run_id), settings, caller)
 
 
-def with_queue(session: Session, run: Run, settings: Settings) -> RunOut:
-    return RunOut.model_validate(run).model_copy(update={"queue": explain(session, run, settings)})
+def with_queue(session: Session, run: Run, settings: Settings, caller: Principal) -> RunOut:
+    queue = explain(session, run, settings, caller)
+    return RunOut.model_validate(run).model_copy(update={"queue": queue})
 
 
 def _replay(session: Session, caller: Principal, run_id: str) -> Created:
@@ -161,18 +162,19 @@ def parse_label_selector(selector: str) -> tuple[dict[str, str], list[str]]:
     """`k=v,k2` → ({k: v}, [k2]): equality and existence, as in Kubernetes selectors."""
     equal: dict[str, str] = {}
     present: list[str] = []
-    for term in filter(None, (t.strip() for t in selector.split(","))):
+    for term in filter(None, (t.strip(" ") for t in selector.split(","))):
         key, sep, value = term.partition("=")
+        key, value = key.strip(" "), value.strip(" ")  # spaces only: spec.LABEL_SELECTOR
         try:
-            check_labels({key.strip(): value.strip()})
+            check_labels({key: value})
         except ValueError as exc:
             raise InvalidInput(
                 f"Bad label selector term {term!r}.", [FieldError.for_parameter("labels", str(exc))]
             ) from None
         if sep:
-            equal[key.strip()] = value.strip()
+            equal[key] = value
         else:
-            present.append(key.strip())
+            present.append(key)
     return equal, present
 
 
@@ -186,14 +188,14 @@ def list_runs(
 
 def cursor_position(after: str | None) -> str | None:
     """The run id an `after` cursor points below (422 for a cursor we did not make)."""
-    return decode_cursor(after, id=str)["id"] if after else None
+    return RUN_CURSOR.decode(after) if after else None
 
 
 def run_page(runs: Sequence[RunOut], limit: int) -> RunPage:
     """A list page from up to `limit + 1` runs: the extra one only says that more exist."""
     page, more = list(runs[:limit]), len(runs) > limit
     return RunPage(
-        data=page, has_more=more, next_cursor=encode_cursor(id=page[-1].id) if more else None
+        data=page, has_more=more, next_cursor=RUN_CURSOR.encode(page[-1].id) if more else None
     )
 
 
@@ -321,11 +323,11 @@ def list_events(
     session: Session, caller: Principal, run_id: str, limit: int, after: str | None
 ) -> RunEventPage:
     run = get_run(session, caller, run_id)
-    after_id = decode_cursor(after, id=int)["id"] if after else 0
+    after_id = int(EVENT_CURSOR.decode(after)) if after else 0
     rows = repository.list_events(session, run.id, after_id, limit)
     page, more = rows[:limit], len(rows) > limit
     return RunEventPage(
         data=[RunEventOut.model_validate(e) for e in page],
         has_more=more,
-        next_cursor=encode_cursor(id=page[-1].id) if more else None,
+        next_cursor=EVENT_CURSOR.encode(page[-1].id) if more else None,
     )

@@ -45,7 +45,8 @@ class StatusReason(StrEnum):
     USER_CANCELLED = "user_cancelled"
     COMPLETED = "completed"
     EXIT_CODE_NONZERO = "exit_code_nonzero"
-    OOM_KILLED = "oom_killed"
+    OOM_KILLED = "oom_killed"  # the kernel's OOM killer (cgroup memory.events, OOMKilled)
+    KILLED = "killed"  # SIGKILL from anyone but the OOM killer
     IMAGE_PULL_FAILED = "image_pull_failed"
     SPEC_REFUSED = "spec_refused"  # the executor cannot run the spec as written
     UNSCHEDULABLE = "unschedulable"
@@ -55,6 +56,8 @@ class StatusReason(StrEnum):
     DELETED_EXTERNALLY = "deleted_externally"  # the attempt's objects were deleted by others
     MAX_DURATION_EXCEEDED = "max_duration_exceeded"
     PENDING_TIMEOUT = "pending_timeout"  # the cluster did not start the attempt in max_pending
+    COMMAND_CANNOT_START = "command_cannot_start"  # not found or not executable: the user's
+    HUNG = "hung"  # no heartbeat for scheduling.hang_timeout while running: the platform's
     RETRYING = "retrying"
     SYSTEM_ERROR = "system_error"
     DATASET_UNAVAILABLE = "dataset_unavailable"  # a data.datasets reference resolved to nothing

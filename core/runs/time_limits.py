@@ -16,6 +16,11 @@ the attempt that is over one:
   it, which is not the code's fault, so it is a platform failure, retried by the system policy
   (`retry_on_system_failure`, at most TRAINPORT_SYSTEM_RETRY_LIMIT times; a retry is queued and
   admitted again, perhaps elsewhere) and otherwise fails the run with that reason.
+- **Silence** (`scheduling.hang_timeout`): how long a running attempt may go without a heartbeat
+  of its own (an earlier attempt's does not count; before the first one, from when it went
+  running). A hung attempt ends `hung`, a platform failure retried under the system policy.
+
+A pure function of those facts and a clock, so the rules are tested without processes.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ class AttemptClock:
     attempt: int
     launched_at: datetime | None  # the launch completed (the executor's objects exist)
     running_since: datetime | None  # the run went `running` (every rank running)
+    last_heartbeat_at: datetime | None = None  # this attempt's latest heartbeat, if any
 
 
 def over_limit(
@@ -51,7 +57,8 @@ def over_limit(
     words), quoted in the pending_timeout message.
     """
     if clock.status is RunStatus.RUNNING and clock.running_since is not None:
-        return _over_max_duration(scheduling.get("max_duration"), clock, now)
+        over = _over_max_duration(scheduling.get("max_duration"), clock, now)
+        return over or _over_hang_timeout(scheduling.get("hang_timeout"), clock, now)
     if clock.status is RunStatus.STARTING and clock.launched_at is not None:
         return _over_max_pending(scheduling, clock, now, default_max_pending, waiting_for)
     return None
@@ -67,6 +74,19 @@ def _over_max_duration(limit: Any, clock: AttemptClock, now: datetime) -> Ending
         f"scheduling.max_duration ({duration_text(float(limit))}), and was stopped"
     )
     return Ending(AttemptOutcome.FAILED, StatusReason.MAX_DURATION_EXCEEDED, message)
+
+
+def _over_hang_timeout(limit: Any, clock: AttemptClock, now: datetime) -> Ending | None:
+    assert clock.running_since is not None
+    beat = max(clock.running_since, clock.last_heartbeat_at or clock.running_since)
+    quiet = (now - beat).total_seconds()
+    if not limit or quiet < float(limit):
+        return None
+    message = (
+        f"attempt {clock.attempt} sent no heartbeat for {duration_text(quiet)} while running, "
+        f"past its scheduling.hang_timeout ({duration_text(float(limit))}): stopped as hung"
+    )
+    return Ending(AttemptOutcome.SYSTEM_FAILED, StatusReason.HUNG, message)
 
 
 def _over_max_pending(

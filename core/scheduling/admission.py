@@ -25,16 +25,18 @@ from sqlalchemy.orm import Session
 
 from core import outbox
 from core.datasets.pinning import pin_datasets
-from core.models import Run, utcnow
+from core.models import Run, RunEvent, utcnow
 from core.runs.attempts import Grant, open_attempt
+from core.runs.schemas import LOCAL_IMAGE_WARNING
 from core.runs.states import RunStatus, StatusReason, transition
 from core.scheduling import repository
 from core.scheduling.clusters import list_clusters, lock_clusters
 from core.scheduling.planner import Candidate, Needs, fits_anywhere, plan_admissions
 from core.scheduling.snapshot import load_snapshot, total_capacity
-from core.settings import Settings
+from core.settings import LocalImagePolicy, Settings
 
 ACCEPT_BATCH = 1000
+LOCAL_EXECUTOR = "local"  # the executor kind that runs commands as host processes
 
 
 @dataclass(frozen=True)
@@ -78,11 +80,38 @@ def admit_queued_runs(
         return []
     grants = {candidate.run_id: (candidate, grant) for candidate, grant in plan.admitted}
     locked = {run.id: run for run in repository.lock_runs(session, RunStatus.QUEUED, list(grants))}
-    return [
-        _admit(session, locked[run_id], *grants[run_id])
-        for run_id in plan.order
-        if run_id in locked and run_id in grants
-    ]
+    local = {cluster.name for cluster in clusters if cluster.executor == LOCAL_EXECUTOR}
+    admitted = []
+    for run_id in plan.order:
+        if run_id not in locked or run_id not in grants:
+            continue
+        run, (candidate, grant) = locked[run_id], grants[run_id]
+        if not _image_allowed(session, settings, run, grant.cluster in local):
+            continue
+        admitted.append(_admit(session, run, candidate, grant))
+    return admitted
+
+
+def _image_allowed(session: Session, settings: Settings, run: Run, local: bool) -> bool:
+    """The local executor runs no image: a run naming one is marked (a warning event, and the
+    run's `warnings`), or refused where the operator says so (TRAINPORT_LOCAL_IMAGE_POLICY)."""
+    if not (local and run.spec.get("image")):
+        return True
+    if settings.local_image_policy is LocalImagePolicy.REFUSE:
+        message = f"{LOCAL_IMAGE_WARNING}; this platform refuses such runs (remove `image`)"
+        transition(session, run, RunStatus.FAILED, StatusReason.SPEC_REFUSED, message)
+        return False
+    session.add(
+        RunEvent(
+            run_id=run.id,
+            org_id=run.org_id,
+            kind="warning",
+            message=LOCAL_IMAGE_WARNING,
+            resource_version=run.resource_version,
+            created_at=utcnow(),
+        )
+    )
+    return True
 
 
 def _admit(session: Session, run: Run, candidate: Candidate, grant: Grant) -> Admitted:

@@ -29,6 +29,7 @@ from core.runs.versions import RUNS_COUNTER
 from core.scheduling.planner import Plan, QueueReason, plan_admissions
 from core.scheduling.snapshot import load_snapshot
 from core.settings import Settings
+from core.tenants.schemas import Principal
 
 # A pending run's answer needs no plan: the scheduler has not accepted it yet.
 SUBMITTED = QueueInfo(
@@ -38,23 +39,27 @@ SUBMITTED = QueueInfo(
 )
 
 
-def explain(session: Session, run: Run, settings: Settings) -> QueueInfo | None:
-    """Queue details for a pending or queued run; None for any other status."""
+def explain(session: Session, run: Run, settings: Settings, caller: Principal) -> QueueInfo | None:
+    """Queue details for a pending or queued run, as `caller` may see them; None for any
+    other status. The position counts only the runs the caller could read (its org's, or its
+    project's for a scoped key); other tenants' runs ahead show in no number."""
     status = RunStatus(run.status)
     if status is RunStatus.PENDING:
         return SUBMITTED
     if status is not RunStatus.QUEUED:
         return None
     plan = _current_plan(session, settings)
+    position = plan.position(run.id, lambda owner: _visible(caller, owner))
     blocker = plan.blocked.get(run.id)
     if blocker is None:
         detail = "it fits now; the scheduler's next pass starts it"
-        return QueueInfo(
-            position=plan.position(run.id), reason=QueueReason.READY.value, detail=detail
-        )
-    return QueueInfo(
-        position=plan.position(run.id), reason=blocker.reason.value, detail=blocker.detail
-    )
+        return QueueInfo(position=position, reason=QueueReason.READY.value, detail=detail)
+    return QueueInfo(position=position, reason=blocker.reason.value, detail=blocker.detail)
+
+
+def _visible(caller: Principal, owner: tuple[str, str]) -> bool:
+    org_id, project_id = owner
+    return org_id == caller.org_id and caller.project_id in (None, project_id)
 
 
 PLAN_REUSE_SECONDS = 2.0

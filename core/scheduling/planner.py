@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import heapq
 from collections import defaultdict, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -169,12 +169,15 @@ class Plan:
     order: list[str] = field(default_factory=list)
     admitted: list[tuple[Candidate, Grant]] = field(default_factory=list)
     blocked: dict[str, Blocker] = field(default_factory=dict)
+    owners: dict[str, Owner] = field(default_factory=dict)  # run id -> (org, project)
 
-    def position(self, run_id: str) -> int | None:
-        try:
-            return self.order.index(run_id) + 1
-        except ValueError:
+    def position(self, run_id: str, visible: Callable[[Owner], bool]) -> int | None:
+        """1 + the runs ahead of `run_id` whose owner is `visible`: a tenant's position counts
+        only what it may see, so it never learns how busy other tenants are."""
+        if run_id not in self.owners:
             return None
+        ahead = self.order[: self.order.index(run_id)]
+        return 1 + sum(1 for other in ahead if visible(self.owners[other]))
 
 
 def plan_admissions(snapshot: Snapshot) -> Plan:
@@ -221,6 +224,7 @@ class _Planner:
 
     def consider(self, candidate: Candidate, *, starving: bool) -> None:
         self.plan.order.append(candidate.run_id)
+        self.plan.owners[candidate.run_id] = (candidate.org_id, candidate.project_id)
         scopes = self._scopes(candidate)
         for scope in scopes:
             if (blocker := scope.blocker(candidate.needs)) is not None:

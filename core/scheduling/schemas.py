@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from core.storable import INTEGER
 
 
 class QuotaIn(BaseModel):
@@ -12,9 +15,11 @@ class QuotaIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    max_gpus: int | None = Field(default=None, ge=0, le=1_000_000, description="GPUs at once")
-    max_running_runs: int | None = Field(
-        default=None, ge=0, le=1_000_000, description="runs starting, running or stopping at once"
+    max_gpus: Annotated[int, Field(ge=0, le=1_000_000), *INTEGER] | None = Field(
+        default=None, description="GPUs at once"
+    )
+    max_running_runs: Annotated[int, Field(ge=0, le=1_000_000), *INTEGER] | None = Field(
+        default=None, description="runs starting, running or stopping at once"
     )
 
 

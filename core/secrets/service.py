@@ -151,14 +151,37 @@ def resolve_for_launch(session: Session, run: Run, settings: Settings) -> Launch
     wanted = secret_names(dict(run.spec))
     if not wanted:
         return LaunchSecrets()
+    chosen, values = _resolve(session, run, settings, wanted)
+    keys = {name: store_key(row.project_id, name) for name, row in chosen.items()}
+    live = frozenset(
+        store_key(*entry) for entry in repository.scopes_and_names(session, run.org_id)
+    )
+    return LaunchSecrets(values, keys, live)
+
+
+def resolve_git_password(session: Session, run: Run, settings: Settings) -> str | None:
+    """The token `git.password` names, for the worker's own git fetch (never the run's)."""
+    password = ((run.spec.get("git") or {}).get("password")) or None
+    if password is None:
+        return None
+    _, values = _resolve(session, run, settings, {"git.password": password["secret"]})
+    return values[password["secret"]]
+
+
+def _resolve(
+    session: Session, run: Run, settings: Settings, wanted: dict[str, str]
+) -> tuple[dict[str, RunSecret], dict[str, str]]:
+    """(row, value) of each secret `wanted` (what needs it -> name) names; raises
+    LaunchSecretsMissing naming the first one the run's org has not set."""
     rows = repository.for_launch(session, run.org_id, run.project_id, sorted(set(wanted.values())))
     chosen: dict[str, RunSecret] = {}
     for row in sorted(rows, key=lambda r: r.project_id == run.project_id):  # project's last: wins
         chosen[row.name] = row
     for var, name in wanted.items():
         if name not in chosen:
+            what = var if var.startswith("git.") else f"env {var}"
             raise LaunchSecretsMissing(
-                f"env {var} needs secret {name!r}, which the run's org has not set (for its "
+                f"{what} needs secret {name!r}, which the run's org has not set (for its "
                 f"project or org-wide); an admin sets it with `trainport secrets set {name}`"
             )
     cipher = cipher_for(settings)
@@ -169,11 +192,7 @@ def resolve_for_launch(session: Session, run: Run, settings: Settings) -> Launch
         }
     except SecretUnreadable as error:
         raise LaunchSecretsMissing(str(error)) from None
-    keys = {name: store_key(row.project_id, name) for name, row in chosen.items()}
-    live = frozenset(
-        store_key(*entry) for entry in repository.scopes_and_names(session, run.org_id)
-    )
-    return LaunchSecrets(values, keys, live)
+    return chosen, values
 
 
 def store_key(project_id: str, name: str) -> str:

@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from core.errors import Forbidden
-from core.storable import check_storable
+from core.storable import INTEGER, check_storable
 
 
 class Role(StrEnum):
@@ -86,7 +86,7 @@ class ApiKeyCreate(StorableInput):
     name: str = Field(min_length=1, max_length=100)
     role: Role = Role.MEMBER
     project: str | None = Field(default=None, max_length=63, description="limit to one project")
-    expires_in_days: int | None = Field(default=None, ge=1, le=3650)
+    expires_in_days: Annotated[int, Field(ge=1, le=3650), *INTEGER] | None = None
 
 
 class ApiKeyOut(BaseModel):

@@ -2,7 +2,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import {
-  formatBytes, formatDuration, gpuCount, labelPairs, progressText, queueText, runDuration, smooth,
+  admissionOrder, formatBytes, formatDuration, gpuCount, labelPairs, metricPairs, progressText, provenanceFacts, queueText, runDuration,
+  smooth,
 } from "../static/js/format.js";
 import { flatten, toYaml } from "../static/js/yaml.js";
 
@@ -56,4 +57,33 @@ test("the spec's YAML quotes whatever YAML would read otherwise", () => {
 
 test("flatten gives JSON-pointer paths for a spec diff", () => {
   assert.deepEqual(flatten({ a: { b: 1 }, c: [2], d: {} }), { "/a/b": 1, "/c/0": 2, "/d": {} });
+});
+
+test("each provenance fact is listed by its path with who vouches for it", () => {
+  const record = {
+    run_id: "run_1",
+    spec: { source: "reported", name: "x" },
+    datasets: { pile: { source: "observed", digest: "sha256:ab" } },
+    attempts: [{ where: { source: "observed", node: "n1" }, image: { source: "reported", used: true } }],
+  };
+  assert.deepEqual(provenanceFacts(record), [
+    ["/spec", "reported"], ["/datasets/pile", "observed"],
+    ["/attempts/0/where", "observed"], ["/attempts/0/image", "reported"],
+  ]);
+  assert.deepEqual(provenanceFacts(null), []);
+});
+
+test("metric values read at four significant digits, integers whole", () => {
+  assert.equal(metricPairs({ loss: 1 / 6, step: 3, acc: 0.5 }), "loss=0.1667  step=3  acc=0.5");
+  assert.equal(metricPairs(null), "");
+});
+
+test("waiting runs are listed by queue position, then by when they were queued", () => {
+  const runs = [
+    { id: "c", queued_at: "2026-01-01T00:00:03Z", queue: null },
+    { id: "b", queued_at: "2026-01-01T00:00:01Z", queue: { position: 2 } },
+    { id: "a", queued_at: "2026-01-01T00:00:02Z", queue: { position: 1 } },
+    { id: "d", created_at: "2026-01-01T00:00:00Z", queue: null },
+  ];
+  assert.deepEqual(admissionOrder(runs).map((r) => r.id), ["a", "b", "d", "c"]);
 });

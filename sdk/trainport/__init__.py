@@ -57,6 +57,7 @@ from trainport.training_models import (
     Manifest,
     Metrics,
     MetricSeries,
+    OutputFile,
     Provenance,
     Verdict,
 )
@@ -89,6 +90,7 @@ __all__ = [
     "Metrics",
     "NotFound",
     "Organization",
+    "OutputFile",
     "PermissionDenied",
     "PreconditionFailed",
     "Progress",

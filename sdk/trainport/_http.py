@@ -41,6 +41,7 @@ class APIRequest:
     timeout: float | httpx.Timeout | None = None  # None: the client's default
     idempotent: bool = True
     files: Any = None  # multipart parts, as httpx takes them; file objects are rewound on retry
+    content: Callable[[], Any] | None = None  # a raw body, made afresh for every try
 
 
 def segment(value: str) -> str:
@@ -107,6 +108,8 @@ class _Transport:
             args["json"] = call.json
         if call.files is not None:
             args["files"] = call.files
+        if call.content is not None:
+            args["content"] = call.content()
         if isinstance(call.timeout, httpx.Timeout):
             args["timeout"] = call.timeout
         elif call.timeout is not None:

@@ -21,11 +21,13 @@ from trainport.models import Me
 from trainport.resources import (
     ApiKeys,
     AsyncApiKeys,
+    AsyncCode,
     AsyncDatasets,
     AsyncProjects,
     AsyncProvenanceResource,
     AsyncRuns,
     AsyncSecrets,
+    Code,
     Datasets,
     Projects,
     ProvenanceResource,
@@ -78,7 +80,8 @@ class Client:
             base_url, api_key, profile, config_file, max_retries, retry_policy
         )
         self._http = SyncHTTP(self.config, policy, http_client, timeout, sleep)
-        self.runs = Runs(self._http)
+        self.code = Code(self._http)
+        self.runs = Runs(self._http, self.code)
         self.projects = Projects(self._http)
         self.api_keys = ApiKeys(self._http)
         self.secrets = Secrets(self._http)
@@ -132,7 +135,8 @@ class AsyncClient:
             base_url, api_key, profile, config_file, max_retries, retry_policy
         )
         self._http = AsyncHTTP(self.config, policy, http_client, timeout, sleep)
-        self.runs = AsyncRuns(self._http)
+        self.code = AsyncCode(self._http)
+        self.runs = AsyncRuns(self._http, self.code)
         self.projects = AsyncProjects(self._http)
         self.api_keys = AsyncApiKeys(self._http)
         self.secrets = AsyncSecrets(self._http)

@@ -42,6 +42,9 @@ class RunSpec(TrainportModel):
     data: dict[str, Any] | None = None
     labels: dict[str, str] | None = None
     checkpoint: dict[str, Any] | None = None
+    workdir: str | None = None  # a local folder (packed and uploaded at create) or a digest
+    git: dict[str, Any] | None = None
+    working_dir: str | None = None
 
     @field_validator("command", mode="before")
     @classmethod

@@ -63,6 +63,17 @@ class Checkpoint(TrainportModel):
     provenance_url: str | None = None
 
 
+class OutputFile(TrainportModel):
+    """A file a run's `outputs` globs matched when one of its attempts ended."""
+
+    attempt: int
+    path: str
+    size: int = 0
+    sha256: str = ""
+    created_at: datetime | None = None
+    url: str = ""
+
+
 class Provenance(TrainportModel):
     """The server-signed record of what a run was made from and where each attempt ran."""
 

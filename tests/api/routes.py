@@ -36,5 +36,17 @@ def fill(path: str, ids: dict[str, str]) -> str:
     return PATH_PARAM.sub(lambda match: ids[match.group(1)], path)
 
 
+def schema_routes() -> list[tuple[str, str]]:
+    """(method, full path) of every route the OpenAPI document states (not the pages)."""
+    app = create_app(Settings(database_url="sqlite://"))
+    return sorted(
+        (method, str(context.path))
+        for context in iter_route_contexts(app.routes)
+        if isinstance(context.original_route, APIRoute) and context.original_route.include_in_schema
+        for method in context.methods or ()
+    )
+
+
 ROUTES = api_routes()
+SCHEMA_ROUTES = schema_routes()
 WRITE_ROUTES = [(m, p) for m, p in ROUTES if m in WRITE_METHODS and p.startswith("/v1")]

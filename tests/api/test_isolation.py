@@ -6,6 +6,7 @@ test) without anyone remembering to add it here.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,11 @@ from tests.api.expect import assert_problem
 from tests.api.routes import PATH_PARAM, ROUTES, fill
 from tests.factories import Tenant, create_run, make_tenant
 
-ID_ROUTES = [(method, path) for method, path in ROUTES if "{" in path]
+# An upload names its content, not an object: every org may PUT any digest (tested below).
+UPLOADS = {("PUT", "/v1/code/{digest}")}
+ID_ROUTES = [
+    (method, path) for method, path in ROUTES if "{" in path and (method, path) not in UPLOADS
+]
 LIST_ROUTES = [p for m, p in ROUTES if m == "GET" and "{" not in p and p.startswith("/v1")]
 # The smallest valid body per write route, so that only ownership decides the answer.
 BODIES: dict[tuple[str, str], dict[str, Any]] = {
@@ -56,6 +61,7 @@ MISSING = {
     "step": "987654321",
     "upload_id": new_id("upl"),
     "secret_name": "never-created-secret",
+    "digest": "sha256:" + "cd" * 32,
 }
 
 
@@ -83,7 +89,11 @@ def orgs(client: TestClient) -> Orgs:
         json={"name": f"victim-secret-{run['id'][-6:]}", "value": "victim's value"},
         headers=victim.headers,
     ).json()
+    snapshot = b"the victim's code"
+    digest = "sha256:" + hashlib.sha256(snapshot).hexdigest()
+    client.put(f"/v1/code/{digest}", content=snapshot, headers=victim.headers)
     ids = {
+        "digest": digest,
         "run_id": run["id"],
         "project_id": victim.project_id,
         "project": victim.project_id,
@@ -129,6 +139,9 @@ def test_another_orgs_object_answers_exactly_like_a_missing_one(
 ) -> None:
     foreign = _call(client, method, path, orgs.ids, orgs.intruder)
     missing = _call(client, method, path, MISSING, orgs.intruder)
+    if method == "HEAD":  # no body to compare
+        assert foreign.status_code == missing.status_code == 404
+        return
     foreign_body = assert_problem(foreign, 404, "not_found")
     missing_body = assert_problem(missing, 404, "not_found")
     assert _shape(foreign_body, orgs.ids) == _shape(missing_body, MISSING)
@@ -144,6 +157,21 @@ def test_foreign_calls_leave_the_victims_objects_untouched(client: TestClient, o
     assert all(k["revoked_at"] is None for k in keys)
     secret = client.get(f"/v1/secrets/{orgs.ids['secret_name']}", headers=orgs.victim.headers)
     assert secret.json()["version"] == 1
+
+
+def test_a_foreign_digest_is_uploaded_like_any_unknown_one(client: TestClient, orgs: Orgs) -> None:
+    """The intruder cannot learn that the victim has a snapshot, nor replace it."""
+    foreign = client.put(
+        f"/v1/code/{orgs.ids['digest']}", content=b"other bytes", headers=orgs.intruder.headers
+    )
+    missing = client.put(
+        f"/v1/code/{MISSING['digest']}", content=b"other bytes", headers=orgs.intruder.headers
+    )
+    assert _shape(assert_problem(foreign, 422, "digest_mismatch"), orgs.ids) == _shape(
+        assert_problem(missing, 422, "digest_mismatch"), MISSING
+    )
+    kept = client.get(f"/v1/code/{orgs.ids['digest']}", headers=orgs.victim.headers)
+    assert kept.status_code == 200
 
 
 @pytest.mark.parametrize("path", LIST_ROUTES)

@@ -41,6 +41,7 @@ WRITE_BODIES: dict[tuple[str, str], dict[str, Any] | None] = {
     ("POST", "/v1/secrets"): {"name": "wandb", "value": "not-for-members"},
     ("PUT", "/v1/secrets/{secret_name}"): {"value": "not-for-members"},
     ("DELETE", "/v1/secrets/{secret_name}"): None,
+    ("PUT", "/v1/code/{digest}"): None,
 }
 # POSTs that only read: a viewer may call them.
 VIEWER_POSTS = {("POST", "/v1/provenance/verify")}
@@ -70,6 +71,7 @@ def _ids(client: TestClient, admin: Tenant) -> dict[str, str]:
         "dataset": "corpus",
         "upload_id": "upl_01jd5x",
         "secret_name": "wandb",
+        "digest": "sha256:" + "ab" * 32,
     }
 
 

@@ -1,11 +1,19 @@
 """The published OpenAPI document is the contract: generated requests against every operation
 never get a server error, and every response (errors included) matches what the document says.
+
+And the document states every rule the API applies (issue 15): Schemathesis with all its checks
+(schema-valid requests accepted, schema-violating ones refused, `Allow`, use after free, ...)
+and its stateful phase finds nothing against a live API process, within a time box.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,6 +33,9 @@ from api.app import create_app
 from core.db import session_scope
 from core.settings import Settings
 from core.tenants.service import bootstrap
+from tests.api.conftest import ROOT, StartServer, start_server
+
+__all__ = ["start_server"]  # the live API process below is the suite's own fixture
 
 CHECKS = [
     not_a_server_error,
@@ -127,3 +138,37 @@ def test_every_documented_error_is_a_problem_document(document: dict[str, Any]) 
             "$ref": "#/components/schemas/Problem"
         }
     assert "HTTPValidationError" not in document["components"]["schemas"]
+
+
+# Seconds for the generated phases, then for the stateful one (which chains real operations:
+# create a run, then read, edit, cancel and delete it), so that neither starves the other.
+PHASE_SECONDS = {"examples,coverage,fuzzing": 35, "stateful": 25}
+CONFIG = Path(__file__).with_name("schemathesis.toml")
+HOOKS = Path(__file__).with_name("schemathesis_hooks.py")
+
+
+def test_all_checks_and_the_stateful_phase_find_nothing(
+    start_server: StartServer, postgres_url: str, admin_headers: dict[str, str]
+) -> None:
+    """The CLI run a user would make (`st run --checks all`), time-boxed; limits that would
+    only throttle the generator are lifted."""
+    server = start_server(
+        postgres_url,
+        rate_limit_enabled="false",
+        max_waiting_runs_per_org="1000000",
+        long_poll_max_seconds="1",
+    )
+    cli = Path(sys.executable).with_name("schemathesis")
+    for phases, seconds in PHASE_SECONDS.items():
+        command = [
+            str(cli), "--config-file", str(CONFIG), "run", f"{server.url}/openapi.json",
+            "--checks", "all", "--phases", phases, "--max-time", str(seconds),
+            "--workers", "1", "--seed", "15", "--suppress-health-check", "all", "--no-color",
+            "-H", f"Authorization: {admin_headers['Authorization']}",
+        ]  # fmt: skip
+        env = {**os.environ, "SCHEMATHESIS_HOOKS": str(HOOKS), "PYTHONPATH": str(ROOT)}
+        done = subprocess.run(command, capture_output=True, text=True, timeout=seconds * 4, env=env)
+        report = done.stdout + done.stderr
+        assert done.returncode == 0, report[-12000:]
+        ran = [f"✅ {phase.title()}" for phase in phases.split(",")]
+        assert all(line in report for line in ran), report[-4000:]

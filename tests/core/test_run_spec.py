@@ -169,3 +169,37 @@ def test_the_create_body_is_a_spec_plus_an_optional_project() -> None:
     assert body.project == "research"
     with pytest.raises(ValidationError, match="project"):
         RunCreate.model_validate({**BASE, "project": "p" * 64})
+
+
+DIGEST = "sha256:" + "0f" * 32
+COMMAND = {"command": ["python", "train.py"]}
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        {"workdir": DIGEST},
+        {"workdir": DIGEST, "working_dir": "src/train"},
+        {"git": {"url": "https://github.com/acme/t.git", "ref": "release/1.2"}},
+        {"git": {"url": "https://x/t.git", "commit": "a" * 40, "password": {"secret": "gh"}}},
+    ],
+)
+def test_code_sources_are_accepted(code: dict[str, Any]) -> None:
+    RunSpec.model_validate({**COMMAND, **code})
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        {"workdir": "./project"},  # the CLI and SDK upload a folder; the API takes its digest
+        {"workdir": DIGEST, "git": {"url": "https://x/t.git"}},
+        {"working_dir": "src"},  # without a code source
+        {"workdir": DIGEST, "working_dir": "../elsewhere"},
+        {"workdir": DIGEST, "working_dir": "/abs"},
+        {"git": {"url": "https://x/t.git", "ref": "--upload-pack=x"}},
+        {"git": {"url": "https://x/t.git", "commit": "abc"}},
+    ],
+)
+def test_bad_code_sources_are_refused(code: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        RunSpec.model_validate({**COMMAND, **code})

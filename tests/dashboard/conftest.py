@@ -1,9 +1,13 @@
 """Fixtures for the dashboard's browser tests: a real platform and a real browser.
 
-One database of the module's own (cloned from the workers' migrated template, since a worker
-admits every run it finds), a live API (`uvicorn api.main:app`) and an embedded worker tree on
-it sharing one state folder (so the API reads the logs the local executor writes), an org with
-an admin key, and Debian's chromium driven by Playwright.
+One platform and one browser for the whole package (package-scoped: started once for every
+browser test, and stopped before later suites run, since Playwright's sync API keeps an event
+loop in this thread while it is open): one database of its own (cloned from the workers'
+migrated template, since a worker admits every run it finds), a live API
+(`uvicorn api.main:app`) and an embedded worker tree on it sharing one state folder (so the API
+reads the logs the local executor writes), an org with an admin key, and Debian's chromium driven
+by Playwright. axe-core (the accessibility checks) comes from tests/dashboard/node_modules,
+installed from its package-lock.json by scripts/services.sh.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from tests.workers.conftest import Platforms, _admin, _clone, _url, template_db
 __all__ = ["start_server", "template_db"]  # fixtures used here, defined beside other suites
 
 CHROMIUM = os.environ.get("TRAINPORT_TEST_CHROMIUM") or shutil.which("chromium")
+AXE = Path(__file__).parent / "node_modules" / "axe-core" / "axe.min.js"
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,7 @@ class Platform:
     url: str
     key: str
     api: httpx.Client
+    database_url: str
 
     def create_run(self, **spec: object) -> dict[str, object]:
         response = self.api.post("/v1/runs", json=spec)
@@ -52,7 +58,7 @@ def _bootstrap_org(database_url: str) -> str:
         engine.dispose()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def platform(
     template_db: str, start_server: StartServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Platform]:
@@ -65,16 +71,16 @@ def platform(
         key = _bootstrap_org(_url(name))
         headers = {"Authorization": f"Bearer {key}"}
         with httpx.Client(base_url=server.url, headers=headers, timeout=30) as api:
-            yield Platform(server.url, key, api)
+            yield Platform(server.url, key, api, _url(name))
     finally:
         platforms.stop_all()
         _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
-    """Module-scoped: Playwright's sync API keeps an event loop running in this thread while it
-    is open, and later suites call asyncio.run()."""
+    """Package-scoped, not session-scoped: Playwright's sync API keeps an event loop running in
+    this thread while it is open, and later suites call asyncio.run()."""
     if not CHROMIUM or not Path(CHROMIUM).exists():
         pytest.fail("no chromium: scripts/services.sh installs it (apt-get install chromium).")
     with sync_playwright() as playwright:
@@ -93,6 +99,15 @@ def page(browser: Browser) -> Iterator[Page]:
     yield tab
     context.close()
     assert not errors, errors
+
+
+@pytest.fixture(scope="package")
+def axe_source() -> str:
+    if not AXE.exists():
+        pytest.fail(
+            "no axe-core: scripts/services.sh installs it (npm ci --prefix tests/dashboard)."
+        )
+    return AXE.read_text(encoding="utf-8")
 
 
 def sign_in(page: Page, platform: Platform, hash_: str = "#/runs", key: str | None = None) -> None:

@@ -1,4 +1,7 @@
-"""Stopping local ranks: cancel (SIGTERM, then SIGKILL), max_duration, and cleanup.
+"""Stopping local ranks: cancel (SIGTERM, then SIGKILL) and cleanup.
+
+(Time limits are the reconciler's, for every executor:
+tests/workers/test_edited_limits_and_hangs.py.)
 
 Each scenario runs twice: ranks as the worker's own processes, and inside the sandbox the
 worker builds from its settings (bubblewrap, where this machine can run it; see also
@@ -130,21 +133,6 @@ def test_cancel_before_launch_keeps_the_attempt_from_ever_starting(
     executor.launch(request)
 
     assert observed(executor, request) is None
-
-
-def test_max_duration_stops_the_command_with_its_own_reason(
-    executor: LocalExecutor, log_store: LogStore
-) -> None:
-    request = launch_request([PY, "-c", STUBBORN], scheduling={"max_duration": 1})
-    executor.launch(request)
-
-    done = wait_until(executor, request, FINISHED)
-
-    assert done.ranks[0].phase is RankPhase.FAILED
-    assert done.ranks[0].reason is StatusReason.MAX_DURATION_EXCEEDED
-    text = log_store.ref(request.run_id, 1, 0).path.read_text()
-    assert "max_duration of 1s exceeded" in text
-    assert "still running after the grace period: sending SIGKILL" in text
 
 
 def test_cleanup_forgets_the_attempt_but_keeps_its_logs(

@@ -30,6 +30,7 @@ def test_a_training_loop_saves_and_exits_cleanly_on_sigterm(tmp_path: Path) -> N
         import sys, time
         import trainport.runtime
         run = trainport.runtime.init()
+        run.should_stop()  # the first poll turns SIGTERM into the flag (issue 14)
         print("ready", flush=True)
         step = 0
         while not run.should_stop():
@@ -51,6 +52,39 @@ def test_a_training_loop_saves_and_exits_cleanly_on_sigterm(tmp_path: Path) -> N
     assert child.returncode == 0
     assert out.startswith("saved")
     assert any((tmp_path / "ckpt").glob("step-*/COMMIT"))
+
+
+@pytest.mark.parametrize(
+    ("options", "polls", "ends_by"),
+    [("", False, -signal.SIGTERM), ("handle_sigterm=True", False, 0), ("", True, 0)],
+)
+def test_sigterm_keeps_its_default_until_the_code_asks_to_stop_gracefully(
+    tmp_path: Path, options: str, polls: bool, ends_by: int
+) -> None:
+    """Three runtime lines added to a script that never polls must not turn a cancel into a
+    SIGKILL after the grace period: SIGTERM ends it as before, unless it asked."""
+    script = textwrap.dedent(
+        f"""
+        import sys, time
+        import trainport.runtime
+        run = trainport.runtime.init({options})
+        {"run.should_stop()" if polls else "pass"}
+        print("ready", flush=True)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not run._stop.is_set():  # no poll: no install
+            time.sleep(0.01)
+        """
+    )
+    env = {**os.environ, "TRAINPORT_CHECKPOINT_DIR": str(tmp_path / "ckpt")}
+    env.pop("TRAINPORT_RUN_ID", None)
+    child = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env, cwd=tmp_path
+    )
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "ready"
+    child.send_signal(signal.SIGTERM)
+    child.communicate(timeout=60)
+    assert child.returncode == ends_by
 
 
 def test_the_platform_environment_is_read() -> None:

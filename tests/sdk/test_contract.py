@@ -129,6 +129,8 @@ def exercise_training(
     ))  # fmt: skip
     c("runs.provenance", lambda: refused(lambda: client.runs.provenance(run)))
     c("runs.sample", lambda: refused(lambda: client.runs.sample(run, "def ")))  # not an lm run
+    c("runs.outputs", lambda: client.runs.outputs(run, attempt=1))
+    c("runs.download_outputs", lambda: client.runs.download_outputs(run, log_dir / "outputs"))
     c("provenance.verify", lambda: client.provenance.verify({"run_id": run.id}, signature="00"))
     c("provenance.keys", client.provenance.keys)
     folder = log_dir / "contract-dataset"

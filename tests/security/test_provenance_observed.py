@@ -75,6 +75,7 @@ def test_a_commit_named_by_the_spec_is_reported_and_no_code_digest_is_claimed(
         "source": "reported",
         "repo": "/tmp/not-a-repository",
         "commit": "deadbeef",
+        "dirty": None,
         "shipped": None,
     }
 

@@ -1,7 +1,7 @@
 """Sandboxed ranks still stop, time out, get lost and re-adopted exactly as unsandboxed ones.
 
-The plain stopping scenarios (cancel by SIGTERM, SIGKILL after the grace period, max_duration)
-run under the sandbox too, in tests/executors/test_local_stopping.py. Here, on the executor the
+The plain stopping scenarios (cancel by SIGTERM, SIGKILL after the grace period) run under the
+sandbox too, in tests/executors/test_local_stopping.py. Here, on the executor the
 worker builds from its settings (sandbox `auto`): the proof that the command really runs inside
 (another PID namespace, an unprivileged uid), and what only the sandbox changes: the grace
 period through bwrap, the exit status it reports, a lost shim, re-adoption, a stop that arrives
@@ -182,7 +182,6 @@ def test_a_stop_asked_while_the_sandbox_starts_reaches_the_command_once_it_runs(
         command=[PY, "-c", "import time; time.sleep(60)"],
         workdir=str(workdir), log_root=str(tmp_path / "logs"),
         pid_path=str(tmp_path / "rank.pid"), exit_path=str(tmp_path / "rank.exit"),
-        max_duration=None, grace_seconds=5.0,
         sandbox=sandbox.argv(sandbox.uid_for("run_early"), [workdir], [], workdir),
     )  # fmt: skip
     shim = Shim(config)

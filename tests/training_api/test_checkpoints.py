@@ -71,13 +71,15 @@ def test_a_checkpoint_without_its_commit_marker_is_refused(api: TestClient, org:
     run = start(api, submit(api, org))
     uri = run.env["TRAINPORT_CHECKPOINT_URI"]
     body = commit_files(uri, 7, {"w.bin": b"w"})
-    (Path(url2pathname(urlsplit(uri).path)) / body["path"] / "COMMIT").unlink()  # cut short
-    response = api.post(f"/v1/runs/{run.run_id}/checkpoints", json=body, headers=run.headers)
-    assert response.status_code == 422
-    assert response.json()["code"] == "checkpoint_not_committed"
     wrong_path = {**body, "path": "step-7/"}
     response = api.post(f"/v1/runs/{run.run_id}/checkpoints", json=wrong_path, headers=run.headers)
     assert response.status_code == 422
+    (Path(url2pathname(urlsplit(uri).path)) / body["path"] / "COMMIT").unlink()  # cut short
+    response = api.post(f"/v1/runs/{run.run_id}/checkpoints", json=body, headers=run.headers)
+    # The stored checkpoint is not in the state registration needs (yet): a conflict with the
+    # storage's state, not a malformed request (issue 15: schema-valid bodies are not 422s).
+    assert response.status_code == 409
+    assert response.json()["code"] == "checkpoint_not_committed"
 
 
 def test_files_that_disagree_with_the_commit_marker_are_refused(

@@ -50,6 +50,21 @@ def test_100k_points_are_accepted_and_read_back_downsampled_quickly(
     assert reading < 1.0, f"the downsampled read took {reading:.3f}s"
 
 
+def test_a_downsampled_series_never_repeats_a_point(api: TestClient, org: Tenant) -> None:
+    """Seen: `steps [1, 1, 380, 400]`: the first point was also its bucket's extreme."""
+    run = start(api, submit(api, org))
+    points = [{"step": s, "values": {"loss": 10.0 / s}} for s in range(1, 401)]
+    api.post(f"/v1/runs/{run.run_id}/metrics", json={"points": points}, headers=run.headers)
+    for max_points in (2, 4, 6, 50):
+        query = f"?name=loss&max_points={max_points}"
+        series = api.get(f"/v1/runs/{run.run_id}/metrics" + query, headers=org.headers).json()
+        loss = series["series"]["loss"]
+        pairs = list(zip(loss["steps"], loss["values"], strict=True))
+        assert len(pairs) == len(set(pairs)), (max_points, pairs)
+        assert 2 <= len(pairs) <= max_points
+        assert (pairs[0][0], pairs[-1][0]) == (1, 400)
+
+
 def test_all_series_are_returned_when_none_is_named(api: TestClient, org: Tenant) -> None:
     run = start(api, submit(api, org))
     points = [{"step": s, "values": {"loss": 1.0 / (s + 1), "lr": 0.1}} for s in range(10)]

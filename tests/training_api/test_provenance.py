@@ -75,7 +75,7 @@ def test_the_record_names_data_image_spec_code_and_attempts(api: TestClient, org
     assert record["spec"]["source"] == "reported"
     assert record["spec"]["image"] == "python:3.11"
     assert len(record["spec"]["sha256"]) == 64
-    assert record["code"] == {"source": "reported", **CODE, "shipped": None}
+    assert record["code"] == {"source": "reported", **CODE, "dirty": None, "shipped": None}
     assert record["platform_version"]
     assert [a["attempt"] for a in record["attempts"]] == [1, 2]
     resumed = {"source": "reported", "from_step": 50, "checkpoint_sha256": checkpoint["sha256"]}

@@ -16,7 +16,7 @@ from core.runs.states import StatusReason
 from core.scheduling.admission import accept_pending, admit_queued_runs
 from core.scheduling.clusters import Inventory, register_cluster
 from core.settings import Settings
-from tests.factories import Tenant, create_run, make_tenant
+from tests.factories import Tenant, create_run, make_key, make_tenant
 
 Factory = sessionmaker[Session]
 SETTINGS = Settings(database_url="postgresql://unused", scheduler_starvation_seconds=600)
@@ -89,8 +89,34 @@ def test_the_org_with_less_recent_gpu_usage_goes_first_then_fifo(
     first, second = submit(fresh_client, heavy, **gpus(1)), submit(fresh_client, heavy, **gpus(1))
     late = submit(fresh_client, light, **gpus(1))
     assert queue(fresh_client, light, late)["position"] == 1
-    assert queue(fresh_client, heavy, second)["position"] == 3
+    # Third in the plan, but a tenant's position counts only the runs it may see (issue 15).
+    assert queue(fresh_client, heavy, second)["position"] == 2
     assert admit(factory) == {late, first}  # interleaved by usage; FIFO inside the heavy org
+
+
+def test_a_queue_position_counts_only_what_the_caller_may_see(fresh_client: TestClient) -> None:
+    """Seen: a queued run's position counted other organisations' runs, so it told a tenant
+    how busy the others were."""
+    factory = sessions(fresh_client)
+    busy, quiet = make_tenant(fresh_client), make_tenant(fresh_client)
+    cluster(factory, a100=1)
+    holder = submit(fresh_client, busy, **gpus(1))
+    assert admit(factory) == {holder}
+    for _ in range(3):
+        submit(fresh_client, busy, **gpus(1))
+    mine = submit(fresh_client, quiet, **gpus(1))
+    info = queue(fresh_client, quiet, mine)
+    assert info["position"] == 1  # three runs of another org are ahead, unseen
+    assert info["reason"] == "no_capacity"
+    assert busy.org_id not in info["detail"]
+    made = fresh_client.post("/v1/projects", json={"name": "lab"}, headers=quiet.headers)
+    assert made.status_code == 201, made.text
+    lab = make_key(fresh_client, quiet, "member", project="lab")
+    other_project = submit(fresh_client, quiet, **gpus(1))
+    in_lab = submit(fresh_client, lab, **gpus(1))
+    assert queue(fresh_client, quiet, in_lab)["position"] == 3  # the org's key sees its runs
+    assert queue(fresh_client, lab, in_lab)["position"] == 1  # a scoped key its project's
+    assert queue(fresh_client, quiet, other_project)["position"] == 2
 
 
 def _finished_attempt(run_id: str, tenant: Tenant, gpus: int, seconds: int) -> RunAttempt:

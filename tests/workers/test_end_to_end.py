@@ -65,6 +65,23 @@ def test_a_failing_command_retries_within_max_retries_then_fails(client: TestCli
     ]
 
 
+@pytest.mark.parametrize(
+    "command",
+    [["/nonexistent/bin/trainer", "--lr", "3e-4"], [PY, "-c", "raise SystemExit(127)"]],
+    ids=["missing-executable", "exit-127"],
+)
+def test_a_command_that_cannot_start_fails_at_once_without_retries(
+    client: TestClient, command: list[str]
+) -> None:
+    """Seen: exit 127 was retried three times locally while Kubernetes failed fast."""
+    tenant = make_tenant(client)
+    run = create_run(client, tenant, command=command, scheduling={"max_retries": 2})
+    done = wait_for_run(client, tenant, run["id"], {"succeeded", "failed"})
+    assert (done["status"], done["status_reason"]) == ("failed", "command_cannot_start")
+    assert [(a["outcome"], a["exit_code"]) for a in done["attempts"]] == [("failed", 127)]
+    assert "cannot start" in done["status_message"]
+
+
 def test_a_lost_process_is_retried_without_using_the_users_retries(
     client: TestClient, tmp_path: Path
 ) -> None:

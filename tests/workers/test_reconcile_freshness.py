@@ -67,6 +67,9 @@ class StaleExecutor:
             self.meanwhile.pop(0)()
         return snapshot
 
+    def leftovers(self, run_id: str, attempt: int) -> None:
+        return None
+
     def cleanup(self, run_id: str, attempt: int) -> None:
         self.inner.cleanup(run_id, attempt)
 

@@ -14,6 +14,9 @@ from tests.workers.test_admission import admit, cluster, sessions, submit
 
 PULL = Ending(AttemptOutcome.FAILED, StatusReason.IMAGE_PULL_FAILED, "ErrImagePull: not found")
 REFUSED = Ending(AttemptOutcome.FAILED, StatusReason.SPEC_REFUSED, "the run names no image")
+CANNOT_START = Ending(
+    AttemptOutcome.FAILED, StatusReason.COMMAND_CANNOT_START, "no such file", exit_code=127
+)
 CRASH = Ending(AttemptOutcome.FAILED, StatusReason.EXIT_CODE_NONZERO, "exit code 3", exit_code=3)
 EVICTED = Ending(AttemptOutcome.SYSTEM_FAILED, StatusReason.EVICTED, "node drained")
 
@@ -30,7 +33,11 @@ def _attempts(client: TestClient, run_id: str) -> int:
         return session.query(RunAttempt).filter_by(run_id=run_id).count()
 
 
-@pytest.mark.parametrize("ending", [PULL, REFUSED], ids=["image_pull_failed", "spec_refused"])
+@pytest.mark.parametrize(
+    "ending",
+    [PULL, REFUSED, CANNOT_START],
+    ids=["image_pull_failed", "spec_refused", "command_cannot_start"],
+)
 def test_a_failure_no_retry_can_cure_fails_at_once_whatever_max_retries(
     fresh_client: TestClient, ending: Ending
 ) -> None:

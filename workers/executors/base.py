@@ -8,8 +8,10 @@ attempt twice adopts what exists instead of starting a second copy.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, Protocol
 
 from core.runs.states import StatusReason
@@ -22,6 +24,25 @@ class RankPhase(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     LOST = "lost"  # the executor can no longer find it (process vanished, node gone)
+
+
+@dataclass(frozen=True)
+class CodeToRun:
+    """The code snapshot an attempt runs (its digest, checked when unpacked), where inside it
+    the command starts, and how this worker reads the snapshot's bytes from the store."""
+
+    digest: str
+    working_dir: str | None = None
+    chunks: Callable[[], Iterator[bytes]] | None = field(default=None, repr=False)
+
+
+def resolve_command(command: list[str], cwd: str) -> list[str]:
+    """A relative `command[0]` (`./train.sh`, `scripts/run.sh`) names a file of the working
+    directory, on every executor; a bare name (`python`) is looked up on PATH as always."""
+    first = command[0]
+    if "/" in first and not first.startswith("/"):
+        return [f"{cwd.rstrip('/')}/{first.removeprefix('./')}", *command[1:]]
+    return command
 
 
 @dataclass(frozen=True)
@@ -40,6 +61,7 @@ class LaunchRequest:
     env: dict[str, str] = field(default_factory=dict)
     project_id: str = ""  # for the executor's labels; empty where unknown
     secrets: LaunchSecrets = field(default_factory=LaunchSecrets)
+    code: CodeToRun | None = None  # the run's `workdir` or `git` source, as a snapshot
 
 
 @dataclass(frozen=True)
@@ -75,6 +97,16 @@ class AttemptOutcome:
     message: str
 
 
+@dataclass(frozen=True)
+class Leftovers:
+    """Where an ended attempt's files are on this machine, for the worker to harvest
+    (workers/harvest.py) before the executor forgets them: the working directory its `outputs`
+    globs resolve in, and the folder it was told is TRAINPORT_CHECKPOINT_DIR."""
+
+    workdir: Path
+    checkpoint_dir: Path
+
+
 class Executor(Protocol):
     kind: str
 
@@ -90,6 +122,10 @@ class Executor(Protocol):
     def cleanup(self, run_id: str, attempt: int) -> None:
         """Forget a finished attempt's bookkeeping (its logs stay). Idempotent."""
 
+    def leftovers(self, run_id: str, attempt: int) -> Leftovers | None:
+        """The ended attempt's files on this machine; None where the attempt harvests itself
+        (a pod uploads its own, through the run storage API) or nothing is left."""
+
 
 _SYSTEM_REASONS = {
     StatusReason.EVICTED,
@@ -99,9 +135,28 @@ _SYSTEM_REASONS = {
 }
 
 
+# What a command that never ran exits with, on both executors: 127 "not found" and 126 "not
+# executable" (POSIX shells, the local shim when exec fails), and the container runtime's own
+# start failures (Kubernetes). The user's to fix, never cured by a retry (NEVER_RETRIED).
+CANNOT_START_EXIT_CODES = frozenset({126, 127})
+CANNOT_START_RUNTIME_REASONS = frozenset({"StartError", "ContainerCannotRun"})
+
+
+def cannot_start(rank: RankObservation) -> RankObservation:
+    """`rank`, with reason COMMAND_CANNOT_START when its exit code says the command never ran."""
+    if rank.reason not in {None, StatusReason.EXIT_CODE_NONZERO}:
+        return rank
+    if rank.exit_code not in CANNOT_START_EXIT_CODES:
+        return rank
+    message = f"rank {rank.rank}: the command cannot start (exit code {rank.exit_code}: "
+    message += "not found" if rank.exit_code == 127 else "not executable"
+    message += "); check `command` and the image"
+    return replace(rank, reason=StatusReason.COMMAND_CANNOT_START, message=message)
+
+
 def classify_attempt(ranks: tuple[RankObservation, ...]) -> AttemptOutcome:
     """One failing rank fails the gang; all ranks succeeded means success; lost is the system's."""
-    failed = [r for r in ranks if r.phase is RankPhase.FAILED]
+    failed = [cannot_start(r) for r in ranks if r.phase is RankPhase.FAILED]
     lost = [r for r in ranks if r.phase is RankPhase.LOST]
     if failed:
         first = min(failed, key=lambda r: r.rank)

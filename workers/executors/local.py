@@ -9,17 +9,20 @@ outlives the worker that launched it; all state lives in files (see `local_attem
 executor instance (a restarted worker) re-adopts live ranks and reads finished ones.
 `launch` is idempotent: it writes the plan once, under a lock, and starts a shim only for ranks
 nobody has claimed; a redundant shim loses the exclusive claim and exits, so a rank's command
-never runs twice. A launch that cannot start (a missing secret, more than one node, a recipe)
-does not raise: it records every rank as failed with reason `system_error` and says why, in
-`observe()` and in the rank's log.
+never runs twice. A recipe runs like any command (`python -m trainport.recipes.<name>` with
+its parameters, core/runs/recipes.py). A launch that cannot start (a missing secret, more than
+one node) does not raise: it records every rank as failed with reason `system_error` and says
+why, in `observe()` and in the rank's log.
 
 Each rank's environment: a few variables of the worker's own (PATH, HOME, locale; never its
 TRAINPORT_* settings), the spec's `env` (`{secret: NAME}` values are those resolved for the
-run's own org at launch, `LaunchRequest.secrets`; the shim redacts them from the log), RANK,
-LOCAL_RANK, WORLD_SIZE, NODE_RANK=0, NNODES=1, MASTER_ADDR=127.0.0.1, MASTER_PORT (a free port,
-recorded), the request's TRAINPORT_* values, TRAINPORT_RUN_ID, TRAINPORT_ATTEMPT,
-TRAINPORT_API_URL, TRAINPORT_CHECKPOINT_DIR and TRAINPORT_CACHE_DIR (both the run's own,
-shared by its attempts).
+run's own org at launch, `LaunchRequest.secrets`; the shim redacts them from the log), the
+request's TRAINPORT_* values, TRAINPORT_RUN_ID, TRAINPORT_ATTEMPT, TRAINPORT_API_URL,
+TRAINPORT_CHECKPOINT_DIR and TRAINPORT_CACHE_DIR (both the run's own, shared by its attempts);
+and, by the run's launcher (core/runs/launcher.py): `env` starts one process per rank with
+RANK, LOCAL_RANK, WORLD_SIZE, NODE_RANK=0, NNODES=1, MASTER_ADDR=127.0.0.1 and MASTER_PORT (a
+free port, recorded); `none` starts one process with none of them; `torchrun` starts one
+`torchrun --no-python COMMAND` on that port, which gives its ranks their own.
 
 With a `sandbox` (built from settings by the registry: `rank_sandbox`), each rank's command
 runs under bubblewrap as its run's uid, seeing the system read-only and only its own folders
@@ -51,15 +54,19 @@ from typing import Any
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
+from core.code.fetch import unpack
 from core.log_archive import LogArchive
 from core.logs import LogKey, LogStore
+from core.runs.launcher import Launcher, launcher_of, processes_started, torchrun_prefix
 from core.runs.recipes import launch_command, recipe_environment
 from core.runs.states import StatusReason
 from workers.executors.base import (
     AttemptObservation,
     LaunchRequest,
+    Leftovers,
     RankObservation,
     RankPhase,
+    resolve_command,
 )
 from workers.executors.local_attempt import (
     AttemptFiles,
@@ -164,7 +171,7 @@ class LocalExecutor:
         try:
             sandbox = self._sandbox_prefix(files, request, env, network)
             for rank in ranks:
-                rank_env = {**env, **_rank_env(rank, plan)}
+                rank_env = {**env, **_rank_env(rank, plan, launcher_of(request.spec))}
                 self._spawn(files, request, rank, rank_env, sandbox, forwards)
         finally:
             for listener, _ in forwards:  # the shims hold their own copies
@@ -186,7 +193,8 @@ class LocalExecutor:
         self.sandbox.give(writable, uid)
         datasets = _dataset_folders(env)
         self.sandbox.show(datasets)
-        return self.sandbox.argv(uid, writable, datasets, files.workdir, network)
+        cwd = _working_dir(files.workdir, request.spec)
+        return self.sandbox.argv(uid, writable, datasets, cwd, network)
 
     def _network(
         self, files: AttemptFiles, request: LaunchRequest, env: dict[str, str]
@@ -208,21 +216,22 @@ class LocalExecutor:
 
     def _plan(self, files: AttemptFiles, request: LaunchRequest) -> dict[str, Any]:
         """Decide world size and port once; a refused launch is recorded as failed ranks."""
-        compute = request.spec.get("compute") or {}
         plan = {
             "run_id": request.run_id,
             "attempt": request.attempt,
-            "world_size": _world_size(compute),
+            "world_size": processes_started(request.spec),  # the processes this executor starts
             "master_port": _free_port(),
             "launched_at": time.time(),
         }
-        try:
-            _check_launchable(request.spec)
-            self._environment(files, request, plan)
-        except LaunchRefused as refused:
-            plan["refused"] = str(refused)
         for folder in (files.workdir, files.folder / "ranks", files.checkpoints):
             folder.mkdir(parents=True, exist_ok=True)
+        try:
+            _check_launchable(request.spec)
+            env = self._environment(files, request, plan)
+            plan["checkpoint_dir"] = env["TRAINPORT_CHECKPOINT_DIR"]  # for `leftovers`
+            _unpack_code(request, files.workdir)
+        except LaunchRefused as refused:
+            plan["refused"] = str(refused)
         write_atomically(files.launch_path, plan, exclusive=False)
         if plan.get("refused"):
             self._record_refusal(files, request, plan)
@@ -303,19 +312,18 @@ class LocalExecutor:
     def _rank_config(
         self, files: AttemptFiles, request: LaunchRequest, rank: int
     ) -> dict[str, Any]:
-        scheduling = request.spec.get("scheduling") or {}
+        # No time limits here: the reconciler enforces them from the run as it is now
+        # (core/runs/time_limits.py), so an edited max_duration applies to the running attempt.
+        cwd = _working_dir(files.workdir, request.spec)
         return {
             "run_id": request.run_id,
             "attempt": request.attempt,
             "rank": rank,
-            # Recipes run with the worker's interpreter, which has `trainport` installed.
-            "command": launch_command(request.spec, sys.executable),
-            "workdir": str(files.workdir),
+            "command": _command(request.spec, files, cwd),
+            "workdir": str(cwd),
             "log_root": str(self._log_root),
             "pid_path": str(files.rank_file(rank, "pid")),
             "exit_path": str(files.rank_file(rank, "exit")),
-            "max_duration": scheduling.get("max_duration"),
-            "grace_seconds": self.grace_seconds,
         }
 
     # -- observe ------------------------------------------------------------------------------
@@ -454,6 +462,15 @@ class LocalExecutor:
             shutil.rmtree(files.folder, ignore_errors=True)
             self._remove_network(run_id, attempt)
 
+    def leftovers(self, run_id: str, attempt: int) -> Leftovers | None:
+        """The attempt's working folder (deleted by `cleanup`) and checkpoint folder."""
+        files = self._files(run_id, attempt)
+        plan = files.launch_record()
+        if plan is None or plan.get("refused") or not files.workdir.is_dir():
+            return None
+        checkpoints = Path(plan.get("checkpoint_dir") or files.checkpoints)
+        return Leftovers(files.workdir, checkpoints)
+
     def _remove_network(self, run_id: str, attempt: int) -> None:
         """Delete the attempt's namespace, also one a worker with other settings made."""
         ip = (self.sandbox.ip if self.sandbox else None) or shutil.which("ip")
@@ -469,11 +486,16 @@ def _key(request: LaunchRequest) -> tuple[str, int]:
     return request.run_id, request.attempt
 
 
-def _world_size(compute: dict[str, Any]) -> int:
-    processes = compute.get("processes")
-    if processes:
-        return int(processes)
-    return max(1, int(compute.get("gpus_per_node") or 0))
+def _command(spec: dict[str, Any], files: AttemptFiles, cwd: Path) -> list[str]:
+    """The run's command (recipes run with the worker's interpreter, which has `trainport`
+    installed; a relative program resolved in the working directory `cwd`), inside torchrun
+    when that is the run's launcher."""
+    command = resolve_command(launch_command(spec, sys.executable), str(cwd))
+    if launcher_of(spec) is not Launcher.TORCHRUN:
+        return command
+    plan = files.launch_record() or {}
+    master = ("127.0.0.1", str(plan.get("master_port", 29500)))
+    return [*torchrun_prefix(spec, command, "0", master), *command]
 
 
 def _check_launchable(spec: dict[str, Any]) -> None:
@@ -502,6 +524,28 @@ def _spec_env(request: LaunchRequest) -> dict[str, str]:
     return env
 
 
+def _unpack_code(request: LaunchRequest, workdir: Path) -> None:
+    """The run's code snapshot, unpacked into the attempt's working folder (digest checked)."""
+    code = request.code
+    if code is None or code.chunks is None:
+        return
+    try:
+        unpack(code.chunks(), code.digest, workdir)
+    except Exception as failed:  # a refused archive, or the store: the attempt cannot start
+        raise LaunchRefused(f"cannot unpack code snapshot {code.digest}: {failed}") from None
+    cwd = _working_dir(workdir, request.spec)
+    if not cwd.is_dir():
+        raise LaunchRefused(
+            f"working_dir {request.spec.get('working_dir')!r} is not a folder of the code"
+        )
+
+
+def _working_dir(workdir: Path, spec: dict[str, Any]) -> Path:
+    """Where the command starts: `working_dir` inside the code, else the code's root."""
+    inside = spec.get("working_dir")
+    return workdir / inside if inside else workdir
+
+
 def _dataset_folders(env: dict[str, str]) -> list[Path]:
     """The run's pinned datasets that are folders on this machine (`file://` URIs)."""
     pinned = json.loads(env.get("TRAINPORT_DATASETS") or "{}")
@@ -509,7 +553,10 @@ def _dataset_folders(env: dict[str, str]) -> list[Path]:
     return [Path(url2pathname(urlsplit(uri).path)) for uri in uris if uri.startswith("file://")]
 
 
-def _rank_env(rank: int, plan: dict[str, Any]) -> dict[str, str]:
+def _rank_env(rank: int, plan: dict[str, Any], launcher: Launcher) -> dict[str, str]:
+    """The distributed variables of launcher `env` (none for `none`; torchrun sets its own)."""
+    if launcher is not Launcher.ENV:
+        return {}
     return {
         "RANK": str(rank),
         "LOCAL_RANK": str(rank),

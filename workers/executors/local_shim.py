@@ -4,8 +4,8 @@ The executor starts one shim per rank in its own session, so the shim outlives a
 The shim first claims the rank by creating its pid file exclusively (a hard link, so the file
 appears complete or not at all); a second shim for the same rank, or a rank already claimed by
 `cancel`, finds the file and exits without running anything. Then it runs the command in a
-process group of its own, copies its stdout/stderr line by line into the log store, enforces
-`max_duration`, and at the end closes the log and writes the exit record atomically — in that
+process group of its own, copies its stdout/stderr line by line into the log store, and at
+the end closes the log and writes the exit record atomically — in that
 order, so whoever sees the exit record also sees the complete log.
 
 SIGTERM to the shim (the executor's cancel) is forwarded to the command's process group.
@@ -55,8 +55,6 @@ class RankConfig:
     log_root: str
     pid_path: str
     exit_path: str
-    max_duration: float | None
-    grace_seconds: float
     sandbox: list[str] | None = None  # the bwrap prefix; None runs the command as it is
     # Listeners inside the attempt's network namespace, inherited from the executor, with the
     # endpoint each forwards to: [{"fd": 5, "host": "127.0.0.1", "port": 8000}] (local_forward).
@@ -64,7 +62,12 @@ class RankConfig:
 
     @classmethod
     def load(cls, path: Path) -> RankConfig:
-        return cls(**json.loads(path.read_text()))
+        fields = json.loads(path.read_text())
+        # Written by an older executor: the reconciler now enforces time limits, from the run
+        # as it is now (core/runs/time_limits.py), so an edited max_duration applies.
+        fields.pop("max_duration", None)
+        fields.pop("grace_seconds", None)  # the executor's cancel times the grace period
+        return cls(**fields)
 
 
 def process_start_time(pid: int) -> int | None:
@@ -107,7 +110,7 @@ class Shim:
         )
         self.child: subprocess.Popen[bytes] | None = None
         self.cancelled = False
-        self.timed_out = False
+        self.oom_kills_before = oom_kills()
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._on_sigterm)
@@ -124,7 +127,7 @@ class Shim:
             self._reader(self.child.stdout, "stdout"),
             self._reader(self.child.stderr, "stderr"),
         ]
-        returncode = self._wait(self.child)
+        returncode = self.child.wait()
         self._kill_group(signal.SIGKILL)  # leftovers of the command do not outlive it
         for reader in readers:
             reader.join(READER_JOIN_SECONDS)
@@ -167,24 +170,8 @@ class Shim:
         thread.start()
         return thread
 
-    def _wait(self, child: subprocess.Popen[bytes]) -> int:
-        limit = self.config.max_duration
-        try:
-            return child.wait(timeout=limit)
-        except subprocess.TimeoutExpired:
-            pass
-        self.timed_out = True
-        self.log.write("system", f"max_duration of {limit:g}s exceeded: sending SIGTERM")
-        self._kill_group(signal.SIGTERM)
-        try:
-            return child.wait(timeout=self.config.grace_seconds)
-        except subprocess.TimeoutExpired:
-            self.log.write("system", "still running after the grace period: sending SIGKILL")
-            self._kill_group(signal.SIGKILL)
-            return child.wait()
-
     def _on_sigterm(self, _signum: int, _frame: object) -> None:
-        if not self.timed_out and not self.cancelled:
+        if not self.cancelled:
             self.cancelled = True
             self.log.write("system", "stop requested: sending SIGTERM")
         self._kill_group(signal.SIGTERM)
@@ -214,17 +201,61 @@ class Shim:
 
     def _classify(self, exit_code: int, signum: int | None) -> tuple[str | None, str]:
         """The reason recorded for the executor (a StatusReason value), and a message."""
-        if self.timed_out:
-            return "max_duration_exceeded", f"stopped after max_duration (exit code {exit_code})"
         if self.cancelled:
             return "user_cancelled", f"stopped on request (exit code {exit_code})"
         if signum == signal.SIGKILL:
-            return "oom_killed", "killed by SIGKILL (most likely out of memory)"
+            return self._classify_kill()
         if signum is not None:
             return "exit_code_nonzero", f"killed by {signal.Signals(signum).name}"
         if exit_code != 0:
             return "exit_code_nonzero", f"exited with code {exit_code}"
         return None, "exited with code 0"
+
+    def _classify_kill(self) -> tuple[str, str]:
+        """Out of memory only when the kernel says so: the OOM killer counts its kills in the
+        cgroup's `memory.events`. A SIGKILL from anyone else (a person, a supervisor) is not."""
+        before, after = self.oom_kills_before, oom_kills()
+        if before is not None and after is not None and after > before:
+            return "oom_killed", "killed by the kernel's OOM killer (out of memory)"
+        return "killed", "killed by SIGKILL (not by the kernel's OOM killer)"
+
+
+def oom_kills(
+    proc_cgroup: Path = Path("/proc/self/cgroup"), root: Path = Path("/sys/fs/cgroup")
+) -> int | None:
+    """The OOM killer's kill count in this process's cgroup (v2 `memory.events`, v1
+    `memory.oom_control`); None where neither can be read. The rank's command runs in the
+    shim's cgroup, so a rise while it ran is the kernel's verdict on that cgroup. Inside a
+    container the listed path may be the host's: the mount's own root is tried after it."""
+    try:
+        entries = [line.split(":", 2) for line in proc_cgroup.read_text().splitlines()]
+    except OSError:
+        return None
+    for _, controllers, path in (entry for entry in entries if len(entry) == 3):
+        if controllers == "":
+            mounts, name = [root, root / "unified"], "memory.events"
+        elif "memory" in controllers.split(","):
+            mounts, name = [root / "memory"], "memory.oom_control"
+        else:
+            continue
+        for mount in mounts:
+            for folder in (mount / path.lstrip("/"), mount):
+                found = _counter(folder / name)
+                if found is not None:
+                    return found
+    return None
+
+
+def _counter(path: Path, name: str = "oom_kill") -> int | None:
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        key, _, value = line.partition(" ")
+        if key == name and value.strip().isdigit():
+            return int(value)
+    return None
 
 
 def _signal_group_but(leader: int, signum: signal.Signals) -> bool:

@@ -25,6 +25,7 @@ export function align(seriesList) {
 export function metricChart(title, series, { width = 640, height = 260 } = {}) {
   let raw = series;
   let plot = null;
+  let zoomed = false; // a live update keeps the user's zoom instead of resetting the scales
   const holder = h("div", { class: "chart-plot" });
   const log = h("input", { type: "checkbox", onchange: () => draw(true) });
   const smoothing = h("input", { type: "range", min: 0, max: 0.99, step: 0.01, value: 0, onchange: () => draw(false), "aria-label": "smoothing" });
@@ -41,10 +42,12 @@ export function metricChart(title, series, { width = 640, height = 260 } = {}) {
 
   function draw(rebuild) {
     el.dataset.points = String(raw.reduce((n, s) => n + s.steps.length, 0)); // for tests, readers
+    el.dataset.scale = log.checked ? "log" : "linear";
     if (plot && !rebuild && plot.series.length === raw.length + 1) {
-      plot.setData(data());
+      plot.setData(data(), !zoomed);
       return;
     }
+    zoomed = false;
     if (plot) plot.destroy();
     const opts = {
       width: Math.min(width, holder.clientWidth || width), height,
@@ -54,8 +57,15 @@ export function metricChart(title, series, { width = 640, height = 260 } = {}) {
         label: s.label, stroke: COLORS[i % COLORS.length], width: 1.5, spanGaps: true,
       }))],
       cursor: { drag: { x: true, y: false } },
+      hooks: {
+        setSelect: [(u) => { if (u.select.width > 0) zoomed = true; }],
+        setScale: [(u, key) => {
+          if (key === "x") el.dataset.xRange = `${u.scales.x.min}..${u.scales.x.max}`; // for tests
+        }],
+      },
     };
     plot = new uPlot(opts, data(), holder);
+    plot.over.addEventListener("dblclick", () => { zoomed = false; }); // uPlot resets the zoom
   }
 
   return {

@@ -55,6 +55,14 @@ export function queueText(queue) {
   return `${place}${queue.reason}: ${queue.detail}`;
 }
 
+/** Waiting runs in admission order: by their queue answer's position (runs without one last),
+ * then by when they were queued. */
+export function admissionOrder(runs) {
+  const place = (r) => r.queue?.position ?? Number.POSITIVE_INFINITY;
+  const since = (r) => r.queued_at || r.created_at || "";
+  return [...runs].sort((a, b) => place(a) - place(b) || since(a).localeCompare(since(b)));
+}
+
 /** "45% · ETA 3m 05s" from a run's heartbeat progress and estimated finish. */
 export function progressText(run, now = Date.now()) {
   const p = run.progress;
@@ -93,4 +101,22 @@ export function smooth(values, alpha) {
     last = last == null ? v : alpha * last + (1 - alpha) * v;
     return last;
   });
+}
+
+/** Every fact of the record that says who vouches for it (`source`), by its path. */
+export function provenanceFacts(record, path = "") {
+  if (record === null || typeof record !== "object") return [];
+  const here = !Array.isArray(record) && typeof record.source === "string" ? [[path || "/", record.source]] : [];
+  return here.concat(Object.entries(record).flatMap(([k, v]) => provenanceFacts(v, `${path}/${k}`)));
+}
+
+/** A metric value as a person reads it: integers whole, others to 4 significant digits. */
+export function formatNumber(value) {
+  if (typeof value !== "number" || !Number.isFinite(value) || Number.isInteger(value)) return String(value);
+  return String(Number(value.toPrecision(4)));
+}
+
+/** `{loss: 0.16666, step: 3}` → "loss=0.1667 step=3" */
+export function metricPairs(values) {
+  return Object.entries(values || {}).map(([k, v]) => `${k}=${formatNumber(v)}`).join("  ");
 }

@@ -111,10 +111,16 @@ async function signIn(event, key) {
   if (!key) return;
   if (await loadIdentity(key)) {
     session.save(key);
-    show();
+    await show();
+    main.focus(); // the form that had focus is gone: keyboard users continue in the content
   }
 }
 
+// The skip link moves focus past the header; its href would change the route (the fragment).
+document.getElementById("skip").addEventListener("click", (event) => {
+  event.preventDefault();
+  main.focus();
+});
 window.addEventListener("hashchange", show);
 window.addEventListener("trainport:signed-out", (event) => {
   if (cleanup) cleanup();

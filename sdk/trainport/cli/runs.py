@@ -6,10 +6,21 @@ import itertools
 import json
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 import yaml
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 
 from trainport.cli.context import ExitCode, err, out, state
 from trainport.cli.output import (
@@ -70,6 +81,18 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     return overrides
 
 
+@contextmanager
+def upload_progress(workdir: str | None) -> Iterator[Callable[[int], None] | None]:
+    """A progress bar on stderr for the workdir upload (nothing shows when nothing is sent)."""
+    if workdir is None or workdir.startswith("sha256:"):
+        yield None
+        return
+    columns = (BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
+    with Progress(TextColumn("[bold]workdir →"), *columns, console=err, transient=True) as bar:
+        task = bar.add_task("workdir", total=None)
+        yield lambda sent: bar.advance(task, sent)
+
+
 def load_spec(file: str) -> RunSpec:
     if file == "-":
         return RunSpec.from_yaml_string(sys.stdin.read(), source="stdin")
@@ -98,8 +121,14 @@ def submit(
     if name is not None:
         extra["name"] = name
     spec = load_spec(file).with_overrides(extra)
+    if spec.workdir is not None and file != "-" and not spec.workdir.startswith("sha256:"):
+        # A relative workdir is the spec file's neighbour, wherever the CLI runs from.
+        spec = spec.model_copy(update={"workdir": str(Path(file).parent / spec.workdir)})
     client = state.client()
-    run = client.runs.create(spec, project=project or spec.project or client.config.project)
+    with upload_progress(spec.workdir) as progress:
+        run = client.runs.create(
+            spec, project=project or spec.project or client.config.project, progress=progress
+        )
     if output is Format.TABLE:
         err.print(f"Submitted [bold]{run.id}[/] ({run.name}): {run.status}")
         print(run.id, flush=True)

@@ -231,13 +231,34 @@ def provenance_facts(found: Provenance) -> Table:
         ("Image", record.get("image")),
         ("Recipe", record.get("recipe")),
         ("Spec sha256", record.get("spec_sha256")),
-        ("Code", " @ ".join(str(v) for v in (code.get("repo"), code.get("commit")) if v)),
+        ("Code (shipped)", shipped_code(code)),
+        ("Code (reported)", reported_code(code)),
         ("Platform", record.get("platform_version")),
         ("Frozen at", record.get("frozen_at")),
         ("Signature", f"{found.algorithm} by key {found.key_id}: {found.signature[:16]}…"),
     ):
         facts.add_row(label, escape(str(value or "-")))
     return facts
+
+
+def shipped_code(code: dict[str, Any]) -> str | None:
+    """The snapshot the platform shipped (observed): its digest, and the commit it fetched."""
+    shipped = code.get("shipped") or {}
+    if not shipped.get("digest"):
+        return None
+    git = shipped.get("git") or {}
+    where = f"  git {git.get('url')} @ {git.get('commit')}" if git else "  (uploaded workdir)"
+    return f"{shipped['digest']}{where}  [observed]"
+
+
+def reported_code(code: dict[str, Any]) -> str | None:
+    """The spec's `code` claim (the submitter's word)."""
+    named = " @ ".join(str(v) for v in (code.get("repo"), code.get("commit")) if v)
+    if not named:
+        return None
+    state = code.get("dirty")
+    dirty = "" if state is None else (", dirty" if state else ", clean")
+    return f"{named}  [reported{dirty}]"
 
 
 def pinned_datasets_table(found: Provenance) -> Table:

@@ -1,6 +1,7 @@
 """The API's resources, one module each; every resource has a sync and an async twin."""
 
 from trainport.resources.api_keys import ApiKeys, AsyncApiKeys
+from trainport.resources.code import AsyncCode, Code, CodeUpload
 from trainport.resources.datasets import AsyncDatasets, Datasets
 from trainport.resources.projects import AsyncProjects, Projects
 from trainport.resources.provenance import AsyncProvenanceResource, ProvenanceResource
@@ -10,11 +11,14 @@ from trainport.resources.secrets import AsyncSecrets, Secrets
 __all__ = [
     "ApiKeys",
     "AsyncApiKeys",
+    "AsyncCode",
     "AsyncDatasets",
     "AsyncProjects",
     "AsyncProvenanceResource",
     "AsyncRuns",
     "AsyncSecrets",
+    "Code",
+    "CodeUpload",
     "Datasets",
     "Projects",
     "ProvenanceResource",

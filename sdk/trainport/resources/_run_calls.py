@@ -7,6 +7,7 @@ Keeping the request shapes here (logs in `_logs`) means the two clients cannot d
 from __future__ import annotations
 
 import math
+import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
@@ -14,8 +15,10 @@ from typing import Any
 
 from trainport._http import APIRequest, segment
 from trainport.models import TERMINAL_STATUSES, Run, RunEvent
+from trainport.resources.code import CodeUpload
 from trainport.spec import RunSpec
 
+DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 RunRef = str | Run
 SpecLike = RunSpec | Mapping[str, Any]
 LabelSelector = str | Mapping[str, str | None] | Sequence[str]
@@ -31,6 +34,31 @@ def run_path(run: RunRef, suffix: str = "") -> str:
     return f"/v1/runs/{segment(run_id(run))}{suffix}"
 
 
+def merged(spec: SpecLike | None, fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The document a create sends: the spec's fields, then the keyword fields over them."""
+    found = spec.to_dict() if isinstance(spec, RunSpec) else dict(spec or {})
+    found.update(fields)
+    return found
+
+
+def workdir_folder(document: Mapping[str, Any]) -> str | None:
+    """The local folder a document's `workdir` names, if it is one (not yet a digest)."""
+    workdir = document.get("workdir")
+    if workdir is None or (isinstance(workdir, str) and DIGEST.fullmatch(workdir)):
+        return None
+    return str(workdir)
+
+
+def with_snapshot(document: Mapping[str, Any], upload: CodeUpload) -> dict[str, Any]:
+    """`workdir` as the uploaded snapshot's digest; the packed git tree's commit and dirty
+    state as the `code` claim, unless the document makes its own."""
+    changed = {**document, "workdir": upload.digest}
+    if upload.git is not None and "code" not in document:
+        state = upload.git
+        changed["code"] = {"repo": state.repo, "commit": state.commit, "dirty": state.dirty}
+    return changed
+
+
 def create(
     spec: SpecLike | None,
     project: str | None,
@@ -38,8 +66,7 @@ def create(
     fields: Mapping[str, Any],
 ) -> APIRequest:
     """`POST /v1/runs` with one Idempotency-Key, reused by every retry of this request."""
-    document = spec.to_dict() if isinstance(spec, RunSpec) else dict(spec or {})
-    document.update(fields)
+    document = merged(spec, fields)
     if project is not None:
         document["project"] = project
     headers = {"Idempotency-Key": idempotency_key or str(uuid.uuid4())}

@@ -6,6 +6,7 @@ are built once, below, for both.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from trainport.resources import _sampling as sampling
 from trainport.resources._names import AsyncRunResource, SyncRunResource
 from trainport.resources._run_calls import RunRef, run_id, run_path
 from trainport.runtime.digests import download_verified
-from trainport.training_models import Checkpoint, Metrics, Provenance
+from trainport.training_models import Checkpoint, Metrics, OutputFile, Provenance
 
 COMMIT = "COMMIT"  # the marker the runtime writes last into a checkpoint folder
 
@@ -33,6 +34,20 @@ def _checkpoints(run: RunRef) -> APIRequest:
 
 def _provenance(run: RunRef) -> APIRequest:
     return APIRequest("GET", run_path(run, "/provenance"))
+
+
+def _outputs(run: RunRef, attempt: int | None) -> APIRequest:
+    return APIRequest("GET", run_path(run, "/outputs"), params={"attempt": attempt})
+
+
+def _output_list(body: Any) -> list[OutputFile]:
+    return [OutputFile.model_validate(f) for f in body["data"]]
+
+
+def _latest(found: list[OutputFile]) -> list[OutputFile]:
+    """The files of the latest attempt that left any."""
+    newest = max((f.attempt for f in found), default=None)
+    return [f for f in found if f.attempt == newest]
 
 
 def _file(url: str) -> APIRequest:
@@ -61,6 +76,18 @@ def _pick(checkpoints: list[Checkpoint], step: int | None, run: RunRef) -> Check
     raise TrainportError(f"Run {run_id(run)} has no {which}{there}.")
 
 
+def _check_sha256(target: Path, entry: OutputFile) -> None:
+    digest = hashlib.sha256()
+    with target.open("rb") as source:
+        while chunk := source.read(1 << 20):
+            digest.update(chunk)
+    if entry.sha256 and digest.hexdigest() != entry.sha256:
+        raise TrainportError(
+            f"{entry.path} (attempt {entry.attempt}) downloaded with another sha256 than the "
+            "platform recorded: download it again."
+        )
+
+
 class RunArtifacts(SyncRunResource):
     def metrics(
         self,
@@ -82,6 +109,25 @@ class RunArtifacts(SyncRunResource):
     def provenance(self, run: RunRef) -> Provenance:
         """The signed provenance record (NotFound before the run has started)."""
         return Provenance.model_validate(self._http.json(_provenance(self.resolve(run))))
+
+    def outputs(self, run: RunRef, *, attempt: int | None = None) -> list[OutputFile]:
+        """Files the run's `outputs` globs matched when each attempt ended (or one attempt's),
+        with size, sha256 and download URL."""
+        return _output_list(self._http.json(_outputs(self.resolve(run), attempt)))
+
+    def download_outputs(
+        self, run: RunRef, destination: str | Path, *, attempt: int | None = None
+    ) -> Path:
+        """An attempt's outputs (default: the latest attempt that left any) into
+        `destination/`, at their paths relative to the run's working directory; each file is
+        checked against the sha256 the platform recorded."""
+        folder = Path(destination)
+        for entry in _latest(self.outputs(run, attempt=attempt)):
+            target = folder / entry.path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self._download(entry.url, target)
+            _check_sha256(target, entry)
+        return folder
 
     def download_checkpoint(
         self, run: RunRef, destination: str | Path, *, step: int | None = None
@@ -143,6 +189,10 @@ class AsyncRunArtifacts(AsyncRunResource):
     async def checkpoints(self, run: RunRef) -> list[Checkpoint]:
         """The run's registered checkpoints, newest step first, with download URLs."""
         return _checkpoint_list(await self._http.json(_checkpoints(await self.resolve(run))))
+
+    async def outputs(self, run: RunRef, *, attempt: int | None = None) -> list[OutputFile]:
+        """Files the run's `outputs` globs matched when each attempt ended."""
+        return _output_list(await self._http.json(_outputs(await self.resolve(run), attempt)))
 
     async def provenance(self, run: RunRef) -> Provenance:
         """The signed provenance record (NotFound before the run has started)."""

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from trainport._http import connection_error
+from trainport._http import AsyncHTTP, SyncHTTP, connection_error
 from trainport.errors import NotFound, WaitTimeout
 from trainport.models import LogLine, Run, RunEvent
 from trainport.pagination import AsyncPage, AsyncPageRequest, SyncPage
@@ -22,7 +22,9 @@ from trainport.resources import _run_calls as calls
 from trainport.resources import _sampling as sampling
 from trainport.resources._logs import LogFollower
 from trainport.resources._run_calls import LabelSelector, RunRef, SpecLike
+from trainport.resources.code import AsyncCode, Code
 from trainport.resources.run_artifacts import AsyncRunArtifacts, RunArtifacts
+from trainport.workdir import Progress
 
 
 def poll_window(deadline: float | None, run: Run) -> int:
@@ -41,20 +43,30 @@ def _settled(run: Run, targets: frozenset[str]) -> bool:
 
 
 class Runs(RunArtifacts):
+    def __init__(self, http: SyncHTTP, code: Code | None = None) -> None:
+        super().__init__(http)
+        self._code = code or Code(http)
+
     def create(
         self,
         spec: SpecLike | None = None,
         *,
         project: str | None = None,
         idempotency_key: str | None = None,
+        progress: Progress | None = None,
         **fields: Any,
     ) -> Run:
         """Submit a run from a `RunSpec`, a dict, or keyword fields (`image=`, `command=`, ...).
 
-        Retries reuse one `Idempotency-Key` (yours, or a fresh uuid4), so a create retried after
-        a lost answer never makes a second run.
+        A `workdir` that names a local folder is packed and uploaded first (`client.code`;
+        unchanged content sends nothing) and the run refers to its digest; `progress(n)` hears
+        of the bytes sent. Retries reuse one `Idempotency-Key` (yours, or a fresh uuid4), so a
+        create retried after a lost answer never makes a second run.
         """
-        call = calls.create(spec, project, idempotency_key, fields)
+        document = calls.merged(spec, fields)
+        if (folder := calls.workdir_folder(document)) is not None:
+            document = calls.with_snapshot(document, self._code.upload(folder, progress=progress))
+        call = calls.create(document, project, idempotency_key, {})
         return Run.model_validate(self._http.json(call))
 
     def get(
@@ -227,16 +239,25 @@ class Runs(RunArtifacts):
 
 
 class AsyncRuns(AsyncRunArtifacts):
+    def __init__(self, http: AsyncHTTP, code: AsyncCode | None = None) -> None:
+        super().__init__(http)
+        self._code = code or AsyncCode(http)
+
     async def create(
         self,
         spec: SpecLike | None = None,
         *,
         project: str | None = None,
         idempotency_key: str | None = None,
+        progress: Progress | None = None,
         **fields: Any,
     ) -> Run:
         """Submit a run; see `Runs.create`."""
-        call = calls.create(spec, project, idempotency_key, fields)
+        document = calls.merged(spec, fields)
+        if (folder := calls.workdir_folder(document)) is not None:
+            upload = await self._code.upload(folder, progress=progress)
+            document = calls.with_snapshot(document, upload)
+        call = calls.create(document, project, idempotency_key, {})
         return Run.model_validate(await self._http.json(call))
 
     async def get(

@@ -52,7 +52,7 @@ class Run:
         keep_checkpoints: int = DEFAULT_KEEP_LAST,
         metric_capacity: int = DEFAULT_CAPACITY,
         send_interval: float | None = None,
-        handle_sigterm: bool = True,
+        handle_sigterm: bool | None = None,
     ) -> None:
         self.environment = environment
         self.resumed_from_step: int | None = None
@@ -60,6 +60,9 @@ class Run:
         self._total_steps: int | None = None
         self._closed = False
         self._stop = StopSignal()
+        # None: SIGTERM keeps its default (the process ends) until the code first asks
+        # should_stop(), which shows it will stop gracefully; True installs the flag now.
+        self._stop_on_poll = handle_sigterm is None
         if handle_sigterm:
             self._stop.install()
         api = self._api()
@@ -143,7 +146,13 @@ class Run:
         }
 
     def should_stop(self) -> bool:
-        """True once the process got SIGTERM (cancel, preemption): save and exit soon."""
+        """True once the process got SIGTERM (cancel, preemption): save and exit soon.
+
+        The first call turns SIGTERM into this flag (unless `init(handle_sigterm=False)`): code
+        that polls it stops gracefully; code that never does keeps SIGTERM's default, so a
+        cancel ends it at once instead of after the platform's grace period."""
+        if self._stop_on_poll:
+            self._stop_on_poll = not self._stop.install()  # retried from the main thread
         return self._stop.is_set()
 
     def request_stop(self) -> None:
@@ -204,7 +213,8 @@ _init_lock = threading.Lock()
 def init(**options: Any) -> Run:
     """The process's `Run`, made from the environment on the first call (later calls return
     the same one). Options: `keep_checkpoints`, `metric_capacity`, `send_interval`,
-    `handle_sigterm`."""
+    `handle_sigterm` (default None: SIGTERM keeps its default until the first `should_stop()`;
+    True: caught from now on; False: never caught)."""
     global _current
     with _init_lock:
         if _current is None or _current._closed:

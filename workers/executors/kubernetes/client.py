@@ -93,6 +93,7 @@ def cluster_config(settings: Settings) -> ClusterConfig:
         queue_name=settings.kubernetes_queue_name,
         rendezvous_port=settings.kubernetes_rendezvous_port,
         checkpoint_claim=settings.kubernetes_checkpoint_claim,
+        code_fetcher_image=settings.kubernetes_code_fetcher_image,
         ttl_seconds_after_finished=settings.kubernetes_ttl_seconds_after_finished,
     )
 

@@ -32,7 +32,13 @@ from kubernetes.client.exceptions import ApiException
 from core.log_archive import LogArchive
 from core.runs.states import StatusReason
 from core.scheduling.clusters import INDEXED_JOBS
-from workers.executors.base import AttemptObservation, LaunchRequest, RankObservation, RankPhase
+from workers.executors.base import (
+    AttemptObservation,
+    LaunchRequest,
+    Leftovers,
+    RankObservation,
+    RankPhase,
+)
 from workers.executors.kubernetes import naming
 from workers.executors.kubernetes.client import Apis, read_json
 from workers.executors.kubernetes.manifests import (
@@ -311,6 +317,11 @@ class KubernetesExecutor:
         self._delete(namespace, naming.attempt_name(run_id, attempt), CANCEL_WHY)
         # Followers keep copying a terminating pod's log; cleanup() drains what is left.
         return not self._pods_of(namespace, run_id, attempt)
+
+    def leftovers(self, run_id: str, attempt: int) -> Leftovers | None:
+        """Nothing on this machine: a pod's files are gone with it."""
+        del run_id, attempt
+        return None
 
     def cleanup(self, run_id: str, attempt: int) -> None:
         (self._refused / f"{run_id}-{attempt}.json").unlink(missing_ok=True)

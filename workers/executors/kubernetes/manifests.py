@@ -22,16 +22,22 @@ import base64
 import hashlib
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from kubernetes import client as k
 
+from core.code import fetch
+from core.runs.launcher import Launcher, launcher_of, nodes, ranks_per_node, torchrun_prefix
 from core.runs.recipes import launch_command, recipe_environment
-from workers.executors.base import LaunchRequest
+from workers.executors.base import LaunchRequest, resolve_command
 from workers.executors.kubernetes import naming
 
 CONTAINER = "trainer"
 CHECKPOINT_DIR = "/checkpoints"
+CODE_DIR = "/code"  # the run's code snapshot, unpacked by the init container (issue 14)
+CODE_FETCHER = "code"
+FETCH_PROGRAM = Path(fetch.__file__).read_text()  # stdlib only: runs on any Python 3.9+ image
 NEVER_SUCCEEDS = [126, 127]  # not executable / command not found: a retry cannot help
 IMAGE_PULL_POLICY = "IfNotPresent"
 
@@ -54,6 +60,7 @@ class ClusterConfig:
     queue_name: str | None = None
     rendezvous_port: int = 29500
     checkpoint_claim: str | None = None
+    code_fetcher_image: str | None = None  # default: the run's own image
     ttl_seconds_after_finished: int = 3600
     installation: str = "default"  # labels every object; see core.installation
 
@@ -137,14 +144,14 @@ def build_service_manifest(
 
 def build_job_manifest(request: LaunchRequest, config: ClusterConfig, namespace: str) -> k.V1Job:
     name = naming.attempt_name(request.run_id, request.attempt)
-    nodes = int((request.spec.get("compute") or {}).get("nodes") or 1)
+    completions = nodes(request.spec)
     metadata = _metadata(request, config, name, namespace)
     if config.queue_name:
         assert metadata.labels is not None
         metadata.labels[naming.QUEUE_KEY] = config.queue_name
     spec = k.V1JobSpec(
-        completions=nodes,
-        parallelism=nodes,
+        completions=completions,
+        parallelism=completions,
         completion_mode="Indexed",
         backoff_limit=0,
         pod_failure_policy=_pod_failure_policy(),
@@ -180,6 +187,7 @@ def _pod_template(request: LaunchRequest, config: ClusterConfig) -> k.V1PodTempl
         security_context=k.V1PodSecurityContext(
             run_as_non_root=True, seccomp_profile=k.V1SeccompProfile(type="RuntimeDefault")
         ),
+        init_containers=[_code_fetcher(request, config)] if request.code else None,
         containers=[_container(request, config)],
         volumes=_volumes(request, config),
         node_selector={config.gpu_type_label: gpu_type} if gpu_type else None,
@@ -191,27 +199,78 @@ def _pod_template(request: LaunchRequest, config: ClusterConfig) -> k.V1PodTempl
     return k.V1PodTemplateSpec(metadata=_metadata(request, config, None, None), spec=pod)
 
 
+def container_command(spec: dict[str, Any], cwd: str | None = None) -> list[str]:
+    """The container's command: the run's own (a relative program resolved in the working
+    directory `cwd`, each `$` escaped), inside torchrun when that is its launcher; torchrun's
+    arguments are the only `$(VAR)`s the kubelet expands."""
+    command = launch_command(spec, "python")
+    command = [literal(part) for part in (resolve_command(command, cwd) if cwd else command)]
+    if launcher_of(spec) is not Launcher.TORCHRUN:
+        return command
+    master = ("$(MASTER_ADDR)", "$(MASTER_PORT)")
+    return [*torchrun_prefix(spec, command, "$(NODE_RANK)", master), *command]
+
+
 def _container(request: LaunchRequest, config: ClusterConfig) -> k.V1Container:
-    command = [literal(part) for part in launch_command(request.spec, "python")]
+    cwd = working_dir(request)
+    command = container_command(request.spec, cwd)
     mounts = [k.V1VolumeMount(name="dshm", mount_path="/dev/shm")]  # noqa: S108 - shared memory
     if config.checkpoint_claim:
         mounts.append(
             k.V1VolumeMount(name="checkpoints", mount_path=CHECKPOINT_DIR, sub_path=request.run_id)
         )
+    if request.code:
+        mounts.append(k.V1VolumeMount(name="code", mount_path=CODE_DIR))
     return k.V1Container(
         name=CONTAINER,
         image=request.spec.get("image") or config.default_image,
         image_pull_policy=IMAGE_PULL_POLICY,
-        command=command,
+        command=command,  # escaped by container_command
+        working_dir=cwd,
         env=_env(request, config),
         resources=_resources(request.spec.get("compute") or {}, config),
         volume_mounts=mounts,
-        security_context=k.V1SecurityContext(
-            allow_privilege_escalation=False,
-            run_as_non_root=True,
-            capabilities=k.V1Capabilities(drop=["ALL"]),
-            seccomp_profile=k.V1SeccompProfile(type="RuntimeDefault"),
+        security_context=_restricted(),
+    )
+
+
+def _restricted() -> k.V1SecurityContext:
+    return k.V1SecurityContext(
+        allow_privilege_escalation=False,
+        run_as_non_root=True,
+        capabilities=k.V1Capabilities(drop=["ALL"]),
+        seccomp_profile=k.V1SeccompProfile(type="RuntimeDefault"),
+    )
+
+
+def working_dir(request: LaunchRequest) -> str | None:
+    """Where the trainer starts: `working_dir` inside the unpacked code, else its root; the
+    image's own working directory when the run ships no code."""
+    if request.code is None:
+        return None
+    inside = request.code.working_dir
+    return f"{CODE_DIR}/{inside}" if inside else CODE_DIR
+
+
+def _code_fetcher(request: LaunchRequest, config: ClusterConfig) -> k.V1Container:
+    """Fetches the run's snapshot into the `code` emptyDir before the trainer starts: a
+    presigned URL asked for with the run token (core/code/fetch.py), no storage credential."""
+    assert request.code is not None
+    wanted = ("TRAINPORT_API_URL", "TRAINPORT_RUN_ID", "TRAINPORT_RUN_TOKEN")
+    values = {name: request.env[name] for name in wanted if name in request.env}
+    values["TRAINPORT_RUN_ID"] = request.run_id
+    values |= {"TRAINPORT_CODE_DIGEST": request.code.digest, "TRAINPORT_CODE_DIR": CODE_DIR}
+    return k.V1Container(
+        name=CODE_FETCHER,
+        image=config.code_fetcher_image or request.spec.get("image") or config.default_image,
+        image_pull_policy=IMAGE_PULL_POLICY,
+        command=["python3", "-c", literal(FETCH_PROGRAM)],
+        env=[k.V1EnvVar(name=name, value=literal(value)) for name, value in values.items()],
+        resources=k.V1ResourceRequirements(
+            requests={"cpu": "100m", "memory": "128Mi"}, limits={"memory": "512Mi"}
         ),
+        volume_mounts=[k.V1VolumeMount(name="code", mount_path=CODE_DIR)],
+        security_context=_restricted(),
     )
 
 
@@ -237,29 +296,39 @@ def _volumes(request: LaunchRequest, config: ClusterConfig) -> list[k.V1Volume]:
     memory = (request.spec.get("compute") or {}).get("memory")
     shm = k.V1EmptyDirVolumeSource(medium="Memory", size_limit=str(memory) if memory else None)
     volumes = [k.V1Volume(name="dshm", empty_dir=shm)]
+    if request.code:
+        volumes.append(k.V1Volume(name="code", empty_dir=k.V1EmptyDirVolumeSource()))
     if config.checkpoint_claim:
         claim = k.V1PersistentVolumeClaimVolumeSource(claim_name=config.checkpoint_claim)
         volumes.append(k.V1Volume(name="checkpoints", persistent_volume_claim=claim))
     return volumes
 
 
+def distributed_environment(request: LaunchRequest, config: ClusterConfig) -> dict[str, str]:
+    """The distributed variables of the run's launcher (core/runs/launcher.py): `none` gets
+    none; `torchrun` the ones its arguments name (it gives its ranks RANK, WORLD_SIZE, ...);
+    `env` those and WORLD_SIZE. NODE_RANK, from the completion index, is added by `_env`."""
+    launcher = launcher_of(request.spec)
+    if launcher is Launcher.NONE:
+        return {}
+    count, per_node = nodes(request.spec), ranks_per_node(request.spec)
+    env = {
+        "MASTER_ADDR": naming.master_address(request.run_id, request.attempt),
+        "MASTER_PORT": str(config.rendezvous_port),
+        "NNODES": str(count),
+        "NPROC_PER_NODE": str(per_node),
+    }
+    if launcher is Launcher.ENV:
+        env["WORLD_SIZE"] = str(count * per_node)
+    return env
+
+
 def rank_environment(request: LaunchRequest, config: ClusterConfig) -> dict[str, str]:
-    """The platform's variables every pod gets (NODE_RANK comes from the completion index)."""
-    compute = request.spec.get("compute") or {}
-    nodes = int(compute.get("nodes") or 1)
-    per_node = int(compute.get("processes") or compute.get("gpus_per_node") or 1)
+    """The platform's variables every pod gets."""
     env = dict(request.env)
-    env.update(
-        {
-            "MASTER_ADDR": naming.master_address(request.run_id, request.attempt),
-            "MASTER_PORT": str(config.rendezvous_port),
-            "NNODES": str(nodes),
-            "NPROC_PER_NODE": str(per_node),
-            "WORLD_SIZE": str(nodes * per_node),
-            "TRAINPORT_RUN_ID": request.run_id,
-            "TRAINPORT_ATTEMPT": str(request.attempt),
-        }
-    )
+    env.update(distributed_environment(request, config))
+    env["TRAINPORT_RUN_ID"] = request.run_id
+    env["TRAINPORT_ATTEMPT"] = str(request.attempt)
     if config.checkpoint_claim:
         env["TRAINPORT_CHECKPOINT_DIR"] = CHECKPOINT_DIR
     return env
@@ -297,10 +366,12 @@ def _env(request: LaunchRequest, config: ClusterConfig) -> list[k.V1EnvVar]:
             variables.append(k.V1EnvVar(name=name, value_from=k.V1EnvVarSource(secret_key_ref=ref)))
         else:
             variables.append(k.V1EnvVar(name=name, value=literal(str(value))))
-    index = k.V1ObjectFieldSelector(
-        field_path=f"metadata.annotations['{naming.COMPLETION_INDEX_KEY}']"
-    )
-    variables.append(k.V1EnvVar(name="NODE_RANK", value_from=k.V1EnvVarSource(field_ref=index)))
+    if launcher_of(request.spec) is not Launcher.NONE:
+        index = k.V1ObjectFieldSelector(
+            field_path=f"metadata.annotations['{naming.COMPLETION_INDEX_KEY}']"
+        )
+        source = k.V1EnvVarSource(field_ref=index)
+        variables.append(k.V1EnvVar(name="NODE_RANK", value_from=source))
     platform = {**recipe_environment(request.spec), **rank_environment(request, config)}
     for name, value in platform.items():
         variables.append(k.V1EnvVar(name=name, value=literal(value)))

@@ -19,7 +19,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from core.runs.states import StatusReason
-from workers.executors.base import AttemptObservation, RankObservation, RankPhase
+from workers.executors.base import (
+    CANNOT_START_RUNTIME_REASONS,
+    AttemptObservation,
+    RankObservation,
+    RankPhase,
+)
 from workers.executors.kubernetes import naming
 
 IMAGE_PULL_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName"})
@@ -225,6 +230,9 @@ def _disrupted(pod: Obj) -> bool:
     return evicted or _condition(pod, "DisruptionTarget") is not None
 
 
+SIGKILL_EXIT_CODE = 137  # 128 + 9: how a container runtime reports a SIGKILLed process
+
+
 def _failed(index: int, pod: Obj) -> RankObservation:
     status = pod.get("status") or {}
     disruption = _condition(pod, "DisruptionTarget")
@@ -240,9 +248,18 @@ def _failed(index: int, pod: Obj) -> RankObservation:
         )
     terminated = _terminated(pod)
     code = terminated.get("exitCode")
+    if terminated.get("reason") in CANNOT_START_RUNTIME_REASONS:
+        detail = terminated.get("message") or terminated["reason"]
+        message = f"rank {index}: the command cannot start: {detail}"
+        return RankObservation(
+            index, RankPhase.FAILED, code, StatusReason.COMMAND_CANNOT_START, message
+        )
     if terminated.get("reason") == "OOMKilled":
         message = f"rank {index} ran out of memory (OOMKilled, exit code {code})"
         return RankObservation(index, RankPhase.FAILED, code, StatusReason.OOM_KILLED, message)
+    if code == SIGKILL_EXIT_CODE:  # SIGKILL, but the kubelet did not see the OOM killer do it
+        message = f"rank {index} was killed by SIGKILL (exit code {code}), not for memory"
+        return RankObservation(index, RankPhase.FAILED, code, StatusReason.KILLED, message)
     message = f"rank {index} exited with code {code}"
     return RankObservation(index, RankPhase.FAILED, code, StatusReason.EXIT_CODE_NONZERO, message)
 

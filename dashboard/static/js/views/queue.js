@@ -2,7 +2,7 @@
 // usage for the org and each project that has one.
 import { getJson, url } from "../api.js";
 import { errorBox, fill, h } from "../dom.js";
-import { formatTime, gpuCount, queueText } from "../format.js";
+import { admissionOrder, formatTime, gpuCount, queueText } from "../format.js";
 
 const SHOWN = 50;
 
@@ -20,7 +20,7 @@ async function load(body, identity) {
     const detailed = await Promise.all(waiting.slice(0, SHOWN).map((r) => getJson(`/v1/runs/${encodeURIComponent(r.id)}`)));
     const quota = await getJson(`/v1/orgs/${encodeURIComponent(identity.me.organization.id)}/quota`);
     fill(body, quotaTable(quota, identity.projects), h("h2", {}, `Waiting runs (${waiting.length}${page.has_more ? "+" : ""})`),
-      waitingTable(detailed));
+      waitingTable(admissionOrder(detailed)));
   } catch (error) {
     fill(body, errorBox(error));
   }

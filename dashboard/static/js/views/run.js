@@ -1,11 +1,11 @@
 // One run: summary and actions, the queue answer while it waits, metrics charts, logs per
-// attempt and rank with live follow, spec (YAML), status timeline, attempts, checkpoints and
-// provenance. Kept fresh by one long poll on the run (GET /v1/runs/{id}?wait=&resource_version=).
+// attempt and rank with live follow, spec (YAML), status timeline, attempts, checkpoints, outputs
+// and provenance (each fact marked observed or reported, with a verify action). Kept fresh by one long poll on the run (GET /v1/runs/{id}?wait=&resource_version=).
 import { getJson, isSameOrigin, postJson, request, url } from "../api.js";
 import { errorBox, fill, h } from "../dom.js";
 import {
-  formatBytes, formatDuration, formatTime, gpuCount, isActive, labelPairs, progressText,
-  queueText, runDuration,
+  formatBytes, formatDuration, formatTime, gpuCount, isActive, labelPairs, metricPairs,
+  progressText, provenanceFacts, queueText, runDuration,
 } from "../format.js";
 import { LogView, readLines } from "../logview.js";
 import { toYaml } from "../yaml.js";
@@ -13,6 +13,7 @@ import { editForm } from "./run_edit.js";
 
 const LONG_POLL_S = 25;
 const METRICS_EVERY_MS = 2000;
+const LOG_RETRY_MS = 1000;
 
 export function renderRun(main, runId, { identity }) {
   const base = `/v1/runs/${encodeURIComponent(runId)}`;
@@ -29,6 +30,8 @@ export function renderRun(main, runId, { identity }) {
     timeline: h("ol", { class: "timeline", id: "run-timeline" }),
     attempts: h("div", { id: "run-attempts" }),
     checkpoints: h("div", { id: "run-checkpoints" }),
+    outputs: h("div", { id: "run-outputs" }),
+    outputsSection: h("section", { "aria-labelledby": "outputs-heading" }),
     provenance: h("div", { id: "run-provenance" }),
   };
   const logs = logPanel(base);
@@ -43,7 +46,9 @@ export function renderRun(main, runId, { identity }) {
       h("section", {}, h("h2", {}, "Timeline"), parts.timeline)),
     h("h2", {}, "Attempts"), parts.attempts,
     h("h2", {}, "Checkpoints"), parts.checkpoints,
+    parts.outputsSection,
     h("h2", {}, "Provenance"), parts.provenance);
+  fill(parts.outputsSection, h("h2", { id: "outputs-heading" }, "Outputs"), parts.outputs);
 
   function show(run) {
     const first = state.run === null;
@@ -58,6 +63,7 @@ export function renderRun(main, runId, { identity }) {
     loadEvents();
     loadMetrics(first || !isActive(run.status)); // the last points come with the end
     loadCheckpoints();
+    loadOutputs(run);
     if (run.started_at) loadProvenance();
   }
 
@@ -156,6 +162,21 @@ export function renderRun(main, runId, { identity }) {
     }
   }
 
+  // Outputs are kept when an attempt ends: read them again only when an attempt has ended since.
+  let outputsSeen = -1;
+  async function loadOutputs(run) {
+    const ended = run.attempts.filter((a) => a.ended_at).length;
+    if (ended === outputsSeen || parts.outputsSection.hidden) return;
+    outputsSeen = ended;
+    try {
+      fill(parts.outputs, outputsTable(await getJson(`${base}/outputs`)));
+    } catch (error) {
+      // A server without the outputs API answers 404: no section rather than an error.
+      if (error.status === 404) parts.outputsSection.hidden = true;
+      else fill(parts.outputs, errorBox(error));
+    }
+  }
+
   async function loadProvenance() {
     if (parts.provenance.childElementCount) return; // written once, when the run starts
     try {
@@ -190,8 +211,8 @@ function summary(run, projectName) {
   ];
   const out = rows.filter(([, v]) => v).flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]);
   out.push(h("dt", {}, "Labels"), h("dd", {}, labelPairs(run.labels).map((l) => h("span", { class: "label" }, l))));
-  const metrics = Object.entries(run.latest_metrics || {});
-  if (metrics.length) out.push(h("dt", {}, "Latest metrics"), h("dd", {}, metrics.map(([k, v]) => `${k}=${v}`).join("  ")));
+  const metrics = metricPairs(run.latest_metrics);
+  if (metrics) out.push(h("dt", {}, "Latest metrics"), h("dd", {}, metrics));
   for (const warning of run.warnings || []) out.push(h("dt", {}, "Warning"), h("dd", {}, warning));
   return out;
 }
@@ -203,7 +224,7 @@ function specView(spec) {
     await navigator.clipboard.writeText(yaml).catch(() => {});
     copy.textContent = "Copied";
   });
-  return [copy, h("pre", { class: "spec", id: "spec-yaml" }, yaml)];
+  return [copy, h("pre", { class: "spec", id: "spec-yaml", tabindex: 0, "aria-label": "spec as YAML" }, yaml)];
 }
 
 function eventItem(event) {
@@ -230,8 +251,16 @@ function checkpointsTable(list) {
   if (!list.length) return h("p", { class: "muted" }, "No checkpoints.");
   return table(["Step", "Attempt", "Size", "Metrics", "Created", ""],
     list.map((c) => [String(c.step), String(c.attempt), formatBytes(c.size_bytes),
-      Object.entries(c.metrics || {}).map(([k, v]) => `${k}=${v}`).join(" "), formatTime(c.created_at),
-      h("button", { type: "button", onclick: () => download(c.download_url, `checkpoint-${c.step}`) }, "Download")]));
+      metricPairs(c.metrics), formatTime(c.created_at),
+      h("button", { type: "button", "aria-label": `download checkpoint ${c.step}`, onclick: () => download(c.download_url, `checkpoint-${c.step}`) }, "Download")]));
+}
+
+function outputsTable(list) {
+  if (!list.data.length) return h("p", { class: "muted" }, "No outputs.");
+  return table(["Attempt", "Path", "Size", "sha256", "Created", ""],
+    list.data.map((o) => [String(o.attempt), o.path, formatBytes(o.size), h("code", { class: "digest" }, o.sha256),
+      formatTime(o.created_at),
+      h("button", { type: "button", "aria-label": `download ${o.path}`, onclick: () => download(o.url, o.path.split("/").pop()) }, "Download")]));
 }
 
 async function download(href, name) {
@@ -258,8 +287,19 @@ function provenanceView(signed) {
   return [
     h("div", { class: "toolbar" }, h("button", { type: "button", id: "verify", onclick: verify }, "Verify"),
       verdict, h("span", { class: "muted" }, `${signed.algorithm} · key ${signed.key_id}`)),
-    h("pre", { class: "spec" }, toYaml(signed.record)),
+    factsTable(signed.record),
+    h("details", {}, h("summary", {}, "Signed record"), h("pre", { class: "spec", id: "provenance-record", tabindex: 0, "aria-label": "signed record as YAML" }, toYaml(signed.record))),
   ];
+}
+
+function factsTable(record) {
+  const facts = provenanceFacts(record);
+  if (!facts.length) return null;
+  return h("table", { id: "provenance-facts" },
+    h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Fact"), h("th", { scope: "col" }, "Vouched for by"))),
+    h("tbody", {}, facts.map(([path, source]) => h("tr", { dataset: { source } },
+      h("td", { class: "name" }, h("code", {}, path)),
+      h("td", {}, h("span", { class: `tag source-${source}`, title: source === "observed" ? "the platform saw this itself" : "the run's or the spec's word" }, source))))));
 }
 
 function logPanel(base) {
@@ -267,7 +307,7 @@ function logPanel(base) {
   const attempt = h("select", { "aria-label": "attempt", id: "log-attempt" });
   const rank = h("input", { type: "number", min: 0, value: 0, id: "log-rank", "aria-label": "rank", class: "narrow" });
   const followBox = h("input", { type: "checkbox", checked: true, id: "log-follow" });
-  const search = h("input", { type: "search", placeholder: "search", id: "log-search", oninput: () => view.search(search.value) });
+  const search = h("input", { type: "search", placeholder: "search", id: "log-search", "aria-label": "search the log", oninput: () => view.search(search.value) });
   const status = h("span", { class: "muted", id: "log-status" });
   const save = () => {
     const link = h("a", { href: URL.createObjectURL(new Blob([view.text()], { type: "text/plain" })), download: "log.txt" });
@@ -276,8 +316,12 @@ function logPanel(base) {
   let controller = null;
   let known = 0;
   let chosen = false; // the user picked an attempt: do not jump to a newer one
+  let retry = null;
+  let stopped = false;
+  let active = true; // the run may still write to its log
 
   async function open() {
+    clearTimeout(retry);
     if (controller) controller.abort();
     controller = new AbortController();
     view.clear();
@@ -289,7 +333,10 @@ function logPanel(base) {
       await readLines(response, (lines) => view.push(lines));
       status.textContent = `${view.lines.length} lines · end of log`;
     } catch (error) {
-      if (error.name !== "AbortError") status.textContent = error.status === 404 ? "No log yet." : error.message;
+      if (error.name === "AbortError") return;
+      status.textContent = error.status === 404 ? "No log yet." : error.message;
+      // A started attempt's first line may not be stored yet: keep asking while following.
+      if (error.status === 404 && followBox.checked && active && !stopped) retry = setTimeout(open, LOG_RETRY_MS);
     }
   }
 
@@ -304,6 +351,7 @@ function logPanel(base) {
   return {
     el,
     attempts(run) {
+      active = isActive(run.status);
       const started = run.attempts.filter((a) => a.started_at).map((a) => a.attempt);
       if (started.length === known) return;
       known = started.length;
@@ -312,6 +360,8 @@ function logPanel(base) {
       if (!chosen || !controller) open();
     },
     stop() {
+      stopped = true;
+      clearTimeout(retry);
       if (controller) controller.abort();
     },
   };

@@ -1,0 +1,1 @@
+"""A run's outputs: files matching its `outputs` globs, kept when each attempt ends."""
