@@ -32,3 +32,17 @@ def test_the_api_and_the_workers_start_without_boto3() -> None:
 
 def test_the_workers_start_without_asyncpg() -> None:
     assert _loaded("workers.tasks, workers.relay, workers.embedded", ("asyncpg",)) == "[]"
+
+
+def test_a_ranks_shim_starts_without_dataclasses_or_typing() -> None:
+    """The shim runs once per rank start (`python -S -m workers.executors.local_shim`):
+    dataclasses (which imports inspect) and typing were ~10 ms of CPU of each start."""
+    probe = (
+        "import sys, workers.executors.local_shim;"
+        "print(sorted(m for m in ('dataclasses', 'inspect', 'typing') if m in sys.modules))"
+    )
+    found = subprocess.run(
+        [sys.executable, "-S", "-c", probe], cwd=ROOT, env={"PATH": "/usr/bin:/bin"},
+        capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    assert found.stdout.strip() == "[]"
