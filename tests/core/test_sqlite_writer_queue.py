@@ -61,14 +61,14 @@ def test_a_blocked_writer_starts_as_soon_as_the_lock_is_free(tmp_path: Path) -> 
     for _ in range(3):
         holding, committed = threading.Event(), [0.0]
 
-        def hold() -> None:
+        def hold(holding: threading.Event, committed: list[float]) -> None:
             with engine.begin() as conn:
                 conn.execute(text("INSERT INTO t VALUES (1)"))
                 holding.set()
                 time.sleep(HOLD_S)  # a long write transaction: the waiter is blocked meanwhile
             committed[0] = time.perf_counter()
 
-        holder = threading.Thread(target=hold)
+        holder = threading.Thread(target=hold, args=(holding, committed))
         holder.start()
         assert holding.wait(10)
         with engine.begin() as conn:
