@@ -142,7 +142,7 @@ def platform(
             cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     try:
-        wait_for_log(log, " ready.", workers)
+        wait_for_log(log, "embedded workers ready", workers)
         with servers.serve("api.main:app", "/healthz", env, folder / "api.log") as api:
             headers = {"Authorization": f"Bearer {key}"}
             base = f"http://127.0.0.1:{api.port}"

@@ -5,6 +5,9 @@ One session per request or task; services only flush, the owner of the session c
 
 from __future__ import annotations
 
+import fcntl
+import os
+import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,9 +25,62 @@ from core.settings import Settings
 PING_IF_IDLE_SECONDS = 1.0
 
 
+class QueuedSQLiteConnection(sqlite3.Connection):
+    """A SQLite connection whose write transactions queue on a lock file beside the database.
+
+    Every transaction here is `BEGIN IMMEDIATE`: it takes SQLite's one write lock up front. A
+    connection that finds the lock held does not wait on it: SQLite's busy handler sleeps 1, 2,
+    5 ... then 100 ms at a time and retries, so a waiter wakes long after the lock came free,
+    and one that keeps losing the race to the threads of the process that holds it (the API's
+    threads against the embedded workers', or the reverse) waits many rounds. That was the
+    embedded mode's submit tail (p99 0.5-1 s, 3 s with 4 clients: bench/README.md, issue 17).
+    So the transaction first takes an exclusive `flock` on `<database>.writer`, which the
+    kernel hands to a waiter the moment the holder lets go (across threads and processes: each
+    connection opens the file itself), and lets go once its COMMIT or ROLLBACK is done. SQLite's
+    own lock and busy_timeout still guard against anything that does not queue (migrations,
+    another program). The file is opened per process, so a forked child never shares a lock.
+    """
+
+    queue_path: str | None = None
+    _queue: tuple[int, int] | None = None  # (pid, fd)
+
+    def queue_for_write(self) -> None:
+        if self.queue_path is None:
+            return
+        pid = os.getpid()
+        if self._queue is None or self._queue[0] != pid:
+            self._queue = (pid, os.open(self.queue_path, os.O_RDWR | os.O_CREAT, 0o600))
+        fcntl.flock(self._queue[1], fcntl.LOCK_EX)
+
+    def leave_queue(self) -> None:
+        if self._queue is not None and self._queue[0] == os.getpid():
+            fcntl.flock(self._queue[1], fcntl.LOCK_UN)
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            self.leave_queue()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            self.leave_queue()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            if self._queue is not None and self._queue[0] == os.getpid():
+                os.close(self._queue[1])  # closing the file also lets go of the lock
+            self._queue = None
+
+
 def _prepare_sqlite(engine: Engine, url: str) -> None:
     path = url.split("///", 1)[-1]
-    if path and path != ":memory:":
+    on_disk = bool(path) and path != ":memory:"
+    if on_disk:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
 
     @event.listens_for(engine, "connect")
@@ -38,17 +94,28 @@ def _prepare_sqlite(engine: Engine, url: str) -> None:
         cur.close()
         # Let SQLAlchemy issue BEGIN IMMEDIATE so a write transaction takes the lock up front.
         dbapi_conn.isolation_level = None
+        if on_disk and isinstance(dbapi_conn, QueuedSQLiteConnection):
+            dbapi_conn.queue_path = f"{path}.writer"
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        dbapi_conn = conn.connection.dbapi_connection
+        if isinstance(dbapi_conn, QueuedSQLiteConnection):
+            dbapi_conn.queue_for_write()
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            if isinstance(dbapi_conn, QueuedSQLiteConnection):
+                dbapi_conn.leave_queue()  # the transaction never began
+            raise
 
 
 def build_engine(settings: Settings) -> Engine:
     """Create the engine for `settings.database_url`, tuned for its dialect."""
     url = settings.database_url
     if settings.is_sqlite:
-        engine = create_engine(url, connect_args={"check_same_thread": False})
+        connect_args = {"check_same_thread": False, "factory": QueuedSQLiteConnection}
+        engine = create_engine(url, connect_args=connect_args)
         _prepare_sqlite(engine, url)
         return engine
     engine = create_engine(

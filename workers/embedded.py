@@ -21,6 +21,7 @@ import argparse
 import sys
 import threading
 
+from celery import signals
 from celery.beat import EmbeddedService
 
 from core import migrate, process_logging
@@ -41,6 +42,13 @@ def worker_argv(settings: Settings, concurrency: int) -> list[str]:
         # Gossip, mingle and heartbeats are broadcasts the serverless broker cannot carry.
         "--without-gossip", "--without-mingle", "--without-heartbeat",
     ]  # fmt: skip
+
+
+@signals.worker_ready.connect  # type: ignore[untyped-decorator]
+def _say_ready(**_: object) -> None:
+    # At the default WARNING level Celery's own "ready." line is not printed (--quiet); this
+    # lifecycle line says the worker consumes, for whoever waits on the log (the benches).
+    lifecycle.info("embedded workers ready")
 
 
 def run(settings: Settings, concurrency: int) -> int:

@@ -8,9 +8,12 @@ relay retries with backoff; a run created meanwhile simply starts once the broke
 
 It wakes on PostgreSQL `NOTIFY trainport_outbox` (sent by the committing transaction) and
 otherwise polls every `relay_poll_seconds` on SQLite, and every second on PostgreSQL in case
-a notification was missed. Workers also call `drain` right after their own commits, so a
-launch does not wait for the relay's next round. The relay logs the ids of the rows it
-published (INFO), so an operator can tell its deliveries from the workers' own.
+a notification was missed. SQLite's poll is a read on a read-only connection of its own (is any
+row unsent?): only when one is does the relay open a write transaction to claim it, so an idle
+relay never takes the one write lock the API's creates need (40 times a second, before).
+Workers also call `drain` right after their own commits, so a launch does not wait for the
+relay's next round. The relay logs the ids of the rows it published (INFO), so an operator
+can tell its deliveries from the workers' own.
 
 `--heartbeat-file PATH` touches PATH every few seconds while the loop turns, for a liveness
 probe (k8s/relay.yaml): the relay serves no HTTP.
@@ -19,8 +22,10 @@ probe (k8s/relay.yaml): the relay serves no HTTP.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import signal
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -102,6 +107,10 @@ def id_ranges(ids: list[int]) -> str:
     return ", ".join(f"{low}-{high}" if high > low else f"{low}" for low, high in spans)
 
 
+# Uses the partial index ix_outbox_unsent; a lapsed claim is unsent too, so it is re-claimed.
+UNSENT = "SELECT 1 FROM outbox WHERE sent_at IS NULL LIMIT 1"
+
+
 class Relay:
     """The relay loop; `stop()` ends it from another thread or a signal handler.
 
@@ -154,11 +163,16 @@ class Relay:
     @contextmanager
     def _wakeups(self) -> Iterator[Callable[[], None]]:
         if self.settings.is_sqlite:
+            uri = f"file:{make_url(self.settings.database_url).database}?mode=ro"
+            with contextlib.closing(sqlite3.connect(uri, uri=True)) as reader:
 
-            def pause() -> None:
-                self._stop.wait(self.settings.relay_poll_seconds)
+                def pause() -> None:
+                    while not self._stop.wait(self.settings.relay_poll_seconds):
+                        self._beat()
+                        if reader.execute(UNSENT).fetchone() is not None:
+                            return
 
-            yield pause
+                yield pause
             return
         url = make_url(self.settings.database_url).set(drivername="postgresql")
         with psycopg.connect(url.render_as_string(hide_password=False), autocommit=True) as conn:

@@ -40,6 +40,7 @@ _context_lock = threading.Lock()
 _contexts: dict[int, WorkerContext] = {}
 _reconciling = threading.Lock()
 _reconcile_wanted = threading.Event()
+_passes = scheduler.PassQueue()  # this process's admission passes, one at a time
 
 
 def context() -> WorkerContext:
@@ -108,9 +109,10 @@ def _publisher(settings: Settings) -> relay.Publish:
 
 @_task(Task.SCHEDULE)
 def schedule(run_id: str | None = None) -> int:
-    """Accept the run (every pending run when none is named) and run an admission pass."""
+    """Accept the run (every pending run when none is named) and run an admission pass; or, if
+    a pass is running in this process, leave the run to its next round (scheduler.PassQueue)."""
     ctx = context()
-    result = scheduler.run_pass(ctx.factory, ctx.settings, [run_id] if run_id else None)
+    result = _passes.run(ctx.factory, ctx.settings, run_id)
     if result.admitted:
         _publish_now(ctx.factory)
     return len(result.admitted)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from typing import cast as typed
 
 from sqlalchemy import (
@@ -39,7 +39,6 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.sql.schema import Column, Table
 
 from core import idempotency, notify, outbox
-from core.aio import AsyncDatabase
 from core.ids import new_id
 from core.models import (
     IdempotencyRecord,
@@ -60,6 +59,9 @@ from core.settings import Settings
 from core.tenants import service as tenants
 from core.tenants.repository import PROJECT_ID
 from core.tenants.schemas import Principal, Role
+
+if TYPE_CHECKING:  # asyncpg only where the API runs on PostgreSQL, not in every worker
+    from core.aio import AsyncDatabase
 
 # The columns a plan fills; resource_version is the database's.
 RUN_FIELDS = (

@@ -19,11 +19,10 @@ scheduler's plan. A pending one's is always the same (`explain.SUBMITTED`).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Select
 
-from core.aio import AsyncDatabase, Rows
 from core.errors import NotFound
 from core.models import Run, RunProgress
 from core.runs import repository, service
@@ -35,6 +34,9 @@ from core.scheduling import explain
 from core.tenants import service as tenants
 from core.tenants.repository import KEY_STATE_COLUMNS, PROJECT_ID
 from core.tenants.schemas import KeyState, Principal
+
+if TYPE_CHECKING:  # asyncpg only where the API runs on PostgreSQL, not in every worker
+    from core.aio import AsyncDatabase, Rows
 
 Row = Mapping[Any, Any]  # a SQLAlchemy RowMapping or an asyncpg Record
 _KEY_LABELS = tuple(f"key_{name}" for name in KEY_STATE_COLUMNS)

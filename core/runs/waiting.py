@@ -12,15 +12,17 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.orm import Session
 
-from core.aio import AsyncDatabase
 from core.models import Run
 from core.ratelimit import RateLimited
 from core.runs.states import RunStatus
+
+if TYPE_CHECKING:  # asyncpg only where the API runs on PostgreSQL, not in every worker
+    from core.aio import AsyncDatabase
 
 REFRESH_SECONDS = 1.0
 WAITING = (RunStatus.PENDING.value, RunStatus.QUEUED.value)

@@ -2,19 +2,18 @@
 
 The only module that imports boto3. Uploads go through boto3's transfer manager, which
 switches to a multipart upload above `s3_multipart_threshold_bytes`.
+
+boto3 and botocore are imported on first use, not with this module: every process imports it
+(the API, each worker, beat, the relay), and they cost ~24 MB of memory and a few hundred ms of
+start-up apiece where no store is on S3 (issue 17: idle memory of the platform).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import urlsplit
-
-import boto3
-from boto3.s3.transfer import TransferConfig
-from botocore.config import Config
-from botocore.exceptions import ClientError
 
 from core.errors import InvalidInput
 from core.settings import Settings
@@ -27,7 +26,23 @@ from core.storage.base import (
     check_key,
 )
 
+if TYPE_CHECKING:
+    from boto3.s3.transfer import TransferConfig
+
 MISSING_CODES = {"NoSuchKey", "404", "NotFound", "NoSuchBucket"}
+
+
+def _client_error() -> Any:
+    """botocore's error class, for `except` clauses (evaluated only when something is raised)."""
+    from botocore.exceptions import ClientError  # lazily: see the module docstring
+
+    return ClientError
+
+
+def _transfer_config(**options: Any) -> TransferConfig:
+    from boto3.s3.transfer import TransferConfig  # lazily: see the module docstring
+
+    return TransferConfig(**options)
 
 
 @dataclass(frozen=True)
@@ -51,6 +66,9 @@ class S3Location:
 
 def make_client(settings: Settings) -> Any:
     """A boto3 S3 client from the `TRAINPORT_S3_*` settings (unset ones: boto3's defaults)."""
+    import boto3  # lazily: see the module docstring
+    from botocore.config import Config
+
     secret = settings.s3_secret_access_key
     style = "path" if settings.s3_endpoint_url else "auto"  # MinIO/Ceph/moto want path style
     return boto3.client(
@@ -70,11 +88,11 @@ class S3ObjectStore:
         self.client = client
         self.bucket = bucket
         self.prefix = prefix
-        self.transfer = transfer or TransferConfig()
+        self.transfer = transfer or _transfer_config()
 
     @classmethod
     def from_settings(cls, settings: Settings, client: Any | None = None) -> S3ObjectStore:
-        transfer = TransferConfig(
+        transfer = _transfer_config(
             multipart_threshold=settings.s3_multipart_threshold_bytes,
             multipart_chunksize=settings.s3_multipart_chunk_bytes,
         )
@@ -107,7 +125,7 @@ class S3ObjectStore:
     def _get(self, key: str) -> Any:
         try:
             return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
-        except ClientError as exc:
+        except _client_error() as exc:
             if exc.response.get("Error", {}).get("Code") in MISSING_CODES:
                 raise ObjectNotFound(key) from None
             raise
@@ -198,7 +216,7 @@ class S3ObjectStore:
                 for page in pages
                 for p in page.get("Parts", [])
             }
-        except ClientError as exc:
+        except _client_error() as exc:
             if exc.response.get("Error", {}).get("Code") in {"NoSuchUpload", "404"}:
                 return None
             raise

@@ -5,17 +5,20 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from core.aio import AsyncDatabase
 from core.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
 from core.ids import new_id
 from core.models import ApiKey, Organization, Project, utcnow
 from core.tenants import keys, repository
 from core.tenants.schemas import ApiKeyCreate, KeyState, Principal, ProjectCreate, Role
+
+if TYPE_CHECKING:  # asyncpg only where the API runs on PostgreSQL, not in every worker
+    from core.aio import AsyncDatabase
 
 DEFAULT_PROJECT = "default"
 ORG_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")

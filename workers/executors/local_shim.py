@@ -29,11 +29,15 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
 
-from core.logs import MAX_LINE_BYTES, LogStore, LogWriter
+from core.logs import MAX_LINE_BYTES, LogStore, LogWriter, Record
+
+# `typing` only for the annotations: with `dataclasses` it was most of the shim's import time
+# (issue 17). mypy reads a TYPE_CHECKING of our own as it reads typing's.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import IO, Any
 
 READER_JOIN_SECONDS = 5.0
 # The run's secret values (JSON list) for the log writer to redact; the shim removes it from its
@@ -43,22 +47,33 @@ SANDBOX_START_SECONDS = 10.0  # how long a stop request waits for the sandboxed 
 SANDBOX_POLL_SECONDS = 0.01
 
 
-@dataclass(frozen=True)
-class RankConfig:
-    """What the executor writes for one rank; secrets travel in the environment, not here."""
+class RankConfig(Record):
+    """What the executor writes for one rank; secrets travel in the environment, not here.
 
-    run_id: str
-    attempt: int
-    rank: int
-    command: list[str]
-    workdir: str
-    log_root: str
-    pid_path: str
-    exit_path: str
-    sandbox: list[str] | None = None  # the bwrap prefix; None runs the command as it is
-    # Listeners inside the attempt's network namespace, inherited from the executor, with the
-    # endpoint each forwards to: [{"fd": 5, "host": "127.0.0.1", "port": 8000}] (local_forward).
-    forward: list[dict[str, Any]] | None = None
+    A plain value class, not a dataclass: the shim must start fast (core/logs.py says why).
+    """
+
+    _fields = ("run_id", "attempt", "rank", "command", "workdir", "log_root", "pid_path",
+               "exit_path", "sandbox", "forward")  # fmt: skip
+
+    def __init__(
+        self,
+        run_id: str,
+        attempt: int,
+        rank: int,
+        command: list[str],
+        workdir: str,
+        log_root: str,
+        pid_path: str,
+        exit_path: str,
+        sandbox: list[str] | None = None,  # the bwrap prefix; None runs the command as it is
+        # Listeners inside the attempt's network namespace, inherited from the executor, with
+        # the endpoint each forwards to: [{"fd": 5, "host": "127.0.0.1", "port": 8000}].
+        forward: list[dict[str, Any]] | None = None,
+    ) -> None:
+        self.run_id, self.attempt, self.rank, self.command = run_id, attempt, rank, command
+        self.workdir, self.log_root, self.pid_path = workdir, log_root, pid_path
+        self.exit_path, self.sandbox, self.forward = exit_path, sandbox, forward
 
     @classmethod
     def load(cls, path: Path) -> RankConfig:

@@ -1,0 +1,48 @@
+"""What every process imports at start-up stays lean (issue 17: idle memory, start-up time).
+
+boto3 and botocore cost ~24 MB and a few hundred ms in each of the API, the workers, beat and
+the relay; only a store on S3 needs them, so they load on first use (core/storage/s3.py). The
+workers never query through asyncpg (only the API does, on PostgreSQL: core/aio.py), so the
+modules they share with the API name it for type checking only.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _loaded(modules: str, heavy: tuple[str, ...]) -> str:
+    probe = f"import sys, {modules}; print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    env = {"TRAINPORT_DATABASE_URL": "sqlite:///unused.db", "PATH": "/usr/bin:/bin"}
+    found = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True,
+        check=True, timeout=120,
+    )  # fmt: skip
+    return found.stdout.strip().splitlines()[-1]
+
+
+def test_the_api_and_the_workers_start_without_boto3() -> None:
+    modules = "api.main, workers.tasks, workers.relay, workers.embedded"
+    assert _loaded(modules, ("boto3", "botocore")) == "[]"
+
+
+def test_the_workers_start_without_asyncpg() -> None:
+    assert _loaded("workers.tasks, workers.relay, workers.embedded", ("asyncpg",)) == "[]"
+
+
+def test_a_ranks_shim_starts_without_dataclasses_or_typing() -> None:
+    """The shim runs once per rank start (`python -S -m workers.executors.local_shim`):
+    dataclasses (which imports inspect) and typing were ~10 ms of CPU of each start."""
+    probe = (
+        "import sys, workers.executors.local_shim;"
+        "print(sorted(m for m in ('dataclasses', 'inspect', 'typing') if m in sys.modules))"
+    )
+    found = subprocess.run(
+        [sys.executable, "-S", "-c", probe], cwd=ROOT, env={"PATH": "/usr/bin:/bin"},
+        capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    assert found.stdout.strip() == "[]"
