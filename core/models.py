@@ -165,7 +165,12 @@ class RunEvent(Base):
     """Append-only history: one row per status change and per user-visible edit."""
 
     __tablename__ = "run_events"
-    __table_args__ = (Index("ix_run_events_run_id_id", "run_id", "id"),)
+    __table_args__ = (
+        Index("ix_run_events_run_id_id", "run_id", "id"),
+        # Event streams (migration 0013): the org's log and every org's, in version order.
+        Index("ix_run_events_resource_version", "resource_version"),
+        Index("ix_run_events_org_id_resource_version", "org_id", "resource_version"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))

@@ -1,0 +1,30 @@
+"""The org event log read in version order: indexes for event streams (issue 19)
+
+`GET /v1/events` resumes an org's events after a resource_version, and each API process's event
+pump reads every org's events after its position; without these both would scan run_events.
+
+Revision ID: 0013
+Revises: 0007
+Create Date: 2026-12-04 04:00:00.000000
+"""
+
+from collections.abc import Sequence
+
+from alembic import op
+
+revision: str = "0013"
+down_revision: str | None = "0007"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_index("ix_run_events_resource_version", "run_events", ["resource_version"])
+    op.create_index(
+        "ix_run_events_org_id_resource_version", "run_events", ["org_id", "resource_version"]
+    )
+
+
+def downgrade() -> None:
+    op.drop_index("ix_run_events_org_id_resource_version", table_name="run_events")
+    op.drop_index("ix_run_events_resource_version", table_name="run_events")
