@@ -12,18 +12,20 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime
 from starlette.concurrency import run_in_threadpool
 
 from api import telemetry
-from api.deps import Caller, SettingsDep
+from api.deps import Caller
 from api.routing import UnitOfWorkRoute
 from core.db import session_scope
 from core.errors import FieldError, InvalidInput
 from core.events import stream
 from core.events.repository import Event, EventBatch, read_events
+from core.events.schemas import EventOut, EventPage
+from core.pagination import MAX_PAGE_SIZE
 from core.runs import service
 from core.runs.repository import RunFilter, current_version
 from core.runs.states import RunStatus
@@ -123,11 +125,12 @@ def streamed(
     )
 
 
-@router.get("/events", response_class=StreamingResponse, responses=STREAM_RESPONSES)
+@router.get("/events", response_model=EventPage, responses=STREAM_RESPONSES)
 async def stream_events(
     request: Request,
     caller: Caller,
-    settings: SettingsDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="page size (JSON)")] = 50,
+    accept: Annotated[str | None, Header(max_length=1024)] = None,
     status_: Annotated[list[RunStatus] | None, Query(alias="status", max_length=8)] = None,
     project: Annotated[str | None, Query(max_length=63)] = None,
     labels: Annotated[str | None, Query(max_length=1024, description="`k=v,k2`")] = None,
@@ -138,8 +141,10 @@ async def stream_events(
     since: Since = None,
     last_event_id: LastEventId = None,
 ) -> StreamingResponse:
-    """The org's run events as they happen (run created, status changes with their reason,
-    edits, deletions), filtered as `GET /v1/runs` filters; `since` replays from a version."""
+    """The org's run events (run created, status changes with their reason, edits,
+    deletions), filtered as `GET /v1/runs` filters, oldest first after `since`. With `Accept:
+    text/event-stream`, a stream of them as they happen (from now, or after `since` /
+    `Last-Event-ID`); otherwise one JSON page, whose `resource_version` is the next `since`."""
     start = resume_point(since, last_event_id)
     criteria = await run_in_threadpool(
         _criteria,
@@ -153,7 +158,21 @@ async def stream_events(
         created_after,
         created_before,
     )
-    return streamed(request, caller, start, lambda event: _visible(caller, criteria, event))
+
+    def wanted(event: Event) -> bool:
+        return _visible(caller, criteria, event)
+
+    if wants_stream(accept):
+        return streamed(request, caller, start, wanted)
+
+    def page() -> EventBatch:
+        with session_scope(request.app.state.read_sessionmaker) as session:
+            return read_events(session, start or 0, limit, org_id=caller.org_id)
+
+    batch = await run_in_threadpool(page)
+    shown = [EventOut(**stream.event_document(e)) for e in batch.events if wanted(e)]
+    listed = EventPage(data=shown, has_more=batch.more, resource_version=batch.position)
+    return Response(listed.model_dump_json(), media_type="application/json")
 
 
 def _criteria(

@@ -24,6 +24,7 @@ import logging
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from core.events.repository import Event, EventBatch
 from core.notify import ANY_RUN, ChangeHub, hub
@@ -165,9 +166,9 @@ def matches(criteria: RunFilter, event: Event, run_id: str | None = None) -> boo
     return not (criteria.created_before and not event.run_created_at < criteria.created_before)
 
 
-def sse_event(event: Event) -> bytes:
-    """The event as an SSE message: `id` its resource version, `event` `run.<kind>`."""
-    data = {
+def event_document(event: Event) -> dict[str, Any]:
+    """The event as clients see it (JSON pages and SSE `data`)."""
+    return {
         "id": event.id,
         "run_id": event.run_id,
         "project_id": event.project_id,
@@ -179,8 +180,14 @@ def sse_event(event: Event) -> bytes:
         "message": event.message,
         "resource_version": event.resource_version,
         "actor": event.actor,
-        "created_at": event.created_at.isoformat().replace("+00:00", "Z"),
+        "created_at": event.created_at,
     }
+
+
+def sse_event(event: Event) -> bytes:
+    """The event as an SSE message: `id` its resource version, `event` `run.<kind>`."""
+    data = event_document(event)
+    data["created_at"] = event.created_at.isoformat().replace("+00:00", "Z")
     body = json.dumps(data, separators=(",", ":"))
     return f"id: {event.resource_version}\nevent: run.{event.kind}\ndata: {body}\n\n".encode()
 

@@ -156,7 +156,12 @@ def test_the_org_stream_is_scoped_and_filtered(client: TestClient, streaming: Li
                     break
         assert {m.data["run_id"] for m in got if m.data} == {mine["id"], plain["id"]}
         assert {m.data["to_status"] for m in got if m.data} == {"cancelled"}
-        # A project-scoped key of another org cannot ask for this org's run.
+        # Without asking for a stream, the same log comes as a JSON page.
+        page = http.get(f"/v1/events?since={since}&status=cancelled", headers=tenant.headers)
+        assert page.status_code == 200
+        assert [e["run_id"] for e in page.json()["data"]] == [mine["id"], plain["id"]]
+        assert page.json()["resource_version"] >= max(m.id or 0 for m in got)
+        # Another org cannot ask for this org's run.
         missing = http.get(f"/v1/runs/{mine['id']}/events", headers={**other.headers, **SSE})
         assert missing.status_code == 404
 
