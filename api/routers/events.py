@@ -126,7 +126,7 @@ def streamed(
 
 
 @router.get("/events", response_model=EventPage, responses=STREAM_RESPONSES)
-async def stream_events(
+async def list_events(
     request: Request,
     caller: Caller,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="page size (JSON)")] = 50,
@@ -140,7 +140,7 @@ async def stream_events(
     created_before: AwareDatetime | None = None,
     since: Since = None,
     last_event_id: LastEventId = None,
-) -> StreamingResponse:
+) -> Response:
     """The org's run events (run created, status changes with their reason, edits,
     deletions), filtered as `GET /v1/runs` filters, oldest first after `since`. With `Accept:
     text/event-stream`, a stream of them as they happen (from now, or after `since` /
