@@ -27,7 +27,7 @@ from core.settings import Settings
 from tests.factories import create_run, make_tenant
 from tests.workers.conftest import StartPlatform, wait_for_run
 
-TOKEN = "scrape-me-0123456789"  # noqa: S105 (a test's operator token)
+TOKEN = "scrape-me-0123456789"
 
 
 def _free_port() -> int:
