@@ -7,6 +7,7 @@ the database (runs by org and status, the queue, the outbox, GPUs against capaci
 
 from __future__ import annotations
 
+import json
 import socket
 import sys
 import time
@@ -128,7 +129,7 @@ def test_the_workers_endpoint_shows_passes_and_launches(
     start_platform: StartPlatform, fresh_url: str, fresh_client: TestClient
 ) -> None:
     port = _free_port()
-    start_platform(fresh_url, worker_metrics_port=str(port))
+    platform = start_platform(fresh_url, worker_metrics_port=str(port), log_format="json")
     tenant = make_tenant(fresh_client)
     ok = [
         create_run(fresh_client, tenant, command=[sys.executable, "-c", "print(1)"])
@@ -154,6 +155,10 @@ def test_the_workers_endpoint_shows_passes_and_launches(
     )
     assert value(found, "trainport_runs_finished_total", status="failed") == 1
     assert value(found, "trainport_reconcile_last_success_timestamp_seconds") > time.time() - 60
+    # TRAINPORT_LOG_FORMAT=json: the worker's lines (ours and Celery's) are JSON objects.
+    logged = [json.loads(line) for line in platform.log_text().splitlines() if line.startswith("{")]
+    assert any(line["logger"] == "trainport.lifecycle" for line in logged)
+    assert any(line["logger"].startswith("celery") for line in logged)
 
 
 def _has(found: list[Sample], name: str) -> bool:
