@@ -53,7 +53,8 @@ def dashboard_queries() -> list[str]:
     assert board["panels"]
     queries = []
     for panel in board["panels"]:
-        assert panel["title"] and panel["targets"], panel
+        assert panel["title"], panel
+        assert panel["targets"], panel
         queries += [target["expr"] for target in panel["targets"]]
     return queries
 
