@@ -25,6 +25,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 JSONDocument = JSON().with_variant(JSONB(), "postgresql")
+ACTIVE_RUN_STATUSES = "status IN ('pending', 'queued', 'starting', 'running', 'stopping')"
 
 
 def utcnow() -> datetime:
@@ -103,6 +104,16 @@ class Run(Base):
         Index("ix_runs_org_id_resource_version", "org_id", "resource_version"),
         # The scheduler's scan of queued runs (migration 0002).
         Index("ix_runs_status_queued_at", "status", "queued_at"),
+        # /metrics: active runs by org, status and priority, from the index alone (0013).
+        Index(
+            "ix_runs_active",
+            "status",
+            "priority",
+            "org_id",
+            "queued_at",
+            postgresql_where=text(ACTIVE_RUN_STATUSES),
+            sqlite_where=text(ACTIVE_RUN_STATUSES),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
