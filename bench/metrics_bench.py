@@ -28,7 +28,7 @@ from bench.workers_bench import machine, percentile
 from core import migrate
 
 DATABASE = "trainport_bench_metrics"
-TOKEN = "bench-metrics-token"  # noqa: S105 (the bench's own operator token)
+TOKEN = "bench-metrics-token"
 
 ACTIVATE = """
 WITH newest AS (
@@ -61,8 +61,8 @@ FROM generate_series(1, 1000)
 def prepare(runs: int, active: int) -> str:
     url = seed.recreate_database(DATABASE)
     migrate.upgrade(url)
-    tenants = seed._tenants(url)  # noqa: SLF001 - the seed's own steps, on a database of ours
-    seed._fill(url, runs, tenants)  # noqa: SLF001
+    tenants = seed._tenants(url)
+    seed._fill(url, runs, tenants)
     with psycopg.connect(seed.dsn(url), autocommit=True) as conn:
         conn.execute(ACTIVATE, {"active": active})
         conn.execute(CLUSTERS)

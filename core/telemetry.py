@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -130,15 +131,11 @@ class PlatformCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         now = datetime.now(UTC)
         with self._sessions() as session:
-            runs = session.execute(
-                select(Run.org_id, Run.status, func.count())
+            # One pass over the partial index of active runs (ix_runs_active, index only).
+            active = session.execute(
+                select(Run.status, Run.priority, Run.org_id, func.count(), func.min(Run.queued_at))
                 .where(Run.status.in_(ACTIVE_STATUSES))
-                .group_by(Run.org_id, Run.status)
-            ).all()
-            queued = session.execute(
-                select(Run.priority, func.count(), func.min(Run.queued_at))
-                .where(Run.status == "queued")
-                .group_by(Run.priority)
+                .group_by(Run.status, Run.priority, Run.org_id)
             ).all()
             outbox = session.execute(
                 select(func.count(), func.min(OutboxMessage.created_at)).where(
@@ -151,23 +148,31 @@ class PlatformCollector(Collector):
                 .group_by(RunAttempt.cluster, RunAttempt.gpu_type)
             ).all()
             clusters = session.execute(select(Cluster.name, Cluster.inventory)).all()
+        runs: dict[tuple[str, str], int] = defaultdict(int)
+        depth: dict[str, int] = defaultdict(int)
+        oldest: dict[str, float] = defaultdict(float)
+        for status, priority, org, count, first_queued in active:
+            runs[(org, status)] += count
+            if status == "queued":
+                depth[priority] += count
+                oldest[priority] = max(oldest[priority], _age(now, first_queued))
         yield _family(
             "trainport_runs",
             "Runs not yet finished, by org and status",
             ["org", "status"],
-            [((org, status), count) for org, status, count in runs],
+            list(runs.items()),
         )
         yield _family(
             "trainport_queue_depth",
             "Runs queued for capacity, by priority",
             ["priority"],
-            [((priority,), count) for priority, count, _ in queued],
+            [((priority,), count) for priority, count in depth.items()],
         )
         yield _family(
             "trainport_queue_oldest_wait_seconds",
             "How long the longest-queued run has waited, by priority",
             ["priority"],
-            [((priority,), _age(now, oldest)) for priority, _, oldest in queued],
+            [((priority,), age) for priority, age in oldest.items()],
         )
         yield _family(
             "trainport_outbox_backlog", "Outbox rows not yet published", [], [((), outbox[0])]

@@ -37,6 +37,7 @@ PUMP_RETRY_SECONDS = 1.0  # after a failed read (the database restarting)
 log = logging.getLogger(__name__)
 
 ReadAll = Callable[[int], Awaitable[EventBatch]]  # every org's events after a version
+Encoded = tuple[Event, bytes]  # an event and its SSE message, encoded once for every stream
 
 
 @dataclass(eq=False)
@@ -44,11 +45,11 @@ class Subscription:
     """A stream's place in the pump: its org, its queue, and whether the queue overflowed."""
 
     org_id: str
-    queue: list[Event] = field(default_factory=list)
+    queue: list[Encoded] = field(default_factory=list)
     overflowed: bool = False
     ready: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def offer(self, events: list[Event]) -> None:
+    def offer(self, events: list[Encoded]) -> None:
         if self.overflowed:
             return
         if len(self.queue) + len(events) > QUEUE_LIMIT:
@@ -58,7 +59,7 @@ class Subscription:
             self.queue.extend(events)
         self.ready.set()
 
-    def take(self) -> tuple[list[Event], bool]:
+    def take(self) -> tuple[list[Encoded], bool]:
         """What was handed over since the last take, and whether some of it was dropped."""
         events, overflowed = self.queue, self.overflowed
         self.queue, self.overflowed = [], False
@@ -131,9 +132,10 @@ class EventPump:
                 log.warning("event pump read failed (%s); retrying", exc)
                 await asyncio.sleep(PUMP_RETRY_SECONDS)
                 continue
-            by_org: dict[str, list[Event]] = defaultdict(list)
+            by_org: dict[str, list[Encoded]] = defaultdict(list)
             for event in batch.events:
-                by_org[event.org_id].append(event)
+                if event.org_id in self._streams:  # encoded once, whatever the streams
+                    by_org[event.org_id].append((event, sse_event(event)))
             for org_id, events in by_org.items():
                 for subscription in self._streams.get(org_id, ()):
                     subscription.offer(events)
@@ -224,7 +226,8 @@ async def stream(
                     continue
                 catching_up = False
             try:
-                await asyncio.wait_for(subscription.ready.wait(), keepalive_seconds)
+                async with asyncio.timeout(keepalive_seconds):  # no task per wait
+                    await subscription.ready.wait()
             except TimeoutError:
                 yield KEEPALIVE
                 continue
@@ -232,10 +235,10 @@ async def stream(
             if overflowed:
                 catching_up = True
                 continue
-            for event in events:
+            for event, message in events:
                 if event.resource_version > last:
                     if wanted(event):
-                        yield sse_event(event)
+                        yield message
                     last = event.resource_version
     finally:
         pump.unsubscribe(subscription)

@@ -52,6 +52,14 @@ def value(found: list[Sample], name: str, **labels: str) -> float:
     return sum(matching)
 
 
+def delta(before: list[Sample], after: list[Sample], name: str, **labels: str) -> float:
+    try:
+        earlier = value(before, name, **labels)
+    except AssertionError:  # not seen before
+        earlier = 0.0
+    return value(after, name, **labels) - earlier
+
+
 @pytest.fixture
 def metrics_client(fresh_url: str) -> Iterator[TestClient]:
     settings = Settings(
@@ -85,6 +93,7 @@ def test_metrics_are_off_unless_enabled_and_need_the_token(
 def test_the_api_shows_requests_and_the_platforms_gauges(
     metrics_client: TestClient, factory: sessionmaker[Session]
 ) -> None:
+    before = scrape(metrics_client)  # the process's counters also hold other tests' requests
     tenant = make_tenant(metrics_client)
     runs = [create_run(metrics_client, tenant, scheduling={"priority": "high"}) for _ in range(3)]
     metrics_client.get(f"/v1/runs/{runs[0]['id']}", headers=tenant.headers)
@@ -107,12 +116,12 @@ def test_the_api_shows_requests_and_the_platforms_gauges(
         )
     found = scrape(metrics_client)
     http = "trainport_http_requests_total"
-    assert value(found, http, route="/v1/runs", method="POST", status="201") == 3
-    assert value(found, http, route="/v1/runs/{run_id}", method="GET", status="200") >= 1
-    assert value(found, http, route="unmatched", status="404") >= 1
+    posted = {"route": "/v1/runs", "method": "POST"}
+    assert delta(before, found, http, **posted, status="201") == 3
+    assert delta(before, found, http, route="/v1/runs/{run_id}", method="GET", status="200") >= 1
+    assert delta(before, found, http, route="unmatched", status="404") >= 1
     assert not [s for s in found if runs[0]["id"] in str(s.labels)]  # no run ids in labels
-    latency = "trainport_http_request_duration_seconds_count"
-    assert value(found, latency, route="/v1/runs", method="POST") == 3
+    assert delta(before, found, "trainport_http_request_duration_seconds_count", **posted) == 3
     assert value(found, "trainport_runs", org=tenant.org_id, status="pending") == 2
     assert value(found, "trainport_runs", org=tenant.org_id, status="queued") == 1
     assert value(found, "trainport_queue_depth", priority="high") == 1
