@@ -186,23 +186,15 @@ def _criteria(
     created_after: datetime | None,
     created_before: datetime | None,
 ) -> RunFilter:
-    """The run list's filters, parsed and scoped as `GET /v1/runs` parses them."""
-    equal, present = service.parse_label_selector(labels or "")
-    project_id = caller.project_id
+    """The run list's filters, parsed as `GET /v1/runs` parses them, the project resolved."""
+    criteria = service.run_filter(
+        caller, statuses, project, labels, name_prefix, name, created_after, created_before
+    )
+    criteria.project_id = caller.project_id
     if project is not None:
         with session_scope(request.app.state.read_sessionmaker) as session:
-            project_id = tenants.resolve_project(session, caller, project).id
-    return RunFilter(
-        org_id=caller.org_id,
-        project_id=project_id,
-        statuses=statuses,
-        labels_equal=equal,
-        labels_present=present,
-        name_prefix=name_prefix,
-        name=name,
-        created_after=created_after,
-        created_before=created_before,
-    )
+            criteria.project_id = tenants.resolve_project(session, caller, project).id
+    return criteria
 
 
 def _visible(caller: Principal, criteria: RunFilter, event: Event) -> bool:

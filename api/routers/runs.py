@@ -127,17 +127,15 @@ async def list_runs(
     secret = secret_of(credentials)
 
     def criteria(caller: Principal) -> RunFilter:
-        equal, present = service.parse_label_selector(labels or "")  # after authentication
-        return RunFilter(
-            org_id=caller.org_id,
-            project_id=project,
-            statuses=[s.value for s in status_ or []],
-            labels_equal=equal,
-            labels_present=present,
-            name_prefix=name_prefix,
-            name=name,
-            created_after=created_after,
-            created_before=created_before,
+        return service.run_filter(  # after authentication: a bad selector is a caller's 422
+            caller,
+            [s.value for s in status_ or []],
+            project,
+            labels,
+            name_prefix,
+            name,
+            created_after,
+            created_before,
         )
 
     def page_of(session: Session, caller: Principal) -> RunPage:

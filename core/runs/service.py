@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -174,6 +175,32 @@ def parse_label_selector(selector: str) -> tuple[dict[str, str], list[str]]:
         else:
             present.append(key.strip())
     return equal, present
+
+
+def run_filter(
+    caller: Principal,
+    statuses: Sequence[str],
+    project: str | None,
+    labels: str | None,
+    name_prefix: str | None,
+    name: str | None,
+    created_after: datetime | None,
+    created_before: datetime | None,
+) -> RunFilter:
+    """The run list's query parameters as a filter (the run list and the event log read them);
+    `project` is still the name or id the client sent."""
+    equal, present = parse_label_selector(labels or "")
+    return RunFilter(
+        org_id=caller.org_id,
+        project_id=project,
+        statuses=list(statuses),
+        labels_equal=equal,
+        labels_present=present,
+        name_prefix=name_prefix,
+        name=name,
+        created_after=created_after,
+        created_before=created_before,
+    )
 
 
 def list_runs(

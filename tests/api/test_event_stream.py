@@ -21,9 +21,11 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, text
 
+from api.app import create_app
 from core.db import session_scope
 from core.models import Run, RunEvent
 from core.runs.states import RunStatus, StatusReason, transition
+from core.settings import Settings
 from tests.api.conftest import LiveServer, StartServer
 from tests.api.test_change_feed import _blocked_on_a_lock, _write, _write_one
 from tests.factories import Tenant, create_run, make_key, make_tenant
@@ -234,3 +236,25 @@ def test_resuming_loses_and_repeats_nothing_under_concurrent_writers(
     with session_scope(app.state.sessionmaker) as session:
         runs = session.scalar(select(func.count()).where(Run.org_id == tenant.org_id))
     assert runs == WRITERS * 8 + 2
+
+
+def test_a_stream_hears_another_processs_change_in_the_embedded_mode(
+    start_server: StartServer, sqlite_url: str
+) -> None:
+    """SQLite carries no NOTIFY: the server's version watcher wakes its event pump."""
+    server = start_server(sqlite_url, sse_keepalive_seconds="0.3")
+    app = create_app(Settings(database_url=sqlite_url, key_touch_interval_seconds=0))
+    with TestClient(app, raise_server_exceptions=False) as writer:  # another process's writes
+        tenant = make_tenant(writer)
+        run = create_run(writer, tenant)
+        headers = {**tenant.headers, **SSE}
+        with (
+            httpx.Client(base_url=server.url, timeout=10) as http,
+            http.stream("GET", "/v1/events", headers=headers) as response,
+        ):
+            seen = messages(response)
+            assert next(seen).comment  # subscribed and idle
+            writer.post(f"/v1/runs/{run['id']}/cancel", headers=tenant.headers)
+            event = next(m for m in seen if not m.comment)
+            assert event.data is not None
+            assert (event.data["run_id"], event.data["to_status"]) == (run["id"], "cancelled")
