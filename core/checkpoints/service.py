@@ -33,7 +33,7 @@ from core.checkpoints.schemas import (
 from core.datasets.schemas import FileEntry, check_path
 from core.errors import FieldError, InvalidInput, NotFound
 from core.models import Checkpoint, Run, utcnow
-from core.runs.service import get_run
+from core.runs.service import get_run, record_checkpoint
 from core.settings import Settings
 from core.storage.backends import org_store
 from core.storage.base import ObjectNotFound, ObjectStore
@@ -152,6 +152,7 @@ def register(
                 )
                 session.add(checkpoint)
                 session.flush()
+            record_checkpoint(session, run, body.step, caller.attempt or run.attempt)
             return Registered(checkpoint, created=True)
         except IntegrityError:  # a second rank registered the same step first
             existing = repository.locked(session, run.id, body.step)

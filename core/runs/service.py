@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -156,6 +157,22 @@ def _record(session: Session, run: Run, kind: str, actor: str | None, **fields: 
         )
     )
     session.flush()
+
+
+def record_checkpoint(session: Session, run: Run, step: int, attempt: int) -> None:
+    """A `checkpoint` event in the run's history: the run takes a new version for it, so event
+    streams and long polls hear of the checkpoint as of any other change."""
+    # The run row first, then the counter, as every writer takes them (states.transition).
+    session.execute(select(Run.id).where(Run.id == run.id).with_for_update())
+    version = claim_resource_version(session, run.id)
+    session.execute(
+        update(Run)
+        .where(Run.id == run.id)
+        .values(resource_version=version)
+        .execution_options(synchronize_session=False)
+    )
+    set_committed_value(run, "resource_version", version)
+    _record(session, run, "checkpoint", None, message=f"step {step} (attempt {attempt})")
 
 
 def parse_label_selector(selector: str) -> tuple[dict[str, str], list[str]]:
