@@ -11,7 +11,7 @@ from fastapi.routing import APIRoute
 from sqlalchemy import make_url
 
 import dashboard
-from api import openapi, problems
+from api import openapi, problems, telemetry
 from api.edge import EdgeMiddleware
 from api.middleware import (
     BodyLimitMiddleware,
@@ -23,6 +23,7 @@ from api.routers import (
     checkpoints,
     code,
     datasets,
+    events,
     health,
     logs,
     metrics,
@@ -35,6 +36,7 @@ from api.routers import (
     tenants,
 )
 from core import db, process_logging, sandbox
+from core import telemetry as platform_metrics
 from core.aio import AsyncDatabase
 from core.metrics.schemas import MAX_METRICS_BODY_BYTES
 from core.notify import PostgresListener, SqliteVersionWatcher
@@ -78,6 +80,10 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         lifecycle.info("API stopping")
+        pump = getattr(app.state, "event_pump", None)
+        if pump is not None:
+            await pump.close()
+            app.state.event_pump = None
         if app.state.async_db is not None:
             await app.state.async_db.close()
             app.state.async_db = None
@@ -123,6 +129,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.waiting_room = WaitingRoom(settings.max_waiting_runs_per_org)
     # Whether local ranks are sandboxed: warned about here, shown by /readyz (issue 12).
     app.state.sandbox = sandbox.announce(settings).describe()
+    # Event streams share one pump per process (core/events/stream.py), made on first use.
+    app.state.event_pump = None
+    # What /metrics shows (api/telemetry.py): this process's series and the platform's gauges.
+    app.state.metrics_registry = platform_metrics.registry(app.state.read_engine)
     problems.install(app)
     openapi.document_problems(app)
     app.add_middleware(
@@ -131,6 +141,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(NulGuardMiddleware)
     # Outside the body limit: a throttled client is refused before its body is even buffered.
     app.add_middleware(EdgeMiddleware, limiter=app.state.rate_limiter)
+    # Inside the request id (it logs it), outside the rest (it counts their refusals too).
+    app.add_middleware(telemetry.TelemetryMiddleware)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health.router)
     app.include_router(runs.router)
@@ -145,5 +157,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(code.router)
     app.include_router(provenance.router)
     app.include_router(secrets.router)
+    app.include_router(events.router)
+    app.include_router(telemetry.router)
     dashboard.mount(app)  # /ui/, / and /docs, /redoc (issue 18)
     return app

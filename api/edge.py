@@ -28,6 +28,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.problems import ProblemResponse, problem
+from core import process_logging
 from core.aio import AsyncDatabase
 from core.db import read_scope, session_scope
 from core.ratelimit import RateLimited, RateLimiter, credential_id
@@ -111,6 +112,7 @@ async def authenticate_first(request: Request, kind: CallerKind, on_loop: bool) 
         caller = await _key_caller(request, settings, secret, on_loop)
     await count_org(request, caller)
     request.state.principal = caller
+    process_logging.org_id.set(caller.org_id)  # on every line logged for this request
     return caller
 
 

@@ -25,6 +25,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 JSONDocument = JSON().with_variant(JSONB(), "postgresql")
+ACTIVE_RUN_STATUSES = "status IN ('pending', 'queued', 'starting', 'running', 'stopping')"
 
 
 def utcnow() -> datetime:
@@ -103,6 +104,16 @@ class Run(Base):
         Index("ix_runs_org_id_resource_version", "org_id", "resource_version"),
         # The scheduler's scan of queued runs (migration 0002).
         Index("ix_runs_status_queued_at", "status", "queued_at"),
+        # /metrics: active runs by org, status and priority, from the index alone (0013).
+        Index(
+            "ix_runs_active",
+            "status",
+            "priority",
+            "org_id",
+            "queued_at",
+            postgresql_where=text(ACTIVE_RUN_STATUSES),
+            sqlite_where=text(ACTIVE_RUN_STATUSES),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -165,7 +176,12 @@ class RunEvent(Base):
     """Append-only history: one row per status change and per user-visible edit."""
 
     __tablename__ = "run_events"
-    __table_args__ = (Index("ix_run_events_run_id_id", "run_id", "id"),)
+    __table_args__ = (
+        Index("ix_run_events_run_id_id", "run_id", "id"),
+        # Event streams (migration 0013): the org's log and every org's, in version order.
+        Index("ix_run_events_resource_version", "resource_version"),
+        Index("ix_run_events_org_id_resource_version", "org_id", "resource_version"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))

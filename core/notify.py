@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 CHANNEL = "trainport_run_changes"
 LOG_CHANNEL = "trainport_log_appends"  # a run's log grew (core/log_archive.py)
 _SESSION_KEY = "trainport.changed_runs"
+ANY_RUN = "*"  # subscribe with this to wake on a change to any run (core/events/stream.py)
 log = logging.getLogger(__name__)
 
 
@@ -56,7 +57,10 @@ class ChangeHub:
 
     def publish(self, run_ids: Iterable[str]) -> None:
         with self._lock:
-            targets = [w for run_id in run_ids for w in self._waiters.get(run_id, ())]
+            ids = list(run_ids)
+            targets = [w for run_id in ids for w in self._waiters.get(run_id, ())]
+            if ids:  # the event pumps (core/events/stream.py) hear of every run's change
+                targets += self._waiters.get(ANY_RUN, ())
         for loop, flag in targets:
             if not loop.is_closed():
                 loop.call_soon_threadsafe(flag.set)

@@ -9,7 +9,7 @@ import re
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from limits import parse_many
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -79,6 +79,24 @@ class Settings(BaseSettings):
         default="WARNING",
         description="Level of the API, workers and relay: DEBUG, INFO (every request and task), "
         "WARNING (warnings and lifecycle lines), ERROR or CRITICAL",
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="text (the embedded server) or json: one JSON object per line, for log "
+        "shippers in production",
+    )
+    # Observability (issue 19): event streams and Prometheus metrics.
+    sse_keepalive_seconds: float = Field(
+        default=15.0, gt=0, le=300, description="A comment on an idle event stream this often"
+    )
+    metrics_enabled: bool = Field(
+        default=False, description="Serve Prometheus metrics at /metrics on the API"
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None, description="When set, /metrics wants `Authorization: Bearer <token>`"
+    )
+    worker_metrics_port: int | None = Field(
+        default=None, ge=1, le=65535, description="Serve the workers' metrics on this port"
     )
     # Workers and scheduling (issue 3).
     celery_queue: str = Field(default="trainport", description="Celery queue the workers consume")

@@ -27,6 +27,7 @@ from core.outbox import Task
 from core.sandbox import SandboxRequired, announce
 from core.settings import Settings, get_settings
 from core.storage.backends import StoreUnreachableByRuns, check_store_reachable_by_runs
+from workers import telemetry  # noqa: F401 - its signal handlers serve the workers' metrics
 from workers.shutdown import bound_warm_shutdown
 
 TASK_TIME_LIMIT = 300  # seconds; the longest any task may run before it is killed
@@ -107,4 +108,5 @@ def _checks_at_start(**_: object) -> None:
 
 
 app = create_celery()
+
 bound_warm_shutdown(get_settings().worker_shutdown_grace_seconds)

@@ -38,7 +38,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import outbox
+from core import outbox, process_logging, telemetry
 from core.code.snapshots import ShippedCode
 from core.db import session_scope
 from core.models import Cluster, Run, RunAttempt, RunProgress, TaskDelivery, utcnow
@@ -245,11 +245,13 @@ def _isolated(what: str, run_id: str, attempt: int, step: Callable[[], bool]) ->
     """One run's step, whose failure (a corrupt row, a server's 500 for its objects) is logged
     with the run's id and stays its own: the pass goes on with the others, and the next pass
     tries this one again."""
-    try:
-        return step()
-    except Exception:
-        log.exception("%s %s attempt %d failed; the pass goes on", what, run_id, attempt)
-        return False
+    with process_logging.run_context(run_id, attempt):  # on every line the step logs
+        try:
+            return step()
+        except Exception:
+            telemetry.RECONCILE_RUN_ERRORS.labels(what.split()[0]).inc()
+            log.exception("%s %s attempt %d failed; the pass goes on", what, run_id, attempt)
+            return False
 
 
 def _observe(ctx: WorkerContext) -> dict[tuple[str, int], tuple[Executor, AttemptObservation]]:

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import db, outbox
+from core import db, outbox, process_logging, telemetry
 from core.models import utcnow
 from core.outbox import Task
 from core.secrets.service import legacy_worker_variables
@@ -112,7 +112,8 @@ def schedule(run_id: str | None = None) -> int:
     """Accept the run (every pending run when none is named) and run an admission pass; or, if
     a pass is running in this process, leave the run to its next round (scheduler.PassQueue)."""
     ctx = context()
-    result = _passes.run(ctx.factory, ctx.settings, run_id)
+    with process_logging.run_context(run_id), telemetry.timed(telemetry.ADMISSION_PASS):
+        result = _passes.run(ctx.factory, ctx.settings, run_id)
     if result.admitted:
         _publish_now(ctx.factory)
     return len(result.admitted)
@@ -120,13 +121,21 @@ def schedule(run_id: str | None = None) -> int:
 
 @_task(Task.LAUNCH, LAUNCH_LIMIT)
 def launch(run_id: str, attempt: int) -> str:
-    return launch_attempt(context(), run_id, attempt)
+    with process_logging.run_context(run_id, attempt):
+        try:
+            outcome = launch_attempt(context(), run_id, attempt)
+        except Exception:
+            telemetry.LAUNCHES.labels("error").inc()
+            raise
+        telemetry.LAUNCHES.labels(outcome.replace(" ", "_")).inc()
+        return outcome
 
 
 @_task(Task.STOP)
 def stop(run_id: str, attempt: int | None = None) -> bool:
     """Stop a cancelled run; if its grace period is still running, the reconciler finishes it."""
-    return stop_run(context(), run_id)
+    with process_logging.run_context(run_id, attempt):
+        return stop_run(context(), run_id)
 
 
 @_task(Task.RECONCILE)
@@ -149,7 +158,13 @@ def reconcile() -> int:
 
 
 def _reconcile_pass(ctx: WorkerContext) -> int:
-    summary = reconcile_once(ctx)
+    try:
+        with telemetry.timed(telemetry.RECONCILE_PASS):
+            summary = reconcile_once(ctx)
+    except Exception:
+        telemetry.RECONCILE_FAILURES.inc()
+        raise
+    telemetry.RECONCILE_LAST_SUCCESS.set_to_current_time()
     if summary.settled:
         schedule()
     _publish_now(ctx.factory)  # launches the pass re-drove

@@ -10,6 +10,7 @@ from pydantic import AwareDatetime, BeforeValidator
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from api import telemetry
 from api.deps import (
     Caller,
     Credentials,
@@ -21,6 +22,7 @@ from api.deps import (
 )
 from api.edge import count_org, count_org_from_thread
 from api.etags import IF_MATCH, list_etag, matches, parse_if_match, run_etag
+from api.routers import events
 from api.yaml_body import YamlBodyRoute
 from core.aio import AsyncDatabase
 from core.code import sources as code_sources
@@ -192,17 +194,15 @@ async def list_runs(
     secret = secret_of(credentials)
 
     def criteria(caller: Principal) -> RunFilter:
-        equal, present = service.parse_label_selector(labels or "")  # after authentication
-        return RunFilter(
-            org_id=caller.org_id,
-            project_id=project,
-            statuses=[s.value for s in status_ or []],
-            labels_equal=equal,
-            labels_present=present,
-            name_prefix=name_prefix,
-            name=name,
-            created_after=created_after,
-            created_before=created_before,
+        return service.run_filter(  # after authentication: a bad selector is a caller's 422
+            caller,
+            [s.value for s in status_ or []],
+            project,
+            labels,
+            name_prefix,
+            name,
+            created_after,
+            created_before,
         )
 
     def page_of(session: Session, caller: Principal) -> RunPage:
@@ -332,7 +332,8 @@ async def get_run(
     if baseline is None:
         baseline = await run_in_threadpool(read_version) or 0
     timeout = min(wait, settings.long_poll_max_seconds)
-    await wait_for_change(run_id, baseline, timeout, lambda: run_in_threadpool(read_version))
+    with telemetry.long_poll_open():
+        await wait_for_change(run_id, baseline, timeout, lambda: run_in_threadpool(read_version))
     return await run_in_threadpool(read, caller, False)
 
 
@@ -366,9 +367,27 @@ def delete_run(run_id: RunId, caller: Caller, session: SessionDep) -> Response:
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.get("/{run_id}/events", response_model=RunEventPage)
-def list_run_events(
-    run_id: RunId, caller: Caller, session: SessionDep, limit: Limit = 50, after: EventCursor = None
-) -> RunEventPage:
-    """The run's history, oldest first: every status change and edit."""
-    return service.list_events(session, caller, run_id, limit, after)
+@router.get("/{run_id}/events", response_model=RunEventPage, responses=events.STREAM_RESPONSES)
+async def list_run_events(
+    request: Request,
+    run_id: RunId,
+    caller: Caller,
+    limit: Limit = 50,
+    after: EventCursor = None,
+    since: events.Since = None,
+    accept: Annotated[str | None, Header(max_length=1024)] = None,
+    last_event_id: events.LastEventId = None,
+) -> Response:
+    """The run's history, oldest first: every status change and edit. With `Accept:
+    text/event-stream`, that history (or what follows `since` / `Last-Event-ID`) and then each
+    new event as Server-Sent Events (see `GET /v1/events`)."""
+    if events.wants_stream(accept):
+        start = events.resume_point(since, last_event_id)
+        return await events.run_stream(request, caller, run_id, start)
+
+    def page() -> RunEventPage:
+        with session_scope(request.app.state.sessionmaker) as session:
+            return service.list_events(session, caller, run_id, limit, after)
+
+    listed = await run_in_threadpool(page)
+    return Response(listed.model_dump_json(), media_type="application/json")

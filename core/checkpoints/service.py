@@ -34,7 +34,7 @@ from core.checkpoints.schemas import (
 from core.datasets.schemas import FileEntry, check_path
 from core.errors import Conflict, FieldError, InvalidInput, NotFound
 from core.models import Checkpoint, Run, utcnow
-from core.runs.service import get_run
+from core.runs.service import get_run, record_checkpoint
 from core.settings import Settings
 from core.storage.backends import org_store
 from core.storage.base import ObjectNotFound, ObjectStore
@@ -152,7 +152,7 @@ def register(
         "sha256": hashlib.sha256(marker).hexdigest(),
         "metrics": {k: v for k, v in body.metrics.items() if math.isfinite(v)},  # JSON has no NaN
     }
-    return _upsert(session, run.id, body.step, values)
+    return _upsert(session, run, body.step, values)
 
 
 def record_observed(
@@ -169,11 +169,12 @@ def record_observed(
         "sha256": hashlib.sha256(marker).hexdigest(),
         "metrics": {},
     }
-    return _upsert(session, run.id, step, values)
+    return _upsert(session, run, step, values)
 
 
-def _upsert(session: Session, run_id: str, step: int, values: dict[str, Any]) -> Registered:
-    """Insert the step, or (a rewritten step: the newer COMMIT wins) update it."""
+def _upsert(session: Session, run: Run, step: int, values: dict[str, Any]) -> Registered:
+    """Insert the step (with its event), or (a rewritten step: the newer COMMIT wins) update it."""
+    run_id = run.id
     existing = repository.locked(session, run_id, step)
     if existing is None:
         try:
@@ -181,6 +182,7 @@ def _upsert(session: Session, run_id: str, step: int, values: dict[str, Any]) ->
                 checkpoint = Checkpoint(run_id=run_id, step=step, created_at=utcnow(), **values)
                 session.add(checkpoint)
                 session.flush()
+            record_checkpoint(session, run, step, values["attempt"])
             return Registered(checkpoint, created=True)
         except IntegrityError:  # a second rank registered the same step first
             existing = repository.locked(session, run_id, step)

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -158,6 +160,22 @@ def _record(session: Session, run: Run, kind: str, actor: str | None, **fields: 
     session.flush()
 
 
+def record_checkpoint(session: Session, run: Run, step: int, attempt: int) -> None:
+    """A `checkpoint` event in the run's history: the run takes a new version for it, so event
+    streams and long polls hear of the checkpoint as of any other change."""
+    # The run row first, then the counter, as every writer takes them (states.transition).
+    session.execute(select(Run.id).where(Run.id == run.id).with_for_update())
+    version = claim_resource_version(session, run.id)
+    session.execute(
+        update(Run)
+        .where(Run.id == run.id)
+        .values(resource_version=version)
+        .execution_options(synchronize_session=False)
+    )
+    set_committed_value(run, "resource_version", version)
+    _record(session, run, "checkpoint", None, message=f"step {step} (attempt {attempt})")
+
+
 def parse_label_selector(selector: str) -> tuple[dict[str, str], list[str]]:
     """`k=v,k2` → ({k: v}, [k2]): equality and existence, as in Kubernetes selectors."""
     equal: dict[str, str] = {}
@@ -176,6 +194,32 @@ def parse_label_selector(selector: str) -> tuple[dict[str, str], list[str]]:
         else:
             present.append(key)
     return equal, present
+
+
+def run_filter(
+    caller: Principal,
+    statuses: Sequence[str],
+    project: str | None,
+    labels: str | None,
+    name_prefix: str | None,
+    name: str | None,
+    created_after: datetime | None,
+    created_before: datetime | None,
+) -> RunFilter:
+    """The run list's query parameters as a filter (the run list and the event log read them);
+    `project` is still the name or id the client sent."""
+    equal, present = parse_label_selector(labels or "")
+    return RunFilter(
+        org_id=caller.org_id,
+        project_id=project,
+        statuses=list(statuses),
+        labels_equal=equal,
+        labels_present=present,
+        name_prefix=name_prefix,
+        name=name,
+        created_after=created_after,
+        created_before=created_before,
+    )
 
 
 def list_runs(

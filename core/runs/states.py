@@ -17,6 +17,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from core.errors import Conflict, IllegalTransition
 from core.models import Run, RunEvent, utcnow
 from core.runs.versions import claim_resource_version
+from core.telemetry import RUNS_FINISHED
 
 
 class RunStatus(StrEnum):
@@ -173,6 +174,8 @@ def transition(
             created_at=now,
         )
     )
+    if to.is_terminal:  # counted as made; a rollback after this is rare and not uncounted
+        RUNS_FINISHED.labels(to.value, reason.value).inc()
     # Mirror the UPDATE on the loaded object without marking it dirty (no second write).
     for name, value in values.items():
         set_committed_value(run, name, value)

@@ -67,6 +67,22 @@ def test_registering_the_same_step_again_is_idempotent(api: TestClient, org: Ten
     assert len(api.get(url, headers=org.headers).json()) == 1
 
 
+def test_a_new_checkpoint_is_an_event_of_the_run_once(api: TestClient, org: Tenant) -> None:
+    """Event streams (issue 19) hear of checkpoints: one `checkpoint` event per new step."""
+    run = start(api, submit(api, org))
+    body = commit_files(run.env["TRAINPORT_CHECKPOINT_URI"], 7, {"w.bin": b"w"})
+    url = f"/v1/runs/{run.run_id}/checkpoints"
+    before = api.get(f"/v1/runs/{run.run_id}", headers=org.headers).json()["resource_version"]
+    assert api.post(url, json=body, headers=run.headers).status_code == 201
+    assert api.post(url, json=body, headers=run.headers).status_code == 200  # no second event
+    events = api.get(f"/v1/runs/{run.run_id}/events", headers=org.headers).json()["data"]
+    [event] = [e for e in events if e["kind"] == "checkpoint"]
+    assert event["message"] == "step 7 (attempt 1)"
+    assert event["resource_version"] > before
+    after = api.get(f"/v1/runs/{run.run_id}", headers=org.headers).json()["resource_version"]
+    assert after == event["resource_version"]
+
+
 def test_a_checkpoint_without_its_commit_marker_is_refused(api: TestClient, org: Tenant) -> None:
     run = start(api, submit(api, org))
     uri = run.env["TRAINPORT_CHECKPOINT_URI"]
