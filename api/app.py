@@ -31,6 +31,7 @@ from api.routers import (
     runs,
     secrets,
     tenants,
+    webhooks,
 )
 from core import db, process_logging, sandbox
 from core.aio import AsyncDatabase
@@ -140,5 +141,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(datasets.router)
     app.include_router(provenance.router)
     app.include_router(secrets.router)
+    app.include_router(webhooks.router)
     dashboard.mount(app)  # /ui/, / and /docs, /redoc (issue 18)
     return app

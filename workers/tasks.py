@@ -24,7 +24,7 @@ from core.models import utcnow
 from core.outbox import Task
 from core.secrets.service import legacy_worker_variables
 from core.settings import Settings, get_settings
-from workers import relay, scheduler
+from workers import relay, scheduler, webhooks
 from workers.celery_app import app
 from workers.executors.base import Executor
 from workers.executors.local import LocalExecutor
@@ -158,3 +158,11 @@ def _reconcile_pass(ctx: WorkerContext) -> int:
 def prune_outbox() -> int:
     with db.session_scope(context().factory) as session:
         return outbox.prune(session, utcnow() - OUTBOX_KEEP)
+
+
+@_task(Task.DELIVER_WEBHOOKS)
+def deliver_webhooks() -> int:
+    """Send due webhook deliveries: asked by the outbox after an event, and by beat (retries,
+    and deliveries a killed worker had leased)."""
+    ctx = context()
+    return webhooks.deliver_due(ctx.factory, ctx.settings)
