@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from core.ids import new_id
 from tests.api.expect import assert_problem
 from tests.api.routes import PATH_PARAM, ROUTES, fill
-from tests.factories import Tenant, create_run, make_tenant
+from tests.factories import PUBLIC_HOOK, Tenant, create_run, make_tenant
 
 ID_ROUTES = [(method, path) for method, path in ROUTES if "{" in path]
 LIST_ROUTES = [p for m, p in ROUTES if m == "GET" and "{" not in p and p.startswith("/v1")]
@@ -43,6 +43,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/v1/datasets/{dataset}/versions"): {"source": "s3://bucket/prefix/"},
     ("POST", "/v1/datasets/{dataset}/uploads"): {"files": [{"path": "a.txt", "size": 1}]},
     ("PUT", "/v1/secrets/{secret_name}"): {"value": "an intruder's value"},
+    ("PATCH", "/v1/webhooks/{webhook_id}"): {"description": "an intruder's"},
 }
 # How each kind of path id is filled: (the victim's object, an id that was never issued).
 MISSING = {
@@ -56,6 +57,8 @@ MISSING = {
     "step": "987654321",
     "upload_id": new_id("upl"),
     "secret_name": "never-created-secret",
+    "webhook_id": new_id("whe"),
+    "delivery_id": "msg_" + "0" * 32,
 }
 
 
@@ -83,6 +86,8 @@ def orgs(client: TestClient) -> Orgs:
         json={"name": f"victim-secret-{run['id'][-6:]}", "value": "victim's value"},
         headers=victim.headers,
     ).json()
+    hook = client.post("/v1/webhooks", json={"url": PUBLIC_HOOK}, headers=victim.headers).json()
+    ping = client.post(f"/v1/webhooks/{hook['id']}/ping", headers=victim.headers).json()
     ids = {
         "run_id": run["id"],
         "project_id": victim.project_id,
@@ -94,6 +99,8 @@ def orgs(client: TestClient) -> Orgs:
         "step": "987654321",
         "upload_id": new_id("upl"),  # uploads need S3 storage; the dataset decides first
         "secret_name": secret["name"],
+        "webhook_id": hook["id"],
+        "delivery_id": ping["id"],
     }
     return Orgs(victim, intruder, ids, run["resource_version"])
 
