@@ -35,6 +35,7 @@ from core.webhooks.service import policy
 
 ROUND_BUDGET_S = 45.0  # a task returns after this long; the sweep starts the next one
 log = logging.getLogger("trainport.webhooks")
+logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request is too many
 
 
 class VettedBackend(httpcore.AsyncNetworkBackend):

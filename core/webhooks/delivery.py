@@ -119,13 +119,11 @@ def record(session: Session, settings: Settings, outcomes: Sequence[Outcome]) ->
         return
     now = utcnow()
     session.execute(insert(WebhookAttempt), [_attempt_row(o) for o in outcomes])
-    created = dict(
-        session.execute(
-            select(WebhookDelivery.id, WebhookDelivery.created_at).where(
-                WebhookDelivery.id.in_([o.delivery_id for o in outcomes])
-            )
-        ).tuples()
+    ids = [o.delivery_id for o in outcomes]
+    query = select(WebhookDelivery.id, WebhookDelivery.created_at).where(
+        WebhookDelivery.id.in_(ids)
     )
+    created = {delivery_id: at for delivery_id, at in session.execute(query)}
     give_up = now - timedelta(hours=settings.webhook_retry_for_hours)
     session.execute(
         update(WebhookDelivery),

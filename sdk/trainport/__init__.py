@@ -50,6 +50,7 @@ from trainport.pagination import AsyncPage, AsyncPageRequest, SyncPage
 from trainport.resources.provenance import checkpoint_claim, verify_offline
 from trainport.retries import RetryPolicy
 from trainport.spec import RunSpec, SpecError
+from trainport import webhooks
 from trainport.training_models import (
     Checkpoint,
     Dataset,
@@ -62,6 +63,7 @@ from trainport.training_models import (
 )
 
 __all__ = [
+    "webhooks",
     "TERMINAL_STATUSES",
     "APIConnectionError",
     "APIStatusError",

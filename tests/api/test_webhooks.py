@@ -16,7 +16,9 @@ from tests.factories import PUBLIC_HOOK, Tenant, create_run, make_key
 
 
 def _create(client: TestClient, tenant: Tenant, **body: Any) -> dict[str, Any]:
-    response = client.post("/v1/webhooks", json={"url": PUBLIC_HOOK, **body}, headers=tenant.headers)
+    response = client.post(
+        "/v1/webhooks", json={"url": PUBLIC_HOOK, **body}, headers=tenant.headers
+    )
     assert response.status_code == 201, response.text
     result: dict[str, Any] = response.json()
     return result
