@@ -7,6 +7,7 @@ run = client.runs.create(trainport.RunSpec.from_yaml("run.yaml"))
 print(client.runs.wait(run).status)
 """
 
+from trainport import webhooks
 from trainport._version import __version__
 from trainport.client import AsyncClient, Client
 from trainport.errors import (
@@ -50,7 +51,6 @@ from trainport.pagination import AsyncPage, AsyncPageRequest, SyncPage
 from trainport.resources.provenance import checkpoint_claim, verify_offline
 from trainport.retries import RetryPolicy
 from trainport.spec import RunSpec, SpecError
-from trainport import webhooks
 from trainport.training_models import (
     Checkpoint,
     Dataset,
@@ -63,7 +63,6 @@ from trainport.training_models import (
 )
 
 __all__ = [
-    "webhooks",
     "TERMINAL_STATUSES",
     "APIConnectionError",
     "APIStatusError",
@@ -116,4 +115,5 @@ __all__ = [
     "__version__",
     "checkpoint_claim",
     "verify_offline",
+    "webhooks",
 ]

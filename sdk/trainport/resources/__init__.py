@@ -6,6 +6,7 @@ from trainport.resources.projects import AsyncProjects, Projects
 from trainport.resources.provenance import AsyncProvenanceResource, ProvenanceResource
 from trainport.resources.runs import AsyncRuns, Runs
 from trainport.resources.secrets import AsyncSecrets, Secrets
+from trainport.resources.webhooks import AsyncWebhooks, Webhooks
 
 __all__ = [
     "ApiKeys",
@@ -15,9 +16,11 @@ __all__ = [
     "AsyncProvenanceResource",
     "AsyncRuns",
     "AsyncSecrets",
+    "AsyncWebhooks",
     "Datasets",
     "Projects",
     "ProvenanceResource",
     "Runs",
     "Secrets",
+    "Webhooks",
 ]
