@@ -14,6 +14,7 @@ import pytest
 from core.models import utcnow
 from core.settings import Settings
 from core.webhooks.delivery import Due, Outcome
+from core.webhooks.service import policy
 from tests.webhooks.receiver import start_receiver
 from workers.webhooks import client, send
 
@@ -25,7 +26,7 @@ def _send(settings: Settings, url: str) -> Outcome:
 
     async def go() -> Outcome:
         async with client(settings) as http:
-            return await send(http, due)
+            return await send(http, due, policy(settings))
 
     return asyncio.run(go())
 

@@ -56,11 +56,12 @@ def start_receiver(script: Script) -> Receiver:
             if number == 0 and receiver.hold is not None:
                 receiver.hold.wait(30)
             status, headers = receiver.script(number)
+            answer = b"" if status in {204, 304} else b"ok"
             self.send_response(status)
-            for name, value in {**headers, "content-length": "2"}.items():
+            for name, value in {**headers, "content-length": str(len(answer))}.items():
                 self.send_header(name, value)
             self.end_headers()
-            self.wfile.write(b"ok")
+            self.wfile.write(answer)
 
         def log_message(self, *args: object) -> None:
             pass
