@@ -105,8 +105,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--deliveries", type=int, default=5000)
     parser.add_argument("--endpoints", type=int, default=1)
-    parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--concurrency", type=int, default=64)  # the settings default
+    parser.add_argument("--batch", type=int, default=256)  # the settings default
     args = parser.parse_args()
     with fresh_database() as url, receiver() as hook_url:
         settings = Settings(
