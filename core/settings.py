@@ -350,6 +350,9 @@ class Settings(BaseSettings):
     webhook_batch: int = Field(
         default=256, ge=1, le=5000, description="Deliveries a worker claims per round"
     )
+    webhook_log_retention_days: float = Field(
+        default=30.0, gt=0, description="Finished webhook deliveries are kept this long"
+    )
     webhook_sweep_seconds: float = Field(
         default=5.0,
         gt=0,

@@ -146,16 +146,20 @@ async def send_all(
 
 async def _rounds(factory: sessionmaker[Session], settings: Settings, budget_s: float) -> int:
     sent, deadline = 0, time.monotonic() + budget_s
+    with db.session_scope(factory) as session:
+        batch = delivery.claim(session, settings)
+    if not batch:  # the common case for the sweep, and for a second task woken by an event
+        return 0
     async with client(settings) as http:
-        while time.monotonic() < deadline:
-            with db.session_scope(factory) as session:
-                batch = delivery.claim(session, settings)
-            if not batch:
-                break
+        while batch:
             outcomes = await send_all(http, batch, settings)
             with db.session_scope(factory) as session:
                 delivery.record(session, settings, outcomes)
             sent += len(outcomes)
+            if time.monotonic() >= deadline:
+                break
+            with db.session_scope(factory) as session:
+                batch = delivery.claim(session, settings)
     return sent
 
 

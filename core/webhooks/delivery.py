@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, utcnow
@@ -219,3 +219,14 @@ def _disable(session: Session, endpoint: WebhookEndpoint, now: datetime) -> None
         "consecutive_failures": endpoint.consecutive_failures,
     }
     events.emit(session, endpoint.org_id, endpoint.project_id, EventType.ENDPOINT_DISABLED, data)
+
+
+def prune(session: Session, finished_before: datetime) -> int:
+    """Forget finished deliveries (and their attempts, by cascade) last touched before then."""
+    result = session.execute(
+        delete(WebhookDelivery).where(
+            WebhookDelivery.status != DeliveryStatus.PENDING.value,
+            WebhookDelivery.updated_at < finished_before,
+        )
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]

@@ -62,6 +62,16 @@ def emit(
     data: dict[str, Any],
 ) -> int:
     """Queue `event` for every endpoint that wants it, in the caller's transaction; how many."""
+    return emit_all(session, org_id, project_id, [(event, data)])
+
+
+def emit_all(
+    session: Session,
+    org_id: str,
+    project_id: str | None,
+    happened: list[tuple[EventType, dict[str, Any]]],
+) -> int:
+    """`emit` for several events of one change, reading the org's endpoints once."""
     endpoints = session.execute(
         select(WebhookEndpoint.id, WebhookEndpoint.event_types).where(
             WebhookEndpoint.org_id == org_id,
@@ -69,10 +79,12 @@ def emit(
             or_(WebhookEndpoint.project_id.is_(None), WebhookEndpoint.project_id == project_id),
         )
     ).all()
-    targets = [endpoint_id for endpoint_id, types in endpoints if wants(types, event)]
-    if targets:
-        queue(session, org_id, targets, event, data)
-    return len(targets)
+    queued = 0
+    for event, data in happened:
+        targets = [endpoint_id for endpoint_id, types in endpoints if wants(types, event)]
+        if targets:
+            queued += len(queue(session, org_id, targets, event, data))
+    return queued
 
 
 def queue(
@@ -130,13 +142,14 @@ def status_changed(
     """A transition's events: the change itself, a finish, an attempt's start or end."""
     change = {"from": before, "to": run.status, "reason": reason, "message": message}
     data = {"run": run_data(run), "change": change, "resource_version": version}
-    emit(session, run.org_id, run.project_id, EventType.RUN_STATUS_CHANGED, data)
+    happened = [EventType.RUN_STATUS_CHANGED]
     if run.status in TERMINAL:
-        emit(session, run.org_id, run.project_id, EventType.RUN_FINISHED, data)
+        happened.append(EventType.RUN_FINISHED)
     if run.status == "starting" and before == "queued":
-        emit(session, run.org_id, run.project_id, EventType.ATTEMPT_STARTED, data)
+        happened.append(EventType.ATTEMPT_STARTED)
     if before in {"starting", "running", "stopping"} and run.status not in {"running", "stopping"}:
-        emit(session, run.org_id, run.project_id, EventType.ATTEMPT_ENDED, data)
+        happened.append(EventType.ATTEMPT_ENDED)
+    emit_all(session, run.org_id, run.project_id, [(event, data) for event in happened])
 
 
 def run_created(session: Session, run: Run) -> None:

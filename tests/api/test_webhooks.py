@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from fastapi import FastAPI
@@ -9,8 +10,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from core.db import session_scope
-from core.models import OutboxMessage, WebhookDelivery, WebhookEndpoint
+from core.models import OutboxMessage, WebhookDelivery, WebhookEndpoint, utcnow
 from core.runs.states import RunStatus
+from core.webhooks import delivery
 from tests.api.expect import advance, assert_problem
 from tests.factories import PUBLIC_HOOK, Tenant, create_run, make_key
 
@@ -145,3 +147,17 @@ def test_another_orgs_endpoint_is_missing(
     assert client.get("/v1/webhooks", headers=other_tenant.headers).json() == []
     run = create_run(client, other_tenant)
     assert run["id"] not in str([d.payload for d in _deliveries(client, hook["id"])])
+
+
+def test_pruning_forgets_finished_deliveries_and_keeps_pending_ones(
+    client: TestClient, tenant: Tenant
+) -> None:
+    hook = _create(client, tenant)
+    done = client.post(f"/v1/webhooks/{hook['id']}/ping", headers=tenant.headers).json()
+    pending = client.post(f"/v1/webhooks/{hook['id']}/ping", headers=tenant.headers).json()
+    app: FastAPI = client.app  # type: ignore[assignment]
+    with session_scope(app.state.sessionmaker) as session:
+        session.get_one(WebhookDelivery, done["id"]).status = "succeeded"
+    with session_scope(app.state.sessionmaker) as session:
+        delivery.prune(session, utcnow() + timedelta(seconds=1))
+    assert [d.id for d in _deliveries(client, hook["id"])] == [pending["id"]]
