@@ -13,6 +13,7 @@ with the same `webhook-id`: delivery is at least once.
 from __future__ import annotations
 
 import json
+import logging
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from core.webhooks.schemas import DeliveryStatus, EventType
 from core.webhooks.service import unseal
 
 EXCERPT = 500  # characters of a receiver's answer kept in the log
+log = logging.getLogger("trainport.webhooks")
 
 
 @dataclass(frozen=True)
@@ -219,6 +221,7 @@ def _disable(session: Session, endpoint: WebhookEndpoint, now: datetime) -> None
         "consecutive_failures": endpoint.consecutive_failures,
     }
     events.emit(session, endpoint.org_id, endpoint.project_id, EventType.ENDPOINT_DISABLED, data)
+    log.warning("webhook endpoint %s disabled: %s", endpoint.id, endpoint.disabled_reason)
 
 
 def prune(session: Session, finished_before: datetime) -> int:

@@ -161,3 +161,23 @@ def test_pruning_forgets_finished_deliveries_and_keeps_pending_ones(
     with session_scope(app.state.sessionmaker) as session:
         delivery.prune(session, utcnow() + timedelta(seconds=1))
     assert [d.id for d in _deliveries(client, hook["id"])] == [pending["id"]]
+
+
+def test_after_a_rotation_both_secrets_sign_until_the_grace_period_ends(
+    client: TestClient, tenant: Tenant
+) -> None:
+    hook = _create(client, tenant)
+    rotated = client.post(f"/v1/webhooks/{hook['id']}/rotate-secret", headers=tenant.headers)
+    ping = client.post(f"/v1/webhooks/{hook['id']}/ping", headers=tenant.headers).json()
+    app: FastAPI = client.app  # type: ignore[assignment]
+    settings = app.state.settings.model_copy(update={"webhook_batch": 5000})
+    with session_scope(app.state.sessionmaker) as session:
+        [due] = [d for d in delivery.claim(session, settings) if d.id == ping["id"]]
+    assert due.secrets == (rotated.json()["secret"], hook["secret"])
+    with session_scope(app.state.sessionmaker) as session:
+        endpoint = session.get_one(WebhookEndpoint, hook["id"])
+        endpoint.previous_secret_until = utcnow() - timedelta(seconds=1)
+        session.get_one(WebhookDelivery, ping["id"]).claimed_until = None
+    with session_scope(app.state.sessionmaker) as session:
+        [due] = [d for d in delivery.claim(session, settings) if d.id == ping["id"]]
+    assert due.secrets == (rotated.json()["secret"],)
