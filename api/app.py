@@ -34,6 +34,7 @@ from api.routers import (
     runs,
     secrets,
     tenants,
+    webhooks,
 )
 from core import db, process_logging, sandbox
 from core import telemetry as platform_metrics
@@ -159,5 +160,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(secrets.router)
     app.include_router(events.router)
     app.include_router(telemetry.router)
+    app.include_router(webhooks.router)
     dashboard.mount(app)  # /ui/, / and /docs, /redoc (issue 18)
     return app

@@ -1,8 +1,9 @@
 """Outbound HTTP to a URL a user named: only to public addresses (SSRF rules, issue 12).
 
 Today the server fetches no user-supplied URL (its S3 endpoint is the operator's, and dataset
-sources go through core/datasets/sources.py); whatever comes next (webhooks, dataset URLs)
-fetches through `fetch` here. The rules:
+sources go through core/datasets/sources.py); whatever comes next (dataset URLs) fetches through
+`fetch` here. Webhook deliveries (workers/webhooks.py) keep their connections open for speed,
+so they apply `permitted` at each new connection instead. The rules:
 
 - only `http` and `https`, no user-info in the URL;
 - the host is resolved, and every address it resolves to must be public: loopback, private,
@@ -91,15 +92,20 @@ def vet(url: str, policy: EgressPolicy) -> Target:
     if parts.username is not None or parts.password is not None:
         raise EgressRefused(f"{url!r}: URLs with user names or passwords are not fetched.")
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    addresses = resolve(parts.hostname, port)
+    address = permitted(url, resolve(parts.hostname, port), policy)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return Target(parts.scheme, parts.hostname, port, path, address)
+
+
+def permitted(what: str, addresses: list[Address], policy: EgressPolicy) -> Address:
+    """The address to connect to, if the policy permits every one `what` resolved to."""
     refused = [a for a in addresses if not policy.permits(a)]
     if refused or not addresses:
         raise EgressRefused(
-            f"{url!r} resolves to {', '.join(map(str, refused)) or 'nothing'}: not a public "
+            f"{what!r} resolves to {', '.join(map(str, refused)) or 'nothing'}: not a public "
             "address (loopback, private, link-local and metadata addresses are never fetched)."
         )
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return Target(parts.scheme, parts.hostname, port, path, addresses[0])
+    return addresses[0]
 
 
 def resolve(host: str, port: int) -> list[Address]:

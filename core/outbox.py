@@ -38,6 +38,7 @@ class Task(StrEnum):
     STOP = "trainport.stop"  # stop a cancelled run's attempt: {run_id}
     RECONCILE = "trainport.reconcile"  # compare runs with what the executors see
     PRUNE = "trainport.prune_outbox"  # forget rows sent long ago
+    DELIVER_WEBHOOKS = "trainport.deliver_webhooks"  # send due webhook deliveries
 
 
 @dataclass(frozen=True)

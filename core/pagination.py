@@ -40,3 +40,4 @@ class CursorKind:
 
 RUN_CURSOR = CursorKind("r", "run_[0-9a-z]{1,60}")  # below this run id, newest first
 EVENT_CURSOR = CursorKind("e", "[0-9]{1,18}")  # after this event id, oldest first
+DELIVERY_CURSOR = CursorKind("d", "msg_[0-9a-f]{32}")  # below this webhook delivery, newest first

@@ -357,6 +357,55 @@ class Settings(BaseSettings):
         description="Image of the init container that fetches a run's code (needs Python 3.11 "
         "and Trainport's `core`); default: the run's own image",
     )
+    # Webhooks (issue 19): where deliveries may go, how often they are retried.
+    webhook_allowed_networks: list[str] = Field(
+        default_factory=list,
+        description="Non-public networks webhook endpoints may still point at, on top of "
+        'egress_allowed_networks (internal receivers), e.g. ["10.30.0.0/16"]; none by default',
+    )
+    webhook_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=60, description="One webhook delivery attempt's time limit"
+    )
+    webhook_retry_base_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="Webhook retries: attempt n waits a random time up to base * 2^n "
+        "(full jitter), at most webhook_retry_max_seconds",
+    )
+    webhook_retry_max_seconds: float = Field(
+        default=3600.0, gt=0, description="The longest wait between two attempts of a delivery"
+    )
+    webhook_retry_for_hours: float = Field(
+        default=24.0, ge=0, description="A delivery is retried for this long, then marked failed"
+    )
+    webhook_disable_after_failures: int = Field(
+        default=50,
+        ge=1,
+        description="An endpoint is disabled after this many consecutive failed attempts "
+        "spread over at least webhook_disable_after_hours",
+    )
+    webhook_disable_after_hours: float = Field(
+        default=24.0, ge=0, description="See webhook_disable_after_failures"
+    )
+    webhook_secret_grace_hours: float = Field(
+        default=24.0,
+        ge=0,
+        description="After a secret rotation the previous secret also signs for this long",
+    )
+    webhook_concurrency: int = Field(
+        default=64, ge=1, le=1024, description="Webhook requests in flight per worker task"
+    )
+    webhook_batch: int = Field(
+        default=256, ge=1, le=5000, description="Deliveries a worker claims per round"
+    )
+    webhook_log_retention_days: float = Field(
+        default=30.0, gt=0, description="Finished webhook deliveries are kept this long"
+    )
+    webhook_sweep_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="How often beat asks for due webhook deliveries (retries, lost workers)",
+    )
     max_waiting_runs_per_org: int = Field(
         default=100_000, ge=1, description="Pending + queued runs an org may have (429 beyond)"
     )

@@ -32,7 +32,7 @@ from prometheus_client.registry import REGISTRY, Collector
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from core.models import Cluster, OutboxMessage, Run, RunAttempt
+from core.models import Cluster, OutboxMessage, Run, RunAttempt, WebhookDelivery, WebhookEndpoint
 
 ACTIVE_STATUSES = ("pending", "queued", "starting", "running", "stopping")
 PASS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -148,6 +148,16 @@ class PlatformCollector(Collector):
                 .group_by(RunAttempt.cluster, RunAttempt.gpu_type)
             ).all()
             clusters = session.execute(select(Cluster.name, Cluster.inventory)).all()
+            hooks = session.execute(
+                select(WebhookEndpoint.org_id, WebhookEndpoint.enabled, func.count()).group_by(
+                    WebhookEndpoint.org_id, WebhookEndpoint.enabled
+                )
+            ).all()
+            due = session.execute(
+                select(func.count(), func.min(WebhookDelivery.created_at)).where(
+                    WebhookDelivery.status == "pending"
+                )
+            ).one()
         runs: dict[tuple[str, str], int] = defaultdict(int)
         depth: dict[str, int] = defaultdict(int)
         oldest: dict[str, float] = defaultdict(float)
@@ -199,6 +209,24 @@ class PlatformCollector(Collector):
             "GPUs a cluster holds, by cluster and GPU type",
             ["cluster", "gpu_type"],
             capacity,
+        )
+        yield _family(
+            "trainport_webhook_endpoints_disabled",
+            "Webhook endpoints disabled after failing for too long, by org",
+            ["org"],
+            [((org,), count) for org, enabled, count in hooks if not enabled],
+        )
+        yield _family(
+            "trainport_webhook_deliveries_pending",
+            "Webhook deliveries not yet delivered (retrying or due)",
+            [],
+            [((), due[0])],
+        )
+        yield _family(
+            "trainport_webhook_oldest_pending_seconds",
+            "Age of the oldest undelivered webhook delivery (0 when none waits)",
+            [],
+            [((), _age(now, due[1]))],
         )
 
 

@@ -60,6 +60,7 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         "reconcile": every(Task.RECONCILE, settings.reconcile_interval_seconds),
         "schedule": every(Task.SCHEDULE, 5.0),
         "prune-outbox": every(Task.PRUNE, 3600.0, expires=600.0),
+        "deliver-webhooks": every(Task.DELIVER_WEBHOOKS, settings.webhook_sweep_seconds),
     }
 
 

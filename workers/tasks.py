@@ -24,7 +24,8 @@ from core.models import utcnow
 from core.outbox import Task
 from core.secrets.service import legacy_worker_variables
 from core.settings import Settings, get_settings
-from workers import relay, scheduler
+from core.webhooks import delivery as webhook_delivery
+from workers import relay, scheduler, webhooks
 from workers.celery_app import app
 from workers.executors.base import Executor
 from workers.executors.local import LocalExecutor
@@ -173,5 +174,17 @@ def _reconcile_pass(ctx: WorkerContext) -> int:
 
 @_task(Task.PRUNE)
 def prune_outbox() -> int:
-    with db.session_scope(context().factory) as session:
-        return outbox.prune(session, utcnow() - OUTBOX_KEEP)
+    """Forget outbox rows sent a day ago, and webhook deliveries past their log's retention."""
+    ctx = context()
+    kept_days = timedelta(days=ctx.settings.webhook_log_retention_days)
+    with db.session_scope(ctx.factory) as session:
+        pruned = outbox.prune(session, utcnow() - OUTBOX_KEEP)
+        return pruned + webhook_delivery.prune(session, utcnow() - kept_days)
+
+
+@_task(Task.DELIVER_WEBHOOKS)
+def deliver_webhooks() -> int:
+    """Send due webhook deliveries: asked by the outbox after an event, and by beat (retries,
+    and deliveries a killed worker had leased)."""
+    ctx = context()
+    return webhooks.deliver_due(ctx.factory, ctx.settings)

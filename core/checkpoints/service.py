@@ -39,6 +39,8 @@ from core.settings import Settings
 from core.storage.backends import org_store
 from core.storage.base import ObjectNotFound, ObjectStore
 from core.tenants.schemas import Principal, Role
+from core.webhooks import events as webhook_events
+from core.webhooks.schemas import EventType
 
 
 @dataclass(frozen=True)
@@ -183,6 +185,10 @@ def _upsert(session: Session, run: Run, step: int, values: dict[str, Any]) -> Re
                 session.add(checkpoint)
                 session.flush()
             record_checkpoint(session, run, step, values["attempt"])
+            data = {"run": webhook_events.run_data(run), "checkpoint": _hook_data(checkpoint)}
+            webhook_events.emit(
+                session, run.org_id, run.project_id, EventType.CHECKPOINT_COMMITTED, data
+            )
             return Registered(checkpoint, created=True)
         except IntegrityError:  # a second rank registered the same step first
             existing = repository.locked(session, run_id, step)
@@ -192,6 +198,11 @@ def _upsert(session: Session, run: Run, step: int, values: dict[str, Any]) -> Re
             setattr(existing, name, value)
         session.flush()
     return Registered(existing, created=False)
+
+
+def _hook_data(row: Checkpoint) -> dict[str, object]:
+    fields = ("step", "attempt", "path", "size_bytes", "sha256", "metrics")
+    return {name: getattr(row, name) for name in fields}
 
 
 def registered(session: Session, caller: Principal, run_id: str) -> tuple[Run, list[Checkpoint]]:

@@ -35,6 +35,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy import String as SAString
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.sql.schema import Column, Table
 
@@ -59,6 +60,8 @@ from core.settings import Settings
 from core.tenants import service as tenants
 from core.tenants.repository import PROJECT_ID
 from core.tenants.schemas import Principal, Role
+from core.webhooks import events as webhook_events
+from core.webhooks.schemas import EventType
 
 if TYPE_CHECKING:  # asyncpg only where the API runs on PostgreSQL, not in every worker
     from core.aio import AsyncDatabase
@@ -206,11 +209,17 @@ def _one_statement(idempotent: bool) -> Select[Any]:
     add_task = insert(tasks).from_select(
         ["task", "payload", "created_at"], select(*task).select_from(run)
     )
+    hooks = webhook_events.created_statement_parts(
+        run,
+        org=_bound(runs.c.org_id, "run_org_id"),
+        project=_bound(runs.c.project_id, "run_project_id"),
+        document=bindparam("hook_document", type_=JSONB),
+    )
     return select(
         run.c.resource_version,
         func.pg_notify(notify.CHANNEL, run.c.id),  # long polls in every API process
         func.pg_notify(outbox.CHANNEL, ""),  # the relay: a task to publish
-    ).add_cte(add_labels.cte("labels"), add_event.cte("event"), add_task.cte("task"))
+    ).add_cte(add_labels.cte("labels"), add_event.cte("event"), add_task.cte("task"), *hooks)
 
 
 ONE_STATEMENT = _one_statement(idempotent=False)
@@ -227,6 +236,12 @@ def parameters(new: NewRun) -> dict[str, Any]:
         "task": outbox.Task.SCHEDULE.value,
         "payload": {"run_id": new.run["id"]},
         "created_at": new.run["created_at"],
+        # The `run.created` webhook body; its resource_version is known only after the insert.
+        "hook_document": webhook_events.body(
+            EventType.RUN_CREATED,
+            {"run": {name: new.run[name] for name in webhook_events.RUN_FIELDS}},
+            new.run["created_at"],
+        ),
     }
 
 

@@ -32,6 +32,7 @@ from core.scheduling.explain import explain
 from core.settings import Settings
 from core.tenants import service as tenants
 from core.tenants.schemas import Principal, Role
+from core.webhooks import events as webhook_events
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,7 @@ def _insert_run(
     session.flush()
     # Committed with the run, published by the relay: the scheduler hears of it once it exists.
     outbox.enqueue(session, outbox.Task.SCHEDULE, run_id=run.id)
+    webhook_events.run_created(session, run)
     return run
 
 

@@ -2,7 +2,8 @@
 
 Nothing else in the codebase assigns `Run.status`. `transition()` is a guarded UPDATE
 (`WHERE id = :id AND status = :expected`) that also bumps the run's resource_version and appends
-a RunEvent in the same transaction, so history, change feed and status never disagree.
+a RunEvent in the same transaction, so history, change feed and status never disagree; the
+same transaction queues the change's webhook deliveries (core/webhooks/events.py).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from core.errors import Conflict, IllegalTransition
 from core.models import Run, RunEvent, utcnow
 from core.runs.versions import claim_resource_version
 from core.telemetry import RUNS_FINISHED
+from core.webhooks import events as webhook_events
 
 
 class RunStatus(StrEnum):
@@ -180,4 +182,5 @@ def transition(
     for name, value in values.items():
         set_committed_value(run, name, value)
     session.flush()
+    webhook_events.status_changed(session, run, current.value, reason.value, message, version)
     return run

@@ -7,6 +7,7 @@ run = client.runs.create(trainport.RunSpec.from_yaml("run.yaml"))
 print(client.runs.wait(run).status)
 """
 
+from trainport import webhooks
 from trainport._version import __version__
 from trainport.client import AsyncClient, Client
 from trainport.errors import (
@@ -116,4 +117,5 @@ __all__ = [
     "__version__",
     "checkpoint_claim",
     "verify_offline",
+    "webhooks",
 ]

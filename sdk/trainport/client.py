@@ -27,12 +27,14 @@ from trainport.resources import (
     AsyncProvenanceResource,
     AsyncRuns,
     AsyncSecrets,
+    AsyncWebhooks,
     Code,
     Datasets,
     Projects,
     ProvenanceResource,
     Runs,
     Secrets,
+    Webhooks,
 )
 from trainport.retries import RetryPolicy
 
@@ -85,6 +87,7 @@ class Client:
         self.projects = Projects(self._http)
         self.api_keys = ApiKeys(self._http)
         self.secrets = Secrets(self._http)
+        self.webhooks = Webhooks(self._http)
         self.datasets = Datasets(self._http)
         self.provenance = ProvenanceResource(self._http)
 
@@ -140,6 +143,7 @@ class AsyncClient:
         self.projects = AsyncProjects(self._http)
         self.api_keys = AsyncApiKeys(self._http)
         self.secrets = AsyncSecrets(self._http)
+        self.webhooks = AsyncWebhooks(self._http)
         self.datasets = AsyncDatasets(self._http)
         self.provenance = AsyncProvenanceResource(self._http)
 

@@ -169,6 +169,51 @@ class Secret(TrainportModel):
     updated_by: str | None = None
 
 
+class WebhookEndpoint(TrainportModel):
+    """A webhook endpoint; `secret` is set only in the answer to create and rotate-secret."""
+
+    id: str
+    url: str
+    description: str = ""
+    event_types: list[str] = []
+    project_id: str | None = None
+    enabled: bool
+    disabled_reason: str | None = None
+    consecutive_failures: int = 0
+    created_at: datetime
+    updated_at: datetime
+    secret: str | None = None
+
+
+class WebhookAttempt(TrainportModel):
+    attempt: int
+    succeeded: bool
+    response_code: int | None = None
+    latency_ms: int
+    response_excerpt: str | None = None
+    error: str | None = None
+    started_at: datetime
+
+
+class WebhookDelivery(TrainportModel):
+    """One event for one endpoint; `id` is the `webhook-id` header of each of its attempts."""
+
+    id: str
+    endpoint_id: str
+    event_type: str
+    status: str  # pending, succeeded or failed
+    attempts: int
+    next_attempt_at: datetime | None = None
+    response_code: int | None = None
+    latency_ms: int | None = None
+    response_excerpt: str | None = None
+    error: str | None = None
+    created_at: datetime
+    updated_at: datetime
+    payload: dict[str, Any] | None = None  # in `deliveries.get` only
+    attempt_log: list[WebhookAttempt] = []  # in `deliveries.get` only
+
+
 class ApiKey(TrainportModel):
     """An API key as listed: prefix, role and use, never the secret."""
 

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from core.ids import new_id
 from tests.api.expect import assert_problem
 from tests.api.routes import PATH_PARAM, ROUTES, fill
-from tests.factories import Tenant, create_run, make_tenant
+from tests.factories import PUBLIC_HOOK, Tenant, create_run, make_tenant
 
 # An upload names its content, not an object: every org may PUT any digest (tested below).
 UPLOADS = {("PUT", "/v1/code/{digest}")}
@@ -48,6 +48,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/v1/datasets/{dataset}/versions"): {"source": "s3://bucket/prefix/"},
     ("POST", "/v1/datasets/{dataset}/uploads"): {"files": [{"path": "a.txt", "size": 1}]},
     ("PUT", "/v1/secrets/{secret_name}"): {"value": "an intruder's value"},
+    ("PATCH", "/v1/webhooks/{webhook_id}"): {"description": "an intruder's"},
 }
 # How each kind of path id is filled: (the victim's object, an id that was never issued).
 MISSING = {
@@ -63,6 +64,8 @@ MISSING = {
     "secret_name": "never-created-secret",
     "digest": "sha256:" + "cd" * 32,
     "attempt": "1",
+    "webhook_id": new_id("whe"),
+    "delivery_id": "msg_" + "0" * 32,
 }
 
 
@@ -93,6 +96,8 @@ def orgs(client: TestClient) -> Orgs:
     snapshot = b"the victim's code"
     digest = "sha256:" + hashlib.sha256(snapshot).hexdigest()
     client.put(f"/v1/code/{digest}", content=snapshot, headers=victim.headers)
+    hook = client.post("/v1/webhooks", json={"url": PUBLIC_HOOK}, headers=victim.headers).json()
+    ping = client.post(f"/v1/webhooks/{hook['id']}/ping", headers=victim.headers).json()
     ids = {
         "digest": digest,
         "attempt": "1",
@@ -106,6 +111,8 @@ def orgs(client: TestClient) -> Orgs:
         "step": "987654321",
         "upload_id": new_id("upl"),  # uploads need S3 storage; the dataset decides first
         "secret_name": secret["name"],
+        "webhook_id": hook["id"],
+        "delivery_id": ping["id"],
     }
     return Orgs(victim, intruder, ids, run["resource_version"])
 

@@ -35,6 +35,8 @@ IDS = {
     "secret_name": "s",
     "digest": "sha256:" + "0" * 64,
     "attempt": "1",
+    "webhook_id": "whe_0",
+    "delivery_id": "msg_" + "0" * 32,
 }
 V1_ROUTES = [(m, p) for m, p in ROUTES if p.startswith("/v1")]
 

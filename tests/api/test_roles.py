@@ -8,8 +8,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.api.expect import assert_problem
-from tests.api.routes import WRITE_ROUTES, fill
-from tests.factories import Tenant, create_run, make_key, run_spec
+from tests.api.routes import ROUTES, WRITE_ROUTES, fill
+from tests.factories import PUBLIC_HOOK, Tenant, create_run, make_key, run_spec
 
 # A valid body for every write, so that the role alone decides the answer.
 WRITE_BODIES: dict[tuple[str, str], dict[str, Any] | None] = {
@@ -42,6 +42,12 @@ WRITE_BODIES: dict[tuple[str, str], dict[str, Any] | None] = {
     ("PUT", "/v1/secrets/{secret_name}"): {"value": "not-for-members"},
     ("DELETE", "/v1/secrets/{secret_name}"): None,
     ("PUT", "/v1/code/{digest}"): None,
+    ("POST", "/v1/webhooks"): {"url": PUBLIC_HOOK},
+    ("PATCH", "/v1/webhooks/{webhook_id}"): {"description": "not for members"},
+    ("DELETE", "/v1/webhooks/{webhook_id}"): None,
+    ("POST", "/v1/webhooks/{webhook_id}/rotate-secret"): None,
+    ("POST", "/v1/webhooks/{webhook_id}/ping"): None,
+    ("POST", "/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver"): None,
 }
 # POSTs that only read: a viewer may call them.
 VIEWER_POSTS = {("POST", "/v1/provenance/verify")}
@@ -56,6 +62,7 @@ ADMIN_ROUTES = [
     ("POST", "/v1/secrets"),
     ("PUT", "/v1/secrets/{secret_name}"),
     ("DELETE", "/v1/secrets/{secret_name}"),
+    *[(method, path) for method, path in ROUTES if path.startswith("/v1/webhooks")],
 ]
 
 
@@ -72,6 +79,8 @@ def _ids(client: TestClient, admin: Tenant) -> dict[str, str]:
         "upload_id": "upl_01jd5x",
         "secret_name": "wandb",
         "digest": "sha256:" + "ab" * 32,
+        "webhook_id": "whe_01jd5x",  # the role is refused before the endpoint is looked up
+        "delivery_id": "msg_01jd5x",
     }
 
 

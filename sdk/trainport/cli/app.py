@@ -14,7 +14,7 @@ import typer
 from rich.markup import escape
 
 from trainport._version import __version__
-from trainport.cli import datasets, outputs, profiles, runs, secrets, server, training
+from trainport.cli import datasets, outputs, profiles, runs, secrets, server, training, webhooks
 from trainport.cli.context import ExitCode, err, state
 from trainport.errors import AmbiguousRunName, ConfigurationError, TrainportError
 from trainport.spec import SpecError
@@ -33,6 +33,7 @@ training.register(app)
 outputs.register(app)
 datasets.register(app)
 secrets.register(app)
+webhooks.register(app)
 profiles.register(app)
 server.register(app)
 

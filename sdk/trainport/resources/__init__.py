@@ -7,6 +7,7 @@ from trainport.resources.projects import AsyncProjects, Projects
 from trainport.resources.provenance import AsyncProvenanceResource, ProvenanceResource
 from trainport.resources.runs import AsyncRuns, Runs
 from trainport.resources.secrets import AsyncSecrets, Secrets
+from trainport.resources.webhooks import AsyncWebhooks, Webhooks
 
 __all__ = [
     "ApiKeys",
@@ -17,6 +18,7 @@ __all__ = [
     "AsyncProvenanceResource",
     "AsyncRuns",
     "AsyncSecrets",
+    "AsyncWebhooks",
     "Code",
     "CodeUpload",
     "Datasets",
@@ -24,4 +26,5 @@ __all__ = [
     "ProvenanceResource",
     "Runs",
     "Secrets",
+    "Webhooks",
 ]
