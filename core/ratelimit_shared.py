@@ -82,29 +82,32 @@ class SharedWindows:
             k for k, w in self.windows.items() if w.ends < now and not w.pending and not w.sending
         ]:
             del self.windows[key]
-        dirty = [(key, window, window.pending) for key, window in self.windows.items()]
+        # (key, window, hits sent, whether this flush sets the key's expiry)
+        dirty = [(k, w, w.pending, not w.expiring) for k, w in self.windows.items()]
         if not dirty:
             return
-        for _, window, sent in dirty:  # a flush that overlaps this one sends only newer hits
+        for _, window, sent, _ in dirty:  # a flush that overlaps this one sends only newer hits
             window.pending -= sent
             window.sending += sent
         pipeline = self._client().pipeline(transaction=False)
-        for key, window, sent in dirty:
+        for key, window, sent, expire in dirty:
             pipeline.incrby(key, sent)
-            if not window.expiring:  # once per window and process: the key outlives the window
+            if expire:  # once per window and process: the key outlives the window
                 pipeline.expire(key, max(1, math.ceil(window.ends - now) + 1))
         try:
             results = iter(await pipeline.execute())
         except RedisError as exc:  # counted locally meanwhile; sent on the next flush
             log.warning("rate limit storage unavailable, counting locally: %s", exc)
-            for _, window, sent in dirty:
+            for _, window, sent, _ in dirty:
                 window.sending -= sent
                 window.pending += sent
             return
-        for _, window, sent in dirty:
-            window.total = int(next(results))  # ours included; newer hits stay pending
+        for _, window, sent, expire in dirty:
+            # A window's count only grows: an overlapping flush's older answer (on another
+            # pooled connection) must not lower what a newer one learnt.
+            window.total = max(window.total, int(next(results)))  # ours included
             window.sending -= sent
-            if not window.expiring:
+            if expire:
                 next(results)
                 window.expiring = True
 

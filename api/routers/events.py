@@ -8,17 +8,18 @@ keep-alive comments go out every `TRAINPORT_SSE_KEEPALIVE_SECONDS`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
-from pydantic import AwareDatetime
 from starlette.concurrency import run_in_threadpool
 
 from api import telemetry
 from api.deps import Caller
+from api.params import LabelSelector, Timestamp
 from api.routing import UnitOfWorkRoute
 from core.db import session_scope
 from core.errors import FieldError, InvalidInput
@@ -44,7 +45,15 @@ STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
 Since = Annotated[
     int | None, Query(ge=0, le=2**62, description="resume after this resource version")
 ]
-LastEventId = Annotated[str | None, Header(alias="Last-Event-ID", max_length=32)]
+LastEventId = Annotated[
+    str | None,
+    Header(
+        alias="Last-Event-ID",
+        max_length=32,
+        pattern=r"^[0-9]{0,18}$",  # HTTP trims a header value's surrounding whitespace
+        description="the `id` of the last event received (a reconnecting EventSource sends it)",
+    ),
+]
 
 
 def wants_stream(accept: str | None) -> bool:
@@ -55,12 +64,12 @@ def resume_point(since: int | None, last_event_id: str | None) -> int | None:
     """Where a stream resumes: `Last-Event-ID` (a reconnecting EventSource) wins over `since`."""
     if last_event_id is None or not last_event_id.strip():
         return since
-    if not last_event_id.strip().isdigit():
+    if not re.fullmatch(r"[0-9]{1,18}", last_event_id.strip()):  # isdigit() takes "²" too
         raise InvalidInput(
             "Last-Event-ID must be a resource version from this stream.",
             [FieldError.for_parameter("Last-Event-ID", "not a resource version")],
         )
-    return int(last_event_id)
+    return int(last_event_id.strip())
 
 
 def _pump(request: Request) -> stream.EventPump:
@@ -133,11 +142,11 @@ async def list_events(
     accept: Annotated[str | None, Header(max_length=1024)] = None,
     status_: Annotated[list[RunStatus] | None, Query(alias="status", max_length=8)] = None,
     project: Annotated[str | None, Query(max_length=63)] = None,
-    labels: Annotated[str | None, Query(max_length=1024, description="`k=v,k2`")] = None,
+    labels: LabelSelector = None,
     name_prefix: Annotated[str | None, Query(max_length=40)] = None,
     name: Annotated[str | None, Query(max_length=40)] = None,
-    created_after: AwareDatetime | None = None,
-    created_before: AwareDatetime | None = None,
+    created_after: Timestamp | None = None,
+    created_before: Timestamp | None = None,
     since: Since = None,
     last_event_id: LastEventId = None,
 ) -> Response:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response, status
-from pydantic import AwareDatetime, BeforeValidator
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -22,6 +20,7 @@ from api.deps import (
 )
 from api.edge import count_org, count_org_from_thread
 from api.etags import IF_MATCH, list_etag, matches, parse_if_match, run_etag
+from api.params import LabelSelector, Timestamp
 from api.routers import events
 from api.yaml_body import YamlBodyRoute
 from core.aio import AsyncDatabase
@@ -32,7 +31,7 @@ from core.pagination import EVENT_CURSOR, MAX_PAGE_SIZE, RUN_CURSOR
 from core.runs import creation, reads, service
 from core.runs.repository import RunFilter
 from core.runs.schemas import RunEventPage, RunOut, RunPage, RunPatch
-from core.runs.spec import LABEL_SELECTOR, RESERVED_SELECTOR, RunCreate
+from core.runs.spec import RunCreate
 from core.runs.states import RunStatus
 from core.runs.watch import wait_for_change
 from core.settings import Settings
@@ -49,20 +48,6 @@ RunCursor = Annotated[
 EventCursor = Annotated[
     str | None, Query(pattern=EVENT_CURSOR.pattern, description="`next_cursor` of the last page")
 ]
-RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
-
-
-def _rfc3339(value: Any) -> Any:
-    """Only the text `format: date-time` describes; pydantic alone would also read `0.5` as a
-    Unix time."""
-    if not (isinstance(value, str) and RFC3339.fullmatch(value)):
-        raise ValueError(
-            "must be an RFC 3339 date-time with a time zone, e.g. 2026-01-31T12:00:00Z"
-        )
-    return value
-
-
-Timestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
 NOT_MODIFIED: dict[int | str, dict[str, Any]] = {
     304: {"description": "Not modified (If-None-Match matched the ETag)"}
 }
@@ -164,14 +149,7 @@ async def list_runs(
     settings: SettingsDep,
     status_: Annotated[list[RunStatus] | None, Query(alias="status", max_length=8)] = None,
     project: Annotated[str | None, Query(max_length=63)] = None,
-    labels: Annotated[
-        str | None,
-        Query(
-            max_length=1024,
-            description="`k=v,k2`: every run with label k equal to v and a label k2",
-            json_schema_extra={"pattern": LABEL_SELECTOR, "not": {"pattern": RESERVED_SELECTOR}},
-        ),
-    ] = None,
+    labels: LabelSelector = None,
     name_prefix: Annotated[str | None, Query(max_length=40)] = None,
     name: Annotated[
         str | None, Query(max_length=40, description="exactly this name (names repeat)")

@@ -7,6 +7,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 
+from core.runs.spec import StrictModel
+
 
 class EventType(StrEnum):
     """Every event a webhook endpoint can receive (`event_types` filters by these)."""
@@ -27,9 +29,7 @@ class DeliveryStatus(StrEnum):
     FAILED = "failed"  # retried for webhook_retry_for_hours without a 2xx
 
 
-class EndpointCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class EndpointCreate(StrictModel):
     url: HttpUrl = Field(description="http(s) URL that receives the POSTs; a public address")
     description: str = Field(default="", max_length=500)
     event_types: list[EventType] = Field(
@@ -43,9 +43,7 @@ class EndpointCreate(BaseModel):
     )
 
 
-class EndpointUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class EndpointUpdate(StrictModel):
     url: HttpUrl | None = None
     description: str | None = Field(default=None, max_length=500)
     event_types: list[EventType] | None = None
