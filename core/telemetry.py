@@ -90,6 +90,17 @@ LAUNCHES = Counter(
     "Launch tasks by outcome: launched, moved_on, already_launched, gave_up, refused, error",
     ["outcome"],
 )
+WEBHOOK_ATTEMPTS = Counter(
+    "trainport_webhook_attempts",
+    "Webhook delivery attempts, by result: succeeded, http_error (a non-2xx answer or a "
+    "redirect) or unreachable (refused address, connection error, timeout)",
+    ["result"],
+)
+WEBHOOK_LATENCY = Histogram(
+    "trainport_webhook_attempt_duration_seconds",
+    "Time from sending a webhook to its receiver's answer (or the error)",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
 RUNS_FINISHED = Counter(
     "trainport_runs_finished",
     "Runs that reached a terminal status, by status and reason",

@@ -32,7 +32,7 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import db
+from core import db, telemetry
 from core.egress import EgressPolicy, EgressRefused, permitted, resolve
 from core.models import utcnow
 from core.settings import Settings
@@ -155,12 +155,24 @@ async def _rounds(factory: sessionmaker[Session], settings: Settings, budget_s: 
             outcomes = await send_all(http, batch, settings)
             with db.session_scope(factory) as session:
                 delivery.record(session, settings, outcomes)
+            _count(outcomes)
             sent += len(outcomes)
             if time.monotonic() >= deadline:
                 break
             with db.session_scope(factory) as session:
                 batch = delivery.claim(session, settings)
     return sent
+
+
+def _count(outcomes: list[Outcome]) -> None:
+    """Prometheus: attempts by result, and their latency (core/telemetry.py)."""
+    for outcome in outcomes:
+        if outcome.succeeded:
+            result = "succeeded"
+        else:
+            result = "http_error" if outcome.response_code is not None else "unreachable"
+        telemetry.WEBHOOK_ATTEMPTS.labels(result).inc()
+        telemetry.WEBHOOK_LATENCY.observe(outcome.latency_ms / 1000)
 
 
 def deliver_due(

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client import REGISTRY
 from sqlalchemy.orm import Session, sessionmaker
 
 import trainport
@@ -24,6 +25,7 @@ from core.settings import Settings
 from tests.factories import Tenant, make_tenant, run_spec
 from tests.webhooks.receiver import Receiver, start_receiver
 from tests.workers.conftest import StartPlatform
+from workers import webhooks
 
 LOOPBACK = '["127.0.0.0/8"]'
 FAST_RETRIES = {
@@ -162,3 +164,37 @@ def test_a_finished_run_is_delivered_with_its_reason(
     assert finished["run"]["id"] == run.json()["id"]
     assert finished["change"]["to"] == "succeeded"
     assert json.loads(receiver.requests[1].body)["data"]["change"]["reason"] == "completed"
+
+
+def test_attempts_are_counted_by_result_for_prometheus(
+    api: TestClient, factory: sessionmaker[Session], fresh_url: str
+) -> None:
+    """Issue 19 asks the workers' /metrics for webhook deliveries by result: one round of the
+    delivery task (in this process) against a receiver that fails once, then a retry."""
+    receiver = start_receiver(lambda n: (503 if n == 0 else 204, {}))
+    tenant = make_tenant(api)
+    hook = _endpoint(api, tenant, receiver.url)
+    settings = Settings(database_url=fresh_url, webhook_allowed_networks=["127.0.0.0/8"])
+    settings = settings.model_copy(update={"webhook_retry_base_seconds": 0.01})
+
+    def sample(result: str) -> float:
+        value = REGISTRY.get_sample_value("trainport_webhook_attempts_total", {"result": result})
+        return value or 0.0
+
+    before = {result: sample(result) for result in ("succeeded", "http_error")}
+    delivery_id = _ping(api, tenant, hook["id"])
+    assert webhooks.deliver_due(factory, settings) >= 1
+    deadline = time.monotonic() + 10
+    while _status(factory, delivery_id) != "succeeded":  # the retry is due within ~10 ms
+        assert time.monotonic() < deadline, "the retry never succeeded"
+        webhooks.deliver_due(factory, settings)
+        time.sleep(0.02)
+
+    assert sample("http_error") - before["http_error"] == 1
+    assert sample("succeeded") - before["succeeded"] == 1
+    assert (REGISTRY.get_sample_value("trainport_webhook_attempt_duration_seconds_count") or 0) >= 2
+
+
+def _status(factory: sessionmaker[Session], delivery_id: str) -> str:
+    with session_scope(factory) as session:
+        return session.get_one(WebhookDelivery, delivery_id).status
