@@ -37,6 +37,18 @@ from enum import StrEnum
 from typing import Any
 
 from core.runs.attempts import Grant
+from core.scheduling.placement import NodeFree, best_fit_text, place, take
+from core.scheduling.preemption import (
+    FairShare,
+    Holding,
+    Preemption,
+    better,
+    choose_gpu_victims,
+    choose_slot_victims,
+    may_preempt,
+    preference,
+    released,
+)
 
 PRIORITY_ORDER = ("high", "normal", "low")
 HELD_GPU_CHARGE_SECONDS = 3600.0  # a GPU held now weighs like one GPU-hour of recent usage
@@ -48,6 +60,7 @@ class QueueReason(StrEnum):
     QUOTA_EXHAUSTED = "quota_exhausted"
     NO_CAPACITY = "no_capacity"
     RESERVED = "reserved"  # what it needs is held for a run that has waited too long
+    PREEMPTING = "preempting"  # lower-priority runs are stopping to make room for it
     READY = "ready"  # it fits: the next scheduler pass starts it
 
 
@@ -60,7 +73,7 @@ class Blocker:
 @dataclass(frozen=True)
 class Needs:
     nodes: int
-    gpus: int
+    gpus: int  # nodes x gpus_per_node
     gpu_type: str | None
     cpu_slots: int
 
@@ -72,9 +85,14 @@ class Needs:
         slots = 0 if gpus else nodes * int(compute.get("processes") or 1)
         return cls(nodes, gpus, compute.get("gpu_type"), slots)
 
+    @property
+    def per_node(self) -> int:
+        return self.gpus // self.nodes
+
     def describe(self) -> str:
         if self.gpus:
-            return f"{self.gpus} x {self.gpu_type}" if self.gpu_type else f"{self.gpus} GPUs"
+            kind = f" {self.gpu_type}" if self.gpu_type else " GPUs"
+            return f"{self.nodes} × {self.per_node}{kind} on one cluster"
         return f"{self.cpu_slots} CPU slot{'s' if self.cpu_slots != 1 else ''}"
 
 
@@ -90,14 +108,43 @@ class Candidate:
 
 @dataclass
 class ClusterState:
-    """Free capacity of one cluster during a plan; reservations are tracked beside it."""
+    """Free capacity of one cluster during a plan; reservations are tracked beside it.
+
+    `node_free` holds the free GPUs of each type node by node (`free_gpus` is their sum); a
+    state built without it spreads each type evenly over `nodes` nodes."""
 
     name: str
     nodes: int
     free_gpus: dict[str, int]
     free_slots: int | None  # None: unlimited
+    node_free: dict[str, NodeFree] = field(default_factory=dict)  # gpu type -> node -> free
     reserved_gpus: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     reserved_slots: int = 0
+
+    def __post_init__(self) -> None:
+        for gpu_type, total in self.free_gpus.items():
+            if gpu_type not in self.node_free:
+                count = max(1, self.nodes)
+                self.node_free[gpu_type] = {
+                    f"node-{i}": total // count + (1 if i < total % count else 0)
+                    for i in range(count)
+                }
+
+    def placement(self, needs: Needs, gpu_type: str | None) -> dict[str, int] | None:
+        """Where a gang fits now, node by node; {} for CPU runs; None when it does not fit."""
+        if not needs.gpus:
+            return {}
+        nodes = place(self.node_free.get(gpu_type or "", {}), needs.nodes, needs.per_node)
+        return None if nodes is None else dict.fromkeys(nodes, needs.per_node)
+
+    def take(self, gpu_type: str | None, placement: dict[str, int], slots: int = 0) -> None:
+        if placement:
+            take(self.node_free.setdefault(gpu_type or "", {}), placement)
+            self.free_gpus[gpu_type or ""] = self.free_gpus.get(gpu_type or "", 0) - sum(
+                placement.values()
+            )
+        if slots and self.free_slots is not None:
+            self.free_slots -= slots
 
     def types_for(self, needs: Needs) -> list[str]:
         if needs.gpu_type is not None:
@@ -162,6 +209,7 @@ class Snapshot:
     usage: dict[Owner, float]  # recent GPU-seconds, same keys
     now: datetime
     starvation_seconds: float
+    holdings: Sequence[Holding] = ()  # what runs now: the preemption candidates
 
 
 @dataclass
@@ -169,6 +217,7 @@ class Plan:
     order: list[str] = field(default_factory=list)
     admitted: list[tuple[Candidate, Grant]] = field(default_factory=list)
     blocked: dict[str, Blocker] = field(default_factory=dict)
+    preemptions: list[Preemption] = field(default_factory=list)
 
     def position(self, run_id: str) -> int | None:
         try:
@@ -178,7 +227,7 @@ class Plan:
 
 
 def plan_admissions(snapshot: Snapshot) -> Plan:
-    """Decide, without side effects, what this pass admits."""
+    """Decide, without side effects, what this pass admits and whom it preempts."""
     planner = _Planner(snapshot)
     for priority in PRIORITY_ORDER:
         runs = [c for c in snapshot.candidates if c.priority == priority]
@@ -198,6 +247,7 @@ class _Planner:
         self.snapshot = snapshot
         self.plan = Plan()
         self.usage: dict[Owner, float] = defaultdict(float, snapshot.usage)
+        self.victims = _VictimPool(snapshot)
 
     def starving(self, candidate: Candidate) -> bool:
         waited = (self.snapshot.now - candidate.queued_at).total_seconds()
@@ -229,10 +279,14 @@ class _Planner:
                 self.plan.blocked[candidate.run_id] = blocker
                 return
         fit = self._best_fit(candidate.needs)
-        if fit is None:
-            self.plan.blocked[candidate.run_id] = self._capacity_blocker(candidate, starving)
+        if fit is not None:
+            self._admit(candidate, scopes, *fit)
             return
-        self._admit(candidate, scopes, *fit)
+        preempting = self._preempt(candidate)
+        if preempting is not None:
+            self.plan.blocked[candidate.run_id] = preempting
+            return
+        self.plan.blocked[candidate.run_id] = self._capacity_blocker(candidate, starving)
 
     def _scopes(self, candidate: Candidate) -> list[Scope]:
         keys = [(candidate.org_id, ""), (candidate.org_id, candidate.project_id)]
@@ -247,17 +301,30 @@ class _Planner:
             else:
                 yield cluster, None
 
-    def _best_fit(self, needs: Needs) -> tuple[ClusterState, str | None] | None:
+    def _best_fit(
+        self, needs: Needs
+    ) -> tuple[ClusterState, str | None, dict[str, int]] | None:
         """The place where it fits leaving the least free: big holes stay for big runs."""
-        fits = [
-            (cluster.room(needs, gpu_type, True), cluster.name, cluster, gpu_type)
-            for cluster, gpu_type in self._slots(needs)
-            if cluster.room(needs, gpu_type, True) >= (needs.gpus or needs.cpu_slots)
-        ]
-        if not fits:
-            return None
-        _, _, cluster, gpu_type = min(fits, key=lambda fit: (fit[0], fit[1]))
-        return cluster, gpu_type
+        best: tuple[int, str, ClusterState, str | None, dict[str, int]] | None = None
+        for cluster, gpu_type in self._slots(needs):
+            room = cluster.room(needs, gpu_type, True)
+            if room < (needs.gpus or needs.cpu_slots):
+                continue  # the quick test first: most blocked runs stop here
+            if best is not None and (room, cluster.name) >= best[:2]:
+                continue
+            placement = cluster.placement(needs, gpu_type)
+            if placement is not None:
+                best = (room, cluster.name, cluster, gpu_type, placement)
+        return None if best is None else best[2:]
+
+    def _best_shape(self, needs: Needs) -> str:
+        """The roomiest nodes of the slot that comes closest, for the queue answer."""
+        texts = []
+        for cluster, gpu_type in self._slots(needs):
+            free = cluster.node_free.get(gpu_type or "", {})
+            usable = sorted((room for room in free.values() if room > 0), reverse=True)
+            texts.append((usable[: needs.nodes], best_fit_text(free, needs.nodes)))
+        return max(texts)[1] if texts else "nothing free"
 
     def _largest(
         self, needs: Needs, honour_reservations: bool
@@ -273,9 +340,13 @@ class _Planner:
         needs = candidate.needs
         free, cluster, gpu_type = self._largest(needs, honour_reservations=False)
         wanted = needs.gpus or needs.cpu_slots
-        if cluster is not None and free >= wanted:
+        shaped = cluster is None or cluster.placement(needs, gpu_type) is not None
+        if cluster is not None and free >= wanted and shaped:
             detail = f"needs {needs.describe()}; {free} free, held for a run that has waited longer"
             blocker = Blocker(QueueReason.RESERVED, detail)
+        elif needs.gpus:
+            detail = f"needs {needs.describe()}, best fit {self._best_shape(needs)}"
+            blocker = Blocker(QueueReason.NO_CAPACITY, detail)
         else:
             detail = f"needs {needs.describe()}, largest free {max(free, 0)}"
             blocker = Blocker(QueueReason.NO_CAPACITY, detail)
@@ -291,26 +362,129 @@ class _Planner:
             cluster.reserved_slots += min(room, needs.cpu_slots)
 
     def _admit(
-        self, candidate: Candidate, scopes: list[Scope], cluster: ClusterState, gpu_type: str | None
+        self,
+        candidate: Candidate,
+        scopes: list[Scope],
+        cluster: ClusterState,
+        gpu_type: str | None,
+        placement: dict[str, int],
     ) -> None:
         needs = candidate.needs
-        if needs.gpus:
-            cluster.free_gpus[gpu_type or ""] -= needs.gpus
-        elif cluster.free_slots is not None:
-            cluster.free_slots -= needs.cpu_slots
+        cluster.take(gpu_type, placement, needs.cpu_slots)
         for scope in scopes:
             scope.gpus += needs.gpus
             scope.runs += 1
         charge = needs.gpus * HELD_GPU_CHARGE_SECONDS
         self.usage[(candidate.org_id, "")] += charge
         self.usage[(candidate.org_id, candidate.project_id)] += charge
-        grant = Grant(cluster.name, gpu_type, needs.gpus, needs.cpu_slots)
+        grant = Grant(cluster.name, gpu_type, needs.gpus, needs.cpu_slots, placement)
         self.plan.admitted.append((candidate, grant))
+
+    def _preempt(self, candidate: Candidate) -> Blocker | None:
+        """Room made by stopping lower-priority preemptible runs (core/scheduling/preemption.py):
+        the free part of the chosen fit is held for the preemptor from now on, so nothing
+        admitted after it in this pass (or the next, while its victims stop) takes it."""
+        found = self.victims.search(candidate, self._slots(candidate.needs))
+        if found is None:
+            return None
+        cluster, gpu_type, victims, fresh = found
+        self._hold_for(candidate.needs, cluster, gpu_type, victims)
+        if fresh:
+            self.plan.preemptions.append(
+                Preemption(candidate.run_id, cluster.name, gpu_type, tuple(fresh))
+            )
+        names = ", ".join(v.run_id for v in victims)
+        detail = (
+            f"needs {candidate.needs.describe()}; preempting {len(victims)} lower-priority "
+            f"run{'s' if len(victims) != 1 else ''} ({names}), which stop after their "
+            "checkpoint grace"
+        )
+        return Blocker(QueueReason.PREEMPTING, detail)
+
+    def _hold_for(
+        self, needs: Needs, cluster: ClusterState, gpu_type: str | None, victims: list[Holding]
+    ) -> None:
+        if not needs.gpus:
+            freed = sum(v.cpu_slots for v in victims)
+            cluster.take(None, {}, max(0, needs.cpu_slots - freed))
+            return
+        free = cluster.node_free.get(gpu_type or "", {})
+        after = released(free, victims)
+        nodes = place(after, needs.nodes, needs.per_node) or []
+        freed = released({}, victims)
+        hold = {n: min(max(free.get(n, 0), 0), max(0, needs.per_node - freed.get(n, 0))) for n in nodes}
+        cluster.take(gpu_type, {n: g for n, g in hold.items() if g})
+
+
+class _VictimPool:
+    """The running attempts a pass may preempt, by slot, and the searches already failed."""
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self.by_slot: dict[tuple[str, str | None], list[Holding]] = defaultdict(list)
+        self.pending: dict[str, list[Holding]] = defaultdict(list)  # preemptor -> victims
+        gpus = sum(sum(c.free_gpus.values()) for c in snapshot.clusters)
+        gpus += sum(h.gpus for h in snapshot.holdings)
+        unlimited = any(c.free_slots is None for c in snapshot.clusters)
+        slots = None if unlimited else sum(c.free_slots or 0 for c in snapshot.clusters)
+        slots = None if slots is None else slots + sum(h.cpu_slots for h in snapshot.holdings)
+        for holding in snapshot.holdings:
+            if holding.preempted_by is not None:
+                self.pending[holding.preempted_by].append(holding)
+            elif holding.preemptible:
+                self.by_slot[(holding.cluster, holding.gpu_type if holding.gpus else None)].append(
+                    holding
+                )
+        self.share = FairShare(snapshot.holdings, (c.org_id for c in snapshot.candidates), gpus, slots)
+        self.taken: set[str] = set()
+        self.failed: set[tuple[Needs, str, str]] = set()
+
+    def search(
+        self, candidate: Candidate, slots: Iterable[tuple[ClusterState, str | None]]
+    ) -> tuple[ClusterState, str | None, list[Holding], list[Holding]] | None:
+        """The best slot and its victims (all, and those newly chosen), or None."""
+        key = (candidate.needs, candidate.priority, candidate.org_id)
+        own = self.pending.get(candidate.run_id, [])
+        if key in self.failed and not own:
+            return None
+        best: tuple[ClusterState, str | None, list[Holding], list[Holding]] | None = None
+        for cluster, gpu_type in slots:
+            found = self._search_slot(candidate, cluster, gpu_type, own)
+            if found is not None and (best is None or better(found, best[3])):
+                mine = [v for v in own if v.cluster == cluster.name]
+                best = (cluster, gpu_type, mine + found, found)
+        if best is None:
+            self.failed.add(key)
+            return None
+        for victim in best[3]:
+            self.taken.add(victim.run_id)
+            self.share.release(victim)
+        return best
+
+    def _search_slot(
+        self, candidate: Candidate, cluster: ClusterState, gpu_type: str | None, own: list[Holding]
+    ) -> list[Holding] | None:
+        needs = candidate.needs
+        mine = [v for v in own if v.cluster == cluster.name and (v.gpu_type == gpu_type or not needs.gpus)]
+        gpu_run = bool(needs.gpus)
+        pool = [
+            victim
+            for victim in self.by_slot.get((cluster.name, gpu_type if gpu_run else None), ())
+            if victim.run_id not in self.taken
+            and may_preempt(candidate.org_id, candidate.priority, victim, lambda org: self.share.above(org, gpu_run))
+        ]
+        pool.sort(key=preference(candidate.org_id))
+        if not gpu_run:
+            if cluster.free_slots is None:
+                return None
+            start = cluster.free_slots + sum(v.cpu_slots for v in mine)
+            return choose_slot_victims(start, needs.cpu_slots, pool)
+        free = released(cluster.node_free.get(gpu_type or "", {}), mine)
+        return choose_gpu_victims(free, needs.nodes, needs.per_node, pool)
 
 
 def fits_anywhere(needs: Needs, clusters: Sequence[ClusterState]) -> str | None:
     """None if some cluster could ever hold the run; else why none can (for `unschedulable`)."""
-    best = 0
+    best = "nothing"
     for cluster in clusters:
         if needs.nodes > cluster.nodes:
             continue
@@ -318,13 +492,15 @@ def fits_anywhere(needs: Needs, clusters: Sequence[ClusterState]) -> str | None:
             total = cluster.free_slots
             if total is None or total >= needs.cpu_slots:
                 return None
-            best = max(best, total)
+            best = str(total)
             continue
         for gpu_type in cluster.types_for(needs):
-            if cluster.free_gpus[gpu_type] >= needs.gpus:
+            if cluster.placement(needs, gpu_type) is not None:
                 return None
-            best = max(best, cluster.free_gpus[gpu_type])
+            best = best_fit_text(cluster.node_free.get(gpu_type, {}), needs.nodes)
     nodes = max((c.nodes for c in clusters), default=0)
     if needs.nodes > nodes:
         return f"needs {needs.nodes} nodes; the largest cluster has {nodes}"
+    if needs.gpus:
+        return f"needs {needs.describe()}; the best fit any cluster has is {best}"
     return f"needs {needs.describe()}; the largest cluster has {best}"

@@ -22,6 +22,15 @@ def queued_runs(session: Session) -> Sequence[Row[tuple[str, str, str, str, date
     ).all()
 
 
+def holdings(session: Session) -> Sequence[Row[tuple[RunAttempt, str, Any]]]:
+    """Every open attempt with its run's priority and spec `scheduling` part (for preemption)."""
+    return session.execute(
+        select(RunAttempt, Run.priority, Run.spec["scheduling"])
+        .join(Run, Run.id == RunAttempt.run_id)
+        .where(RunAttempt.ended_at.is_(None))
+    ).all()
+
+
 def lock_runs(
     session: Session, status: RunStatus, ids: Sequence[str] | None = None, limit: int = 1000
 ) -> Sequence[Run]:

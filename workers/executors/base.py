@@ -81,8 +81,11 @@ class Executor(Protocol):
     def launch(self, request: LaunchRequest) -> None:
         """Start the attempt, or adopt it if it already exists. Never starts a second copy."""
 
-    def cancel(self, run_id: str, attempt: int) -> bool:
-        """Ask the attempt to stop; True once nothing of it is left running. Idempotent."""
+    def cancel(self, run_id: str, attempt: int, grace_seconds: float | None = None) -> bool:
+        """Ask the attempt to stop; True once nothing of it is left running. Idempotent.
+
+        `grace_seconds` (a preemption's checkpoint grace) replaces the executor's own SIGTERM
+        to SIGKILL delay; the first call fixes it."""
 
     def observe(self) -> list[AttemptObservation]:
         """Every attempt this executor can see, live or finished but not yet cleaned up."""
