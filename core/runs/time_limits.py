@@ -16,6 +16,9 @@ the attempt that is over one:
   it, which is not the code's fault, so it is a platform failure, retried by the system policy
   (`retry_on_system_failure`, at most TRAINPORT_SYSTEM_RETRY_LIMIT times; a retry is queued and
   admitted again, perhaps elsewhere) and otherwise fails the run with that reason.
+- **Queue time** (`scheduling.max_pending` only; the operator's default bounds the cluster
+  wait alone) counts from the run's latest entry into the queue (`runs.queued_at`): a run the
+  scheduler has not admitted within it fails `pending_timeout` (`over_queue_limit`).
 """
 
 from __future__ import annotations
@@ -103,3 +106,15 @@ def duration_text(seconds: float) -> str:
     if whole or not parts:
         parts.append(f"{whole}s")
     return "".join(parts)
+
+
+def over_queue_limit(scheduling: dict[str, Any], queued_at: datetime, now: datetime) -> str | None:
+    """Why a queued run has waited too long for admission, or None while within max_pending."""
+    limit = scheduling.get("max_pending")
+    waited = (now - queued_at).total_seconds()
+    if not limit or waited < float(limit):
+        return None
+    return (
+        f"not admitted within scheduling.max_pending ({duration_text(float(limit))}): "
+        f"queued for {duration_text(waited)}"
+    )

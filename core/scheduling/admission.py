@@ -28,6 +28,7 @@ from core import outbox
 from core.datasets.pinning import pin_datasets
 from core.models import Run, RunAttempt, utcnow
 from core.runs.attempts import Grant, open_attempt
+from core.runs.time_limits import over_queue_limit
 from core.runs.states import RunStatus, StatusReason, record_event, transition
 from core.scheduling import repository
 from core.scheduling.clusters import list_clusters, lock_clusters
@@ -75,6 +76,7 @@ def admit_queued_runs(
     """One admission pass. Each admitted run is `starting` with a new attempt and a launch task;
     each preemption victim's attempt is marked, for the reconciler to stop."""
     clusters = lock_clusters(session)
+    expire_queued_runs(session, now or utcnow())
     snapshot = load_snapshot(session, settings, now or utcnow(), clusters)
     plan = plan_admissions(snapshot)
     for preemption in plan.preemptions:
@@ -88,6 +90,18 @@ def admit_queued_runs(
         for run_id in plan.order
         if run_id in locked and run_id in grants
     ]
+
+
+def expire_queued_runs(session: Session, now: datetime) -> int:
+    """Fail the queued runs past their `scheduling.max_pending` with `pending_timeout`."""
+    overdue = {
+        row.id: why
+        for row in repository.queued_runs(session)
+        if (why := over_queue_limit((row.spec or {}).get("scheduling") or {}, row.queued_at or now, now))
+    }
+    for run in repository.lock_runs(session, RunStatus.QUEUED, list(overdue)) if overdue else ():
+        transition(session, run, RunStatus.FAILED, StatusReason.PENDING_TIMEOUT, overdue[run.id])
+    return len(overdue)
 
 
 def _admit(session: Session, run: Run, candidate: Candidate, grant: Grant) -> Admitted:

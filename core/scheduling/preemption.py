@@ -43,6 +43,7 @@ class Holding:
     placement: dict[str, int] = field(default_factory=dict)
     preempted_by: str | None = None  # already chosen as a victim of this run
     attempt: int = 1
+    ends_at: datetime | None = None  # started_at + max_duration: the latest it ends
 
 
 @dataclass(frozen=True)

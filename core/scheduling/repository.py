@@ -22,10 +22,11 @@ def queued_runs(session: Session) -> Sequence[Row[tuple[str, str, str, str, date
     ).all()
 
 
-def holdings(session: Session) -> Sequence[Row[tuple[RunAttempt, str, Any]]]:
-    """Every open attempt with its run's priority and spec `scheduling` part (for preemption)."""
+def holdings(session: Session) -> Sequence[Row[tuple[RunAttempt, str, Any, datetime | None]]]:
+    """Every open attempt with its run's priority, spec `scheduling` part and running start
+    (for preemption and the queue's ETA)."""
     return session.execute(
-        select(RunAttempt, Run.priority, Run.spec["scheduling"])
+        select(RunAttempt, Run.priority, Run.spec["scheduling"], Run.started_at)
         .join(Run, Run.id == RunAttempt.run_id)
         .where(RunAttempt.ended_at.is_(None))
     ).all()

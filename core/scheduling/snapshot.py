@@ -50,11 +50,15 @@ def load_snapshot(
         usage=recent_usage(session, now, timedelta(hours=settings.fair_share_window_hours)),
         now=now,
         starvation_seconds=settings.scheduler_starvation_seconds,
-        holdings=[_holding(attempt, priority, scheduling) for attempt, priority, scheduling in rows],
+        holdings=[_holding(*row) for row in rows],
     )
 
 
-def _holding(attempt: RunAttempt, priority: str, scheduling: Any) -> Holding:
+def _holding(
+    attempt: RunAttempt, priority: str, scheduling: Any, started_at: datetime | None
+) -> Holding:
+    limit = (scheduling or {}).get("max_duration")
+    ends_at = started_at + timedelta(seconds=float(limit)) if started_at and limit else None
     return Holding(
         attempt.run_id,
         attempt.org_id,
@@ -69,6 +73,7 @@ def _holding(attempt: RunAttempt, priority: str, scheduling: Any) -> Holding:
         {str(node): int(gpus) for node, gpus in (attempt.placement or {}).items()},
         attempt.preempted_by,
         attempt.attempt,
+        ends_at,
     )
 
 
