@@ -28,8 +28,8 @@ from core import outbox
 from core.datasets.pinning import pin_datasets
 from core.models import Run, RunAttempt, utcnow
 from core.runs.attempts import Grant, open_attempt
-from core.runs.time_limits import over_queue_limit
 from core.runs.states import RunStatus, StatusReason, record_event, transition
+from core.runs.time_limits import over_queue_limit
 from core.scheduling import repository
 from core.scheduling.clusters import list_clusters, lock_clusters
 from core.scheduling.planner import Candidate, Needs, fits_anywhere, plan_admissions
@@ -97,7 +97,11 @@ def expire_queued_runs(session: Session, now: datetime) -> int:
     overdue = {
         row.id: why
         for row in repository.queued_runs(session)
-        if (why := over_queue_limit((row.spec or {}).get("scheduling") or {}, row.queued_at or now, now))
+        if (
+            why := over_queue_limit(
+                (row.spec or {}).get("scheduling") or {}, row.queued_at or now, now
+            )
+        )
     }
     for run in repository.lock_runs(session, RunStatus.QUEUED, list(overdue)) if overdue else ():
         transition(session, run, RunStatus.FAILED, StatusReason.PENDING_TIMEOUT, overdue[run.id])

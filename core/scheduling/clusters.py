@@ -85,7 +85,9 @@ class Inventory:
             str(node): {str(t): int(n) for t, n in (held or {}).items()}
             for node, held in (document.get("node_gpus") or {}).items()
         }
-        return cls(gpus, None if slots is None else int(slots), nodes, per_node or _spread(gpus, nodes))
+        return cls(
+            gpus, None if slots is None else int(slots), nodes, per_node or _spread(gpus, nodes)
+        )
 
 
 def _spread(gpus: dict[str, int], nodes: int) -> NodeGpus:

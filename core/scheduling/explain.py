@@ -2,7 +2,7 @@
 
 It runs the scheduler's own plan over the current state, read-only, so the answer is the one
 the next pass would act on: `quota_exhausted` ("16 of 16 GPUs of org acme in use"),
-`no_capacity` ("needs 2 × 8 a100 on one cluster, best fit 1 × 8 + 2 × 4"), `reserved` (held
+`no_capacity` ("needs 2 x 8 a100 on one cluster, best fit 1 x 8 + 2 x 4"), `reserved` (held
 for a starved run), `preempting` (lower-priority runs are stopping for it), or `ready` (it
 fits; the next pass starts it). A run waiting for capacity gets an `eta`
 (core/scheduling/eta.py) from the running work's max_duration.

@@ -36,12 +36,12 @@ def fits(free: Mapping[str, int], nodes: int, per_node: int) -> bool:
 
 
 def best_fit_text(free: Mapping[str, int], nodes: int) -> str:
-    """The `nodes` roomiest nodes, as people say it: `1 × 8 + 2 × 4` (or `nothing free`)."""
+    """The `nodes` roomiest nodes, as people say it: `1 x 8 + 2 x 4` (or `nothing free`)."""
     largest = [room for room in heapq.nlargest(nodes, free.values()) if room > 0]
     if not largest:
         return "nothing free"
     counts = Counter(largest)
-    return " + ".join(f"{counts[room]} × {room}" for room in sorted(counts, reverse=True))
+    return " + ".join(f"{counts[room]} x {room}" for room in sorted(counts, reverse=True))
 
 
 def take(free: NodeFree, placement: Mapping[str, int]) -> None:

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import heapq
 from collections import defaultdict, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -39,6 +39,7 @@ from typing import Any
 from core.runs.attempts import Grant
 from core.scheduling.placement import NodeFree, best_fit_text, place, take
 from core.scheduling.preemption import (
+    PRIORITY_RANK,
     FairShare,
     Holding,
     Preemption,
@@ -92,7 +93,7 @@ class Needs:
     def describe(self) -> str:
         if self.gpus:
             kind = f" {self.gpu_type}" if self.gpu_type else " GPUs"
-            return f"{self.nodes} × {self.per_node}{kind} on one cluster"
+            return f"{self.nodes} x {self.per_node}{kind} on one cluster"
         return f"{self.cpu_slots} CPU slot{'s' if self.cpu_slots != 1 else ''}"
 
 
@@ -120,6 +121,8 @@ class ClusterState:
     node_free: dict[str, NodeFree] = field(default_factory=dict)  # gpu type -> node -> free
     reserved_gpus: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     reserved_slots: int = 0
+    version: int = 0  # moves on every change, so what is derived from the nodes can be kept
+    _fitting: dict[tuple[str, int], tuple[int, list[str]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for gpu_type, total in self.free_gpus.items():
@@ -130,14 +133,29 @@ class ClusterState:
                     for i in range(count)
                 }
 
+    def fitting(self, gpu_type: str | None, per_node: int) -> list[str]:
+        """The nodes with `per_node` GPUs of the type free (kept until the cluster changes)."""
+        key = (gpu_type or "", per_node)
+        kept = self._fitting.get(key)
+        if kept is None or kept[0] != self.version:
+            free = self.node_free.get(gpu_type or "", {})
+            kept = (self.version, [node for node, room in free.items() if room >= per_node])
+            self._fitting[key] = kept
+        return kept[1]
+
     def placement(self, needs: Needs, gpu_type: str | None) -> dict[str, int] | None:
         """Where a gang fits now, node by node; {} for CPU runs; None when it does not fit."""
         if not needs.gpus:
             return {}
-        nodes = place(self.node_free.get(gpu_type or "", {}), needs.nodes, needs.per_node)
+        fitting = self.fitting(gpu_type, needs.per_node)
+        if len(fitting) < needs.nodes:
+            return None
+        free = self.node_free.get(gpu_type or "", {})
+        nodes = place({node: free[node] for node in fitting}, needs.nodes, needs.per_node)
         return None if nodes is None else dict.fromkeys(nodes, needs.per_node)
 
     def take(self, gpu_type: str | None, placement: dict[str, int], slots: int = 0) -> None:
+        self.version += 1
         if placement:
             take(self.node_free.setdefault(gpu_type or "", {}), placement)
             self.free_gpus[gpu_type or ""] = self.free_gpus.get(gpu_type or "", 0) - sum(
@@ -248,6 +266,7 @@ class _Planner:
         self.plan = Plan()
         self.usage: dict[Owner, float] = defaultdict(float, snapshot.usage)
         self.victims = _VictimPool(snapshot)
+        self._shapes: dict[tuple[Needs, tuple[int, ...]], str] = {}
 
     def starving(self, candidate: Candidate) -> bool:
         waited = (self.snapshot.now - candidate.queued_at).total_seconds()
@@ -301,9 +320,7 @@ class _Planner:
             else:
                 yield cluster, None
 
-    def _best_fit(
-        self, needs: Needs
-    ) -> tuple[ClusterState, str | None, dict[str, int]] | None:
+    def _best_fit(self, needs: Needs) -> tuple[ClusterState, str | None, dict[str, int]] | None:
         """The place where it fits leaving the least free: big holes stay for big runs."""
         best: tuple[int, str, ClusterState, str | None, dict[str, int]] | None = None
         for cluster, gpu_type in self._slots(needs):
@@ -318,7 +335,14 @@ class _Planner:
         return None if best is None else best[2:]
 
     def _best_shape(self, needs: Needs) -> str:
-        """The roomiest nodes of the slot that comes closest, for the queue answer."""
+        """The roomiest nodes of the slot that comes closest, for the queue answer (kept while
+        no cluster changes: a pass may block thousands of runs of a few shapes)."""
+        key = (needs, tuple(cluster.version for cluster in self.snapshot.clusters))
+        if key not in self._shapes:
+            self._shapes[key] = self._shape_text(needs)
+        return self._shapes[key]
+
+    def _shape_text(self, needs: Needs) -> str:
         texts = []
         for cluster, gpu_type in self._slots(needs):
             free = cluster.node_free.get(gpu_type or "", {})
@@ -340,8 +364,11 @@ class _Planner:
         needs = candidate.needs
         free, cluster, gpu_type = self._largest(needs, honour_reservations=False)
         wanted = needs.gpus or needs.cpu_slots
-        shaped = cluster is None or cluster.placement(needs, gpu_type) is not None
-        if cluster is not None and free >= wanted and shaped:
+        if (
+            cluster is not None
+            and free >= wanted
+            and cluster.placement(needs, gpu_type) is not None
+        ):
             detail = f"needs {needs.describe()}; {free} free, held for a run that has waited longer"
             blocker = Blocker(QueueReason.RESERVED, detail)
         elif needs.gpus:
@@ -409,10 +436,15 @@ class _Planner:
             cluster.take(None, {}, max(0, needs.cpu_slots - freed))
             return
         free = cluster.node_free.get(gpu_type or "", {})
-        after = released(free, victims)
+        near = {n for v in victims for n in v.placement} | set(
+            cluster.fitting(gpu_type, needs.per_node)
+        )
+        after = released({n: free.get(n, 0) for n in near}, victims)
         nodes = place(after, needs.nodes, needs.per_node) or []
-        freed = released({}, victims)
-        hold = {n: min(max(free.get(n, 0), 0), max(0, needs.per_node - freed.get(n, 0))) for n in nodes}
+        given = released({}, victims)
+        hold = {
+            n: min(max(free.get(n, 0), 0), max(0, needs.per_node - given.get(n, 0))) for n in nodes
+        }
         cluster.take(gpu_type, {n: g for n, g in hold.items() if g})
 
 
@@ -434,7 +466,11 @@ class _VictimPool:
                 self.by_slot[(holding.cluster, holding.gpu_type if holding.gpus else None)].append(
                     holding
                 )
-        self.share = FairShare(snapshot.holdings, (c.org_id for c in snapshot.candidates), gpus, slots)
+        for pool in self.by_slot.values():
+            pool.sort(key=preference(""))
+        self.share = FairShare(
+            snapshot.holdings, (c.org_id for c in snapshot.candidates), gpus, slots
+        )
         self.taken: set[str] = set()
         self.failed: set[tuple[Needs, str, str]] = set()
 
@@ -464,22 +500,44 @@ class _VictimPool:
         self, candidate: Candidate, cluster: ClusterState, gpu_type: str | None, own: list[Holding]
     ) -> list[Holding] | None:
         needs = candidate.needs
-        mine = [v for v in own if v.cluster == cluster.name and (v.gpu_type == gpu_type or not needs.gpus)]
-        gpu_run = bool(needs.gpus)
-        pool = [
-            victim
-            for victim in self.by_slot.get((cluster.name, gpu_type if gpu_run else None), ())
-            if victim.run_id not in self.taken
-            and may_preempt(candidate.org_id, candidate.priority, victim, lambda org: self.share.above(org, gpu_run))
+        mine = [
+            v
+            for v in own
+            if v.cluster == cluster.name and (v.gpu_type == gpu_type or not needs.gpus)
         ]
-        pool.sort(key=preference(candidate.org_id))
+        gpu_run = bool(needs.gpus)
+        pool = self._eligible(
+            candidate, self.by_slot.get((cluster.name, gpu_type if gpu_run else None), []), gpu_run
+        )
         if not gpu_run:
             if cluster.free_slots is None:
                 return None
             start = cluster.free_slots + sum(v.cpu_slots for v in mine)
             return choose_slot_victims(start, needs.cpu_slots, pool)
-        free = released(cluster.node_free.get(gpu_type or "", {}), mine)
-        return choose_gpu_victims(free, needs.nodes, needs.per_node, pool)
+        free = cluster.node_free.get(gpu_type or "", {})
+        fitting = set(cluster.fitting(gpu_type, needs.per_node))
+        if mine:
+            free = released(free, mine)
+            fitting = {node for node, room in free.items() if room >= needs.per_node}
+        return choose_gpu_victims(free, needs.nodes, needs.per_node, pool, len(fitting))
+
+    def _eligible(
+        self, candidate: Candidate, pool: list[Holding], gpu_run: bool
+    ) -> Iterator[Holding]:
+        """Victims in preference order (`pool` is sorted lowest priority, newest first): own
+        org first, then the others; lazily, as the search mostly stops after a few."""
+        rank = PRIORITY_RANK[candidate.priority]
+        for own in (True, False):
+            for victim in pool:
+                if PRIORITY_RANK[victim.priority] >= rank:
+                    break
+                if (victim.org_id == candidate.org_id) != own or victim.run_id in self.taken:
+                    continue
+                if may_preempt(
+                    candidate.org_id, candidate.priority, victim,
+                    lambda org: self.share.above(org, gpu_run),
+                ):  # fmt: skip
+                    yield victim
 
 
 def fits_anywhere(needs: Needs, clusters: Sequence[ClusterState]) -> str | None:

@@ -71,25 +71,26 @@ def preference(preemptor_org: str) -> Callable[[Holding], tuple[bool, int, float
     """Own org first, then the lowest priority, then the newest (least work to lose)."""
 
     def key(victim: Holding) -> tuple[bool, int, float]:
-        other_org = victim.org_id != preemptor_org
+        other_org = bool(preemptor_org) and victim.org_id != preemptor_org
         return other_org, PRIORITY_RANK[victim.priority], -victim.admitted_at.timestamp()
 
     return key
 
 
 def choose_gpu_victims(
-    free: NodeFree, nodes: int, per_node: int, candidates: Sequence[Holding]
+    free: NodeFree, nodes: int, per_node: int, candidates: Iterable[Holding], fitting: int
 ) -> list[Holding] | None:
-    """The victims (in preference order) whose GPUs, added to `free`, make the gang fit."""
-    room = dict(free)
-    count = sum(1 for gpus in room.values() if gpus >= per_node)
+    """The victims (in preference order) whose GPUs, added to `free`, make the gang fit;
+    `fitting` is how many nodes hold `per_node` free already."""
+    delta: dict[str, int] = {}  # what the chosen victims give back, over `free` (not copied)
+    count = fitting
 
     def shift(placement: dict[str, int], sign: int) -> int:
         moved = 0
         for node, gpus in placement.items():
-            before = room.get(node, 0) >= per_node
-            room[node] = room.get(node, 0) + sign * gpus
-            moved += int(room[node] >= per_node) - int(before)
+            before = free.get(node, 0) + delta.get(node, 0) >= per_node
+            delta[node] = delta.get(node, 0) + sign * gpus
+            moved += int(free.get(node, 0) + delta[node] >= per_node) - int(before)
         return moved
 
     chosen: list[Holding] = []
@@ -110,7 +111,7 @@ def choose_gpu_victims(
 
 
 def choose_slot_victims(
-    free_slots: int, slots: int, candidates: Sequence[Holding]
+    free_slots: int, slots: int, candidates: Iterable[Holding]
 ) -> list[Holding] | None:
     chosen: list[Holding] = []
     for victim in candidates:
@@ -169,4 +170,3 @@ class FairShare:
     def release(self, victim: Holding) -> None:
         self.gpus[victim.org_id] = self.gpus.get(victim.org_id, 0) - victim.gpus
         self.slots[victim.org_id] = self.slots.get(victim.org_id, 0) - victim.cpu_slots
-

@@ -22,7 +22,7 @@ def queued_runs(session: Session) -> Sequence[Row[tuple[str, str, str, str, date
     ).all()
 
 
-def holdings(session: Session) -> Sequence[Row[tuple[RunAttempt, str, Any, datetime | None]]]:
+def holdings(session: Session) -> Sequence[Row[Any]]:
     """Every open attempt with its run's priority, spec `scheduling` part and running start
     (for preemption and the queue's ETA)."""
     return session.execute(

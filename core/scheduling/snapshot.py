@@ -14,7 +14,6 @@ from core.runs import attempts
 from core.scheduling import repository
 from core.scheduling.clusters import Inventory, list_clusters
 from core.scheduling.placement import spread_unplaced
-from core.scheduling.preemption import Holding
 from core.scheduling.planner import (
     HELD_GPU_CHARGE_SECONDS,
     Candidate,
@@ -24,6 +23,7 @@ from core.scheduling.planner import (
     Scope,
     Snapshot,
 )
+from core.scheduling.preemption import Holding
 from core.settings import Settings
 
 
@@ -31,7 +31,7 @@ def load_snapshot(
     session: Session, settings: Settings, now: datetime, clusters: Sequence[Cluster] | None = None
 ) -> Snapshot:
     rows = repository.holdings(session)
-    held = [row[0] for row in rows]
+    held: list[RunAttempt] = [row[0] for row in rows]
     states = free_capacity(clusters if clusters is not None else list_clusters(session), held)
     return Snapshot(
         candidates=[
@@ -50,7 +50,7 @@ def load_snapshot(
         usage=recent_usage(session, now, timedelta(hours=settings.fair_share_window_hours)),
         now=now,
         starvation_seconds=settings.scheduler_starvation_seconds,
-        holdings=[_holding(*row) for row in rows],
+        holdings=[_holding(row[0], row[1], row[2], row[3]) for row in rows],
     )
 
 

@@ -49,24 +49,24 @@ def test_a_gang_of_two_eights_does_not_fit_on_four_nodes_with_four_free_each() -
     assert result.admitted == []  # type: ignore[attr-defined]
     blocker = result.blocked["r"]  # type: ignore[attr-defined]
     assert blocker.reason is QueueReason.NO_CAPACITY
-    assert blocker.detail == "needs 2 × 8 h100 on one cluster, best fit 2 × 4"
+    assert blocker.detail == "needs 2 x 8 h100 on one cluster, best fit 2 x 4"
 
 
 def test_the_queue_answer_names_the_best_fit_node_by_node() -> None:
     result = plan([cluster(a=8, b=4, c=4, d=2)], [run("r", 2, 8)])
     detail = result.blocked["r"].detail  # type: ignore[attr-defined]
-    assert detail == "needs 2 × 8 h100 on one cluster, best fit 1 × 8 + 1 × 4"
+    assert detail == "needs 2 x 8 h100 on one cluster, best fit 1 x 8 + 1 x 4"
 
 
 def test_a_gang_is_placed_on_distinct_nodes_with_the_least_room_that_fits() -> None:
     result = plan([cluster(a=8, b=16, c=8, d=4)], [run("r", 2, 8)])
-    (_, grant), = result.admitted  # type: ignore[attr-defined]
+    ((_, grant),) = result.admitted  # type: ignore[attr-defined]
     assert grant.placement == {"a": 8, "c": 8}
 
 
 def test_unschedulable_is_judged_by_node_shape() -> None:
     why = fits_anywhere(Needs(2, 16, "h100", 0), [cluster(a=4, b=4, c=4, d=4)])
-    assert why == "needs 2 × 8 h100 on one cluster; the best fit any cluster has is 2 × 4"
+    assert why == "needs 2 x 8 h100 on one cluster; the best fit any cluster has is 2 x 4"
     assert fits_anywhere(Needs(2, 8, "h100", 0), [cluster(a=4, b=4, c=4, d=4)]) is None
 
 

@@ -113,7 +113,7 @@ def test_a_gang_is_admitted_whole_or_not_at_all(fresh_client: TestClient) -> Non
     assert queue(fresh_client, tenant, gang) == {
         "position": 1,
         "reason": "no_capacity",
-        "detail": "needs 2 × 4 a100 on one cluster, best fit 1 × 8",
+        "detail": "needs 2 x 4 a100 on one cluster, best fit 1 x 8",
         "eta": None,
     }
     finish(factory, small)
@@ -137,7 +137,7 @@ def test_a_gang_needs_whole_nodes_not_a_total(fresh_client: TestClient) -> None:
     gang = submit(fresh_client, tenant, **gpus(16, nodes=2))
     assert admit(factory) == set()
     assert queue(fresh_client, tenant, gang)["detail"] == (
-        "needs 2 × 8 a100 on one cluster, best fit 2 × 4"
+        "needs 2 x 8 a100 on one cluster, best fit 2 x 4"
     )
 
 
@@ -208,7 +208,7 @@ def test_a_run_no_cluster_could_ever_hold_fails_as_unschedulable(fresh_client: T
     run = fresh_client.get(f"/v1/runs/{run_id}", headers=tenant.headers).json()
     assert (run["status"], run["status_reason"]) == ("failed", "unschedulable")
     assert run["status_message"] == (
-        "needs 1 × 8 a100 on one cluster; the best fit any cluster has is 1 × 4"
+        "needs 1 x 8 a100 on one cluster; the best fit any cluster has is 1 x 4"
     )
 
 
@@ -233,7 +233,7 @@ def test_a_queue_answer_follows_every_change_at_once(fresh_client: TestClient) -
     assert queue(fresh_client, tenant, second) == {
         "position": 2,
         "reason": "no_capacity",
-        "detail": "needs 1 × 2 a100 on one cluster, best fit nothing free",
+        "detail": "needs 1 x 2 a100 on one cluster, best fit nothing free",
         "eta": None,
     }
     cluster(factory, a100=6)

@@ -13,7 +13,6 @@ from sqlalchemy import select, update
 from core.db import session_scope
 from core.models import Run, RunAttempt, RunEvent, utcnow
 from tests.factories import make_tenant
-from tests.workers.test_admission import sessions
 from tests.workers.test_kubernetes_clusters import (  # noqa: F401 - fixtures, used as arguments
     Clusters,
     admit_and_launch,
@@ -51,7 +50,8 @@ def test_a_high_priority_run_preempts_a_preemptible_one_and_takes_its_nodes(
     assert [a.run_id for a in admitted] == [urgent]
     with session_scope(ctx.factory) as session:
         grant = session.get(RunAttempt, (urgent, 1))
-        assert grant is not None and grant.placement == {"h0": 4, "h1": 4}
+        assert grant is not None
+        assert grant.placement == {"h0": 4, "h1": 4}
     victim_now = api.get(f"/v1/runs/{victim}", headers=tenant.headers).json()
     assert victim_now["status"] == "queued"  # not failed: max_retries 0 was not spent
     assert victim_now["queue"]["reason"] == "no_capacity"
@@ -101,7 +101,8 @@ def test_the_queue_answer_gives_an_eta_from_running_max_duration(
     queue = api.get(f"/v1/runs/{waiting}", headers=tenant.headers).json()["queue"]
     started = api.get(f"/v1/runs/{holder}", headers=tenant.headers).json()["started_at"]
     assert queue["reason"] == "no_capacity"
-    assert queue["eta"] is not None and queue["eta"][:16] == _plus_hour(started)[:16]
+    assert queue["eta"] is not None
+    assert queue["eta"][:16] == _plus_hour(started)[:16]
 
 
 def _plus_hour(text: str) -> str:

@@ -1,0 +1,73 @@
+"""One admission pass with preemption, on a snapshot (no database): 10,000 queued runs and
+2,000 running ones on 1,000 nodes of 8 GPUs, every GPU held, half the running runs
+preemptible at low priority; the queue mixes priorities, gang shapes and 100 orgs.
+
+    PYTHONPATH=$PWD python bench/preemption_bench.py
+
+Target (issue 20): at most 1 s per pass.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import time
+from datetime import UTC, datetime, timedelta
+
+from core.scheduling.planner import Candidate, ClusterState, Needs, Snapshot, plan_admissions
+from core.scheduling.preemption import Holding
+
+NOW = datetime(2026, 12, 4, tzinfo=UTC)
+NODES, PER_NODE, RUNNING, QUEUED, ORGS = 1000, 8, 2000, 10_000, 100
+
+
+def snapshot(seed: int) -> Snapshot:
+    rng = random.Random(seed)
+    holdings = [
+        Holding(
+            f"held{i}",
+            f"org{rng.randrange(ORGS)}",
+            "p",
+            "low" if i % 2 else "normal",
+            bool(i % 2),
+            NOW - timedelta(seconds=rng.randrange(86_400)),
+            "c",
+            "h100",
+            4,
+            0,
+            {f"n{i // 2}": 4},
+        )
+        for i in range(RUNNING)
+    ]
+    shapes = [(1, 4), (1, 8), (2, 8), (4, 8)]
+    candidates = []
+    for i in range(QUEUED):
+        nodes, per_node = rng.choice(shapes)
+        priority = rng.choices(["low", "normal", "high"], [5, 4, 1])[0]
+        needs = Needs(nodes, nodes * per_node, "h100", 0)
+        org = f"org{rng.randrange(ORGS)}"
+        queued = NOW - timedelta(seconds=rng.randrange(3000))
+        candidates.append(Candidate(f"q{i}", org, "p", priority, queued, needs))
+    free = {f"n{i}": 0 for i in range(NODES)}
+    cluster = ClusterState("c", NODES, {"h100": 0}, None, {"h100": free})
+    return Snapshot(candidates, [cluster], {}, {}, NOW, 3600.0, holdings)
+
+
+def main() -> None:
+    times, preemptions, victims = [], 0, 0
+    for seed in range(5):
+        state = snapshot(seed)
+        started = time.perf_counter()
+        plan = plan_admissions(state)
+        times.append(time.perf_counter() - started)
+        preemptions = len(plan.preemptions)
+        victims = sum(len(p.victims) for p in plan.preemptions)
+    print(
+        f"admission pass with preemption: {QUEUED} queued, {RUNNING} running, {NODES} nodes: "
+        f"median {statistics.median(times) * 1000:.0f} ms, max {max(times) * 1000:.0f} ms "
+        f"({preemptions} preemptions, {victims} victims in the last pass)"
+    )
+
+
+if __name__ == "__main__":
+    main()
