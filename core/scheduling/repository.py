@@ -22,14 +22,15 @@ def queued_runs(session: Session) -> Sequence[Row[tuple[str, str, str, str, date
     ).all()
 
 
-def holdings(session: Session) -> Sequence[Row[Any]]:
+def holdings(session: Session) -> list[tuple[RunAttempt, str, Any, datetime | None]]:
     """Every open attempt with its run's priority, spec `scheduling` part and running start
     (for preemption and the queue's ETA)."""
-    return session.execute(
+    rows = session.execute(
         select(RunAttempt, Run.priority, Run.spec["scheduling"], Run.started_at)
         .join(Run, Run.id == RunAttempt.run_id)
         .where(RunAttempt.ended_at.is_(None))
     ).all()
+    return [(row[0], row[1], row[2], row[3]) for row in rows]
 
 
 def lock_runs(

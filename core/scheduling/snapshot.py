@@ -50,7 +50,7 @@ def load_snapshot(
         usage=recent_usage(session, now, timedelta(hours=settings.fair_share_window_hours)),
         now=now,
         starvation_seconds=settings.scheduler_starvation_seconds,
-        holdings=[_holding(row[0], row[1], row[2], row[3]) for row in rows],
+        holdings=[_holding(*row) for row in rows],
     )
 
 
