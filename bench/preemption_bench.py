@@ -1,6 +1,7 @@
 """One admission pass with preemption, on a snapshot (no database): 10,000 queued runs and
-2,000 running ones on 1,000 nodes of 8 GPUs, every GPU held, half the running runs
-preemptible at low priority; the queue mixes priorities, gang shapes and 100 orgs.
+2,000 running ones (4 GPUs each, two per node) on 1,000 nodes of 8 GPUs, every GPU held; half
+the running runs preemptible, priorities low or normal at random; the queue mixes priorities
+(half low, 40% normal, 10% high), gang shapes (1 x 4, 1 x 8, 2 x 8, 4 x 8) and 100 orgs.
 
     PYTHONPATH=$PWD python bench/preemption_bench.py
 
@@ -28,8 +29,8 @@ def snapshot(seed: int) -> Snapshot:
             f"held{i}",
             f"org{rng.randrange(ORGS)}",
             "p",
-            "low" if i % 2 else "normal",
-            bool(i % 2),
+            rng.choice(["low", "normal"]),
+            rng.random() < 0.5,
             NOW - timedelta(seconds=rng.randrange(86_400)),
             "c",
             "h100",
@@ -54,7 +55,7 @@ def snapshot(seed: int) -> Snapshot:
 
 
 def main() -> None:
-    times, preemptions, victims = [], 0, 0
+    times, preemptions, victims, gangs = [], 0, 0, 0
     for seed in range(5):
         state = snapshot(seed)
         started = time.perf_counter()
@@ -62,10 +63,12 @@ def main() -> None:
         times.append(time.perf_counter() - started)
         preemptions = len(plan.preemptions)
         victims = sum(len(p.victims) for p in plan.preemptions)
+        gangs = sum(1 for p in plan.preemptions if len(p.victims) > 1)
     print(
         f"admission pass with preemption: {QUEUED} queued, {RUNNING} running, {NODES} nodes: "
         f"median {statistics.median(times) * 1000:.0f} ms, max {max(times) * 1000:.0f} ms "
-        f"({preemptions} preemptions, {victims} victims in the last pass)"
+        f"({preemptions} preemptions, {gangs} of them of several victims, {victims} victims "
+        "in the last pass)"
     )
 
 

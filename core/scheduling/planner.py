@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import heapq
 from collections import defaultdict, deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -38,18 +38,8 @@ from typing import Any
 
 from core.runs.attempts import Grant
 from core.scheduling.placement import NodeFree, best_fit_text, place, take
-from core.scheduling.preemption import (
-    PRIORITY_RANK,
-    FairShare,
-    Holding,
-    Preemption,
-    better,
-    choose_gpu_victims,
-    choose_slot_victims,
-    may_preempt,
-    preference,
-    released,
-)
+from core.scheduling.preemption import Holding, Preemption, released
+from core.scheduling.victims import VictimPool
 
 PRIORITY_ORDER = ("high", "normal", "low")
 HELD_GPU_CHARGE_SECONDS = 3600.0  # a GPU held now weighs like one GPU-hour of recent usage
@@ -265,7 +255,7 @@ class _Planner:
         self.snapshot = snapshot
         self.plan = Plan()
         self.usage: dict[Owner, float] = defaultdict(float, snapshot.usage)
-        self.victims = _VictimPool(snapshot)
+        self.victims = VictimPool(snapshot)
         self._shapes: dict[tuple[Needs, tuple[int, ...]], str] = {}
 
     def starving(self, candidate: Candidate) -> bool:
@@ -446,98 +436,6 @@ class _Planner:
             n: min(max(free.get(n, 0), 0), max(0, needs.per_node - given.get(n, 0))) for n in nodes
         }
         cluster.take(gpu_type, {n: g for n, g in hold.items() if g})
-
-
-class _VictimPool:
-    """The running attempts a pass may preempt, by slot, and the searches already failed."""
-
-    def __init__(self, snapshot: Snapshot) -> None:
-        self.by_slot: dict[tuple[str, str | None], list[Holding]] = defaultdict(list)
-        self.pending: dict[str, list[Holding]] = defaultdict(list)  # preemptor -> victims
-        gpus = sum(sum(c.free_gpus.values()) for c in snapshot.clusters)
-        gpus += sum(h.gpus for h in snapshot.holdings)
-        unlimited = any(c.free_slots is None for c in snapshot.clusters)
-        slots = None if unlimited else sum(c.free_slots or 0 for c in snapshot.clusters)
-        slots = None if slots is None else slots + sum(h.cpu_slots for h in snapshot.holdings)
-        for holding in snapshot.holdings:
-            if holding.preempted_by is not None:
-                self.pending[holding.preempted_by].append(holding)
-            elif holding.preemptible:
-                self.by_slot[(holding.cluster, holding.gpu_type if holding.gpus else None)].append(
-                    holding
-                )
-        for pool in self.by_slot.values():
-            pool.sort(key=preference(""))
-        self.share = FairShare(
-            snapshot.holdings, (c.org_id for c in snapshot.candidates), gpus, slots
-        )
-        self.taken: set[str] = set()
-        self.failed: set[tuple[Needs, str, str]] = set()
-
-    def search(
-        self, candidate: Candidate, slots: Iterable[tuple[ClusterState, str | None]]
-    ) -> tuple[ClusterState, str | None, list[Holding], list[Holding]] | None:
-        """The best slot and its victims (all, and those newly chosen), or None."""
-        key = (candidate.needs, candidate.priority, candidate.org_id)
-        own = self.pending.get(candidate.run_id, [])
-        if key in self.failed and not own:
-            return None
-        best: tuple[ClusterState, str | None, list[Holding], list[Holding]] | None = None
-        for cluster, gpu_type in slots:
-            found = self._search_slot(candidate, cluster, gpu_type, own)
-            if found is not None and (best is None or better(found, best[3])):
-                mine = [v for v in own if v.cluster == cluster.name]
-                best = (cluster, gpu_type, mine + found, found)
-        if best is None:
-            self.failed.add(key)
-            return None
-        for victim in best[3]:
-            self.taken.add(victim.run_id)
-            self.share.release(victim)
-        return best
-
-    def _search_slot(
-        self, candidate: Candidate, cluster: ClusterState, gpu_type: str | None, own: list[Holding]
-    ) -> list[Holding] | None:
-        needs = candidate.needs
-        mine = [
-            v
-            for v in own
-            if v.cluster == cluster.name and (v.gpu_type == gpu_type or not needs.gpus)
-        ]
-        gpu_run = bool(needs.gpus)
-        pool = self._eligible(
-            candidate, self.by_slot.get((cluster.name, gpu_type if gpu_run else None), []), gpu_run
-        )
-        if not gpu_run:
-            if cluster.free_slots is None:
-                return None
-            start = cluster.free_slots + sum(v.cpu_slots for v in mine)
-            return choose_slot_victims(start, needs.cpu_slots, pool)
-        free = cluster.node_free.get(gpu_type or "", {})
-        fitting = set(cluster.fitting(gpu_type, needs.per_node))
-        if mine:
-            free = released(free, mine)
-            fitting = {node for node, room in free.items() if room >= needs.per_node}
-        return choose_gpu_victims(free, needs.nodes, needs.per_node, pool, len(fitting))
-
-    def _eligible(
-        self, candidate: Candidate, pool: list[Holding], gpu_run: bool
-    ) -> Iterator[Holding]:
-        """Victims in preference order (`pool` is sorted lowest priority, newest first): own
-        org first, then the others; lazily, as the search mostly stops after a few."""
-        rank = PRIORITY_RANK[candidate.priority]
-        for own in (True, False):
-            for victim in pool:
-                if PRIORITY_RANK[victim.priority] >= rank:
-                    break
-                if (victim.org_id == candidate.org_id) != own or victim.run_id in self.taken:
-                    continue
-                if may_preempt(
-                    candidate.org_id, candidate.priority, victim,
-                    lambda org: self.share.above(org, gpu_run),
-                ):  # fmt: skip
-                    yield victim
 
 
 def fits_anywhere(needs: Needs, clusters: Sequence[ClusterState]) -> str | None:

@@ -26,7 +26,7 @@ from core.scheduling.placement import NodeFree, give
 PRIORITY_RANK = {"high": 2, "normal": 1, "low": 0}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # identity: a pass holds each attempt once
 class Holding:
     """A running (or starting) attempt as preemption sees it."""
 
@@ -101,13 +101,14 @@ def choose_gpu_victims(
         count += shift(victim.placement, +1)
     if count < nodes:
         return None
-    for victim in reversed(chosen[:-1]):  # let go of whoever is not needed after all
-        count += shift(victim.placement, -1)
+    needed = [True] * len(chosen)
+    for index in range(len(chosen) - 2, -1, -1):  # let go of whoever is not needed after all
+        count += shift(chosen[index].placement, -1)
         if count >= nodes:
-            chosen.remove(victim)
+            needed[index] = False
         else:
-            count += shift(victim.placement, +1)
-    return chosen
+            count += shift(chosen[index].placement, +1)
+    return [victim for victim, keep in zip(chosen, needed, strict=True) if keep]
 
 
 def choose_slot_victims(
@@ -121,11 +122,12 @@ def choose_slot_victims(
         free_slots += victim.cpu_slots
     if free_slots < slots:
         return None
-    for victim in reversed(chosen[:-1]):
-        if free_slots - victim.cpu_slots >= slots:
-            chosen.remove(victim)
-            free_slots -= victim.cpu_slots
-    return chosen
+    needed = [True] * len(chosen)
+    for index in range(len(chosen) - 2, -1, -1):
+        if free_slots - chosen[index].cpu_slots >= slots:
+            needed[index] = False
+            free_slots -= chosen[index].cpu_slots
+    return [victim for victim, keep in zip(chosen, needed, strict=True) if keep]
 
 
 def better(found: Sequence[Holding], best: Sequence[Holding] | None) -> bool:
