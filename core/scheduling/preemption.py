@@ -12,7 +12,9 @@ until the gang fits, then every victim whose release turns out not to be needed 
 again. Strictly lower priority is also what rules out a loop: a preemptor can never be
 preempted back by its victim, nor by any run of its own priority.
 
-Pure functions of the planner's state; the planner calls `choose_victims` for each slot.
+Pure functions of the planner's state; core/scheduling/victims.py applies them in a pass
+(a victim is preemptible, not already chosen, of strictly lower priority, and of the
+preemptor's org or of an org above its fair share).
 """
 
 from __future__ import annotations
@@ -54,17 +56,6 @@ class Preemption:
     cluster: str
     gpu_type: str | None
     victims: tuple[Holding, ...]
-
-
-def may_preempt(
-    preemptor_org: str, preemptor_priority: str, victim: Holding, above_share: Callable[[str], bool]
-) -> bool:
-    """The one rule for who may be a victim of whom."""
-    if not victim.preemptible or victim.preempted_by is not None:
-        return False
-    if PRIORITY_RANK[victim.priority] >= PRIORITY_RANK[preemptor_priority]:
-        return False
-    return victim.org_id == preemptor_org or above_share(victim.org_id)
 
 
 def preference(preemptor_org: str) -> Callable[[Holding], tuple[bool, int, float]]:
@@ -160,6 +151,7 @@ class FairShare:
         self.slot_share = None if slots is None else slots / max(1, len(orgs))
         self.gpus: dict[str, int] = {}
         self.slots: dict[str, int] = {}
+        self.epoch = 0  # moves whenever an org drops to its share or below
         for holding in holdings:
             self.gpus[holding.org_id] = self.gpus.get(holding.org_id, 0) + holding.gpus
             self.slots[holding.org_id] = self.slots.get(holding.org_id, 0) + holding.cpu_slots
@@ -170,5 +162,8 @@ class FairShare:
         return self.slot_share is not None and self.slots.get(org_id, 0) > self.slot_share
 
     def release(self, victim: Holding) -> None:
+        before = self.above(victim.org_id, True), self.above(victim.org_id, False)
         self.gpus[victim.org_id] = self.gpus.get(victim.org_id, 0) - victim.gpus
         self.slots[victim.org_id] = self.slots.get(victim.org_id, 0) - victim.cpu_slots
+        if before != (self.above(victim.org_id, True), self.above(victim.org_id, False)):
+            self.epoch += 1

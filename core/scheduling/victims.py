@@ -23,7 +23,6 @@ from core.scheduling.preemption import (
     better,
     choose_gpu_victims,
     choose_slot_victims,
-    may_preempt,
     preference,
     released,
 )
@@ -53,6 +52,8 @@ class VictimPool:
             for holding in pool:
                 self.by_org[(slot, holding.org_id)].append(holding)
         self.share = _fair_share(snapshot)
+        self.taken: set[int] = set()  # id() of the holdings earlier preemptors took
+        self._reclaimable: dict[Slot, tuple[int, list[Holding]]] = {}
         self.failed: set[tuple[Needs, str, str]] = set()
         self.hopeless: set[tuple[Needs, str]] = set()
 
@@ -93,9 +94,20 @@ class VictimPool:
 
     def _take(self, victim: Holding) -> None:
         slot = _slot_of(victim)
+        self.taken.add(id(victim))
         self.by_slot[slot].remove(victim)
         self.by_org[(slot, victim.org_id)].remove(victim)
         self.share.release(victim)
+
+    def reclaimable(self, slot: Slot) -> list[Holding]:
+        """The slot's victims whose org is above its fair share (kept until a share changes)."""
+        kept = self._reclaimable.get(slot)
+        if kept is None or kept[0] != self.share.epoch:
+            gpu_run = slot[1] is not None
+            pool = self.by_slot.get(slot, [])
+            kept = (self.share.epoch, [v for v in pool if self.share.above(v.org_id, gpu_run)])
+            self._reclaimable[slot] = kept
+        return kept[1]
 
     def _search_slot(
         self,
@@ -126,21 +138,14 @@ class VictimPool:
         """Victims in preference order: own org first, then the others above their share;
         lazily, as a search mostly stops after a few."""
         rank = PRIORITY_RANK[candidate.priority]
-        gpu_run = slot[1] is not None
-
-        def above(org: str) -> bool:
-            return self.share.above(org, gpu_run)
-
         for victim in self.by_org.get((slot, candidate.org_id), ()):
             if PRIORITY_RANK[victim.priority] >= rank:
                 break
             yield victim
-        for victim in self.by_slot.get(slot, ()):
+        for victim in self.reclaimable(slot):
             if PRIORITY_RANK[victim.priority] >= rank:
                 break
-            if victim.org_id != candidate.org_id and may_preempt(
-                candidate.org_id, candidate.priority, victim, above
-            ):
+            if victim.org_id != candidate.org_id and id(victim) not in self.taken:
                 yield victim
 
     def _lower(self, candidate: Candidate, slot: Slot) -> Iterator[Holding]:
