@@ -15,6 +15,10 @@ from core.models import Run, RunAttempt, RunEvent, utcnow
 from tests.factories import make_tenant
 from tests.workers.test_kubernetes_clusters import (  # noqa: F401 - fixtures, used as arguments
     Clusters,
+    _beat,
+    _env,
+    _latest_checkpoint,
+    _save_checkpoint,
     admit_and_launch,
     api,
     clusters,
@@ -23,6 +27,7 @@ from tests.workers.test_kubernetes_clusters import (  # noqa: F401 - fixtures, u
     reconcile_until,
 )
 from workers import scheduler
+from workers.reconciler import launch_attempt
 
 
 def test_a_high_priority_run_preempts_a_preemptible_one_and_takes_its_nodes(
@@ -33,6 +38,9 @@ def test_a_high_priority_run_preempts_a_preemptible_one_and_takes_its_nodes(
     victim = h100_run(api, tenant, preemptible=True, priority="low", max_retries=0)
     admit_and_launch(api, ctx, victim)
     reconcile_until(api, tenant, ctx, "west", victim, {"running"})
+    [first] = [_env(job) for job in clusters.west.jobs()]
+    _save_checkpoint(api, first, step=50)
+    _beat(api, first, step=60)
     urgent = h100_run(api, tenant, priority="high")
     assert scheduler.run_pass(ctx.factory, ctx.settings, [urgent]).admitted == []
     queued = api.get(f"/v1/runs/{urgent}", headers=tenant.headers).json()
@@ -55,6 +63,16 @@ def test_a_high_priority_run_preempts_a_preemptible_one_and_takes_its_nodes(
     victim_now = api.get(f"/v1/runs/{victim}", headers=tenant.headers).json()
     assert victim_now["status"] == "queued"  # not failed: max_retries 0 was not spent
     assert victim_now["queue"]["reason"] == "no_capacity"
+    launch_attempt(ctx, urgent, 1)
+    clusters.west.fates = {}
+    reconcile_until(api, tenant, ctx, "west", urgent, {"succeeded"})
+    assert admit_and_launch(api, ctx, victim) == 2  # resumed from its last checkpoint
+    [second] = [_env(job) for job in clusters.west.jobs() if _env(job)["TRAINPORT_ATTEMPT"] == "2"]
+    _beat(api, second, step=50, resumed_from_step=_latest_checkpoint(api, second))
+    run = reconcile_until(api, tenant, ctx, "west", victim, {"succeeded"})
+    resumed = [(a["outcome"], a["resumed_from_step"], a["steps_lost"]) for a in run["attempts"]]
+    assert resumed == [("preempted", None, None), ("succeeded", 50, 10)]
+    assert run["attempts"][0]["preempted_by"] == urgent
 
 
 def test_a_non_preemptible_run_is_never_a_victim(api: TestClient, clusters: Clusters) -> None:
