@@ -135,8 +135,10 @@ def _prepare_launch(
         _fail(session, run, f"launch refused: {missing}")
         return "refused"
     env = launch_environment(session, run, attempt, settings)
+    record = session.get(RunAttempt, (run_id, attempt))
+    nodes = tuple(sorted((record.placement or {}) if record is not None else {}))
     request = LaunchRequest(
-        run.id, run.org_id, attempt, dict(run.spec), env, run.project_id, secrets
+        run.id, run.org_id, attempt, dict(run.spec), env, run.project_id, secrets, nodes
     )
     return request, _where(session, run_id, attempt)
 

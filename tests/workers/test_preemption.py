@@ -64,6 +64,10 @@ def test_a_high_priority_run_preempts_a_preemptible_one_and_takes_its_nodes(
     assert victim_now["status"] == "queued"  # not failed: max_retries 0 was not spent
     assert victim_now["queue"]["reason"] == "no_capacity"
     launch_attempt(ctx, urgent, 1)
+    clusters.west.step()  # the Job controller creates the pods,
+    clusters.west.step()  # the scheduler binds them to the nodes the gang was given
+    placed = {pod["spec"].get("nodeName") for pod in clusters.west.pods()}
+    assert placed == {"h0", "h1"}
     clusters.west.fates = {}
     reconcile_until(api, tenant, ctx, "west", urgent, {"succeeded"})
     assert admit_and_launch(api, ctx, victim) == 2  # resumed from its last checkpoint

@@ -40,6 +40,9 @@ class LaunchRequest:
     env: dict[str, str] = field(default_factory=dict)
     project_id: str = ""  # for the executor's labels; empty where unknown
     secrets: LaunchSecrets = field(default_factory=LaunchSecrets)
+    # The nodes the scheduler placed a GPU gang on (the attempt's `placement`): Kubernetes pins
+    # the pods there, so the gang lands where the node-shaped fit was found. Empty: anywhere.
+    nodes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
