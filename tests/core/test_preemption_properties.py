@@ -89,3 +89,88 @@ def test_no_over_commit_no_illegal_victim_no_cycle(case: tuple[Snapshot, dict[st
     # No cycle: every preemption edge goes strictly down in priority, so none can close a loop.
     preemptors = {p.run_id for p in plan.preemptions}
     assert not preemptors & victims
+
+
+@st.composite
+def workloads(draw: st.DrawFn) -> list[tuple[str, str, bool, int, int]]:
+    """Runs to submit over time: (org, priority, preemptible, nodes, gpus per node)."""
+    return draw(
+        st.lists(
+            st.tuples(
+                st.sampled_from(["o1", "o2", "o3"]),
+                st.sampled_from(PRIORITIES),
+                st.booleans(),
+                st.integers(1, 2),
+                st.sampled_from([2, 4, 8]),
+            ),
+            min_size=1,
+            max_size=12,
+        )
+    )
+
+
+@settings(max_examples=150, deadline=None)
+@given(workloads(), st.integers(2, 6))
+def test_over_many_passes_preemption_never_forms_a_cycle(
+    runs: list[tuple[str, str, bool, int, int]], passes_per_run: int
+) -> None:
+    """Passes in a row: victims leave at once and queue again, preemptors get admitted later.
+    Every preemption edge is recorded; the graph of who preempted whom has no cycle, and no
+    node is ever over-committed."""
+    capacity = {"n0": 8, "n1": 8, "n2": 8}
+    queue: dict[str, Candidate] = {}
+    running: dict[str, Holding] = {}
+    flags: dict[str, bool] = {}
+    edges: set[tuple[str, str]] = set()
+    now = NOW
+    for index, (org, priority, preemptible, nodes, per_node) in enumerate(runs):
+        name = f"r{index}"
+        needs = Needs(nodes, nodes * per_node, "gpu", 0)
+        queue[name] = Candidate(name, org, "p", priority, now, needs)
+        flags[name] = preemptible
+        for _ in range(passes_per_run):
+            now += timedelta(seconds=10)
+            free = dict(capacity)
+            for held in running.values():
+                for node, gpus in held.placement.items():
+                    free[node] -= gpus
+            assert all(room >= 0 for room in free.values())  # never over-committed
+            cluster = ClusterState("c", 3, {"gpu": sum(free.values())}, 0, {"gpu": free})
+            snapshot = Snapshot(list(queue.values()), [cluster], {}, {}, now, 3600.0,
+                                list(running.values()))  # fmt: skip
+            plan = plan_admissions(snapshot)
+            for preemption in plan.preemptions:
+                for victim in preemption.victims:
+                    edges.add((preemption.run_id, victim.run_id))
+                    gone = running.pop(victim.run_id)  # stopped: back to the queue
+                    queue[gone.run_id] = Candidate(
+                        gone.run_id, gone.org_id, "p", gone.priority, now,
+                        Needs(len(gone.placement), gone.gpus, "gpu", 0),
+                    )  # fmt: skip
+            for candidate, grant in plan.admitted:
+                del queue[candidate.run_id]
+                running[candidate.run_id] = Holding(
+                    candidate.run_id, candidate.org_id, "p", candidate.priority,
+                    flags[candidate.run_id], now, "c", "gpu", grant.gpus, 0,
+                    dict(grant.placement),
+                )  # fmt: skip
+    assert not _has_cycle(edges)
+    for _, victim in edges:
+        assert flags[victim]
+
+
+def _has_cycle(edges: set[tuple[str, str]]) -> bool:
+    graph: dict[str, set[str]] = {}
+    for a, b in edges:
+        graph.setdefault(a, set()).add(b)
+    state: dict[str, int] = {}
+
+    def visit(node: str) -> bool:
+        state[node] = 1
+        for nxt in graph.get(node, ()):
+            if state.get(nxt) == 1 or (state.get(nxt) is None and visit(nxt)):
+                return True
+        state[node] = 2
+        return False
+
+    return any(state.get(node) is None and visit(node) for node in list(graph))
