@@ -14,7 +14,15 @@ Order:
 4. Then FIFO: within one owner, the run queued first goes first.
 
 Gang admission: a run is granted all `nodes x gpus_per_node` GPUs of one type on one cluster,
-or nothing. Runs without GPUs take CPU slots (`nodes x processes`, at least one per node).
+or nothing, and node by node: `nodes` distinct nodes with `gpus_per_node` free each
+(core/scheduling/placement.py); the grant records that placement. Runs without GPUs take CPU
+slots (`nodes x processes`, at least one per node).
+
+Preemption: a run that fits nowhere may stop lower-priority preemptible runs
+(core/scheduling/preemption.py for the rules, victims.py for the search). The plan lists each
+preemption; the preemptor stays queued (`preempting`) and the free part of its fit is held
+for it, in this pass and each later one until its victims are gone. A run stopped by a quota
+does not preempt: preemption makes cluster room, not quota headroom.
 
 Anti-starvation: a run queued for longer than `scheduler_starvation_seconds` that does not fit
 *reserves* what blocks it: the free GPUs of its type (or CPU slots) on the cluster closest to
