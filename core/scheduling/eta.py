@@ -1,10 +1,11 @@
 """A queued run's estimated start: when enough running work ends to make room for it.
 
-Running attempts end, at the latest, at `started_at + scheduling.max_duration`. Counting the
+Running attempts end at `started_at + scheduling.max_duration` at the latest, or sooner when
+their runtime's progress (steps left at the measured step rate) says so. Counting the
 GPUs (or CPU slots) they give back in that order on each cluster where the run could go, the
 estimate is the first moment the free capacity reaches what the run needs. It is an upper
-bound for one run alone (work may end sooner) and ignores node shape and the runs ahead of it;
-a holding without a max_duration makes the estimate unknown on its cluster.
+estimate for one run alone and ignores node shape and the runs ahead of it; a holding with
+neither a max_duration nor a progress estimate makes the estimate unknown on its cluster.
 """
 
 from __future__ import annotations

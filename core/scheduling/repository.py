@@ -7,9 +7,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Row, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, load_only
 
-from core.models import Organization, Project, Quota, Run, RunAttempt
+from core.models import Organization, Project, Quota, Run, RunAttempt, RunProgress
 from core.runs.states import RunStatus
 
 
@@ -31,6 +31,26 @@ def holdings(session: Session) -> list[tuple[RunAttempt, str, Any, datetime | No
         .where(RunAttempt.ended_at.is_(None))
     ).all()
     return [(row[0], row[1], row[2], row[3]) for row in rows]
+
+
+def estimated_finishes(session: Session, attempts: Sequence[RunAttempt]) -> dict[str, datetime]:
+    """When each open attempt's runtime says it will finish (its step rate), where it says."""
+    current = {attempt.run_id: attempt.attempt for attempt in attempts}
+    rows = session.scalars(
+        select(RunProgress)
+        .where(RunProgress.run_id.in_(list(current)))
+        .options(
+            load_only(
+                RunProgress.attempt, RunProgress.step, RunProgress.total_steps,
+                RunProgress.last_heartbeat_at, RunProgress.rate_step, RunProgress.rate_at,
+            )
+        )
+    )  # fmt: skip
+    return {
+        row.run_id: finish
+        for row in rows
+        if row.attempt == current.get(row.run_id) and (finish := row.estimated_finish) is not None
+    }
 
 
 def lock_runs(

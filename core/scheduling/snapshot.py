@@ -32,6 +32,7 @@ def load_snapshot(
 ) -> Snapshot:
     rows = repository.holdings(session)
     held: list[RunAttempt] = [row[0] for row in rows]
+    finishes = repository.estimated_finishes(session, held) if held else {}
     states = free_capacity(clusters if clusters is not None else list_clusters(session), held)
     return Snapshot(
         candidates=[
@@ -50,15 +51,23 @@ def load_snapshot(
         usage=recent_usage(session, now, timedelta(hours=settings.fair_share_window_hours)),
         now=now,
         starvation_seconds=settings.scheduler_starvation_seconds,
-        holdings=[_holding(*row) for row in rows],
+        holdings=[_holding(*row, finishes.get(row[0].run_id)) for row in rows],
     )
 
 
 def _holding(
-    attempt: RunAttempt, priority: str, scheduling: Any, started_at: datetime | None
+    attempt: RunAttempt,
+    priority: str,
+    scheduling: Any,
+    started_at: datetime | None,
+    estimated_finish: datetime | None,
 ) -> Holding:
+    """An open attempt for preemption and the ETA: it ends, at the latest, when its
+    max_duration runs out, or sooner when its progress says so."""
     limit = (scheduling or {}).get("max_duration")
     ends_at = started_at + timedelta(seconds=float(limit)) if started_at and limit else None
+    if estimated_finish is not None:
+        ends_at = min(ends_at, estimated_finish) if ends_at else estimated_finish
     return Holding(
         attempt.run_id,
         attempt.org_id,

@@ -5,7 +5,7 @@ cluster with the real scheduler, launcher and reconciler (issue 20)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
@@ -128,6 +128,22 @@ def test_the_queue_answer_gives_an_eta_from_running_max_duration(
 
 
 def _plus_hour(text: str) -> str:
-    from datetime import datetime
-
     return (datetime.fromisoformat(text.replace("Z", "+00:00")) + timedelta(hours=1)).isoformat()
+
+
+def test_the_eta_comes_sooner_when_the_running_work_s_progress_says_so(
+    api: TestClient, clusters: Clusters
+) -> None:
+    tenant, ctx = make_tenant(api), context(api, clusters.settings)
+    clusters.west.fates = {0: "run", 1: "run"}
+    holder = h100_run(api, tenant, max_duration=3600)
+    admit_and_launch(api, ctx, holder)
+    reconcile_until(api, tenant, ctx, "west", holder, {"running"})
+    [env] = [_env(job) for job in clusters.west.jobs()]
+    _beat(api, env, step=10, total_steps=1000)
+    _beat(api, env, step=990, total_steps=1000)  # fast: nearly done
+    waiting = h100_run(api, tenant)
+    scheduler.run_pass(ctx.factory, ctx.settings, [waiting])
+    queue = api.get(f"/v1/runs/{waiting}", headers=tenant.headers).json()["queue"]
+    eta = datetime.fromisoformat(queue["eta"].replace("Z", "+00:00"))
+    assert eta < utcnow() + timedelta(minutes=5)  # long before its max_duration runs out
