@@ -76,8 +76,10 @@ def admit_queued_runs(
     """One admission pass. Each admitted run is `starting` with a new attempt and a launch task;
     each preemption victim's attempt is marked, for the reconciler to stop."""
     clusters = lock_clusters(session)
-    expire_queued_runs(session, now or utcnow())
     snapshot = load_snapshot(session, settings, now or utcnow(), clusters)
+    expired = expire_queued_runs(session, snapshot.candidates, snapshot.now)
+    if expired:
+        snapshot.candidates = [c for c in snapshot.candidates if c.run_id not in expired]
     plan = plan_admissions(snapshot)
     for preemption in plan.preemptions:
         mark_victims(session, preemption, settings.preemption_grace_seconds)
@@ -92,20 +94,25 @@ def admit_queued_runs(
     ]
 
 
-def expire_queued_runs(session: Session, now: datetime) -> int:
+def expire_queued_runs(
+    session: Session, candidates: Sequence[Candidate], now: datetime
+) -> set[str]:
     """Fail the queued runs past their `scheduling.max_pending` with `pending_timeout`."""
     overdue = {
-        row.id: why
-        for row in repository.queued_runs(session)
-        if (
+        candidate.run_id: why
+        for candidate in candidates
+        if candidate.max_pending
+        and (
             why := over_queue_limit(
-                (row.spec or {}).get("scheduling") or {}, row.queued_at or now, now
+                {"max_pending": candidate.max_pending}, candidate.queued_at, now
             )
         )
     }
-    for run in repository.lock_runs(session, RunStatus.QUEUED, list(overdue)) if overdue else ():
+    if not overdue:
+        return set()
+    for run in repository.lock_runs(session, RunStatus.QUEUED, list(overdue)):
         transition(session, run, RunStatus.FAILED, StatusReason.PENDING_TIMEOUT, overdue[run.id])
-    return len(overdue)
+    return set(overdue)
 
 
 def _admit(session: Session, run: Run, candidate: Candidate, grant: Grant) -> Admitted:

@@ -103,6 +103,7 @@ class Candidate:
     priority: str
     queued_at: datetime
     needs: Needs
+    max_pending: float | None = None  # scheduling.max_pending: its limit on the queue wait
 
 
 @dataclass

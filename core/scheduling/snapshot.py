@@ -43,6 +43,7 @@ def load_snapshot(
                 row.priority,
                 row.queued_at or now,
                 Needs.of(row.spec),
+                ((row.spec or {}).get("scheduling") or {}).get("max_pending"),
             )
             for row in repository.queued_runs(session)
         ],
