@@ -3,15 +3,16 @@
 Running attempts end at `started_at + scheduling.max_duration` at the latest, or sooner when
 their runtime's progress (steps left at the measured step rate) says so. Counting the
 GPUs (or CPU slots) they give back in that order on each cluster where the run could go, the
-estimate is the first moment the free capacity reaches what the run needs. It is an upper
-estimate for one run alone and ignores node shape and the runs ahead of it; a holding with
-neither a max_duration nor a progress estimate makes the estimate unknown on its cluster.
+estimate is the first moment the run fits (node-shaped for a GPU gang). It is an estimate for
+one run alone that ignores the runs ahead of it; a holding with neither a max_duration nor a
+progress estimate makes the estimate unknown on its cluster.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
+from core.scheduling.placement import fits, give
 from core.scheduling.planner import ClusterState, Needs, Snapshot
 
 
@@ -22,33 +23,37 @@ def estimate_start(needs: Needs, snapshot: Snapshot) -> datetime | None:
             continue
         types = cluster.types_for(needs) if needs.gpus else [None]
         for gpu_type in types:
-            found = _slot_eta(needs, snapshot, cluster.name, gpu_type, _free(cluster, gpu_type))
+            found = _slot_eta(needs, snapshot, cluster, gpu_type)
             if found is not None and (best is None or found < best):
                 best = found
     return best
 
 
-def _free(cluster: ClusterState, gpu_type: str | None) -> int | None:
-    if gpu_type is not None:
-        return cluster.free_gpus.get(gpu_type, 0)
-    return cluster.free_slots
-
-
 def _slot_eta(
-    needs: Needs, snapshot: Snapshot, cluster: str, gpu_type: str | None, free: int | None
+    needs: Needs, snapshot: Snapshot, cluster: ClusterState, gpu_type: str | None
 ) -> datetime | None:
-    wanted = needs.gpus or needs.cpu_slots
-    if free is None or free >= wanted:
-        return snapshot.now
+    """Release the cluster's holdings in the order they end until the run fits, node-shaped
+    for a GPU gang; the moment that happens."""
     held = [
         h
         for h in snapshot.holdings
-        if h.cluster == cluster and (h.gpu_type == gpu_type if needs.gpus else h.cpu_slots)
+        if h.cluster == cluster.name and (h.gpu_type == gpu_type if needs.gpus else h.cpu_slots)
     ]
+    free = dict(cluster.node_free.get(gpu_type or "", {}))
+    slots = cluster.free_slots
+
+    def fits_now() -> bool:
+        if needs.gpus:
+            return fits(free, needs.nodes, needs.per_node)
+        return slots is None or slots >= needs.cpu_slots
+
+    if fits_now():
+        return snapshot.now
     for holding in sorted(held, key=lambda h: (h.ends_at is None, h.ends_at or snapshot.now)):
         if holding.ends_at is None:
             return None
-        free += holding.gpus if needs.gpus else holding.cpu_slots
-        if free >= wanted:
+        give(free, holding.placement)
+        slots = None if slots is None else slots + holding.cpu_slots
+        if fits_now():
             return max(holding.ends_at, snapshot.now)
     return None
