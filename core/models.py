@@ -178,6 +178,8 @@ class RunEvent(Base):
     resource_version: Mapped[int] = mapped_column(BigInteger)
     actor: Mapped[str | None] = mapped_column(String(40), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Structured details (migration 0013): a preemption names its preemptor's run id here.
+    data: Mapped[dict[str, Any] | None] = mapped_column(default=None)
 
 
 class IdempotencyRecord(Base):
@@ -273,6 +275,11 @@ class RunAttempt(Base):
     steps_lost: Mapped[int | None] = mapped_column(BigInteger, default=None)
     # The image digest the kubelet reported (pod status imageID), for provenance (issue 12).
     image_digest: Mapped[str | None] = mapped_column(String(255), default=None)
+    # Node-shaped gangs and preemption (migration 0013): the GPUs held on each node, and the
+    # run this attempt is being stopped for (set when the scheduler picks it as a victim).
+    placement: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    preempted_by: Mapped[str | None] = mapped_column(String(40), default=None)
+    preempted_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class OutboxMessage(Base):

@@ -142,6 +142,13 @@ class Settings(BaseSettings):
     cancel_grace_seconds: float = Field(
         default=10.0, ge=0, le=3600, description="SIGTERM to SIGKILL delay when stopping a run"
     )
+    preemption_grace_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        le=3600,
+        description="A preempted run's time between SIGTERM (should_stop() turns true) and"
+        " SIGKILL, to save a checkpoint",
+    )
     worker_shutdown_grace_seconds: float = Field(
         default=10.0, ge=0, le=600, description="After SIGTERM, how long tasks may finish"
     )

@@ -74,6 +74,7 @@ PROGRESS_COLUMNS = (
 ATTEMPT_COLUMNS = (
     *("attempt", "cluster", "where", "gpus", "gpu_type", "admitted_at", "started_at"),
     *("ended_at", "outcome", "exit_code", "reason", "message", "resumed_from_step", "steps_lost"),
+    "preempted_by",
 )
 
 

@@ -28,6 +28,11 @@ class QueueInfo(BaseModel):
     position: int | None = None
     reason: str
     detail: str
+    eta: datetime | None = Field(
+        default=None,
+        description="estimated start: when enough running work ends by its max_duration "
+        "(and progress) to make room; null when nothing running says when it ends",
+    )
 
 
 class AttemptOut(BaseModel):
@@ -43,10 +48,15 @@ class AttemptOut(BaseModel):
     admitted_at: datetime
     started_at: datetime | None
     ended_at: datetime | None
-    outcome: str | None = Field(description="succeeded, failed, system_failed or cancelled")
+    outcome: str | None = Field(
+        description="succeeded, failed, system_failed, preempted or cancelled"
+    )
     exit_code: int | None
     reason: str | None
     message: str | None
+    preempted_by: str | None = Field(
+        default=None, description="the run whose admission stopped this attempt (preemption)"
+    )
     resumed_from_step: int | None = Field(
         default=None, description="the checkpoint step this attempt resumed from"
     )
@@ -141,6 +151,9 @@ class RunEventOut(BaseModel):
     resource_version: int
     actor: str | None
     created_at: datetime
+    data: dict[str, Any] | None = Field(
+        default=None, description="details: a preemption names `preempted_by` (a run id)"
+    )
 
 
 class RunEventPage(BaseModel):

@@ -44,11 +44,12 @@ class QueueInfo(TrainportModel):
     position: int | None = None
     reason: str = ""
     detail: str = ""
+    eta: datetime | None = None  # estimated start, from running work's max_duration
 
 
 class Attempt(TrainportModel):
     """One attempt of a run: where and when it ran, and how it ended (`outcome` None while it
-    runs: `succeeded`, `failed`, `system_failed` or `cancelled` after)."""
+    runs: `succeeded`, `failed`, `system_failed`, `preempted` or `cancelled` after)."""
 
     attempt: int
     cluster: str = ""
@@ -64,6 +65,7 @@ class Attempt(TrainportModel):
     message: str | None = None
     resumed_from_step: int | None = None
     steps_lost: int | None = None
+    preempted_by: str | None = None  # the run whose admission stopped this attempt
 
 
 class Progress(TrainportModel):
@@ -116,7 +118,7 @@ class Run(TrainportModel):
 
 
 class RunEvent(TrainportModel):
-    """One entry of a run's history: a status change or an edit."""
+    """One entry of a run's history: a status change, an edit or a preemption (`data`)."""
 
     id: int
     run_id: str
@@ -128,6 +130,7 @@ class RunEvent(TrainportModel):
     resource_version: int
     actor: str | None = None
     created_at: datetime
+    data: dict[str, Any] | None = None  # a preemption's `preempted_by`, for one
 
 
 class LogLine(TrainportModel):
