@@ -24,9 +24,11 @@ from api.yaml_body import YamlBodyRoute
 from core.aio import AsyncDatabase
 from core.db import read_scope, session_scope
 from core.pagination import MAX_PAGE_SIZE
-from core.runs import creation, reads, service
+from core.runs import creation, preflight, reads, service
+from core.runs.cloning import CloneIn
 from core.runs.repository import RunFilter
 from core.runs.schemas import RunEventPage, RunOut, RunPage, RunPatch
+from core.runs.preflight import RunPlan
 from core.runs.spec import RunCreate
 from core.runs.states import RunStatus
 from core.runs.watch import wait_for_change
@@ -100,6 +102,15 @@ async def create_run(
             return _run_json(run, status.HTTP_201_CREATED, headers)
 
     return await run_in_threadpool(submit)
+
+
+@router.post("/plan", response_model=RunPlan)
+def plan_run(body: RunCreate, caller: Caller, session: SessionDep, settings: SettingsDep) -> RunPlan:
+    """What `POST /v1/runs` with this body would create, where it would run, what it would cost.
+
+    Nothing is stored.
+    """
+    return preflight.plan_run(session, caller, body, settings)
 
 
 @router.get("", response_model=RunPage, responses=NOT_MODIFIED)
@@ -295,6 +306,23 @@ def delete_run(run_id: RunId, caller: Caller, session: SessionDep) -> Response:
     """Delete a finished run (409 while it is still active)."""
     service.delete_run(session, caller, run_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/{run_id}/clone", status_code=status.HTTP_201_CREATED, response_model=RunOut)
+def clone_run(
+    request: Request,
+    run_id: RunId,
+    body: CloneIn,
+    caller: Caller,
+    session: SessionDep,
+    settings: SettingsDep,
+    response: Response,
+) -> RunOut:
+    """Submit a new run from this one's spec, with `--set`-style dotted overrides."""
+    waiting = request.app.state.waiting_room
+    run = service.clone_run(session, caller, run_id, body, waiting)
+    response.headers["Location"] = f"/v1/runs/{run.id}"
+    return _run_response(response, service.with_queue(session, run, settings))
 
 
 @router.get("/{run_id}/events", response_model=RunEventPage)

@@ -87,7 +87,7 @@ def _frozen(session: Session, run: Run) -> dict[str, Any]:
             name: {"source": OBSERVED, "digest": pin.digest, "version": pin.version}
             for name, (pin, _) in pinned(session, run.id).items()
         },
-    }
+    } | ({"cloned_from": run.cloned_from} if run.cloned_from else {})
 
 
 def _code(spec: dict[str, Any]) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from core.ids import new_id
 from core.log_archive import delete_logs
 from core.models import Run, RunEvent, utcnow
 from core.pagination import decode_cursor, encode_cursor
-from core.runs import creation, repository
+from core.runs import cloning, creation, repository
 from core.runs.repository import RunFilter
 from core.runs.schemas import RunEventOut, RunEventPage, RunOut, RunPage, RunPatch
 from core.runs.spec import RunCreate, check_labels
@@ -94,6 +94,25 @@ def create_run(
             raise
         return _replay(session, caller, earlier)
     return Created(run, replayed=False)
+
+
+def clone_run(
+    session: Session,
+    caller: Principal,
+    run_id: str,
+    body: cloning.CloneIn,
+    waiting: WaitingRoom | None = None,
+) -> Run:
+    """A new run from another's spec with `body.overrides` applied; it records `cloned_from`."""
+    caller.require(Role.MEMBER)
+    source = get_run(session, caller, run_id)
+    create = cloning.cloned_body(source.spec, source.project_id, body)
+    _admit(session, caller, waiting)
+    run = _insert_run(session, caller, create)
+    run.cloned_from = source.id
+    session.flush()
+    _record(session, run, "cloned", caller.key_id, message=f"cloned from {source.id}")
+    return run
 
 
 def _admit(session: Session, caller: Principal, waiting: WaitingRoom | None) -> None:

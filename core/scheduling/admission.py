@@ -33,6 +33,8 @@ from core.scheduling.clusters import list_clusters, lock_clusters
 from core.scheduling.planner import Candidate, Needs, fits_anywhere, plan_admissions
 from core.scheduling.snapshot import load_snapshot, total_capacity
 from core.settings import Settings
+from core.usage import budgets
+from core.usage.rates import RateCard
 
 ACCEPT_BATCH = 1000
 
@@ -72,7 +74,10 @@ def admit_queued_runs(
 ) -> list[Admitted]:
     """One admission pass. Each admitted run is `starting` with a new attempt and a launch task."""
     clusters = lock_clusters(session)
-    snapshot = load_snapshot(session, settings, now or utcnow(), clusters)
+    now = now or utcnow()
+    # Budget alerts ride on the pass (every few seconds): each crossing is recorded once.
+    budgets.record_alerts(session, now, RateCard.of(settings))
+    snapshot = load_snapshot(session, settings, now, clusters)
     plan = plan_admissions(snapshot)
     if not plan.admitted:
         return []

@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core.models import Cluster, Quota, Run, VersionCounter, utcnow
+from core.models import Budget, Cluster, Quota, Run, VersionCounter, utcnow
 from core.runs.schemas import QueueInfo
 from core.runs.states import RunStatus
 from core.runs.versions import RUNS_COUNTER
@@ -59,13 +59,15 @@ def explain(session: Session, run: Run, settings: Settings) -> QueueInfo | None:
 
 PLAN_REUSE_SECONDS = 2.0
 # What a plan is made of, besides time. Every change to a run (queued, admitted, ended, edited)
-# moves the counter; clusters and quotas are counted too, so that a deleted row shows.
+# moves the counter; clusters, quotas and budgets are counted too, so that a deleted row shows.
 PLAN_INPUTS = select(
     select(VersionCounter.value).where(VersionCounter.name == RUNS_COUNTER).scalar_subquery(),
     select(func.count()).select_from(Cluster).scalar_subquery(),
     select(func.max(Cluster.updated_at)).scalar_subquery(),
     select(func.count()).select_from(Quota).scalar_subquery(),
     select(func.max(Quota.updated_at)).scalar_subquery(),
+    select(func.count()).select_from(Budget).scalar_subquery(),
+    select(func.max(Budget.updated_at)).scalar_subquery(),
 )
 
 

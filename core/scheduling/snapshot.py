@@ -1,4 +1,5 @@
-"""Reads the state a plan needs: queued runs, free capacity, quota scopes and recent usage."""
+"""Reads the state a plan needs: queued runs, free capacity, quota scopes, recent usage and
+spent budgets."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ from core.scheduling.planner import (
     Snapshot,
 )
 from core.settings import Settings
+from core.usage import budgets
+from core.usage.rates import RateCard
 
 
 def load_snapshot(
@@ -45,6 +48,7 @@ def load_snapshot(
         usage=recent_usage(session, now, timedelta(hours=settings.fair_share_window_hours)),
         now=now,
         starvation_seconds=settings.scheduler_starvation_seconds,
+        budget_exhausted=budgets.exhausted_scopes(session, now, RateCard.of(settings)),
     )
 
 

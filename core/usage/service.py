@@ -1,0 +1,130 @@
+"""Usage rules: metering an org's GPU time over a window, and the usage report admins read.
+
+Ended attempts come from the daily rollup (core/usage/rollup.py), running ones are metered live
+to now and split by day the same way, so a report always adds up to the runs' own `usage`.
+Another org's report is exactly as missing as an org that does not exist (404); a
+project-scoped key sees its own project only.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import date, datetime, timedelta
+
+from sqlalchemy.orm import Session
+
+from core.errors import FieldError, InvalidInput, NotFound
+from core.models import utcnow
+from core.tenants.schemas import Principal, Role
+from core.usage import rates, repository
+from core.usage.metering import by_day
+from core.usage.rates import RateCard
+from core.usage.schemas import GpuUsage, GroupBy, UsageReport, UsageRow
+
+MAX_WINDOW_DAYS = 3660
+Tally = dict[tuple[str, str, str], float]  # (org, group value, GPU type) -> GPU-seconds
+
+
+def tally(
+    session: Session,
+    org_ids: Sequence[str],
+    group: GroupBy,
+    since: date | None,
+    until: date | None,
+    now: datetime,
+    project_id: str | None = None,
+) -> Tally:
+    """GPU-seconds on UTC days in [since, until) per org, group value and GPU type."""
+    seconds: Tally = defaultdict(float)
+    for org, value, gpu_type, summed in repository.rolled_up(
+        session, org_ids, group.value, since, until, project_id
+    ):
+        seconds[(org, _text(value), gpu_type)] += float(summed or 0.0)
+    for attempt in repository.running_attempts(session, org_ids, project_id):
+        gpu_type = attempt.gpu_type or ""
+        for day, span in by_day(attempt.started_at or now, now):
+            if (since is not None and day < since) or (until is not None and day >= until):
+                continue
+            value = {
+                GroupBy.PROJECT: attempt.project_id,
+                GroupBy.GPU_TYPE: gpu_type,
+                GroupBy.DAY: day.isoformat(),
+            }[group]
+            seconds[(attempt.org_id, value, gpu_type)] += attempt.gpus * span
+    return seconds
+
+
+def _text(value: object) -> str:
+    return value.isoformat() if isinstance(value, date) else str(value)
+
+
+def priced(seconds: float, gpu_type: str, card: RateCard) -> GpuUsage:
+    gpu_hours = rates.hours(seconds)
+    return GpuUsage(gpu_hours=gpu_hours, cost=card.cost(gpu_type or None, gpu_hours))
+
+
+def usage_report(
+    session: Session,
+    caller: Principal,
+    org_id: str,
+    since: date | None,
+    until: date | None,
+    group_by: GroupBy,
+    card: RateCard,
+) -> UsageReport:
+    """`GET /v1/orgs/{id}/usage`: GPU-hours and cost per project, GPU type or day."""
+    if org_id != caller.org_id:
+        raise NotFound(f"Organisation {org_id} was not found.")
+    caller.require(Role.ADMIN)
+    now = utcnow()
+    since, until = _window(since, until, now)
+    found = tally(session, [org_id], group_by, since, until, now, caller.project_id)
+    names = repository.project_names(session, org_id) if group_by is GroupBy.PROJECT else {}
+    rows: dict[str, list[GpuUsage]] = defaultdict(list)
+    for (_, value, gpu_type), seconds in found.items():
+        rows[value].append(priced(seconds, gpu_type, card))
+    data = [_row(group_by, value, parts, names) for value, parts in sorted(rows.items())]
+    return UsageReport.model_validate(
+        {
+            "org_id": org_id,
+            "project_id": caller.project_id,
+            "from": since,
+            "to": until,
+            "group_by": group_by,
+            "currency": card.currency,
+            "total": _sum([GpuUsage(gpu_hours=r.gpu_hours, cost=r.cost) for r in data]),
+            "data": data,
+        }
+    )
+
+
+def _window(since: date | None, until: date | None, now: datetime) -> tuple[date, date]:
+    """Defaults: this calendar month so far (UTC), today included."""
+    until = until or now.date() + timedelta(days=1)
+    since = since or now.date().replace(day=1)
+    if since >= until or (until - since).days > MAX_WINDOW_DAYS:
+        raise InvalidInput(
+            "`from` must be before `to`, at most 10 years apart.",
+            [FieldError.for_parameter("from", "must be a day before `to`")],
+        )
+    return since, until
+
+
+def _sum(parts: Sequence[GpuUsage]) -> GpuUsage:
+    return GpuUsage(
+        gpu_hours=rates.hours(sum(p.gpu_hours for p in parts) * 3600),
+        cost=rates.money(sum(p.cost for p in parts)),
+    )
+
+
+def _row(group_by: GroupBy, value: str, parts: list[GpuUsage], names: dict[str, str]) -> UsageRow:
+    total = _sum(parts)
+    row = UsageRow(key=value, gpu_hours=total.gpu_hours, cost=total.cost)
+    if group_by is GroupBy.PROJECT:
+        row.project_id, row.project = value, names.get(value)
+    elif group_by is GroupBy.GPU_TYPE:
+        row.gpu_type = value or None
+    else:
+        row.day = date.fromisoformat(value)
+    return row
