@@ -26,9 +26,9 @@ from core.db import read_scope, session_scope
 from core.pagination import MAX_PAGE_SIZE
 from core.runs import creation, preflight, reads, service
 from core.runs.cloning import CloneIn
+from core.runs.preflight import RunPlan
 from core.runs.repository import RunFilter
 from core.runs.schemas import RunEventPage, RunOut, RunPage, RunPatch
-from core.runs.preflight import RunPlan
 from core.runs.spec import RunCreate
 from core.runs.states import RunStatus
 from core.runs.watch import wait_for_change
@@ -105,7 +105,9 @@ async def create_run(
 
 
 @router.post("/plan", response_model=RunPlan)
-def plan_run(body: RunCreate, caller: Caller, session: SessionDep, settings: SettingsDep) -> RunPlan:
+def plan_run(
+    body: RunCreate, caller: Caller, session: SessionDep, settings: SettingsDep
+) -> RunPlan:
     """What `POST /v1/runs` with this body would create, where it would run, what it would cost.
 
     Nothing is stored.

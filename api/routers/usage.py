@@ -11,7 +11,14 @@ from api.deps import Caller, SessionDep, SettingsDep
 from api.routing import UnitOfWorkRoute
 from core.usage import budgets, service
 from core.usage.rates import RateCard
-from core.usage.schemas import BudgetAlertList, BudgetIn, BudgetList, BudgetOut, GroupBy, UsageReport
+from core.usage.schemas import (
+    BudgetAlertList,
+    BudgetIn,
+    BudgetList,
+    BudgetOut,
+    GroupBy,
+    UsageReport,
+)
 
 router = APIRouter(prefix="/v1/orgs/{org_id}", tags=["usage"], route_class=UnitOfWorkRoute)
 OrgId = Annotated[str, Path(min_length=1, max_length=64, description="your org's id, `org_...`")]
@@ -34,7 +41,9 @@ def get_usage(
     from_: Annotated[
         date | None, Query(alias="from", description="first UTC day; default: this month's 1st")
     ] = None,
-    to: Annotated[date | None, Query(description="first UTC day not counted; default: tomorrow")] = None,
+    to: Annotated[
+        date | None, Query(description="first UTC day not counted; default: tomorrow")
+    ] = None,
     group_by: GroupBy = GroupBy.PROJECT,
 ) -> UsageReport:
     """GPU-hours and cost per project, GPU type or day (admin; a project key: its project)."""

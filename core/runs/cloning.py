@@ -72,7 +72,11 @@ def cloned_body(spec: dict[str, Any], project_id: str, body: CloneIn) -> RunCrea
         return RunCreate.model_validate(document)
     except ValidationError as exc:
         errors = [
-            FieldError("/" + "/".join(str(p) for p in error["loc"]), error["msg"])
+            FieldError(_pointer(error["loc"]), error["msg"].removeprefix("Value error, "))
             for error in exc.errors()[:20]
         ]
         raise InvalidInput("The clone's spec is not valid with these overrides.", errors) from None
+
+
+def _pointer(location: tuple[int | str, ...]) -> str:
+    return "/" + "/".join(str(p).replace("~", "~0").replace("/", "~1") for p in location)

@@ -15,6 +15,7 @@ which the API does not import.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
@@ -70,16 +71,14 @@ class CostEstimate(BaseModel):
 class RunPlan(BaseModel):
     object: str = "run_plan"
     project_id: str
-    spec: dict[str, object] = Field(description="the spec as it would be stored, defaults filled")
+    spec: dict[str, Any] = Field(description="the spec as it would be stored, defaults filled")
     datasets: list[PinnedDataset]
     placement: Placement
     estimate: CostEstimate
     warnings: list[str] = Field(default_factory=list)
 
 
-def plan_run(
-    session: Session, caller: Principal, body: RunCreate, settings: Settings
-) -> RunPlan:
+def plan_run(session: Session, caller: Principal, body: RunCreate, settings: Settings) -> RunPlan:
     """The plan of a submission; reads only (the caller's session is rolled back or unchanged)."""
     caller.require(Role.MEMBER)
     project = tenants.resolve_project(session, caller, body.project)

@@ -7,9 +7,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from core.models import utcnow
 from core.runs.spec import Duration, Labels, Priority
 from core.runs.states import RunStatus, StatusReason
-from core.models import utcnow
 from core.scheduling.clusters import LOCAL_CLUSTER
 from core.usage import rates
 from core.usage.metering import gpu_seconds

@@ -103,9 +103,7 @@ def standings(
 
 def exhausted_scopes(session: Session, now: datetime, card: RateCard) -> dict[Owner, str]:
     """Scopes whose hard budget is spent, and why: the scheduler admits none of their runs."""
-    hard = [
-        b for b in repository.budgets(session) if b.enforcement == Enforcement.HARD.value
-    ]
+    hard = [b for b in repository.budgets(session) if b.enforcement == Enforcement.HARD.value]
     if not hard:
         return {}
     names = _scope_names(session, hard)
@@ -193,9 +191,7 @@ def list_budgets(session: Session, caller: Principal, org_id: str, card: RateCar
     _own_org(caller, org_id)
     caller.require(Role.ADMIN)
     rows = [
-        b
-        for b in repository.budgets(session, org_id)
-        if caller.project_id in (None, b.project_id)
+        b for b in repository.budgets(session, org_id) if caller.project_id in (None, b.project_id)
     ]
     found = standings(session, rows, utcnow(), card)
     return BudgetList(data=[_out(s, card) for s in found])
@@ -242,9 +238,7 @@ def delete_budget(
     session.flush()
 
 
-def list_alerts(
-    session: Session, caller: Principal, org_id: str, limit: int
-) -> BudgetAlertList:
+def list_alerts(session: Session, caller: Principal, org_id: str, limit: int) -> BudgetAlertList:
     _own_org(caller, org_id)
     caller.require(Role.ADMIN)
     rows = repository.alerts(session, org_id, caller.project_id, limit)

@@ -25,7 +25,7 @@ def rolled_up(
     since: date | None,
     until: date | None = None,
     project_id: str | None = None,
-) -> Sequence[Row[tuple[str, Any, str, float]]]:
+) -> Sequence[Row[str, Any, str, float]]:
     """(org, group value, GPU type, GPU-seconds) of ended attempts on days in [since, until).
 
     One index range per org (the primary key leads with org_id, day) and a grouped sum: a year

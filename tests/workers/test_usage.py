@@ -15,7 +15,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.app import create_app
 from core.db import session_scope
 from core.models import Run, RunAttempt, UsageDaily, utcnow
-from core.runs.attempts import AttemptOutcome, Ending, Grant, close_attempt, mark_started, open_attempt
+from core.runs.attempts import (
+    AttemptOutcome,
+    Ending,
+    Grant,
+    close_attempt,
+    mark_started,
+    open_attempt,
+)
 from core.runs.states import StatusReason
 from core.settings import Settings
 from core.usage import rollup
@@ -110,7 +117,9 @@ def test_an_attempt_that_never_started_used_nothing(rated: TestClient) -> None:
         run.attempt = 1
         open_attempt(session, run, Grant("gpu", "h100", 8, 0), utcnow())
     with session_scope(sessions(rated)) as session:
-        close_attempt(session, run_id, 1, Ending(AttemptOutcome.CANCELLED, StatusReason.USER_CANCELLED, "x"))
+        close_attempt(
+            session, run_id, 1, Ending(AttemptOutcome.CANCELLED, StatusReason.USER_CANCELLED, "x")
+        )
     body = rated.get(f"/v1/runs/{run_id}", headers=tenant.headers).json()
     assert body["usage"]["gpu_hours"] == 0.0
     with session_scope(sessions(rated)) as session:
@@ -133,7 +142,9 @@ def test_ending_an_attempt_rolls_its_usage_up_exactly_once(rated: TestClient) ->
             close_attempt(session, run_id, 1, ending)
     with session_scope(sessions(rated)) as session:
         row = session.get(RunAttempt, (run_id, 1))
-        assert row is not None and row.started_at and row.ended_at
+        assert row is not None
+        assert row.started_at
+        assert row.ended_at
         expected = 4 * (row.ended_at - row.started_at).total_seconds()
         rolled = session.scalars(select(UsageDaily)).all()
         assert [(r.project_id, r.gpu_type) for r in rolled] == [(tenant.project_id, "h100")]
@@ -178,7 +189,10 @@ def test_the_usage_report_counts_running_attempts_live(rated: TestClient) -> Non
     run_id = create_run(rated, tenant)["id"]
     attempt(rated, run_id, 1, "a100", 3, utcnow() - timedelta(minutes=20), None)
     today = utcnow().date()
-    window = {"from": (today - timedelta(days=1)).isoformat(), "to": (today + timedelta(days=1)).isoformat()}
+    window = {
+        "from": (today - timedelta(days=1)).isoformat(),
+        "to": (today + timedelta(days=1)).isoformat(),
+    }
     body = usage(rated, tenant, group_by="gpu_type", **window).json()
     assert 1.0 <= body["total"]["gpu_hours"] < 1.01
 
