@@ -46,6 +46,28 @@ def create(
     return APIRequest("POST", "/v1/runs", json=document, headers=headers)
 
 
+def plan(spec: SpecLike | None, project: str | None, fields: Mapping[str, Any]) -> APIRequest:
+    """`POST /v1/runs/plan`: the create body; nothing is stored, so it is safe to repeat."""
+    document = spec.to_dict() if isinstance(spec, RunSpec) else dict(spec or {})
+    document.update(fields)
+    if project is not None:
+        document["project"] = project
+    return APIRequest("POST", "/v1/runs/plan", json=document)
+
+
+def clone(
+    run: RunRef, overrides: Mapping[str, Any] | None, name: str | None, project: str | None
+) -> APIRequest:
+    """`POST /v1/runs/{id}/clone`. It makes a run each time: not retried once sent."""
+    body = {"overrides": dict(overrides or {}), "name": name, "project": project}
+    return APIRequest(
+        "POST",
+        run_path(run, "/clone"),
+        json={k: v for k, v in body.items() if v is not None},
+        idempotent=False,
+    )
+
+
 def get(run: RunRef, wait: float | None, resource_version: int | None) -> APIRequest:
     if not wait:
         return APIRequest("GET", run_path(run), params={"resource_version": resource_version})
