@@ -45,9 +45,11 @@ def get_usage(
         date | None, Query(description="first UTC day not counted; default: tomorrow")
     ] = None,
     group_by: GroupBy = GroupBy.PROJECT,
-) -> UsageReport:
+) -> Response:
     """GPU-hours and cost per project, GPU type or day (admin; a project key: its project)."""
-    return service.usage_report(session, caller, org_id, from_, to, group_by, card)
+    report = service.usage_report(session, caller, org_id, from_, to, group_by, card)
+    # Serialized once, here (a year by day is 366 rows); `response_model` documents it.
+    return Response(report.model_dump_json(by_alias=True), media_type="application/json")
 
 
 @router.get("/budgets", response_model=BudgetList)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -20,7 +21,7 @@ from core.tenants.schemas import Principal, Role
 from core.usage import rates, repository
 from core.usage.metering import by_day
 from core.usage.rates import RateCard
-from core.usage.schemas import GpuUsage, GroupBy, UsageReport, UsageRow
+from core.usage.schemas import GroupBy, UsageReport
 
 MAX_WINDOW_DAYS = 3660
 Tally = dict[tuple[str, str, str], float]  # (org, group value, GPU type) -> GPU-seconds
@@ -59,11 +60,6 @@ def _text(value: object) -> str:
     return value.isoformat() if isinstance(value, date) else str(value)
 
 
-def priced(seconds: float, gpu_type: str, card: RateCard) -> GpuUsage:
-    gpu_hours = rates.hours(seconds)
-    return GpuUsage(gpu_hours=gpu_hours, cost=card.cost(gpu_type or None, gpu_hours))
-
-
 def usage_report(
     session: Session,
     caller: Principal,
@@ -81,10 +77,13 @@ def usage_report(
     since, until = _window(since, until, now)
     found = tally(session, [org_id], group_by, since, until, now, caller.project_id)
     names = repository.project_names(session, org_id) if group_by is GroupBy.PROJECT else {}
-    rows: dict[str, list[GpuUsage]] = defaultdict(list)
+    # Plain sums, then one validation of the whole document: a year by day is 366 rows.
+    sums: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
     for (_, value, gpu_type), seconds in found.items():
-        rows[value].append(priced(seconds, gpu_type, card))
-    data = [_row(group_by, value, parts, names) for value, parts in sorted(rows.items())]
+        hours = seconds / 3600.0
+        sums[value][0] += hours
+        sums[value][1] += card.rate(gpu_type or None) * hours
+    data = [_row(group_by, value, *sums[value], names) for value in sorted(sums)]
     return UsageReport.model_validate(
         {
             "org_id": org_id,
@@ -93,7 +92,10 @@ def usage_report(
             "to": until,
             "group_by": group_by,
             "currency": card.currency,
-            "total": _sum([GpuUsage(gpu_hours=r.gpu_hours, cost=r.cost) for r in data]),
+            "total": {
+                "gpu_hours": rates.hours(sum(h for h, _ in sums.values()) * 3600),
+                "cost": rates.money(sum(c for _, c in sums.values())),
+            },
             "data": data,
         }
     )
@@ -111,20 +113,18 @@ def _window(since: date | None, until: date | None, now: datetime) -> tuple[date
     return since, until
 
 
-def _sum(parts: Sequence[GpuUsage]) -> GpuUsage:
-    return GpuUsage(
-        gpu_hours=rates.hours(sum(p.gpu_hours for p in parts) * 3600),
-        cost=rates.money(sum(p.cost for p in parts)),
-    )
-
-
-def _row(group_by: GroupBy, value: str, parts: list[GpuUsage], names: dict[str, str]) -> UsageRow:
-    total = _sum(parts)
-    row = UsageRow(key=value, gpu_hours=total.gpu_hours, cost=total.cost)
+def _row(
+    group_by: GroupBy, value: str, hours: float, cost: float, names: dict[str, str]
+) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "key": value,
+        "gpu_hours": rates.hours(hours * 3600),
+        "cost": rates.money(cost),
+    }
     if group_by is GroupBy.PROJECT:
-        row.project_id, row.project = value, names.get(value)
+        row.update(project_id=value, project=names.get(value))
     elif group_by is GroupBy.GPU_TYPE:
-        row.gpu_type = value or None
+        row["gpu_type"] = value or None
     else:
-        row.day = date.fromisoformat(value)
+        row["day"] = value
     return row
