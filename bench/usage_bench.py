@@ -115,7 +115,9 @@ def measure(url: str, facts: seed.Seeded, requests: int) -> None:
     print(f"org {facts.org_id}: {row[0] if row else 0} runs with one attempt each over 365 days")
     print(f"usage_daily rows (all orgs): {rolled[0] if rolled else 0}")
     # The yardstick: the same authenticated unit of work answering a trivial admin read.
-    cases = [("GET quota (yardstick)", f"/v1/orgs/{facts.org_id}/quota", {})]
+    cases: list[tuple[str, str, dict[str, str]]] = [
+        ("GET quota (yardstick)", f"/v1/orgs/{facts.org_id}/quota", {})
+    ]
     cases += [
         (f"GET usage group_by={group_by}", f"/v1/orgs/{facts.org_id}/usage",
          {**window, "group_by": group_by})

@@ -83,7 +83,7 @@ def usage_report(
         hours = seconds / 3600.0
         sums[value][0] += hours
         sums[value][1] += card.rate(gpu_type or None) * hours
-    data = [_row(group_by, value, *sums[value], names) for value in sorted(sums)]
+    data = [_row(group_by, value, sums[value], names) for value in sorted(sums)]
     return UsageReport.model_validate(
         {
             "org_id": org_id,
@@ -114,8 +114,9 @@ def _window(since: date | None, until: date | None, now: datetime) -> tuple[date
 
 
 def _row(
-    group_by: GroupBy, value: str, hours: float, cost: float, names: dict[str, str]
+    group_by: GroupBy, value: str, summed: list[float], names: dict[str, str]
 ) -> dict[str, Any]:
+    hours, cost = summed
     row: dict[str, Any] = {
         "key": value,
         "gpu_hours": rates.hours(hours * 3600),
