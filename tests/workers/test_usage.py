@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.app import create_app
+from core import migrate
 from core.db import session_scope
 from core.models import Run, RunAttempt, UsageDaily, utcnow
 from core.runs.attempts import (
@@ -25,7 +27,8 @@ from core.runs.attempts import (
 )
 from core.runs.states import StatusReason
 from core.settings import Settings
-from core.usage import rollup
+from core.usage import budgets, rollup
+from core.usage.rates import RateCard
 from tests.factories import Tenant, create_run, make_key, make_tenant
 
 Factory = sessionmaker[Session]
@@ -222,3 +225,48 @@ def test_a_backwards_window_is_refused(rated: TestClient) -> None:
     tenant = make_tenant(rated)
     response = usage(rated, tenant, **{"from": "2026-03-02", "to": "2026-03-01"})
     assert response.status_code == 422
+
+
+@pytest.fixture(params=["postgres", "sqlite"])
+def either(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TestClient]:
+    """The API with rates on a fresh database of each backend."""
+    if request.param == "postgres":
+        url = request.getfixturevalue("fresh_url")
+    else:
+        url = f"sqlite:///{tmp_path / 'trainport.db'}"
+        migrate.upgrade(url)
+    settings = Settings(database_url=url, key_touch_interval_seconds=0, gpu_hour_rates=RATES)
+    app = create_app(settings)
+    yield TestClient(app, raise_server_exceptions=False)
+    app.state.engine.dispose()
+
+
+def test_the_rollup_report_and_budget_alerts_agree_on_both_backends(either: TestClient) -> None:
+    tenant = make_tenant(either)
+    either.put(f"/v1/orgs/{tenant.org_id}/budget", json={"amount": 1}, headers=tenant.headers)
+    run_id = create_run(either, tenant)["id"]
+    with session_scope(sessions(either)) as session:
+        run = session.get(Run, run_id)
+        assert run is not None
+        run.attempt = 1
+        open_attempt(session, run, Grant("gpu", "h100", 2, 0), utcnow())
+        session.flush()
+        mark_started(session, run_id, 1)
+        row = session.get(RunAttempt, (run_id, 1))
+        assert row is not None
+        row.started_at = utcnow() - timedelta(hours=1)  # an hour of 2 x H100: 5.0 USD
+    ending = Ending(AttemptOutcome.SUCCEEDED, StatusReason.COMPLETED, "done")
+    for _ in range(2):
+        with session_scope(sessions(either)) as session:
+            close_attempt(session, run_id, 1, ending)
+    shown = either.get(f"/v1/runs/{run_id}", headers=tenant.headers).json()["usage"]
+    today = utcnow().date()
+    window = {"from": str(today - timedelta(days=1)), "to": str(today + timedelta(days=1))}
+    report = usage(either, tenant, group_by="gpu_type", **window).json()
+    assert report["total"]["gpu_hours"] == pytest.approx(shown["gpu_hours"], abs=2e-6)
+    assert report["data"][0]["gpu_type"] == "h100"
+    assert 2.0 <= report["total"]["gpu_hours"] < 2.01
+    card = RateCard.of(Settings(gpu_hour_rates=RATES))
+    for expected in (2, 0):  # 80% and 100% once, then nothing
+        with session_scope(sessions(either)) as session:
+            assert len(budgets.record_alerts(session, utcnow(), card)) == expected
