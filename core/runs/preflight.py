@@ -112,11 +112,11 @@ def _placement(
     caller: Principal,
     project_id: str,
     priority: str,
-    spec: dict[str, object],
+    spec: dict[str, Any],
     settings: Settings,
 ) -> Placement:
     needs = Needs.of(spec)
-    compute = dict(spec.get("compute") or {})  # type: ignore[call-overload]
+    compute = dict(spec.get("compute") or {})
     shape = {
         "nodes": needs.nodes,
         "gpus_per_node": int(compute.get("gpus_per_node") or 0),
@@ -148,9 +148,9 @@ def _placement(
     )
 
 
-def _estimate(spec: dict[str, object], placement: Placement, card: RateCard) -> CostEstimate:
-    scheduling = dict(spec.get("scheduling") or {})  # type: ignore[call-overload]
-    compute = dict(spec.get("compute") or {})  # type: ignore[call-overload]
+def _estimate(spec: dict[str, Any], placement: Placement, card: RateCard) -> CostEstimate:
+    scheduling = dict(spec.get("scheduling") or {})
+    compute = dict(spec.get("compute") or {})
     seconds = scheduling.get("max_duration")
     gpu_type = placement.gpu_type or compute.get("gpu_type")
     rate = card.rate(gpu_type) if placement.gpus else 0.0

@@ -143,12 +143,12 @@ def run_usage(attempts: list[AttemptOut]) -> RunUsage:
         name = attempt.gpu_type or ""
         seen = by_type.get(name, GpuUsage(gpu_hours=0.0, cost=0.0))
         by_type[name] = GpuUsage(
-            gpu_hours=rates.hours((seen.gpu_hours + attempt.gpu_hours) * 3600),
+            gpu_hours=rates.tidy_hours(seen.gpu_hours + attempt.gpu_hours),
             cost=rates.money(seen.cost + attempt.cost),
         )
     total_hours = sum(u.gpu_hours for u in by_type.values())
     return RunUsage(
-        gpu_hours=rates.hours(total_hours * 3600),
+        gpu_hours=rates.tidy_hours(total_hours),
         cost=rates.money(sum(u.cost for u in by_type.values())),
         currency=card.currency,
         by_gpu_type=by_type,

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from core.errors import NotFound
 from core.ids import new_id
 from core.models import Budget, BudgetAlert, utcnow
+from core.scheduling.planner import Owner
 from core.tenants import service as tenants
 from core.tenants.schemas import Principal, Role
 from core.usage import rates, repository
@@ -46,7 +47,6 @@ from core.usage.service import tally
 log = logging.getLogger("trainport.budgets")
 THRESHOLDS = (80, 100)  # percent of the amount at which a budget alerts
 EVER = date(1970, 1, 1)  # the period start of a `total` budget
-Owner = tuple[str, str]  # (org_id, project_id); "" is the org-wide scope
 
 
 def period_start(period: str, now: datetime) -> date:

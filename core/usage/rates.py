@@ -42,7 +42,13 @@ def money(amount: float) -> float:
 
 
 def hours(seconds: float) -> float:
+    """GPU-seconds as GPU-hours, to a millionth (3.6 ms of one GPU)."""
     return round(seconds / 3600.0, 6)
+
+
+def tidy_hours(gpu_hours: float) -> float:
+    """A sum of GPU-hours to the same millionth as `hours`."""
+    return round(gpu_hours, 6)
 
 
 _card: ContextVar[RateCard | None] = ContextVar("trainport_rate_card", default=None)

@@ -93,7 +93,7 @@ def usage_report(
             "group_by": group_by,
             "currency": card.currency,
             "total": {
-                "gpu_hours": rates.hours(sum(h for h, _ in sums.values()) * 3600),
+                "gpu_hours": rates.tidy_hours(sum(h for h, _ in sums.values())),
                 "cost": rates.money(sum(c for _, c in sums.values())),
             },
             "data": data,
@@ -119,7 +119,7 @@ def _row(
     hours, cost = summed
     row: dict[str, Any] = {
         "key": value,
-        "gpu_hours": rates.hours(hours * 3600),
+        "gpu_hours": rates.tidy_hours(hours),
         "cost": rates.money(cost),
     }
     if group_by is GroupBy.PROJECT:
