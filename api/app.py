@@ -17,6 +17,7 @@ from api.middleware import (
     BodyLimitMiddleware,
     BodyRule,
     NulGuardMiddleware,
+    RateCardMiddleware,
     RequestIdMiddleware,
 )
 from api.routers import (
@@ -33,6 +34,7 @@ from api.routers import (
     runs,
     secrets,
     tenants,
+    usage,
 )
 from core import db, process_logging, sandbox
 from core.aio import AsyncDatabase
@@ -44,6 +46,7 @@ from core.ratelimit import RateLimiter
 from core.runs.waiting import WaitingRoom
 from core.settings import Settings, get_settings
 from core.storage.backends import check_store_reachable_by_runs
+from core.usage.rates import RateCard
 
 API_VERSION = "0.1.0"
 
@@ -129,6 +132,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         BodyLimitMiddleware, max_bytes=settings.max_body_bytes, rules=_body_rules(settings)
     )
     app.add_middleware(NulGuardMiddleware)
+    app.add_middleware(RateCardMiddleware, card=RateCard.of(settings))
     # Outside the body limit: a throttled client is refused before its body is even buffered.
     app.add_middleware(EdgeMiddleware, limiter=app.state.rate_limiter)
     app.add_middleware(RequestIdMiddleware)
@@ -137,6 +141,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(logs.router)
     app.include_router(tenants.router)
     app.include_router(quotas.router)
+    app.include_router(usage.router)
     app.include_router(metrics.router)
     app.include_router(checkpoints.router)
     app.include_router(outputs.router)

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from core.models import Run, RunAttempt, utcnow
 from core.runs.states import RunStatus, StatusReason, transition
+from core.usage import rollup
 
 
 class AttemptOutcome(StrEnum):
@@ -63,6 +64,16 @@ class Ending:
     where: str = ""
     image_digest: str = ""
     preempted_by: str = ""  # the run it made room for (outcome PREEMPTED)
+
+
+METERED_COLUMNS = (
+    RunAttempt.org_id,
+    RunAttempt.project_id,
+    RunAttempt.gpu_type,
+    RunAttempt.gpus,
+    RunAttempt.started_at,
+    RunAttempt.ended_at,
+)
 
 
 def open_attempt(session: Session, run: Run, grant: Grant, now: datetime) -> RunAttempt:
@@ -119,7 +130,7 @@ def close_attempt(session: Session, run_id: str, attempt: int, ending: Ending) -
     } | ({"where": ending.where[:255]} if ending.where else {})
     if ending.image_digest:
         values["image_digest"] = ending.image_digest[:255]
-    session.execute(
+    closed = session.execute(
         update(RunAttempt)
         .where(
             RunAttempt.run_id == run_id,
@@ -127,8 +138,11 @@ def close_attempt(session: Session, run_id: str, attempt: int, ending: Ending) -
             RunAttempt.ended_at.is_(None),
         )
         .values(**values)
+        .returning(*METERED_COLUMNS)
         .execution_options(synchronize_session=False)
     )
+    # In the same transaction: GPU usage is rolled up exactly once per ended attempt.
+    rollup.add_ended(session, [rollup.Metered(*row) for row in closed])
 
 
 def open_attempts(session: Session) -> Sequence[RunAttempt]:

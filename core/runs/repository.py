@@ -60,7 +60,7 @@ def run_version(session: Session, org_id: str, run_id: str) -> int | None:
 RUN_COLUMNS = (
     *("id", "name", "project_id", "status", "status_reason", "status_message", "priority"),
     *("attempt", "labels", "spec", "resource_version", "created_by", "created_at", "updated_at"),
-    *("queued_at", "started_at", "finished_at"),
+    *("queued_at", "started_at", "finished_at", "cloned_from"),
 )
 PROGRESS_COLUMNS = (
     "run_id",

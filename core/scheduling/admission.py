@@ -37,6 +37,8 @@ from core.scheduling.planner import Candidate, Needs, fits_anywhere, plan_admiss
 from core.scheduling.preemption import Preemption
 from core.scheduling.snapshot import load_snapshot, total_capacity
 from core.settings import LocalImagePolicy, Settings
+from core.usage import budgets
+from core.usage.rates import RateCard
 
 ACCEPT_BATCH = 1000
 LOCAL_EXECUTOR = "local"  # the executor kind that runs commands as host processes
@@ -78,7 +80,10 @@ def admit_queued_runs(
     """One admission pass. Each admitted run is `starting` with a new attempt and a launch task;
     each preemption victim's attempt is marked, for the reconciler to stop."""
     clusters = lock_clusters(session)
-    snapshot = load_snapshot(session, settings, now or utcnow(), clusters)
+    now = now or utcnow()
+    # Budget alerts ride on the pass (every few seconds): each crossing is recorded once.
+    budgets.record_alerts(session, now, RateCard.of(settings))
+    snapshot = load_snapshot(session, settings, now, clusters)
     expired = expire_queued_runs(session, snapshot.candidates, snapshot.now)
     if expired:
         snapshot.candidates = [c for c in snapshot.candidates if c.run_id not in expired]

@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core.models import Cluster, Quota, Run, VersionCounter, utcnow
+from core.models import Budget, Cluster, Quota, Run, VersionCounter, utcnow
 from core.runs.schemas import QueueInfo
 from core.runs.states import RunStatus
 from core.runs.versions import RUNS_COUNTER
@@ -52,7 +52,7 @@ def explain(session: Session, run: Run, settings: Settings, caller: Principal) -
     if status is not RunStatus.QUEUED:
         return None
     plan, snapshot = _current_plan(session, settings)
-    position = plan.position(run.id, lambda owner: _visible(caller, owner))
+    position = plan.position(run.id, lambda owner: visible_to(caller, owner))
     blocker = plan.blocked.get(run.id)
     if blocker is None:
         detail = "it fits now; the scheduler's next pass starts it"
@@ -63,20 +63,23 @@ def explain(session: Session, run: Run, settings: Settings, caller: Principal) -
     return QueueInfo(position=position, reason=blocker.reason.value, detail=blocker.detail, eta=eta)
 
 
-def _visible(caller: Principal, owner: tuple[str, str]) -> bool:
+def visible_to(caller: Principal, owner: tuple[str, str]) -> bool:
+    """Whether `caller` may see a run of `owner` (org, project) in a queue position."""
     org_id, project_id = owner
     return org_id == caller.org_id and caller.project_id in (None, project_id)
 
 
 PLAN_REUSE_SECONDS = 2.0
 # What a plan is made of, besides time. Every change to a run (queued, admitted, ended, edited)
-# moves the counter; clusters and quotas are counted too, so that a deleted row shows.
+# moves the counter; clusters, quotas and budgets are counted too, so that a deleted row shows.
 PLAN_INPUTS = select(
     select(VersionCounter.value).where(VersionCounter.name == RUNS_COUNTER).scalar_subquery(),
     select(func.count()).select_from(Cluster).scalar_subquery(),
     select(func.max(Cluster.updated_at)).scalar_subquery(),
     select(func.count()).select_from(Quota).scalar_subquery(),
     select(func.max(Quota.updated_at)).scalar_subquery(),
+    select(func.count()).select_from(Budget).scalar_subquery(),
+    select(func.max(Budget.updated_at)).scalar_subquery(),
 )
 
 

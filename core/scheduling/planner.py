@@ -13,6 +13,9 @@ Order:
    GPU held right now.
 4. Then FIFO: within one owner, the run queued first goes first.
 
+Budgets: a run whose org or project has spent a `hard` budget (core/usage/budgets.py) is not
+admitted and reserves nothing: it waits with `budget_exhausted`.
+
 Gang admission: a run is granted all `nodes x gpus_per_node` GPUs of one type on one cluster,
 or nothing, and node by node: `nodes` distinct nodes with `gpus_per_node` free each
 (core/scheduling/placement.py); the grant records that placement. Runs without GPUs take CPU
@@ -57,6 +60,7 @@ Owner = tuple[str, str]  # (org_id, project_id); project "" is the org-wide scop
 class QueueReason(StrEnum):
     SUBMITTED = "submitted"  # pending: not yet accepted into the queue
     QUOTA_EXHAUSTED = "quota_exhausted"
+    BUDGET_EXHAUSTED = "budget_exhausted"  # a hard budget of its org or project is spent
     NO_CAPACITY = "no_capacity"
     RESERVED = "reserved"  # what it needs is held for a run that has waited too long
     PREEMPTING = "preempting"  # lower-priority runs are stopping to make room for it
@@ -227,6 +231,8 @@ class Snapshot:
     now: datetime
     starvation_seconds: float
     holdings: Sequence[Holding] = ()  # what runs now: the preemption candidates
+    # Owners whose hard budget is spent, and why (core/usage/budgets.py): nothing is admitted.
+    budget_exhausted: dict[Owner, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -293,6 +299,9 @@ class _Planner:
     def consider(self, candidate: Candidate, *, starving: bool) -> None:
         self.plan.order.append(candidate.run_id)
         self.plan.owners[candidate.run_id] = (candidate.org_id, candidate.project_id)
+        if (spent := self._budget_blocker(candidate)) is not None:
+            self.plan.blocked[candidate.run_id] = spent
+            return
         scopes = self._scopes(candidate)
         for scope in scopes:
             if (blocker := scope.blocker(candidate.needs)) is not None:
@@ -309,6 +318,12 @@ class _Planner:
             self.plan.blocked[candidate.run_id] = preempting
             return
         self.plan.blocked[candidate.run_id] = self._capacity_blocker(candidate, starving)
+
+    def _budget_blocker(self, candidate: Candidate) -> Blocker | None:
+        for owner in ((candidate.org_id, ""), (candidate.org_id, candidate.project_id)):
+            if (why := self.snapshot.budget_exhausted.get(owner)) is not None:
+                return Blocker(QueueReason.BUDGET_EXHAUSTED, why)
+        return None
 
     def _scopes(self, candidate: Candidate) -> list[Scope]:
         keys = [(candidate.org_id, ""), (candidate.org_id, candidate.project_id)]

@@ -1,4 +1,5 @@
-"""Reads the state a plan needs: queued runs, free capacity, quota scopes and recent usage."""
+"""Reads the state a plan needs: queued runs, free capacity, quota scopes, recent usage and
+spent budgets."""
 
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ from core.scheduling.planner import (
 )
 from core.scheduling.preemption import Holding
 from core.settings import Settings
+from core.usage import budgets
+from core.usage.rates import RateCard
 
 
 def load_snapshot(
@@ -53,6 +56,7 @@ def load_snapshot(
         now=now,
         starvation_seconds=settings.scheduler_starvation_seconds,
         holdings=[_holding(*row, finishes.get(row[0].run_id)) for row in rows],
+        budget_exhausted=budgets.exhausted_scopes(session, now, RateCard.of(settings)),
     )
 
 

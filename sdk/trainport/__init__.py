@@ -43,7 +43,9 @@ from trainport.models import (
     Project,
     Run,
     RunEvent,
+    RunPlan,
     RunStatus,
+    RunUsage,
     Secret,
 )
 from trainport.pagination import AsyncPage, AsyncPageRequest, SyncPage
@@ -103,8 +105,10 @@ __all__ = [
     "RunEvent",
     "RunNameError",
     "RunNameNotFound",
+    "RunPlan",
     "RunSpec",
     "RunStatus",
+    "RunUsage",
     "Secret",
     "ServerError",
     "SpecError",

@@ -66,6 +66,8 @@ class Attempt(TrainportModel):
     resumed_from_step: int | None = None
     steps_lost: int | None = None
     preempted_by: str | None = None  # the run whose admission stopped this attempt
+    gpu_hours: float = 0.0
+    cost: float = 0.0
 
 
 class Progress(TrainportModel):
@@ -74,6 +76,18 @@ class Progress(TrainportModel):
     step: int
     total_steps: int | None = None
     fraction: float | None = None
+
+
+class GpuUsage(TrainportModel):
+    gpu_hours: float = 0.0
+    cost: float = 0.0
+
+
+class RunUsage(GpuUsage):
+    """GPU-hours (allocated GPUs x wall time) and their cost over all of a run's attempts."""
+
+    currency: str = ""
+    by_gpu_type: dict[str, GpuUsage] = Field(default_factory=dict)
 
 
 class Run(TrainportModel):
@@ -105,6 +119,8 @@ class Run(TrainportModel):
     warnings: list[str] = Field(
         default_factory=list, description="what the platform will not do as the spec asks"
     )
+    cloned_from: str | None = None
+    usage: RunUsage | None = None
 
     @property
     def is_terminal(self) -> bool:
@@ -115,6 +131,18 @@ class Run(TrainportModel):
     def etag(self) -> str:
         """The run's entity tag, for `runs.update(..., if_match=run.etag)`."""
         return f'"{self.resource_version}"'
+
+
+class RunPlan(TrainportModel):
+    """What a submission would become (`runs.plan`): the resolved spec, the dataset versions
+    it would pin, where it would run or what blocks it, and what `max_duration` would cost."""
+
+    project_id: str
+    spec: dict[str, Any] = Field(default_factory=dict)
+    datasets: list[dict[str, Any]] = Field(default_factory=list)
+    placement: dict[str, Any] = Field(default_factory=dict)
+    estimate: dict[str, Any] = Field(default_factory=dict)
+    warnings: list[str] = Field(default_factory=list)
 
 
 class RunEvent(TrainportModel):

@@ -42,6 +42,12 @@ WRITE_BODIES: dict[tuple[str, str], dict[str, Any] | None] = {
     ("PUT", "/v1/secrets/{secret_name}"): {"value": "not-for-members"},
     ("DELETE", "/v1/secrets/{secret_name}"): None,
     ("PUT", "/v1/code/{digest}"): None,
+    ("POST", "/v1/runs/plan"): run_spec(),
+    ("POST", "/v1/runs/{run_id}/clone"): {},
+    ("PUT", "/v1/orgs/{org_id}/budget"): {"amount": 100},
+    ("PUT", "/v1/orgs/{org_id}/projects/{project}/budget"): {"amount": 100},
+    ("DELETE", "/v1/orgs/{org_id}/budget"): None,
+    ("DELETE", "/v1/orgs/{org_id}/projects/{project}/budget"): None,
 }
 # POSTs that only read: a viewer may call them.
 VIEWER_POSTS = {("POST", "/v1/provenance/verify")}
@@ -56,6 +62,15 @@ ADMIN_ROUTES = [
     ("POST", "/v1/secrets"),
     ("PUT", "/v1/secrets/{secret_name}"),
     ("DELETE", "/v1/secrets/{secret_name}"),
+    ("GET", "/v1/orgs/{org_id}/usage"),
+    ("GET", "/v1/orgs/{org_id}/budgets"),
+    ("GET", "/v1/orgs/{org_id}/budget-alerts"),
+    ("GET", "/v1/orgs/{org_id}/budget"),
+    ("PUT", "/v1/orgs/{org_id}/budget"),
+    ("DELETE", "/v1/orgs/{org_id}/budget"),
+    ("GET", "/v1/orgs/{org_id}/projects/{project}/budget"),
+    ("PUT", "/v1/orgs/{org_id}/projects/{project}/budget"),
+    ("DELETE", "/v1/orgs/{org_id}/projects/{project}/budget"),
 ]
 
 
