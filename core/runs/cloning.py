@@ -16,6 +16,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from core.errors import FieldError, InvalidInput
+from core.runs.launcher import check_launcher
 from core.runs.spec import Name, RunCreate
 
 FLAT_MAPS = ("labels", "env")  # maps whose keys may hold dots
@@ -69,6 +70,8 @@ def cloned_body(spec: dict[str, Any], project_id: str, body: CloneIn) -> RunCrea
     moved = any(path.startswith("git.") for path in body.overrides)
     if moved and isinstance(git, dict) and "git.commit" not in body.overrides:
         git.pop("commit", None)  # a new url or ref: resolved again, as at submit
+    if "launcher" not in body.overrides and _outgrown_launcher(document):
+        document["launcher"] = None  # the default for the new shape, as a submission gets
     if body.name is not None:
         document["name"] = body.name
     document["project"] = body.project or project_id
@@ -80,6 +83,16 @@ def cloned_body(spec: dict[str, Any], project_id: str, body: CloneIn) -> RunCrea
             for error in exc.errors()[:20]
         ]
         raise InvalidInput("The clone's spec is not valid with these overrides.", errors) from None
+
+
+def _outgrown_launcher(document: dict[str, Any]) -> bool:
+    """Whether the stored launcher, resolved for the source's shape (`none` for one process on
+    one node), no longer fits the shape the overrides made."""
+    try:
+        check_launcher(document)
+    except ValueError:
+        return True
+    return False
 
 
 def _pointer(location: tuple[int | str, ...]) -> str:

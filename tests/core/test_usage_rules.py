@@ -83,7 +83,7 @@ def test_a_spent_hard_budget_blocks_its_scope_and_reserves_nothing() -> None:
     blocker = plan.blocked["starved"]
     assert blocker.reason is QueueReason.BUDGET_EXHAUSTED
     assert "project vision" in blocker.detail
-    assert plan.position("starved") == 1
+    assert plan.position("starved", lambda owner: True) == 1
 
 
 def test_a_spent_org_budget_blocks_every_project_of_the_org() -> None:
