@@ -82,7 +82,9 @@ def cloned_body(spec: dict[str, Any], project_id: str, body: CloneIn) -> RunCrea
             FieldError(_pointer(error["loc"]), error["msg"].removeprefix("Value error, "))
             for error in exc.errors()[:20]
         ]
-        raise InvalidInput("The clone's spec is not valid with these overrides.", errors) from None
+        raise InvalidInput("The clone's spec is not valid with these overrides.", errors).with_code(
+            "clone_spec_invalid"
+        ) from None
 
 
 def _outgrown_launcher(document: dict[str, Any]) -> bool:

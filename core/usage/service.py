@@ -109,7 +109,7 @@ def _window(since: date | None, until: date | None, now: datetime) -> tuple[date
         raise InvalidInput(
             "`from` must be before `to`, at most 10 years apart.",
             [FieldError.for_parameter("from", "must be a day before `to`")],
-        )
+        ).with_code("usage_window_invalid")
     return since, until
 
 
