@@ -17,6 +17,7 @@ from api.middleware import (
     BodyLimitMiddleware,
     BodyRule,
     NulGuardMiddleware,
+    RateCardMiddleware,
     RequestIdMiddleware,
 )
 from api.routers import (
@@ -34,6 +35,7 @@ from api.routers import (
     runs,
     secrets,
     tenants,
+    usage,
     webhooks,
 )
 from core import db, process_logging, sandbox
@@ -47,6 +49,7 @@ from core.ratelimit import RateLimiter
 from core.runs.waiting import WaitingRoom
 from core.settings import Settings, get_settings
 from core.storage.backends import check_store_reachable_by_runs
+from core.usage.rates import RateCard
 
 API_VERSION = "0.1.0"
 
@@ -140,6 +143,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         BodyLimitMiddleware, max_bytes=settings.max_body_bytes, rules=_body_rules(settings)
     )
     app.add_middleware(NulGuardMiddleware)
+    app.add_middleware(RateCardMiddleware, card=RateCard.of(settings))
     # Outside the body limit: a throttled client is refused before its body is even buffered.
     app.add_middleware(EdgeMiddleware, limiter=app.state.rate_limiter)
     # Inside the request id (it logs it), outside the rest (it counts their refusals too).
@@ -150,6 +154,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(logs.router)
     app.include_router(tenants.router)
     app.include_router(quotas.router)
+    app.include_router(usage.router)
     app.include_router(metrics.router)
     app.include_router(checkpoints.router)
     app.include_router(outputs.router)

@@ -1,4 +1,5 @@
-"""Pure-ASGI middleware: a request id on every exchange, and caps on request body size."""
+"""Pure-ASGI middleware: a request id on every exchange, caps on request body size, and the
+GPU-hour rates a request prices usage at."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.problems import problem
 from core.errors import FieldError
 from core.storage.base import PayloadTooLarge
+from core.usage import rates
+from core.usage.rates import RateCard
 
 
 class RequestIdMiddleware:
@@ -149,3 +152,17 @@ def _counted(receive: Receive, limit: int) -> Receive:
         return message
 
     return counting
+
+
+class RateCardMiddleware:
+    """Makes this app's GPU-hour rates current for the request (core/usage/rates.py), so every
+    run document it renders, on any path, prices usage at this app's rates."""
+
+    def __init__(self, app: ASGIApp, card: RateCard) -> None:
+        self.app = app
+        self.card = card
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            rates.use(self.card)  # this request's context only (and its threads' copies)
+        await self.app(scope, receive, send)

@@ -141,10 +141,17 @@ async def _validation_error(request: Request, exc: Exception) -> ProblemResponse
 
 def allowed_methods(request: Request) -> str:
     """Every method of every route whose path matches (Starlette's 405 names only the first
-    route's), plus OPTIONS, for `Allow`."""
+    route's), plus OPTIONS, for `Allow`. A path that matches routes of different specificity
+    is the resource of the most specific ones: `/v1/runs/plan` is not the run `plan`."""
+    matching = [
+        route
+        for route in iter_route_contexts(request.app.routes)
+        if route.path_regex.match(request.url.path)
+    ]
+    fewest = min((len(route.param_convertors) for route in matching), default=0)
     methods = {"OPTIONS"}
-    for route in iter_route_contexts(request.app.routes):
-        if route.path_regex.match(request.url.path):
+    for route in matching:
+        if len(route.param_convertors) == fewest:
             methods |= set(route.methods or ())
     return ", ".join(sorted(methods))
 

@@ -5,15 +5,16 @@ The README's configuration table documents each field; keep the two in step.
 
 from __future__ import annotations
 
+import json
 import re
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from limits import parse_many
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_STATE_DIR = Path(".trainport")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -159,6 +160,13 @@ class Settings(BaseSettings):
     )
     cancel_grace_seconds: float = Field(
         default=10.0, ge=0, le=3600, description="SIGTERM to SIGKILL delay when stopping a run"
+    )
+    preemption_grace_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        le=3600,
+        description="A preempted run's time between SIGTERM (should_stop() turns true) and"
+        " SIGKILL, to save a checkpoint",
     )
     worker_shutdown_grace_seconds: float = Field(
         default=10.0, ge=0, le=600, description="After SIGTERM, how long tasks may finish"
@@ -406,9 +414,37 @@ class Settings(BaseSettings):
         gt=0,
         description="How often beat asks for due webhook deliveries (retries, lost workers)",
     )
+    gpu_hour_rates: Annotated[dict[str, float], NoDecode] = Field(
+        default_factory=dict,
+        description="What one GPU-hour costs per GPU type: `H100=2.5,A100=1.2` or JSON; "
+        "`*` prices every type not named; empty: usage has GPU-hours and no cost",
+    )
+    currency: str = Field(
+        default="USD", min_length=1, max_length=8, description="The currency of every cost"
+    )
     max_waiting_runs_per_org: int = Field(
         default=100_000, ge=1, description="Pending + queued runs an org may have (429 beyond)"
     )
+
+    @field_validator("gpu_hour_rates", mode="before")
+    @classmethod
+    def _rates_notation(cls, value: Any) -> Any:
+        # `H100=2.5,A100=1.2` (the README's form) or a JSON object; keys match any case.
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("{"):
+                value = json.loads(text)
+            else:
+                pairs = [part.partition("=") for part in text.split(",") if part.strip()]
+                if any(not sep or not name.strip() for name, sep, _ in pairs):
+                    raise ValueError(f"{value!r} is not TYPE=RATE,TYPE=RATE (e.g. H100=2.5)")
+                value = {name.strip(): rate.strip() for name, _, rate in pairs}
+        if isinstance(value, dict):
+            rates = {str(k).strip().lower(): float(v) for k, v in value.items()}
+            if any(rate < 0 for rate in rates.values()):
+                raise ValueError("a GPU-hour rate cannot be negative")
+            return rates
+        return value
 
     @field_validator("log_level")
     @classmethod

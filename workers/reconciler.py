@@ -17,6 +17,8 @@ duplicate delivery or a second reconciler changes nothing).
   sees, is a system failure (retried when allowed) — judged only on an observation begun
   after the run's last change (`_changed_since`): another worker may launch a run and move it
   to `running` between this pass's observe and its load;
+- an attempt the scheduler chose as a preemption victim is stopped (SIGTERM, then SIGKILL after
+  `preemption_grace_seconds`) and its run requeued with reason `preempted`;
 - a live attempt over a time limit (core/runs/time_limits.py: running time past
   `max_duration`, or still not started past `max_pending`) is stopped, then settled with that
   limit's reason;
@@ -93,6 +95,7 @@ class ActiveRun:
     launched_at: datetime | None  # the attempt's launch completed
     running_since: datetime | None  # the run went `running`
     last_heartbeat_at: datetime | None  # this attempt's latest heartbeat
+    preempted_by: str | None = None  # the scheduler chose this attempt as a preemption victim
 
     @property
     def clock(self) -> AttemptClock:
@@ -159,9 +162,11 @@ def _prepare_launch(
         _fail(session, run, f"launch refused: {missing}")
         return "refused"
     env = launch_environment(session, run, attempt, settings, code[0] if code else None)
+    record = session.get(RunAttempt, (run_id, attempt))
+    nodes = tuple(sorted((record.placement or {}) if record is not None else {}))
     request = LaunchRequest(
         run.id, run.org_id, attempt, dict(run.spec), env, run.project_id, secrets,
-        code[1] if code else None,
+        code[1] if code else None, nodes,
     )  # fmt: skip
     return request, _where(session, run_id, attempt)
 
@@ -278,7 +283,7 @@ def _active_runs(session: Session) -> list[ActiveRun]:
         select(Run.id, Run.status, Run.attempt, Run.updated_at, Cluster.name, Cluster.executor)
         # Only the spec's scheduling part: this runs every pass, for every live run.
         .add_columns(Run.spec["scheduling"], RunAttempt.started_at, Run.started_at)
-        .add_columns(RunProgress.last_heartbeat_at)
+        .add_columns(RunProgress.last_heartbeat_at, RunAttempt.preempted_by)
         .outerjoin(RunAttempt, (RunAttempt.run_id == Run.id) & (RunAttempt.attempt == Run.attempt))
         .outerjoin(Cluster, Cluster.name == RunAttempt.cluster)
         .outerjoin(RunProgress, beat)
@@ -291,6 +296,7 @@ def _active_run(
     run_id: str, status: str, attempt: int, updated_at: datetime, cluster: str | None,
     kind: str | None, scheduling: dict[str, Any] | None, launched_at: datetime | None,
     running_since: datetime | None, last_heartbeat_at: datetime | None,
+    preempted_by: str | None,
 ) -> ActiveRun:  # fmt: skip
     where = Where(cluster, kind or "") if cluster else LOCAL
     return ActiveRun(
@@ -303,6 +309,7 @@ def _active_run(
         launched_at,
         running_since,
         last_heartbeat_at,
+        preempted_by,
     )
 
 
@@ -312,6 +319,8 @@ def _reconcile_run(
     try:
         if run.status is RunStatus.STOPPING:
             return stop_run(ctx, run.id)
+        if run.preempted_by is not None and not _succeeded(seen):
+            return _stop_preempted(ctx, run, seen)
         if (ending := _over_time_limit(ctx, run, seen)) is not None:
             return _stop_over_limit(ctx, run, ending)
         if seen is None:
@@ -338,6 +347,33 @@ def _over_time_limit(
     if seen is not None:
         ending = replace(ending, where=seen.where, image_digest=seen.image_digest)
     return ctx.over_limit.setdefault((run.id, run.attempt), ending)
+
+
+def _succeeded(seen: AttemptObservation | None) -> bool:
+    return seen is not None and classify_attempt(seen.ranks).phase is AttemptPhase.SUCCEEDED
+
+
+def _stop_preempted(ctx: WorkerContext, run: ActiveRun, seen: AttemptObservation | None) -> bool:
+    """A preemption victim: SIGTERM now (the runtime's `should_stop()` turns true), SIGKILL
+    after `preemption_grace_seconds`, then back to the queue with reason `preempted`, its
+    retry budgets untouched; the next admission resumes it from its last checkpoint."""
+    executor = ctx.executors(run.where)
+    if not executor.cancel(run.id, run.attempt, ctx.settings.preemption_grace_seconds):
+        return False  # still inside its checkpoint grace: the next pass asks again
+    message = f"attempt {run.attempt} was preempted by {run.preempted_by} (higher priority)"
+    ending = Ending(
+        AttemptOutcome.PREEMPTED,
+        StatusReason.PREEMPTED,
+        message,
+        where=seen.where if seen else "",
+        image_digest=seen.image_digest if seen else "",
+        preempted_by=run.preempted_by or "",
+    )
+    settled = _apply_ending(ctx, run.id, run.attempt, ending, {run.status})
+    if settled:
+        log.info("%s attempt %d stopped: %s", run.id, run.attempt, message)
+        executor.cleanup(run.id, run.attempt)
+    return settled
 
 
 def _stop_over_limit(ctx: WorkerContext, run: ActiveRun, ending: Ending) -> bool:

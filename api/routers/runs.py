@@ -28,7 +28,9 @@ from core.code import sources as code_sources
 from core.db import read_scope, session_scope
 from core.idempotency import KEY_PATTERN
 from core.pagination import EVENT_CURSOR, MAX_PAGE_SIZE, RUN_CURSOR
-from core.runs import creation, reads, service
+from core.runs import creation, preflight, reads, service
+from core.runs.cloning import CloneIn
+from core.runs.preflight import RunPlan
 from core.runs.repository import RunFilter
 from core.runs.schemas import RunEventPage, RunOut, RunPage, RunPatch
 from core.runs.spec import RunCreate
@@ -140,6 +142,17 @@ def _checked_code(
     """The code source checked (and a git ref resolved) in a session of its own."""
     with session_scope(request.app.state.sessionmaker) as session:
         return code_sources.check_at_submit(session, caller, settings, body)
+
+
+@router.post("/plan", response_model=RunPlan)
+def plan_run(
+    body: RunCreate, caller: Caller, session: SessionDep, settings: SettingsDep
+) -> RunPlan:
+    """What `POST /v1/runs` with this body would create, where it would run, what it would cost.
+
+    Nothing is stored.
+    """
+    return preflight.plan_run(session, caller, body, settings)
 
 
 @router.get("", response_model=RunPage, responses=NOT_MODIFIED)
@@ -343,6 +356,23 @@ def delete_run(run_id: RunId, caller: Caller, session: SessionDep) -> Response:
     """Delete a finished run (409 while it is still active)."""
     service.delete_run(session, caller, run_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/{run_id}/clone", status_code=status.HTTP_201_CREATED, response_model=RunOut)
+def clone_run(
+    request: Request,
+    run_id: RunId,
+    body: CloneIn,
+    caller: Caller,
+    session: SessionDep,
+    settings: SettingsDep,
+    response: Response,
+) -> RunOut:
+    """Submit a new run from this one's spec, with `--set`-style dotted overrides."""
+    waiting = request.app.state.waiting_room
+    run = service.clone_run(session, caller, run_id, body, waiting, settings)
+    response.headers["Location"] = f"/v1/runs/{run.id}"
+    return _run_response(response, service.with_queue(session, run, settings, caller))
 
 
 @router.get("/{run_id}/events", response_model=RunEventPage, responses=events.STREAM_RESPONSES)

@@ -91,7 +91,7 @@ def _frozen(session: Session, run: Run, code: ShippedCode | None) -> dict[str, A
             name: {"source": OBSERVED, "digest": pin.digest, "version": pin.version}
             for name, (pin, _) in pinned(session, run.id).items()
         },
-    }
+    } | ({"cloned_from": run.cloned_from} if run.cloned_from else {})
 
 
 def _code(spec: dict[str, Any], shipped: ShippedCode | None) -> dict[str, Any]:

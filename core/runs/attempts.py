@@ -4,7 +4,9 @@ An attempt is opened when the scheduler admits the run and holds its grant until
 the open attempts are the capacity and quota ledger, the closed ones the run's `attempts[]` and
 the fair-share history. Retries: a platform failure (process lost, worker died) goes back to
 the queue up to `system_retry_limit` times when the spec allows it, without touching the
-user's `max_retries`; a failure of the user's code retries only within `max_retries`. A failure
+user's `max_retries`; a failure of the user's code retries only within `max_retries` (and
+only for the exit codes `retried_exit_code` allows). A preempted attempt goes back to the
+queue without touching either budget. A failure
 that no retry can cure (`NEVER_RETRIED`: the image cannot be pulled, the executor refused the
 spec, the command cannot start) ends the run at once, whatever `max_retries` says.
 """
@@ -12,21 +14,24 @@ spec, the command cannot start) ends the run at once, whatever `max_retries` say
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from core.models import Run, RunAttempt, utcnow
 from core.runs.states import RunStatus, StatusReason, transition
+from core.usage import rollup
 
 
 class AttemptOutcome(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"  # the user's code failed: counts against max_retries
     SYSTEM_FAILED = "system_failed"  # the platform failed: its own retry budget
+    PREEMPTED = "preempted"  # stopped for a higher-priority run: back to the queue, no budget
     CANCELLED = "cancelled"
 
 
@@ -45,6 +50,7 @@ class Grant:
     gpu_type: str | None
     gpus: int
     cpu_slots: int
+    placement: dict[str, int] = field(default_factory=dict)  # node -> GPUs (GPU grants)
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,17 @@ class Ending:
     exit_code: int | None = None
     where: str = ""
     image_digest: str = ""
+    preempted_by: str = ""  # the run it made room for (outcome PREEMPTED)
+
+
+METERED_COLUMNS = (
+    RunAttempt.org_id,
+    RunAttempt.project_id,
+    RunAttempt.gpu_type,
+    RunAttempt.gpus,
+    RunAttempt.started_at,
+    RunAttempt.ended_at,
+)
 
 
 def open_attempt(session: Session, run: Run, grant: Grant, now: datetime) -> RunAttempt:
@@ -70,6 +87,7 @@ def open_attempt(session: Session, run: Run, grant: Grant, now: datetime) -> Run
         gpu_type=grant.gpu_type,
         gpus=grant.gpus,
         cpu_slots=grant.cpu_slots,
+        placement=dict(grant.placement) or None,
         admitted_at=now,
         where=grant.cluster,
     )
@@ -112,7 +130,7 @@ def close_attempt(session: Session, run_id: str, attempt: int, ending: Ending) -
     } | ({"where": ending.where[:255]} if ending.where else {})
     if ending.image_digest:
         values["image_digest"] = ending.image_digest[:255]
-    session.execute(
+    closed = session.execute(
         update(RunAttempt)
         .where(
             RunAttempt.run_id == run_id,
@@ -120,8 +138,11 @@ def close_attempt(session: Session, run_id: str, attempt: int, ending: Ending) -
             RunAttempt.ended_at.is_(None),
         )
         .values(**values)
+        .returning(*METERED_COLUMNS)
         .execution_options(synchronize_session=False)
     )
+    # In the same transaction: GPU usage is rolled up exactly once per ended attempt.
+    rollup.add_ended(session, [rollup.Metered(*row) for row in closed])
 
 
 def open_attempts(session: Session) -> Sequence[RunAttempt]:
@@ -159,6 +180,11 @@ def settle(session: Session, run: Run, ending: Ending, system_retry_limit: int) 
         )
     elif ending.outcome is AttemptOutcome.SUCCEEDED:
         transition(session, run, RunStatus.SUCCEEDED, StatusReason.COMPLETED, ending.message)
+    elif ending.outcome is AttemptOutcome.PREEMPTED:
+        data: dict[str, object] = {"preempted_by": ending.preempted_by, "attempt": run.attempt}
+        transition(
+            session, run, RunStatus.QUEUED, StatusReason.PREEMPTED, ending.message, data=data
+        )
     elif _may_retry(session, run, ending, system_retry_limit):
         message = f"attempt {run.attempt} ended ({ending.reason.value}: {ending.message}); retrying"
         transition(session, run, RunStatus.QUEUED, StatusReason.RETRYING, message)
@@ -177,5 +203,17 @@ def _may_retry(session: Session, run: Run, ending: Ending, system_retry_limit: i
         return allowed and used <= system_retry_limit
     if ending.outcome is AttemptOutcome.FAILED:
         used = _count(session, run.id, AttemptOutcome.FAILED)
-        return used <= int(scheduling.get("max_retries", 0))
+        return retried_exit_code(scheduling, ending.exit_code) and used <= int(
+            scheduling.get("max_retries", 0)
+        )
     return False
+
+
+def retried_exit_code(scheduling: dict[str, Any], exit_code: int | None) -> bool:
+    """The one exit-code rule, for every executor: a code in `no_retry_exit_codes` is never
+    retried; when `retry_on_exit_codes` is set, only the codes it lists are (within
+    `max_retries`). Without either, every failure may be retried."""
+    if exit_code is not None and exit_code in (scheduling.get("no_retry_exit_codes") or []):
+        return False
+    listed = scheduling.get("retry_on_exit_codes") or []
+    return not listed or exit_code in listed

@@ -60,7 +60,7 @@ def run_version(session: Session, org_id: str, run_id: str) -> int | None:
 RUN_COLUMNS = (
     *("id", "name", "project_id", "status", "status_reason", "status_message", "priority"),
     *("attempt", "labels", "spec", "resource_version", "created_by", "created_at", "updated_at"),
-    *("queued_at", "started_at", "finished_at"),
+    *("queued_at", "started_at", "finished_at", "cloned_from"),
 )
 PROGRESS_COLUMNS = (
     "run_id",
@@ -74,6 +74,7 @@ PROGRESS_COLUMNS = (
 ATTEMPT_COLUMNS = (
     *("attempt", "cluster", "where", "gpus", "gpu_type", "admitted_at", "started_at"),
     *("ended_at", "outcome", "exit_code", "reason", "message", "resumed_from_step", "steps_lost"),
+    "preempted_by",
 )
 
 

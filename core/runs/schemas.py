@@ -7,9 +7,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from core.models import utcnow
 from core.runs.spec import Duration, Labels, Priority
 from core.runs.states import RunStatus, StatusReason
 from core.scheduling.clusters import LOCAL_CLUSTER
+from core.usage import rates
+from core.usage.metering import gpu_seconds
+from core.usage.schemas import GpuUsage, RunUsage
 
 LOCAL_IMAGE_WARNING = (
     "spec.image is not used on the local executor: the command runs as processes on the host, "
@@ -28,6 +32,11 @@ class QueueInfo(BaseModel):
     position: int | None = None
     reason: str
     detail: str
+    eta: datetime | None = Field(
+        default=None,
+        description="estimated start: when enough running work ends by its max_duration "
+        "(and progress) to make room; null when nothing running says when it ends",
+    )
 
 
 class AttemptOut(BaseModel):
@@ -43,16 +52,33 @@ class AttemptOut(BaseModel):
     admitted_at: datetime
     started_at: datetime | None
     ended_at: datetime | None
-    outcome: str | None = Field(description="succeeded, failed, system_failed or cancelled")
+    outcome: str | None = Field(
+        description="succeeded, failed, system_failed, preempted or cancelled"
+    )
     exit_code: int | None
     reason: str | None
     message: str | None
+    preempted_by: str | None = Field(
+        default=None, description="the run whose admission stopped this attempt (preemption)"
+    )
     resumed_from_step: int | None = Field(
         default=None, description="the checkpoint step this attempt resumed from"
     )
     steps_lost: int | None = Field(
         default=None, description="the previous attempt's last step minus the resumed step"
     )
+    gpu_hours: float = Field(
+        default=0.0, description="gpus x (ended_at, or now while it runs, - started_at)"
+    )
+    cost: float = Field(default=0.0, description="gpu_hours at the operator's rate for gpu_type")
+
+    @model_validator(mode="after")
+    def _metered(self) -> AttemptOut:
+        # Live: a running attempt's hours grow with every read (ETags follow resource_version).
+        seconds = gpu_seconds(self.gpus, self.started_at, self.ended_at, utcnow())
+        self.gpu_hours = rates.hours(seconds)
+        self.cost = rates.current().cost(self.gpu_type, self.gpu_hours)
+        return self
 
 
 class Progress(BaseModel):
@@ -93,11 +119,20 @@ class RunOut(BaseModel):
         default=None, description="at this attempt's step rate"
     )
     last_heartbeat_at: datetime | None = None
+    cloned_from: str | None = Field(default=None, description="the run this one was cloned from")
+    usage: RunUsage | None = Field(
+        default=None, description="GPU-hours and cost over all attempts (live while one runs)"
+    )
     warnings: list[str] = Field(
         default_factory=list,
         description="what the platform will not do as the spec asks, e.g. run spec.image on "
         "the local executor",
     )
+
+    @model_validator(mode="after")
+    def _total_usage(self) -> RunOut:
+        self.usage = run_usage(self.attempts)
+        return self
 
     @model_validator(mode="after")
     def _warn_of_unused_image(self) -> RunOut:
@@ -106,6 +141,28 @@ class RunOut(BaseModel):
             if warning not in self.warnings:
                 self.warnings.append(warning)
         return self
+
+
+def run_usage(attempts: list[AttemptOut]) -> RunUsage:
+    """A run's usage: its attempts' metered hours and costs, summed per GPU type."""
+    card = rates.current()
+    by_type: dict[str, GpuUsage] = {}
+    for attempt in attempts:
+        if not attempt.gpus:
+            continue
+        name = attempt.gpu_type or ""
+        seen = by_type.get(name, GpuUsage(gpu_hours=0.0, cost=0.0))
+        by_type[name] = GpuUsage(
+            gpu_hours=rates.tidy_hours(seen.gpu_hours + attempt.gpu_hours),
+            cost=rates.money(seen.cost + attempt.cost),
+        )
+    total_hours = sum(u.gpu_hours for u in by_type.values())
+    return RunUsage(
+        gpu_hours=rates.tidy_hours(total_hours),
+        cost=rates.money(sum(u.cost for u in by_type.values())),
+        currency=card.currency,
+        by_gpu_type=by_type,
+    )
 
 
 class RunPage(BaseModel):
@@ -141,6 +198,9 @@ class RunEventOut(BaseModel):
     resource_version: int
     actor: str | None
     created_at: datetime
+    data: dict[str, Any] | None = Field(
+        default=None, description="details: a preemption names `preempted_by` (a run id)"
+    )
 
 
 class RunEventPage(BaseModel):

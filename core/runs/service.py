@@ -16,12 +16,13 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from core import idempotency, outbox
+from core.code import sources as code_sources
 from core.errors import Conflict, FieldError, InvalidInput, NotFound, PreconditionFailed
 from core.ids import new_id
 from core.log_archive import delete_logs
 from core.models import Run, RunEvent, utcnow
 from core.pagination import EVENT_CURSOR, RUN_CURSOR
-from core.runs import creation, repository
+from core.runs import cloning, creation, repository
 from core.runs.repository import RunFilter
 from core.runs.schemas import RunEventOut, RunEventPage, RunOut, RunPage, RunPatch
 from core.runs.spec import RunCreate, check_labels
@@ -97,6 +98,31 @@ def create_run(
             raise
         return _replay(session, caller, earlier)
     return Created(run, replayed=False)
+
+
+def clone_run(
+    session: Session,
+    caller: Principal,
+    run_id: str,
+    body: cloning.CloneIn,
+    waiting: WaitingRoom | None = None,
+    settings: Settings | None = None,
+) -> Run:
+    """A new run from another's spec with `body.overrides` applied; it records `cloned_from`.
+
+    With `settings`, its code source is checked as a submission's is (core/code/sources.py).
+    """
+    caller.require(Role.MEMBER)
+    source = get_run(session, caller, run_id)
+    create = cloning.cloned_body(source.spec, source.project_id, body)
+    if settings is not None and code_sources.needs_checks(create, settings):
+        create = code_sources.check_at_submit(session, caller, settings, create)
+    _admit(session, caller, waiting)
+    run = _insert_run(session, caller, create)
+    run.cloned_from = source.id
+    session.flush()
+    _record(session, run, "cloned", caller.key_id, message=f"cloned from {source.id}")
+    return run
 
 
 def _admit(session: Session, caller: Principal, waiting: WaitingRoom | None) -> None:

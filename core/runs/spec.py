@@ -208,8 +208,9 @@ class Scheduling(StrictModel):
     )
     max_pending: Duration | None = Field(
         default=None,
-        description="How long an attempt may wait to start, '30m' or seconds; empty: the "
-        "operator's TRAINPORT_MAX_PENDING_SECONDS",
+        description="How long the run may wait to start, '30m' or seconds: in the queue, and "
+        "each attempt on its cluster (empty: the operator's TRAINPORT_MAX_PENDING_SECONDS, "
+        "which bounds the cluster wait only)",
     )
     hang_timeout: Duration | None = Field(
         default=None,
@@ -218,7 +219,18 @@ class Scheduling(StrictModel):
     )
     max_retries: Annotated[int, Field(ge=0, le=20), *INTEGER] = 0
     retry_on_system_failure: bool = True
-    preemptible: bool = False
+    preemptible: bool = Field(
+        default=False,
+        description="a higher-priority run may stop it (after its checkpoint grace) and requeue it",
+    )
+    retry_on_exit_codes: list[Annotated[int, Field(ge=0, le=255)]] = Field(
+        default_factory=list,
+        max_length=64,
+        description="retry (within max_retries) only failures with these exit codes",
+    )
+    no_retry_exit_codes: list[Annotated[int, Field(ge=0, le=255)]] = Field(
+        default_factory=list, max_length=64, description="never retry failures with these codes"
+    )
 
 
 class DataSpec(StrictModel):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -127,10 +127,12 @@ def transition(
     *,
     actor: str | None = None,
     next_attempt: bool = False,
+    data: dict[str, object] | None = None,
 ) -> Run:
     """Move `run` to `to`, or raise IllegalTransition (forbidden edge) or TransitionLost (a race).
 
-    `next_attempt` starts a new attempt (used on the way to `starting`).
+    `next_attempt` starts a new attempt (used on the way to `starting`); `data` goes on the
+    event (a preemption's `preempted_by`).
     """
     current = RunStatus(run.status)
     if not can_transition(current, to):
@@ -174,6 +176,7 @@ def transition(
             resource_version=version,
             actor=actor,
             created_at=now,
+            data=data,
         )
     )
     if to.is_terminal:  # counted as made; a rollback after this is rare and not uncounted
@@ -184,3 +187,27 @@ def transition(
     session.flush()
     webhook_events.status_changed(session, run, current.value, reason.value, message, version)
     return run
+
+
+def record_event(
+    session: Session,
+    run_id: str,
+    org_id: str,
+    kind: str,
+    message: str,
+    data: dict[str, object] | None = None,
+) -> None:
+    """A history row that is not a status change (a preemption decision), at the run's current
+    resource_version: the run itself did not change."""
+    version = session.scalar(select(Run.resource_version).where(Run.id == run_id))
+    session.add(
+        RunEvent(
+            run_id=run_id,
+            org_id=org_id,
+            kind=kind,
+            message=message,
+            resource_version=int(version or 0),
+            created_at=utcnow(),
+            data=data,
+        )
+    )

@@ -19,6 +19,9 @@ the attempt that is over one:
 - **Silence** (`scheduling.hang_timeout`): how long a running attempt may go without a heartbeat
   of its own (an earlier attempt's does not count; before the first one, from when it went
   running). A hung attempt ends `hung`, a platform failure retried under the system policy.
+- **Queue time** (`scheduling.max_pending` only; the operator's default bounds the cluster
+  wait alone) counts from the run's latest entry into the queue (`runs.queued_at`): a run the
+  scheduler has not admitted within it fails `pending_timeout` (`over_queue_limit`).
 
 A pure function of those facts and a clock, so the rules are tested without processes.
 """
@@ -123,3 +126,15 @@ def duration_text(seconds: float) -> str:
     if whole or not parts:
         parts.append(f"{whole}s")
     return "".join(parts)
+
+
+def over_queue_limit(scheduling: dict[str, Any], queued_at: datetime, now: datetime) -> str | None:
+    """Why a queued run has waited too long for admission, or None while within max_pending."""
+    limit = scheduling.get("max_pending")
+    waited = (now - queued_at).total_seconds()
+    if not limit or waited < float(limit):
+        return None
+    return (
+        f"not admitted within scheduling.max_pending ({duration_text(float(limit))}): "
+        f"queued for {duration_text(waited)}"
+    )

@@ -21,19 +21,24 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from core import outbox
 from core.datasets.pinning import pin_datasets
-from core.models import Run, RunEvent, utcnow
+from core.models import Run, RunAttempt, RunEvent, utcnow
 from core.runs.attempts import Grant, open_attempt
 from core.runs.schemas import LOCAL_IMAGE_WARNING
-from core.runs.states import RunStatus, StatusReason, transition
+from core.runs.states import RunStatus, StatusReason, record_event, transition
+from core.runs.time_limits import over_queue_limit
 from core.scheduling import repository
 from core.scheduling.clusters import list_clusters, lock_clusters
 from core.scheduling.planner import Candidate, Needs, fits_anywhere, plan_admissions
+from core.scheduling.preemption import Preemption
 from core.scheduling.snapshot import load_snapshot, total_capacity
 from core.settings import LocalImagePolicy, Settings
+from core.usage import budgets
+from core.usage.rates import RateCard
 
 ACCEPT_BATCH = 1000
 LOCAL_EXECUTOR = "local"  # the executor kind that runs commands as host processes
@@ -72,10 +77,19 @@ def accept_pending(session: Session, run_ids: Sequence[str] | None = None) -> in
 def admit_queued_runs(
     session: Session, settings: Settings, now: datetime | None = None
 ) -> list[Admitted]:
-    """One admission pass. Each admitted run is `starting` with a new attempt and a launch task."""
+    """One admission pass. Each admitted run is `starting` with a new attempt and a launch task;
+    each preemption victim's attempt is marked, for the reconciler to stop."""
     clusters = lock_clusters(session)
-    snapshot = load_snapshot(session, settings, now or utcnow(), clusters)
+    now = now or utcnow()
+    # Budget alerts ride on the pass (every few seconds): each crossing is recorded once.
+    budgets.record_alerts(session, now, RateCard.of(settings))
+    snapshot = load_snapshot(session, settings, now, clusters)
+    expired = expire_queued_runs(session, snapshot.candidates, snapshot.now)
+    if expired:
+        snapshot.candidates = [c for c in snapshot.candidates if c.run_id not in expired]
     plan = plan_admissions(snapshot)
+    for preemption in plan.preemptions:
+        mark_victims(session, preemption, settings.preemption_grace_seconds)
     if not plan.admitted:
         return []
     grants = {candidate.run_id: (candidate, grant) for candidate, grant in plan.admitted}
@@ -114,6 +128,27 @@ def _image_allowed(session: Session, settings: Settings, run: Run, local: bool) 
     return True
 
 
+def expire_queued_runs(
+    session: Session, candidates: Sequence[Candidate], now: datetime
+) -> set[str]:
+    """Fail the queued runs past their `scheduling.max_pending` with `pending_timeout`."""
+    overdue = {
+        candidate.run_id: why
+        for candidate in candidates
+        if candidate.max_pending
+        and (
+            why := over_queue_limit(
+                {"max_pending": candidate.max_pending}, candidate.queued_at, now
+            )
+        )
+    }
+    if not overdue:
+        return set()
+    for run in repository.lock_runs(session, RunStatus.QUEUED, list(overdue)):
+        transition(session, run, RunStatus.FAILED, StatusReason.PENDING_TIMEOUT, overdue[run.id])
+    return set(overdue)
+
+
 def _admit(session: Session, run: Run, candidate: Candidate, grant: Grant) -> Admitted:
     where = f"{grant.gpus} x {grant.gpu_type} on {grant.cluster}" if grant.gpus else grant.cluster
     transition(
@@ -128,3 +163,38 @@ def _admit(session: Session, run: Run, candidate: Candidate, grant: Grant) -> Ad
     open_attempt(session, run, grant, utcnow())
     outbox.enqueue(session, outbox.Task.LAUNCH, run_id=run.id, attempt=run.attempt)
     return Admitted(run.id, run.attempt, grant.cluster)
+
+
+def mark_victims(session: Session, preemption: Preemption, grace_seconds: float) -> int:
+    """Mark each victim's open attempt as preempted by `preemption.run_id` (guarded: an attempt
+    that ended or was already marked is left alone) and say so in both runs' events."""
+    marked = []
+    now = utcnow()
+    for victim in preemption.victims:
+        result = session.execute(
+            update(RunAttempt)
+            .where(
+                RunAttempt.run_id == victim.run_id,
+                RunAttempt.attempt == victim.attempt,
+                RunAttempt.ended_at.is_(None),
+                RunAttempt.preempted_by.is_(None),
+            )
+            .values(preempted_by=preemption.run_id, preempted_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount == 1:  # type: ignore[attr-defined]
+            marked.append(victim.run_id)
+            message = (
+                f"preempted by {preemption.run_id} (higher priority); stopping after a "
+                f"{grace_seconds:g}s checkpoint grace"
+            )
+            data = {"preempted_by": preemption.run_id, "attempt": victim.attempt}
+            record_event(session, victim.run_id, victim.org_id, "preemption", message, data)
+    if marked:
+        preemptor = session.get(Run, preemption.run_id)
+        if preemptor is not None:
+            message = f"preempting {', '.join(marked)} on {preemption.cluster}"
+            data = {"preempting": marked, "cluster": preemption.cluster}
+            record_event(session, preemptor.id, preemptor.org_id, "preemption", message, data)
+    session.flush()
+    return len(marked)

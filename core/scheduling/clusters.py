@@ -55,27 +55,56 @@ def version_problem(server_version: str | None) -> str | None:
     return problem
 
 
+NodeGpus = dict[str, dict[str, int]]  # node name -> GPU type -> GPUs
+
+
 @dataclass(frozen=True)
 class Inventory:
-    """Everything a cluster holds: GPUs per type, CPU slots (None: unlimited), nodes."""
+    """Everything a cluster holds: GPUs per type, CPU slots (None: unlimited), nodes, and the
+    GPUs of each node (a gang needs `nodes` distinct nodes with `gpus_per_node` free each)."""
 
     gpus: dict[str, int] = field(default_factory=dict)
     cpu_slots: int | None = None
     nodes: int = 1
+    node_gpus: NodeGpus = field(default_factory=dict)
 
     def to_document(self) -> dict[str, Any]:
-        return {"gpus": dict(self.gpus), "cpu_slots": self.cpu_slots, "nodes": self.nodes}
+        return {
+            "gpus": dict(self.gpus),
+            "cpu_slots": self.cpu_slots,
+            "nodes": self.nodes,
+            "node_gpus": {node: dict(gpus) for node, gpus in sorted(self.node_gpus.items())},
+        }
 
     @classmethod
     def from_document(cls, document: dict[str, Any]) -> Inventory:
         gpus = {str(k): int(v) for k, v in (document.get("gpus") or {}).items()}
         slots = document.get("cpu_slots")
-        return cls(gpus, None if slots is None else int(slots), int(document.get("nodes") or 1))
+        nodes = int(document.get("nodes") or 1)
+        per_node = {
+            str(node): {str(t): int(n) for t, n in (held or {}).items()}
+            for node, held in (document.get("node_gpus") or {}).items()
+        }
+        return cls(
+            gpus, None if slots is None else int(slots), nodes, per_node or _spread(gpus, nodes)
+        )
+
+
+def _spread(gpus: dict[str, int], nodes: int) -> NodeGpus:
+    """Nodes for an inventory recorded before per-node GPUs were: each type spread evenly."""
+    spread: NodeGpus = {f"node-{index}": {} for index in range(nodes)}
+    for gpu_type, total in gpus.items():
+        for index in range(nodes):
+            share = total // nodes + (1 if index < total % nodes else 0)
+            if share:
+                spread[f"node-{index}"][gpu_type] = share
+    return {node: held for node, held in spread.items() if held}
 
 
 def local_inventory(settings: Settings) -> Inventory:
     slots = settings.local_cpu_slots or os.cpu_count() or 1
-    return Inventory(dict(settings.local_gpus), slots, nodes=1)
+    gpus = dict(settings.local_gpus)
+    return Inventory(gpus, slots, nodes=1, node_gpus={LOCAL_CLUSTER: gpus} if gpus else {})
 
 
 def register_cluster(

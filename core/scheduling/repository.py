@@ -7,9 +7,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Row, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, load_only
 
-from core.models import Organization, Project, Quota, Run, RunAttempt
+from core.models import Organization, Project, Quota, Run, RunAttempt, RunProgress
 from core.runs.states import RunStatus
 
 
@@ -20,6 +20,37 @@ def queued_runs(session: Session) -> Sequence[Row[tuple[str, str, str, str, date
         .where(Run.status == RunStatus.QUEUED.value, Run.deleted_at.is_(None))
         .order_by(Run.queued_at, Run.id)
     ).all()
+
+
+def holdings(session: Session) -> list[tuple[RunAttempt, str, Any, datetime | None]]:
+    """Every open attempt with its run's priority, spec `scheduling` part and running start
+    (for preemption and the queue's ETA)."""
+    rows = session.execute(
+        select(RunAttempt, Run.priority, Run.spec["scheduling"], Run.started_at)
+        .join(Run, Run.id == RunAttempt.run_id)
+        .where(RunAttempt.ended_at.is_(None))
+    ).all()
+    return [(row[0], row[1], row[2], row[3]) for row in rows]
+
+
+def estimated_finishes(session: Session, attempts: Sequence[RunAttempt]) -> dict[str, datetime]:
+    """When each open attempt's runtime says it will finish (its step rate), where it says."""
+    current = {attempt.run_id: attempt.attempt for attempt in attempts}
+    rows = session.scalars(
+        select(RunProgress)
+        .where(RunProgress.run_id.in_(list(current)))
+        .options(
+            load_only(
+                RunProgress.attempt, RunProgress.step, RunProgress.total_steps,
+                RunProgress.last_heartbeat_at, RunProgress.rate_step, RunProgress.rate_at,
+            )
+        )
+    )  # fmt: skip
+    return {
+        row.run_id: finish
+        for row in rows
+        if row.attempt == current.get(row.run_id) and (finish := row.estimated_finish) is not None
+    }
 
 
 def lock_runs(

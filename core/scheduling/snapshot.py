@@ -1,10 +1,12 @@
-"""Reads the state a plan needs: queued runs, free capacity, quota scopes and recent usage."""
+"""Reads the state a plan needs: queued runs, free capacity, quota scopes, recent usage and
+spent budgets."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -12,6 +14,7 @@ from core.models import Cluster, RunAttempt
 from core.runs import attempts
 from core.scheduling import repository
 from core.scheduling.clusters import Inventory, list_clusters
+from core.scheduling.placement import spread_unplaced
 from core.scheduling.planner import (
     HELD_GPU_CHARGE_SECONDS,
     Candidate,
@@ -21,13 +24,19 @@ from core.scheduling.planner import (
     Scope,
     Snapshot,
 )
+from core.scheduling.preemption import Holding
 from core.settings import Settings
+from core.usage import budgets
+from core.usage.rates import RateCard
 
 
 def load_snapshot(
     session: Session, settings: Settings, now: datetime, clusters: Sequence[Cluster] | None = None
 ) -> Snapshot:
-    held = attempts.open_attempts(session)
+    rows = repository.holdings(session)
+    held: list[RunAttempt] = [row[0] for row in rows]
+    finishes = repository.estimated_finishes(session, held) if held else {}
+    states = free_capacity(clusters if clusters is not None else list_clusters(session), held)
     return Snapshot(
         candidates=[
             Candidate(
@@ -37,14 +46,48 @@ def load_snapshot(
                 row.priority,
                 row.queued_at or now,
                 Needs.of(row.spec),
+                ((row.spec or {}).get("scheduling") or {}).get("max_pending"),
             )
             for row in repository.queued_runs(session)
         ],
-        clusters=free_capacity(clusters if clusters is not None else list_clusters(session), held),
+        clusters=states,
         scopes=quota_scopes(session, held),
         usage=recent_usage(session, now, timedelta(hours=settings.fair_share_window_hours)),
         now=now,
         starvation_seconds=settings.scheduler_starvation_seconds,
+        holdings=[_holding(*row, finishes.get(row[0].run_id)) for row in rows],
+        budget_exhausted=budgets.exhausted_scopes(session, now, RateCard.of(settings)),
+    )
+
+
+def _holding(
+    attempt: RunAttempt,
+    priority: str,
+    scheduling: Any,
+    started_at: datetime | None,
+    estimated_finish: datetime | None,
+) -> Holding:
+    """An open attempt for preemption and the ETA: it ends, at the latest, when its
+    max_duration runs out, or sooner when its progress says so."""
+    limit = (scheduling or {}).get("max_duration")
+    ends_at = started_at + timedelta(seconds=float(limit)) if started_at and limit else None
+    if estimated_finish is not None:
+        ends_at = min(ends_at, estimated_finish) if ends_at else estimated_finish
+    return Holding(
+        attempt.run_id,
+        attempt.org_id,
+        attempt.project_id,
+        priority,
+        bool((scheduling or {}).get("preemptible", False)),
+        attempt.admitted_at,
+        attempt.cluster,
+        attempt.gpu_type,
+        attempt.gpus,
+        attempt.cpu_slots,
+        {str(node): int(gpus) for node, gpus in (attempt.placement or {}).items()},
+        attempt.preempted_by,
+        attempt.attempt,
+        ends_at,
     )
 
 
@@ -53,20 +96,29 @@ def total_capacity(clusters: Sequence[Cluster]) -> list[ClusterState]:
 
 
 def free_capacity(clusters: Sequence[Cluster], held: Sequence[RunAttempt]) -> list[ClusterState]:
+    """Each cluster's free capacity, node by node: its inventory less every open grant."""
     states = {}
     for cluster in clusters:
         inventory = Inventory.from_document(cluster.inventory)
+        node_free: dict[str, dict[str, int]] = defaultdict(dict)
+        for node, gpus in inventory.node_gpus.items():
+            for gpu_type, count in gpus.items():
+                node_free[gpu_type][node] = count
         states[cluster.name] = ClusterState(
-            cluster.name, inventory.nodes, dict(inventory.gpus), inventory.cpu_slots
+            cluster.name,
+            inventory.nodes,
+            dict(inventory.gpus),
+            inventory.cpu_slots,
+            dict(node_free),
         )
     for grant in held:
         state = states.get(grant.cluster)
         if state is None:
             continue
-        if grant.gpus and grant.gpu_type is not None:
-            state.free_gpus[grant.gpu_type] = state.free_gpus.get(grant.gpu_type, 0) - grant.gpus
-        if grant.cpu_slots and state.free_slots is not None:
-            state.free_slots -= grant.cpu_slots
+        placement = dict(grant.placement or {})
+        if grant.gpus and grant.gpu_type is not None and not placement:
+            placement = spread_unplaced(state.node_free.get(grant.gpu_type, {}), grant.gpus)
+        state.take(grant.gpu_type, placement, grant.cpu_slots)
     return list(states.values())
 
 

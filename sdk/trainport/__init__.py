@@ -44,7 +44,9 @@ from trainport.models import (
     Project,
     Run,
     RunEvent,
+    RunPlan,
     RunStatus,
+    RunUsage,
     Secret,
 )
 from trainport.pagination import AsyncPage, AsyncPageRequest, SyncPage
@@ -104,8 +106,10 @@ __all__ = [
     "RunEvent",
     "RunNameError",
     "RunNameNotFound",
+    "RunPlan",
     "RunSpec",
     "RunStatus",
+    "RunUsage",
     "Secret",
     "ServerError",
     "SpecError",

@@ -44,11 +44,12 @@ class QueueInfo(TrainportModel):
     position: int | None = None
     reason: str = ""
     detail: str = ""
+    eta: datetime | None = None  # estimated start, from running work's max_duration
 
 
 class Attempt(TrainportModel):
     """One attempt of a run: where and when it ran, and how it ended (`outcome` None while it
-    runs: `succeeded`, `failed`, `system_failed` or `cancelled` after)."""
+    runs: `succeeded`, `failed`, `system_failed`, `preempted` or `cancelled` after)."""
 
     attempt: int
     cluster: str = ""
@@ -64,6 +65,9 @@ class Attempt(TrainportModel):
     message: str | None = None
     resumed_from_step: int | None = None
     steps_lost: int | None = None
+    preempted_by: str | None = None  # the run whose admission stopped this attempt
+    gpu_hours: float = 0.0
+    cost: float = 0.0
 
 
 class Progress(TrainportModel):
@@ -72,6 +76,18 @@ class Progress(TrainportModel):
     step: int
     total_steps: int | None = None
     fraction: float | None = None
+
+
+class GpuUsage(TrainportModel):
+    gpu_hours: float = 0.0
+    cost: float = 0.0
+
+
+class RunUsage(GpuUsage):
+    """GPU-hours (allocated GPUs x wall time) and their cost over all of a run's attempts."""
+
+    currency: str = ""
+    by_gpu_type: dict[str, GpuUsage] = Field(default_factory=dict)
 
 
 class Run(TrainportModel):
@@ -103,6 +119,8 @@ class Run(TrainportModel):
     warnings: list[str] = Field(
         default_factory=list, description="what the platform will not do as the spec asks"
     )
+    cloned_from: str | None = None
+    usage: RunUsage | None = None
 
     @property
     def is_terminal(self) -> bool:
@@ -115,8 +133,20 @@ class Run(TrainportModel):
         return f'"{self.resource_version}"'
 
 
+class RunPlan(TrainportModel):
+    """What a submission would become (`runs.plan`): the resolved spec, the dataset versions
+    it would pin, where it would run or what blocks it, and what `max_duration` would cost."""
+
+    project_id: str
+    spec: dict[str, Any] = Field(default_factory=dict)
+    datasets: list[dict[str, Any]] = Field(default_factory=list)
+    placement: dict[str, Any] = Field(default_factory=dict)
+    estimate: dict[str, Any] = Field(default_factory=dict)
+    warnings: list[str] = Field(default_factory=list)
+
+
 class RunEvent(TrainportModel):
-    """One entry of a run's history: a status change or an edit."""
+    """One entry of a run's history: a status change, an edit or a preemption (`data`)."""
 
     id: int
     run_id: str
@@ -128,6 +158,7 @@ class RunEvent(TrainportModel):
     resource_version: int
     actor: str | None = None
     created_at: datetime
+    data: dict[str, Any] | None = None  # a preemption's `preempted_by`, for one
 
 
 class LogLine(TrainportModel):

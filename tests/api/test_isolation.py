@@ -30,6 +30,9 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("PATCH", "/v1/runs/{run_id}"): {"priority": "high"},
     ("PUT", "/v1/orgs/{org_id}/quota"): {"max_gpus": 1},
     ("PUT", "/v1/orgs/{org_id}/projects/{project}/quota"): {"max_gpus": 1},
+    ("PUT", "/v1/orgs/{org_id}/budget"): {"amount": 1},
+    ("PUT", "/v1/orgs/{org_id}/projects/{project}/budget"): {"amount": 1},
+    ("POST", "/v1/runs/{run_id}/clone"): {},
     ("POST", "/v1/runs/{run_id}/metrics"): {"points": []},
     ("POST", "/v1/runs/{run_id}/heartbeat"): {},
     ("POST", "/v1/runs/{run_id}/storage/presign"): {

@@ -48,6 +48,12 @@ WRITE_BODIES: dict[tuple[str, str], dict[str, Any] | None] = {
     ("POST", "/v1/webhooks/{webhook_id}/rotate-secret"): None,
     ("POST", "/v1/webhooks/{webhook_id}/ping"): None,
     ("POST", "/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver"): None,
+    ("POST", "/v1/runs/plan"): run_spec(),
+    ("POST", "/v1/runs/{run_id}/clone"): {},
+    ("PUT", "/v1/orgs/{org_id}/budget"): {"amount": 100},
+    ("PUT", "/v1/orgs/{org_id}/projects/{project}/budget"): {"amount": 100},
+    ("DELETE", "/v1/orgs/{org_id}/budget"): None,
+    ("DELETE", "/v1/orgs/{org_id}/projects/{project}/budget"): None,
 }
 # POSTs that only read: a viewer may call them.
 VIEWER_POSTS = {("POST", "/v1/provenance/verify")}
@@ -63,6 +69,15 @@ ADMIN_ROUTES = [
     ("PUT", "/v1/secrets/{secret_name}"),
     ("DELETE", "/v1/secrets/{secret_name}"),
     *[(method, path) for method, path in ROUTES if path.startswith("/v1/webhooks")],
+    ("GET", "/v1/orgs/{org_id}/usage"),
+    ("GET", "/v1/orgs/{org_id}/budgets"),
+    ("GET", "/v1/orgs/{org_id}/budget-alerts"),
+    ("GET", "/v1/orgs/{org_id}/budget"),
+    ("PUT", "/v1/orgs/{org_id}/budget"),
+    ("DELETE", "/v1/orgs/{org_id}/budget"),
+    ("GET", "/v1/orgs/{org_id}/projects/{project}/budget"),
+    ("PUT", "/v1/orgs/{org_id}/projects/{project}/budget"),
+    ("DELETE", "/v1/orgs/{org_id}/projects/{project}/budget"),
 ]
 
 

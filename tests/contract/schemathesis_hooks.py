@@ -17,6 +17,11 @@ These refusals follow rules no OpenAPI document can state, and are accepted as k
 - a `metrics.from_logs` pattern that is not an RE2 expression with a `step` group and a metric
   group: a grammar, which no JSON Schema keyword states. Only a 422 whose every error points
   into `/metrics/from_logs` is accepted.
+- a usage window whose `from` is not before `to`, or more than 10 years from it (422
+  `usage_window_invalid`), `to` defaulting to today: a rule across query parameters;
+- a clone whose overrides make a spec a submission could not hold (422 `clone_spec_invalid`):
+  `overrides` are dotted paths into the source run's stored spec, which no schema of the
+  clone body can relate.
 
 Every other failure is kept.
 """
@@ -34,6 +39,8 @@ DIGEST_MISMATCH = '"code":"digest_mismatch"'
 UNKNOWN_SNAPSHOT = '"code":"code_snapshot_not_found"'
 FEED_FILTER = '"code":"filter_not_with_changed_since"'
 NOT_PUBLIC = '"code":"destination_not_allowed"'
+USAGE_WINDOW = '"code":"usage_window_invalid"'
+CLONE_SPEC = '"code":"clone_spec_invalid"'
 
 
 @schemathesis.hook
@@ -44,6 +51,7 @@ def filter_failure(context: Any, failure: Any, case: Any, response: Any) -> bool
     known = KEY_REUSED in response.text or (multipart and DUPLICATE_PATHS in response.text)
     known = known or DIGEST_MISMATCH in response.text or UNKNOWN_SNAPSHOT in response.text
     known = known or FEED_FILTER in response.text or NOT_PUBLIC in response.text
+    known = known or USAGE_WINDOW in response.text or CLONE_SPEC in response.text
     return not (known or _only_log_patterns(response.text))
 
 

@@ -127,7 +127,9 @@ class ClusterSimulator:
             status = {"containerStatuses": [{"name": "trainer", "state": {"waiting": waiting}}]}
             return self.patch_pod(pod, status)
         url = f"{PODS.format(ns=self.ns)}/{pod['metadata']['name']}"
-        self.http.patch(url, json={"spec": {"nodeName": f"node-{index}"}}).raise_for_status()
+        nodes = _allowed_nodes(pod)  # the scheduler honours a node-name affinity
+        node = nodes[index % len(nodes)] if nodes else f"node-{index}"
+        self.http.patch(url, json={"spec": {"nodeName": node}}).raise_for_status()
         self.server.append_log(self.ns, pod["metadata"]["name"], f"rank {index} starting")
         running = {"name": "trainer", "state": {"running": {"startedAt": now_text()}}}
         status = {"phase": "Running", "containerStatuses": [running]}
@@ -178,6 +180,16 @@ class ClusterSimulator:
                                     "uid": job["metadata"]["uid"], "controller": True}]  # fmt: skip
         spec = {**template["spec"], "hostname": f"{name}-{index}"}
         self.http.post(PODS.format(ns=self.ns), json={"metadata": meta, "spec": spec})
+
+
+def _allowed_nodes(pod: Obj) -> list[str]:
+    affinity = (pod["spec"].get("affinity") or {}).get("nodeAffinity") or {}
+    required = affinity.get("requiredDuringSchedulingIgnoredDuringExecution") or {}
+    for term in required.get("nodeSelectorTerms") or []:
+        for field in term.get("matchFields") or []:
+            if field.get("key") == "metadata.name" and field.get("operator") == "In":
+                return list(field.get("values") or [])
+    return []
 
 
 def _index(pod: Obj) -> int:

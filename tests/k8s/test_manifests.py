@@ -93,6 +93,25 @@ def test_the_job_and_service_validate_strictly(version: str) -> None:
         kubernetes_validate.validate(document, version, strict=True)
 
 
+@pytest.mark.parametrize("version", SUPPORTED_VERSIONS)
+def test_a_placed_gang_is_pinned_to_its_nodes_by_name(version: str) -> None:
+    placed = dataclasses.replace(request(FULL_SPEC), nodes=("gpu-a", "gpu-b", "gpu-c", "gpu-d"))
+    job = to_dict(build_attempt(placed, CONFIG).job)
+    kubernetes_validate.validate(job, version, strict=True)
+    affinity = job["spec"]["template"]["spec"]["affinity"]["nodeAffinity"]
+    [term] = affinity["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert term == {
+        "matchFields": [
+            {
+                "key": "metadata.name",
+                "operator": "In",
+                "values": ["gpu-a", "gpu-b", "gpu-c", "gpu-d"],
+            }
+        ]
+    }
+    assert "affinity" not in documents(FULL_SPEC)[0]["spec"]["template"]["spec"]
+
+
 def test_names_fit_63_characters_including_pod_hostnames() -> None:
     job, service = documents(FULL_SPEC, run_id="r" * 64)
     name = job["metadata"]["name"]

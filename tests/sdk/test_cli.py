@@ -74,6 +74,43 @@ def test_run_submits_the_file_with_overrides(
     )
 
 
+def test_run_plan_shows_what_would_run_and_submits_nothing(
+    cli_env: dict[str, str], run_file: Path, sdk: trainport.Client
+) -> None:
+    before = [r.id for r in sdk.runs.list(limit=200)]
+    done = trainport_cli(
+        cli_env, "run", "-f", str(run_file), "--plan", "--set", "scheduling.max_duration=1h",
+        "-o", "json",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    plan = json.loads(done.stdout)
+    assert plan["object"] == "run_plan"
+    assert plan["spec"]["scheduling"]["max_duration"] == 3600
+    assert plan["spec"]["labels"] == {"team": "cli"}
+    assert "reason" in plan["placement"]
+    people = trainport_cli(cli_env, "run", "-f", str(run_file), "--plan")
+    assert people.returncode == 0, people.stderr
+    assert "Nothing was submitted" in people.stdout
+    assert [r.id for r in sdk.runs.list(limit=200)] == before
+
+
+def test_run_clone_copies_a_run_with_set_overrides(
+    cli_env: dict[str, str], sdk: trainport.Client
+) -> None:
+    source = sdk.runs.create(SPEC)
+    done = trainport_cli(
+        cli_env, "run", "--clone", source.id, "--set", "labels.team=vision",
+        "--set", "compute.nodes=2", "-o", "json",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    copy = sdk.runs.get(json.loads(done.stdout)["id"])
+    assert copy.cloned_from == source.id
+    assert (copy.labels, copy.spec["compute"]["nodes"]) == ({"team": "vision"}, 2)
+    neither = trainport_cli(cli_env, "run")
+    assert neither.returncode != 0
+    assert "--file or --clone" in neither.stderr
+
+
 def test_run_set_keeps_env_values_and_labels_as_the_text_typed(
     cli_env: dict[str, str], run_file: Path, sdk: trainport.Client
 ) -> None:

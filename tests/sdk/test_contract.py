@@ -104,6 +104,10 @@ def exercise(
     c("runs.cancel", lambda: client.runs.cancel(run))
     c("runs.wait", lambda: client.runs.wait(run, until={"cancelled"}, timeout=5))
     c("runs.events", lambda: list(client.runs.events(run, limit=1)))
+    c("runs.plan", lambda: client.runs.plan(SPEC, project="contract", labels={"a": "b"}))
+    c("runs.clone", lambda: client.runs.clone(
+        run, {"labels.team": "nlp"}, name="again", project="contract"
+    ))  # fmt: skip
     exercise_training(client, record, run, log_dir)
     c("runs.delete", lambda: client.runs.delete(run))
 

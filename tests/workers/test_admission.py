@@ -130,7 +130,7 @@ def _finished_attempt(run_id: str, tenant: Tenant, gpus: int, seconds: int) -> R
 
 def test_a_gang_is_admitted_whole_or_not_at_all(fresh_client: TestClient) -> None:
     factory, tenant = sessions(fresh_client), make_tenant(fresh_client)
-    cluster(factory, a100=8, nodes=2)
+    cluster(factory, a100=16, nodes=2)  # two nodes of 8
     holder = submit(fresh_client, tenant, **gpus(6))
     assert admit(factory) == {holder}
     gang = submit(fresh_client, tenant, **gpus(8, nodes=2))
@@ -139,12 +139,32 @@ def test_a_gang_is_admitted_whole_or_not_at_all(fresh_client: TestClient) -> Non
     assert queue(fresh_client, tenant, gang) == {
         "position": 1,
         "reason": "no_capacity",
-        "detail": "needs 8 x a100, largest free 0",
+        "detail": "needs 2 x 4 a100 on one cluster, best fit 1 x 8",
+        "eta": None,
     }
-    finish(factory, holder)
-    assert admit(factory) == set()  # 6 free: still not all 8
     finish(factory, small)
+    assert admit(factory) == set()  # 2 + 8 free: 10 GPUs, but only one node holds 4
+    finish(factory, holder)
     assert admit(factory) == {gang}
+
+
+def test_a_gang_needs_whole_nodes_not_a_total(fresh_client: TestClient) -> None:
+    """Issue 20's finding: `nodes: 2, gpus_per_node: 8` was admitted onto nodes with
+    4 + 4 + 4 + 4 free, and could not run."""
+    factory, tenant = sessions(fresh_client), make_tenant(fresh_client)
+    nodes = {f"n{i}": {"a100": 8} for i in range(4)}
+    with session_scope(factory) as session:
+        register_cluster(session, "gpu", "local", Inventory({"a100": 32}, 8, 4, nodes))
+    holder = create_run(fresh_client, tenant)["id"]
+    with session_scope(factory) as session:  # half of every node is held
+        attempt = _finished_attempt(holder, tenant, gpus=16, seconds=0)
+        attempt.ended_at, attempt.outcome, attempt.placement = None, None, dict.fromkeys(nodes, 4)
+        session.add(attempt)
+    gang = submit(fresh_client, tenant, **gpus(16, nodes=2))
+    assert admit(factory) == set()
+    assert queue(fresh_client, tenant, gang)["detail"] == (
+        "needs 2 x 8 a100 on one cluster, best fit 2 x 4"
+    )
 
 
 def test_a_starved_large_run_holds_back_what_smaller_runs_would_take(
@@ -178,6 +198,7 @@ def test_quota_exhausted_explains_whose_quota_and_how_full(fresh_client: TestCli
         "position": 1,
         "reason": "quota_exhausted",
         "detail": f"4 of 4 GPUs of org {org_name(fresh_client, tenant)} in use",
+        "eta": None,
     }
     quota = fresh_client.get(f"/v1/orgs/{tenant.org_id}/quota", headers=tenant.headers).json()
     assert quota["usage"] == {"gpus": 4, "running_runs": 1}
@@ -212,7 +233,9 @@ def test_a_run_no_cluster_could_ever_hold_fails_as_unschedulable(fresh_client: T
     run_id = submit(fresh_client, tenant, **gpus(8))
     run = fresh_client.get(f"/v1/runs/{run_id}", headers=tenant.headers).json()
     assert (run["status"], run["status_reason"]) == ("failed", "unschedulable")
-    assert run["status_message"] == "needs 8 x a100; the largest cluster has 4"
+    assert run["status_message"] == (
+        "needs 1 x 8 a100 on one cluster; the best fit any cluster has is 1 x 4"
+    )
 
 
 def test_a_pending_run_says_it_awaits_the_scheduler_and_a_fitting_one_is_ready(
@@ -236,7 +259,8 @@ def test_a_queue_answer_follows_every_change_at_once(fresh_client: TestClient) -
     assert queue(fresh_client, tenant, second) == {
         "position": 2,
         "reason": "no_capacity",
-        "detail": "needs 2 x a100, largest free 0",
+        "detail": "needs 1 x 2 a100 on one cluster, best fit nothing free",
+        "eta": None,
     }
     cluster(factory, a100=6)
     assert queue(fresh_client, tenant, second)["reason"] == "ready"  # a cluster changed

@@ -151,9 +151,17 @@ def test_the_scheduler_registers_each_cluster_with_the_gpus_of_its_usable_nodes(
     scheduler.run_pass(sessions(api), clusters.settings)
     with session_scope(sessions(api)) as session:
         rows = {c.name: (c.executor, c.inventory) for c in session.query(Cluster).all()}
+    east_nodes = {"a0": {A100: 4}, "a1": {A100: 4}}
+    west_nodes = {"h0": {H100: 4}, "h1": {H100: 4}}
     assert rows == {
-        "east": ("kubernetes", {"gpus": {A100: 8}, "cpu_slots": None, "nodes": 2}),
-        "west": ("kubernetes", {"gpus": {H100: 8}, "cpu_slots": None, "nodes": 2}),
+        "east": (
+            "kubernetes",
+            {"gpus": {A100: 8}, "cpu_slots": None, "nodes": 2, "node_gpus": east_nodes},
+        ),
+        "west": (
+            "kubernetes",
+            {"gpus": {H100: 8}, "cpu_slots": None, "nodes": 2, "node_gpus": west_nodes},
+        ),
     }
 
 

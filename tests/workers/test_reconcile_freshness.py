@@ -58,7 +58,7 @@ class StaleExecutor:
     def launch(self, request: LaunchRequest) -> None:
         self.inner.launch(request)
 
-    def cancel(self, run_id: str, attempt: int) -> bool:
+    def cancel(self, run_id: str, attempt: int, grace_seconds: float | None = None) -> bool:
         return self.inner.cancel(run_id, attempt)
 
     def observe(self) -> list[AttemptObservation]:

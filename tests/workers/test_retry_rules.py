@@ -64,3 +64,45 @@ def test_a_crash_retries_within_max_retries_and_an_eviction_apart_from_them(
         statuses.append(_end_attempt(fresh_client, run_id, ending))
     assert statuses == ["queued", "queued", "queued", "failed"]
     assert _attempts(fresh_client, run_id) == 4
+
+
+def _crash(code: int) -> Ending:
+    message = f"exit code {code}"
+    return Ending(AttemptOutcome.FAILED, StatusReason.EXIT_CODE_NONZERO, message, exit_code=code)
+
+
+@pytest.mark.parametrize(
+    ("scheduling", "code", "after"),
+    [
+        ({"retry_on_exit_codes": [75]}, 75, "queued"),
+        ({"retry_on_exit_codes": [75]}, 3, "failed"),
+        ({"no_retry_exit_codes": [2]}, 2, "failed"),
+        ({"no_retry_exit_codes": [2]}, 3, "queued"),
+        ({"retry_on_exit_codes": [2], "no_retry_exit_codes": [2]}, 2, "failed"),
+    ],
+    ids=["listed-retries", "unlisted-fails", "never-retried", "other-retries", "never-wins"],
+)
+def test_retry_by_exit_code_is_one_rule_within_max_retries(
+    fresh_client: TestClient, scheduling: dict[str, object], code: int, after: str
+) -> None:
+    factory, tenant = sessions(fresh_client), make_tenant(fresh_client)
+    cluster(factory, a100=1)
+    run_id = submit(fresh_client, tenant, scheduling={"max_retries": 2, **scheduling})
+    assert admit(factory) == {run_id}
+    assert _end_attempt(fresh_client, run_id, _crash(code)) == after
+
+
+def test_a_preempted_attempt_requeues_without_spending_max_retries(
+    fresh_client: TestClient,
+) -> None:
+    factory, tenant = sessions(fresh_client), make_tenant(fresh_client)
+    cluster(factory, a100=1)
+    run_id = submit(fresh_client, tenant, scheduling={"max_retries": 0, "preemptible": True})
+    for _ in range(3):
+        assert admit(factory) == {run_id}
+        ending = Ending(
+            AttemptOutcome.PREEMPTED, StatusReason.PREEMPTED, "preempted", preempted_by="run_x"
+        )
+        assert _end_attempt(fresh_client, run_id, ending) == "queued"
+    assert admit(factory) == {run_id}
+    assert _end_attempt(fresh_client, run_id, _crash(3)) == "failed"

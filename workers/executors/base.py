@@ -62,6 +62,9 @@ class LaunchRequest:
     project_id: str = ""  # for the executor's labels; empty where unknown
     secrets: LaunchSecrets = field(default_factory=LaunchSecrets)
     code: CodeToRun | None = None  # the run's `workdir` or `git` source, as a snapshot
+    # The nodes the scheduler placed a GPU gang on (the attempt's `placement`): Kubernetes pins
+    # the pods there, so the gang lands where the node-shaped fit was found. Empty: anywhere.
+    nodes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -113,8 +116,11 @@ class Executor(Protocol):
     def launch(self, request: LaunchRequest) -> None:
         """Start the attempt, or adopt it if it already exists. Never starts a second copy."""
 
-    def cancel(self, run_id: str, attempt: int) -> bool:
-        """Ask the attempt to stop; True once nothing of it is left running. Idempotent."""
+    def cancel(self, run_id: str, attempt: int, grace_seconds: float | None = None) -> bool:
+        """Ask the attempt to stop; True once nothing of it is left running. Idempotent.
+
+        `grace_seconds` (a preemption's checkpoint grace) replaces the executor's own SIGTERM
+        to SIGKILL delay; the first call fixes it."""
 
     def observe(self) -> list[AttemptObservation]:
         """Every attempt this executor can see, live or finished but not yet cleaned up."""

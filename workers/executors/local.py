@@ -393,21 +393,22 @@ class LocalExecutor:
 
     # -- cancel and cleanup -------------------------------------------------------------------
 
-    def cancel(self, run_id: str, attempt: int) -> bool:
+    def cancel(self, run_id: str, attempt: int, grace_seconds: float | None = None) -> bool:
         files = self._files(run_id, attempt)
         with files.locked():
             plan = files.launch_record()
             first_call = not files.cancel_path.exists()
-            deadline = self._cancel_deadline(files)
+            deadline = self._cancel_deadline(files, grace_seconds)
             if plan is None:
                 return True  # never launched; the cancel marker keeps a late launch away
             sessions = self._stop_ranks(files, plan, first_call, time.time() >= deadline)
         return self._settle(files, plan, sessions)
 
-    def _cancel_deadline(self, files: AttemptFiles) -> float:
+    def _cancel_deadline(self, files: AttemptFiles, grace_seconds: float | None) -> float:
         files.folder.mkdir(parents=True, exist_ok=True)
         if not files.cancel_path.exists():
-            deadline = {"deadline": time.time() + self.grace_seconds}
+            grace = self.grace_seconds if grace_seconds is None else grace_seconds
+            deadline = {"deadline": time.time() + grace}
             write_atomically(files.cancel_path, deadline, exclusive=False)
         return float(json.loads(files.cancel_path.read_text())["deadline"])
 

@@ -202,7 +202,8 @@ def _queue(run: Run) -> str:
     if run.queue is None:
         return "-"
     position = f"#{run.queue.position} " if run.queue.position is not None else ""
-    return f"{position}{run.queue.reason}: {run.queue.detail}".strip()
+    eta = f" (estimated start {_when(run.queue.eta)})" if run.queue.eta is not None else ""
+    return f"{position}{run.queue.reason}: {run.queue.detail}{eta}".strip()
 
 
 def _when(value: datetime | None) -> str:

@@ -101,8 +101,9 @@ def load_spec(file: str) -> RunSpec:
 
 def submit(
     file: Annotated[
-        str, typer.Option("--file", "-f", help="the run spec, YAML or JSON ('-' for stdin)")
-    ],
+        str | None,
+        typer.Option("--file", "-f", help="the run spec, YAML or JSON ('-' for stdin)"),
+    ] = None,
     follow: Annotated[
         bool, typer.Option("--follow", help="stream logs until the run ends; exit 0 or 1")
     ] = False,
@@ -114,21 +115,40 @@ def submit(
         str | None, typer.Option("--project", "-p", help="project name or id")
     ] = None,
     name: Annotated[str | None, typer.Option("--name", help="the run's name")] = None,
+    plan: Annotated[
+        bool,
+        typer.Option("--plan", help="show what would run, where, and its cost; submit nothing"),
+    ] = False,
+    clone: Annotated[
+        str | None,
+        typer.Option("--clone", metavar="RUN", help="submit a copy of RUN's spec (with --set)"),
+    ] = None,
     output: OutputOption = Format.TABLE,
 ) -> None:
-    """Submit a run from a spec file; with --follow, stream its logs and exit with how it ended."""
+    """Submit a run from a spec file (or --clone an earlier run); --plan shows what would run
+    and submits nothing; with --follow, stream its logs and exit with how it ended."""
+    if (file is None) == (clone is None):
+        raise typer.BadParameter("give either --file or --clone", param_hint="--file")
+    if clone is not None and plan:
+        raise typer.BadParameter("--plan goes with --file", param_hint="--plan")
     extra = parse_overrides(overrides or [])
-    if name is not None:
-        extra["name"] = name
-    spec = load_spec(file).with_overrides(extra)
-    if spec.workdir is not None and file != "-" and not spec.workdir.startswith("sha256:"):
-        # A relative workdir is the spec file's neighbour, wherever the CLI runs from.
-        spec = spec.model_copy(update={"workdir": str(Path(file).parent / spec.workdir)})
     client = state.client()
-    with upload_progress(spec.workdir) as progress:
-        run = client.runs.create(
-            spec, project=project or spec.project or client.config.project, progress=progress
-        )
+    if clone is not None:
+        run = client.runs.clone(clone, extra, name=name, project=project)
+    else:
+        if name is not None:
+            extra["name"] = name
+        file = file or "-"
+        spec = load_spec(file).with_overrides(extra)
+        if spec.workdir is not None and file != "-" and not spec.workdir.startswith("sha256:"):
+            # A relative workdir is the spec file's neighbour, wherever the CLI runs from.
+            spec = spec.model_copy(update={"workdir": str(Path(file).parent / spec.workdir)})
+        where = project or spec.project or client.config.project
+        if plan:
+            print_plan(client.runs.plan(spec, project=where).to_dict(), output)
+            return
+        with upload_progress(spec.workdir) as progress:
+            run = client.runs.create(spec, project=where, progress=progress)
     if output is Format.TABLE:
         err.print(f"Submitted [bold]{run.id}[/] ({run.name}): {run.status}")
         print(run.id, flush=True)
@@ -140,6 +160,32 @@ def submit(
         raise typer.Exit(
             ExitCode.OK if finished.status == RunStatus.SUCCEEDED else ExitCode.RUN_FAILED
         )
+
+
+def print_plan(plan: dict[str, Any], output: Format) -> None:
+    """A plan for people (where, why, what it costs) or, with -o json|yaml, the whole answer."""
+    if output is Format.JSON:
+        print(json.dumps(plan, indent=2))
+        return
+    if output is Format.YAML:
+        print(yaml.safe_dump(plan, sort_keys=False), end="")
+        return
+    place, cost = plan["placement"], plan["estimate"]
+    where = (
+        f"{place['gpus']} x {place['gpu_type']} on {place['cluster']}"
+        if place["gpus"]
+        else place["cluster"]
+    )
+    out.print(f"Would run: {where}" if place["fits"] else f"Would wait: {place['reason']}")
+    out.print(f"  {place['detail']}")
+    if place.get("position") is not None:
+        out.print(f"  queue position {place['position']}")
+    if cost.get("gpu_hours") is not None:
+        hours = cost["gpu_hours"]
+        out.print(f"  max_duration: {hours} GPU-hours, {cost['cost']} {cost['currency']}")
+    for warning in plan.get("warnings") or []:
+        out.print(f"  warning: {warning}")
+    out.print("Nothing was submitted; -o yaml shows the resolved spec.")
 
 
 def _reason(run: Run) -> str:

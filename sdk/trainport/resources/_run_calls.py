@@ -17,6 +17,7 @@ from trainport._http import APIRequest, segment
 from trainport.models import TERMINAL_STATUSES, Run, RunEvent
 from trainport.resources.code import CodeUpload
 from trainport.spec import RunSpec
+from trainport.workdir import pack
 
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 RunRef = str | Run
@@ -71,6 +72,30 @@ def create(
         document["project"] = project
     headers = {"Idempotency-Key": idempotency_key or str(uuid.uuid4())}
     return APIRequest("POST", "/v1/runs", json=document, headers=headers)
+
+
+def plan(spec: SpecLike | None, project: str | None, fields: Mapping[str, Any]) -> APIRequest:
+    """`POST /v1/runs/plan`: the create body; nothing is stored, so it is safe to repeat.
+    A `workdir` folder is packed to name its digest, and not uploaded."""
+    document = merged(spec, fields)
+    if (folder := workdir_folder(document)) is not None:
+        document["workdir"] = pack(folder).digest
+    if project is not None:
+        document["project"] = project
+    return APIRequest("POST", "/v1/runs/plan", json=document)
+
+
+def clone(
+    run: RunRef, overrides: Mapping[str, Any] | None, name: str | None, project: str | None
+) -> APIRequest:
+    """`POST /v1/runs/{id}/clone`. It makes a run each time: not retried once sent."""
+    body = {"overrides": dict(overrides or {}), "name": name, "project": project}
+    return APIRequest(
+        "POST",
+        run_path(run, "/clone"),
+        json={k: v for k, v in body.items() if v is not None},
+        idempotent=False,
+    )
 
 
 def get(run: RunRef, wait: float | None, resource_version: int | None) -> APIRequest:

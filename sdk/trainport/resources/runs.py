@@ -16,7 +16,7 @@ import httpx
 
 from trainport._http import AsyncHTTP, SyncHTTP, connection_error
 from trainport.errors import NotFound, WaitTimeout
-from trainport.models import LogLine, Run, RunEvent
+from trainport.models import LogLine, Run, RunEvent, RunPlan
 from trainport.pagination import AsyncPage, AsyncPageRequest, SyncPage
 from trainport.resources import _run_calls as calls
 from trainport.resources import _sampling as sampling
@@ -68,6 +68,27 @@ class Runs(RunArtifacts):
             document = calls.with_snapshot(document, self._code.upload(folder, progress=progress))
         call = calls.create(document, project, idempotency_key, {})
         return Run.model_validate(self._http.json(call))
+
+    def plan(
+        self, spec: SpecLike | None = None, *, project: str | None = None, **fields: Any
+    ) -> RunPlan:
+        """What `create` with these arguments would make, where it would run and what its
+        `max_duration` would cost. Nothing is stored."""
+        return RunPlan.model_validate(self._http.json(calls.plan(spec, project, fields)))
+
+    def clone(
+        self,
+        run: RunRef,
+        overrides: Mapping[str, Any] | None = None,
+        *,
+        name: str | None = None,
+        project: str | None = None,
+    ) -> Run:
+        """A new run from `run`'s spec with dotted-path `overrides` (`{"parameters.lr": 3e-4}`,
+        the rules of the CLI's `--set`); the new run's `cloned_from` names its source."""
+        return Run.model_validate(
+            self._http.json(calls.clone(self.resolve(run), overrides, name, project))
+        )
 
     def get(
         self, run: RunRef, *, wait: float | None = None, resource_version: int | None = None
@@ -258,6 +279,24 @@ class AsyncRuns(AsyncRunArtifacts):
             upload = await self._code.upload(folder, progress=progress)
             document = calls.with_snapshot(document, upload)
         call = calls.create(document, project, idempotency_key, {})
+        return Run.model_validate(await self._http.json(call))
+
+    async def plan(
+        self, spec: SpecLike | None = None, *, project: str | None = None, **fields: Any
+    ) -> RunPlan:
+        """See `Runs.plan`."""
+        return RunPlan.model_validate(await self._http.json(calls.plan(spec, project, fields)))
+
+    async def clone(
+        self,
+        run: RunRef,
+        overrides: Mapping[str, Any] | None = None,
+        *,
+        name: str | None = None,
+        project: str | None = None,
+    ) -> Run:
+        """See `Runs.clone`."""
+        call = calls.clone(await self.resolve(run), overrides, name, project)
         return Run.model_validate(await self._http.json(call))
 
     async def get(

@@ -310,7 +310,9 @@ class KubernetesExecutor:
 
     # -- cancel and cleanup -------------------------------------------------------------------
 
-    def cancel(self, run_id: str, attempt: int) -> bool:
+    def cancel(self, run_id: str, attempt: int, grace_seconds: float | None = None) -> bool:
+        # The pods' own terminationGracePeriodSeconds is the grace on Kubernetes (the kubelet
+        # sends SIGTERM, then SIGKILL when it runs out), so `grace_seconds` is not needed here.
         namespace = self._namespace_of(run_id, attempt)
         if namespace is None:
             return True

@@ -17,14 +17,16 @@ def node_inventory(
     nodes: list[dict[str, Any]], gpu_resource: str, gpu_type_label: str
 ) -> Inventory:
     gpus: dict[str, int] = {}
+    per_node: dict[str, dict[str, int]] = {}
     usable = [node for node in nodes if _usable(node)]
     for node in usable:
         count = _count((node.get("status") or {}).get("allocatable", {}).get(gpu_resource))
         if count:
-            labels = (node.get("metadata") or {}).get("labels") or {}
-            gpu_type = labels.get(gpu_type_label) or gpu_resource
+            metadata = node.get("metadata") or {}
+            gpu_type = (metadata.get("labels") or {}).get(gpu_type_label) or gpu_resource
             gpus[gpu_type] = gpus.get(gpu_type, 0) + count
-    return Inventory(gpus, cpu_slots=None, nodes=max(1, len(usable)))
+            per_node[str(metadata.get("name") or len(per_node))] = {gpu_type: count}
+    return Inventory(gpus, cpu_slots=None, nodes=max(1, len(usable)), node_gpus=per_node)
 
 
 def read_inventory(apis: Apis, settings: Settings) -> Inventory:

@@ -197,6 +197,7 @@ def _pod_template(request: LaunchRequest, config: ClusterConfig) -> k.V1PodTempl
         image_pull_secrets=[k.V1LocalObjectReference(name=s) for s in config.image_pull_secrets]
         or None,
         priority_class_name=config.priority_classes.get(str(priority)),
+        affinity=_placed_on(request.nodes),
     )
     return k.V1PodTemplateSpec(metadata=_metadata(request, config, None, None), spec=pod)
 
@@ -229,6 +230,19 @@ def wrapped_command(request: LaunchRequest, config: ClusterConfig) -> list[str]:
     if not keeps_leftovers(request.spec, config):
         return command
     return ["python3", "-c", literal(UPLOAD_PROGRAM), *command]
+
+
+def _placed_on(nodes: tuple[str, ...]) -> k.V1Affinity | None:
+    """Only the nodes the scheduler's node-shaped fit chose (by node name, which a label might
+    not match): the gang runs where Trainport counted its GPUs free."""
+    if not nodes:
+        return None
+    names = k.V1NodeSelectorRequirement(key="metadata.name", operator="In", values=list(nodes))
+    term = k.V1NodeSelectorTerm(match_fields=[names])
+    required = k.V1NodeSelector(node_selector_terms=[term])
+    return k.V1Affinity(
+        node_affinity=k.V1NodeAffinity(required_during_scheduling_ignored_during_execution=required)
+    )
 
 
 def _container(request: LaunchRequest, config: ClusterConfig) -> k.V1Container:

@@ -1,0 +1,1 @@
+"""GPU-hours, their cost, the usage API and budgets (issue 20)."""
