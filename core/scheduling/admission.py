@@ -39,6 +39,7 @@ from core.scheduling.snapshot import load_snapshot, total_capacity
 from core.settings import LocalImagePolicy, Settings
 from core.usage import budgets
 from core.usage.rates import RateCard
+from core.webhooks import events as webhook_events
 
 ACCEPT_BATCH = 1000
 LOCAL_EXECUTOR = "local"  # the executor kind that runs commands as host processes
@@ -190,6 +191,9 @@ def mark_victims(session: Session, preemption: Preemption, grace_seconds: float)
             )
             data = {"preempted_by": preemption.run_id, "attempt": victim.attempt}
             record_event(session, victim.run_id, victim.org_id, "preemption", message, data)
+            victim_run = session.get(Run, victim.run_id)
+            if victim_run is not None:  # webhooks say who preempted whom (issue 20)
+                webhook_events.run_preempted(session, victim_run, victim.attempt, preemption.run_id)
     if marked:
         preemptor = session.get(Run, preemption.run_id)
         if preemptor is not None:

@@ -43,6 +43,8 @@ from core.usage.schemas import (
     GroupBy,
 )
 from core.usage.service import tally
+from core.webhooks import events as webhook_events
+from core.webhooks.schemas import EventType
 
 log = logging.getLogger("trainport.budgets")
 THRESHOLDS = (80, 100)  # percent of the amount at which a budget alerts
@@ -149,6 +151,13 @@ def _record(session: Session, standing: Standing, threshold: int) -> int | None:
     ).on_conflict_do_nothing(index_elements=list(key))
     alert_id: int | None = session.execute(statement.returning(BudgetAlert.id)).scalar()
     if alert_id is not None:
+        data = {**key, "period_start": standing.period_start.isoformat(), "alert_id": alert_id}
+        data |= {"project_id": budget.project_id or None, "spent": standing.spent}
+        data |= {"amount": budget.amount, "unit": budget.unit, "enforcement": budget.enforcement}
+        project = budget.project_id or None
+        webhook_events.emit(
+            session, budget.org_id, project, EventType.BUDGET_THRESHOLD_REACHED, data
+        )
         log.warning(
             "budget %s of org %s project %r reached %d%% (%.2f of %.2f %s)",
             budget.id, budget.org_id, budget.project_id, threshold,

@@ -152,6 +152,11 @@ def status_changed(
     emit_all(session, run.org_id, run.project_id, [(event, data) for event in happened])
 
 
+def run_preempted(session: Session, victim: Run, attempt: int, preemptor_id: str) -> None:
+    data = {"run": run_data(victim), "attempt": attempt, "preempted_by": preemptor_id}
+    emit(session, victim.org_id, victim.project_id, EventType.RUN_PREEMPTED, data)
+
+
 def run_created(session: Session, run: Run) -> None:
     emit(session, run.org_id, run.project_id, EventType.RUN_CREATED, {"run": run_data(run)})
 

@@ -19,6 +19,8 @@ class EventType(StrEnum):
     ATTEMPT_STARTED = "attempt.started"
     ATTEMPT_ENDED = "attempt.ended"
     CHECKPOINT_COMMITTED = "checkpoint.committed"
+    RUN_PREEMPTED = "run.preempted"  # chosen as a victim: `data.preempted_by` names the run
+    BUDGET_THRESHOLD_REACHED = "budget.threshold_reached"  # 80% or 100% of a budget spent
     ENDPOINT_DISABLED = "webhook.endpoint_disabled"
     PING = "webhook.ping"  # only ever sent by `POST /v1/webhooks/{id}/ping`
 

@@ -14,13 +14,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.app import create_app
 from core.db import session_scope
-from core.models import BudgetAlert, Run, RunAttempt, utcnow
+from core.models import BudgetAlert, Run, RunAttempt, WebhookDelivery, utcnow
 from core.scheduling.admission import accept_pending, admit_queued_runs
 from core.scheduling.clusters import Inventory, register_cluster
 from core.settings import Settings
 from core.usage import budgets, rollup
 from core.usage.rates import RateCard
-from tests.factories import Tenant, create_run, make_key, make_tenant
+from tests.factories import PUBLIC_HOOK, Tenant, create_run, make_key, make_tenant
 
 Factory = sessionmaker[Session]
 RATES = {"h100": 2.0}
@@ -194,3 +194,29 @@ def test_a_hard_org_budget_holds_every_project(rated: TestClient, settings: Sett
     assert "GPU-hours" in queue["detail"]
     assert rated.delete(budget_url(tenant), headers=tenant.headers).status_code == 204
     assert admit(rated, settings) == {run_id}
+
+
+def test_a_budget_threshold_is_a_webhook_event(rated: TestClient, settings: Settings) -> None:
+    """Issue 20: a soft budget says so 'with an event and a webhook at 80% and 100%'."""
+    tenant = make_tenant(rated)
+    hook = rated.post(
+        "/v1/webhooks",
+        json={"url": PUBLIC_HOOK, "event_types": ["budget.threshold_reached"]},
+        headers=tenant.headers,
+    )
+    assert hook.status_code == 201, hook.text
+    rated.put(budget_url(tenant), json={"amount": 20}, headers=tenant.headers)
+    spend(rated, tenant, 11)  # 22 of 20: both thresholds at once
+    assert len(record_alerts(rated, settings)) == 2
+
+    with session_scope(sessions(rated)) as session:
+        rows = session.scalars(
+            select(WebhookDelivery).where(WebhookDelivery.endpoint_id == hook.json()["id"])
+        ).all()
+    payloads = sorted((row.payload["data"] for row in rows), key=lambda d: d["threshold"])
+    assert [row.event_type for row in rows] == ["budget.threshold_reached"] * 2
+    assert [(d["threshold"], d["spent"], d["amount"]) for d in payloads] == [
+        (80, 22.0, 20.0),
+        (100, 22.0, 20.0),
+    ]
+    assert payloads[0]["unit"] == "currency" and payloads[0]["project_id"] is None

@@ -11,8 +11,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
 from core.db import session_scope
-from core.models import Run, RunAttempt, RunEvent, utcnow
-from tests.factories import make_tenant
+from core.models import Run, RunAttempt, RunEvent, WebhookDelivery, utcnow
+from tests.factories import PUBLIC_HOOK, make_tenant
 from tests.workers.test_kubernetes_clusters import (  # noqa: F401 - fixtures, used as arguments
     Clusters,
     _beat,
@@ -34,6 +34,8 @@ def test_a_high_priority_run_preempts_a_preemptible_one_and_takes_its_nodes(
     api: TestClient, clusters: Clusters
 ) -> None:
     tenant, ctx = make_tenant(api), context(api, clusters.settings)
+    hook = {"url": PUBLIC_HOOK, "event_types": ["run.preempted"]}
+    assert api.post("/v1/webhooks", json=hook, headers=tenant.headers).status_code == 201
     clusters.west.fates = {0: "run", 1: "run"}
     victim = h100_run(api, tenant, preemptible=True, priority="low", max_retries=0)
     admit_and_launch(api, ctx, victim)
@@ -54,6 +56,13 @@ def test_a_high_priority_run_preempts_a_preemptible_one_and_takes_its_nodes(
             select(RunEvent).where(RunEvent.run_id == victim).order_by(RunEvent.id)
         ).all()
     assert {"preempted_by": urgent, "attempt": 1} in [e.data for e in events]
+    with session_scope(ctx.factory) as session:  # and webhooks say who preempted whom
+        hooked = session.scalars(
+            select(WebhookDelivery).where(WebhookDelivery.org_id == tenant.org_id)
+        ).all()
+    told = [(d.event_type, d.payload["data"]["run"]["id"]) for d in hooked]
+    assert told == [("run.preempted", victim)]
+    assert hooked[0].payload["data"]["preempted_by"] == urgent
     admitted = scheduler.run_pass(ctx.factory, ctx.settings).admitted
     assert [a.run_id for a in admitted] == [urgent]
     with session_scope(ctx.factory) as session:
