@@ -219,4 +219,5 @@ def test_a_budget_threshold_is_a_webhook_event(rated: TestClient, settings: Sett
         (80, 22.0, 20.0),
         (100, 22.0, 20.0),
     ]
-    assert payloads[0]["unit"] == "currency" and payloads[0]["project_id"] is None
+    assert payloads[0]["unit"] == "currency"
+    assert payloads[0]["project_id"] is None
