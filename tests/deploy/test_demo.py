@@ -124,9 +124,17 @@ def test_the_demo_shows_the_attempt_and_every_event(
     assert attempts[1].split()[0] == "1"
     assert attempts[1].split()[-3:] == ["succeeded", "0", "completed"]
     events = out.split("/events\n", 1)[1].split("\n==>", 1)[0].splitlines()
-    moves = [row.split()[2:4] for row in events[1:]]
+    kinds = [row.split()[1] for row in events[1:]]
+    moves = [row.split()[2:4] for row in events[1:] if row.split()[1] != "checkpoint"]
     assert moves == [["-", "pending"], ["pending", "queued"], ["queued", "starting"],
                      ["starting", "running"], ["running", "succeeded"]]  # fmt: skip
+    # Each checkpoint the run committed is in its history too, while it ran (issue 19).
+    rows = [row.split() for row in events[1:]]
+    running = next(i for i, row in enumerate(rows) if row[3] == "running")
+    succeeded = next(i for i, row in enumerate(rows) if row[3] == "succeeded")
+    checkpoints = [i for i, kind in enumerate(kinds) if kind == "checkpoint"]
+    assert len(checkpoints) >= 2
+    assert all(running < i < succeeded for i in checkpoints)
 
 
 def test_the_demo_leaves_nothing_running_or_listening(
