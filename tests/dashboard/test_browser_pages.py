@@ -177,6 +177,12 @@ def test_the_queue_lists_waiting_runs_in_order_with_quota_beside_usage(
     assert places == sorted(places), rows  # in admission order
     expect(page.locator("#quota")).to_contain_text("project parked")
     expect(page.locator("#quota tr", has_text="project parked")).to_contain_text("0 of 0")
+    usage = platform.api.get(f"/v1/orgs/{org}/usage", params={"group_by": "project"}).json()
+    total = page.locator("#usage tr", has_text="total").locator("td")
+    expect(page.locator("#usage caption")).to_contain_text(f"from {usage['from']}")
+    expect(total).to_have_text(
+        [f"{usage['total']['gpu_hours']:.2f}", f"{usage['total']['cost']:.2f} {usage['currency']}"]
+    )
     for run in runs:
         platform.api.post(f"/v1/runs/{run['id']}/cancel").raise_for_status()
 
