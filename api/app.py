@@ -34,6 +34,7 @@ from api.routers import (
     secrets,
     tenants,
 )
+from api.run_access import EventLoopRunAccess, RunAccess, ThreadpoolRunAccess
 from core import db, process_logging, sandbox
 from core.aio import AsyncDatabase
 from core.metrics.schemas import MAX_METRICS_BODY_BYTES
@@ -73,6 +74,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     if settings.async_reads and not settings.is_sqlite:
         app.state.async_db = AsyncDatabase(settings.database_url, settings.database_pool_size)
         await app.state.async_db.open()
+    app.state.run_access = _run_access(app, app.state.async_db)  # chosen once, here
     lifecycle.info("API ready: database %s, log level %s", _shown(settings), settings.log_level)
     try:
         yield
@@ -81,9 +83,24 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         if app.state.async_db is not None:
             await app.state.async_db.close()
             app.state.async_db = None
+            app.state.run_access = _run_access(app, None)
         if listener is not None:
             listener.stop()
         app.state.engine.dispose()
+
+
+def _run_access(app: FastAPI, db: AsyncDatabase | None) -> RunAccess:
+    """The run routes' way to the data (api/run_access.py): asyncpg's event loop where open."""
+    state = app.state
+    parts = (
+        state.settings,
+        state.sessionmaker,
+        state.read_engine,
+        state.read_sessionmaker,
+        state.rate_limiter,
+        state.waiting_room,
+    )
+    return ThreadpoolRunAccess(*parts) if db is None else EventLoopRunAccess(db, *parts)
 
 
 def _body_rules(settings: Settings) -> list[BodyRule]:
@@ -121,6 +138,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The API's edge (api/edge.py): rate limits, and the cap on an org's waiting runs.
     app.state.rate_limiter = RateLimiter(settings)
     app.state.waiting_room = WaitingRoom(settings.max_waiting_runs_per_org)
+    # Until the lifespan picks (an app served without one keeps the threadpool's way).
+    app.state.run_access = _run_access(app, None)
     # Whether local ranks are sandboxed: warned about here, shown by /readyz (issue 12).
     app.state.sandbox = sandbox.announce(settings).describe()
     problems.install(app)
