@@ -50,6 +50,7 @@ from core.models import (
     VersionCounter,
     utcnow,
 )
+from core.runs.events import EVENT_FIELDS, EventKind, event_row
 from core.runs.schemas import RunOut
 from core.runs.spec import RunCreate
 from core.runs.states import RunStatus, StatusReason
@@ -82,14 +83,13 @@ RUN_FIELDS = (
     "finished_at",
 )
 RECORD_FIELDS = ("org_id", "key", "request_hash", "run_id", "created_at", "expires_at")
-EVENT_FIELDS = ("run_id", "org_id", "kind", "to_status", "actor", "created_at")
 
 
 @dataclass(frozen=True)
 class NewRun:
     run: dict[str, Any]  # the `runs` row, by RUN_FIELDS
     labels: dict[str, str]
-    event: dict[str, Any]  # its `created` event, by EVENT_FIELDS
+    event: dict[str, Any]  # its `created` event (`core.runs.events.event_row`), by EVENT_FIELDS
 
 
 def plan(caller: Principal, body: RunCreate, project_id: str, run_id: str | None = None) -> NewRun:
@@ -117,14 +117,14 @@ def plan(caller: Principal, body: RunCreate, project_id: str, run_id: str | None
         "started_at": None,
         "finished_at": None,
     }
-    event = {
-        "run_id": run_id,
-        "org_id": caller.org_id,
-        "kind": "created",
-        "to_status": RunStatus.PENDING.value,
-        "actor": caller.key_id,
-        "created_at": now,
-    }
+    event = event_row(
+        run_id,
+        caller.org_id,
+        EventKind.CREATED,
+        to_status=RunStatus.PENDING.value,
+        actor=caller.key_id,
+        created_at=now,
+    )
     return NewRun(run, dict(body.labels), event)
 
 
@@ -198,8 +198,8 @@ def _one_statement(idempotent: bool) -> Select[Any]:
     label_rows = select(run.c.id, _bound(labels.c.org_id, "run_org_id"), pairs.c.key, pairs.c.value)
     add_labels = insert(labels).from_select(["run_id", "org_id", "key", "value"], label_rows)
     event_values = [_bound(events.c[name], f"event_{name}") for name in EVENT_FIELDS]
-    event_row = select(*event_values, run.c.resource_version)
-    add_event = insert(events).from_select([*EVENT_FIELDS, "resource_version"], event_row)
+    event_select = select(*event_values, run.c.resource_version)
+    add_event = insert(events).from_select([*EVENT_FIELDS, "resource_version"], event_select)
     task = [_bound(tasks.c[name], name) for name in ("task", "payload", "created_at")]
     add_task = insert(tasks).from_select(
         ["task", "payload", "created_at"], select(*task).select_from(run)

@@ -17,9 +17,9 @@ from core import idempotency, outbox
 from core.errors import Conflict, FieldError, InvalidInput, NotFound, PreconditionFailed
 from core.ids import new_id
 from core.log_archive import delete_logs
-from core.models import Run, RunEvent, utcnow
+from core.models import Run, utcnow
 from core.pagination import EVENT_CURSOR, RUN_CURSOR
-from core.runs import creation, repository
+from core.runs import creation, events, repository
 from core.runs.repository import RunFilter
 from core.runs.schemas import RunEventOut, RunEventPage, RunOut, RunPage, RunPatch
 from core.runs.spec import RunCreate, check_labels
@@ -136,25 +136,17 @@ def _insert_run(
     set_committed_value(run, "attempts", [])
     set_committed_value(run, "training", None)
     repository.add_labels(session, run, new.labels)
-    session.add(RunEvent(**new.event, resource_version=run.resource_version))
+    events.emit(session, {**new.event, "resource_version": run.resource_version})
     session.flush()
     # Committed with the run, published by the relay: the scheduler hears of it once it exists.
     outbox.enqueue(session, outbox.Task.SCHEDULE, run_id=run.id)
     return run
 
 
-def _record(session: Session, run: Run, kind: str, actor: str | None, **fields: Any) -> None:
-    session.add(
-        RunEvent(
-            run_id=run.id,
-            org_id=run.org_id,
-            kind=kind,
-            resource_version=run.resource_version,
-            actor=actor,
-            created_at=utcnow(),
-            **fields,
-        )
-    )
+def _record(
+    session: Session, run: Run, kind: events.EventKind, actor: str | None, **fields: Any
+) -> None:
+    events.emit_for(session, run, kind, actor=actor, **fields)
     session.flush()
 
 
@@ -294,7 +286,13 @@ def update_run(
     run.spec = spec
     run.priority = spec["scheduling"]["priority"]
     _bump(session, run)
-    _record(session, run, "updated", caller.key_id, message=f"changed {', '.join(sorted(changes))}")
+    _record(
+        session,
+        run,
+        events.EventKind.UPDATED,
+        caller.key_id,
+        message=f"changed {', '.join(sorted(changes))}",
+    )
     return run
 
 
@@ -315,7 +313,7 @@ def delete_run(session: Session, caller: Principal, run_id: str) -> None:
         )
     run.deleted_at = utcnow()
     _bump(session, run)
-    _record(session, run, "deleted", caller.key_id)
+    _record(session, run, events.EventKind.DELETED, caller.key_id)
     delete_logs(session, run_id)
 
 

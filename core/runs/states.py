@@ -15,7 +15,8 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from core.errors import Conflict, IllegalTransition
-from core.models import Run, RunEvent, utcnow
+from core.models import Run, utcnow
+from core.runs import events
 from core.runs.versions import claim_resource_version
 
 
@@ -159,19 +160,17 @@ def transition(
         .values(resource_version=version)
         .execution_options(synchronize_session=False)
     )
-    session.add(
-        RunEvent(
-            run_id=run.id,
-            org_id=run.org_id,
-            kind="status",
-            from_status=current.value,
-            to_status=to.value,
-            reason=reason.value,
-            message=message,
-            resource_version=version,
-            actor=actor,
-            created_at=now,
-        )
+    events.emit_for(
+        session,
+        run,
+        events.EventKind.STATUS,
+        from_status=current.value,
+        to_status=to.value,
+        reason=reason.value,
+        message=message,
+        resource_version=version,
+        actor=actor,
+        created_at=now,
     )
     # Mirror the UPDATE on the loaded object without marking it dirty (no second write).
     for name, value in values.items():

@@ -25,7 +25,8 @@ from sqlalchemy.orm import Session
 
 from core import outbox
 from core.datasets.pinning import pin_datasets
-from core.models import Run, RunEvent, utcnow
+from core.models import Run, utcnow
+from core.runs import events
 from core.runs.attempts import Grant, open_attempt
 from core.runs.schemas import LOCAL_IMAGE_WARNING
 from core.runs.states import RunStatus, StatusReason, transition
@@ -101,16 +102,7 @@ def _image_allowed(session: Session, settings: Settings, run: Run, local: bool) 
         message = f"{LOCAL_IMAGE_WARNING}; this platform refuses such runs (remove `image`)"
         transition(session, run, RunStatus.FAILED, StatusReason.SPEC_REFUSED, message)
         return False
-    session.add(
-        RunEvent(
-            run_id=run.id,
-            org_id=run.org_id,
-            kind="warning",
-            message=LOCAL_IMAGE_WARNING,
-            resource_version=run.resource_version,
-            created_at=utcnow(),
-        )
-    )
+    events.emit_for(session, run, events.EventKind.WARNING, message=LOCAL_IMAGE_WARNING)
     return True
 
 
