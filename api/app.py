@@ -140,7 +140,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.waiting_room = WaitingRoom(settings.max_waiting_runs_per_org)
     # Until the lifespan picks (an app served without one keeps the threadpool's way).
     app.state.run_access = _run_access(app, None)
-    # Whether local ranks are sandboxed: warned about here, shown by /readyz (issue 12).
+    # Whether local ranks are sandboxed: warned about here, shown by /readyz.
     app.state.sandbox = sandbox.announce(settings).describe()
     problems.install(app)
     openapi.document_problems(app)
@@ -164,5 +164,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(code.router)
     app.include_router(provenance.router)
     app.include_router(secrets.router)
-    dashboard.mount(app)  # /ui/, / and /docs, /redoc (issue 18)
+    dashboard.mount(app)  # /ui/, / and /docs, /redoc
     return app

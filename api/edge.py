@@ -1,6 +1,6 @@
 """The API's edge: who is calling is settled, and counted, before a request body is read.
 
-Order for every request (issue 12, findings 6 and 7):
+Order for every request:
 
 1. `EdgeMiddleware`, before anything else: a client address whose failed authentications have
    used up `TRAINPORT_RATE_LIMIT_FAILED_AUTH` gets 429 at once (no database, no body); the
@@ -30,8 +30,8 @@ from api.problems import ProblemResponse, problem
 from core.aio import AsyncDatabase
 from core.db import read_scope, session_scope
 from core.ratelimit import RateLimited, RateLimiter, credential_id
+from core.runs import run_tokens
 from core.settings import Settings
-from core.tenants import run_tokens
 from core.tenants import service as tenants
 from core.tenants.schemas import Principal
 

@@ -37,15 +37,15 @@ from core.aio import AsyncDatabase
 from core.code import sources as code_sources
 from core.db import read_scope, session_scope
 from core.ratelimit import RateLimiter
-from core.runs import creation, reads, service
+from core.runs import creation, reads, run_tokens, service
 from core.runs.repository import RunFilter
 from core.runs.schemas import RunOut, RunPage
 from core.runs.spec import RunCreate
 from core.runs.states import RunStatus
 from core.runs.waiting import WaitingRoom
 from core.runs.watch import wait_for_change
+from core.scheduling import explain
 from core.settings import Settings
-from core.tenants import run_tokens
 from core.tenants import service as tenants
 from core.tenants.schemas import Principal
 
@@ -197,7 +197,7 @@ class ThreadpoolRunAccess:
             headers = {"Location": f"/v1/runs/{created.run.id}"}
             if created.replayed:
                 headers["Idempotent-Replayed"] = "true"
-            run = service.with_queue(session, created.run, self.settings, caller)
+            run = explain.with_queue(session, created.run, self.settings, caller)
             return run_json(run, status.HTTP_201_CREATED, headers)
 
     # -- read one
@@ -257,7 +257,7 @@ class ThreadpoolRunAccess:
                 version = service.run_version(session, caller, run_id)
                 if version is not None and matches(if_none_match, run_etag(version)):
                     return _not_modified(run_etag(version))
-            return run_json(service.describe_run(session, caller, run_id, self.settings))
+            return run_json(explain.describe_run(session, caller, run_id, self.settings))
 
     def _run_caller(self, session: Session, secret: str | None) -> Principal:
         """An API key, or a run token (`tpr_...`)."""

@@ -1,8 +1,8 @@
-"""A new run's rows: planned once, written by the ORM or, on PostgreSQL, by one statement.
+"""A new run's rows: laid out once, written by the ORM or, on PostgreSQL, by one statement.
 
-`plan` decides everything a new run is made of (its id, generated name, spec document, labels,
+`new_run` decides everything a new run is made of (its id, generated name, spec document, labels,
 status, the `created` event) except its resource_version, which only the database hands out.
-Two writers use that plan: `service.create_run` through the ORM in the caller's transaction
+Two writers use that layout: `service.create_run` through the ORM in the caller's transaction
 (SQLite, and `TRAINPORT_ASYNC_READS=false`), and `create_async` from the event loop on
 PostgreSQL, in one statement, with or without an Idempotency-Key (a replay of a key already
 taken goes back to `service.create_run`).
@@ -51,18 +51,17 @@ from core.models import (
     utcnow,
 )
 from core.runs.events import EVENT_FIELDS, EventKind, event_row
-from core.runs.schemas import RunOut
+from core.runs.schemas import SUBMITTED, RunOut
 from core.runs.spec import RunCreate
 from core.runs.states import RunStatus, StatusReason
 from core.runs.versions import RUNS_COUNTER
 from core.runs.waiting import WaitingRoom
-from core.scheduling.explain import SUBMITTED
 from core.settings import Settings
 from core.tenants import service as tenants
 from core.tenants.repository import PROJECT_ID
 from core.tenants.schemas import Principal, Role
 
-# The columns a plan fills; resource_version is the database's.
+# The columns `new_run` fills; resource_version is the database's.
 RUN_FIELDS = (
     "id",
     "org_id",
@@ -92,7 +91,9 @@ class NewRun:
     event: dict[str, Any]  # its `created` event (`core.runs.events.event_row`), by EVENT_FIELDS
 
 
-def plan(caller: Principal, body: RunCreate, project_id: str, run_id: str | None = None) -> NewRun:
+def new_run(
+    caller: Principal, body: RunCreate, project_id: str, run_id: str | None = None
+) -> NewRun:
     """What a new run is made of; the caller has checked the key's role and the project."""
     spec = body.model_dump(mode="json", exclude={"project"})
     spec["name"] = spec["name"] or f"{body.recipe or 'run'}-{secrets.token_hex(3)}"
@@ -216,7 +217,7 @@ ONE_IDEMPOTENT_STATEMENT = _one_statement(idempotent=True)
 
 
 def parameters(new: NewRun) -> dict[str, Any]:
-    """`ONE_STATEMENT`'s parameters for a planned run."""
+    """`ONE_STATEMENT`'s parameters for a new run."""
     return {
         **{f"run_{name}": new.run[name] for name in RUN_FIELDS},
         **{f"event_{name}": new.event[name] for name in EVENT_FIELDS},
@@ -250,8 +251,8 @@ async def create_async(
     project_id: str | None = rows[0]["id"] if rows else None
     tenants.judge_project(caller, wanted, project_id)
     assert project_id is not None  # judge_project raised otherwise
-    await waiting.admit_async(db, caller.org_id)
-    new = plan(caller, body, project_id)
+    await waiting.require_room_async(db, caller.org_id)
+    new = new_run(caller, body, project_id)
     if idempotency_key is None:
         written = await db.write(ONE_STATEMENT, parameters(new))
     else:

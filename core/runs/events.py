@@ -3,7 +3,7 @@
 Every kind of event goes through `event_row` (its columns) and `emit` (into the session): the
 state machine's status changes (core/runs/states.py), the services' edits and deletions
 (core/runs/service.py), the scheduler's warnings (core/scheduling/admission.py), and a new run's
-`created` event, which `creation.plan` lays out here and which reaches the table either through
+`created` event, which `creation.new_run` lays out here and which reaches the table either through
 `emit` (the ORM) or as the parameters of the one create statement (core/runs/creation.py).
 """
 

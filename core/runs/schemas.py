@@ -7,9 +7,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from core.executor_kinds import LOCAL_CLUSTER
 from core.runs.spec import Duration, Labels, Priority
 from core.runs.states import RunStatus, StatusReason
-from core.scheduling.clusters import LOCAL_CLUSTER
 
 LOCAL_IMAGE_WARNING = (
     "spec.image is not used on the local executor: the command runs as processes on the host, "
@@ -28,6 +28,16 @@ class QueueInfo(BaseModel):
     position: int | None = None
     reason: str
     detail: str
+
+
+# A pending run's queue needs no plan: the scheduler has not accepted it yet. (The other
+# answers come from the scheduler's plan, core/scheduling/explain.py; `submitted` is
+# `QueueReason.SUBMITTED`, a test keeps them equal.)
+SUBMITTED = QueueInfo(
+    position=None,
+    reason="submitted",
+    detail="submitted; the scheduler accepts it into the queue at its next pass",
+)
 
 
 class AttemptOut(BaseModel):

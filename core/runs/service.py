@@ -26,8 +26,6 @@ from core.runs.spec import RunCreate, check_labels
 from core.runs.states import RunStatus, StatusReason, transition
 from core.runs.versions import claim_resource_version
 from core.runs.waiting import WaitingRoom
-from core.scheduling.explain import explain
-from core.settings import Settings
 from core.tenants import service as tenants
 from core.tenants.schemas import Principal, Role
 
@@ -72,14 +70,14 @@ def create_run(
     """
     caller.require(Role.MEMBER)
     if idempotency_key is None:
-        _admit(session, caller, waiting)
+        _require_room(session, caller, waiting)
         return Created(_insert_run(session, caller, body), replayed=False)
     idempotency.validate_key(idempotency_key)
     fingerprint = idempotency.request_hash(body.as_sent())
     earlier = idempotency.find(session, caller.org_id, idempotency_key, fingerprint)
     if earlier is not None:
         return _replay(session, caller, earlier)
-    _admit(session, caller, waiting)
+    _require_room(session, caller, waiting)
     try:
         with session.begin_nested():
             run_id = new_id("run")
@@ -96,19 +94,9 @@ def create_run(
     return Created(run, replayed=False)
 
 
-def _admit(session: Session, caller: Principal, waiting: WaitingRoom | None) -> None:
+def _require_room(session: Session, caller: Principal, waiting: WaitingRoom | None) -> None:
     if waiting is not None:
-        waiting.admit(session, caller.org_id)
-
-
-def describe_run(session: Session, caller: Principal, run_id: str, settings: Settings) -> RunOut:
-    """The run as `GET /v1/runs/{id}` shows it: with `queue` while it waits to start."""
-    return with_queue(session, get_run(session, caller, run_id), settings, caller)
-
-
-def with_queue(session: Session, run: Run, settings: Settings, caller: Principal) -> RunOut:
-    queue = explain(session, run, settings, caller)
-    return RunOut.model_validate(run).model_copy(update={"queue": queue})
+        waiting.require_room(session, caller.org_id)
 
 
 def _replay(session: Session, caller: Principal, run_id: str) -> Created:
@@ -125,9 +113,9 @@ def _replay(session: Session, caller: Principal, run_id: str) -> Created:
 def _insert_run(
     session: Session, caller: Principal, body: RunCreate, run_id: str | None = None
 ) -> Run:
-    """The ORM's writer of `creation.plan` (the event loop's is `creation.create_async`)."""
+    """The ORM's writer of `creation.new_run` (the event loop's is `creation.create_async`)."""
     project = tenants.resolve_project(session, caller, body.project)
-    new = creation.plan(caller, body, project.id, run_id)
+    new = creation.new_run(caller, body, project.id, run_id)
     # Claimed last: the counter row stays locked until commit (see versions.py).
     run = Run(**new.run, resource_version=claim_resource_version(session, new.run["id"]))
     session.add(run)
@@ -173,6 +161,7 @@ def parse_label_selector(selector: str) -> tuple[dict[str, str], list[str]]:
 def list_runs(
     session: Session, caller: Principal, criteria: RunFilter, limit: int, after: str | None
 ) -> RunPage:
+    """A keyset page of the runs `criteria` selects, newest first, scoped to the caller."""
     criteria.project_id = _scoped_project(session, caller, criteria.project_id)
     rows = repository.list_runs(session, criteria, limit, cursor_position(after))
     return run_page([RunOut.model_validate(r) for r in rows], limit)
@@ -222,10 +211,12 @@ def feed_page(runs: Sequence[RunOut], limit: int, after: int, upto: int) -> RunP
 
 
 def list_version(session: Session, caller: Principal) -> int:
+    """The newest resource_version among the caller's org's runs: a list's ETag basis."""
     return repository.org_version(session, caller.org_id)
 
 
 def run_version(session: Session, caller: Principal, run_id: str) -> int | None:
+    """The run's resource_version when the caller may see it (a conditional GET's check)."""
     if caller.project_id:  # scoped keys need the project check that get_run does
         return get_run(session, caller, run_id).resource_version
     return repository.run_version(session, caller.org_id, run_id)
@@ -263,6 +254,7 @@ def cancel_run(session: Session, caller: Principal, run_id: str) -> Run:
 def update_run(
     session: Session, caller: Principal, run_id: str, patch: RunPatch, if_match: int | None
 ) -> Run:
+    """Change a run's priority, max_duration or labels; 412 when `if_match` is stale."""
     caller.require(Role.MEMBER)
     run = get_run(session, caller, run_id, for_update=True)
     if if_match is not None and if_match != run.resource_version:
@@ -320,6 +312,7 @@ def delete_run(session: Session, caller: Principal, run_id: str) -> None:
 def list_events(
     session: Session, caller: Principal, run_id: str, limit: int, after: str | None
 ) -> RunEventPage:
+    """A page of the run's history (status changes and edits), oldest first."""
     run = get_run(session, caller, run_id)
     after_id = int(EVENT_CURSOR.decode(after)) if after else 0
     rows = repository.list_events(session, run.id, after_id, limit)

@@ -40,7 +40,6 @@ class StatusReason(StrEnum):
 
     SUBMITTED = "submitted"
     QUEUED_FOR_CAPACITY = "queued_for_capacity"
-    QUOTA_EXHAUSTED = "quota_exhausted"
     LAUNCHING = "launching"
     RUNNING = "running"
     USER_CANCELLED = "user_cancelled"
@@ -69,9 +68,7 @@ TERMINAL_STATUSES = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.
 # Every legal edge. A retry goes back to `queued` with the next attempt.
 TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
     RunStatus.PENDING: frozenset({RunStatus.QUEUED, RunStatus.CANCELLED, RunStatus.FAILED}),
-    RunStatus.QUEUED: frozenset(
-        {RunStatus.STARTING, RunStatus.PENDING, RunStatus.CANCELLED, RunStatus.FAILED}
-    ),
+    RunStatus.QUEUED: frozenset({RunStatus.STARTING, RunStatus.CANCELLED, RunStatus.FAILED}),
     RunStatus.STARTING: frozenset(
         {
             RunStatus.RUNNING,

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from core import outbox
 from core.datasets.pinning import pin_datasets
+from core.executor_kinds import ExecutorKind
 from core.models import Run, utcnow
 from core.runs import events
 from core.runs.attempts import Grant, open_attempt
@@ -37,7 +38,6 @@ from core.scheduling.snapshot import load_snapshot, total_capacity
 from core.settings import LocalImagePolicy, Settings
 
 ACCEPT_BATCH = 1000
-LOCAL_EXECUTOR = "local"  # the executor kind that runs commands as host processes
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ def admit_queued_runs(
         return []
     grants = {candidate.run_id: (candidate, grant) for candidate, grant in plan.admitted}
     locked = {run.id: run for run in repository.lock_runs(session, RunStatus.QUEUED, list(grants))}
-    local = {cluster.name for cluster in clusters if cluster.executor == LOCAL_EXECUTOR}
+    local = {cluster.name for cluster in clusters if cluster.executor == ExecutorKind.LOCAL}
     admitted = []
     for run_id in plan.order:
         if run_id not in locked or run_id not in grants:

@@ -49,7 +49,7 @@ from hypothesis.stateful import (
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import db, outbox
+from core import db, deliveries
 from core.errors import Conflict
 from core.logs import LogStore
 from core.models import Run, RunAttempt, RunEvent, TaskDelivery
@@ -211,7 +211,7 @@ class WorkersMachine(RuleBasedStateMachine):
         recorded. The unacknowledged message goes back to the broker."""
         run_id, attempt = data.draw(st.sampled_from(self._in(ACTIVE)), label="run")
         with db.session_scope(self.factory) as session:
-            counted = outbox.record_delivery(session, Task.LAUNCH, run_id, attempt)
+            counted = deliveries.record_delivery(session, Task.LAUNCH, run_id, attempt)
         if counted is not None and processes_started:
             launch_attempt(self.ctx, run_id, attempt)  # counts once more, launches, records
             with db.session_scope(self.factory) as session:
