@@ -90,7 +90,15 @@ def other_tenant(client: TestClient) -> Tenant:
 # their own: pure logic, and the app on SQLite. Derived from what each test asks for, so a new
 # test joins or leaves the lane by its fixtures, not by a list kept by hand.
 NEEDS_SERVICES = frozenset(
-    {"postgres_url", "template_db", "start_platform", "shared_platform", "api_url", "start_server"}
+    {
+        "postgres_url",
+        "template_db",
+        "start_platform",
+        "shared_platform",
+        "api_url",
+        "start_server",
+        "embedded_server",
+    }
 )
 SLOW_PACKAGES = ("dashboard", "k8s_real", "k8s", "deploy", "contract", "security", "runtime")
 
