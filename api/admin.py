@@ -92,7 +92,7 @@ def _bootstrap(args: argparse.Namespace) -> int:
     engine = db.build_engine(settings)
     try:
         with db.session_scope(db.make_sessionmaker(engine)) as session:
-            # Unsandboxed runs could read every org's data: then one org only (issue 12).
+            # Unsandboxed runs could read every org's data: then one org only.
             refuse_another_org(session, sandbox.single_organisation_reason(settings))
             made = bootstrap(session, args.org)
     except TrainportError as exc:

@@ -38,6 +38,7 @@ from api.routers import (
     usage,
     webhooks,
 )
+from api.run_access import EventLoopRunAccess, RunAccess, ThreadpoolRunAccess
 from core import db, process_logging, sandbox
 from core import telemetry as platform_metrics
 from core.aio import AsyncDatabase
@@ -79,6 +80,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     if settings.async_reads and not settings.is_sqlite:
         app.state.async_db = AsyncDatabase(settings.database_url, settings.database_pool_size)
         await app.state.async_db.open()
+    app.state.run_access = _run_access(app, app.state.async_db)  # chosen once, here
     lifecycle.info("API ready: database %s, log level %s", _shown(settings), settings.log_level)
     try:
         yield
@@ -91,9 +93,24 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         if app.state.async_db is not None:
             await app.state.async_db.close()
             app.state.async_db = None
+            app.state.run_access = _run_access(app, None)
         if listener is not None:
             listener.stop()
         app.state.engine.dispose()
+
+
+def _run_access(app: FastAPI, db: AsyncDatabase | None) -> RunAccess:
+    """The run routes' way to the data (api/run_access.py): asyncpg's event loop where open."""
+    state = app.state
+    parts = (
+        state.settings,
+        state.sessionmaker,
+        state.read_engine,
+        state.read_sessionmaker,
+        state.rate_limiter,
+        state.waiting_room,
+    )
+    return ThreadpoolRunAccess(*parts) if db is None else EventLoopRunAccess(db, *parts)
 
 
 def _body_rules(settings: Settings) -> list[BodyRule]:
@@ -131,7 +148,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The API's edge (api/edge.py): rate limits, and the cap on an org's waiting runs.
     app.state.rate_limiter = RateLimiter(settings)
     app.state.waiting_room = WaitingRoom(settings.max_waiting_runs_per_org)
-    # Whether local ranks are sandboxed: warned about here, shown by /readyz (issue 12).
+    # Until the lifespan picks (an app served without one keeps the threadpool's way).
+    app.state.run_access = _run_access(app, None)
+    # Whether local ranks are sandboxed: warned about here, shown by /readyz.
     app.state.sandbox = sandbox.announce(settings).describe()
     # Event streams share one pump per process (core/events/stream.py), made on first use.
     app.state.event_pump = None
@@ -166,5 +185,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(events.router)
     app.include_router(telemetry.router)
     app.include_router(webhooks.router)
-    dashboard.mount(app)  # /ui/, / and /docs, /redoc (issue 18)
+    dashboard.mount(app)  # /ui/, / and /docs, /redoc
     return app

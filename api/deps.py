@@ -7,15 +7,14 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import Connection
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
 
 from api.edge import settled_caller
+from api.run_access import RunAccess
 from core.db import session_scope
 from core.settings import Settings
-from core.tenants import run_tokens
 from core.tenants.schemas import Principal
-from core.tenants.service import authenticate
 
 
 async def get_settings(request: Request) -> Settings:  # async: no threadpool hop
@@ -29,12 +28,32 @@ def get_session(request: Request) -> Iterator[Session]:
         yield session
 
 
+async def get_sessionmaker(request: Request) -> sessionmaker[Session]:
+    """For routes whose work outlives the request's session (a streamed log, a long poll)."""
+    factory: sessionmaker[Session] = request.app.state.sessionmaker
+    return factory
+
+
+async def get_engine(request: Request) -> Engine:
+    engine: Engine = request.app.state.engine
+    return engine
+
+
+async def get_sandbox(request: Request) -> str:
+    """Whether local ranks are sandboxed, as announced at start-up (core/sandbox.py)."""
+    sandbox: str = request.app.state.sandbox
+    return sandbox
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+SessionmakerDep = Annotated[sessionmaker[Session], Depends(get_sessionmaker)]
+EngineDep = Annotated[Engine, Depends(get_engine)]
+SandboxDep = Annotated[str, Depends(get_sandbox)]
 # scope="function": commit before the response is sent, so a client never reads stale data.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer tp_...`")
 # The presented secret alone (HTTPBearer is async: no threadpool hop), for routes that
-# authenticate inside their own single worker-thread unit of work (see `run_caller`).
+# authenticate inside their own one-statement reads (api/run_access.py).
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
@@ -42,16 +61,13 @@ def secret_of(credentials: HTTPAuthorizationCredentials | None) -> str | None:
     return credentials.credentials if credentials else None
 
 
-def run_caller(session: Session, settings: Settings, secret: str | None) -> Principal:
-    """An API key, or a run token (`tpr_...`): `get_run_caller` without its commit."""
-    if secret is None or not run_tokens.looks_like_run_token(secret):
-        return authenticate(session, secret, settings.key_touch_interval_seconds)
-    return run_tokens.authenticate(session, settings.secret_key.get_secret_value(), secret)
+async def get_run_access(request: Request) -> RunAccess:
+    """The run routes' way to the data, chosen once by the lifespan (api/run_access.py)."""
+    access: RunAccess = request.app.state.run_access
+    return access
 
 
-def key_caller(bind: Session | Connection, settings: Settings, secret: str | None) -> Principal:
-    """An API key's caller: `get_caller` without its commit."""
-    return authenticate(bind, secret, settings.key_touch_interval_seconds)
+RunAccessDep = Annotated[RunAccess, Depends(get_run_access)]
 
 
 async def get_caller(request: Request, credentials: Credentials) -> Principal:

@@ -1,6 +1,6 @@
 """The API's edge: who is calling is settled, and counted, before a request body is read.
 
-Order for every request (issue 12, findings 6 and 7):
+Order for every request:
 
 1. `EdgeMiddleware`, before anything else: a client address whose failed authentications have
    used up `TRAINPORT_RATE_LIMIT_FAILED_AUTH` gets 429 at once (no database, no body); the
@@ -11,9 +11,9 @@ Order for every request (issue 12, findings 6 and 7):
    parses the body: the routes that take a caller authenticate here (`authenticate_first`),
    count against `TRAINPORT_RATE_LIMIT_PER_ORG`, and leave the caller in the request's state,
    where the `Caller`/`RunCaller` dependencies (`POST /v1/runs` among them) find it. Only
-   `GET /v1/runs` and `GET /v1/runs/{id}` authenticate inside their own one-statement reads
-   (core/runs/reads.py); they count against the org the same way (`count_org`) as soon as
-   that statement has admitted the key, with no second query.
+   `GET /v1/runs` and `GET /v1/runs/{id}` take the bare credentials and authenticate inside
+   their own one-statement reads (api/run_access.py, core/runs/reads.py); they count against
+   the org the same way as soon as that statement has admitted the key, with no second query.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 from enum import StrEnum
 
-from anyio import from_thread
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
@@ -32,8 +31,8 @@ from core import process_logging
 from core.aio import AsyncDatabase
 from core.db import read_scope, session_scope
 from core.ratelimit import RateLimited, RateLimiter, credential_id
+from core.runs import run_tokens
 from core.settings import Settings
-from core.tenants import run_tokens
 from core.tenants import service as tenants
 from core.tenants.schemas import Principal
 
@@ -120,11 +119,6 @@ async def count_org(request: Request, caller: Principal) -> None:
     """Count the request against the caller's org (`TRAINPORT_RATE_LIMIT_PER_ORG`); 429 over."""
     limiter: RateLimiter = request.app.state.rate_limiter
     await limiter.hit(limiter.per_org, caller.org_id)
-
-
-def count_org_from_thread(request: Request, caller: Principal) -> None:
-    """`count_org` from a route's worker thread (the limiter's counters live on the loop)."""
-    from_thread.run(count_org, request, caller)
 
 
 async def _key_caller(

@@ -12,7 +12,7 @@ The same class settles who is calling before FastAPI reads the body (api/edge.py
 whose dependencies take a `Caller` or `RunCaller` authenticates first, so no unauthenticated
 body is ever parsed, validated or answered with field errors.
 
-It is also the one place that states what a request may carry (issue 15): a query parameter
+It is also the one place that states what a request may carry: a query parameter
 the route does not declare is a 422 naming it (`POST /v1/runs?dry_run=true` must never create
 a real run), and a body in a media type the route does not read is a 415. Both are decided
 from the route's own declarations, computed once when the route is built.

@@ -2,7 +2,7 @@
 
 A YAML body is parsed safely and within bounds, off the event loop, after the caller has been
 authenticated (api/routing.py), and handed to FastAPI as the equivalent JSON, so validation and
-errors are identical for both. Bounds (issue 12, finding 6): at most `TRAINPORT_YAML_MAX_BYTES`
+errors are identical for both. Bounds: at most `TRAINPORT_YAML_MAX_BYTES`
 (413 beyond), `TRAINPORT_YAML_MAX_DEPTH` levels of nesting and `TRAINPORT_YAML_MAX_NODES`
 nodes (422 beyond); no aliases (so no "billion laughs") and no tags beyond YAML's own.
 

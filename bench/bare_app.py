@@ -68,6 +68,6 @@ async def floor_read(request: Request, run_id: str) -> dict[str, Any]:
 async def floor_create(request: Request, org_id: str, project_id: str) -> dict[str, Any]:
     """The bare route plus a run's creation statement (core/runs/creation.py), fixed body."""
     caller = Principal(org_id=org_id, key_id="floor", role=Role.MEMBER)
-    new = creation.plan(caller, FLOOR_BODY, project_id)
+    new = creation.new_run(caller, FLOOR_BODY, project_id)
     rows = await request.app.state.db.write(creation.ONE_STATEMENT, creation.parameters(new))
     return {"id": new.run["id"], "resource_version": rows[0]["resource_version"]}

@@ -1,4 +1,4 @@
-"""Outbound HTTP to a URL a user named: only to public addresses (SSRF rules, issue 12).
+"""Outbound HTTP to a URL a user named: only to public addresses (SSRF rules).
 
 Today the server fetches no user-supplied URL (its S3 endpoint is the operator's, and dataset
 sources go through core/datasets/sources.py); whatever comes next (dataset URLs) fetches through

@@ -292,7 +292,7 @@ class RunAttempt(Base):
     last_step: Mapped[int | None] = mapped_column(BigInteger, default=None)
     resumed_from_step: Mapped[int | None] = mapped_column(BigInteger, default=None)
     steps_lost: Mapped[int | None] = mapped_column(BigInteger, default=None)
-    # The image digest the kubelet reported (pod status imageID), for provenance (issue 12).
+    # The image digest the kubelet reported (pod status imageID), for provenance.
     image_digest: Mapped[str | None] = mapped_column(String(255), default=None)
     # Node-shaped gangs and preemption (migration 0013): the GPUs held on each node, and the
     # run this attempt is being stopped for (set when the scheduler picks it as a victim).
@@ -498,7 +498,7 @@ class CodeSnapshot(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-# -- secrets per org (migration 0004, issue 12) --------------------------------------------------
+# -- secrets per org (migration 0004) --------------------------------------------------
 
 
 class RunSecret(Base):
@@ -524,7 +524,7 @@ class RunSecret(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-# -- run logs (migration 0007, issue 13) ----------------------------------------------------------
+# -- run logs (migration 0007) ----------------------------------------------------------
 
 
 class LogStream(Base):
@@ -562,7 +562,7 @@ class LogChunk(Base):
     data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
-# -- bring your own code (migration 0009, issue 14) ---------------------------------------------
+# -- bring your own code (migration 0009) ---------------------------------------------
 
 
 class RunOutput(Base):

@@ -21,10 +21,9 @@ from typing import Any
 
 from sqlalchemy import delete, func, or_, select, text, update
 from sqlalchemy import event as sa_event
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from core.models import OutboxMessage, TaskDelivery, utcnow
+from core.models import OutboxMessage, utcnow
 
 CHANNEL = "trainport_outbox"
 _SESSION_KEY = "trainport.outbox_written"
@@ -102,51 +101,6 @@ def unsent_count(session: Session) -> int:
 def prune(session: Session, sent_before: datetime) -> int:
     result = session.execute(delete(OutboxMessage).where(OutboxMessage.sent_at < sent_before))
     return int(result.rowcount)  # type: ignore[attr-defined]
-
-
-def _delivery(session: Session, task: Task, run_id: str, attempt: int) -> TaskDelivery:
-    key = (task.value, run_id, attempt)
-    row = session.get(TaskDelivery, key, with_for_update=True)
-    if row is not None:
-        return row
-    try:
-        with session.begin_nested():
-            row = TaskDelivery(task=task.value, run_id=run_id, attempt=attempt, deliveries=0)
-            session.add(row)
-        return row
-    except IntegrityError:  # a concurrent delivery created it: use (and lock) that one
-        return _delivery(session, task, run_id, attempt)
-
-
-def record_delivery(session: Session, task: Task, run_id: str, attempt: int) -> int | None:
-    """Count one more delivery of `task` for (run, attempt), committed before the work starts.
-
-    Returns how many deliveries there have been, or None when an earlier one already finished
-    the work. A task that keeps killing its worker never finishes, so its count only grows.
-    """
-    row = _delivery(session, task, run_id, attempt)
-    if row.completed_at is not None:
-        return None
-    row.deliveries += 1
-    row.updated_at = utcnow()
-    session.flush()
-    return row.deliveries
-
-
-def complete_delivery(session: Session, task: Task, run_id: str, attempt: int) -> None:
-    row = _delivery(session, task, run_id, attempt)
-    row.completed_at = row.completed_at or utcnow()
-    session.flush()
-
-
-def note_redrive(session: Session, task: Task, run_id: str, attempt: int) -> None:
-    """Remember that `task` was just asked for again, so re-drives are spaced out."""
-    _delivery(session, task, run_id, attempt).updated_at = utcnow()
-    session.flush()
-
-
-def delivery_state(session: Session, task: Task, run_id: str, attempt: int) -> TaskDelivery | None:
-    return session.get(TaskDelivery, (task.value, run_id, attempt))
 
 
 @sa_event.listens_for(Session, "before_commit")

@@ -1,4 +1,4 @@
-"""Rate limits: per credential, per org, failed authentications per client address (issue 12).
+"""Rate limits: per credential, per org, failed authentications per client address.
 
 Counters: in memory in the embedded single-process mode (the `limits` library's fixed windows,
 one increment per limit and request, its cheapest strategy); in Redis when the platform has

@@ -1,9 +1,9 @@
 """The TRAINPORT_* environment a run's processes get at launch (docs/runtime-api.md, section 1).
 
-Built in the launch transaction: it freezes the run's provenance record on its first launch,
+Built in the launch transaction (core/launch.py, which first freezes the run's provenance): it
 mints the attempt's run token, and names the run's checkpoint location and pinned datasets.
 
-It holds no platform credential (issue 12): no storage keys, signing key, database or broker
+It holds no platform credential: no storage keys, signing key, database or broker
 URL. The run token is the run's only credential; on S3 storage the run reaches its own prefixes
 through the API's storage routes (api/routers/run_storage.py), which presign each request.
 """
@@ -15,19 +15,17 @@ import json
 from sqlalchemy.orm import Session
 
 from core.checkpoints.service import location
-from core.code.snapshots import ShippedCode
 from core.datasets.pinning import pinned
 from core.models import Run
-from core.provenance.service import freeze
+from core.runs import run_tokens
 from core.settings import Settings
 from core.storage.backends import store_for_uri
-from core.tenants import run_tokens
 
 
-def launch_environment(
-    session: Session, run: Run, attempt: int, settings: Settings, code: ShippedCode | None = None
+def attempt_environment(
+    session: Session, run: Run, attempt: int, settings: Settings
 ) -> dict[str, str]:
-    freeze(session, run, code)
+    """The attempt's TRAINPORT_* variables, with a run token minted for `attempt`."""
     datasets = {
         name: {
             "digest": version.digest,

@@ -86,7 +86,7 @@ class Settings(BaseSettings):
         description="text (the embedded server) or json: one JSON object per line, for log "
         "shippers in production",
     )
-    # Observability (issue 19): event streams and Prometheus metrics.
+    # Observability: event streams and Prometheus metrics.
     sse_keepalive_seconds: float = Field(
         default=15.0, gt=0, le=300, description="A comment on an idle event stream this often"
     )
@@ -99,7 +99,7 @@ class Settings(BaseSettings):
     worker_metrics_port: int | None = Field(
         default=None, ge=1, le=65535, description="Serve the workers' metrics on this port"
     )
-    # Workers and scheduling (issue 3).
+    # Workers and scheduling.
     celery_queue: str = Field(default="trainport", description="Celery queue the workers consume")
     local_cpu_slots: int | None = Field(
         default=None, ge=1, description="CPU-only ranks the local cluster runs at once; empty: CPUs"
@@ -171,7 +171,7 @@ class Settings(BaseSettings):
     worker_shutdown_grace_seconds: float = Field(
         default=10.0, ge=0, le=600, description="After SIGTERM, how long tasks may finish"
     )
-    # The local executor's sandbox (issue 12).
+    # The local executor's sandbox.
     sandbox: SandboxMode = Field(
         default=SandboxMode.AUTO,
         description="Local ranks in bubblewrap: auto (when it works), bwrap (required), off",
@@ -192,7 +192,7 @@ class Settings(BaseSettings):
         description="Labels (and scopes) this installation's cluster objects; empty: one stored "
         "in the database on first use (core/installation.py)",
     )
-    # The Kubernetes executor (issue 4).
+    # The Kubernetes executor.
     kubernetes_namespace: str = Field(
         default="trainport-runs", description="Training namespace; `{org}` makes one per org"
     )
@@ -243,12 +243,12 @@ class Settings(BaseSettings):
         default=60.0, gt=0, description="How often each cluster's nodes are re-read"
     )
 
-    # Training: run tokens, provenance signing and object storage (issue 5).
+    # Training: run tokens, provenance signing and object storage.
     secret_key: SecretStr = Field(
         default=SecretStr(DEVELOPMENT_SECRET_KEY),
         description="Signs run tokens and provenance records; production refuses the default",
     )
-    # Provenance signing keys (issue 12).
+    # Provenance signing keys.
     signing_key_file: Path | None = Field(
         default=None,
         description="PEM Ed25519 private key that signs provenance records (mount it into the "
@@ -280,7 +280,7 @@ class Settings(BaseSettings):
     s3_multipart_threshold_bytes: int = Field(default=64 * 2**20, ge=5 * 2**20)
     s3_multipart_chunk_bytes: int = Field(default=16 * 2**20, ge=5 * 2**20)
     presigned_url_seconds: int = Field(default=900, ge=1, le=7 * 24 * 3600)
-    # Runs reach storage through the API (issue 12).
+    # Runs reach storage through the API.
     run_presigned_url_seconds: int = Field(
         default=300,
         ge=1,
@@ -290,7 +290,7 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(
         default=10 * 2**30, ge=1024, description="Largest dataset upload through the API"
     )
-    # Secrets per org (issue 12).
+    # Secrets per org.
     secrets_key: SecretStr | None = Field(
         default=None,
         description="Keys that encrypt run secrets at rest, comma-separated, the newest first; "
@@ -300,7 +300,7 @@ class Settings(BaseSettings):
         default=None, description="A file holding secrets_key's keys, one per line"
     )
 
-    # The API's edge: sources, bodies, rate limits (issue 12).
+    # The API's edge: sources, bodies, rate limits.
     dataset_sources: dict[str, list[str]] = Field(
         default_factory=dict,
         description="External dataset sources each org (by id or name) may register, e.g. "
@@ -341,7 +341,7 @@ class Settings(BaseSettings):
         description="Non-public networks the server may still fetch user-named URLs from "
         '(core/egress.py), e.g. ["10.20.0.0/16"]; none by default',
     )
-    # Code that travels with a run (issue 14): snapshots and git sources.
+    # Code that travels with a run: snapshots and git sources.
     max_code_snapshot_bytes: int = Field(
         default=2**30, ge=1024, description="Largest code snapshot (workdir archive) accepted"
     )

@@ -51,7 +51,7 @@ def _integral(value: Any) -> Any:
     return value
 
 
-# The integer of every request body (issue 15): what JSON Schema calls an integer and nothing
+# The integer of every request body: what JSON Schema calls an integer and nothing
 # else. Pydantic's lax int would take `false` as 0 and `"5"` as 5; its StrictInt refuses `1.0`.
 # Bounds go before it, `Annotated[int, Field(ge=0), *INTEGER]`: after the validator pydantic
 # would still check them but describe them to /openapi.json as `ge`/`le`, which no client reads.

@@ -84,3 +84,38 @@ def tenant(client: TestClient) -> Tenant:
 @pytest.fixture
 def other_tenant(client: TestClient) -> Tenant:
     return make_tenant(client)
+
+
+# The fast lane (`make test-fast`): tests that need no PostgreSQL, no Redis and no server of
+# their own: pure logic, and the app on SQLite. Derived from what each test asks for, so a new
+# test joins or leaves the lane by its fixtures, not by a list kept by hand.
+NEEDS_SERVICES = frozenset(
+    {
+        "postgres_url",
+        "template_db",
+        "start_platform",
+        "shared_platform",
+        "api_url",
+        "start_server",
+        "embedded_server",
+    }
+)
+SLOW_PACKAGES = ("dashboard", "k8s_real", "k8s", "deploy", "contract", "security", "runtime")
+
+
+def _is_fast(item: pytest.Item) -> bool:
+    if item.get_closest_marker("slow") is not None:
+        return False
+    if NEEDS_SERVICES & set(getattr(item, "fixturenames", ())):
+        return False
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None and "postgres" in callspec.params.values():
+        return False  # `any_client`'s PostgreSQL half
+    package = item.path.relative_to(Path(__file__).parent).parts[0]
+    return package not in SLOW_PACKAGES and "ADMIN_URL" not in item.module.__dict__
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if _is_fast(item):
+            item.add_marker(pytest.mark.fast)

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import session_scope
+from core.executor_kinds import ExecutorKind
 from core.scheduling.clusters import (
     Inventory,
     register_cluster,
@@ -49,7 +50,7 @@ def sync_clusters(
         if inventory is not None:
             version = read_server_version(name, settings)
             with session_scope(factory) as session:
-                register_cluster(session, name, "kubernetes", inventory, version)
+                register_cluster(session, name, ExecutorKind.KUBERNETES, inventory, version)
             _warn_if_unsupported(name, version)
 
 
@@ -65,7 +66,7 @@ def read_kubernetes_inventory(name: str, settings: Settings) -> Inventory | None
     """Cluster `name`'s inventory from its nodes; None (logged) when its API fails."""
     from workers.executors.kubernetes import KubernetesExecutor, read_inventory
 
-    executor = executor_for(Where(name, "kubernetes"), settings)
+    executor = executor_for(Where(name, ExecutorKind.KUBERNETES), settings)
     assert isinstance(executor, KubernetesExecutor)
     try:
         return read_inventory(executor.apis, settings.for_kubernetes_cluster(name))
@@ -78,7 +79,7 @@ def read_server_version(name: str, settings: Settings) -> str | None:
     """Cluster `name`'s gitVersion; None (logged) when it cannot be read this time."""
     from workers.executors.kubernetes import KubernetesExecutor
 
-    executor = executor_for(Where(name, "kubernetes"), settings)
+    executor = executor_for(Where(name, ExecutorKind.KUBERNETES), settings)
     assert isinstance(executor, KubernetesExecutor)
     return executor.server_version()
 

@@ -7,7 +7,7 @@ a SQLite file under the state directory):
     python -m workers.embedded --concurrency 8    # more tasks at once (threads)
     python -m workers.embedded --no-migrate       # the schema is already current
 
-Everything runs in one process, to keep the platform small (issue 3 asks for at most 300 MB
+Everything runs in one process, to keep the platform small (at most 300 MB
 with the API): the Celery worker (`--pool threads`) in the main thread, beat and the relay in
 threads beside it. SIGINT or SIGTERM is Celery's warm shutdown (bounded: see
 workers/shutdown.py); the relay and beat stop once the worker has. Training processes are not

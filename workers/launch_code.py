@@ -1,4 +1,4 @@
-"""Before an attempt launches: the code snapshot it runs (issue 14).
+"""Before an attempt launches: the code snapshot it runs.
 
 Load (short transaction) → act (git and storage, no transaction open) → apply (short one):
 

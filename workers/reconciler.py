@@ -40,15 +40,16 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import outbox, process_logging, telemetry
+from core import deliveries, outbox, process_logging, telemetry
 from core.code.snapshots import ShippedCode
 from core.db import session_scope
+from core.executor_kinds import LOCAL_CLUSTER, ExecutorKind
+from core.launch import freeze_and_mint_environment
 from core.models import Cluster, Run, RunAttempt, RunProgress, TaskDelivery, utcnow
 from core.outbox import Task
 from core.runs.attempts import AttemptOutcome, Ending, close_attempt, mark_started, settle
 from core.runs.states import RunStatus, StatusReason, transition
 from core.runs.time_limits import AttemptClock, over_limit
-from core.runtime_env import launch_environment
 from core.secrets.service import LaunchSecretsMissing, resolve_for_launch
 from core.settings import Settings
 from workers.executors.base import (
@@ -67,7 +68,9 @@ from workers.log_metrics import tail_attempts
 from workers.pod_leftovers import keep_uploaded
 from workers.tensorboard_metrics import import_live
 
-LOCAL = Where("local", "local")  # runs admitted before clusters were recorded ran here
+LOCAL = Where(
+    LOCAL_CLUSTER, ExecutorKind.LOCAL
+)  # runs admitted before clusters were recorded ran here
 ACTIVE = (RunStatus.STARTING, RunStatus.RUNNING, RunStatus.STOPPING)
 LIVE = (RunStatus.STARTING, RunStatus.RUNNING)  # what an attempt's own ending may settle
 ENDED = frozenset({AttemptPhase.SUCCEEDED, AttemptPhase.FAILED, AttemptPhase.SYSTEM_FAILED})
@@ -131,7 +134,7 @@ def launch_attempt(ctx: WorkerContext, run_id: str, attempt: int) -> str:
     request, where = prepared
     ctx.executors(where).launch(request)
     with session_scope(ctx.factory) as session:
-        outbox.complete_delivery(session, Task.LAUNCH, run_id, attempt)
+        deliveries.complete_delivery(session, Task.LAUNCH, run_id, attempt)
         mark_started(session, run_id, attempt)
     return "launched"
 
@@ -146,7 +149,7 @@ def _prepare_launch(
     run = session.get(Run, run_id, with_for_update=True)
     if run is None or run.status != RunStatus.STARTING or run.attempt != attempt:
         return "moved on"
-    count = outbox.record_delivery(session, Task.LAUNCH, run_id, attempt)
+    count = deliveries.record_delivery(session, Task.LAUNCH, run_id, attempt)
     if count is None:
         return "already launched"
     if count > settings.max_task_deliveries:
@@ -161,7 +164,7 @@ def _prepare_launch(
     except LaunchSecretsMissing as missing:
         _fail(session, run, f"launch refused: {missing}")
         return "refused"
-    env = launch_environment(session, run, attempt, settings, code[0] if code else None)
+    env = freeze_and_mint_environment(session, run, attempt, settings, code[0] if code else None)
     record = session.get(RunAttempt, (run_id, attempt))
     nodes = tuple(sorted((record.placement or {}) if record is not None else {}))
     request = LaunchRequest(
@@ -430,7 +433,7 @@ def _keep_leftovers(ctx: WorkerContext, executor: Executor, run_id: str, attempt
     try:
         if found is not None:
             harvest(ctx.factory, ctx.settings, run_id, attempt, found)
-        elif executor.kind == "kubernetes":
+        elif executor.kind == ExecutorKind.KUBERNETES:
             keep_uploaded(ctx.factory, ctx.settings, run_id, attempt)
     except Exception:
         log.exception("keeping the outputs of %s attempt %d failed", run_id, attempt)
@@ -454,7 +457,7 @@ def _unseen(ctx: WorkerContext, run: ActiveRun, observed_at: datetime) -> bool:
     """The executor does not know the attempt: not launched yet, or lost."""
     if run.status is RunStatus.STARTING:
         with session_scope(ctx.factory) as session:
-            delivery = outbox.delivery_state(session, Task.LAUNCH, run.id, run.attempt)
+            delivery = deliveries.delivery_state(session, Task.LAUNCH, run.id, run.attempt)
             if delivery is None or delivery.completed_at is None:
                 _redrive_launch_when_due(ctx.settings, session, run, delivery)
                 return False
@@ -471,7 +474,7 @@ def _redrive_launch_when_due(
     if utcnow() - last < timedelta(seconds=settings.launch_grace_seconds):
         return
     outbox.enqueue(session, Task.LAUNCH, run_id=run.id, attempt=run.attempt)
-    outbox.note_redrive(session, Task.LAUNCH, run.id, run.attempt)
+    deliveries.note_redrive(session, Task.LAUNCH, run.id, run.attempt)
     log.warning("re-driving the launch of %s attempt %d", run.id, run.attempt)
 
 
@@ -499,7 +502,7 @@ def _changed_since(session: Session, run: Run, observed_at: datetime) -> bool:
     a change older than the observation's start was visible to it.
     """
     last = run.updated_at
-    delivery = outbox.delivery_state(session, Task.LAUNCH, run.id, run.attempt)
+    delivery = deliveries.delivery_state(session, Task.LAUNCH, run.id, run.attempt)
     if delivery is not None and delivery.completed_at is not None:
         last = max(last, delivery.completed_at)
     return last >= observed_at

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from api.deps import EngineDep, SandboxDep
 from api.routing import UnitOfWorkRoute
 from core.scheduling.clusters import unsupported_clusters
 
@@ -33,13 +34,12 @@ def _database_state(engine: Engine) -> dict[str, str] | None:
 
 
 @router.get("/readyz", responses={503: {"description": "database unreachable"}})
-async def readyz(request: Request) -> JSONResponse:
+async def readyz(sandbox: SandboxDep, engine: EngineDep) -> JSONResponse:
     """Ready to serve: the database answers. `sandbox` says whether local runs are sandboxed
     (`bwrap: ...`, `off: ...` or `unavailable: why`); `unsupported_clusters` names each
     registered cluster whose Kubernetes version Trainport does not support, and why. Neither
     makes the platform unready: other clusters, and single-node runs, still work."""
-    sandbox: str = request.app.state.sandbox
-    unsupported = await run_in_threadpool(_database_state, request.app.state.engine)
+    unsupported = await run_in_threadpool(_database_state, engine)
     if unsupported is not None:
         body = {"status": "ready", "database": "ok", "sandbox": sandbox}
         return JSONResponse({**body, "unsupported_clusters": unsupported})

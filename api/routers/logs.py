@@ -11,11 +11,12 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Query, Request
+from fastapi import APIRouter, Header, Path, Query
 from fastapi.responses import StreamingResponse
+from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import Caller, SessionDep, SettingsDep
+from api.deps import Caller, SessionDep, SessionmakerDep, SettingsDep
 from api.routing import UnitOfWorkRoute
 from core.db import session_scope
 from core.errors import NotFound
@@ -40,7 +41,7 @@ LOG_RESPONSES: dict[int | str, dict[str, object]] = {
 
 @router.get("/{run_id}/logs", response_class=StreamingResponse, responses=LOG_RESPONSES)
 def get_run_logs(
-    request: Request,
+    sessions: SessionmakerDep,
     run_id: Annotated[str, Path(min_length=1, max_length=64)],
     caller: Caller,
     session: SessionDep,
@@ -60,10 +61,10 @@ def get_run_logs(
         if not attempts and run.attempt == 0:
             raise NotFound(f"Run {run_id} has no log yet: none of its attempts has started.")
         raise NotFound(f"Run {run_id} has no log for attempt {chosen} rank {rank}.")
-    archive = _archive(request, settings)
+    archive = _archive(sessions, settings)
 
     async def is_over() -> bool:
-        return await run_in_threadpool(_attempt_over, request, caller, run_id, chosen)
+        return await run_in_threadpool(_attempt_over, sessions, caller, run_id, chosen)
 
     chunks = archive.read(LogKey(run_id, chosen, rank), tail, follow, is_over)
     as_json = NDJSON in (accept or "")
@@ -80,16 +81,18 @@ def _may_appear(run: Run, attempt: int, rank: int) -> bool:
     return log_may_appear(started, run.attempt, attempt, rank, ranks)
 
 
-def _archive(request: Request, settings: Settings) -> LogArchive:
+def _archive(sessions: sessionmaker[Session], settings: Settings) -> LogArchive:
     """On PostgreSQL a NOTIFY wakes followers at once, and polling is only a fallback."""
     poll = 0.2 if settings.is_sqlite else 1.0
-    return LogArchive(request.app.state.sessionmaker, poll_interval=poll)
+    return LogArchive(sessions, poll_interval=poll)
 
 
-def _attempt_over(request: Request, caller: Principal, run_id: str, attempt: int) -> bool:
+def _attempt_over(
+    sessions: sessionmaker[Session], caller: Principal, run_id: str, attempt: int
+) -> bool:
     """A short transaction of its own: the request's session is closed while the body streams."""
     try:
-        with session_scope(request.app.state.sessionmaker) as session:
+        with session_scope(sessions) as session:
             run = service.get_run(session, caller, run_id)
             return attempt_is_over(RunStatus(run.status).is_terminal, run.attempt, attempt)
     except NotFound:

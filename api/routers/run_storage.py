@@ -1,4 +1,4 @@
-"""`/v1/runs/{id}/storage`: a run's way to its own objects, with its run token (issue 12).
+"""`/v1/runs/{id}/storage`: a run's way to its own objects, with its run token.
 
 Runs hold no storage credential. They presign each object operation here (URLs that expire in
 `run_presigned_url_seconds`), and list folders through the API, which lists with its own

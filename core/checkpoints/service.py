@@ -55,6 +55,7 @@ def location(settings: Settings, org_id: str, run_id: str) -> ObjectStore:
 
 
 def run_for_registration(session: Session, caller: Principal, run_id: str) -> Run:
+    """The run a checkpoint is registered for: a member's, or its own run token's, else 404."""
     caller.require(Role.MEMBER)
     return get_run(session, caller, run_id)
 
@@ -222,6 +223,7 @@ def still_stored(run: Run, rows: list[Checkpoint], settings: Settings) -> list[C
 
 
 def describe(row: Checkpoint, store: ObjectStore, settings: Settings) -> CheckpointOut:
+    """A checkpoint as the API shows it: its files with download URLs and its commit marker."""
     files = [_with_url(FileEntry(**f), row, store, settings) for f in row.files]
     largest = max(files, key=lambda f: f.size, default=None)
     marker = _with_url(

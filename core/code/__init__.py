@@ -1,1 +1,1 @@
-"""Code that travels with a run (issue 14): content-addressed snapshots and git sources."""
+"""Code that travels with a run: content-addressed snapshots and git sources."""

@@ -17,9 +17,9 @@ from sqlalchemy.orm import Session
 
 from core.code import git, snapshots
 from core.errors import FieldError, InvalidInput
+from core.executor_kinds import LOCAL_CLUSTER
 from core.models import Cluster
 from core.runs.spec import RunCreate
-from core.scheduling.clusters import LOCAL_CLUSTER
 from core.settings import LocalImagePolicy, Settings
 from core.tenants.schemas import Principal
 

@@ -43,6 +43,7 @@ class AddedVersion:
 
 
 def create_dataset(session: Session, caller: Principal, body: DatasetCreate) -> Dataset:
+    """Create an empty dataset in the caller's org (members; never a run token)."""
     caller.require(Role.MEMBER)
     _no_run_tokens(caller)
     dataset = Dataset(
@@ -70,6 +71,7 @@ def _no_run_tokens(caller: Principal) -> None:
 def get_dataset(
     session: Session, caller: Principal, name: str, *, for_update: bool = False
 ) -> Dataset:
+    """The named dataset when the caller may see it, else 404; `for_update` locks its row."""
     dataset = repository.get_dataset(session, caller.org_id, name, for_update=for_update)
     if dataset is None or not _visible(session, caller, name):
         raise NotFound(f"Dataset {name} was not found.")
@@ -83,11 +85,13 @@ def _visible(session: Session, caller: Principal, name: str) -> bool:
 
 
 def describe(session: Session, caller: Principal, name: str) -> DatasetOut:
+    """The named dataset as the API shows it, with its versions."""
     dataset = get_dataset(session, caller, name)
     return _dataset_out(dataset, repository.versions_of(session, [dataset.id]))
 
 
 def list_datasets(session: Session, caller: Principal) -> DatasetList:
+    """Every dataset of the caller's org, each with its versions."""
     datasets = repository.list_datasets(session, caller.org_id)
     versions = repository.versions_of(session, [d.id for d in datasets]) if datasets else []
     return DatasetList(
@@ -106,6 +110,7 @@ def _dataset_out(dataset: Dataset, versions: list[DatasetVersion]) -> DatasetOut
 
 
 def version_out(name: str, version: DatasetVersion) -> DatasetVersionOut:
+    """One version of dataset `name` as the API shows it."""
     return DatasetVersionOut(
         dataset=name,
         version=version.version,
@@ -166,10 +171,11 @@ def get_version(session: Session, caller: Principal, name: str, ref: str) -> Dat
 def manifest(
     session: Session, caller: Principal, settings: Settings, name: str, ref: str
 ) -> Manifest:
+    """A version's files with presigned download URLs (shorter-lived for a run's own token)."""
     version = get_version(session, caller, name, ref)
     store = _store(session, settings, version)
     seconds = settings.presigned_url_seconds
-    if caller.run_id is not None:  # a run's URLs are shorter-lived (issue 12)
+    if caller.run_id is not None:  # a run's URLs are shorter-lived
         seconds = min(seconds, settings.run_presigned_url_seconds)
     files = []
     for entry in version.files:

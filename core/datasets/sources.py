@@ -1,4 +1,4 @@
-"""Which external `s3://bucket/prefix/` a dataset version may be registered from (issue 12).
+"""Which external `s3://bucket/prefix/` a dataset version may be registered from.
 
 The platform reads a source with its own S3 credentials, which reach far more than any one org
 should: its own bucket (every org's objects under `orgs/<id>/`) and whatever else the operator's

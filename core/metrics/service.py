@@ -70,6 +70,7 @@ def _merge_latest(latest: dict[str, list[float]], rows: list[PointRow]) -> dict[
 def read_series(
     session: Session, caller: Principal, run_id: str, names: list[str], max_points: int
 ) -> SeriesSet:
+    """The run's metric series (all, or `names`), each thinned to at most `max_points`."""
     run = get_run(session, caller, run_id)
     wanted = sorted(set(names)) if names else repository.metric_names(session, run.id)
     series = {}
@@ -107,7 +108,7 @@ def _series(session: Session, run_id: str, name: str, max_points: int) -> Series
 
 def distinct_in_order(points: list[tuple[int, float]]) -> list[tuple[int, float]]:
     """`points` without repeats: the first and last points are often their bucket's extreme
-    too (issue 15: `steps [1, 1, 380, 400]`)."""
+    too (`steps [1, 1, 380, 400]`)."""
     return list(dict.fromkeys(points))
 
 

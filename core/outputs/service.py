@@ -30,6 +30,7 @@ MAX_OUTPUT_FILES = 1000  # per attempt; the rest are named in the rank's log, no
 
 
 def location(settings: Settings, org_id: str, run_id: str, attempt: int) -> ObjectStore:
+    """Where an attempt's declared outputs are stored, in the org's store."""
     return org_store(settings, org_id).scoped(f"runs/{run_id}/outputs/attempt-{attempt}/")
 
 
@@ -57,6 +58,7 @@ def record(
 
 
 def of_run(session: Session, run_id: str, attempt: int | None = None) -> list[RunOutput]:
+    """The run's recorded output files (of one attempt, if given), in attempt and path order."""
     query = select(RunOutput).where(RunOutput.run_id == run_id)
     if attempt is not None:
         query = query.where(RunOutput.attempt == attempt)

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from core.checkpoints.repository import at_step, of_run
 from core.code.snapshots import ShippedCode
 from core.datasets.pinning import pinned
+from core.executor_kinds import ExecutorKind
 from core.models import Checkpoint, Cluster, Run, RunAttempt, RunOutput, RunProvenance, utcnow
 from core.outputs.service import of_run as outputs_of_run
 from core.provenance.signing import canonical
@@ -33,7 +34,6 @@ from core.provenance.signing import canonical
 SCHEMA_VERSION = 2
 OBSERVED = "observed"
 REPORTED = "reported"
-LOCAL_EXECUTOR = "local"
 LOCAL_IMAGE_UNUSED = (
     "the local executor runs the command as processes on the host: no image was pulled or run"
 )
@@ -181,7 +181,7 @@ def _attempt_entry(session: Session, row: RunAttempt, executor: str) -> dict[str
 
 def attempt_image(executor: str, digest: str | None) -> dict[str, Any]:
     """What image the attempt ran, as the platform knows it."""
-    if executor == LOCAL_EXECUTOR:
+    if executor == ExecutorKind.LOCAL:
         return {"source": OBSERVED, "used": False, "reason": LOCAL_IMAGE_UNUSED}
     if digest:
         return {"source": OBSERVED, "used": True, "digest": digest}

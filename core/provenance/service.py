@@ -31,6 +31,7 @@ log = logging.getLogger("trainport.provenance")
 
 
 def keyring(settings: Settings) -> signing.Keyring:
+    """The signing and verification keys the settings name."""
     return signing.keyring(
         settings.secret_key.get_secret_value(),
         settings.signing_key_file,
@@ -53,6 +54,7 @@ def check_signing_keys(settings: Settings) -> None:
 def signed_record(
     session: Session, caller: Principal, settings: Settings, run_id: str
 ) -> SignedRecord:
+    """The run's frozen provenance record with its live part, signed; 404 before it started."""
     run = get_run(session, caller, run_id)
     frozen = session.get(RunProvenance, run.id)
     if frozen is None:
@@ -76,6 +78,7 @@ def public_keys(settings: Settings) -> list[signing.PublicKey]:
 def verify(
     session: Session, caller: Principal, settings: Settings, claim: VerifyRequest
 ) -> Verdict:
+    """Whether a signed record is authentic, by the algorithm its signature names."""
     algorithm = signing.algorithm_of(claim.signature, claim.algorithm)
     if algorithm == signing.HMAC_ALGORITHM:
         verdict = _verify_hmac(session, caller, settings, claim)

@@ -1,1 +1,1 @@
-"""A run's own storage, reached through the API with its run token (issue 12)."""
+"""A run's own storage, reached through the API with its run token."""

@@ -1,6 +1,6 @@
 """A run's own storage, reached with its run token: presigned URLs and listings, scoped.
 
-A run's code holds no storage credential (issue 12). It asks the API, with its run token, for
+A run's code holds no storage credential. It asks the API, with its run token, for
 short-lived presigned URLs of single objects, and the API lists with its own credentials. Keys
 are relative to the run's storage root, which has two parts:
 
@@ -197,6 +197,7 @@ def _code_target(storage: RunStorage, key: str, method: StorageMethod) -> Target
 
 
 def url_seconds(settings: Settings) -> int:
+    """How long a URL presigned for a run's own storage stays valid."""
     return min(settings.run_presigned_url_seconds, settings.presigned_url_seconds)
 
 

@@ -1,8 +1,8 @@
-"""A new run's rows: planned once, written by the ORM or, on PostgreSQL, by one statement.
+"""A new run's rows: laid out once, written by the ORM or, on PostgreSQL, by one statement.
 
-`plan` decides everything a new run is made of (its id, generated name, spec document, labels,
+`new_run` decides everything a new run is made of (its id, generated name, spec document, labels,
 status, the `created` event) except its resource_version, which only the database hands out.
-Two writers use that plan: `service.create_run` through the ORM in the caller's transaction
+Two writers use that layout: `service.create_run` through the ORM in the caller's transaction
 (SQLite, and `TRAINPORT_ASYNC_READS=false`), and `create_async` from the event loop on
 PostgreSQL, in one statement, with or without an Idempotency-Key (a replay of a key already
 taken goes back to `service.create_run`).
@@ -50,12 +50,12 @@ from core.models import (
     VersionCounter,
     utcnow,
 )
-from core.runs.schemas import RunOut
+from core.runs.events import EVENT_FIELDS, EventKind, event_row
+from core.runs.schemas import SUBMITTED, RunOut
 from core.runs.spec import RunCreate
 from core.runs.states import RunStatus, StatusReason
 from core.runs.versions import RUNS_COUNTER
 from core.runs.waiting import WaitingRoom
-from core.scheduling.explain import SUBMITTED
 from core.settings import Settings
 from core.tenants import service as tenants
 from core.tenants.repository import PROJECT_ID
@@ -66,7 +66,7 @@ from core.webhooks.schemas import EventType
 if TYPE_CHECKING:  # asyncpg only where the API runs on PostgreSQL, not in every worker
     from core.aio import AsyncDatabase
 
-# The columns a plan fills; resource_version is the database's.
+# The columns `new_run` fills; resource_version is the database's.
 RUN_FIELDS = (
     "id",
     "org_id",
@@ -87,17 +87,18 @@ RUN_FIELDS = (
     "finished_at",
 )
 RECORD_FIELDS = ("org_id", "key", "request_hash", "run_id", "created_at", "expires_at")
-EVENT_FIELDS = ("run_id", "org_id", "kind", "to_status", "actor", "created_at")
 
 
 @dataclass(frozen=True)
 class NewRun:
     run: dict[str, Any]  # the `runs` row, by RUN_FIELDS
     labels: dict[str, str]
-    event: dict[str, Any]  # its `created` event, by EVENT_FIELDS
+    event: dict[str, Any]  # its `created` event (`core.runs.events.event_row`), by EVENT_FIELDS
 
 
-def plan(caller: Principal, body: RunCreate, project_id: str, run_id: str | None = None) -> NewRun:
+def new_run(
+    caller: Principal, body: RunCreate, project_id: str, run_id: str | None = None
+) -> NewRun:
     """What a new run is made of; the caller has checked the key's role and the project."""
     spec = body.model_dump(mode="json", exclude={"project"})
     spec["name"] = spec["name"] or f"{body.recipe or 'run'}-{secrets.token_hex(3)}"
@@ -122,14 +123,14 @@ def plan(caller: Principal, body: RunCreate, project_id: str, run_id: str | None
         "started_at": None,
         "finished_at": None,
     }
-    event = {
-        "run_id": run_id,
-        "org_id": caller.org_id,
-        "kind": "created",
-        "to_status": RunStatus.PENDING.value,
-        "actor": caller.key_id,
-        "created_at": now,
-    }
+    event = event_row(
+        run_id,
+        caller.org_id,
+        EventKind.CREATED,
+        to_status=RunStatus.PENDING.value,
+        actor=caller.key_id,
+        created_at=now,
+    )
     return NewRun(run, dict(body.labels), event)
 
 
@@ -203,8 +204,8 @@ def _one_statement(idempotent: bool) -> Select[Any]:
     label_rows = select(run.c.id, _bound(labels.c.org_id, "run_org_id"), pairs.c.key, pairs.c.value)
     add_labels = insert(labels).from_select(["run_id", "org_id", "key", "value"], label_rows)
     event_values = [_bound(events.c[name], f"event_{name}") for name in EVENT_FIELDS]
-    event_row = select(*event_values, run.c.resource_version)
-    add_event = insert(events).from_select([*EVENT_FIELDS, "resource_version"], event_row)
+    event_select = select(*event_values, run.c.resource_version)
+    add_event = insert(events).from_select([*EVENT_FIELDS, "resource_version"], event_select)
     task = [_bound(tasks.c[name], name) for name in ("task", "payload", "created_at")]
     add_task = insert(tasks).from_select(
         ["task", "payload", "created_at"], select(*task).select_from(run)
@@ -227,7 +228,7 @@ ONE_IDEMPOTENT_STATEMENT = _one_statement(idempotent=True)
 
 
 def parameters(new: NewRun) -> dict[str, Any]:
-    """`ONE_STATEMENT`'s parameters for a planned run."""
+    """`ONE_STATEMENT`'s parameters for a new run."""
     return {
         **{f"run_{name}": new.run[name] for name in RUN_FIELDS},
         **{f"event_{name}": new.event[name] for name in EVENT_FIELDS},
@@ -267,8 +268,8 @@ async def create_async(
     project_id: str | None = rows[0]["id"] if rows else None
     tenants.judge_project(caller, wanted, project_id)
     assert project_id is not None  # judge_project raised otherwise
-    await waiting.admit_async(db, caller.org_id)
-    new = plan(caller, body, project_id)
+    await waiting.require_room_async(db, caller.org_id)
+    new = new_run(caller, body, project_id)
     if idempotency_key is None:
         written = await db.write(ONE_STATEMENT, parameters(new))
     else:

@@ -2,7 +2,7 @@
 
 One Core SELECT reads the presented key's row joined to the run, its progress and its attempts
 (`repository.keyed_run`); a conditional GET first reads only the run's version the same way.
-The key is judged from that row by the rule every request uses (`tenants.admit_key`), so a
+The key is judged from that row by the rule every request uses (`tenants.accept_key`), so a
 revoked or expired key is refused at once, in every process. Each read is two steps: the
 statement, which returns the caller it admitted with the rows (`keyed_*`), then the answer
 (`version_of`, `shown`); between them the route counts the request against the key's org
@@ -12,8 +12,8 @@ may not see is answered 404. The connection comes from
 BEGIN/COMMIT would be two more round trips. The `*_async` twins run the same statements and the
 same rules on the event loop, through asyncpg (core/aio.py), without a worker thread.
 
-A queued run is left to the ORM path (`service.describe_run`): its `queue` needs the
-scheduler's plan. A pending one's is always the same (`explain.SUBMITTED`).
+A queued run is left to the ORM path (`core.scheduling.explain.describe_run`): its `queue`
+needs the scheduler's plan. A pending one's is always the same (`schemas.SUBMITTED`).
 """
 
 from __future__ import annotations
@@ -27,10 +27,9 @@ from core.errors import NotFound
 from core.models import Run, RunProgress
 from core.runs import repository, service
 from core.runs.repository import RunFilter
-from core.runs.schemas import RunOut, RunPage
+from core.runs.schemas import SUBMITTED, RunOut, RunPage
 from core.runs.service import visible
 from core.runs.states import RunStatus
-from core.scheduling import explain
 from core.tenants import service as tenants
 from core.tenants.repository import KEY_STATE_COLUMNS, PROJECT_ID
 from core.tenants.schemas import KeyState, Principal
@@ -47,7 +46,7 @@ def _key(row: Row | None) -> KeyState | None:
 
 
 def _caller(conn: Connection, row: Row | None, touch_interval_s: int) -> Principal:
-    return tenants.admit_key(conn, _key(row), touch_interval_s)
+    return tenants.accept_key(conn, _key(row), touch_interval_s)
 
 
 def _visible(caller: Principal, run_id: str, row: Row | None) -> Row:
@@ -78,7 +77,7 @@ async def keyed_version_async(
     params = {"digest": tenants.presented_digest(secret), "run_id": run_id}
     rows = await reader.fetch(repository.KEYED_VERSION, params)
     key = _key(rows[0] if rows else None)
-    return await tenants.admit_key_async(reader, key, touch_interval_s), rows
+    return await tenants.accept_key_async(reader, key, touch_interval_s), rows
 
 
 def version_of(keyed: Keyed, run_id: str) -> int:
@@ -101,7 +100,7 @@ async def keyed_run_async(
     params = {"digest": tenants.presented_digest(secret), "run_id": run_id}
     rows = await reader.fetch(repository.KEYED_RUN, params)
     key = _key(rows[0] if rows else None)
-    return await tenants.admit_key_async(reader, key, touch_interval_s), rows
+    return await tenants.accept_key_async(reader, key, touch_interval_s), rows
 
 
 def shown(keyed: Keyed, run_id: str) -> RunOut | None:
@@ -112,7 +111,7 @@ def shown(keyed: Keyed, run_id: str) -> RunOut | None:
         return None  # its queue position needs the scheduler's plan (the ORM path)
     document = _document(rows)
     if status == RunStatus.PENDING.value:
-        document["queue"] = explain.SUBMITTED  # what `explain` says of every pending run
+        document["queue"] = SUBMITTED  # what `explain` says of every pending run
     return RunOut.model_validate(document)
 
 

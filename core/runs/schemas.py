@@ -7,10 +7,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from core.executor_kinds import LOCAL_CLUSTER
 from core.models import utcnow
 from core.runs.spec import Duration, Labels, Priority
 from core.runs.states import RunStatus, StatusReason
-from core.scheduling.clusters import LOCAL_CLUSTER
 from core.usage import rates
 from core.usage.metering import gpu_seconds
 from core.usage.schemas import GpuUsage, RunUsage
@@ -37,6 +37,16 @@ class QueueInfo(BaseModel):
         description="estimated start: when enough running work ends by its max_duration "
         "(and progress) to make room; null when nothing running says when it ends",
     )
+
+
+# A pending run's queue needs no plan: the scheduler has not accepted it yet. (The other
+# answers come from the scheduler's plan, core/scheduling/explain.py; `submitted` is
+# `QueueReason.SUBMITTED`, a test keeps them equal.)
+SUBMITTED = QueueInfo(
+    position=None,
+    reason="submitted",
+    detail="submitted; the scheduler accepts it into the queue at its next pass",
+)
 
 
 class AttemptOut(BaseModel):

@@ -20,16 +20,15 @@ from core.code import sources as code_sources
 from core.errors import Conflict, FieldError, InvalidInput, NotFound, PreconditionFailed
 from core.ids import new_id
 from core.log_archive import delete_logs
-from core.models import Run, RunEvent, utcnow
+from core.models import Run, utcnow
 from core.pagination import EVENT_CURSOR, RUN_CURSOR
-from core.runs import cloning, creation, repository
+from core.runs import cloning, creation, events, repository
 from core.runs.repository import RunFilter
 from core.runs.schemas import RunEventOut, RunEventPage, RunOut, RunPage, RunPatch
 from core.runs.spec import RunCreate, check_labels
 from core.runs.states import RunStatus, StatusReason, transition
 from core.runs.versions import claim_resource_version
 from core.runs.waiting import WaitingRoom
-from core.scheduling.explain import explain
 from core.settings import Settings
 from core.tenants import service as tenants
 from core.tenants.schemas import Principal, Role
@@ -76,14 +75,14 @@ def create_run(
     """
     caller.require(Role.MEMBER)
     if idempotency_key is None:
-        _admit(session, caller, waiting)
+        _require_room(session, caller, waiting)
         return Created(_insert_run(session, caller, body), replayed=False)
     idempotency.validate_key(idempotency_key)
     fingerprint = idempotency.request_hash(body.as_sent())
     earlier = idempotency.find(session, caller.org_id, idempotency_key, fingerprint)
     if earlier is not None:
         return _replay(session, caller, earlier)
-    _admit(session, caller, waiting)
+    _require_room(session, caller, waiting)
     try:
         with session.begin_nested():
             run_id = new_id("run")
@@ -117,27 +116,19 @@ def clone_run(
     create = cloning.cloned_body(source.spec, source.project_id, body)
     if settings is not None and code_sources.needs_checks(create, settings):
         create = code_sources.check_at_submit(session, caller, settings, create)
-    _admit(session, caller, waiting)
+    _require_room(session, caller, waiting)
     run = _insert_run(session, caller, create)
     run.cloned_from = source.id
     session.flush()
-    _record(session, run, "cloned", caller.key_id, message=f"cloned from {source.id}")
+    _record(
+        session, run, events.EventKind.CLONED, caller.key_id, message=f"cloned from {source.id}"
+    )
     return run
 
 
-def _admit(session: Session, caller: Principal, waiting: WaitingRoom | None) -> None:
+def _require_room(session: Session, caller: Principal, waiting: WaitingRoom | None) -> None:
     if waiting is not None:
-        waiting.admit(session, caller.org_id)
-
-
-def describe_run(session: Session, caller: Principal, run_id: str, settings: Settings) -> RunOut:
-    """The run as `GET /v1/runs/{id}` shows it: with `queue` while it waits to start."""
-    return with_queue(session, get_run(session, caller, run_id), settings, caller)
-
-
-def with_queue(session: Session, run: Run, settings: Settings, caller: Principal) -> RunOut:
-    queue = explain(session, run, settings, caller)
-    return RunOut.model_validate(run).model_copy(update={"queue": queue})
+        waiting.require_room(session, caller.org_id)
 
 
 def _replay(session: Session, caller: Principal, run_id: str) -> Created:
@@ -154,9 +145,9 @@ def _replay(session: Session, caller: Principal, run_id: str) -> Created:
 def _insert_run(
     session: Session, caller: Principal, body: RunCreate, run_id: str | None = None
 ) -> Run:
-    """The ORM's writer of `creation.plan` (the event loop's is `creation.create_async`)."""
+    """The ORM's writer of `creation.new_run` (the event loop's is `creation.create_async`)."""
     project = tenants.resolve_project(session, caller, body.project)
-    new = creation.plan(caller, body, project.id, run_id)
+    new = creation.new_run(caller, body, project.id, run_id)
     # Claimed last: the counter row stays locked until commit (see versions.py).
     run = Run(**new.run, resource_version=claim_resource_version(session, new.run["id"]))
     session.add(run)
@@ -165,7 +156,7 @@ def _insert_run(
     set_committed_value(run, "attempts", [])
     set_committed_value(run, "training", None)
     repository.add_labels(session, run, new.labels)
-    session.add(RunEvent(**new.event, resource_version=run.resource_version))
+    events.emit(session, {**new.event, "resource_version": run.resource_version})
     session.flush()
     # Committed with the run, published by the relay: the scheduler hears of it once it exists.
     outbox.enqueue(session, outbox.Task.SCHEDULE, run_id=run.id)
@@ -173,18 +164,10 @@ def _insert_run(
     return run
 
 
-def _record(session: Session, run: Run, kind: str, actor: str | None, **fields: Any) -> None:
-    session.add(
-        RunEvent(
-            run_id=run.id,
-            org_id=run.org_id,
-            kind=kind,
-            resource_version=run.resource_version,
-            actor=actor,
-            created_at=utcnow(),
-            **fields,
-        )
-    )
+def _record(
+    session: Session, run: Run, kind: events.EventKind, actor: str | None, **fields: Any
+) -> None:
+    events.emit_for(session, run, kind, actor=actor, **fields)
     session.flush()
 
 
@@ -201,7 +184,9 @@ def record_checkpoint(session: Session, run: Run, step: int, attempt: int) -> No
         .execution_options(synchronize_session=False)
     )
     set_committed_value(run, "resource_version", version)
-    _record(session, run, "checkpoint", None, message=f"step {step} (attempt {attempt})")
+    _record(
+        session, run, events.EventKind.CHECKPOINT, None, message=f"step {step} (attempt {attempt})"
+    )
 
 
 def parse_label_selector(selector: str) -> tuple[dict[str, str], list[str]]:
@@ -253,6 +238,7 @@ def run_filter(
 def list_runs(
     session: Session, caller: Principal, criteria: RunFilter, limit: int, after: str | None
 ) -> RunPage:
+    """A keyset page of the runs `criteria` selects, newest first, scoped to the caller."""
     criteria.project_id = _scoped_project(session, caller, criteria.project_id)
     rows = repository.list_runs(session, criteria, limit, cursor_position(after))
     return run_page([RunOut.model_validate(r) for r in rows], limit)
@@ -315,10 +301,12 @@ def feed_page(runs: Sequence[RunOut], limit: int, after: int, upto: int) -> RunP
 
 
 def list_version(session: Session, caller: Principal) -> int:
+    """The newest resource_version among the caller's org's runs: a list's ETag basis."""
     return repository.org_version(session, caller.org_id)
 
 
 def run_version(session: Session, caller: Principal, run_id: str) -> int | None:
+    """The run's resource_version when the caller may see it (a conditional GET's check)."""
     if caller.project_id:  # scoped keys need the project check that get_run does
         return get_run(session, caller, run_id).resource_version
     return repository.run_version(session, caller.org_id, run_id)
@@ -356,6 +344,7 @@ def cancel_run(session: Session, caller: Principal, run_id: str) -> Run:
 def update_run(
     session: Session, caller: Principal, run_id: str, patch: RunPatch, if_match: int | None
 ) -> Run:
+    """Change a run's priority, max_duration or labels; 412 when `if_match` is stale."""
     caller.require(Role.MEMBER)
     run = get_run(session, caller, run_id, for_update=True)
     if if_match is not None and if_match != run.resource_version:
@@ -379,7 +368,13 @@ def update_run(
     run.spec = spec
     run.priority = spec["scheduling"]["priority"]
     _bump(session, run)
-    _record(session, run, "updated", caller.key_id, message=f"changed {', '.join(sorted(changes))}")
+    _record(
+        session,
+        run,
+        events.EventKind.UPDATED,
+        caller.key_id,
+        message=f"changed {', '.join(sorted(changes))}",
+    )
     return run
 
 
@@ -400,13 +395,14 @@ def delete_run(session: Session, caller: Principal, run_id: str) -> None:
         )
     run.deleted_at = utcnow()
     _bump(session, run)
-    _record(session, run, "deleted", caller.key_id)
+    _record(session, run, events.EventKind.DELETED, caller.key_id)
     delete_logs(session, run_id)
 
 
 def list_events(
     session: Session, caller: Principal, run_id: str, limit: int, after: str | None
 ) -> RunEventPage:
+    """A page of the run's history (status changes and edits), oldest first."""
     run = get_run(session, caller, run_id)
     after_id = int(EVENT_CURSOR.decode(after)) if after else 0
     rows = repository.list_events(session, run.id, after_id, limit)

@@ -16,7 +16,8 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from core.errors import Conflict, IllegalTransition
-from core.models import Run, RunEvent, utcnow
+from core.models import Run, utcnow
+from core.runs import events
 from core.runs.versions import claim_resource_version
 from core.telemetry import RUNS_FINISHED
 from core.webhooks import events as webhook_events
@@ -42,7 +43,6 @@ class StatusReason(StrEnum):
 
     SUBMITTED = "submitted"
     QUEUED_FOR_CAPACITY = "queued_for_capacity"
-    QUOTA_EXHAUSTED = "quota_exhausted"
     LAUNCHING = "launching"
     RUNNING = "running"
     USER_CANCELLED = "user_cancelled"
@@ -71,9 +71,7 @@ TERMINAL_STATUSES = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.
 # Every legal edge. A retry goes back to `queued` with the next attempt.
 TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
     RunStatus.PENDING: frozenset({RunStatus.QUEUED, RunStatus.CANCELLED, RunStatus.FAILED}),
-    RunStatus.QUEUED: frozenset(
-        {RunStatus.STARTING, RunStatus.PENDING, RunStatus.CANCELLED, RunStatus.FAILED}
-    ),
+    RunStatus.QUEUED: frozenset({RunStatus.STARTING, RunStatus.CANCELLED, RunStatus.FAILED}),
     RunStatus.STARTING: frozenset(
         {
             RunStatus.RUNNING,
@@ -164,20 +162,18 @@ def transition(
         .values(resource_version=version)
         .execution_options(synchronize_session=False)
     )
-    session.add(
-        RunEvent(
-            run_id=run.id,
-            org_id=run.org_id,
-            kind="status",
-            from_status=current.value,
-            to_status=to.value,
-            reason=reason.value,
-            message=message,
-            resource_version=version,
-            actor=actor,
-            created_at=now,
-            data=data,
-        )
+    events.emit_for(
+        session,
+        run,
+        events.EventKind.STATUS,
+        from_status=current.value,
+        to_status=to.value,
+        reason=reason.value,
+        message=message,
+        resource_version=version,
+        actor=actor,
+        created_at=now,
+        data=data,
     )
     if to.is_terminal:  # counted as made; a rollback after this is rare and not uncounted
         RUNS_FINISHED.labels(to.value, reason.value).inc()
@@ -193,21 +189,14 @@ def record_event(
     session: Session,
     run_id: str,
     org_id: str,
-    kind: str,
+    kind: events.EventKind,
     message: str,
     data: dict[str, object] | None = None,
 ) -> None:
     """A history row that is not a status change (a preemption decision), at the run's current
     resource_version: the run itself did not change."""
     version = session.scalar(select(Run.resource_version).where(Run.id == run_id))
-    session.add(
-        RunEvent(
-            run_id=run_id,
-            org_id=org_id,
-            kind=kind,
-            message=message,
-            resource_version=int(version or 0),
-            created_at=utcnow(),
-            data=data,
-        )
+    row = events.event_row(
+        run_id, org_id, kind, resource_version=int(version or 0), message=message, data=data
     )
+    events.emit(session, row)

@@ -49,13 +49,13 @@ class WaitingRoom:
         counted = self._counts.get(org_id)
         return counted is None or self.clock() - counted[1] > REFRESH_SECONDS
 
-    def admit(self, session: Session, org_id: str) -> None:
+    def require_room(self, session: Session, org_id: str) -> None:
         if self.stale(org_id):
             params = {"org_id": org_id, "cap_plus_one": self.cap + 1}
             self._counted(org_id, int(session.execute(WAITING_COUNT, params).scalar_one()))
         self._take(org_id)
 
-    async def admit_async(self, db: AsyncDatabase, org_id: str) -> None:
+    async def require_room_async(self, db: AsyncDatabase, org_id: str) -> None:
         if self.stale(org_id):
             rows = await db.fetch(WAITING_COUNT, {"org_id": org_id, "cap_plus_one": self.cap + 1})
             self._counted(org_id, int(next(iter(rows[0].values()))))

@@ -26,7 +26,9 @@ from sqlalchemy.orm import Session
 
 from core import outbox
 from core.datasets.pinning import pin_datasets
-from core.models import Run, RunAttempt, RunEvent, utcnow
+from core.executor_kinds import ExecutorKind
+from core.models import Run, RunAttempt, utcnow
+from core.runs import events
 from core.runs.attempts import Grant, open_attempt
 from core.runs.schemas import LOCAL_IMAGE_WARNING
 from core.runs.states import RunStatus, StatusReason, record_event, transition
@@ -42,7 +44,6 @@ from core.usage.rates import RateCard
 from core.webhooks import events as webhook_events
 
 ACCEPT_BATCH = 1000
-LOCAL_EXECUTOR = "local"  # the executor kind that runs commands as host processes
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,7 @@ def admit_queued_runs(
         return []
     grants = {candidate.run_id: (candidate, grant) for candidate, grant in plan.admitted}
     locked = {run.id: run for run in repository.lock_runs(session, RunStatus.QUEUED, list(grants))}
-    local = {cluster.name for cluster in clusters if cluster.executor == LOCAL_EXECUTOR}
+    local = {cluster.name for cluster in clusters if cluster.executor == ExecutorKind.LOCAL}
     admitted = []
     for run_id in plan.order:
         if run_id not in locked or run_id not in grants:
@@ -116,16 +117,7 @@ def _image_allowed(session: Session, settings: Settings, run: Run, local: bool) 
         message = f"{LOCAL_IMAGE_WARNING}; this platform refuses such runs (remove `image`)"
         transition(session, run, RunStatus.FAILED, StatusReason.SPEC_REFUSED, message)
         return False
-    session.add(
-        RunEvent(
-            run_id=run.id,
-            org_id=run.org_id,
-            kind="warning",
-            message=LOCAL_IMAGE_WARNING,
-            resource_version=run.resource_version,
-            created_at=utcnow(),
-        )
-    )
+    events.emit_for(session, run, events.EventKind.WARNING, message=LOCAL_IMAGE_WARNING)
     return True
 
 
@@ -190,7 +182,9 @@ def mark_victims(session: Session, preemption: Preemption, grace_seconds: float)
                 f"{grace_seconds:g}s checkpoint grace"
             )
             data = {"preempted_by": preemption.run_id, "attempt": victim.attempt}
-            record_event(session, victim.run_id, victim.org_id, "preemption", message, data)
+            record_event(
+                session, victim.run_id, victim.org_id, events.EventKind.PREEMPTION, message, data
+            )
             victim_run = session.get(Run, victim.run_id)
             if victim_run is not None:  # webhooks say who preempted whom (issue 20)
                 webhook_events.run_preempted(session, victim_run, victim.attempt, preemption.run_id)
@@ -199,6 +193,8 @@ def mark_victims(session: Session, preemption: Preemption, grace_seconds: float)
         if preemptor is not None:
             message = f"preempting {', '.join(marked)} on {preemption.cluster}"
             data = {"preempting": marked, "cluster": preemption.cluster}
-            record_event(session, preemptor.id, preemptor.org_id, "preemption", message, data)
+            record_event(
+                session, preemptor.id, preemptor.org_id, events.EventKind.PREEMPTION, message, data
+            )
     session.flush()
     return len(marked)

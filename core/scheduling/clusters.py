@@ -20,10 +20,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from core.executor_kinds import LOCAL_CLUSTER, ExecutorKind
 from core.models import Cluster, utcnow
 from core.settings import Settings
 
-LOCAL_CLUSTER = "local"
 # The oldest Kubernetes the Job manifests are built for (the README's supported range): Job
 # podFailurePolicy and podReplacementPolicy. Older servers drop what they do not know.
 OLDEST_SUPPORTED = (1, 31)
@@ -138,7 +138,7 @@ def register_cluster(
 
 
 def sync_local_cluster(session: Session, settings: Settings) -> None:
-    register_cluster(session, LOCAL_CLUSTER, "local", local_inventory(settings))
+    register_cluster(session, LOCAL_CLUSTER, ExecutorKind.LOCAL, local_inventory(settings))
 
 
 def list_clusters(session: Session) -> Sequence[Cluster]:

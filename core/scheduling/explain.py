@@ -25,7 +25,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.models import Budget, Cluster, Quota, Run, VersionCounter, utcnow
-from core.runs.schemas import QueueInfo
+from core.runs.schemas import SUBMITTED, QueueInfo, RunOut
+from core.runs.service import get_run
 from core.runs.states import RunStatus
 from core.runs.versions import RUNS_COUNTER
 from core.scheduling.eta import estimate_start
@@ -34,12 +35,16 @@ from core.scheduling.snapshot import load_snapshot
 from core.settings import Settings
 from core.tenants.schemas import Principal
 
-# A pending run's answer needs no plan: the scheduler has not accepted it yet.
-SUBMITTED = QueueInfo(
-    position=None,
-    reason=QueueReason.SUBMITTED.value,
-    detail="submitted; the scheduler accepts it into the queue at its next pass",
-)
+
+def describe_run(session: Session, caller: Principal, run_id: str, settings: Settings) -> RunOut:
+    """The run as `GET /v1/runs/{id}` shows it: with `queue` while it waits to start."""
+    return with_queue(session, get_run(session, caller, run_id), settings, caller)
+
+
+def with_queue(session: Session, run: Run, settings: Settings, caller: Principal) -> RunOut:
+    """The run's document with its queue details (`explain`), as `caller` may see them."""
+    queue = explain(session, run, settings, caller)
+    return RunOut.model_validate(run).model_copy(update={"queue": queue})
 
 
 def explain(session: Session, run: Run, settings: Settings, caller: Principal) -> QueueInfo | None:

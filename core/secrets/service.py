@@ -30,6 +30,7 @@ class LaunchSecretsMissing(Exception):
 
 
 def to_out(row: RunSecret) -> SecretOut:
+    """A secret as the API shows it: everything but its value."""
     return SecretOut(
         name=row.name,
         project_id=row.project_id or None,
@@ -53,6 +54,7 @@ def list_secrets(session: Session, caller: Principal, project: str | None) -> li
 
 
 def get_secret(session: Session, caller: Principal, name: str, project: str | None) -> RunSecret:
+    """The named secret, org-wide or in `project`; 404 when there is none."""
     scope = resolve_project(session, caller, project).id if project else ORG_WIDE
     return _existing(session, caller.org_id, scope, name)
 
@@ -60,6 +62,7 @@ def get_secret(session: Session, caller: Principal, name: str, project: str | No
 def create_secret(
     session: Session, caller: Principal, body: SecretCreate, settings: Settings
 ) -> RunSecret:
+    """Store a new secret (its value encrypted), org-wide or in the body's project."""
     scope = _write_scope(session, caller, body.project)
     now = utcnow()
     row = RunSecret(
@@ -105,6 +108,7 @@ def rotate_secret(
 
 
 def delete_secret(session: Session, caller: Principal, name: str, project: str | None) -> None:
+    """Delete the named secret, org-wide or in `project`."""
     scope = _write_scope(session, caller, project)
     session.delete(_existing(session, caller.org_id, scope, name, lock=True))
     session.flush()
@@ -200,7 +204,7 @@ def store_key(project_id: str, name: str) -> str:
     return f"{project_id or 'org'}.{name}"
 
 
-LEGACY_PREFIX = "TRAINPORT_SECRET_"  # the old, global worker variables (before issue 12)
+LEGACY_PREFIX = "TRAINPORT_SECRET_"  # the old, global worker variables (before secrets per org)
 
 
 def legacy_worker_variables(environ: dict[str, str]) -> list[str]:

@@ -1,4 +1,4 @@
-"""The object store the settings select (runs never get its credentials: issue 12).
+"""The object store the settings select (runs never get its credentials).
 
 Runs reach the store only through the API: presigned URLs for their run token
 (core/run_storage), which point at the store itself. A local store's files exist only where the

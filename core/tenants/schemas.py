@@ -31,7 +31,7 @@ class Principal:
     key_id: str
     role: Role
     project_id: str | None = None
-    # Set for a run token (core/tenants/run_tokens.py): the one run, and attempt, it speaks for.
+    # Set for a run token (core/runs/run_tokens.py): the one run, and attempt, it speaks for.
     run_id: str | None = None
     attempt: int | None = None
 

@@ -88,7 +88,7 @@ def authenticate(
 ) -> Principal:
     """The caller behind a presented key. Every failure reads the same, so nothing leaks."""
     key = repository.key_state(bind, presented_digest(secret))
-    return admit_key(bind, key, touch_interval_s)
+    return accept_key(bind, key, touch_interval_s)
 
 
 async def authenticate_async(
@@ -97,13 +97,13 @@ async def authenticate_async(
     """`authenticate` on the event loop (PostgreSQL, core/aio.py)."""
     rows = await db.fetch(repository.KEY_STATE, {"digest": presented_digest(secret)})
     key = KeyState(*(rows[0][name] for name in repository.KEY_STATE_COLUMNS)) if rows else None
-    return await admit_key_async(db, key, touch_interval_s)
+    return await accept_key_async(db, key, touch_interval_s)
 
 
-async def admit_key_async(
+async def accept_key_async(
     db: AsyncDatabase, key: KeyState | None, touch_interval_s: int
 ) -> Principal:
-    """`admit_key` on the event loop."""
+    """`accept_key` on the event loop."""
     caller, touch = judge_key(key, touch_interval_s)
     if touch is not None:
         await db.fetch(touch, {}, cache=False)
@@ -117,7 +117,9 @@ def presented_digest(secret: str | None) -> str:
     return keys.digest(secret)
 
 
-def admit_key(bind: Session | Connection, key: KeyState | None, touch_interval_s: int) -> Principal:
+def accept_key(
+    bind: Session | Connection, key: KeyState | None, touch_interval_s: int
+) -> Principal:
     """The caller a looked-up key stands for, judged now: revoked or expired keys never pass.
 
     Its use is recorded at most once per `touch_interval_s` (few writes).
@@ -129,7 +131,7 @@ def admit_key(bind: Session | Connection, key: KeyState | None, touch_interval_s
 
 
 def judge_key(key: KeyState | None, touch_interval_s: int) -> tuple[Principal, Update | None]:
-    """`admit_key`'s rule, for callers that run the returned touch themselves (core/aio.py)."""
+    """`accept_key`'s rule, for callers that run the returned touch themselves (core/aio.py)."""
     now = utcnow()
     if key is None or key.revoked_at is not None or (key.expires_at and key.expires_at <= now):
         raise Unauthenticated()
@@ -144,6 +146,7 @@ def judge_key(key: KeyState | None, touch_interval_s: int) -> tuple[Principal, U
 
 
 def create_key(session: Session, caller: Principal, body: ApiKeyCreate) -> tuple[ApiKey, str]:
+    """Mint an API key in the caller's org (admins): its row and its secret, shown once."""
     caller.require(Role.ADMIN)
     project_id = resolve_project(session, caller, body.project).id if body.project else None
     key, secret = _new_key(
@@ -155,6 +158,7 @@ def create_key(session: Session, caller: Principal, body: ApiKeyCreate) -> tuple
 
 
 def list_keys(session: Session, caller: Principal) -> list[ApiKey]:
+    """Every API key of the caller's org (admins)."""
     caller.require(Role.ADMIN)
     return repository.list_keys(session, caller.org_id)
 
@@ -172,6 +176,7 @@ def revoke_key(session: Session, caller: Principal, key_id: str) -> ApiKey:
 
 
 def current_key(session: Session, caller: Principal) -> tuple[Organization, ApiKey]:
+    """The caller's org and key rows; 401 when either was deleted since authentication."""
     org = repository.get_org(session, caller.org_id)
     key = repository.get_key(session, caller.org_id, caller.key_id)
     if org is None or key is None:  # deleted between authentication and now
@@ -189,6 +194,7 @@ def resolve_project(session: Session, caller: Principal, name_or_id: str | None)
 
 
 def wanted_project(caller: Principal, name_or_id: str | None) -> str:
+    """The project a request names, else the key's own project, else the default one."""
     return name_or_id or caller.project_id or DEFAULT_PROJECT
 
 
@@ -201,10 +207,12 @@ def judge_project(caller: Principal, wanted: str, found_id: str | None) -> None:
 
 
 def list_projects(session: Session, caller: Principal) -> list[Project]:
+    """The caller's org's projects (only its own for a project-scoped key)."""
     return repository.list_projects(session, caller.org_id, only=caller.project_id)
 
 
 def create_project(session: Session, caller: Principal, body: ProjectCreate) -> Project:
+    """Create a project in the caller's org (admins); 409 when the name is taken."""
     caller.require(Role.ADMIN)
     project = Project(
         id=new_id("prj"), org_id=caller.org_id, name=body.name, description=body.description

@@ -19,8 +19,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from core import process_logging
+from core.runs import run_tokens
 from core.settings import Settings
-from core.tenants import run_tokens
 from tests.factories import Tenant, create_run, make_key, make_tenant
 from workers.reconciler import _isolated
 

@@ -41,7 +41,7 @@ from tests.factories import make_tenant, run_spec
 PAGE = 4  # small pages, so a handful of runs already spans several of them
 PRIORITIES = st.sampled_from(["low", "normal", "high"])
 REASON_FOR = {
-    RunStatus.PENDING: StatusReason.QUOTA_EXHAUSTED,
+    RunStatus.PENDING: StatusReason.SUBMITTED,
     RunStatus.QUEUED: StatusReason.QUEUED_FOR_CAPACITY,
     RunStatus.STARTING: StatusReason.LAUNCHING,
     RunStatus.RUNNING: StatusReason.RUNNING,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.sdk.conftest import free_port
+from tests.support.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 QUIET_MAX_LINES = 40  # the lifecycle lines, the sandbox warning and Celery's root warning

@@ -21,7 +21,7 @@ import pytest
 
 from core import migrate
 from core.settings import Settings
-from tests.sdk.conftest import free_port
+from tests.support.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

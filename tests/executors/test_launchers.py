@@ -8,7 +8,7 @@ import signal
 from pathlib import Path
 
 from core.logs import LogStore
-from tests.executors.conftest import PY, launch_request, wait_until
+from tests.support.executors import PY, launch_request, wait_until
 from workers.executors.base import RankPhase
 from workers.executors.local import LocalExecutor
 from workers.executors.local_shim import oom_kills

@@ -15,7 +15,7 @@ import pytest
 from core.logs import LogStore
 from core.runs.states import StatusReason
 from core.secrets.schemas import LaunchSecrets
-from tests.executors.conftest import (
+from tests.support.executors import (
     FINISHED,
     PY,
     RUNNING,

@@ -21,7 +21,7 @@ from core.logs import LogStore
 from core.runs.states import StatusReason
 from core.sandbox import detect
 from core.settings import SandboxMode, Settings
-from tests.executors.conftest import FINISHED, PY, RUNNING, launch_request, observed, wait_until
+from tests.support.executors import FINISHED, PY, RUNNING, launch_request, observed, wait_until
 from workers.executors.base import LaunchRequest, RankPhase
 from workers.executors.local import LocalExecutor
 from workers.executors.local_attempt import session_members

@@ -39,6 +39,7 @@ class StubAPI:
     url: str
     requests: list[Recorded] = field(default_factory=list)
     statuses: dict[str, int] = field(default_factory=dict)  # path suffix -> status
+    refused: list[str] = field(default_factory=list)  # paths of the POSTs answered >= 300
     files: dict[str, bytes] = field(default_factory=dict)  # path -> body for GETs
     documents: dict[str, Any] = field(default_factory=dict)  # path -> JSON for GETs
 
@@ -67,6 +68,8 @@ def _handler(stub: StubAPI) -> type[BaseHTTPRequestHandler]:
                 stub.requests.append(
                     Recorded("POST", self.path, dict(self.headers), json.loads(raw))
                 )
+            else:
+                stub.refused.append(self.path)
             self.send_response(status)
             self.send_header("content-length", "0")
             self.end_headers()

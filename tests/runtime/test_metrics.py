@@ -108,7 +108,10 @@ def test_points_buffered_during_an_outage_are_sent_once_it_ends(
     run: Run = make_run(stub_api.url, send_interval=0.01)
     for step in range(100):
         run.log(step=step, loss=1.0)
-    time.sleep(0.2)
+    deadline = time.monotonic() + 10
+    while not any(p.endswith("/metrics") for p in stub_api.refused):  # the outage was met
+        assert time.monotonic() < deadline, "the sender never tried during the outage"
+        time.sleep(0.01)
     assert stub_api.points() == []
     del stub_api.statuses["/metrics"]
     run.close(timeout=5)

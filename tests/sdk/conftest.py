@@ -7,44 +7,23 @@ and CLI are tested over real HTTP. Each test makes its own tenant (organisation 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 
 import trainport
 from core.log_archive import LogArchive
 from tests.factories import Tenant, log_archive, make_tenant
-
-ROOT = Path(__file__).resolve().parents[2]
-READY_TIMEOUT_S = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _wait_until_ready(url: str, server: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"uvicorn exited early:\n{log.read_text()}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"uvicorn did not become ready in {READY_TIMEOUT_S}s:\n{log.read_text()}")
+from tests.support.servers import (  # noqa: F401 - re-exported for older imports
+    READY_TIMEOUT_S,
+    ROOT,
+    _wait_until_ready,
+    free_port,
+)
 
 
 @pytest.fixture(scope="session")

@@ -20,8 +20,8 @@ from fastapi.testclient import TestClient
 import trainport
 from core.log_archive import LogArchive
 from tests.factories import Tenant, write_log
-from tests.sdk.conftest import free_port
 from tests.sdk.test_training import launch
+from tests.support.servers import free_port
 
 TRAINPORT = Path(sys.executable).with_name("trainport")
 RUN_YAML = """\

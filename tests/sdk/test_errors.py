@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import trainport
-from tests.sdk.conftest import free_port
+from tests.support.servers import free_port
 
 SPEC = {"image": "python:3.11-slim", "command": ["python", "-c", "print('hi')"]}
 

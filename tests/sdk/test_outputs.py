@@ -15,8 +15,8 @@ from fastapi.testclient import TestClient
 
 import trainport
 from core.settings import Settings
-from tests.sdk.conftest import ROOT
 from tests.sdk.test_training import cli, cli_env  # noqa: F401 - the fixture is used below
+from tests.support.servers import ROOT
 from workers.executors.base import Leftovers
 from workers.harvest import harvest
 

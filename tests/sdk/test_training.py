@@ -22,11 +22,11 @@ from fastapi.testclient import TestClient
 
 import trainport
 from core.db import session_scope
+from core.launch import freeze_and_mint_environment
 from core.models import Run as RunRow
 from core.models import utcnow
 from core.runs.attempts import Grant, open_attempt
 from core.runs.states import RunStatus, StatusReason, transition
-from core.runtime_env import launch_environment
 from core.scheduling.admission import accept_pending
 from tests.factories import Tenant
 from trainport.runtime import Run, RunEnvironment
@@ -45,7 +45,7 @@ def launch(client: TestClient, run_id: str, api_url: str) -> dict[str, str]:
             accept_pending(session, [run_id])
         transition(session, run, RunStatus.STARTING, StatusReason.LAUNCHING, next_attempt=True)
         open_attempt(session, run, Grant("local", None, 0, 1), utcnow())
-        env = launch_environment(session, run, run.attempt, app.state.settings)
+        env = freeze_and_mint_environment(session, run, run.attempt, app.state.settings)
     return {**env, "TRAINPORT_API_URL": api_url}
 
 

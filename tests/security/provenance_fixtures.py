@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from core.settings import Settings
 from tests.factories import Tenant, make_tenant
-from tests.training_api.conftest import SECRET, start, submit
+from tests.support.training import SECRET, start, submit
 
 
 @contextmanager

@@ -17,7 +17,8 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from core.settings import Settings
 from tests.api.conftest import StartServer, start_server
-from tests.training_api.conftest import make_bucket, s3_endpoint
+from tests.support.training import make_bucket
+from tests.training_api.conftest import s3_endpoint
 
 __all__ = [
     "PLATFORM_CREDENTIALS",

@@ -27,7 +27,7 @@ from tests.security.storage_fixtures import (
     storage_api,
     storage_app,
 )
-from tests.training_api.conftest import start, submit
+from tests.support.training import start, submit
 
 __all__ = ["live_storage_api", "s3_endpoint", "start_server", "storage_api", "storage_app"]
 

@@ -12,8 +12,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from core.runs import run_tokens
 from core.settings import Settings
-from core.tenants import run_tokens
 from tests.factories import make_key, make_tenant, run_spec
 
 MakeClient = Callable[..., TestClient]

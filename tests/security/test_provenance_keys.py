@@ -28,7 +28,7 @@ from core.provenance.signing import (
 from core.runs.attempts import AttemptOutcome
 from core.settings import Settings
 from tests.security.provenance_fixtures import app_with, provenance, started_run, verdict
-from tests.training_api.conftest import SECRET, end_attempt, start
+from tests.support.training import SECRET, end_attempt, start
 
 
 def _rotate(folder: Path, **env: str) -> str:

@@ -16,16 +16,16 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from core.db import session_scope
+from core.launch import freeze_and_mint_environment
 from core.models import Cluster, Run, utcnow
 from core.runs.attempts import Grant, mark_started, open_attempt
 from core.runs.states import RunStatus, StatusReason, transition
-from core.runtime_env import launch_environment
 from core.scheduling.admission import accept_pending
 from core.scheduling.clusters import Inventory, register_cluster
 from tests.factories import Tenant, make_tenant
 from tests.security.provenance_fixtures import app_with, provenance, started_run
+from tests.support.training import start, submit
 from tests.training_api.checkpointing import commit_files
-from tests.training_api.conftest import start, submit
 
 NEVER_PULLED = "this-image/does-not-exist:never"
 
@@ -100,7 +100,7 @@ def _launch_on(api: TestClient, run_id: str, cluster: str) -> None:
         accept_pending(session, [run_id])
         transition(session, run, RunStatus.STARTING, StatusReason.LAUNCHING, next_attempt=True)
         open_attempt(session, run, Grant(cluster, None, 0, 1), utcnow())
-        launch_environment(session, run, run.attempt, app.state.settings)
+        freeze_and_mint_environment(session, run, run.attempt, app.state.settings)
 
 
 def test_the_image_digest_the_kubelet_reported_is_observed(

@@ -16,7 +16,7 @@ import pytest
 
 from core.logs import LogStore
 from core.settings import Settings
-from tests.executors.conftest import FINISHED, wait_until
+from tests.support.executors import FINISHED, wait_until
 from workers.executors.base import CodeToRun, LaunchRequest, RankPhase
 from workers.executors.local import LocalExecutor
 from workers.executors.local_sandbox import rank_sandbox

@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from core.settings import Settings
 from tests.factories import make_tenant
-from tests.training_api.conftest import create_dataset, upload
+from tests.support.training import create_dataset, upload
 from trainport.runtime.datasets import Dataset, DatasetVerificationError
 from trainport.runtime.digests import describe_files, tree_digest
 from trainport.runtime.environment import DatasetRef

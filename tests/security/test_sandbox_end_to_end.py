@@ -31,7 +31,6 @@ from core import migrate
 from core.logs import LogStore
 from core.settings import Settings
 from tests.factories import Tenant, create_run, make_tenant
-from tests.sdk.conftest import ROOT, _wait_until_ready, free_port
 from tests.security.sandbox_probe import (
     assert_contained,
     assert_reached_the_api,
@@ -39,7 +38,8 @@ from tests.security.sandbox_probe import (
     probe_result,
     reached,
 )
-from tests.training_api.conftest import create_dataset, upload
+from tests.support.servers import ROOT, _wait_until_ready, free_port
+from tests.support.training import create_dataset, upload
 from tests.workers.conftest import Platforms, wait_for_run
 
 CANARY = "canary-secret-key-e2e-77c2"

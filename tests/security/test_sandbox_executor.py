@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 
 from core.settings import Settings
-from tests.executors.conftest import FINISHED, wait_until
 from tests.factories import read_log
 from tests.security.sandbox_probe import assert_contained, probe_command, probe_result, reached
+from tests.support.executors import FINISHED, wait_until
 from workers.executors.base import LaunchRequest, RankPhase
 from workers.executors.local import LocalExecutor
 from workers.executors.registry import Where, executor_for

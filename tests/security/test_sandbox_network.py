@@ -29,9 +29,10 @@ from api.app import create_app
 from core.logs import LogStore
 from core.sandbox import detect
 from core.settings import SandboxMode, Settings
-from tests.executors.conftest import FINISHED, RUNNING, wait_until
 from tests.factories import Tenant, create_run
-from tests.training_api.conftest import s3_endpoint, start
+from tests.support.executors import FINISHED, RUNNING, wait_until
+from tests.support.training import start
+from tests.training_api.conftest import s3_endpoint
 from workers.executors.base import LaunchRequest, RankPhase
 from workers.executors.local import LocalExecutor
 from workers.executors.local_netns import NETNS_DIR, namespace_name

@@ -23,7 +23,6 @@ from core.logs import LogStore
 from core.runs.states import StatusReason
 from core.sandbox import detect
 from core.settings import SandboxMode, Settings
-from tests.executors.conftest import FINISHED, PY, RUNNING, launch_request, wait_until
 from tests.executors.test_local_stopping import (
     OBEDIENT,
     cancel_until_done,
@@ -31,6 +30,7 @@ from tests.executors.test_local_stopping import (
     wait_until_ready,
 )
 from tests.factories import read_log
+from tests.support.executors import FINISHED, PY, RUNNING, launch_request, wait_until
 from workers.executors.base import LaunchRequest, RankPhase
 from workers.executors.local import LocalExecutor
 from workers.executors.local_attempt import session_members

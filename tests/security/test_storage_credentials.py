@@ -15,7 +15,6 @@ from fastapi.testclient import TestClient
 
 from core.logs import LogStore
 from core.settings import Settings
-from tests.executors.conftest import FINISHED, PY, launch_request, wait_until
 from tests.factories import make_tenant
 from tests.security.storage_fixtures import (
     PLATFORM_CREDENTIALS,
@@ -23,7 +22,8 @@ from tests.security.storage_fixtures import (
     storage_api,
     storage_app,
 )
-from tests.training_api.conftest import create_dataset, start, submit, upload
+from tests.support.executors import FINISHED, PY, launch_request, wait_until
+from tests.support.training import create_dataset, start, submit, upload
 from workers.executors.base import LaunchRequest
 from workers.executors.kubernetes.manifests import ClusterConfig, build_attempt, to_dict
 from workers.executors.local import LocalExecutor

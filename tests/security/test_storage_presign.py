@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from core.runs.attempts import AttemptOutcome
 from tests.factories import Tenant, make_tenant
 from tests.security.storage_fixtures import s3_endpoint, storage_api, storage_app
-from tests.training_api.conftest import (
+from tests.support.training import (
     Started,
     create_dataset,
     end_attempt,

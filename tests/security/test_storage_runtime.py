@@ -23,7 +23,7 @@ from tests.security.storage_fixtures import (
     storage_api,
     storage_app,
 )
-from tests.training_api.conftest import create_dataset, start, submit, upload
+from tests.support.training import create_dataset, start, submit, upload
 from trainport.runtime import Checkpoints
 from trainport.runtime.api import RunAPI
 from trainport.runtime.platform_store import PlatformStore

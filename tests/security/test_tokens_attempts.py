@@ -19,7 +19,7 @@ from core.runs.attempts import AttemptOutcome
 from core.settings import Settings
 from tests.api.routes import ROUTES, fill
 from tests.factories import Tenant
-from tests.training_api.conftest import Started, create_dataset, end_attempt, start, submit, upload
+from tests.support.training import Started, create_dataset, end_attempt, start, submit, upload
 
 API_ROUTES = [(method, path) for method, path in ROUTES if path.startswith("/v1/")]
 

@@ -12,7 +12,7 @@ import pytest
 
 from tests.factories import Tenant, make_key, make_tenant, run_spec
 from tests.security.test_edge_rate_limits import MakeClient, limited
-from tests.training_api.conftest import admit, start
+from tests.support.training import admit, start
 
 __all__ = ["limited"]  # the fixture used below
 

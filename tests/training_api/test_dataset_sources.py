@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from tests.factories import Tenant, make_tenant
-from tests.training_api.conftest import _settings, create_dataset, make_bucket, s3_settings, upload
+from tests.support.training import _settings, create_dataset, make_bucket, s3_settings, upload
 
 PRIVATE = {"secret.txt": b"org A's private data"}
 MakeApi = Callable[..., TestClient]

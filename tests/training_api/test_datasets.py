@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from tests.factories import Tenant, make_tenant
-from tests.training_api.conftest import (
+from tests.support.training import (
     _settings,
     admit,
     create_dataset,

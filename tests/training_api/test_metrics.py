@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from core.runs.attempts import AttemptOutcome
 from tests.factories import Tenant
-from tests.training_api.conftest import end_attempt, start, submit
+from tests.support.training import end_attempt, start, submit
 
 TOTAL_POINTS = 100_000
 BATCH = 10_000
@@ -104,9 +104,13 @@ def test_heartbeats_give_the_run_progress_latest_metrics_and_an_estimate(
     assert api.post(f"{url}/heartbeat", json=beat, headers=run.headers).status_code == 204
     points = [{"step": 99, "values": {"loss": 2.5}}, {"step": 100, "values": {"loss": 2.0}}]
     api.post(f"{url}/metrics", json={"points": points}, headers=run.headers)
-    time.sleep(0.05)  # the step rate needs elapsed time between two heartbeats
-    api.post(f"{url}/heartbeat", json={"step": 100}, headers=run.headers)
-    after = api.get(url, headers=org.headers).json()
+    # The step rate needs time between two heartbeats: beat again until the clock has moved.
+    deadline = time.monotonic() + 10
+    while True:
+        api.post(f"{url}/heartbeat", json={"step": 100}, headers=run.headers)
+        after = api.get(url, headers=org.headers).json()
+        if after["estimated_finish"] is not None or time.monotonic() > deadline:
+            break
     assert after["progress"] == {"step": 100, "total_steps": 1000, "fraction": 0.1}
     assert after["latest_metrics"] == {"loss": 2.0}
     assert after["estimated_finish"] is not None

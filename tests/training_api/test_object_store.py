@@ -14,7 +14,7 @@ from core.storage.backends import org_store
 from core.storage.base import ObjectNotFound, ObjectStore
 from core.storage.local import LocalObjectStore
 from core.storage.s3 import S3ObjectStore
-from tests.training_api.conftest import make_bucket, s3_settings
+from tests.support.training import make_bucket, s3_settings
 
 MIB = 2**20
 

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 import trainport
 from tests.factories import Tenant, make_tenant
-from tests.training_api.conftest import create_dataset, upload
+from tests.support.training import create_dataset, upload
 
 FILES = {"train/a.txt": b"alpha\n" * 100, "train/b.txt": b"beta\n" * 50, "README": b"readme"}
 

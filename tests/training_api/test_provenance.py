@@ -19,8 +19,7 @@ from core.models import RunProvenance
 from core.provenance.signing import canonical, hmac_key_id, hmac_sign
 from core.runs.attempts import AttemptOutcome
 from tests.factories import Tenant, make_tenant
-from tests.training_api.checkpointing import commit_files
-from tests.training_api.conftest import (
+from tests.support.training import (
     SECRET,
     create_dataset,
     end_attempt,
@@ -28,6 +27,7 @@ from tests.training_api.conftest import (
     submit,
     upload,
 )
+from tests.training_api.checkpointing import commit_files
 
 CODE = {"repo": "https://git.example.com/ml/train.git", "commit": "0123456789abcdef"}
 

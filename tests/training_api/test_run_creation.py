@@ -16,7 +16,7 @@ from sqlalchemy.engine import make_url
 
 from tests.api.expect import assert_problem
 from tests.factories import Tenant, make_key
-from tests.training_api.conftest import admit
+from tests.support.training import admit
 
 # What differs between two creates of one body: identity, time and order.
 _UNIQUE = {"id", "name", "created_at", "updated_at", "resource_version"}

@@ -1,6 +1,6 @@
 """`GET /v1/runs/{id}` with an API key is one statement (core/runs/reads.py): same answers.
 
-A run token's read takes the ORM path (`service.describe_run`), so reading one run both ways
+A run token's read takes the ORM path (`explain.describe_run`), so reading one run both ways
 shows the one-statement read returns the same document, with attempts and progress. On
 PostgreSQL that statement runs on the event loop through asyncpg (core/aio.py); an app with
 `async_reads=False` reads the same database through the threadpool, and both must agree.
@@ -17,19 +17,19 @@ from sqlalchemy.engine import make_url
 
 from core.aio import APPLICATION_NAME, AsyncDatabase
 from core.db import session_scope
-from core.runs import service
 from core.runs.attempts import AttemptOutcome
+from core.scheduling import explain
 from core.tenants.schemas import Principal, Role
 from tests.api.expect import assert_problem
 from tests.factories import Tenant, make_key, make_tenant
-from tests.training_api.conftest import end_attempt, start, submit
+from tests.support.training import end_attempt, start, submit
 
 
 def _orm_read(client: TestClient, tenant: Tenant, run_id: str) -> dict[str, Any]:
     app: FastAPI = client.app  # type: ignore[assignment]
     caller = Principal(org_id=tenant.org_id, key_id="key_test", role=Role.VIEWER)
     with session_scope(app.state.sessionmaker) as session:
-        run = service.describe_run(session, caller, run_id, app.state.settings)
+        run = explain.describe_run(session, caller, run_id, app.state.settings)
         document: dict[str, Any] = run.model_dump(mode="json")
         return document
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
+from core.runs import run_tokens
 from core.runs.attempts import AttemptOutcome
-from core.tenants import run_tokens
 from tests.factories import Tenant
-from tests.training_api.checkpointing import commit_files
-from tests.training_api.conftest import (
+from tests.support.training import (
     SECRET,
     create_dataset,
     end_attempt,
@@ -16,6 +15,7 @@ from tests.training_api.conftest import (
     submit,
     upload,
 )
+from tests.training_api.checkpointing import commit_files
 
 
 def test_the_token_works_on_the_runs_own_routes(api: TestClient, org: Tenant) -> None:

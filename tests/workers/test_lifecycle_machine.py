@@ -49,7 +49,7 @@ from hypothesis.stateful import (
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import db, outbox
+from core import db, deliveries
 from core.errors import Conflict
 from core.logs import LogStore
 from core.models import Run, RunAttempt, RunEvent, TaskDelivery
@@ -215,7 +215,7 @@ class WorkersMachine(RuleBasedStateMachine):
             return
         run_id, attempt = active[index]
         with db.session_scope(self.factory) as session:
-            counted = outbox.record_delivery(session, Task.LAUNCH, run_id, attempt)
+            counted = deliveries.record_delivery(session, Task.LAUNCH, run_id, attempt)
         if counted is not None and processes_started:
             launch_attempt(self.ctx, run_id, attempt)  # counts once more, launches, records
             with db.session_scope(self.factory) as session:

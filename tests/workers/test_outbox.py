@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import outbox
+from core import deliveries, outbox
 from core.db import session_scope
 from core.logs import LogStore
 from core.models import OutboxMessage, Run
@@ -161,7 +161,7 @@ def test_a_launch_that_keeps_killing_its_worker_fails_the_run(
     settings = Settings(database_url="postgresql://unused", max_task_deliveries=5)
     for _ in range(5):  # five deliveries that died before finishing
         with session_scope(factory) as session:
-            outbox.record_delivery(session, outbox.Task.LAUNCH, run_id, 1)
+            deliveries.record_delivery(session, outbox.Task.LAUNCH, run_id, 1)
     executor = LocalExecutor(tmp_path / "state", LogStore(tmp_path / "logs"), "")
     context = WorkerContext(factory, settings, lambda _where: executor)
     assert launch_attempt(context, run_id, 1) == "gave up"

@@ -14,6 +14,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
+from core.executor_kinds import ExecutorKind
 from core.runs.states import StatusReason
 from core.secrets.schemas import LaunchSecrets
 
@@ -94,7 +95,7 @@ class AttemptPhase(StrEnum):
 
 
 @dataclass(frozen=True)
-class AttemptOutcome:
+class AttemptReport:
     phase: AttemptPhase
     reason: StatusReason
     message: str
@@ -111,7 +112,7 @@ class Leftovers:
 
 
 class Executor(Protocol):
-    kind: str
+    kind: ExecutorKind
 
     def launch(self, request: LaunchRequest) -> None:
         """Start the attempt, or adopt it if it already exists. Never starts a second copy."""
@@ -160,7 +161,7 @@ def cannot_start(rank: RankObservation) -> RankObservation:
     return replace(rank, reason=StatusReason.COMMAND_CANNOT_START, message=message)
 
 
-def classify_attempt(ranks: tuple[RankObservation, ...]) -> AttemptOutcome:
+def classify_attempt(ranks: tuple[RankObservation, ...]) -> AttemptReport:
     """One failing rank fails the gang; all ranks succeeded means success; lost is the system's."""
     failed = [cannot_start(r) for r in ranks if r.phase is RankPhase.FAILED]
     lost = [r for r in ranks if r.phase is RankPhase.LOST]
@@ -169,15 +170,15 @@ def classify_attempt(ranks: tuple[RankObservation, ...]) -> AttemptOutcome:
         reason = first.reason or StatusReason.EXIT_CODE_NONZERO
         phase = AttemptPhase.SYSTEM_FAILED if reason in _SYSTEM_REASONS else AttemptPhase.FAILED
         message = first.message or f"rank {first.rank} exited with code {first.exit_code}"
-        return AttemptOutcome(phase, reason, message)
+        return AttemptReport(phase, reason, message)
     if lost:
         first = min(lost, key=lambda r: r.rank)
         message = first.message or f"rank {first.rank} was lost"
-        return AttemptOutcome(
+        return AttemptReport(
             AttemptPhase.SYSTEM_FAILED, first.reason or StatusReason.NODE_LOST, message
         )
     if ranks and all(r.phase is RankPhase.SUCCEEDED for r in ranks):
-        return AttemptOutcome(AttemptPhase.SUCCEEDED, StatusReason.COMPLETED, "all ranks succeeded")
+        return AttemptReport(AttemptPhase.SUCCEEDED, StatusReason.COMPLETED, "all ranks succeeded")
     if ranks and all(r.phase in {RankPhase.RUNNING, RankPhase.SUCCEEDED} for r in ranks):
-        return AttemptOutcome(AttemptPhase.RUNNING, StatusReason.RUNNING, "all ranks running")
-    return AttemptOutcome(AttemptPhase.STARTING, StatusReason.LAUNCHING, "waiting for ranks")
+        return AttemptReport(AttemptPhase.RUNNING, StatusReason.RUNNING, "all ranks running")
+    return AttemptReport(AttemptPhase.STARTING, StatusReason.LAUNCHING, "waiting for ranks")

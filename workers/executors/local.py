@@ -55,6 +55,7 @@ from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
 from core.code.fetch import unpack
+from core.executor_kinds import ExecutorKind
 from core.log_archive import LogArchive
 from core.logs import LogKey, LogStore
 from core.runs.launcher import Launcher, launcher_of, processes_started, torchrun_prefix
@@ -108,7 +109,7 @@ Forwards = list[tuple[socket.socket, Endpoint]]  # listeners inside the attempt'
 
 
 class LocalExecutor:
-    kind = "local"
+    kind = ExecutorKind.LOCAL
 
     def __init__(
         self,

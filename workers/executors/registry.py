@@ -13,6 +13,7 @@ import threading
 from dataclasses import dataclass
 
 from core import db
+from core.executor_kinds import ExecutorKind
 from core.log_archive import LogArchive
 from core.logs import LogStore
 from core.settings import Settings
@@ -38,7 +39,7 @@ class Where:
 
 
 def _build(where: Where, settings: Settings) -> Executor:
-    if where.kind == "local":
+    if where.kind == ExecutorKind.LOCAL:
         return LocalExecutor(
             settings.state_dir,
             LogStore(settings.log_root),
@@ -47,7 +48,7 @@ def _build(where: Where, settings: Settings) -> Executor:
             rank_sandbox(settings),
             log_archive(settings),
         )
-    if where.kind == "kubernetes" and where.cluster in settings.kubernetes_clusters:
+    if where.kind == ExecutorKind.KUBERNETES and where.cluster in settings.kubernetes_clusters:
         from workers.executors.kubernetes import executor_from_settings
 
         cluster = settings.for_kubernetes_cluster(where.cluster)
@@ -68,7 +69,9 @@ def log_archive(settings: Settings) -> LogArchive:
 
 def executor_for(where: Where, settings: Settings) -> Executor:
     """The process-wide executor of the cluster `where` for these settings."""
-    cluster = where.cluster if where.kind != "local" else ""  # one local executor for all
+    cluster = (
+        where.cluster if where.kind != ExecutorKind.LOCAL else ""
+    )  # one local executor for all
     key = (where.kind, cluster, str(settings.state_dir), str(settings.log_root))
     with _lock:
         if key not in _instances:

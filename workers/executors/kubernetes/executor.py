@@ -29,6 +29,7 @@ from typing import Any
 from kubernetes import client as k
 from kubernetes.client.exceptions import ApiException
 
+from core.executor_kinds import ExecutorKind
 from core.log_archive import LogArchive
 from core.runs.states import StatusReason
 from core.scheduling.clusters import INDEXED_JOBS
@@ -58,7 +59,7 @@ log = logging.getLogger("trainport.executors.kubernetes")
 
 
 class KubernetesExecutor:
-    kind = "kubernetes"
+    kind = ExecutorKind.KUBERNETES
 
     def __init__(
         self,

@@ -36,7 +36,7 @@ from workers.executors.kubernetes import naming
 
 CONTAINER = "trainer"
 CHECKPOINT_DIR = "/checkpoints"
-CODE_DIR = "/code"  # the run's code snapshot, unpacked by the init container (issue 14)
+CODE_DIR = "/code"  # the run's code snapshot, unpacked by the init container
 CODE_FETCHER = "code"
 FETCH_PROGRAM = Path(fetch.__file__).read_text()  # stdlib only: runs on any Python 3.9+ image
 UPLOAD_PROGRAM = Path(pod_upload.__file__).read_text()  # the same: the trainer's wrapper

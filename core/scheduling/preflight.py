@@ -1,6 +1,6 @@
 """`POST /v1/runs/plan`: what a submission would become, and where and when it would run.
 
-Nothing is written: the body is validated as a create, resolved the way `creation.plan` lays a
+Nothing is written: the body is validated as a create, resolved the way `creation.new_run` lays a
 run out (defaults filled in, a generated name), its dataset references resolved to the
 versions admission would pin now, and the scheduler's own plan (core/scheduling/planner.py) is
 run over the current queue with this run added last in FIFO order, so the answer is the one
@@ -92,7 +92,7 @@ def plan_run(session: Session, caller: Principal, body: RunCreate, settings: Set
     """The plan of a submission; reads only (the caller's session is rolled back or unchanged)."""
     caller.require(Role.MEMBER)
     project = tenants.resolve_project(session, caller, body.project)
-    new = creation.plan(caller, body, project.id, PLANNED_ID)
+    new = creation.new_run(caller, body, project.id, PLANNED_ID)
     spec = new.run["spec"]
     datasets = [_pin(session, caller.org_id, ref) for ref in body.data.datasets]
     placement = _placement(session, caller, project.id, new.run["priority"], spec, settings)
