@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Make sure what the test suite needs is here: PostgreSQL and Redis answering on 127.0.0.1,
-# bubblewrap (the local executor's sandbox), and chromium, node and axe-core (the dashboard's
-# tests).
+# bubblewrap (the local executor's sandbox), and chromium, firefox-esr, node and axe-core (the
+# dashboard's tests).
 # Starts an installed-but-stopped server, installs the tools from Debian's packages when they are
 # missing and this runs as root; fails with one line when something is missing and cannot be
 # fixed here.
@@ -46,7 +46,8 @@ ensure_bubblewrap() {
 }
 
 # The dashboard's tests: its unit tests run under node, its browser tests drive Debian's chromium
-# through Playwright (whose own browser download is not reachable here).
+# through Playwright (whose own browser download is not reachable here) and Debian's Firefox ESR
+# over WebDriver BiDi (tests/dashboard/bidi.py).
 ensure_debian_tool() {
   command -v "$1" >/dev/null 2>&1 && return 0
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -70,4 +71,5 @@ ensure_axe() {
 }
 
 ensure_postgres && ensure_redis && ensure_bubblewrap \
-  && ensure_debian_tool chromium chromium && ensure_debian_tool node nodejs && ensure_axe
+  && ensure_debian_tool chromium chromium && ensure_debian_tool firefox-esr firefox-esr \
+  && ensure_debian_tool node nodejs && ensure_axe
