@@ -183,7 +183,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(provenance.router)
     app.include_router(secrets.router)
     app.include_router(events.router)
-    app.include_router(telemetry.router)
     app.include_router(webhooks.router)
     dashboard.mount(app)  # /ui/, / and /docs, /redoc
     return app

@@ -7,12 +7,18 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 
 from api.edge import settled_caller
 from api.run_access import RunAccess
 from core.db import session_scope
+from core.events.repository import EventBatch, read_events
+from core.events.stream import PUMP_BATCH, EventPump
+from core.runs.repository import current_version
+from core.runs.waiting import WaitingRoom
 from core.settings import Settings
 from core.tenants.schemas import Principal
 
@@ -68,6 +74,54 @@ async def get_run_access(request: Request) -> RunAccess:
 
 
 RunAccessDep = Annotated[RunAccess, Depends(get_run_access)]
+
+
+async def get_read_sessionmaker(request: Request) -> sessionmaker[Session]:
+    """Sessions on the read engine (a replica where one is configured): for reads that
+    outlive the request's unit of work (an event stream, a page read in a worker thread)."""
+    factory: sessionmaker[Session] = request.app.state.read_sessionmaker
+    return factory
+
+
+async def get_waiting_room(request: Request) -> WaitingRoom:
+    """The process's bound on runs an org may have waiting for the scheduler."""
+    room: WaitingRoom = request.app.state.waiting_room
+    return room
+
+
+async def get_event_pump(request: Request) -> EventPump:
+    """The process's one event pump (core/events/stream.py), made on the first stream's
+    request: it belongs to the event loop serving it, and the lifespan closes it."""
+    pump: EventPump | None = request.app.state.event_pump
+    if pump is None:
+        pump = request.app.state.event_pump = _event_pump(request.app.state.read_sessionmaker)
+    return pump
+
+
+def _event_pump(sessions: sessionmaker[Session]) -> EventPump:
+    def read_all(after: int) -> EventBatch:
+        with session_scope(sessions) as session:
+            return read_events(session, after, PUMP_BATCH)
+
+    def start_at() -> int:
+        with session_scope(sessions) as session:
+            return current_version(session)
+
+    return EventPump(
+        lambda after: run_in_threadpool(read_all, after), lambda: run_in_threadpool(start_at)
+    )
+
+
+async def get_metrics_registry(request: Request) -> CollectorRegistry:
+    """What `/metrics` serves: this process's series and the platform's gauges (api/app.py)."""
+    registry: CollectorRegistry = request.app.state.metrics_registry
+    return registry
+
+
+MetricsRegistryDep = Annotated[CollectorRegistry, Depends(get_metrics_registry)]
+ReadSessionmakerDep = Annotated[sessionmaker[Session], Depends(get_read_sessionmaker)]
+WaitingRoomDep = Annotated[WaitingRoom, Depends(get_waiting_room)]
+EventPumpDep = Annotated[EventPump, Depends(get_event_pump)]
 
 
 async def get_caller(request: Request, credentials: Credentials) -> Principal:

@@ -15,22 +15,14 @@ set `TRAINPORT_METRICS_TOKEN` where the API port is reachable from outside, to r
 
 from __future__ import annotations
 
-import hmac
 import time
 from contextlib import AbstractContextManager
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.edge import bearer_secret
 from core import process_logging, telemetry
-from core.errors import NotFound, Unauthenticated
-from core.settings import Settings
 
-router = APIRouter(include_in_schema=False)
 UNMATCHED = "unmatched"  # a 404 for a path no route has: one series, whatever was asked
 
 
@@ -97,20 +89,3 @@ class TelemetryMiddleware:
                 "duration_ms": round(took * 1000, 2),
             },
         )
-
-
-@router.get("/metrics")
-async def metrics(request: Request) -> Response:
-    """Prometheus text format: this API's requests and streams, and the platform's gauges."""
-    settings: Settings = request.app.state.settings
-    if not settings.metrics_enabled:
-        raise NotFound("Metrics are off; set TRAINPORT_METRICS_ENABLED=true to serve them.")
-    token = settings.metrics_token
-    if token is not None:
-        presented = bearer_secret(request.headers) or ""
-        if not hmac.compare_digest(presented.encode(), token.get_secret_value().encode()):
-            raise Unauthenticated(
-                "Scraping /metrics needs the bearer token TRAINPORT_METRICS_TOKEN."
-            )
-    body = await run_in_threadpool(generate_latest, request.app.state.metrics_registry)
-    return Response(body, media_type=CONTENT_TYPE_LATEST)

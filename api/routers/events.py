@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Response
 from fastapi.responses import StreamingResponse
+from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from api import telemetry
-from api.deps import Caller
+from api.deps import Caller, EventPumpDep, ReadSessionmakerDep, SettingsDep
 from api.params import LabelSelector, Timestamp
 from api.routing import UnitOfWorkRoute
 from core.db import session_scope
@@ -72,37 +74,33 @@ def resume_point(since: int | None, last_event_id: str | None) -> int | None:
     return int(last_event_id.strip())
 
 
-def _pump(request: Request) -> stream.EventPump:
-    pump: stream.EventPump | None = getattr(request.app.state, "event_pump", None)
-    if pump is None:
-        sessions = request.app.state.read_sessionmaker
+@dataclass(frozen=True)
+class Streams:
+    """What an event stream reads from: the process's pump and the read sessions."""
 
-        def read_all(after: int) -> EventBatch:
-            with session_scope(sessions) as session:
-                return read_events(session, after, stream.PUMP_BATCH)
+    pump: stream.EventPump
+    sessions: sessionmaker[Session]
+    keepalive_seconds: float
 
-        def start_at() -> int:
-            with session_scope(sessions) as session:
-                return current_version(session)
 
-        pump = stream.EventPump(
-            lambda after: run_in_threadpool(read_all, after),
-            lambda: run_in_threadpool(start_at),
-        )
-        request.app.state.event_pump = pump
-    return pump
+async def get_streams(
+    pump: EventPumpDep, sessions: ReadSessionmakerDep, settings: SettingsDep
+) -> Streams:
+    return Streams(pump, sessions, settings.sse_keepalive_seconds)
+
+
+StreamsDep = Annotated[Streams, Depends(get_streams)]
 
 
 def streamed(
-    request: Request,
+    streams: Streams,
     caller: Principal,
     since: int | None,
     wanted: Any,
     run_id: str | None = None,
 ) -> StreamingResponse:
     """The SSE response: events past `since` (default: from now) that `wanted` lets through."""
-    settings = request.app.state.settings
-    sessions = request.app.state.read_sessionmaker
+    sessions = streams.sessions
 
     def catch_up(after: int) -> EventBatch:
         with session_scope(sessions) as session:
@@ -118,12 +116,12 @@ def streamed(
         start = since if since is not None else await run_in_threadpool(now)
         with telemetry.stream_open():
             async for chunk in stream.stream(
-                _pump(request),
+                streams.pump,
                 caller.org_id,
                 start,
                 lambda after: run_in_threadpool(catch_up, after),
                 wanted,
-                settings.sse_keepalive_seconds,
+                streams.keepalive_seconds,
             ):
                 yield chunk
 
@@ -136,7 +134,7 @@ def streamed(
 
 @router.get("/events", response_model=EventPage, responses=STREAM_RESPONSES)
 async def list_events(
-    request: Request,
+    streams: StreamsDep,
     caller: Caller,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="page size (JSON)")] = 50,
     accept: Annotated[str | None, Header(max_length=1024)] = None,
@@ -157,7 +155,7 @@ async def list_events(
     start = resume_point(since, last_event_id)
     criteria = await run_in_threadpool(
         _criteria,
-        request,
+        streams.sessions,
         caller,
         [s.value for s in status_ or []],
         project,
@@ -172,10 +170,10 @@ async def list_events(
         return _visible(caller, criteria, event)
 
     if wants_stream(accept):
-        return streamed(request, caller, start, wanted)
+        return streamed(streams, caller, start, wanted)
 
     def page() -> EventBatch:
-        with session_scope(request.app.state.read_sessionmaker) as session:
+        with session_scope(streams.sessions) as session:
             return read_events(session, start or 0, limit, org_id=caller.org_id)
 
     batch = await run_in_threadpool(page)
@@ -185,7 +183,7 @@ async def list_events(
 
 
 def _criteria(
-    request: Request,
+    sessions: sessionmaker[Session],
     caller: Principal,
     statuses: list[str],
     project: str | None,
@@ -201,7 +199,7 @@ def _criteria(
     )
     criteria.project_id = caller.project_id
     if project is not None:
-        with session_scope(request.app.state.read_sessionmaker) as session:
+        with session_scope(sessions) as session:
             criteria.project_id = tenants.resolve_project(session, caller, project).id
     return criteria
 
@@ -213,19 +211,19 @@ def _visible(caller: Principal, criteria: RunFilter, event: Event) -> bool:
 
 
 async def run_stream(
-    request: Request, caller: Principal, run_id: str, since: int | None
+    streams: Streams, caller: Principal, run_id: str, since: int | None
 ) -> StreamingResponse:
     """`GET /v1/runs/{id}/events` with `Accept: text/event-stream`: the run's history (or
     what follows `since`), then its events as they happen."""
 
     def check() -> None:
-        with session_scope(request.app.state.read_sessionmaker) as session:
+        with session_scope(streams.sessions) as session:
             service.get_run(session, caller, run_id)  # another org's run is simply missing
 
     await run_in_threadpool(check)
     criteria = RunFilter(org_id=caller.org_id)
     return streamed(
-        request,
+        streams,
         caller,
         since if since is not None else 0,
         lambda event: stream.matches(criteria, event, run_id),

@@ -7,7 +7,16 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import Caller, Credentials, RunAccessDep, SessionDep, SettingsDep, secret_of
+from api.deps import (
+    Caller,
+    Credentials,
+    RunAccessDep,
+    SessionDep,
+    SessionmakerDep,
+    SettingsDep,
+    WaitingRoomDep,
+    secret_of,
+)
 from api.etags import IF_MATCH, parse_if_match, run_etag
 from api.params import LabelSelector, Timestamp
 from api.routers import events
@@ -184,16 +193,15 @@ def delete_run(run_id: RunId, caller: Caller, session: SessionDep) -> Response:
 
 @router.post("/{run_id}/clone", status_code=status.HTTP_201_CREATED, response_model=RunOut)
 def clone_run(
-    request: Request,
     run_id: RunId,
     body: CloneIn,
     caller: Caller,
     session: SessionDep,
     settings: SettingsDep,
+    waiting: WaitingRoomDep,
     response: Response,
 ) -> RunOut:
     """Submit a new run from this one's spec, with `--set`-style dotted overrides."""
-    waiting = request.app.state.waiting_room
     run = service.clone_run(session, caller, run_id, body, waiting, settings)
     response.headers["Location"] = f"/v1/runs/{run.id}"
     return _run_response(response, explain.with_queue(session, run, settings, caller))
@@ -201,7 +209,8 @@ def clone_run(
 
 @router.get("/{run_id}/events", response_model=RunEventPage, responses=events.STREAM_RESPONSES)
 async def list_run_events(
-    request: Request,
+    streams: events.StreamsDep,
+    sessions: SessionmakerDep,
     run_id: RunId,
     caller: Caller,
     limit: Limit = 50,
@@ -215,10 +224,10 @@ async def list_run_events(
     new event as Server-Sent Events (see `GET /v1/events`)."""
     if events.wants_stream(accept):
         start = events.resume_point(since, last_event_id)
-        return await events.run_stream(request, caller, run_id, start)
+        return await events.run_stream(streams, caller, run_id, start)
 
     def page() -> RunEventPage:
-        with session_scope(request.app.state.sessionmaker) as session:
+        with session_scope(sessions) as session:  # the primary: read your own writes
             return service.list_events(session, caller, run_id, limit, after)
 
     listed = await run_in_threadpool(page)
