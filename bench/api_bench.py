@@ -84,7 +84,7 @@ def _auth(seeded: seed.Seeded) -> dict[str, str]:
     return {"Authorization": f"Bearer {seeded.api_key}"}
 
 
-def _scenarios(seeded: seed.Seeded) -> list[Scenario]:
+def make_scenarios(seeded: seed.Seeded) -> list[Scenario]:
     sample = _query(
         seeded.database_url,
         "SELECT id, resource_version FROM runs WHERE org_id = %s AND deleted_at IS NULL "
@@ -111,7 +111,7 @@ def _scenarios(seeded: seed.Seeded) -> list[Scenario]:
     ]
 
 
-def _feed_requests(seeded: seed.Seeded, lag: int) -> list[Request]:
+def feed_requests(seeded: seed.Seeded, lag: int) -> list[Request]:
     after = _head(seeded.database_url) - lag
     return [Request("GET", f"/v1/runs?changed_since={after}", _auth(seeded))]
 
@@ -144,7 +144,7 @@ def _throughput(
             print(f" round {number}/{args.rounds}", flush=True)
         for scenario in scenarios:
             if scenario.name == FEED:
-                scenario.requests = _feed_requests(seeded, args.feed_lag)
+                scenario.requests = feed_requests(seeded, args.feed_lag)
             _measure(scenario, servers_by_name[scenario.server], args, warmup=number == 0)
         if number:
             bare_rps = scenarios[0].rounds[-1].rps
@@ -162,7 +162,7 @@ def _latencies(args: argparse.Namespace, seeded: seed.Seeded, port: int) -> dict
         "GET /v1/runs?limit=50&project=vision": "/v1/runs?limit=50&project=vision",
     }
     cases = {name: [Request("GET", path, auth)] for name, path in paths.items()}
-    cases[FEED] = _feed_requests(seeded, args.feed_lag)
+    cases[FEED] = feed_requests(seeded, args.feed_lag)
     out: dict[str, Latency] = {}
     for name, requests in cases.items():  # targets: `--rounds` batches; filters: half of one
         if name in TARGET_P99_MS:
@@ -187,11 +187,9 @@ def _summary(scenarios: list[Scenario]) -> dict[str, dict[str, float]]:
     return out
 
 
-def bench_size(args: argparse.Namespace, runs: int, bare: Served, logs: Path) -> SizeReport:
-    print(f"\n== seeding {runs:,} runs ==", flush=True)
-    seeded = seed.seed(runs)
-    print(f"  seeded in {seeded.seconds:.1f} s; {seeded.measured_runs:,} in the measured org")
-    env = {
+def api_env(seeded: seed.Seeded) -> dict[str, str]:
+    """The API's environment for a benchmark: production mode on the seeded database."""
+    return {
         "TRAINPORT_DATABASE_URL": seeded.database_url,
         "TRAINPORT_ENVIRONMENT": "production",
         "TRAINPORT_LOG_LEVEL": "WARNING",
@@ -203,7 +201,14 @@ def bench_size(args: argparse.Namespace, runs: int, bare: Served, logs: Path) ->
         "TRAINPORT_MAX_WAITING_RUNS_PER_ORG": "100000000",
         "TRAINPORT_SECRETS_KEY": secrets.token_urlsafe(32),  # and needs a run-secrets key
     }
-    scenarios = _scenarios(seeded)
+
+
+def bench_size(args: argparse.Namespace, runs: int, bare: Served, logs: Path) -> SizeReport:
+    print(f"\n== seeding {runs:,} runs ==", flush=True)
+    seeded = seed.seed(runs)
+    print(f"  seeded in {seeded.seconds:.1f} s; {seeded.measured_runs:,} in the measured org")
+    env = api_env(seeded)
+    scenarios = make_scenarios(seeded)
     with servers.serve("api.main:app", "/readyz", env, logs / f"api-{runs}.log") as api:
         _throughput(args, seeded, scenarios, {"api": api, "bare": bare})
         print("  sequential latency ...", flush=True)

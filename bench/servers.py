@@ -57,14 +57,17 @@ def _wait_ready(port: int, path: str, process: subprocess.Popen[bytes], timeout_
 
 
 @contextmanager
-def serve(app: str, ready_path: str, env: dict[str, str], log: Path) -> Iterator[Served]:
-    """Run `uvicorn app` on a free port until the block ends."""
+def serve(
+    app: str, ready_path: str, env: dict[str, str], log: Path, cwd: Path = ROOT
+) -> Iterator[Served]:
+    """Run `uvicorn app` on a free port until the block ends; `cwd` is the source tree served
+    (bench/ab_bench.py serves an earlier checkout beside this one)."""
     port = free_port()
     command = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)]
     with log.open("ab") as sink:
         process = subprocess.Popen(
             command + UVICORN_FLAGS,
-            cwd=ROOT,
+            cwd=cwd,
             env={**os.environ, **env},
             stdout=sink,
             stderr=subprocess.STDOUT,
