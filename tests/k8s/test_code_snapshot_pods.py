@@ -10,10 +10,10 @@ from typing import Any
 
 import kubernetes_validate
 
+from core.launch_request import CodeToRun
 from tests.k8s.cluster import ClusterSimulator
 from tests.k8s.conftest import launch_request
 from tests.k8s.test_manifests import SUPPORTED_VERSIONS
-from workers.executors.base import CodeToRun
 from workers.executors.kubernetes.executor import KubernetesExecutor
 from workers.executors.kubernetes.manifests import ClusterConfig, build_attempt, to_dict
 

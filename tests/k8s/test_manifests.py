@@ -14,10 +14,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from core.launch_request import LaunchRequest
 from core.runs.spec import RunSpec
 from core.secrets.schemas import LaunchSecrets
 from core.secrets.service import secret_names, store_key
-from workers.executors.base import LaunchRequest
 from workers.executors.kubernetes import naming
 from workers.executors.kubernetes.manifests import (
     UPLOAD_PROGRAM,

@@ -14,6 +14,7 @@ import json
 import os
 from typing import Any
 
+from core.launch_request import LaunchRequest
 from core.secrets.schemas import LaunchSecrets
 from core.secrets.service import store_key
 from tests.factories import read_log
@@ -28,7 +29,6 @@ from tests.k8s.conftest import (  # noqa: F401 - fixtures
     server,
 )
 from tests.security.test_secrets_api import canary
-from workers.executors.base import LaunchRequest
 from workers.executors.kubernetes import naming
 from workers.executors.kubernetes.executor import KubernetesExecutor
 

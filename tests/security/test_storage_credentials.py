@@ -13,6 +13,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from core.launch_request import LaunchRequest
 from core.logs import LogStore
 from core.settings import Settings
 from tests.factories import make_tenant
@@ -24,7 +25,6 @@ from tests.security.storage_fixtures import (
 )
 from tests.support.executors import FINISHED, PY, launch_request, wait_until
 from tests.support.training import create_dataset, start, submit, upload
-from workers.executors.base import LaunchRequest
 from workers.executors.kubernetes.manifests import ClusterConfig, build_attempt, to_dict
 from workers.executors.local import LocalExecutor
 

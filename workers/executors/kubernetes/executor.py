@@ -30,16 +30,11 @@ from kubernetes import client as k
 from kubernetes.client.exceptions import ApiException
 
 from core.executor_kinds import ExecutorKind
+from core.launch_request import LaunchRequest
 from core.log_archive import LogArchive
 from core.runs.states import StatusReason
 from core.scheduling.clusters import INDEXED_JOBS
-from workers.executors.base import (
-    AttemptObservation,
-    LaunchRequest,
-    Leftovers,
-    RankObservation,
-    RankPhase,
-)
+from workers.executors.base import AttemptObservation, Leftovers, RankObservation, RankPhase
 from workers.executors.kubernetes import naming
 from workers.executors.kubernetes.client import Apis, read_json
 from workers.executors.kubernetes.manifests import (

@@ -28,10 +28,10 @@ from typing import Any
 from kubernetes import client as k
 
 from core.code import fetch
+from core.launch_request import LaunchRequest, resolve_command
 from core.outputs import pod_upload
 from core.runs.launcher import Launcher, launcher_of, nodes, ranks_per_node, torchrun_prefix
 from core.runs.recipes import launch_command, recipe_environment
-from workers.executors.base import LaunchRequest, resolve_command
 from workers.executors.kubernetes import naming
 
 CONTAINER = "trainer"
