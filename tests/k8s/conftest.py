@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from kubernetes import client as k
 
+from core.kubernetes.config import ClusterConfig
 from core.launch_request import LaunchRequest
 from core.log_archive import LogArchive
 from core.logs import LogKey
@@ -25,7 +26,6 @@ from tests.k8s.fake_api import FakeApiServer
 from workers.executors.base import AttemptObservation, classify_attempt
 from workers.executors.kubernetes.client import Apis
 from workers.executors.kubernetes.executor import KubernetesExecutor
-from workers.executors.kubernetes.manifests import ClusterConfig
 
 NAMESPACE = "trainport-runs"
 

@@ -1,9 +1,10 @@
 """The executor interface every backend implements (local processes now, Kubernetes next).
 
 An executor is told to launch (a `LaunchRequest`, core/launch_request.py) or cancel one attempt
-of a run and reports what it sees as per-rank observations; `classify_attempt` turns those into the attempt's outcome. Everything an
-executor creates is named deterministically from (run id, attempt), so launching the same
-attempt twice adopts what exists instead of starting a second copy.
+of a run and reports what it sees as per-rank observations; `classify_attempt` turns those into
+the attempt's outcome. Everything an executor creates is named deterministically from (run id,
+attempt), so launching the same attempt twice adopts what exists instead of starting a second
+copy.
 """
 
 from __future__ import annotations
