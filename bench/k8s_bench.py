@@ -21,12 +21,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from core.kubernetes import naming  # noqa: E402
+from core.kubernetes.config import ClusterConfig  # noqa: E402
 from core.logs import LogStore  # noqa: E402
 from tests.k8s.conftest import make_apis  # noqa: E402
 from tests.k8s.fake_api import FakeApiServer  # noqa: E402
-from workers.executors.kubernetes import naming  # noqa: E402
 from workers.executors.kubernetes.executor import KubernetesExecutor  # noqa: E402
-from workers.executors.kubernetes.manifests import ClusterConfig  # noqa: E402
 
 NS = "trainport-runs"
 

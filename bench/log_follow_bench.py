@@ -27,10 +27,10 @@ import httpx
 from bench import servers
 from bench.workers_bench import bootstrap_org, database, machine, percentile, platform_env
 from core import db
+from core.launch_request import LaunchRequest
 from core.log_archive import LogArchive
 from core.logs import LogStore
 from core.settings import Settings
-from workers.executors.base import LaunchRequest
 from workers.executors.local import LocalExecutor
 
 # The rank: the wall clock, one line every `interval` seconds.

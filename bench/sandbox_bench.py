@@ -24,9 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from core.launch_request import LaunchRequest
 from core.logs import LogStore
 from core.settings import SandboxNetwork, Settings
-from workers.executors.base import LaunchRequest
 from workers.executors.local import LocalExecutor
 from workers.executors.local_sandbox import rank_sandbox
 

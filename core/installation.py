@@ -30,9 +30,14 @@ def installation_id(settings: Settings) -> str:
     engine = build_engine(settings)
     try:
         with session_scope(make_sessionmaker(engine)) as session:
-            return f"db-{stored_number(session):012x}"
+            return installation_in(session, settings)
     finally:
         engine.dispose()
+
+
+def installation_in(session: Session, settings: Settings) -> str:
+    """`installation_id`, read in the caller's session (a plan's: core/scheduling/preflight.py)."""
+    return settings.installation_id or f"db-{stored_number(session):012x}"
 
 
 def stored_number(session: Session) -> int:

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from core.checkpoints.service import location
 from core.datasets.pinning import pinned
-from core.models import Run
+from core.models import DatasetVersion, Run
 from core.runs import run_tokens
 from core.settings import Settings
 from core.storage.backends import store_for_uri
@@ -26,20 +26,34 @@ def attempt_environment(
     session: Session, run: Run, attempt: int, settings: Settings
 ) -> dict[str, str]:
     """The attempt's TRAINPORT_* variables, with a run token minted for `attempt`."""
-    datasets = {
+    versions = {name: version for name, (_, version) in pinned(session, run.id).items()}
+    token = run_tokens.issue(settings.secret_key.get_secret_value(), run.id, attempt)
+    return platform_environment(settings, run.org_id, run.id, attempt, token, versions)
+
+
+def platform_environment(
+    settings: Settings,
+    org_id: str,
+    run_id: str,
+    attempt: int,
+    token: str,
+    datasets: dict[str, DatasetVersion],
+) -> dict[str, str]:
+    """The TRAINPORT_* variables of an attempt whose token is `token`, reading `datasets`
+    (name -> pinned version); a plan passes a placeholder token (core/scheduling/preflight.py)."""
+    pins = {
         name: {
             "digest": version.digest,
-            "uri": store_for_uri(settings, run.org_id, version.uri, version.storage_key).uri(""),
+            "uri": store_for_uri(settings, org_id, version.uri, version.storage_key).uri(""),
         }
-        for name, (_, version) in pinned(session, run.id).items()
+        for name, version in datasets.items()
     }
-    secret = settings.secret_key.get_secret_value()
     return {
         "TRAINPORT_API_URL": settings.public_url.rstrip("/"),
-        "TRAINPORT_RUN_ID": run.id,
+        "TRAINPORT_RUN_ID": run_id,
         "TRAINPORT_ATTEMPT": str(attempt),
-        "TRAINPORT_RUN_TOKEN": run_tokens.issue(secret, run.id, attempt),
-        "TRAINPORT_CHECKPOINT_URI": location(settings, run.org_id, run.id).uri(""),
-        "TRAINPORT_DATASETS": json.dumps(datasets, sort_keys=True),
+        "TRAINPORT_RUN_TOKEN": token,
+        "TRAINPORT_CHECKPOINT_URI": location(settings, org_id, run_id).uri(""),
+        "TRAINPORT_DATASETS": json.dumps(pins, sort_keys=True),
         "TRAINPORT_CACHE_DIR": str((settings.state_dir / "cache").resolve()),
     }

@@ -25,12 +25,12 @@ from core.code import git, snapshots
 from core.code.snapshots import ShippedCode
 from core.db import session_scope
 from core.errors import TrainportError
+from core.launch_request import CodeToRun
 from core.models import Run, RunProvenance
 from core.provenance.record import shipped_digest
 from core.runs.states import RunStatus
 from core.secrets.service import LaunchSecretsMissing, resolve_git_password
 from core.settings import Settings
-from workers.executors.base import CodeToRun
 
 
 class CodeUnavailable(Exception):

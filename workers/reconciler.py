@@ -45,6 +45,7 @@ from core.code.snapshots import ShippedCode
 from core.db import session_scope
 from core.executor_kinds import LOCAL_CLUSTER, ExecutorKind
 from core.launch import freeze_and_mint_environment
+from core.launch_request import CodeToRun, LaunchRequest
 from core.models import Cluster, Run, RunAttempt, RunProgress, TaskDelivery, utcnow
 from core.outbox import Task
 from core.runs.attempts import AttemptOutcome, Ending, close_attempt, mark_started, settle
@@ -55,9 +56,7 @@ from core.settings import Settings
 from workers.executors.base import (
     AttemptObservation,
     AttemptPhase,
-    CodeToRun,
     Executor,
-    LaunchRequest,
     RankPhase,
     classify_attempt,
 )

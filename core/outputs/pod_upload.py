@@ -3,7 +3,7 @@
 On the local executor the worker reads the attempt's folder itself (workers/harvest.py); a
 pod's files are gone with the pod, so the pod ships them. The trainer container runs
 `python3 -c <this source> COMMAND...` (only when the run has something to keep: `outputs`, a
-`metrics.tensorboard_dir`, or a checkpoint volume — workers/executors/kubernetes/manifests.py).
+`metrics.tensorboard_dir`, or a checkpoint volume — core/kubernetes/manifests.py).
 This program:
 
 1. starts COMMAND as its child, and forwards SIGTERM, SIGINT, SIGHUP, SIGUSR1 and SIGUSR2 to

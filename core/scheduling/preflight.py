@@ -7,13 +7,15 @@ run over the current queue with this run added last in FIFO order, so the answer
 the next pass would give: the cluster and GPU type it would be granted, or what blocks it
 (`no_capacity`, `quota_exhausted`, `budget_exhausted`, `reserved`, or `unschedulable` when no
 registered cluster could ever hold it), its queue position, and what its `max_duration` would
-cost at the operator's rates. Kubernetes manifests are not included: they are built by the
-worker's executor from the cluster's settings (workers/executors/kubernetes/manifests.py),
-which the API does not import.
+cost at the operator's rates. When it would run on a Kubernetes cluster, `manifests` holds
+the objects that cluster's executor would apply (core/scheduling/preflight_manifests.py): the
+same renderer and settings, launch-time values (the run token, a git run's snapshot) shown as
+placeholders, and never a secret's value.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -21,7 +23,8 @@ from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from core.datasets.pinning import UnresolvedDataset, resolve
-from core.models import utcnow
+from core.executor_kinds import ExecutorKind
+from core.models import Cluster, DatasetVersion, utcnow
 from core.runs import creation
 from core.runs.spec import RunCreate
 from core.scheduling.clusters import list_clusters
@@ -33,6 +36,13 @@ from core.scheduling.planner import (
     QueueReason,
     fits_anywhere,
     plan_admissions,
+)
+from core.scheduling.preflight_manifests import (
+    MINTED_AT_LAUNCH,
+    PACKED_AT_LAUNCH,
+    PlannedRun,
+    kubernetes_cluster,
+    render,
 )
 from core.scheduling.snapshot import load_snapshot, total_capacity
 from core.settings import Settings
@@ -86,17 +96,36 @@ class RunPlan(BaseModel):
     placement: Placement
     estimate: CostEstimate
     warnings: list[str] = Field(default_factory=list)
+    manifests: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="What the Kubernetes executor would apply, in the API's own JSON, for the "
+        "cluster in `placement.cluster` (not placed yet: the first Kubernetes cluster): the "
+        "org's Secret when the run reads secrets (its name and keys; each value a placeholder "
+        "naming the secret, never the value), the Indexed Job and its headless Service (owned "
+        "by the Job once it exists). Values known only at launch are placeholders: the run id "
+        f"is `{PLANNED_ID}`, the run token `{MINTED_AT_LAUNCH}`, a git run's snapshot digest "
+        f"`{PACKED_AT_LAUNCH}`. Null when the run would run as local "
+        "processes, or the launch would be refused (`warnings` says why).",
+    )
 
 
 def plan_run(session: Session, caller: Principal, body: RunCreate, settings: Settings) -> RunPlan:
-    """The plan of a submission; reads only (the caller's session is rolled back or unchanged)."""
+    """The plan of a submission; reads only (the caller's session is rolled back or unchanged),
+    but for the installation's id, made on first use as any worker would (core/installation.py)."""
     caller.require(Role.MEMBER)
     project = tenants.resolve_project(session, caller, body.project)
     new = creation.new_run(caller, body, project.id, PLANNED_ID)
     spec = new.run["spec"]
-    datasets = [_pin(session, caller.org_id, ref) for ref in body.data.datasets]
-    placement = _placement(session, caller, project.id, new.run["priority"], spec, settings)
+    pins = [_pin(session, caller.org_id, ref) for ref in body.data.datasets]
+    datasets = [pin for pin, _ in pins]
+    clusters = list_clusters(session)
+    placement, nodes = _placement(
+        session, caller, project.id, new.run["priority"], spec, settings, clusters
+    )
     warnings = [f"data.datasets: {d.ref!r}: {d.error}" for d in datasets if d.error]
+    versions = {pin.dataset: version for pin, version in pins if pin.dataset and version}
+    planned = PlannedRun(PLANNED_ID, caller.org_id, project.id, spec, versions, nodes)
+    manifests = _manifests(session, settings, placement, clusters, planned, warnings)
     return RunPlan(
         project_id=project.id,
         spec=spec,
@@ -104,17 +133,42 @@ def plan_run(session: Session, caller: Principal, body: RunCreate, settings: Set
         placement=placement,
         estimate=_estimate(spec, placement, RateCard.of(settings)),
         warnings=warnings,
+        manifests=manifests,
     )
 
 
-def _pin(session: Session, org_id: str, ref: str) -> PinnedDataset:
+def _manifests(
+    session: Session,
+    settings: Settings,
+    placement: Placement,
+    clusters: Sequence[Cluster],
+    planned: PlannedRun,
+    warnings: list[str],
+) -> list[dict[str, Any]] | None:
+    """The manifests of the cluster it would run on (None: local), adding what to warn about."""
+    cluster = kubernetes_cluster(placement.cluster, clusters, settings)
+    if cluster is None:
+        return None
+    others = {c.name for c in clusters if c.executor == ExecutorKind.KUBERNETES} - {cluster}
+    if placement.cluster is None and others:
+        warnings.append(
+            f"manifests: shown for cluster {cluster}; the run is not placed yet and may go to "
+            f"{', '.join(sorted(others))}, whose settings may differ"
+        )
+    rendered = render(session, settings, cluster, planned)
+    warnings.extend(rendered.warnings)
+    return rendered.objects
+
+
+def _pin(session: Session, org_id: str, ref: str) -> tuple[PinnedDataset, DatasetVersion | None]:
     try:
         dataset, version = resolve(session, org_id, ref)
     except UnresolvedDataset as exc:
-        return PinnedDataset(ref=ref, error=str(exc))
-    return PinnedDataset(
+        return PinnedDataset(ref=ref, error=str(exc)), None
+    pin = PinnedDataset(
         ref=ref, dataset=dataset.name, version=version.version, digest=version.digest
     )
+    return pin, version
 
 
 def _placement(
@@ -124,7 +178,9 @@ def _placement(
     priority: str,
     spec: dict[str, Any],
     settings: Settings,
-) -> Placement:
+    clusters: Sequence[Cluster],
+) -> tuple[Placement, tuple[str, ...]]:
+    """Where the next pass would start it (and the nodes its GPU gang would get), or why not."""
     needs = Needs.of(spec)
     compute = dict(spec.get("compute") or {})
     shape = {
@@ -132,10 +188,9 @@ def _placement(
         "gpus_per_node": int(compute.get("gpus_per_node") or 0),
         "gpus": needs.gpus,
     }
-    clusters = list_clusters(session)
     why = fits_anywhere(needs, total_capacity(clusters)) if clusters else None
     if why is not None:
-        return Placement(fits=False, reason=UNSCHEDULABLE, detail=why, **shape)
+        return Placement(fits=False, reason=UNSCHEDULABLE, detail=why, **shape), ()
     now = utcnow()
     snapshot = load_snapshot(session, settings, now, clusters)
     me = Candidate(PLANNED_ID, caller.org_id, project_id, priority, now, needs)
@@ -148,10 +203,10 @@ def _placement(
             return Placement(
                 fits=True, reason="ready", detail=detail, cluster=grant.cluster,
                 gpu_type=grant.gpu_type, position=position, estimated_start=now, **shape,
-            )  # fmt: skip
+            ), tuple(sorted(grant.placement))  # fmt: skip
     if not clusters:
         detail = "no cluster is registered yet; it would wait in the queue"
-        return Placement(fits=False, reason="no_capacity", detail=detail, **shape)
+        return Placement(fits=False, reason="no_capacity", detail=detail, **shape), ()
     blocker = plan.blocked[PLANNED_ID]
     eta = None
     if blocker.reason in {QueueReason.NO_CAPACITY, QueueReason.RESERVED}:
@@ -159,7 +214,7 @@ def _placement(
     return Placement(
         fits=False, reason=blocker.reason.value, detail=blocker.detail, position=position,
         estimated_start=eta, **shape,
-    )  # fmt: skip
+    ), ()  # fmt: skip
 
 
 def _estimate(spec: dict[str, Any], placement: Placement, card: RateCard) -> CostEstimate:

@@ -1,8 +1,9 @@
 """Secret rules: admins write values for their org or one project; a launch resolves its own.
 
-Values are write-only: nothing here returns one to a caller, and the only reader is
+Values are write-only: nothing here returns one to a caller, and the only readers are
 `resolve_for_launch`, which the worker calls in the launch transaction for the run's own org
-(its project's value wins over the org-wide one).
+(its project's value wins over the org-wide one), and `resolve_git_password`, for the worker's
+own git fetch. A plan learns only which store keys a launch would use (`store_keys_for`).
 """
 
 from __future__ import annotations
@@ -155,7 +156,8 @@ def resolve_for_launch(session: Session, run: Run, settings: Settings) -> Launch
     wanted = secret_names(dict(run.spec))
     if not wanted:
         return LaunchSecrets()
-    chosen, values = _resolve(session, run, settings, wanted)
+    chosen = _choose(session, run.org_id, run.project_id, wanted)
+    values = _decrypt(chosen, settings)
     keys = {name: store_key(row.project_id, name) for name, row in chosen.items()}
     live = frozenset(
         store_key(*entry) for entry in repository.scopes_and_names(session, run.org_id)
@@ -163,23 +165,34 @@ def resolve_for_launch(session: Session, run: Run, settings: Settings) -> Launch
     return LaunchSecrets(values, keys, live)
 
 
+def store_keys_for(
+    session: Session, org_id: str, project_id: str, spec: dict[str, Any]
+) -> dict[str, str]:
+    """Each secret a spec's env names -> its key in the org's store, as a launch would choose
+    it now; no value is read (a plan shows the keys: core/scheduling/preflight_manifests.py).
+    Raises LaunchSecretsMissing as the launch would."""
+    wanted = secret_names(spec)
+    chosen = _choose(session, org_id, project_id, wanted) if wanted else {}
+    return {name: store_key(row.project_id, name) for name, row in chosen.items()}
+
+
 def resolve_git_password(session: Session, run: Run, settings: Settings) -> str | None:
     """The token `git.password` names, for the worker's own git fetch (never the run's)."""
     password = ((run.spec.get("git") or {}).get("password")) or None
     if password is None:
         return None
-    _, values = _resolve(session, run, settings, {"git.password": password["secret"]})
-    return values[password["secret"]]
+    chosen = _choose(session, run.org_id, run.project_id, {"git.password": password["secret"]})
+    return _decrypt(chosen, settings)[password["secret"]]
 
 
-def _resolve(
-    session: Session, run: Run, settings: Settings, wanted: dict[str, str]
-) -> tuple[dict[str, RunSecret], dict[str, str]]:
-    """(row, value) of each secret `wanted` (what needs it -> name) names; raises
-    LaunchSecretsMissing naming the first one the run's org has not set."""
-    rows = repository.for_launch(session, run.org_id, run.project_id, sorted(set(wanted.values())))
+def _choose(
+    session: Session, org_id: str, project_id: str, wanted: dict[str, str]
+) -> dict[str, RunSecret]:
+    """The row of each secret `wanted` (what needs it -> name) names, its project's over the
+    org-wide one; raises LaunchSecretsMissing naming the first one the org has not set."""
+    rows = repository.for_launch(session, org_id, project_id, sorted(set(wanted.values())))
     chosen: dict[str, RunSecret] = {}
-    for row in sorted(rows, key=lambda r: r.project_id == run.project_id):  # project's last: wins
+    for row in sorted(rows, key=lambda r: r.project_id == project_id):  # project's last: wins
         chosen[row.name] = row
     for var, name in wanted.items():
         if name not in chosen:
@@ -188,15 +201,18 @@ def _resolve(
                 f"{what} needs secret {name!r}, which the run's org has not set (for its "
                 f"project or org-wide); an admin sets it with `trainport secrets set {name}`"
             )
+    return chosen
+
+
+def _decrypt(chosen: dict[str, RunSecret], settings: Settings) -> dict[str, str]:
     cipher = cipher_for(settings)
     try:
-        values = {
+        return {
             name: cipher.decrypt(row.org_id, row.project_id, row.name, row.ciphertext)
             for name, row in chosen.items()
         }
     except SecretUnreadable as error:
         raise LaunchSecretsMissing(str(error)) from None
-    return chosen, values
 
 
 def store_key(project_id: str, name: str) -> str:

@@ -135,7 +135,8 @@ class Run(TrainportModel):
 
 class RunPlan(TrainportModel):
     """What a submission would become (`runs.plan`): the resolved spec, the dataset versions
-    it would pin, where it would run or what blocks it, and what `max_duration` would cost."""
+    it would pin, where it would run or what blocks it, what `max_duration` would cost, and on
+    Kubernetes the objects the cluster would get (`manifests`; None for local processes)."""
 
     project_id: str
     spec: dict[str, Any] = Field(default_factory=dict)
@@ -143,6 +144,7 @@ class RunPlan(TrainportModel):
     placement: dict[str, Any] = Field(default_factory=dict)
     estimate: dict[str, Any] = Field(default_factory=dict)
     warnings: list[str] = Field(default_factory=list)
+    manifests: list[dict[str, Any]] | None = None
 
 
 class RunEvent(TrainportModel):

@@ -18,9 +18,10 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from core.launch_request import LaunchRequest
 from core.logs import LogKey, LogStore
 from tests.factories import create_run, log_archive, make_tenant
-from workers.executors.base import LaunchRequest, RankPhase
+from workers.executors.base import RankPhase
 from workers.executors.local import LocalExecutor
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -22,10 +22,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from core.launch_request import LaunchRequest
 from core.logs import LogKey
 from core.settings import Settings
 from tests.factories import Tenant, create_run, log_archive, make_tenant
-from workers.executors.base import LaunchRequest, RankPhase
+from workers.executors.base import RankPhase
 from workers.executors.registry import Where, executor_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,7 +43,7 @@ COUNTING = (
 WORKER = """
 import sys, time
 from core.settings import get_settings
-from workers.executors.base import LaunchRequest
+from core.launch_request import LaunchRequest
 from workers.executors.registry import Where, executor_for
 run_id, org_id, command = sys.argv[1], sys.argv[2], sys.argv[3:]
 executor = executor_for(Where("local", "local"), get_settings())

@@ -17,12 +17,13 @@ from pathlib import Path
 
 import pytest
 
+from core.launch_request import LaunchRequest
 from core.logs import LogStore
 from core.runs.states import StatusReason
 from core.sandbox import detect
 from core.settings import SandboxMode, Settings
 from tests.support.executors import FINISHED, PY, RUNNING, launch_request, observed, wait_until
-from workers.executors.base import LaunchRequest, RankPhase
+from workers.executors.base import RankPhase
 from workers.executors.local import LocalExecutor
 from workers.executors.local_attempt import session_members
 from workers.executors.local_sandbox import rank_sandbox

@@ -16,15 +16,16 @@ from typing import Any
 import pytest
 from kubernetes import client as k
 
+from core.kubernetes.config import ClusterConfig
+from core.launch_request import LaunchRequest
 from core.log_archive import LogArchive
 from core.logs import LogKey
 from tests.factories import log_archive
 from tests.k8s.cluster import ClusterSimulator
 from tests.k8s.fake_api import FakeApiServer
-from workers.executors.base import AttemptObservation, LaunchRequest, classify_attempt
+from workers.executors.base import AttemptObservation, classify_attempt
 from workers.executors.kubernetes.client import Apis
 from workers.executors.kubernetes.executor import KubernetesExecutor
-from workers.executors.kubernetes.manifests import ClusterConfig
 
 NAMESPACE = "trainport-runs"
 

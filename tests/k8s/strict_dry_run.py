@@ -10,11 +10,12 @@ store is compared with what was sent: any field sent and not kept fails.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from core.kubernetes.manifests import AttemptManifests, Manifest
 from core.scheduling.clusters import parse_version
-from workers.executors.kubernetes.client import Apis
-from workers.executors.kubernetes.manifests import AttemptManifests, to_dict
+from workers.executors.kubernetes.client import Apis, read_json
 
 FIELD_VALIDATION = (1, 25)
 
@@ -56,11 +57,20 @@ def dropped_fields(sent: Any, kept: Any, path: str = "") -> list[str]:
 
 def dry_run_attempt(apis: Apis, built: AttemptManifests) -> list[str]:
     """Dry-run the attempt's Job and Service; every field the server would drop, by object."""
+    return dry_run(apis, built.namespace, [built.job, built.service])
+
+
+def dry_run(apis: Apis, namespace: str, manifests: list[Manifest]) -> list[str]:
+    """Dry-run Jobs and Services as sent (plain JSON); every field the server would drop."""
     options = strict_options(apis)
-    job = apis.batch.create_namespaced_job(built.namespace, built.job, **options)
-    service = apis.core.create_namespaced_service(built.namespace, built.service, **options)
+    create: dict[str, Callable[..., Any]] = {
+        "Job": apis.batch.create_namespaced_job,
+        "Service": apis.core.create_namespaced_service,
+    }
     return [
-        f"{kind}: {field}"
-        for kind, sent, kept in (("Job", built.job, job), ("Service", built.service, service))
-        for field in dropped_fields(to_dict(sent), to_dict(kept))
+        f"{sent['kind']}: {field}"
+        for sent in manifests
+        for field in dropped_fields(
+            sent, read_json(create[sent["kind"]], namespace, sent, **options)
+        )
     ]

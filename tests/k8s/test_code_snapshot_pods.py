@@ -10,12 +10,13 @@ from typing import Any
 
 import kubernetes_validate
 
+from core.kubernetes.config import ClusterConfig
+from core.kubernetes.manifests import build_attempt
+from core.launch_request import CodeToRun
 from tests.k8s.cluster import ClusterSimulator
 from tests.k8s.conftest import launch_request
 from tests.k8s.test_manifests import SUPPORTED_VERSIONS
-from workers.executors.base import CodeToRun
 from workers.executors.kubernetes.executor import KubernetesExecutor
-from workers.executors.kubernetes.manifests import ClusterConfig, build_attempt, to_dict
 
 DIGEST = "sha256:" + "ab" * 32
 TOKEN = "tpr_run-token-for-this-attempt-only"
@@ -61,7 +62,7 @@ def test_the_pod_fetches_the_snapshot_into_an_empty_dir_at_the_working_directory
 
 def test_without_code_the_pod_is_as_before() -> None:
     request = launch_request(nodes=1, image="ghcr.io/acme/train:1")
-    job = to_dict(build_attempt(request, ClusterConfig()).job)
+    job = build_attempt(request, ClusterConfig()).job
     pod = job["spec"]["template"]["spec"]
     assert "initContainers" not in pod
     assert "workingDir" not in pod["containers"][0]
@@ -71,7 +72,7 @@ def test_the_shipping_manifest_is_valid_kubernetes() -> None:
     config = ClusterConfig(code_fetcher_image="python:3.12-slim")
     request = shipping(image="ghcr.io/acme/train:1", workdir=DIGEST)
     attempt = build_attempt(request, config)
-    job = to_dict(attempt.job)
+    job = attempt.job
     assert job["spec"]["template"]["spec"]["initContainers"][0]["image"] == "python:3.12-slim"
     for version in SUPPORTED_VERSIONS:
         kubernetes_validate.validate(job, version, strict=True)
@@ -103,13 +104,13 @@ def test_a_run_with_outputs_runs_inside_the_uploading_wrapper_with_no_credential
     assert env["TRAINPORT_RUN_TOKEN"] == TOKEN
     assert not any(word in name for name in env for word in ("SECRET", "ACCESS_KEY", "S3_", "AWS"))
     assert env["PRICE"] == "$$5"  # the kubelet hands the program "$5"
-    job = to_dict(build_attempt(request, ClusterConfig(default_image="t:1")).job)
+    job = build_attempt(request, ClusterConfig(default_image="t:1")).job
     for version in SUPPORTED_VERSIONS:
         kubernetes_validate.validate(job, version, strict=True)
 
 
 def test_a_run_with_nothing_to_keep_runs_its_command_bare() -> None:
     request = launch_request(nodes=1, image="ghcr.io/acme/train:1", command=["python", "t.py"])
-    job = to_dict(build_attempt(request, ClusterConfig()).job)
+    job = build_attempt(request, ClusterConfig()).job
     [trainer] = job["spec"]["template"]["spec"]["containers"]
     assert trainer["command"] == ["python", "t.py"]

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from core.kubernetes import naming
 from core.settings import Settings
 from tests.k8s.cluster import ClusterSimulator
 from tests.k8s.conftest import make_apis
 from tests.k8s.fake_api import FakeApiServer
-from workers.executors.kubernetes import naming
 from workers.executors.kubernetes.inventory import read_inventory
 
 

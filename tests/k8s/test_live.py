@@ -13,15 +13,16 @@ from typing import Any
 import pytest
 from kubernetes import client as k
 
+from core.kubernetes.config import cluster_config
+from core.kubernetes.manifests import build_attempt, build_org_secret
 from core.secrets.schemas import LaunchSecrets
 from core.settings import Settings
 from tests.factories import log_archive
 from tests.k8s.conftest import launch_request, stored_log
 from tests.k8s.strict_dry_run import dropped_fields, dry_run_attempt, strict_options
 from workers.executors.base import AttemptPhase, classify_attempt
-from workers.executors.kubernetes.client import apis_from_settings, cluster_config
+from workers.executors.kubernetes.client import apis_from_settings, read_json
 from workers.executors.kubernetes.executor import KubernetesExecutor
-from workers.executors.kubernetes.manifests import build_attempt, build_org_secret, to_dict
 
 pytestmark = [
     pytest.mark.k8s_live,
@@ -47,8 +48,10 @@ def test_every_manifest_passes_a_strict_server_side_dry_run() -> None:
     built = build_attempt(request, config)
     assert dry_run_attempt(apis, built) == []
     secret = build_org_secret(_with_secret(request), config, built.namespace)
-    kept = apis.core.create_namespaced_secret(built.namespace, secret, **strict_options(apis))
-    assert dropped_fields(to_dict(secret), to_dict(kept)) == []
+    kept = read_json(
+        apis.core.create_namespaced_secret, built.namespace, secret, **strict_options(apis)
+    )
+    assert dropped_fields(secret, kept) == []
 
 
 def _with_secret(request: Any, value: str = "live-canary-value") -> Any:

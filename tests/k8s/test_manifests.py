@@ -14,19 +14,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from core.kubernetes import naming
+from core.kubernetes.config import ClusterConfig
+from core.kubernetes.manifests import UPLOAD_PROGRAM, ManifestRefused, build_attempt, literal
+from core.launch_request import LaunchRequest
 from core.runs.spec import RunSpec
 from core.secrets.schemas import LaunchSecrets
 from core.secrets.service import secret_names, store_key
-from workers.executors.base import LaunchRequest
-from workers.executors.kubernetes import naming
-from workers.executors.kubernetes.manifests import (
-    UPLOAD_PROGRAM,
-    ClusterConfig,
-    ManifestRefused,
-    build_attempt,
-    literal,
-    to_dict,
-)
 
 
 def trainer_command(container: dict[str, Any]) -> list[str]:
@@ -84,7 +78,7 @@ def documents(
     spec: dict[str, Any], run_id: str = "run_01jd5xabcdefghjkmnpqrstvwx"
 ) -> list[dict[str, Any]]:
     built = build_attempt(request(spec, run_id), CONFIG)
-    return [to_dict(built.job), to_dict(built.service)]
+    return [built.job, built.service]
 
 
 @pytest.mark.parametrize("version", SUPPORTED_VERSIONS)
@@ -96,7 +90,7 @@ def test_the_job_and_service_validate_strictly(version: str) -> None:
 @pytest.mark.parametrize("version", SUPPORTED_VERSIONS)
 def test_a_placed_gang_is_pinned_to_its_nodes_by_name(version: str) -> None:
     placed = dataclasses.replace(request(FULL_SPEC), nodes=("gpu-a", "gpu-b", "gpu-c", "gpu-d"))
-    job = to_dict(build_attempt(placed, CONFIG).job)
+    job = build_attempt(placed, CONFIG).job
     kubernetes_validate.validate(job, version, strict=True)
     affinity = job["spec"]["template"]["spec"]["affinity"]["nodeAffinity"]
     [term] = affinity["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
@@ -189,9 +183,9 @@ def test_a_run_without_an_image_on_a_cluster_without_a_default_is_refused() -> N
 
 def test_a_recipe_run_becomes_its_entry_point_with_its_parameters() -> None:
     spec = {"recipe": "lm", "parameters": {"steps": 10}}
-    container = to_dict(build_attempt(request(spec), CONFIG).job)["spec"]["template"]["spec"][
-        "containers"
-    ][0]
+    container = build_attempt(request(spec), CONFIG).job["spec"]["template"]["spec"]["containers"][
+        0
+    ]
     assert container["command"] == ["python", "-m", "trainport.recipes.lm"]
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert json.loads(env["TRAINPORT_PARAMETERS"]) == {"steps": 10}

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from core.kubernetes import naming
 from core.runs.states import StatusReason
 from core.secrets.schemas import LaunchSecrets
 from tests.k8s.cluster import ClusterSimulator
@@ -23,7 +24,6 @@ from tests.k8s.conftest import (
 )
 from tests.k8s.fake_api import FakeApiServer
 from workers.executors.base import AttemptPhase, classify_attempt
-from workers.executors.kubernetes import naming
 from workers.executors.kubernetes.executor import CANCEL_WHY, KubernetesExecutor
 
 

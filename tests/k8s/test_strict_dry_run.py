@@ -3,12 +3,12 @@ that drops a field fails it whether or not it knows `fieldValidation`."""
 
 from __future__ import annotations
 
+from core.kubernetes.config import cluster_config
+from core.kubernetes.manifests import build_attempt
 from core.settings import Settings
 from tests.k8s.conftest import NAMESPACE, launch_request, make_apis
 from tests.k8s.fake_api import FakeApiServer
 from tests.k8s.strict_dry_run import dropped_fields, dry_run_attempt, strict_options
-from workers.executors.kubernetes.client import cluster_config
-from workers.executors.kubernetes.manifests import build_attempt
 
 
 def _built() -> object:

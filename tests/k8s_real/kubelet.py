@@ -29,8 +29,8 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 from urllib3.exceptions import HTTPError
 
+from core.kubernetes import naming
 from tests.k8s_real.control_plane import Pki, free_port
-from workers.executors.kubernetes import naming
 
 Obj = dict[str, Any]
 INDEX = naming.COMPLETION_INDEX_KEY

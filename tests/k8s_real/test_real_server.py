@@ -20,6 +20,9 @@ from kubernetes import client as k
 from kubernetes.client.exceptions import ApiException
 
 from core.db import session_scope
+from core.kubernetes import naming
+from core.kubernetes.config import ClusterConfig
+from core.kubernetes.manifests import build_attempt, build_org_secret
 from core.models import Cluster
 from core.runs.states import StatusReason
 from core.secrets.schemas import LaunchSecrets
@@ -36,10 +39,8 @@ from tests.k8s_real.conftest import (
 )
 from workers import scheduler
 from workers.executors.base import AttemptPhase, classify_attempt
-from workers.executors.kubernetes import naming
-from workers.executors.kubernetes.client import Apis
+from workers.executors.kubernetes.client import Apis, read_json
 from workers.executors.kubernetes.executor import KubernetesExecutor
-from workers.executors.kubernetes.manifests import ClusterConfig, build_attempt, build_org_secret
 from workers.executors.registry import log_archive
 from workers.reconciler import launch_attempt
 
@@ -152,7 +153,7 @@ def test_a_foreign_installation_s_job_is_left_alone(real: Real) -> None:
     built = build_attempt(foreign, config)
     real.kubelet.fate(foreign.run_id, exit_code=None)
     worker = k.BatchV1Api(real.plane.control.client(real.plane.worker_token))
-    worker.create_namespaced_job(NAMESPACE, built.job)
+    read_json(worker.create_namespaced_job, NAMESPACE, built.job)
     try:
         eventually(lambda: _running(pods_of_run(real, foreign.run_id)), what="foreign pod runs")
         run_id = real.submit()
@@ -342,13 +343,13 @@ def test_every_manifest_passes_a_server_side_dry_run_with_the_worker_s_identity(
     apis = Apis.from_client(plane.control.client(plane.worker_token), 5, 5)
     request = launch_request(nodes=2, image=IMAGE, compute={"nodes": 2, "gpus_per_node": 1})
     built = build_attempt(request, ClusterConfig(namespace=NAMESPACE))
-    job = apis.batch.create_namespaced_job(NAMESPACE, built.job, dry_run="All")
-    apis.core.create_namespaced_service(NAMESPACE, built.service, dry_run="All")
+    job = read_json(apis.batch.create_namespaced_job, NAMESPACE, built.job, dry_run="All")
+    read_json(apis.core.create_namespaced_service, NAMESPACE, built.service, dry_run="All")
     with_secret = replace(request, secrets=LaunchSecrets({"token": "v"}, {"token": "org.token"}))
     secret = build_org_secret(with_secret, ClusterConfig(namespace=NAMESPACE), NAMESPACE)
-    apis.core.create_namespaced_secret(NAMESPACE, secret, dry_run="All")
-    assert job.spec.completions == 2
-    assert job.spec.completion_mode is None  # dropped by a server without Indexed Jobs
+    read_json(apis.core.create_namespaced_secret, NAMESPACE, secret, dry_run="All")
+    assert job["spec"]["completions"] == 2
+    assert "completionMode" not in job["spec"]  # dropped by a server without Indexed Jobs
 
 
 # -- what this server cannot do ------------------------------------------------------------------

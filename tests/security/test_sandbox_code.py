@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from core.launch_request import CodeToRun, LaunchRequest
 from core.logs import LogStore
 from core.settings import Settings
 from tests.support.executors import FINISHED, wait_until
-from workers.executors.base import CodeToRun, LaunchRequest, RankPhase
+from workers.executors.base import RankPhase
 from workers.executors.local import LocalExecutor
 from workers.executors.local_sandbox import rank_sandbox
 

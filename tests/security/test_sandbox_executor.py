@@ -18,11 +18,12 @@ from typing import Any
 
 import pytest
 
+from core.launch_request import LaunchRequest
 from core.settings import Settings
 from tests.factories import read_log
 from tests.security.sandbox_probe import assert_contained, probe_command, probe_result, reached
 from tests.support.executors import FINISHED, wait_until
-from workers.executors.base import LaunchRequest, RankPhase
+from workers.executors.base import RankPhase
 from workers.executors.local import LocalExecutor
 from workers.executors.registry import Where, executor_for
 

@@ -26,6 +26,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from core.launch_request import LaunchRequest
 from core.logs import LogStore
 from core.sandbox import detect
 from core.settings import SandboxMode, Settings
@@ -33,7 +34,7 @@ from tests.factories import Tenant, create_run
 from tests.support.executors import FINISHED, RUNNING, wait_until
 from tests.support.training import start
 from tests.training_api.conftest import s3_endpoint
-from workers.executors.base import LaunchRequest, RankPhase
+from workers.executors.base import RankPhase
 from workers.executors.local import LocalExecutor
 from workers.executors.local_netns import NETNS_DIR, namespace_name
 from workers.executors.local_sandbox import rank_sandbox

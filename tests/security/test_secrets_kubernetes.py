@@ -14,6 +14,8 @@ import json
 import os
 from typing import Any
 
+from core.kubernetes import naming
+from core.launch_request import LaunchRequest
 from core.secrets.schemas import LaunchSecrets
 from core.secrets.service import store_key
 from tests.factories import read_log
@@ -28,8 +30,6 @@ from tests.k8s.conftest import (  # noqa: F401 - fixtures
     server,
 )
 from tests.security.test_secrets_api import canary
-from workers.executors.base import LaunchRequest
-from workers.executors.kubernetes import naming
 from workers.executors.kubernetes.executor import KubernetesExecutor
 
 ORG_A, ORG_B = "org_01jd5xaaaaaaaaaaaaaaaaaaaa", "org_01jd5xbbbbbbbbbbbbbbbbbbbb"

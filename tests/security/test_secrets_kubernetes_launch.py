@@ -13,6 +13,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
+from core.kubernetes import naming
 from tests.factories import Tenant, create_run, make_tenant
 from tests.security.test_secrets_api import canary, set_secret
 from tests.workers.conftest import fresh_url, make_database, template_db  # noqa: F401 - fixtures
@@ -26,7 +27,6 @@ from tests.workers.test_kubernetes_clusters import (  # noqa: F401 - fixtures
     context,
 )
 from workers import scheduler
-from workers.executors.kubernetes import naming
 from workers.reconciler import launch_attempt
 
 

@@ -13,6 +13,9 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from core.kubernetes.config import ClusterConfig
+from core.kubernetes.manifests import build_attempt
+from core.launch_request import LaunchRequest
 from core.logs import LogStore
 from core.settings import Settings
 from tests.factories import make_tenant
@@ -24,8 +27,6 @@ from tests.security.storage_fixtures import (
 )
 from tests.support.executors import FINISHED, PY, launch_request, wait_until
 from tests.support.training import create_dataset, start, submit, upload
-from workers.executors.base import LaunchRequest
-from workers.executors.kubernetes.manifests import ClusterConfig, build_attempt, to_dict
 from workers.executors.local import LocalExecutor
 
 __all__ = ["s3_endpoint", "storage_api", "storage_app"]  # fixtures used below
@@ -74,9 +75,9 @@ def test_a_rendered_kubernetes_pod_holds_no_platform_credential(storage_api: Tes
     spec: dict[str, Any] = {"image": "python:3.11-slim", "command": ["python", "train.py"]}
     request = LaunchRequest("run_01jd5xabcdefghjkmnpqrstvwx", "org_01jd5x", 1, spec, env)
     built = build_attempt(request, ClusterConfig(default_image="python:3.11-slim"))
-    pod = to_dict(built.job)["spec"]["template"]["spec"]
+    pod = built.job["spec"]["template"]["spec"]
     names = {v["name"]: v for c in pod["containers"] for v in c.get("env", [])}
-    rendered = json.dumps([to_dict(built.job), to_dict(built.service)])
+    rendered = json.dumps([built.job, built.service])
     assert_holds_no_credential({n: "" for n in names}, rendered, app.state.settings)
     assert "TRAINPORT_RUN_TOKEN" in names  # the run's own credential is the only one
 

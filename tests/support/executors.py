@@ -9,7 +9,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from workers.executors.base import AttemptObservation, LaunchRequest, RankPhase
+from core.launch_request import LaunchRequest
+from workers.executors.base import AttemptObservation, RankPhase
 from workers.executors.local import LocalExecutor
 
 PY = sys.executable

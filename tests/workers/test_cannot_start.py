@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
+from core.kubernetes import naming
 from core.runs.attempts import NEVER_RETRIED
 from core.runs.states import StatusReason
 from workers.executors.base import AttemptPhase, classify_attempt
-from workers.executors.kubernetes import naming
 from workers.executors.kubernetes.observations import group_attempts, observe_attempt
 
 

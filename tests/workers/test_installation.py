@@ -6,8 +6,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from core.installation import installation_id
+from core.kubernetes import naming
 from core.settings import Settings
-from workers.executors.kubernetes import naming
 
 
 def test_an_installation_id_is_made_once_per_database_and_kept(

@@ -25,6 +25,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from core.db import session_scope
+from core.kubernetes import naming
 from core.logs import LogKey
 from core.models import Cluster
 from core.settings import Settings
@@ -35,7 +36,6 @@ from tests.training_api.checkpointing import commit_files
 from tests.workers.test_admission import sessions
 from workers import scheduler
 from workers.clusters import forget_inventory_reads, sync_clusters
-from workers.executors.kubernetes import naming
 from workers.executors.registry import Where, executor_for
 from workers.reconciler import WorkerContext, launch_attempt, reconcile_once
 

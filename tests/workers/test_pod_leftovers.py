@@ -22,6 +22,8 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from core.kubernetes.config import ClusterConfig
+from core.kubernetes.manifests import CHECKPOINT_DIR, build_attempt
 from core.run_storage.service import leftovers_location
 from tests.factories import Tenant, make_tenant
 from tests.k8s.conftest import launch_request
@@ -34,12 +36,6 @@ from tests.security.storage_fixtures import (
     storage_app,
 )
 from tests.training_api.conftest import Started, start, submit
-from workers.executors.kubernetes.manifests import (
-    CHECKPOINT_DIR,
-    ClusterConfig,
-    build_attempt,
-    to_dict,
-)
 from workers.pod_leftovers import keep_uploaded
 
 __all__ = ["live_storage_api", "s3_endpoint", "start_server", "storage_api", "storage_app"]
@@ -70,7 +66,7 @@ def _pod(started: Started, spec: dict[str, Any], argument: str) -> tuple[list[st
     request = launch_request(nodes=1, command=[PY, "-c", TRAINER, argument], **spec)
     request = dataclasses.replace(request, run_id=started.run_id, env=started.env)
     config = ClusterConfig(default_image="trainer:1", checkpoint_claim="checkpoints")
-    pod = to_dict(build_attempt(request, config).job)["spec"]["template"]["spec"]
+    pod = build_attempt(request, config).job["spec"]["template"]["spec"]
     [container] = pod["containers"]
     env = {e["name"]: e["value"].replace("$$", "$") for e in container["env"] if "value" in e}
     command = [part.replace("$$", "$") for part in container["command"]]
@@ -167,7 +163,7 @@ def test_a_command_that_is_not_there_exits_127_as_from_a_shell(
     started = start(storage_api, submit(storage_api, tenant, **spec))
     request = launch_request(nodes=1, command=["/no/such/trainer"], **spec)
     request = dataclasses.replace(request, run_id=started.run_id, env=started.env)
-    pod = to_dict(build_attempt(request, ClusterConfig(default_image="t:1")).job)
+    pod = build_attempt(request, ClusterConfig(default_image="t:1")).job
     [container] = pod["spec"]["template"]["spec"]["containers"]
     env = {"PATH": os.environ["PATH"], **started.env, "TRAINPORT_API_URL": live_storage_api}
     env |= {e["name"]: e["value"] for e in container["env"] if e["name"] == "TRAINPORT_OUTPUTS"}

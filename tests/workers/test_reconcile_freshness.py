@@ -22,6 +22,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import db
+from core.launch_request import LaunchRequest
 from core.logs import LogStore
 from core.models import Run, RunAttempt, TaskDelivery
 from core.outbox import Task
@@ -33,7 +34,7 @@ from core.settings import Settings
 from core.tenants.schemas import Principal, Role
 from core.tenants.service import bootstrap
 from workers import scheduler
-from workers.executors.base import AttemptObservation, LaunchRequest, RankPhase
+from workers.executors.base import AttemptObservation, RankPhase
 from workers.executors.local import LocalExecutor
 from workers.reconciler import WorkerContext, launch_attempt, reconcile_once
 

@@ -56,19 +56,13 @@ from urllib.request import url2pathname
 
 from core.code.fetch import unpack
 from core.executor_kinds import ExecutorKind
+from core.launch_request import LaunchRequest, resolve_command
 from core.log_archive import LogArchive
 from core.logs import LogKey, LogStore
 from core.runs.launcher import Launcher, launcher_of, processes_started, torchrun_prefix
 from core.runs.recipes import launch_command, recipe_environment
 from core.runs.states import StatusReason
-from workers.executors.base import (
-    AttemptObservation,
-    LaunchRequest,
-    Leftovers,
-    RankObservation,
-    RankPhase,
-    resolve_command,
-)
+from workers.executors.base import AttemptObservation, Leftovers, RankObservation, RankPhase
 from workers.executors.local_attempt import (
     AttemptFiles,
     attempt_files,

@@ -119,6 +119,14 @@ def submit(
         bool,
         typer.Option("--plan", help="show what would run, where, and its cost; submit nothing"),
     ] = False,
+    manifests: Annotated[
+        bool,
+        typer.Option(
+            "--manifests",
+            help="with --plan: print only the Kubernetes objects it would apply, as YAML "
+            "documents (-o json: a JSON list)",
+        ),
+    ] = False,
     clone: Annotated[
         str | None,
         typer.Option("--clone", metavar="RUN", help="submit a copy of RUN's spec (with --set)"),
@@ -131,6 +139,8 @@ def submit(
         raise typer.BadParameter("give either --file or --clone", param_hint="--file")
     if clone is not None and plan:
         raise typer.BadParameter("--plan goes with --file", param_hint="--plan")
+    if manifests and not plan:
+        raise typer.BadParameter("--manifests goes with --plan", param_hint="--manifests")
     extra = parse_overrides(overrides or [])
     client = state.client()
     if clone is not None:
@@ -145,7 +155,11 @@ def submit(
             spec = spec.model_copy(update={"workdir": str(Path(file).parent / spec.workdir)})
         where = project or spec.project or client.config.project
         if plan:
-            print_plan(client.runs.plan(spec, project=where).to_dict(), output)
+            planned = client.runs.plan(spec, project=where).to_dict()
+            if manifests:
+                print_manifests(planned, output)
+            else:
+                print_plan(planned, output)
             return
         with upload_progress(spec.workdir) as progress:
             run = client.runs.create(spec, project=where, progress=progress)
@@ -185,7 +199,24 @@ def print_plan(plan: dict[str, Any], output: Format) -> None:
         out.print(f"  max_duration: {hours} GPU-hours, {cost['cost']} {cost['currency']}")
     for warning in plan.get("warnings") or []:
         out.print(f"  warning: {warning}")
-    out.print("Nothing was submitted; -o yaml shows the resolved spec.")
+    for document in plan.get("manifests") or []:
+        meta = document["metadata"]
+        out.print(f"  would apply: {document['kind']} {meta['name']} in {meta['namespace']}")
+    out.print("Nothing was submitted; -o yaml shows the resolved spec, --manifests the objects.")
+
+
+def print_manifests(plan: dict[str, Any], output: Format) -> None:
+    """The objects a Kubernetes cluster would get, ready for `kubectl apply --dry-run=server`
+    (with the plan's placeholders for what only the launch knows)."""
+    documents = plan.get("manifests")
+    if documents is None:
+        why = "; ".join(plan.get("warnings") or []) or "it would run as local processes"
+        err.print(f"No Kubernetes manifests: {why}")
+        return
+    if output is Format.JSON:
+        print(json.dumps(documents, indent=2))
+        return
+    print(yaml.safe_dump_all(documents, sort_keys=False), end="")
 
 
 def _reason(run: Run) -> str:

@@ -1,7 +1,8 @@
 """The Kubernetes executor: the only package that imports the `kubernetes` client.
 
-`naming` holds every name, label key and selector; `manifests` builds an attempt's Job and
-Service as typed objects; `client` builds the API client from settings; `mirror` keeps
+The objects it applies are rendered in core.kubernetes (names and labels in `naming`, an
+attempt's Job, Service and org Secret as plain JSON in `manifests`, their settings in `config`),
+which `POST /v1/runs/plan` shows too; `client` builds the API client from settings; `mirror` keeps
 list-then-watch copies of Jobs and Pods; `observations` maps them to per-rank observations;
 `podlogs` copies pod logs into the run logs in the database; `inventory` reads nodes for the
 scheduler; `executor` ties them together behind the Executor protocol.
@@ -9,12 +10,11 @@ scheduler; `executor` ties them together behind the Executor protocol.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from core.installation import installation_id
+from core.kubernetes.config import cluster_config
 from core.log_archive import LogArchive
 from core.settings import Settings
-from workers.executors.kubernetes.client import apis_from_settings, cluster_config
+from workers.executors.kubernetes.client import apis_from_settings
 from workers.executors.kubernetes.executor import KubernetesExecutor
 from workers.executors.kubernetes.inventory import read_inventory
 
@@ -24,7 +24,7 @@ def executor_from_settings(
 ) -> KubernetesExecutor:
     return KubernetesExecutor(
         apis_from_settings(settings),
-        replace(cluster_config(settings), installation=installation_id(settings)),
+        cluster_config(settings, installation_id(settings)),
         archive,
         settings.state_dir,
         unschedulable_seconds=settings.kubernetes_unschedulable_seconds,

@@ -17,7 +17,6 @@ from kubernetes import config as kube_config
 from kubernetes.watch.watch import iter_resp_lines
 
 from core.settings import Settings
-from workers.executors.kubernetes.manifests import ClusterConfig
 
 
 @dataclass(frozen=True)
@@ -78,23 +77,6 @@ def apis_from_settings(settings: Settings) -> Apis:
         api_client(settings.kubernetes_kubeconfig, settings.kubernetes_context),
         settings.kubernetes_request_timeout_seconds,
         settings.kubernetes_watch_timeout_seconds,
-    )
-
-
-def cluster_config(settings: Settings) -> ClusterConfig:
-    return ClusterConfig(
-        namespace=settings.kubernetes_namespace,
-        default_image=settings.kubernetes_default_image,
-        gpu_resource=settings.kubernetes_gpu_resource,
-        gpu_type_label=settings.kubernetes_gpu_type_label,
-        tolerations=tuple(settings.kubernetes_tolerations),
-        image_pull_secrets=tuple(settings.kubernetes_image_pull_secrets),
-        priority_classes=dict(settings.kubernetes_priority_classes),
-        queue_name=settings.kubernetes_queue_name,
-        rendezvous_port=settings.kubernetes_rendezvous_port,
-        checkpoint_claim=settings.kubernetes_checkpoint_claim,
-        code_fetcher_image=settings.kubernetes_code_fetcher_image,
-        ttl_seconds_after_finished=settings.kubernetes_ttl_seconds_after_finished,
     )
 
 

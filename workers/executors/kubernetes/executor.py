@@ -26,29 +26,25 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client as k
 from kubernetes.client.exceptions import ApiException
 
 from core.executor_kinds import ExecutorKind
-from core.log_archive import LogArchive
-from core.runs.states import StatusReason
-from core.scheduling.clusters import INDEXED_JOBS
-from workers.executors.base import (
-    AttemptObservation,
-    LaunchRequest,
-    Leftovers,
-    RankObservation,
-    RankPhase,
-)
-from workers.executors.kubernetes import naming
-from workers.executors.kubernetes.client import Apis, read_json
-from workers.executors.kubernetes.manifests import (
+from core.kubernetes import naming
+from core.kubernetes.config import ClusterConfig
+from core.kubernetes.manifests import (
     AttemptManifests,
-    ClusterConfig,
+    Manifest,
     ManifestRefused,
     build_attempt,
     build_org_secret,
+    owned_by,
 )
+from core.launch_request import LaunchRequest
+from core.log_archive import LogArchive
+from core.runs.states import StatusReason
+from core.scheduling.clusters import INDEXED_JOBS
+from workers.executors.base import AttemptObservation, Leftovers, RankObservation, RankPhase
+from workers.executors.kubernetes.client import Apis, read_json
 from workers.executors.kubernetes.mirror import Mirror
 from workers.executors.kubernetes.observations import AttemptView, group_attempts, observe_attempt
 from workers.executors.kubernetes.podlogs import PodLogs
@@ -126,11 +122,13 @@ class KubernetesExecutor:
         self._create_service(manifests, job, request)
         return None
 
-    def _kept_indexed(self, manifests: AttemptManifests, job: Any, request: LaunchRequest) -> bool:
+    def _kept_indexed(
+        self, manifests: AttemptManifests, job: Manifest, request: LaunchRequest
+    ) -> bool:
         """Whether the server kept the Indexed completion mode a multi-node run needs (each
         pod's NODE_RANK is its completion index). If not, delete the Job and refuse the run."""
-        nodes = int(manifests.job.spec.completions or 1) if manifests.job.spec else 1
-        if nodes <= 1 or (job.spec is not None and job.spec.completion_mode == "Indexed"):
+        nodes = int(manifests.job["spec"]["completions"])
+        if nodes <= 1 or (job.get("spec") or {}).get("completionMode") == "Indexed":
             return True
         self._delete(manifests.namespace, manifests.name, "the server dropped its completionMode")
         needed = ".".join(map(str, INDEXED_JOBS))
@@ -164,16 +162,15 @@ class KubernetesExecutor:
         secret = build_org_secret(request, self.config, namespace)
         core, timeout = self.apis.core, self.apis.request_timeout
         try:
-            core.create_namespaced_secret(namespace, secret, _request_timeout=timeout)
+            read_json(core.create_namespaced_secret, namespace, secret, _request_timeout=timeout)
             return
         except ApiException as error:
             if error.status != 409:
                 raise
-        assert secret.metadata is not None
-        name = str(secret.metadata.name)
-        data: dict[str, str | None] = {k: str(v) for k, v in (secret.data or {}).items()}
+        name = str(secret["metadata"]["name"])
+        data: dict[str, str | None] = dict(secret["data"])
         data.update(dict.fromkeys(self._deleted_keys(request, namespace, name)))  # null: remove
-        patch = {"metadata": {"labels": secret.metadata.labels}, "data": data}
+        patch = {"metadata": {"labels": secret["metadata"]["labels"]}, "data": data}
         core.patch_namespaced_secret(
             name,
             namespace,
@@ -195,19 +192,24 @@ class KubernetesExecutor:
         )
         return set(existing.get("data") or {}) - live - set(request.secrets.keys.values())
 
-    def _create_or_adopt(self, manifests: AttemptManifests) -> Any:
+    def _create_or_adopt(self, manifests: AttemptManifests) -> Manifest | None:
+        """The attempt's Job as the server keeps it: created now, or made by an earlier launch
+        of the same attempt (the same spec hash); None when another Job holds its name."""
         batch, timeout = self.apis.batch, self.apis.request_timeout
         try:
-            return batch.create_namespaced_job(
-                manifests.namespace, manifests.job, _request_timeout=timeout
+            return read_json(
+                batch.create_namespaced_job,
+                manifests.namespace,
+                manifests.job,
+                _request_timeout=timeout,
             )
         except ApiException as error:
             if error.status != 409:
                 raise
-        existing = batch.read_namespaced_job(
-            manifests.name, manifests.namespace, _request_timeout=timeout
+        existing = read_json(
+            batch.read_namespaced_job, manifests.name, manifests.namespace, _request_timeout=timeout
         )
-        found = ((existing.metadata.annotations if existing.metadata else None) or {}).get(
+        found = ((existing.get("metadata") or {}).get("annotations") or {}).get(
             naming.SPEC_HASH_KEY
         )
         if found == manifests.spec_hash:
@@ -216,28 +218,26 @@ class KubernetesExecutor:
             f"a different Job named {manifests.name} already exists in {manifests.namespace} "
             f"(spec hash {found or 'missing'}, expected {manifests.spec_hash}); not adopting it"
         )
-        run_id = manifests.job.metadata.annotations[naming.RUN_ID_KEY]  # type: ignore[union-attr,index]
-        attempt = int(manifests.job.metadata.labels[naming.ATTEMPT_KEY])  # type: ignore[union-attr,index]
-        spec = manifests.job.spec
-        nodes = int(spec.completions or 1) if spec else 1
+        metadata = manifests.job["metadata"]
+        run_id = str(metadata["annotations"][naming.RUN_ID_KEY])
+        attempt = int(metadata["labels"][naming.ATTEMPT_KEY])
+        nodes = int(manifests.job["spec"]["completions"])
         self._refuse(run_id, attempt, {"compute": {"nodes": nodes}}, message)  # system_error
         return None
 
     def _create_service(
-        self, manifests: AttemptManifests, job: Any, request: LaunchRequest
+        self, manifests: AttemptManifests, job: Manifest, request: LaunchRequest
     ) -> None:
         """The attempt's headless Service (rank 0's address), owned by its Job. A refusal
         (4xx) fails the attempt with the server's words: a run without its Service would never
         resolve MASTER_ADDR, and a redelivered launch would meet the same refusal."""
-        owner = k.V1OwnerReference(
-            api_version="batch/v1", kind="Job", name=manifests.name, uid=job.metadata.uid,
-            block_owner_deletion=True,
-        )  # fmt: skip
-        assert manifests.service.metadata is not None
-        manifests.service.metadata.owner_references = [owner]
+        service = owned_by(manifests.service, manifests.name, str(job["metadata"]["uid"]))
         try:
-            self.apis.core.create_namespaced_service(
-                manifests.namespace, manifests.service, _request_timeout=self.apis.request_timeout
+            read_json(
+                self.apis.core.create_namespaced_service,
+                manifests.namespace,
+                service,
+                _request_timeout=self.apis.request_timeout,
             )
         except ApiException as error:
             if error.status == 409:  # made by an earlier launch of this same attempt

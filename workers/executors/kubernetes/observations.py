@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from core.kubernetes import naming
 from core.runs.states import StatusReason
 from workers.executors.base import (
     CANNOT_START_RUNTIME_REASONS,
@@ -25,7 +26,6 @@ from workers.executors.base import (
     RankObservation,
     RankPhase,
 )
-from workers.executors.kubernetes import naming
 
 IMAGE_PULL_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName"})
 CONFIG_REASONS = frozenset({"CreateContainerConfigError", "CreateContainerError"})

@@ -32,6 +32,7 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError, ProtocolError
 
+from core.kubernetes.manifests import CONTAINER
 from core.log_archive import LogArchive
 from core.logs import CHUNK_BYTES, MAX_LINE_BYTES, LogKey, format_lines, redaction_targets
 from workers.executors.kubernetes.client import (
@@ -41,7 +42,6 @@ from workers.executors.kubernetes.client import (
     read_json,
     response_lines,
 )
-from workers.executors.kubernetes.manifests import CONTAINER
 
 TERMINAL = frozenset({"Succeeded", "Failed"})
 STARTED = frozenset({"Running", *TERMINAL})

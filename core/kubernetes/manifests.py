@@ -1,9 +1,12 @@
-"""What one attempt becomes on Kubernetes: a headless Service and an Indexed Job, as typed objects.
+"""What one attempt becomes on Kubernetes: a headless Service and an Indexed Job, as JSON.
 
-Built from the validated run spec with the official client's models — never by templating YAML —
-so a user's string (a newline, `---`, a quote) is only ever a string value in one field. Every
-`$` in a user's command or env value is doubled, because the kubelet expands `$(VAR)` there; `$$`
-is how Kubernetes spells a literal `$`, so the program sees exactly what the user wrote.
+Rendered from the validated run spec as plain dicts in the API's own shape (camelCase keys, no
+null fields: what the official client's `sanitize_for_serialization` makes of its models) —
+never by templating YAML — so a user's string (a newline, `---`, a quote) is only ever a string
+value in one field. Every `$` in a user's command or env value is doubled, because the kubelet
+expands `$(VAR)` there; `$$` is how Kubernetes spells a literal `$`, so the program sees exactly
+what the user wrote. The Kubernetes executor sends these dicts as request bodies, and
+`POST /v1/runs/plan` shows them (core/scheduling/preflight.py).
 
 The Job: completions = parallelism = nodes, `backoffLimit: 0` (Trainport owns retries), a
 podFailurePolicy that ignores disruptions (Trainport classifies them as system failures) and
@@ -13,7 +16,8 @@ spent pending included, so the reconciler enforces `scheduling.max_duration` on 
 instead (core/runs/time_limits.py). The pod runs
 at the "restricted" Pod Security level, mounts no service account token, reads secrets only
 through `secretKeyRef` to its own org's Secret (`naming.org_secret_name`, the keys resolved at
-launch: `LaunchRequest.secrets`), and finds rank 0 at `<job>-0.<service>`.
+launch: `LaunchRequest.secrets`), and finds rank 0 at `<job>-0.<service>`. The Service is owned
+by its Job (`ownerReferences`, set at launch once the Job has a uid: `owned_by`).
 """
 
 from __future__ import annotations
@@ -21,19 +25,19 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client as k
-
 from core.code import fetch
+from core.kubernetes import naming
+from core.kubernetes.config import ClusterConfig
+from core.launch_request import LaunchRequest, resolve_command
 from core.outputs import pod_upload
 from core.runs.launcher import Launcher, launcher_of, nodes, ranks_per_node, torchrun_prefix
 from core.runs.recipes import launch_command, recipe_environment
-from workers.executors.base import LaunchRequest, resolve_command
-from workers.executors.kubernetes import naming
 
+Manifest = dict[str, Any]  # one object as the API server receives it
 CONTAINER = "trainer"
 CHECKPOINT_DIR = "/checkpoints"
 CODE_DIR = "/code"  # the run's code snapshot, unpacked by the init container
@@ -49,30 +53,11 @@ class ManifestRefused(ValueError):
 
 
 @dataclass(frozen=True)
-class ClusterConfig:
-    """The settings that shape manifests (see core.settings, `kubernetes_*`)."""
-
-    namespace: str = "trainport-runs"
-    default_image: str | None = None
-    gpu_resource: str = "nvidia.com/gpu"
-    gpu_type_label: str = "nvidia.com/gpu.product"
-    tolerations: tuple[dict[str, str], ...] = ()
-    image_pull_secrets: tuple[str, ...] = ()
-    priority_classes: dict[str, str] = field(default_factory=dict)
-    queue_name: str | None = None
-    rendezvous_port: int = 29500
-    checkpoint_claim: str | None = None
-    code_fetcher_image: str | None = None  # default: the run's own image
-    ttl_seconds_after_finished: int = 3600
-    installation: str = "default"  # labels every object; see core.installation
-
-
-@dataclass(frozen=True)
 class AttemptManifests:
     namespace: str
     name: str
-    job: k.V1Job
-    service: k.V1Service
+    job: Manifest
+    service: Manifest
     spec_hash: str
 
 
@@ -85,22 +70,23 @@ def build_attempt(request: LaunchRequest, config: ClusterConfig) -> AttemptManif
     service = build_service_manifest(request, config, namespace)
     digest = spec_hash(job, service)
     for target in (job, service):
-        assert target.metadata is not None
-        assert target.metadata.annotations is not None
-        target.metadata.annotations[naming.SPEC_HASH_KEY] = digest
+        target["metadata"]["annotations"][naming.SPEC_HASH_KEY] = digest
     return AttemptManifests(namespace, name, job, service, digest)
 
 
-def to_dict(obj: Any) -> dict[str, Any]:
-    """The wire form of a client model, as the API server receives it."""
-    document: dict[str, Any] = k.ApiClient().sanitize_for_serialization(obj)
-    return document
-
-
-def spec_hash(job: k.V1Job, service: k.V1Service) -> str:
+def spec_hash(job: Manifest, service: Manifest) -> str:
     """A digest of what was asked for, before the hash itself is written into the objects."""
-    canonical = json.dumps([to_dict(job), to_dict(service)], sort_keys=True)
+    canonical = json.dumps([job, service], sort_keys=True)
     return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+def owned_by(service: Manifest, job_name: str, job_uid: str) -> Manifest:
+    """`service` owned by its Job (the garbage collector deletes it with the Job)."""
+    owner = {
+        "apiVersion": "batch/v1", "kind": "Job", "name": job_name, "uid": job_uid,
+        "blockOwnerDeletion": True,
+    }  # fmt: skip
+    return {**service, "metadata": {**service["metadata"], "ownerReferences": [owner]}}
 
 
 def _check_launchable(spec: dict[str, Any], config: ClusterConfig) -> None:
@@ -113,7 +99,7 @@ def _check_launchable(spec: dict[str, Any], config: ClusterConfig) -> None:
 
 def _metadata(
     request: LaunchRequest, config: ClusterConfig, name: str | None, namespace: str | None
-) -> k.V1ObjectMeta:
+) -> Manifest:
     labels = {
         key: value
         for key, value in (request.spec.get("labels") or {}).items()
@@ -125,81 +111,82 @@ def _metadata(
         )
     )
     annotations = {naming.RUN_ID_KEY: request.run_id}
-    return k.V1ObjectMeta(name=name, namespace=namespace, labels=labels, annotations=annotations)
+    named = {"name": name, "namespace": namespace} if name and namespace else {}
+    return {**named, "labels": labels, "annotations": annotations}
 
 
 def build_service_manifest(
     request: LaunchRequest, config: ClusterConfig, namespace: str
-) -> k.V1Service:
+) -> Manifest:
     """Headless, publishing not-ready pods: rank 0 must resolve before any rank is ready."""
     name = naming.attempt_name(request.run_id, request.attempt)
-    port = k.V1ServicePort(name="rendezvous", port=config.rendezvous_port, protocol="TCP")
-    spec = k.V1ServiceSpec(
-        cluster_ip="None",
-        publish_not_ready_addresses=True,
-        selector=naming.selector_labels(request.run_id, request.attempt, config.installation),
-        ports=[port],
-    )
+    port = {"name": "rendezvous", "port": config.rendezvous_port, "protocol": "TCP"}
+    spec = {
+        "clusterIP": "None",
+        "publishNotReadyAddresses": True,
+        "selector": naming.selector_labels(request.run_id, request.attempt, config.installation),
+        "ports": [port],
+    }
     metadata = _metadata(request, config, name, namespace)
-    return k.V1Service(api_version="v1", kind="Service", metadata=metadata, spec=spec)
+    return {"apiVersion": "v1", "kind": "Service", "metadata": metadata, "spec": spec}
 
 
-def build_job_manifest(request: LaunchRequest, config: ClusterConfig, namespace: str) -> k.V1Job:
+def build_job_manifest(request: LaunchRequest, config: ClusterConfig, namespace: str) -> Manifest:
     name = naming.attempt_name(request.run_id, request.attempt)
     completions = nodes(request.spec)
     metadata = _metadata(request, config, name, namespace)
     if config.queue_name:
-        assert metadata.labels is not None
-        metadata.labels[naming.QUEUE_KEY] = config.queue_name
-    spec = k.V1JobSpec(
-        completions=completions,
-        parallelism=completions,
-        completion_mode="Indexed",
-        backoff_limit=0,
-        pod_failure_policy=_pod_failure_policy(),
-        pod_replacement_policy="Failed",
-        ttl_seconds_after_finished=config.ttl_seconds_after_finished,
-        template=_pod_template(request, config),
-    )
-    return k.V1Job(api_version="batch/v1", kind="Job", metadata=metadata, spec=spec)
+        metadata["labels"][naming.QUEUE_KEY] = config.queue_name
+    spec = {
+        "completions": completions,
+        "parallelism": completions,
+        "completionMode": "Indexed",
+        "backoffLimit": 0,
+        "podFailurePolicy": _pod_failure_policy(),
+        "podReplacementPolicy": "Failed",
+        "ttlSecondsAfterFinished": config.ttl_seconds_after_finished,
+        "template": _pod_template(request, config),
+    }
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": spec}
 
 
-def _pod_failure_policy() -> k.V1PodFailurePolicy:
-    disrupted = k.V1PodFailurePolicyOnPodConditionsPattern(type="DisruptionTarget", status="True")
-    hopeless = k.V1PodFailurePolicyOnExitCodesRequirement(
-        container_name=CONTAINER, operator="In", values=NEVER_SUCCEEDS
-    )
-    return k.V1PodFailurePolicy(
-        rules=[
-            k.V1PodFailurePolicyRule(action="Ignore", on_pod_conditions=[disrupted]),
-            k.V1PodFailurePolicyRule(action="FailJob", on_exit_codes=hopeless),
+def _pod_failure_policy() -> Manifest:
+    disrupted = {"type": "DisruptionTarget", "status": "True"}
+    hopeless = {"containerName": CONTAINER, "operator": "In", "values": list(NEVER_SUCCEEDS)}
+    return {
+        "rules": [
+            {"action": "Ignore", "onPodConditions": [disrupted]},
+            {"action": "FailJob", "onExitCodes": hopeless},
         ]
-    )
+    }
 
 
-def _pod_template(request: LaunchRequest, config: ClusterConfig) -> k.V1PodTemplateSpec:
+def _pod_template(request: LaunchRequest, config: ClusterConfig) -> Manifest:
     spec = request.spec
     gpu_type = (spec.get("compute") or {}).get("gpu_type")
     priority = (spec.get("scheduling") or {}).get("priority") or "normal"
-    pod = k.V1PodSpec(
-        restart_policy="Never",
-        subdomain=naming.attempt_name(request.run_id, request.attempt),
-        automount_service_account_token=False,
-        enable_service_links=False,  # no Service variables beside the user's env
-        security_context=k.V1PodSecurityContext(
-            run_as_non_root=True, seccomp_profile=k.V1SeccompProfile(type="RuntimeDefault")
-        ),
-        init_containers=[_code_fetcher(request, config)] if request.code else None,
-        containers=[_container(request, config)],
-        volumes=_volumes(request, config),
-        node_selector={config.gpu_type_label: gpu_type} if gpu_type else None,
-        tolerations=[k.V1Toleration(**t) for t in config.tolerations] or None,
-        image_pull_secrets=[k.V1LocalObjectReference(name=s) for s in config.image_pull_secrets]
-        or None,
-        priority_class_name=config.priority_classes.get(str(priority)),
-        affinity=_placed_on(request.nodes),
-    )
-    return k.V1PodTemplateSpec(metadata=_metadata(request, config, None, None), spec=pod)
+    pod = {
+        "restartPolicy": "Never",
+        "subdomain": naming.attempt_name(request.run_id, request.attempt),
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,  # no Service variables beside the user's env
+        "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+        "initContainers": [_code_fetcher(request, config)] if request.code else None,
+        "containers": [_container(request, config)],
+        "volumes": _volumes(request, config),
+        "nodeSelector": {config.gpu_type_label: gpu_type} if gpu_type else None,
+        # The operator's tolerations as written (`key`, `operator`, `value`, `effect`).
+        "tolerations": [dict(t) for t in config.tolerations] or None,
+        "imagePullSecrets": [{"name": s} for s in config.image_pull_secrets] or None,
+        "priorityClassName": config.priority_classes.get(str(priority)),
+        "affinity": _placed_on(request.nodes),
+    }
+    return {"metadata": _metadata(request, config, None, None), "spec": _present(pod)}
+
+
+def _present(fields: Manifest) -> Manifest:
+    """`fields` without the unset ones: the API's JSON has no nulls."""
+    return {key: value for key, value in fields.items() if value is not None}
 
 
 def container_command(spec: dict[str, Any], cwd: str | None = None) -> list[str]:
@@ -232,49 +219,47 @@ def wrapped_command(request: LaunchRequest, config: ClusterConfig) -> list[str]:
     return ["python3", "-c", literal(UPLOAD_PROGRAM), *command]
 
 
-def _placed_on(nodes: tuple[str, ...]) -> k.V1Affinity | None:
+def _placed_on(nodes: tuple[str, ...]) -> Manifest | None:
     """Only the nodes the scheduler's node-shaped fit chose (by node name, which a label might
     not match): the gang runs where Trainport counted its GPUs free."""
     if not nodes:
         return None
-    names = k.V1NodeSelectorRequirement(key="metadata.name", operator="In", values=list(nodes))
-    term = k.V1NodeSelectorTerm(match_fields=[names])
-    required = k.V1NodeSelector(node_selector_terms=[term])
-    return k.V1Affinity(
-        node_affinity=k.V1NodeAffinity(required_during_scheduling_ignored_during_execution=required)
-    )
+    names = {"key": "metadata.name", "operator": "In", "values": list(nodes)}
+    required = {"nodeSelectorTerms": [{"matchFields": [names]}]}
+    return {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": required}}
 
 
-def _container(request: LaunchRequest, config: ClusterConfig) -> k.V1Container:
+def _container(request: LaunchRequest, config: ClusterConfig) -> Manifest:
     cwd = working_dir(request)
     command = wrapped_command(request, config)
-    mounts = [k.V1VolumeMount(name="dshm", mount_path="/dev/shm")]  # noqa: S108 - shared memory
+    mounts = [{"name": "dshm", "mountPath": "/dev/shm"}]  # noqa: S108 - shared memory
     if config.checkpoint_claim:
         mounts.append(
-            k.V1VolumeMount(name="checkpoints", mount_path=CHECKPOINT_DIR, sub_path=request.run_id)
+            {"name": "checkpoints", "mountPath": CHECKPOINT_DIR, "subPath": request.run_id}
         )
     if request.code:
-        mounts.append(k.V1VolumeMount(name="code", mount_path=CODE_DIR))
-    return k.V1Container(
-        name=CONTAINER,
-        image=request.spec.get("image") or config.default_image,
-        image_pull_policy=IMAGE_PULL_POLICY,
-        command=command,  # escaped by container_command
-        working_dir=cwd,
-        env=_env(request, config),
-        resources=_resources(request.spec.get("compute") or {}, config),
-        volume_mounts=mounts,
-        security_context=_restricted(),
-    )
+        mounts.append({"name": "code", "mountPath": CODE_DIR})
+    container = {
+        "name": CONTAINER,
+        "image": request.spec.get("image") or config.default_image,
+        "imagePullPolicy": IMAGE_PULL_POLICY,
+        "command": command,  # escaped by container_command
+        "workingDir": cwd,
+        "env": _env(request, config),
+        "resources": _resources(request.spec.get("compute") or {}, config),
+        "volumeMounts": mounts,
+        "securityContext": _restricted(),
+    }
+    return _present(container)
 
 
-def _restricted() -> k.V1SecurityContext:
-    return k.V1SecurityContext(
-        allow_privilege_escalation=False,
-        run_as_non_root=True,
-        capabilities=k.V1Capabilities(drop=["ALL"]),
-        seccomp_profile=k.V1SeccompProfile(type="RuntimeDefault"),
-    )
+def _restricted() -> Manifest:
+    return {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "runAsNonRoot": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
 
 
 def working_dir(request: LaunchRequest) -> str | None:
@@ -286,7 +271,7 @@ def working_dir(request: LaunchRequest) -> str | None:
     return f"{CODE_DIR}/{inside}" if inside else CODE_DIR
 
 
-def _code_fetcher(request: LaunchRequest, config: ClusterConfig) -> k.V1Container:
+def _code_fetcher(request: LaunchRequest, config: ClusterConfig) -> Manifest:
     """Fetches the run's snapshot into the `code` emptyDir before the trainer starts: a
     presigned URL asked for with the run token (core/code/fetch.py), no storage credential."""
     assert request.code is not None
@@ -294,18 +279,19 @@ def _code_fetcher(request: LaunchRequest, config: ClusterConfig) -> k.V1Containe
     values = {name: request.env[name] for name in wanted if name in request.env}
     values["TRAINPORT_RUN_ID"] = request.run_id
     values |= {"TRAINPORT_CODE_DIGEST": request.code.digest, "TRAINPORT_CODE_DIR": CODE_DIR}
-    return k.V1Container(
-        name=CODE_FETCHER,
-        image=config.code_fetcher_image or request.spec.get("image") or config.default_image,
-        image_pull_policy=IMAGE_PULL_POLICY,
-        command=["python3", "-c", literal(FETCH_PROGRAM)],
-        env=[k.V1EnvVar(name=name, value=literal(value)) for name, value in values.items()],
-        resources=k.V1ResourceRequirements(
-            requests={"cpu": "100m", "memory": "128Mi"}, limits={"memory": "512Mi"}
-        ),
-        volume_mounts=[k.V1VolumeMount(name="code", mount_path=CODE_DIR)],
-        security_context=_restricted(),
-    )
+    return {
+        "name": CODE_FETCHER,
+        "image": config.code_fetcher_image or request.spec.get("image") or config.default_image,
+        "imagePullPolicy": IMAGE_PULL_POLICY,
+        "command": ["python3", "-c", literal(FETCH_PROGRAM)],
+        "env": [{"name": name, "value": literal(value)} for name, value in values.items()],
+        "resources": {
+            "requests": {"cpu": "100m", "memory": "128Mi"},
+            "limits": {"memory": "512Mi"},
+        },
+        "volumeMounts": [{"name": "code", "mountPath": CODE_DIR}],
+        "securityContext": _restricted(),
+    }
 
 
 def literal(text: str) -> str:
@@ -313,7 +299,7 @@ def literal(text: str) -> str:
     return text.replace("$", "$$")
 
 
-def _resources(compute: dict[str, Any], config: ClusterConfig) -> k.V1ResourceRequirements:
+def _resources(compute: dict[str, Any], config: ClusterConfig) -> Manifest:
     requests: dict[str, str] = {}
     limits: dict[str, str] = {}
     if compute.get("cpus"):
@@ -323,18 +309,18 @@ def _resources(compute: dict[str, Any], config: ClusterConfig) -> k.V1ResourceRe
     gpus = int(compute.get("gpus_per_node") or 0)
     if gpus:
         requests[config.gpu_resource] = limits[config.gpu_resource] = str(gpus)
-    return k.V1ResourceRequirements(requests=requests or None, limits=limits or None)
+    return _present({"requests": requests or None, "limits": limits or None})
 
 
-def _volumes(request: LaunchRequest, config: ClusterConfig) -> list[k.V1Volume]:
+def _volumes(request: LaunchRequest, config: ClusterConfig) -> list[Manifest]:
     memory = (request.spec.get("compute") or {}).get("memory")
-    shm = k.V1EmptyDirVolumeSource(medium="Memory", size_limit=str(memory) if memory else None)
-    volumes = [k.V1Volume(name="dshm", empty_dir=shm)]
+    shm = _present({"medium": "Memory", "sizeLimit": str(memory) if memory else None})
+    volumes: list[Manifest] = [{"name": "dshm", "emptyDir": shm}]
     if request.code:
-        volumes.append(k.V1Volume(name="code", empty_dir=k.V1EmptyDirVolumeSource()))
+        volumes.append({"name": "code", "emptyDir": {}})
     if config.checkpoint_claim:
-        claim = k.V1PersistentVolumeClaimVolumeSource(claim_name=config.checkpoint_claim)
-        volumes.append(k.V1Volume(name="checkpoints", persistent_volume_claim=claim))
+        claim = {"claimName": config.checkpoint_claim}
+        volumes.append({"name": "checkpoints", "persistentVolumeClaim": claim})
     return volumes
 
 
@@ -372,45 +358,55 @@ def rank_environment(request: LaunchRequest, config: ClusterConfig) -> dict[str,
     return env
 
 
-def _secret_ref(request: LaunchRequest, variable: str, secret: str) -> k.V1SecretKeySelector:
+def _secret_ref(request: LaunchRequest, variable: str, secret: str) -> Manifest:
     """A reference into the run's own org's Secret; never a value in the manifest."""
     key = request.secrets.keys.get(secret)
     if key is None:  # the reconciler resolves every name first; this request was built elsewhere
         raise ManifestRefused(
             f"env {variable} needs secret {secret!r}, which was not resolved for this launch"
         )
-    return k.V1SecretKeySelector(name=naming.org_secret_name(request.org_id), key=key)
+    return {"name": naming.org_secret_name(request.org_id), "key": key}
 
 
-def build_org_secret(request: LaunchRequest, config: ClusterConfig, namespace: str) -> k.V1Secret:
+def build_org_secret(request: LaunchRequest, config: ClusterConfig, namespace: str) -> Manifest:
     """The launch's resolved values as its org's Secret (merged into what the org has there)."""
     data = {
         key: base64.b64encode(value.encode()).decode("ascii")
         for key, value in request.secrets.store().items()
     }
-    metadata = k.V1ObjectMeta(
-        name=naming.org_secret_name(request.org_id),
-        namespace=namespace,
-        labels=naming.org_secret_labels(request.org_id, config.installation),
-    )
-    return k.V1Secret(api_version="v1", kind="Secret", type="Opaque", metadata=metadata, data=data)
+    return org_secret(request.org_id, config, namespace, data)
 
 
-def _env(request: LaunchRequest, config: ClusterConfig) -> list[k.V1EnvVar]:
-    variables = []
+def org_secret(
+    org_id: str, config: ClusterConfig, namespace: str, data: dict[str, str]
+) -> Manifest:
+    """The org's Secret holding `data` (key -> base64 value; a plan shows a placeholder)."""
+    metadata = {
+        "name": naming.org_secret_name(org_id),
+        "namespace": namespace,
+        "labels": naming.org_secret_labels(org_id, config.installation),
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": metadata,
+        "data": data,
+    }
+
+
+def _env(request: LaunchRequest, config: ClusterConfig) -> list[Manifest]:
+    variables: list[Manifest] = []
     for name, value in (request.spec.get("env") or {}).items():
         if isinstance(value, dict):
             ref = _secret_ref(request, name, value["secret"])
-            variables.append(k.V1EnvVar(name=name, value_from=k.V1EnvVarSource(secret_key_ref=ref)))
+            variables.append({"name": name, "valueFrom": {"secretKeyRef": ref}})
         else:
-            variables.append(k.V1EnvVar(name=name, value=literal(str(value))))
+            variables.append({"name": name, "value": literal(str(value))})
     if launcher_of(request.spec) is not Launcher.NONE:
-        index = k.V1ObjectFieldSelector(
-            field_path=f"metadata.annotations['{naming.COMPLETION_INDEX_KEY}']"
-        )
-        source = k.V1EnvVarSource(field_ref=index)
-        variables.append(k.V1EnvVar(name="NODE_RANK", value_from=source))
+        index = {"fieldPath": f"metadata.annotations['{naming.COMPLETION_INDEX_KEY}']"}
+        variables.append({"name": "NODE_RANK", "valueFrom": {"fieldRef": index}})
     platform = {**recipe_environment(request.spec), **rank_environment(request, config)}
     for name, value in platform.items():
-        variables.append(k.V1EnvVar(name=name, value=literal(value)))
+        variables.append({"name": name, "value": literal(value)})
     return variables
