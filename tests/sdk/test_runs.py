@@ -6,6 +6,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from typing import Any
 
 import httpx
 import pytest
@@ -20,7 +21,7 @@ from core.tenants.service import authenticate
 from tests.factories import Tenant
 from tests.sdk.test_training import launch
 
-SPEC = {"image": "python:3.11-slim", "command": ["python", "-c", "print('hi')"]}
+SPEC: dict[str, Any] = {"image": "python:3.11-slim", "command": ["python", "-c", "print('hi')"]}
 
 
 def make_runs(client: TestClient, tenant: Tenant, count: int) -> None:

@@ -51,7 +51,9 @@ def platform_settings(postgres_url: str, root: Path, endpoint: str) -> Settings:
         s3_prefix="platform/",
         s3_endpoint_url=endpoint,
         s3_region="us-east-1",
-        **PLATFORM_CREDENTIALS,
+        secret_key=PLATFORM_CREDENTIALS["secret_key"],
+        s3_access_key_id=PLATFORM_CREDENTIALS["s3_access_key_id"],
+        s3_secret_access_key=PLATFORM_CREDENTIALS["s3_secret_access_key"],
     )
 
 

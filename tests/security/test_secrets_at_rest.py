@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypedDict
 
 import pytest
 from fastapi.testclient import TestClient
@@ -70,9 +71,20 @@ def test_the_admin_command_reencrypts_under_the_newest_key(
     assert only_new.decrypt(row.org_id, "", "wandb", row.ciphertext) == value
 
 
+class ProductionBasics(TypedDict):
+    """What a production server needs besides its secrets key."""
+
+    environment: Environment
+    secret_key: str
+    database_url: str
+
+
 def test_production_refuses_to_start_without_a_secrets_key() -> None:
-    production = {"environment": Environment.PRODUCTION, "secret_key": "x" * 40}
-    production["database_url"] = "postgresql+psycopg://db/trainport"
+    production = ProductionBasics(
+        environment=Environment.PRODUCTION,
+        secret_key="x" * 40,
+        database_url="postgresql+psycopg://db/trainport",
+    )
     with pytest.raises(ValidationError, match="TRAINPORT_SECRETS_KEY"):
         Settings(**production)
     with pytest.raises(ValidationError, match="at least 32 characters"):

@@ -163,9 +163,9 @@ def test_a_command_that_is_not_there_exits_127_as_from_a_shell(
     storage_api: TestClient, live_storage_api: str, tmp_path: Path
 ) -> None:
     tenant = make_tenant(storage_api)
-    spec = {"outputs": ["out/**"]}
-    started = start(storage_api, submit(storage_api, tenant, **spec))
-    request = launch_request(nodes=1, command=["/no/such/trainer"], **spec)
+    outputs = ["out/**"]
+    started = start(storage_api, submit(storage_api, tenant, outputs=outputs))
+    request = launch_request(nodes=1, command=["/no/such/trainer"], outputs=outputs)
     request = dataclasses.replace(request, run_id=started.run_id, env=started.env)
     pod = to_dict(build_attempt(request, ClusterConfig(default_image="t:1")).job)
     [container] = pod["spec"]["template"]["spec"]["containers"]
