@@ -48,7 +48,6 @@ def sandboxed(tmp_path: Path) -> Iterator[LocalExecutor]:
         pytest.skip("bubblewrap is not usable here")
     # No log archive: the rank's log stays in the spool file this test reads.
     executor = LocalExecutor(state, LogStore(state / "logs"), "http://api.test", 0.5, sandbox)
-    executor.log_store.poll_interval = 0.02
     yield executor
     for seen in executor.observe():
         executor.cleanup(seen.run_id, seen.attempt)

@@ -13,6 +13,7 @@ from sqlalchemy import create_engine, select
 
 from api import admin
 from api.app import create_app
+from api.app_state import app_engine
 from core.logs import LogStore
 from core.models import RunSecret
 from core.secrets.encryption import SecretUnreadable, cipher_for
@@ -55,7 +56,7 @@ def test_the_admin_command_reencrypts_under_the_newest_key(
     value = canary()
     with TestClient(app) as api:
         set_secret(api, make_tenant(api), "wandb", value)
-    app.state.engine.dispose()
+    app_engine(app).dispose()
     monkeypatch.setenv("TRAINPORT_DATABASE_URL", url)
     monkeypatch.setenv("TRAINPORT_SECRETS_KEY", f"{KEY_B},{KEY_A}")
     get_settings.cache_clear()
