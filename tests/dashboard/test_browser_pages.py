@@ -173,7 +173,7 @@ def test_the_queue_lists_waiting_runs_in_order_with_quota_beside_usage(
     expect(waiting).to_have_count(2)
     expect(waiting.nth(1)).to_contain_text("quota_exhausted: 0 of 0 running runs of project parked")
     rows = waiting.all_inner_texts()
-    places = [int(re.search(r"#(\d+) —", row).group(1)) for row in rows]  # type: ignore[union-attr]
+    places = [int(re.findall(r"#(\d+) —", row)[0]) for row in rows]  # the first in each row
     assert places == sorted(places), rows  # in admission order
     expect(page.locator("#quota")).to_contain_text("project parked")
     expect(page.locator("#quota tr", has_text="project parked")).to_contain_text("0 of 0")

@@ -25,7 +25,7 @@ from core.models import Cluster
 from core.runs.states import StatusReason
 from core.secrets.schemas import LaunchSecrets
 from tests.factories import app_of, create_run
-from tests.k8s.conftest import launch_request, seen, stored_log
+from tests.k8s.conftest import expect_seen, launch_request, stored_log
 from tests.k8s_real.conftest import (
     CLUSTER,
     IMAGE,
@@ -275,7 +275,7 @@ def test_the_headless_service_is_owned_by_its_job_under_owner_reference_enforcem
     request = launch_request(nodes=1, image=IMAGE)
     try:
         executor.launch(request)
-        outcome = classify_attempt(seen(executor, request).ranks)  # type: ignore[union-attr]
+        outcome = classify_attempt(expect_seen(executor, request).ranks)
         assert outcome.phase is AttemptPhase.FAILED
         assert outcome.reason is StatusReason.SYSTEM_ERROR
         assert "headless Service" in outcome.message

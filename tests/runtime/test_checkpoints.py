@@ -58,7 +58,9 @@ def test_a_marker_naming_missing_or_truncated_files_is_ignored(tmp_path: Path) -
         state.truncate(10)
     (tmp_path / "step-0000000030").mkdir()
     (tmp_path / "step-0000000030" / "COMMIT").write_text("{not json")
-    assert checkpoints.latest().step == 10  # type: ignore[union-attr]
+    latest = checkpoints.latest()
+    assert latest is not None
+    assert latest.step == 10
 
 
 def test_only_the_newest_k_checkpoints_are_kept(tmp_path: Path) -> None:

@@ -39,10 +39,11 @@ def sessions(client: TestClient) -> Factory:
 
 def counts(client: TestClient) -> tuple[int, int, int]:
     with session_scope(sessions(client)) as session:
-        return tuple(  # type: ignore[return-value]
+        runs, events, messages = (
             int(session.scalar(select(func.count()).select_from(table)) or 0)
             for table in (Run, RunEvent, OutboxMessage)
         )
+        return runs, events, messages
 
 
 def gpu_spec(**scheduling: Any) -> dict[str, Any]:
