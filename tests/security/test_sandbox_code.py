@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from core.logs import LogStore
-from core.settings import Settings
+from core.settings import Settings, embedded_database_url
 from tests.support.executors import FINISHED, wait_until
 from workers.executors.base import CodeToRun, LaunchRequest, RankPhase
 from workers.executors.local import LocalExecutor
@@ -43,7 +43,7 @@ def snapshot(files: dict[str, bytes]) -> bytes:
 @pytest.fixture
 def sandboxed(tmp_path: Path) -> Iterator[LocalExecutor]:
     state = tmp_path / "state"
-    sandbox = rank_sandbox(Settings(state_dir=state, database_url="sqlite:///unused.db"))
+    sandbox = rank_sandbox(Settings(state_dir=state, database_url=embedded_database_url(state)))
     if sandbox is None:
         pytest.skip("bubblewrap is not usable here")
     # No log archive: the rank's log stays in the spool file this test reads.
