@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
+from api.app_state import app_engine, app_sessionmaker, app_settings
 from api.edge import settled_caller
 from api.run_access import RunAccess
 from core.db import session_scope
@@ -24,25 +25,22 @@ from core.tenants.schemas import Principal
 
 
 async def get_settings(request: Request) -> Settings:  # async: no threadpool hop
-    settings: Settings = request.app.state.settings
-    return settings
+    return app_settings(request.app)
 
 
 def get_session(request: Request) -> Iterator[Session]:
     """One session per request; it commits when the route returns and rolls back if it raises."""
-    with session_scope(request.app.state.sessionmaker) as session:
+    with session_scope(app_sessionmaker(request.app)) as session:
         yield session
 
 
 async def get_sessionmaker(request: Request) -> sessionmaker[Session]:
     """For routes whose work outlives the request's session (a streamed log, a long poll)."""
-    factory: sessionmaker[Session] = request.app.state.sessionmaker
-    return factory
+    return app_sessionmaker(request.app)
 
 
 async def get_engine(request: Request) -> Engine:
-    engine: Engine = request.app.state.engine
-    return engine
+    return app_engine(request.app)
 
 
 async def get_sandbox(request: Request) -> str:

@@ -26,6 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.app_state import app_rate_limiter
 from api.problems import ProblemResponse, problem
 from core import process_logging
 from core.aio import AsyncDatabase
@@ -117,7 +118,7 @@ async def authenticate_first(request: Request, kind: CallerKind, on_loop: bool) 
 
 async def count_org(request: Request, caller: Principal) -> None:
     """Count the request against the caller's org (`TRAINPORT_RATE_LIMIT_PER_ORG`); 429 over."""
-    limiter: RateLimiter = request.app.state.rate_limiter
+    limiter = app_rate_limiter(request.app)
     await limiter.hit(limiter.per_org, caller.org_id)
 
 

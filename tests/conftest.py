@@ -112,6 +112,7 @@ def _is_fast(item: pytest.Item) -> bool:
     if callspec is not None and "postgres" in callspec.params.values():
         return False  # `any_client`'s PostgreSQL half
     package = item.path.relative_to(Path(__file__).parent).parts[0]
+    assert isinstance(item, pytest.Function)  # the suite collects test functions only
     return package not in SLOW_PACKAGES and "ADMIN_URL" not in item.module.__dict__
 
 

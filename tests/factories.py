@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from api.app_state import app_sessionmaker
 from core import db
 from core.db import session_scope
 from core.log_archive import LogArchive
@@ -33,10 +34,16 @@ class Tenant:
         return {"Authorization": f"Bearer {self.key}"}
 
 
+def app_of(client: TestClient) -> FastAPI:
+    """The app behind a test client (TestClient types it as any ASGI app), for api/app_state.py's
+    accessors."""
+    assert isinstance(client.app, FastAPI), client.app
+    return client.app
+
+
 def make_tenant(client: TestClient, name: str | None = None) -> Tenant:
     """A new organisation, its `default` project and an admin key, made as `bootstrap` does."""
-    app: FastAPI = client.app  # type: ignore[assignment]
-    with session_scope(app.state.sessionmaker) as session:
+    with session_scope(app_sessionmaker(app_of(client))) as session:
         made = bootstrap(session, name or f"org-{secrets.token_hex(5)}")
         return Tenant(made.org.id, made.project.id, made.secret)
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from api.app_state import app_sessionmaker
 from core.db import session_scope
 from core.models import Run
 from core.runs.states import RunStatus, StatusReason, transition
+from tests.factories import app_of
 
 LEAK_MARKERS = ("Traceback", 'File "', "SELECT ", "INSERT ", "UPDATE ", "sqlalchemy", "psycopg")
 REASONS = {
@@ -54,9 +55,9 @@ def pointers(body: dict[str, Any]) -> set[str]:
 
 def advance(client: TestClient, run_id: str, *statuses: RunStatus) -> None:
     """Move a run through `statuses` in order, each step a real lifecycle transition."""
-    app: FastAPI = client.app  # type: ignore[assignment]
+    app = app_of(client)
     for status in statuses:
-        with session_scope(app.state.sessionmaker) as session:
+        with session_scope(app_sessionmaker(app)) as session:
             run = session.get(Run, run_id)
             assert run is not None
             reason = REASONS.get(status, StatusReason.USER_CANCELLED)

@@ -9,16 +9,16 @@ from datetime import timedelta
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
+from api.app_state import app_sessionmaker
 from core.db import session_scope
 from core.models import utcnow
 from core.tenants.service import authenticate
 from tests.api.conftest import LiveServer
 from tests.api.expect import assert_problem
-from tests.factories import Tenant, make_key
+from tests.factories import Tenant, app_of, make_key
 
 
 def _unauthenticated_shape(client: TestClient, headers: dict[str, str]) -> dict[str, object]:
@@ -29,8 +29,8 @@ def _unauthenticated_shape(client: TestClient, headers: dict[str, str]) -> dict[
 
 
 def _sql(client: TestClient, statement: str, **params: object) -> list[tuple[object, ...]]:
-    app: FastAPI = client.app  # type: ignore[assignment]
-    with session_scope(app.state.sessionmaker) as session:
+    app = app_of(client)
+    with session_scope(app_sessionmaker(app)) as session:
         result = session.execute(text(statement), params)
         return [tuple(row) for row in result] if statement.startswith("SELECT") else []
 
@@ -113,8 +113,8 @@ def test_only_the_sha256_digest_is_stored(client: TestClient, tenant: Tenant) ->
 def test_a_slow_transaction_using_a_key_does_not_stall_its_other_requests(
     client: TestClient, server_b: LiveServer, tenant: Tenant
 ) -> None:
-    app: FastAPI = client.app  # type: ignore[assignment]
-    with session_scope(app.state.sessionmaker) as slow:
+    app = app_of(client)
+    with session_scope(app_sessionmaker(app)) as slow:
         authenticate(slow, tenant.key, touch_interval_s=0)  # touches the key and stays open
         response = httpx.get(f"{server_b.url}/v1/me", headers=tenant.headers, timeout=5)
     assert response.status_code == 200

@@ -13,15 +13,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select, text
 
+from api.app_state import app_engine, app_sessionmaker
 from core.db import session_scope
 from core.models import Run
 from core.runs.states import RunStatus, StatusReason, transition
 from tests.api.conftest import LiveServer
-from tests.factories import Tenant, create_run, make_key, make_tenant, run_spec
+from tests.factories import Tenant, app_of, create_run, make_key, make_tenant, run_spec
 
 WRITERS = 4
 RUNS_PER_WRITER = 8
@@ -131,8 +131,8 @@ def test_no_change_is_skipped_with_concurrent_writers(
 
 
 def _database_view(client: TestClient, tenant: Tenant) -> dict[str, tuple[int, bool]]:
-    app: FastAPI = client.app  # type: ignore[assignment]
-    with session_scope(app.state.sessionmaker) as session:
+    app = app_of(client)
+    with session_scope(app_sessionmaker(app)) as session:
         rows = session.execute(
             select(Run.id, Run.resource_version, Run.deleted_at).where(Run.org_id == tenant.org_id)
         )
@@ -166,14 +166,14 @@ def test_a_change_that_commits_late_is_not_skipped(
     run = create_run(client, tenant)
     since = _feed(client, reader, 0)["resource_version"]
     seen: dict[str, int] = {}
-    app: FastAPI = client.app  # type: ignore[assignment]
-    with session_scope(app.state.sessionmaker) as slow:
+    app = app_of(client)
+    with session_scope(app_sessionmaker(app)) as slow:
         loaded = slow.get(Run, run["id"])
         assert loaded is not None
         transition(slow, loaded, RunStatus.QUEUED, StatusReason.QUEUED_FOR_CAPACITY)
         writer = threading.Thread(target=_write_one, args=(server_b.url, tenant))
         writer.start()
-        _blocked_on_a_lock(app.state.engine, writer)
+        _blocked_on_a_lock(app_engine(app), writer)
         page = _feed(client, reader, since)  # read while the slow change is uncommitted
         seen.update({r["id"]: r["resource_version"] for r in page["data"]})
         since = page["resource_version"]

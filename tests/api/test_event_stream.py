@@ -17,18 +17,18 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, text
 
 from api.app import create_app
+from api.app_state import app_engine, app_sessionmaker
 from core.db import session_scope
 from core.models import Run, RunEvent
 from core.runs.states import RunStatus, StatusReason, transition
 from core.settings import Settings
 from tests.api.conftest import LiveServer, StartServer
 from tests.api.test_change_feed import _blocked_on_a_lock, _write, _write_one
-from tests.factories import Tenant, create_run, make_key, make_tenant
+from tests.factories import Tenant, app_of, create_run, make_key, make_tenant
 
 WRITERS = 4
 SSE = {"Accept": "text/event-stream"}
@@ -69,8 +69,8 @@ def streaming(start_server: StartServer, postgres_url: str) -> LiveServer:
 
 
 def _org_events(client: TestClient, tenant: Tenant) -> list[int]:
-    app: FastAPI = client.app  # type: ignore[assignment]
-    with session_scope(app.state.sessionmaker) as session:
+    app = app_of(client)
+    with session_scope(app_sessionmaker(app)) as session:
         rows = session.scalars(
             select(RunEvent.resource_version)
             .where(RunEvent.org_id == tenant.org_id)
@@ -109,9 +109,9 @@ def test_idle_streams_send_keepalives_and_hold_no_connection(
     client: TestClient, streaming: LiveServer
 ) -> None:
     tenant = make_tenant(client)
-    app: FastAPI = client.app  # type: ignore[assignment]
+    app = app_of(client)
     count = text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
-    with app.state.engine.connect() as conn:
+    with app_engine(app).connect() as conn:
         before = conn.execute(count).scalar_one()
     opened = 20
     with httpx.Client(base_url=streaming.url, timeout=10) as http:
@@ -123,7 +123,7 @@ def test_idle_streams_send_keepalives_and_hold_no_connection(
         try:
             for response in responses:  # each says "keep-alive" while nothing happens
                 assert any(m.comment for m in _first(messages(response), 2))
-            with app.state.engine.connect() as conn:
+            with app_engine(app).connect() as conn:
                 during = conn.execute(count).scalar_one()
             assert during - before < opened // 2, (before, during)
         finally:
@@ -216,14 +216,14 @@ def test_resuming_loses_and_repeats_nothing_under_concurrent_writers(
     # Meanwhile a worker-like transaction claims a version and commits after a faster writer
     # has queued behind it: its event must still reach the stream, once.
     run = create_run(client, tenant)
-    app: FastAPI = client.app  # type: ignore[assignment]
-    with session_scope(app.state.sessionmaker) as slow:
+    app = app_of(client)
+    with session_scope(app_sessionmaker(app)) as slow:
         loaded = slow.get(Run, run["id"])
         assert loaded is not None
         transition(slow, loaded, RunStatus.QUEUED, StatusReason.QUEUED_FOR_CAPACITY)
         fast = threading.Thread(target=_write_one, args=(server_b.url, tenant))
         fast.start()
-        _blocked_on_a_lock(app.state.engine, fast)
+        _blocked_on_a_lock(app_engine(app), fast)
     fast.join()
     for writer in writers:
         writer.join()
@@ -233,7 +233,7 @@ def test_resuming_loses_and_repeats_nothing_under_concurrent_writers(
     truth = [v for v in _org_events(client, tenant) if v > since]
     assert seen == truth  # every event, once, in order
     assert drops > 5
-    with session_scope(app.state.sessionmaker) as session:
+    with session_scope(app_sessionmaker(app)) as session:
         runs = session.scalar(select(func.count()).where(Run.org_id == tenant.org_id))
     assert runs == WRITERS * 8 + 2
 

@@ -15,13 +15,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from api.app_state import app_settings
 from core import process_logging
 from core.runs import run_tokens
 from core.settings import Settings
-from tests.factories import Tenant, create_run, make_key, make_tenant
+from tests.factories import Tenant, app_of, create_run, make_key, make_tenant
 from workers.reconciler import _isolated
 
 
@@ -80,8 +80,8 @@ def test_no_key_token_or_secret_value_is_ever_logged(
         == 422
     )
     run = create_run(client, tenant)
-    app: FastAPI = client.app  # type: ignore[assignment]
-    token = run_tokens.issue(app.state.settings.secret_key.get_secret_value(), run["id"], 0)
+    app = app_of(client)
+    token = run_tokens.issue(app_settings(app).secret_key.get_secret_value(), run["id"], 0)
     client.get(f"/v1/runs/{run['id']}", headers={"Authorization": f"Bearer {token}"})
     client.get("/v1/runs", headers=viewer.headers)
     bogus = "tp_" + secrets.token_urlsafe(32)

@@ -5,16 +5,16 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from api.app_state import app_sessionmaker, app_settings
 from core.db import session_scope
 from core.models import OutboxMessage, WebhookDelivery, WebhookEndpoint, utcnow
 from core.runs.states import RunStatus
 from core.webhooks import delivery
 from tests.api.expect import advance, assert_problem
-from tests.factories import PUBLIC_HOOK, Tenant, create_run, make_key
+from tests.factories import PUBLIC_HOOK, Tenant, app_of, create_run, make_key
 
 
 def _create(client: TestClient, tenant: Tenant, **body: Any) -> dict[str, Any]:
@@ -27,8 +27,8 @@ def _create(client: TestClient, tenant: Tenant, **body: Any) -> dict[str, Any]:
 
 
 def _deliveries(client: TestClient, endpoint_id: str) -> list[WebhookDelivery]:
-    app: FastAPI = client.app  # type: ignore[assignment]
-    with session_scope(app.state.sessionmaker) as session:
+    app = app_of(client)
+    with session_scope(app_sessionmaker(app)) as session:
         query = select(WebhookDelivery).where(WebhookDelivery.endpoint_id == endpoint_id)
         rows = list(session.scalars(query.order_by(WebhookDelivery.created_at)))
         session.expunge_all()
@@ -44,8 +44,8 @@ def test_create_answers_the_secret_once_and_stores_only_ciphertext(
     assert again.status_code == 200
     assert "secret" not in again.json()
     assert hook["secret"] not in client.get("/v1/webhooks", headers=tenant.headers).text
-    app: FastAPI = client.app  # type: ignore[assignment]
-    with session_scope(app.state.sessionmaker) as session:
+    app = app_of(client)
+    with session_scope(app_sessionmaker(app)) as session:
         row = session.get_one(WebhookEndpoint, hook["id"])
         assert hook["secret"] not in row.secret_ciphertext
 
@@ -116,8 +116,8 @@ def test_run_changes_queue_filtered_deliveries_with_the_outbox(
     assert finished[0].payload["data"]["run"]["id"] == run["id"]
     assert finished[0].payload["data"]["change"]["to"] == "cancelled"
     assert finished[0].payload["data"]["change"]["reason"] == "user_cancelled"
-    app: FastAPI = client.app  # type: ignore[assignment]
-    with session_scope(app.state.sessionmaker) as session:
+    app = app_of(client)
+    with session_scope(app_sessionmaker(app)) as session:
         woken = session.scalars(
             select(OutboxMessage).where(OutboxMessage.task == "trainport.deliver_webhooks")
         ).all()
@@ -155,10 +155,10 @@ def test_pruning_forgets_finished_deliveries_and_keeps_pending_ones(
     hook = _create(client, tenant)
     done = client.post(f"/v1/webhooks/{hook['id']}/ping", headers=tenant.headers).json()
     pending = client.post(f"/v1/webhooks/{hook['id']}/ping", headers=tenant.headers).json()
-    app: FastAPI = client.app  # type: ignore[assignment]
-    with session_scope(app.state.sessionmaker) as session:
+    app = app_of(client)
+    with session_scope(app_sessionmaker(app)) as session:
         session.get_one(WebhookDelivery, done["id"]).status = "succeeded"
-    with session_scope(app.state.sessionmaker) as session:
+    with session_scope(app_sessionmaker(app)) as session:
         delivery.prune(session, utcnow() + timedelta(seconds=1))
     assert [d.id for d in _deliveries(client, hook["id"])] == [pending["id"]]
 
@@ -169,15 +169,15 @@ def test_after_a_rotation_both_secrets_sign_until_the_grace_period_ends(
     hook = _create(client, tenant)
     rotated = client.post(f"/v1/webhooks/{hook['id']}/rotate-secret", headers=tenant.headers)
     ping = client.post(f"/v1/webhooks/{hook['id']}/ping", headers=tenant.headers).json()
-    app: FastAPI = client.app  # type: ignore[assignment]
-    settings = app.state.settings.model_copy(update={"webhook_batch": 5000})
-    with session_scope(app.state.sessionmaker) as session:
+    app = app_of(client)
+    settings = app_settings(app).model_copy(update={"webhook_batch": 5000})
+    with session_scope(app_sessionmaker(app)) as session:
         [due] = [d for d in delivery.claim(session, settings) if d.id == ping["id"]]
     assert due.secrets == (rotated.json()["secret"], hook["secret"])
-    with session_scope(app.state.sessionmaker) as session:
+    with session_scope(app_sessionmaker(app)) as session:
         endpoint = session.get_one(WebhookEndpoint, hook["id"])
         endpoint.previous_secret_until = utcnow() - timedelta(seconds=1)
         session.get_one(WebhookDelivery, ping["id"]).claimed_until = None
-    with session_scope(app.state.sessionmaker) as session:
+    with session_scope(app_sessionmaker(app)) as session:
         [due] = [d for d in delivery.claim(session, settings) if d.id == ping["id"]]
     assert due.secrets == (rotated.json()["secret"],)

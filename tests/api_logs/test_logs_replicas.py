@@ -26,7 +26,7 @@ from core.launch_request import LaunchRequest
 from core.logs import LogKey
 from core.settings import Settings
 from tests.factories import Tenant, create_run, log_archive, make_tenant
-from workers.executors.base import RankPhase
+from workers.executors.base import AttemptObservation, RankPhase
 from workers.executors.registry import Where, executor_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -84,14 +84,18 @@ def texts(body: str) -> list[str]:
 
 
 def test_every_replica_serves_the_log_a_worker_with_its_own_state_folder_wrote(
-    replicas: tuple[TestClient, TestClient], postgres_url: str, tmp_path: Path
+    replicas: tuple[TestClient, TestClient],
+    postgres_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     a, b = replicas
     tenant = make_tenant(a)
     run = create_run(a, tenant)
     worker_state = tmp_path / "worker"
-    env = worker_settings(postgres_url, worker_state)
-    settings = Settings(**{k.removeprefix("TRAINPORT_").lower(): v for k, v in env.items()})
+    for name, value in worker_settings(postgres_url, worker_state).items():
+        monkeypatch.setenv(name, value)
+    settings = Settings()  # from the environment, as the worker process reads it
     executor = executor_for(Where("local", "local"), settings)
     command = [sys.executable, "-c", "print('hello from the worker'); print('bye')"]
     executor.launch(LaunchRequest(run["id"], tenant.org_id, 1, {"command": command}))
@@ -139,9 +143,9 @@ def _start_worker(
     return subprocess.Popen(argv, cwd=ROOT, env=env)
 
 
-def _phase(observed: list[object], run_id: str) -> RankPhase | None:
-    seen = [s for s in observed if getattr(s, "run_id", None) == run_id]
-    return seen[0].ranks[0].phase if seen else None  # type: ignore[attr-defined]
+def _phase(observed: list[AttemptObservation], run_id: str) -> RankPhase | None:
+    seen = [s for s in observed if s.run_id == run_id]
+    return seen[0].ranks[0].phase if seen else None
 
 
 def _wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:

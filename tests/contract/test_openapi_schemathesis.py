@@ -30,6 +30,7 @@ from schemathesis.specs.openapi.checks import (
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.app import create_app
+from api.app_state import app_engine, app_sessionmaker
 from core.db import session_scope
 from core.settings import Settings
 from core.tenants.service import bootstrap
@@ -50,7 +51,7 @@ SNAKE_CASE = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
 def contract_app(postgres_url: str) -> Iterator[FastAPI]:
     app = create_app(Settings(database_url=postgres_url, long_poll_max_seconds=1))
     yield app
-    app.state.engine.dispose()
+    app_engine(app).dispose()
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +69,7 @@ def http_only(contract_app: FastAPI) -> ASGIApp:
 
 @pytest.fixture(scope="module")
 def admin_headers(contract_app: FastAPI) -> dict[str, str]:
-    with session_scope(contract_app.state.sessionmaker) as session:
+    with session_scope(app_sessionmaker(contract_app)) as session:
         made = bootstrap(session, "contract-org")
     return {"Authorization": f"Bearer {made.secret}"}
 

@@ -12,12 +12,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+from core.settings import embedded_database_url
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _loaded(modules: str, heavy: tuple[str, ...]) -> str:
+def _loaded(modules: str, heavy: tuple[str, ...], state: Path) -> str:
+    """The `heavy` modules a fresh process has loaded once it imported `modules`; importing
+    api.main builds the app, whose SQLite database lands in `state`."""
     probe = f"import sys, {modules}; print(sorted(m for m in {heavy!r} if m in sys.modules))"
-    env = {"TRAINPORT_DATABASE_URL": "sqlite:///unused.db", "PATH": "/usr/bin:/bin"}
+    env = {"TRAINPORT_DATABASE_URL": embedded_database_url(state), "PATH": "/usr/bin:/bin"}
     found = subprocess.run(
         [sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True,
         check=True, timeout=120,
@@ -25,13 +29,14 @@ def _loaded(modules: str, heavy: tuple[str, ...]) -> str:
     return found.stdout.strip().splitlines()[-1]
 
 
-def test_the_api_and_the_workers_start_without_boto3() -> None:
+def test_the_api_and_the_workers_start_without_boto3(tmp_path: Path) -> None:
     modules = "api.main, workers.tasks, workers.relay, workers.embedded"
-    assert _loaded(modules, ("boto3", "botocore")) == "[]"
+    assert _loaded(modules, ("boto3", "botocore"), tmp_path) == "[]"
 
 
-def test_the_workers_start_without_asyncpg() -> None:
-    assert _loaded("workers.tasks, workers.relay, workers.embedded", ("asyncpg",)) == "[]"
+def test_the_workers_start_without_asyncpg(tmp_path: Path) -> None:
+    workers = "workers.tasks, workers.relay, workers.embedded"
+    assert _loaded(workers, ("asyncpg",), tmp_path) == "[]"
 
 
 def test_a_ranks_shim_starts_without_dataclasses_or_typing() -> None:

@@ -30,13 +30,14 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
+from api.app_state import app_sessionmaker
 from core.db import session_scope
 from core.errors import IllegalTransition
 from core.models import Run, RunEvent
 from core.runs.states import TRANSITIONS, RunStatus, StatusReason, transition
-from tests.factories import make_tenant, run_spec
+from tests.factories import app_of, make_tenant, run_spec
 
 PAGE = 4  # small pages, so a handful of runs already spans several of them
 PRIORITIES = st.sampled_from(["low", "normal", "high"])
@@ -83,7 +84,7 @@ class LifecycleMachine(RuleBasedStateMachine):
     def __init__(self, client: TestClient) -> None:
         super().__init__()
         self.client = client
-        self.sessions: sessionmaker[Session] = client.app.state.sessionmaker  # type: ignore[attr-defined]
+        self.sessions = app_sessionmaker(app_of(client))
         self.tenant = make_tenant(client)
         self.model: dict[str, RunModel] = {}
         self.highest_version = 0

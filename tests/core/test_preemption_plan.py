@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from core.scheduling.planner import (
     Candidate,
     ClusterState,
     Needs,
+    Plan,
     QueueReason,
     Snapshot,
     fits_anywhere,
@@ -38,7 +40,7 @@ def holding(run_id: str, placement: dict[str, int], priority: str = "low", org: 
 
 
 def plan(clusters: list[ClusterState], candidates: list[Candidate],
-         holdings: list[Holding] = ()) -> object:  # type: ignore[assignment]  # fmt: skip
+         holdings: Sequence[Holding] = ()) -> Plan:  # fmt: skip
     snapshot = Snapshot(candidates, clusters, {}, {}, NOW, 3600.0, holdings)
     return plan_admissions(snapshot)
 
@@ -46,21 +48,21 @@ def plan(clusters: list[ClusterState], candidates: list[Candidate],
 def test_a_gang_of_two_eights_does_not_fit_on_four_nodes_with_four_free_each() -> None:
     """The issue's finding: 16 GPUs free in total, but no node holds 8."""
     result = plan([cluster(a=4, b=4, c=4, d=4)], [run("r", 2, 8)])
-    assert result.admitted == []  # type: ignore[attr-defined]
-    blocker = result.blocked["r"]  # type: ignore[attr-defined]
+    assert result.admitted == []
+    blocker = result.blocked["r"]
     assert blocker.reason is QueueReason.NO_CAPACITY
     assert blocker.detail == "needs 2 x 8 h100 on one cluster, best fit 2 x 4"
 
 
 def test_the_queue_answer_names_the_best_fit_node_by_node() -> None:
     result = plan([cluster(a=8, b=4, c=4, d=2)], [run("r", 2, 8)])
-    detail = result.blocked["r"].detail  # type: ignore[attr-defined]
+    detail = result.blocked["r"].detail
     assert detail == "needs 2 x 8 h100 on one cluster, best fit 1 x 8 + 1 x 4"
 
 
 def test_a_gang_is_placed_on_distinct_nodes_with_the_least_room_that_fits() -> None:
     result = plan([cluster(a=8, b=16, c=8, d=4)], [run("r", 2, 8)])
-    ((_, grant),) = result.admitted  # type: ignore[attr-defined]
+    ((_, grant),) = result.admitted
     assert grant.placement == {"a": 8, "c": 8}
 
 
@@ -79,10 +81,10 @@ def test_a_high_priority_run_preempts_the_fewest_then_newest_preemptible_runs() 
     ]
     full.node_free["h100"] = {"a": 0, "b": 0}
     result = plan([full], [run("urgent", 1, 8, "high")], victims)
-    (preemption,) = result.preemptions  # type: ignore[attr-defined]
+    (preemption,) = result.preemptions
     assert preemption.run_id == "urgent"
     assert [v.run_id for v in preemption.victims] == ["new"]
-    assert result.blocked["urgent"].reason is QueueReason.PREEMPTING  # type: ignore[attr-defined]
+    assert result.blocked["urgent"].reason is QueueReason.PREEMPTING
 
 
 def test_never_a_non_preemptible_or_equal_priority_victim() -> None:
@@ -92,8 +94,8 @@ def test_never_a_non_preemptible_or_equal_priority_victim() -> None:
         holding("peer", {"a": 8}, priority="high"),
     ]
     result = plan([full], [run("urgent", 1, 8, "high")], held)
-    assert result.preemptions == []  # type: ignore[attr-defined]
-    assert result.blocked["urgent"].reason is QueueReason.NO_CAPACITY  # type: ignore[attr-defined]
+    assert result.preemptions == []
+    assert result.blocked["urgent"].reason is QueueReason.NO_CAPACITY
 
 
 def test_own_org_first_and_other_orgs_only_above_their_fair_share() -> None:
@@ -102,18 +104,18 @@ def test_own_org_first_and_other_orgs_only_above_their_fair_share() -> None:
     mine = holding("mine", {"a": 8}, org="o1", age=900)
     theirs = holding("theirs", {"b": 8}, org="o2", age=10)
     result = plan([full], [run("urgent", 1, 8, "high", org="o1")], [mine, theirs])
-    (preemption,) = result.preemptions  # type: ignore[attr-defined]
+    (preemption,) = result.preemptions
     assert [v.run_id for v in preemption.victims] == ["mine"]
     # o2 holds exactly its share (8 of 16): its run is not a victim for o1's gang of two.
     result = plan([full], [run("urgent", 2, 8, "high", org="o1")], [mine, theirs])
-    assert result.preemptions == []  # type: ignore[attr-defined]
+    assert result.preemptions == []
 
 
 def test_another_org_above_its_fair_share_may_be_preempted() -> None:
     full = cluster(a=0, b=0)
     held = [holding("t1", {"a": 8}, org="o2"), holding("t2", {"b": 8}, org="o2")]
     result = plan([full], [run("urgent", 1, 8, "high", org="o1")], held)
-    (preemption,) = result.preemptions  # type: ignore[attr-defined]
+    (preemption,) = result.preemptions
     assert len(preemption.victims) == 1
 
 
@@ -124,7 +126,7 @@ def test_a_preemptor_waiting_for_its_victims_picks_no_more_and_holds_the_free_pa
     )
     other = holding("w", {"b": 8}, preemptible=False)
     result = plan([free], [run("urgent", 1, 8, "high"), run("small", 1, 4)], [pending, other])
-    assert result.preemptions == []  # type: ignore[attr-defined]
-    assert result.blocked["urgent"].reason is QueueReason.PREEMPTING  # type: ignore[attr-defined]
+    assert result.preemptions == []
+    assert result.blocked["urgent"].reason is QueueReason.PREEMPTING
     # The 4 free GPUs on node a are held for the preemptor, not given to the smaller run.
-    assert "small" in result.blocked  # type: ignore[attr-defined]
+    assert "small" in result.blocked

@@ -155,8 +155,8 @@ def test_over_many_passes_preemption_never_forms_a_cycle(
                     dict(grant.placement),
                 )  # fmt: skip
     assert not _has_cycle(edges)
-    for _, victim in edges:
-        assert flags[victim]
+    for _, victim_id in edges:
+        assert flags[victim_id]
 
 
 def _has_cycle(edges: set[tuple[str, str]]) -> bool:

@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from api.app_state import app_sessionmaker
 from core.db import session_scope
 from core.errors import IllegalTransition
 from core.models import Run, RunEvent
@@ -26,7 +27,7 @@ from core.runs.states import (
     TransitionLost,
     transition,
 )
-from tests.factories import Tenant, create_run, make_tenant
+from tests.factories import Tenant, app_of, create_run, make_tenant
 
 LEGAL = sorted((a, b) for a, targets in TRANSITIONS.items() for b in targets)
 ILLEGAL = sorted((a, b) for a in RunStatus for b in RunStatus if b not in TRANSITIONS[a])
@@ -53,8 +54,7 @@ def _path_to(target: RunStatus) -> list[RunStatus]:
 
 @pytest.fixture
 def sessions(client: TestClient) -> sessionmaker[Session]:
-    factory: sessionmaker[Session] = client.app.state.sessionmaker  # type: ignore[attr-defined]
-    return factory
+    return app_sessionmaker(app_of(client))
 
 
 @pytest.fixture
@@ -158,7 +158,7 @@ def test_next_attempt_counts_a_new_attempt_on_the_way_to_starting(
 def parked_runs(client: TestClient) -> dict[RunStatus, str]:
     """One run resting in each status; illegal moves leave them untouched, so they are shared."""
     owner = make_tenant(client)
-    factory: sessionmaker[Session] = client.app.state.sessionmaker  # type: ignore[attr-defined]
+    factory = app_sessionmaker(app_of(client))
     return {s: _walk(factory, create_run(client, owner)["id"], s) for s in RunStatus}
 
 

@@ -17,6 +17,7 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -42,10 +43,10 @@ class Platform:
     api: httpx.Client
     database_url: str
 
-    def create_run(self, **spec: object) -> dict[str, object]:
+    def create_run(self, **spec: object) -> dict[str, Any]:
         response = self.api.post("/v1/runs", json=spec)
         assert response.status_code == 201, response.text
-        made: dict[str, object] = response.json()
+        made: dict[str, Any] = response.json()
         return made
 
 

@@ -9,11 +9,11 @@ import re
 import sys
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import FilePayload, Page, expect
 from sqlalchemy.engine import make_url
 from ulid import ULID
 
@@ -173,7 +173,7 @@ def test_the_queue_lists_waiting_runs_in_order_with_quota_beside_usage(
     expect(waiting).to_have_count(2)
     expect(waiting.nth(1)).to_contain_text("quota_exhausted: 0 of 0 running runs of project parked")
     rows = waiting.all_inner_texts()
-    places = [int(re.search(r"#(\d+) —", row).group(1)) for row in rows]  # type: ignore[union-attr]
+    places = [int(re.findall(r"#(\d+) —", row)[0]) for row in rows]  # the first in each row
     assert places == sorted(places), rows  # in admission order
     expect(page.locator("#quota")).to_contain_text("project parked")
     expect(page.locator("#quota tr", has_text="project parked")).to_contain_text("0 of 0")
@@ -198,8 +198,8 @@ def test_a_dataset_is_created_and_uploaded_from_the_browser_and_its_files_listed
     expect(section).to_contain_text("No versions yet.")
     section.locator("input[type=file]").set_input_files(
         [
-            {"name": "a.txt", "mimeType": "text/plain", "buffer": b"alpha\n"},
-            {"name": "b.txt", "mimeType": "text/plain", "buffer": b"bravo!\n"},
+            FilePayload(name="a.txt", mimeType="text/plain", buffer=b"alpha\n"),
+            FilePayload(name="b.txt", mimeType="text/plain", buffer=b"bravo!\n"),
         ]
     )
     section.locator("button:text('Upload as a new version')").click()
@@ -365,7 +365,7 @@ def _axe(page: Page, axe_source: str) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("theme", ["light", "dark"])
 def test_every_page_has_no_serious_accessibility_violation(
-    page: Page, platform: Platform, axe_source: str, theme: str
+    page: Page, platform: Platform, axe_source: str, theme: Literal["light", "dark"]
 ) -> None:
     page.emulate_media(color_scheme=theme)
     page.goto(f"{platform.url}/ui/")

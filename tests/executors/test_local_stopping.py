@@ -21,7 +21,7 @@ from core.launch_request import LaunchRequest
 from core.logs import LogStore
 from core.runs.states import StatusReason
 from core.sandbox import detect
-from core.settings import SandboxMode, Settings
+from core.settings import SandboxMode, Settings, embedded_database_url
 from tests.support.executors import FINISHED, PY, RUNNING, launch_request, observed, wait_until
 from workers.executors.base import RankPhase
 from workers.executors.local import LocalExecutor
@@ -37,7 +37,9 @@ def executor(
     if request.param == "sandbox":
         if not detect(SandboxMode.AUTO).available:
             pytest.skip("this machine cannot run bubblewrap")
-        settings = Settings(state_dir=tmp_path / "state", database_url="sqlite:///unused.db")
+        settings = Settings(
+            state_dir=tmp_path / "state", database_url=embedded_database_url(tmp_path / "state")
+        )
         sandbox = rank_sandbox(settings)
         assert sandbox is not None
     made = LocalExecutor(

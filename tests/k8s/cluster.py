@@ -124,7 +124,9 @@ class ClusterSimulator:
             return self.patch_pod(pod, {"conditions": [condition]})
         if fate == "image_pull":
             waiting = {"reason": "ImagePullBackOff", "message": 'Back-off pulling image "nope"'}
-            status = {"containerStatuses": [{"name": "trainer", "state": {"waiting": waiting}}]}
+            status: Obj = {
+                "containerStatuses": [{"name": "trainer", "state": {"waiting": waiting}}]
+            }
             return self.patch_pod(pod, status)
         url = f"{PODS.format(ns=self.ns)}/{pod['metadata']['name']}"
         nodes = _allowed_nodes(pod)  # the scheduler honours a node-name affinity

@@ -111,6 +111,13 @@ def seen(executor: KubernetesExecutor, request: LaunchRequest) -> AttemptObserva
     return None
 
 
+def expect_seen(executor: KubernetesExecutor, request: LaunchRequest) -> AttemptObservation:
+    """The attempt as the executor observes it now, which it must."""
+    found = seen(executor, request)
+    assert found is not None, f"{request.run_id} attempt {request.attempt} is not observed"
+    return found
+
+
 def wait_until(
     executor: KubernetesExecutor, check: Callable[[], bool], timeout: float = 5.0
 ) -> None:

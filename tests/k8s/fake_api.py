@@ -345,7 +345,7 @@ class _Handler(BaseHTTPRequestHandler):
                     {k: v for k, v in obj.items() if k not in {"kind", "apiVersion"}}
                     for obj in store.select(resource, ns, query.get("labelSelector", ""))
                 ]
-                body = {"kind": "List", "apiVersion": "v1", "items": items}
+                body: Obj = {"kind": "List", "apiVersion": "v1", "items": items}
                 body["metadata"] = {"resourceVersion": str(store.version)}
                 return self._send(200, body)
             if method == "GET":
@@ -401,7 +401,8 @@ class _Handler(BaseHTTPRequestHandler):
             generation = store.generation
             if since < store.floor:
                 gone = ApiError(410, "Expired", f"too old resource version: {since}").status()
-                return self._line({"type": "ERROR", "object": gone})
+                self._line({"type": "ERROR", "object": gone})
+                return
         while True:
             with store.changed:
                 events = [e for e in store.history if e[0] > since and e[1] == resource]

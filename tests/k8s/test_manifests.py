@@ -193,7 +193,7 @@ def test_a_recipe_run_becomes_its_entry_point_with_its_parameters() -> None:
 
 # -- property: random valid specs, hostile strings included --------------------------------------
 
-printable = st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")
+printable = st.characters(exclude_categories=["Cs"], exclude_characters="\x00")
 text = st.one_of(st.sampled_from(HOSTILE), st.text(printable, min_size=1, max_size=40))
 env_names = st.from_regex(r"[A-Z][A-Z0-9_]{0,10}", fullmatch=True).filter(
     lambda n: (

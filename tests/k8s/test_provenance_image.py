@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.k8s.cluster import ClusterSimulator, image_id
-from tests.k8s.conftest import launch_request, outcome_after, seen
+from tests.k8s.conftest import expect_seen, launch_request, outcome_after, seen
 from workers.executors.kubernetes.executor import KubernetesExecutor
 
 
@@ -13,7 +13,7 @@ def test_the_observation_carries_the_image_digest_the_kubelet_reported(
     request = launch_request(nodes=2, image="registry.example.com/ml/train:v3")
     executor.launch(request)
     cluster.step()
-    assert seen(executor, request).image_digest == ""  # type: ignore[union-attr]
+    assert expect_seen(executor, request).image_digest == ""
     cluster.step()
     outcome_after(executor, request, "running")
     running = seen(executor, request)

@@ -15,6 +15,7 @@ from core.secrets.schemas import LaunchSecrets
 from tests.k8s.cluster import ClusterSimulator
 from tests.k8s.conftest import (
     Clock,
+    expect_seen,
     launch_request,
     log_finished,
     outcome_after,
@@ -58,7 +59,7 @@ def test_launch_twice_adopts_the_same_job(
     executor.launch(request)
     executor.launch(request)
     assert len(cluster.jobs()) == 1
-    assert classify_attempt(seen(executor, request).ranks).phase is AttemptPhase.STARTING  # type: ignore[union-attr]
+    assert classify_attempt(expect_seen(executor, request).ranks).phase is AttemptPhase.STARTING
 
 
 def test_a_different_job_under_the_same_name_fails_the_attempt(
@@ -69,7 +70,7 @@ def test_a_different_job_under_the_same_name_fails_the_attempt(
     changed = launch_request(nodes=3)
     changed = type(request)(request.run_id, request.org_id, 1, changed.spec, request.env)
     executor.launch(changed)
-    outcome = classify_attempt(seen(executor, request).ranks)  # type: ignore[union-attr]
+    outcome = classify_attempt(expect_seen(executor, request).ranks)
     assert outcome.phase is AttemptPhase.FAILED or outcome.reason is StatusReason.SYSTEM_ERROR
     assert "spec hash" in outcome.message
 
@@ -107,9 +108,9 @@ def test_unschedulable_waits_then_fails_past_the_timeout(
     executor.launch(request)
     run_steps(cluster, 2)
     wait_until(executor, lambda: "Insufficient" in str(seen(executor, request)))
-    assert classify_attempt(seen(executor, request).ranks).phase is AttemptPhase.STARTING  # type: ignore[union-attr]
+    assert classify_attempt(expect_seen(executor, request).ranks).phase is AttemptPhase.STARTING
     clock.advance(61)
-    outcome = classify_attempt(seen(executor, request).ranks)  # type: ignore[union-attr]
+    outcome = classify_attempt(expect_seen(executor, request).ranks)
     assert outcome.reason is StatusReason.UNSCHEDULABLE
     assert "0/2 nodes are available" in outcome.message
 
@@ -182,7 +183,7 @@ def test_a_restarted_worker_rebuilds_its_view_from_a_list(
     outcome_after(first, request, "running")
     first.stop()
     second = make_executor()
-    assert classify_attempt(seen(second, request).ranks).phase is AttemptPhase.RUNNING  # type: ignore[union-attr]
+    assert classify_attempt(expect_seen(second, request).ranks).phase is AttemptPhase.RUNNING
     second.launch(request)  # a redelivered launch adopts
     assert len(cluster.jobs()) == 1
 
@@ -324,7 +325,7 @@ def test_a_job_deleted_behind_trainport_s_back_is_a_platform_failure(
     outcome = outcome_after(executor, request, "system_failed")
     assert outcome.reason is StatusReason.DELETED_EXTERNALLY
     assert name in outcome.message
-    assert 143 not in [r.exit_code for r in seen(executor, request).ranks]  # type: ignore[union-attr]
+    assert 143 not in [r.exit_code for r in expect_seen(executor, request).ranks]
 
 
 def test_a_rank_the_job_controller_stops_does_not_hide_the_one_that_failed(

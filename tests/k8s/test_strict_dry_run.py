@@ -4,14 +4,14 @@ that drops a field fails it whether or not it knows `fieldValidation`."""
 from __future__ import annotations
 
 from core.kubernetes.config import cluster_config
-from core.kubernetes.manifests import build_attempt
+from core.kubernetes.manifests import AttemptManifests, build_attempt
 from core.settings import Settings
 from tests.k8s.conftest import NAMESPACE, launch_request, make_apis
 from tests.k8s.fake_api import FakeApiServer
 from tests.k8s.strict_dry_run import dropped_fields, dry_run_attempt, strict_options
 
 
-def _built() -> object:
+def _built() -> AttemptManifests:
     config = cluster_config(
         Settings(kubernetes_namespace=NAMESPACE, kubernetes_default_image="python:3.11-slim")
     )
@@ -23,7 +23,7 @@ def test_a_current_server_is_asked_for_strict_validation_and_keeps_every_field(
 ) -> None:
     apis = make_apis(server.url)
     assert strict_options(apis) == {"dry_run": "All", "field_validation": "Strict"}
-    assert dry_run_attempt(apis, _built()) == []  # type: ignore[arg-type]
+    assert dry_run_attempt(apis, _built()) == []
     assert server.store.requests["POST jobs"] == 1
     assert not server.store.objects  # a dry run stores nothing
 
@@ -34,7 +34,7 @@ def test_a_1_20_server_is_not_sent_field_validation_and_its_dropped_fields_fail(
     server.pretend_version("v1.20.2")
     apis = make_apis(server.url)
     assert strict_options(apis) == {"dry_run": "All"}
-    dropped = dry_run_attempt(apis, _built())  # type: ignore[arg-type]
+    dropped = dry_run_attempt(apis, _built())
     assert dropped == [
         "Job: spec.completionMode",
         "Job: spec.podFailurePolicy",

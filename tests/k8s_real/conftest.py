@@ -25,8 +25,9 @@ from kubernetes import client as k
 from kubernetes import utils as kube_utils
 
 from api.app import create_app
+from api.app_state import app_engine, app_sessionmaker
 from core.settings import Settings
-from tests.factories import Tenant, create_run, make_tenant
+from tests.factories import Tenant, app_of, create_run, make_tenant
 from tests.k8s_real.control_plane import ControlPlane, kube_bin
 from tests.k8s_real.kubelet import Kubelet
 from tests.workers.conftest import fresh_url, make_database, template_db  # noqa: F401 - fixtures
@@ -34,6 +35,7 @@ from workers import scheduler
 from workers.clusters import forget_inventory_reads
 from workers.executors.base import Executor
 from workers.executors.kubernetes import KubernetesExecutor, executor_from_settings
+from workers.executors.kubernetes.client import read_json
 from workers.executors.registry import UnknownExecutor, Where, log_archive
 from workers.reconciler import WorkerContext, launch_attempt, reconcile_once
 
@@ -93,6 +95,7 @@ def service_account_token(control: ControlPlane, name: str, namespace: str = "tr
     made = k.CoreV1Api(control.client()).create_namespaced_service_account_token(
         name, namespace, request
     )
+    assert made.status is not None  # a created TokenRequest carries its token
     return str(made.status.token)
 
 
@@ -123,7 +126,7 @@ class Real:
 
     @property
     def ctx(self) -> WorkerContext:
-        return WorkerContext(self.api.app.state.sessionmaker, self.settings, self._executor)  # type: ignore[attr-defined]
+        return WorkerContext(app_sessionmaker(app_of(self.api)), self.settings, self._executor)
 
     def _executor(self, where: Where) -> Executor:
         if where.cluster != CLUSTER:
@@ -167,9 +170,7 @@ class Real:
     def jobs(self) -> list[dict[str, Any]]:
         """The namespace's Jobs as the admin sees them (every installation's)."""
         batch = k.BatchV1Api(self.plane.control.client())
-        items: list[dict[str, Any]] = json.loads(
-            batch.list_namespaced_job(NAMESPACE, _preload_content=False).data
-        )["items"]
+        items: list[dict[str, Any]] = read_json(batch.list_namespaced_job, NAMESPACE)["items"]
         return items
 
 
@@ -203,4 +204,4 @@ def real(plane: Plane, fresh_url: str, tmp_path: Path) -> Iterator[Real]:  # noq
     harness = Real(plane, api, make_tenant(api), settings, new_executor(settings))
     yield harness
     harness.executor.stop()
-    app.state.engine.dispose()
+    app_engine(app).dispose()

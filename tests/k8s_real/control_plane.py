@@ -25,6 +25,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,7 +85,10 @@ class Pki:
         """A certificate for 127.0.0.1/localhost signed by the CA: (cert file, key file)."""
         key = _key()
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-        names = [x509.DNSName("localhost"), x509.DNSName("kubernetes.default.svc")]
+        names: list[x509.GeneralName] = [
+            x509.DNSName("localhost"),
+            x509.DNSName("kubernetes.default.svc"),
+        ]
         names.append(x509.IPAddress(ipaddress.ip_address("127.0.0.1")))
         cert = (
             _builder(subject, self.ca_cert.subject, key)
@@ -291,10 +295,10 @@ class ControlPlane:
             process.kill()
             process.wait(timeout=5)
 
-    def _wait(self, ready: object, name: str) -> None:
+    def _wait(self, ready: Callable[[], bool], name: str) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_S
         process = self.processes[name]
-        while not ready():  # type: ignore[operator]
+        while not ready():
             if process.poll() is not None:
                 raise RuntimeError(f"{name} exited ({process.returncode}); see {self.log(name)}")
             if time.monotonic() > deadline:

@@ -31,6 +31,7 @@ from urllib3.exceptions import HTTPError
 
 from core.kubernetes import naming
 from tests.k8s_real.control_plane import Pki, free_port
+from workers.executors.kubernetes.client import call_raw, read_json
 
 Obj = dict[str, Any]
 INDEX = naming.COMPLETION_INDEX_KEY
@@ -155,25 +156,23 @@ class Kubelet:
                     self._stop.wait(0.2)
 
     def _pods(self) -> list[Obj]:
-        response = self.core.list_namespaced_pod(self.ns, _preload_content=False)
-        items: list[Obj] = json.loads(response.data)["items"]
+        items: list[Obj] = read_json(self.core.list_namespaced_pod, self.ns)["items"]
         return items
 
     def _list(self) -> str:
-        response = self.core.list_namespaced_pod(self.ns, _preload_content=False)
-        document = json.loads(response.data)
+        document = read_json(self.core.list_namespaced_pod, self.ns)
         for pod in document["items"]:
             self.handle(pod)
         return str(document["metadata"]["resourceVersion"])
 
     def _watch(self, version: str) -> None:
-        response = self.core.list_namespaced_pod(
+        response = call_raw(
+            self.core.list_namespaced_pod,
             self.ns,
             watch=True,
             resource_version=version,
             timeout_seconds=5,
             allow_watch_bookmarks=False,
-            _preload_content=False,
         )
         try:
             for line in iter_resp_lines(response):
@@ -239,15 +238,14 @@ class Kubelet:
         with self._lock:
             self._stage[pod["metadata"]["uid"]] = "waited"
         try:
-            fresh = self.core.read_namespaced_pod(
-                pod["metadata"]["name"], self.ns, _preload_content=False
-            )
+            fresh = read_json(self.core.read_namespaced_pod, pod["metadata"]["name"], self.ns)
         except (ApiException, HTTPError):
             return  # gone, or the apiserver is restarting: its next list handles the pod
-        self.handle(json.loads(fresh.data))
+        self.handle(fresh)
 
     def _next_index(self, pod: Obj) -> int:
-        owner = next(iter(pod["metadata"].get("ownerReferences") or []), {}).get("uid", "")
+        owners: list[Obj] = pod["metadata"].get("ownerReferences") or []
+        owner = owners[0].get("uid", "") if owners else ""
         index = self._indices.get(owner, 0)
         self._indices[owner] = index + 1
         return index

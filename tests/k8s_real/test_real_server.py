@@ -19,6 +19,7 @@ import yaml
 from kubernetes import client as k
 from kubernetes.client.exceptions import ApiException
 
+from api.app_state import app_sessionmaker
 from core.db import session_scope
 from core.kubernetes import naming
 from core.kubernetes.config import ClusterConfig
@@ -26,8 +27,8 @@ from core.kubernetes.manifests import build_attempt, build_org_secret
 from core.models import Cluster
 from core.runs.states import StatusReason
 from core.secrets.schemas import LaunchSecrets
-from tests.factories import create_run
-from tests.k8s.conftest import launch_request, seen, stored_log
+from tests.factories import app_of, create_run
+from tests.k8s.conftest import expect_seen, launch_request, stored_log
 from tests.k8s_real.conftest import (
     CLUSTER,
     IMAGE,
@@ -69,8 +70,8 @@ def of_run(real: Real, run_id: str) -> list[dict[str, Any]]:
 def pods_of_run(real: Real, run_id: str) -> list[dict[str, Any]]:
     core = k.CoreV1Api(real.plane.control.client())
     selector = f"{naming.RUN_ID_KEY}={naming.label_value(run_id)}"
-    document = core.list_namespaced_pod(NAMESPACE, label_selector=selector, _preload_content=False)
-    items: list[dict[str, Any]] = json.loads(document.data)["items"]
+    document = read_json(core.list_namespaced_pod, NAMESPACE, label_selector=selector)
+    items: list[dict[str, Any]] = document["items"]
     return items
 
 
@@ -265,15 +266,17 @@ def test_the_headless_service_is_owned_by_its_job_under_owner_reference_enforcem
     real.kubelet.fate(run_id, exit_code=None)
     real.drive(run_id, {"running"})
     core = k.CoreV1Api(plane.control.client())
-    service = core.read_namespaced_service(naming.attempt_name(run_id, 1), NAMESPACE)
-    [owner] = service.metadata.owner_references
+    metadata = core.read_namespaced_service(naming.attempt_name(run_id, 1), NAMESPACE).metadata
+    assert metadata is not None
+    assert metadata.owner_references is not None
+    [owner] = metadata.owner_references
     assert (owner.kind, owner.block_owner_deletion) == ("Job", True)
 
     executor = _executor_without_finalizers(plane, real)
     request = launch_request(nodes=1, image=IMAGE)
     try:
         executor.launch(request)
-        outcome = classify_attempt(seen(executor, request).ranks)  # type: ignore[union-attr]
+        outcome = classify_attempt(expect_seen(executor, request).ranks)
         assert outcome.phase is AttemptPhase.FAILED
         assert outcome.reason is StatusReason.SYSTEM_ERROR
         assert "headless Service" in outcome.message
@@ -295,17 +298,27 @@ def _executor_without_finalizers(plane: Plane, real: Real) -> KubernetesExecutor
     admin = plane.control.client()
     core, rbac = k.CoreV1Api(admin), k.RbacAuthorizationV1Api(admin)
     for create in (
-        lambda: core.create_namespaced_service_account("trainport", {"metadata": {"name": name}}),
+        lambda: core.create_namespaced_service_account(
+            "trainport", k.V1ServiceAccount.model_validate({"metadata": {"name": name}})
+        ),
         lambda: rbac.create_namespaced_role(
-            NAMESPACE, {"metadata": {"name": name}, "rules": rules}
+            NAMESPACE, k.V1Role.model_validate({"metadata": {"name": name}, "rules": rules})
         ),
         lambda: rbac.create_namespaced_role_binding(
             NAMESPACE,
-            {
-                "metadata": {"name": name},
-                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
-                "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": "trainport"}],
-            },
+            k.V1RoleBinding.model_validate(
+                {
+                    "metadata": {"name": name},
+                    "roleRef": {
+                        "apiGroup": "rbac.authorization.k8s.io",
+                        "kind": "Role",
+                        "name": name,
+                    },
+                    "subjects": [
+                        {"kind": "ServiceAccount", "name": name, "namespace": "trainport"}
+                    ],
+                }
+            ),
         ),
     ):
         try:
@@ -365,7 +378,7 @@ def test_a_multi_node_run_is_refused_saying_what_the_cluster_lacks(real: Real) -
 
 def test_the_cluster_s_server_version_is_recorded_and_shown(real: Real) -> None:
     real.step()  # the scheduler registers the cluster
-    with session_scope(real.api.app.state.sessionmaker) as session:  # type: ignore[attr-defined]
+    with session_scope(app_sessionmaker(app_of(real.api))) as session:
         row = session.get(Cluster, CLUSTER)
         assert row is not None
         recorded = {c.name: getattr(row, c.name) for c in row.__table__.columns}

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 
@@ -140,8 +140,17 @@ def run_environment(tmp_path: Path, api_url: str | None, **overrides: Any) -> Ru
     return RunEnvironment(**values)
 
 
+class MakeRun(Protocol):
+    """The `make_run` fixture's type: a Run for `api_url` (None: no platform to report to), its
+    environment's fields in `env`, Run's own options as keywords."""
+
+    def __call__(
+        self, api_url: str | None, env: dict[str, Any] | None = None, **options: Any
+    ) -> Run: ...
+
+
 @pytest.fixture
-def make_run(tmp_path: Path) -> Iterator[Any]:
+def make_run(tmp_path: Path) -> Iterator[MakeRun]:
     """`make_run(api_url, **run_options)`: a Run in a platform environment, closed afterwards."""
     made: list[Run] = []
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import pickle
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.runtime.conftest import StubAPI
+from tests.runtime.conftest import MakeRun, StubAPI
 from trainport.runtime import CheckpointCorruptError, Checkpoints, Run, UnsafeCheckpointError
 from trainport.runtime.stores import LocalStore
 
@@ -21,12 +22,13 @@ def local_checkpoints(root: Path, keep_last: int = 3) -> Checkpoints:
 
 def test_a_saved_state_loads_back_equal(tmp_path: Path) -> None:
     checkpoints = local_checkpoints(tmp_path / "ckpt")
-    state = {"model": {"w": torch.randn(4, 4)}, "step": 10, "rng": torch.get_rng_state()}
+    weights = torch.randn(4, 4)
+    state = {"model": {"w": weights}, "step": 10, "rng": torch.get_rng_state()}
     saved = checkpoints.save(state, step=10, metrics={"loss": 1.5})
     assert saved is not None
     assert saved.path == "step-0000000010/"
     loaded = checkpoints.load()
-    assert torch.equal(loaded["model"]["w"], state["model"]["w"])
+    assert torch.equal(loaded["model"]["w"], weights)
     assert loaded["step"] == 10
     marker = json.loads((tmp_path / "ckpt" / "step-0000000010" / "COMMIT").read_text())
     assert marker["step"] == 10
@@ -56,7 +58,9 @@ def test_a_marker_naming_missing_or_truncated_files_is_ignored(tmp_path: Path) -
         state.truncate(10)
     (tmp_path / "step-0000000030").mkdir()
     (tmp_path / "step-0000000030" / "COMMIT").write_text("{not json")
-    assert checkpoints.latest().step == 10  # type: ignore[union-attr]
+    latest = checkpoints.latest()
+    assert latest is not None
+    assert latest.step == 10
 
 
 def test_only_the_newest_k_checkpoints_are_kept(tmp_path: Path) -> None:
@@ -84,7 +88,7 @@ def test_a_save_that_fails_leaves_no_trace(tmp_path: Path) -> None:
 
 
 class Payload:
-    def __reduce__(self):  # type: ignore[no-untyped-def]
+    def __reduce__(self) -> tuple[Callable[..., None], tuple[str]]:
         return (print, ("pwned",))
 
 
@@ -122,13 +126,13 @@ def test_files_can_be_saved_as_they_are(tmp_path: Path) -> None:
     assert (saved.verify() / "tokenizer" / "vocab.txt").read_text() == "a\nb\n"
 
 
-def test_other_ranks_do_not_write(make_run) -> None:  # type: ignore[no-untyped-def]
+def test_other_ranks_do_not_write(make_run: MakeRun) -> None:
     run: Run = make_run(None, env={"rank": 1, "world_size": 2})
     assert run.checkpoints.save({"step": 1}, step=1) is None
     assert run.checkpoints.latest() is None
 
 
-def test_a_save_is_registered_with_the_platform(stub_api: StubAPI, make_run) -> None:  # type: ignore[no-untyped-def]
+def test_a_save_is_registered_with_the_platform(stub_api: StubAPI, make_run: MakeRun) -> None:
     run: Run = make_run(stub_api.url, send_interval=0.01)
     run.checkpoints.save({"step": 100}, step=100, metrics={"loss": 1.25})
     run.close(timeout=5)
@@ -140,7 +144,7 @@ def test_a_save_is_registered_with_the_platform(stub_api: StubAPI, make_run) -> 
     assert len(record["files"][0]["sha256"]) == 64
 
 
-def test_loading_reports_the_step_resumed_from(stub_api: StubAPI, make_run) -> None:  # type: ignore[no-untyped-def]
+def test_loading_reports_the_step_resumed_from(stub_api: StubAPI, make_run: MakeRun) -> None:
     first: Run = make_run(stub_api.url, send_interval=0.01)
     first.checkpoints.save({"step": 40}, step=40)
     first.close(timeout=5)

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.runtime.conftest import StubAPI
+from tests.runtime.conftest import MakeRun, StubAPI
 from trainport.runtime import DatasetVerificationError, Run
 from trainport.runtime.digests import describe_files, tree_digest
+from trainport.runtime.environment import DatasetRef
 
 FILES = {"a.txt": b"hello\n", "sub/b.txt": b"world\n"}
 
@@ -29,7 +30,7 @@ def test_the_digest_is_sha256_over_sorted_path_and_file_digest_lines(tmp_path: P
     assert digest == "sha256:" + hashlib.sha256(lines.encode()).hexdigest()
 
 
-def test_a_local_dataset_is_used_in_place_once_verified(tmp_path: Path, make_run) -> None:  # type: ignore[no-untyped-def]
+def test_a_local_dataset_is_used_in_place_once_verified(tmp_path: Path, make_run: MakeRun) -> None:
     root = tmp_path / "data"
     digest = write_dataset(root)
     pinned = {"text": {"digest": digest, "uri": root.as_uri() + "/"}}
@@ -39,7 +40,7 @@ def test_a_local_dataset_is_used_in_place_once_verified(tmp_path: Path, make_run
         run.datasets["other"]
 
 
-def test_a_local_dataset_that_changed_fails_verification(tmp_path: Path, make_run) -> None:  # type: ignore[no-untyped-def]
+def test_a_local_dataset_that_changed_fails_verification(tmp_path: Path, make_run: MakeRun) -> None:
     root = tmp_path / "data"
     digest = write_dataset(root)
     (root / "a.txt").write_bytes(b"HELLO\n")
@@ -53,7 +54,7 @@ def test_a_local_dataset_that_changed_fails_verification(tmp_path: Path, make_ru
 def test_a_remote_dataset_is_downloaded_verified_and_cached(
     tmp_path: Path,
     stub_api: StubAPI,
-    make_run,  # type: ignore[no-untyped-def]
+    make_run: MakeRun,
 ) -> None:
     digest = write_dataset(tmp_path / "source")
     base = f"/v1/datasets/text/versions/{digest}"
@@ -87,7 +88,7 @@ def test_a_remote_dataset_is_downloaded_verified_and_cached(
 def test_a_download_that_does_not_match_is_refused(
     tmp_path: Path,
     stub_api: StubAPI,
-    make_run,  # type: ignore[no-untyped-def]
+    make_run: MakeRun,
 ) -> None:
     digest = write_dataset(tmp_path / "source")
     base = f"/v1/datasets/text/versions/{digest}"
@@ -112,9 +113,7 @@ def test_a_download_that_does_not_match_is_refused(
     assert not (tmp_path / "cache" / "datasets" / digest.removeprefix("sha256:")).exists()
 
 
-def _refs(document: dict[str, dict[str, str]]):  # type: ignore[no-untyped-def]
-    from trainport.runtime.environment import DatasetRef
-
+def _refs(document: dict[str, dict[str, str]]) -> dict[str, DatasetRef]:
     return {
         name: DatasetRef(name, entry["digest"], entry["uri"]) for name, entry in document.items()
     }

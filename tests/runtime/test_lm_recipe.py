@@ -95,6 +95,13 @@ def last_step(lines: list[str]) -> int:
     return max(steps, default=0)
 
 
+def first_group(pattern: str | re.Pattern[str], text: str) -> str:
+    """The first group of `pattern`'s first match in `text`, which must have one."""
+    found = re.search(pattern, text)
+    assert found is not None, text
+    return found.group(1)
+
+
 def final_weights(folder: Path) -> dict[str, torch.Tensor]:
     checkpoints = Checkpoints(LocalStore(folder))
     latest = checkpoints.latest()
@@ -120,7 +127,7 @@ def test_a_run_killed_midway_resumes_to_the_same_weights(tmp_path: Path, corpus:
     straight_out = finish(straight)
     assert straight.returncode == 0, straight_out
     assert "--- sample ---" in straight_out
-    resumed_from = int(re.search(r"resumed from step (\d+)", resumed_out).group(1))  # type: ignore[union-attr]
+    resumed_from = int(first_group(r"resumed from step (\d+)", resumed_out))
     assert 0 < killed_at - resumed_from <= TINY["checkpoint_every"]  # lost work
 
     expected, actual = final_weights(tmp_path / "straight"), final_weights(tmp_path / "interrupted")
@@ -135,7 +142,7 @@ def test_sigterm_saves_at_the_current_step_and_exits_143(tmp_path: Path, corpus:
     process.send_signal(signal.SIGTERM)
     out = finish(process)
     assert process.returncode == 143, out
-    stopped_at = int(re.search(r"stopping at step (\d+)", out).group(1))  # type: ignore[union-attr]
+    stopped_at = int(first_group(r"stopping at step (\d+)", out))
     latest = Checkpoints(LocalStore(tmp_path / "ckpt")).latest()
     assert latest is not None
     assert latest.step == stopped_at
@@ -166,7 +173,7 @@ def test_two_ranks_train_in_step_with_gloo(tmp_path: Path, corpus: Path) -> None
     outputs = [finish(process) for process in ranks]
     assert [p.returncode for p in ranks] == [0, 0], outputs
     checksum = re.compile(r"rank \d weights checksum (\S+ \S+) \(")
-    fingerprints = [checksum.search(out).group(1) for out in outputs]  # type: ignore[union-attr]
+    fingerprints = [first_group(checksum, out) for out in outputs]
     assert fingerprints[0] == fingerprints[1]  # DDP kept the replicas identical
     assert "2 x cpu" in outputs[0]
     steps = [c.step for c in Checkpoints(LocalStore(tmp_path / "ckpt")).list()]

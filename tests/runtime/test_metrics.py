@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.runtime.conftest import StubAPI
+from tests.runtime.conftest import MakeRun, StubAPI
 from trainport.runtime import MetricNameError, Run
-from trainport.runtime.metrics import MetricBuffer, make_point
+from trainport.runtime.metrics import MetricBuffer, MetricPoint, make_point
 
 
-def point(step: int, **values: float):  # type: ignore[no-untyped-def]
+def point(step: int, **values: float) -> MetricPoint:
     return make_point(step, values or {"loss": float(step)}, now=float(step))
 
 
@@ -63,7 +63,7 @@ def test_non_finite_values_are_left_out_and_bad_names_refused() -> None:
         make_point(-1, {"loss": 1.0})
 
 
-def test_points_arrive_in_batches_with_the_run_token(stub_api: StubAPI, make_run) -> None:  # type: ignore[no-untyped-def]
+def test_points_arrive_in_batches_with_the_run_token(stub_api: StubAPI, make_run: MakeRun) -> None:
     run: Run = make_run(stub_api.url, send_interval=0.05)
     for step in range(25_000):
         run.log(step=step, loss=1.0 / (step + 1), lr=3e-4)
@@ -78,7 +78,7 @@ def test_points_arrive_in_batches_with_the_run_token(stub_api: StubAPI, make_run
     assert isinstance(first["time"], float)
 
 
-def test_log_never_blocks_on_an_unresponsive_api(silent_api: str, make_run) -> None:  # type: ignore[no-untyped-def]
+def test_log_never_blocks_on_an_unresponsive_api(silent_api: str, make_run: MakeRun) -> None:
     run: Run = make_run(silent_api, send_interval=0.01, metric_capacity=1_000)
     began = time.perf_counter()
     slowest = 0.0
@@ -102,8 +102,8 @@ def test_log_never_blocks_on_an_unresponsive_api(silent_api: str, make_run) -> N
 
 
 def test_points_buffered_during_an_outage_are_sent_once_it_ends(
-    stub_api: StubAPI, make_run
-) -> None:  # type: ignore[no-untyped-def]
+    stub_api: StubAPI, make_run: MakeRun
+) -> None:
     stub_api.statuses["/metrics"] = 503
     run: Run = make_run(stub_api.url, send_interval=0.01)
     for step in range(100):
@@ -119,8 +119,8 @@ def test_points_buffered_during_an_outage_are_sent_once_it_ends(
 
 
 def test_a_batch_the_api_refuses_is_dropped_not_retried_forever(
-    stub_api: StubAPI, make_run
-) -> None:  # type: ignore[no-untyped-def]
+    stub_api: StubAPI, make_run: MakeRun
+) -> None:
     stub_api.statuses["/metrics"] = 422
     run: Run = make_run(stub_api.url, send_interval=0.01)
     run.log(step=1, loss=1.0)
@@ -130,7 +130,7 @@ def test_a_batch_the_api_refuses_is_dropped_not_retried_forever(
     assert run.reporter.pending == 0
 
 
-def test_progress_is_sent_as_heartbeats(stub_api: StubAPI, make_run) -> None:  # type: ignore[no-untyped-def]
+def test_progress_is_sent_as_heartbeats(stub_api: StubAPI, make_run: MakeRun) -> None:
     run: Run = make_run(stub_api.url, send_interval=0.01)
     run.progress(5, 100)
     run.close(timeout=5)
@@ -139,7 +139,7 @@ def test_progress_is_sent_as_heartbeats(stub_api: StubAPI, make_run) -> None:  #
     assert beats[-1] == {"step": 5, "total_steps": 100, "resumed_from_step": None}
 
 
-def test_other_ranks_do_not_report(stub_api: StubAPI, make_run) -> None:  # type: ignore[no-untyped-def]
+def test_other_ranks_do_not_report(stub_api: StubAPI, make_run: MakeRun) -> None:
     run: Run = make_run(stub_api.url, env={"rank": 1, "world_size": 2}, send_interval=0.01)
     run.log(step=1, loss=1.0)
     run.progress(1, 10)

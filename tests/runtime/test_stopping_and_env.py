@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.runtime.conftest import MakeRun
 from trainport.runtime import Run, RunEnvironment, RuntimeConfigError
 
 
-def test_should_stop_turns_true_on_sigterm(make_run) -> None:  # type: ignore[no-untyped-def]
+def test_should_stop_turns_true_on_sigterm(make_run: MakeRun) -> None:
     before = signal.getsignal(signal.SIGTERM)
     run: Run = make_run(None)
     assert not run.should_stop()

@@ -10,11 +10,12 @@ import json
 from pathlib import Path
 
 import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 import trainport
+from api.app_state import app_sessionmaker
 from core.settings import Settings
+from tests.factories import app_of
 from tests.sdk.test_training import cli, cli_env  # noqa: F401 - the fixture is used below
 from tests.support.servers import ROOT
 from workers.executors.base import Leftovers
@@ -32,9 +33,9 @@ def kept_run(sdk: trainport.Client, client: TestClient, tmp_path: Path) -> str:
     (work / "notes.txt").write_text("hello")
     (work / "scratch.tmp").write_text("not an output")
     (work / "out" / "passwd").symlink_to("/etc/passwd")  # a run's attempt at the host
-    app: FastAPI = client.app  # type: ignore[assignment]
+    app = app_of(client)
     settings = Settings(state_dir=ROOT / ".trainport")  # what the live API serves from
-    harvest(app.state.sessionmaker, settings, run.id, 1, Leftovers(work, tmp_path / "none"))
+    harvest(app_sessionmaker(app), settings, run.id, 1, Leftovers(work, tmp_path / "none"))
     return run.id
 
 

@@ -6,27 +6,28 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 import trainport
+from api.app_state import app_sessionmaker
 from core.db import session_scope
 from core.runs import service
 from core.runs.spec import RunCreate
 from core.tenants.service import authenticate
-from tests.factories import Tenant
+from tests.factories import Tenant, app_of
 from tests.sdk.test_training import launch
 
-SPEC = {"image": "python:3.11-slim", "command": ["python", "-c", "print('hi')"]}
+SPEC: dict[str, Any] = {"image": "python:3.11-slim", "command": ["python", "-c", "print('hi')"]}
 
 
 def make_runs(client: TestClient, tenant: Tenant, count: int) -> None:
     """`count` runs for `tenant`, made through the run service in one transaction (fast)."""
-    app: FastAPI = client.app  # type: ignore[assignment]
-    with session_scope(app.state.sessionmaker) as session:
+    app = app_of(client)
+    with session_scope(app_sessionmaker(app)) as session:
         caller = authenticate(session, tenant.key, 0)
         for i in range(count):
             service.create_run(session, caller, RunCreate(name=f"bulk-{i}", **SPEC))

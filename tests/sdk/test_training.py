@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 import trainport
+from api.app_state import app_sessionmaker, app_settings
 from core.db import session_scope
 from core.launch import freeze_and_mint_environment
 from core.models import Run as RunRow
@@ -28,7 +28,7 @@ from core.models import utcnow
 from core.runs.attempts import Grant, open_attempt
 from core.runs.states import RunStatus, StatusReason, transition
 from core.scheduling.admission import accept_pending
-from tests.factories import Tenant
+from tests.factories import Tenant, app_of
 from trainport.runtime import Run, RunEnvironment
 from trainport.runtime.digests import describe_files, tree_digest
 
@@ -37,15 +37,15 @@ TRAINPORT = Path(sys.executable).with_name("trainport")
 
 def launch(client: TestClient, run_id: str, api_url: str) -> dict[str, str]:
     """Admit and start the run's next attempt; the environment its ranks would get."""
-    app: FastAPI = client.app  # type: ignore[assignment]
-    with session_scope(app.state.sessionmaker) as session:
+    app = app_of(client)
+    with session_scope(app_sessionmaker(app)) as session:
         run = session.get(RunRow, run_id, with_for_update=True)
         assert run is not None
         if run.status == RunStatus.PENDING:
             accept_pending(session, [run_id])
         transition(session, run, RunStatus.STARTING, StatusReason.LAUNCHING, next_attempt=True)
         open_attempt(session, run, Grant("local", None, 0, 1), utcnow())
-        env = freeze_and_mint_environment(session, run, run.attempt, app.state.settings)
+        env = freeze_and_mint_environment(session, run, run.attempt, app_settings(app))
     return {**env, "TRAINPORT_API_URL": api_url}
 
 

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from api.app_state import app_settings
 from core.settings import Settings
 from tests.api.conftest import StartServer, start_server
 from tests.support.training import make_bucket
@@ -51,7 +52,9 @@ def platform_settings(postgres_url: str, root: Path, endpoint: str) -> Settings:
         s3_prefix="platform/",
         s3_endpoint_url=endpoint,
         s3_region="us-east-1",
-        **PLATFORM_CREDENTIALS,
+        secret_key=PLATFORM_CREDENTIALS["secret_key"],
+        s3_access_key_id=PLATFORM_CREDENTIALS["s3_access_key_id"],
+        s3_secret_access_key=PLATFORM_CREDENTIALS["s3_secret_access_key"],
     )
 
 
@@ -74,7 +77,7 @@ def storage_api(storage_app: FastAPI) -> Iterator[TestClient]:
 def live_storage_api(storage_app: FastAPI, start_server: StartServer) -> str:
     """The same platform (database, secret key, bucket) served by uvicorn over real HTTP, for
     runtime processes to call; its base URL."""
-    settings: Settings = storage_app.state.settings
+    settings: Settings = app_settings(storage_app)
     values = {
         "broker_url": settings.broker_url,
         "state_dir": str(settings.state_dir),

@@ -12,9 +12,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from api.app_state import app_rate_limiter, app_settings
 from core.runs import run_tokens
 from core.settings import Settings
-from tests.factories import make_key, make_tenant, run_spec
+from tests.factories import app_of, make_key, make_tenant, run_spec
 
 MakeClient = Callable[..., TestClient]
 
@@ -132,12 +133,18 @@ def test_batched_redis_counts_reach_every_process_at_the_next_sync(limited: Make
     first, second = limited(**shared), limited(**shared)
     tenant = make_tenant(first)
     assert [first.get("/v1/me", headers=tenant.headers).status_code for _ in range(3)] == [200] * 3
-    first.portal.call(first.app.state.rate_limiter.flush)  # what each process's next sync does
+    _sync(first)  # what each process's next sync does
     assert second.get("/v1/me", headers=tenant.headers).status_code == 200  # the 4th of 4
-    second.portal.call(second.app.state.rate_limiter.flush)  # sends 1, learns the total: 4
+    _sync(second)  # sends 1, learns the total: 4
     assert second.get("/v1/me", headers=tenant.headers).status_code == 429
-    first.portal.call(first.app.state.rate_limiter.flush)
+    _sync(first)
     assert first.get("/v1/me", headers=tenant.headers).status_code == 429
+
+
+def _sync(client: TestClient) -> None:
+    """The client's process sends its counts to Redis and learns the totals, on its own loop."""
+    assert client.portal is not None  # `limited` opened the client: its event loop runs
+    client.portal.call(app_rate_limiter(app_of(client)).flush)
 
 
 def test_an_address_throttled_for_bad_keys_still_serves_run_tokens(limited: MakeClient) -> None:
@@ -148,7 +155,7 @@ def test_an_address_throttled_for_bad_keys_still_serves_run_tokens(limited: Make
     for _ in range(4):
         api.get("/v1/me", headers={"Authorization": f"Bearer tp_{secrets.token_hex(16)}"})
     assert api.get("/v1/me", headers=tenant.headers).status_code == 429
-    token = run_tokens.issue(api.app.state.settings.secret_key.get_secret_value(), run_id, 0)
+    token = run_tokens.issue(app_settings(app_of(api)).secret_key.get_secret_value(), run_id, 0)
     for _ in range(5):  # neither refused nor counted, whatever the token's fate
         answer = api.get(f"/v1/runs/{run_id}", headers={"Authorization": f"Bearer {token}"})
         assert answer.status_code != 429, answer.text

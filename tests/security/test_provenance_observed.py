@@ -12,9 +12,9 @@ from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
 import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from api.app_state import app_sessionmaker, app_settings
 from core.db import session_scope
 from core.launch import freeze_and_mint_environment
 from core.models import Cluster, Run, utcnow
@@ -22,7 +22,7 @@ from core.runs.attempts import Grant, mark_started, open_attempt
 from core.runs.states import RunStatus, StatusReason, transition
 from core.scheduling.admission import accept_pending
 from core.scheduling.clusters import Inventory, register_cluster
-from tests.factories import Tenant, make_tenant
+from tests.factories import Tenant, app_of, make_tenant
 from tests.security.provenance_fixtures import app_with, provenance, started_run
 from tests.support.training import start, submit
 from tests.training_api.checkpointing import commit_files
@@ -83,24 +83,24 @@ def test_a_commit_named_by_the_spec_is_reported_and_no_code_digest_is_claimed(
 @pytest.fixture
 def kubernetes_cluster(api: TestClient) -> Iterator[str]:
     """A Kubernetes cluster (one CPU slot), removed after the test."""
-    app: FastAPI = api.app  # type: ignore[assignment]
+    app = app_of(api)
     name = "prov-east"
-    with session_scope(app.state.sessionmaker) as session:
+    with session_scope(app_sessionmaker(app)) as session:
         register_cluster(session, name, "kubernetes", Inventory({}, 1, 1))
     yield name
-    with session_scope(app.state.sessionmaker) as session:
+    with session_scope(app_sessionmaker(app)) as session:
         session.delete(session.get(Cluster, name))
 
 
 def _launch_on(api: TestClient, run_id: str, cluster: str) -> None:
-    app: FastAPI = api.app  # type: ignore[assignment]
-    with session_scope(app.state.sessionmaker) as session:
+    app = app_of(api)
+    with session_scope(app_sessionmaker(app)) as session:
         run = session.get(Run, run_id, with_for_update=True)
         assert run is not None
         accept_pending(session, [run_id])
         transition(session, run, RunStatus.STARTING, StatusReason.LAUNCHING, next_attempt=True)
         open_attempt(session, run, Grant(cluster, None, 0, 1), utcnow())
-        freeze_and_mint_environment(session, run, run.attempt, app.state.settings)
+        freeze_and_mint_environment(session, run, run.attempt, app_settings(app))
 
 
 def test_the_image_digest_the_kubelet_reported_is_observed(
@@ -112,8 +112,8 @@ def test_the_image_digest_the_kubelet_reported_is_observed(
     waiting = provenance(api, org, run_id)["record"]["attempts"][0]["image"]
     assert (waiting["source"], waiting["digest"]) == ("reported", None)
     digest = "registry.example.com/ml/train@sha256:" + "ab" * 32
-    app: FastAPI = api.app  # type: ignore[assignment]
-    with session_scope(app.state.sessionmaker) as session:  # as the reconciler records it
+    app = app_of(api)
+    with session_scope(app_sessionmaker(app)) as session:  # as the reconciler records it
         mark_started(session, run_id, 1, "node-0", image_digest=digest)
     attempt = provenance(api, org, run_id)["record"]["attempts"][0]
     assert attempt["executor"] == "kubernetes"

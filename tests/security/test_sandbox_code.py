@@ -16,7 +16,7 @@ import pytest
 
 from core.launch_request import CodeToRun, LaunchRequest
 from core.logs import LogStore
-from core.settings import Settings
+from core.settings import Settings, embedded_database_url
 from tests.support.executors import FINISHED, wait_until
 from workers.executors.base import RankPhase
 from workers.executors.local import LocalExecutor
@@ -44,12 +44,11 @@ def snapshot(files: dict[str, bytes]) -> bytes:
 @pytest.fixture
 def sandboxed(tmp_path: Path) -> Iterator[LocalExecutor]:
     state = tmp_path / "state"
-    sandbox = rank_sandbox(Settings(state_dir=state, database_url="sqlite:///unused.db"))
+    sandbox = rank_sandbox(Settings(state_dir=state, database_url=embedded_database_url(state)))
     if sandbox is None:
         pytest.skip("bubblewrap is not usable here")
     # No log archive: the rank's log stays in the spool file this test reads.
     executor = LocalExecutor(state, LogStore(state / "logs"), "http://api.test", 0.5, sandbox)
-    executor.log_store.poll_interval = 0.02
     yield executor
     for seen in executor.observe():
         executor.cleanup(seen.run_id, seen.attempt)

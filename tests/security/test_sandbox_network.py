@@ -29,7 +29,7 @@ from api.app import create_app
 from core.launch_request import LaunchRequest
 from core.logs import LogStore
 from core.sandbox import detect
-from core.settings import SandboxMode, Settings
+from core.settings import SandboxMode, Settings, embedded_database_url
 from tests.factories import Tenant, create_run
 from tests.support.executors import FINISHED, RUNNING, wait_until
 from tests.support.training import start
@@ -116,7 +116,7 @@ def listener() -> Iterator[int]:
 
 
 def _executor(state: Path, api_url: str) -> LocalExecutor:
-    settings = Settings(state_dir=state, database_url="sqlite:///unused.db")
+    settings = Settings(state_dir=state, database_url=embedded_database_url(state))
     executor = LocalExecutor(state, LogStore(state / "logs"), api_url, 0.5, rank_sandbox(settings))
     return executor
 
@@ -215,7 +215,7 @@ def test_the_s3_endpoint_presigned_urls_point_at_is_forwarded_too(
 ) -> None:
     settings = Settings(
         state_dir=tmp_path / "state",
-        database_url="sqlite:///unused.db",
+        database_url=embedded_database_url(tmp_path / "state"),
         storage_backend="s3",
         s3_endpoint_url=s3_endpoint,
     )

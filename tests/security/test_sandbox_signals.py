@@ -23,7 +23,7 @@ from core.launch_request import LaunchRequest
 from core.logs import LogStore
 from core.runs.states import StatusReason
 from core.sandbox import detect
-from core.settings import SandboxMode, Settings
+from core.settings import SandboxMode, Settings, embedded_database_url
 from tests.executors.test_local_stopping import (
     OBEDIENT,
     cancel_until_done,
@@ -173,7 +173,9 @@ def test_a_stop_asked_while_the_sandbox_starts_reaches_the_command_once_it_runs(
 ) -> None:
     """The shim was told to stop before bwrap had started the command (nothing to signal
     yet but bwrap itself): the SIGTERM must still reach the command, not wait out its sleep."""
-    settings = Settings(state_dir=tmp_path / "state", database_url="sqlite:///unused.db")
+    settings = Settings(
+        state_dir=tmp_path / "state", database_url=embedded_database_url(tmp_path / "state")
+    )
     sandbox = rank_sandbox(settings)
     assert sandbox is not None
     workdir = tmp_path / "state" / "work"

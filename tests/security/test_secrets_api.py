@@ -10,14 +10,14 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
+from api.app_state import app_sessionmaker
 from core.db import session_scope
 from tests.api.expect import assert_problem
 from tests.api.routes import ROUTES
-from tests.factories import Tenant, make_key
+from tests.factories import Tenant, app_of, make_key
 
 
 def canary() -> str:
@@ -160,8 +160,8 @@ def test_secret_values_are_validated_without_echoing_them(
 def test_the_database_holds_ciphertext_only(client: TestClient, tenant: Tenant) -> None:
     value = canary()
     set_secret(client, tenant, "at-rest", value)
-    app: FastAPI = client.app  # type: ignore[assignment]
-    with session_scope(app.state.sessionmaker) as session:
+    app = app_of(client)
+    with session_scope(app_sessionmaker(app)) as session:
         rows = session.execute(
             text("SELECT * FROM run_secrets WHERE org_id = :org"), {"org": tenant.org_id}
         ).all()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypedDict
 
 import pytest
 from fastapi.testclient import TestClient
@@ -12,6 +13,7 @@ from sqlalchemy import create_engine, select
 
 from api import admin
 from api.app import create_app
+from api.app_state import app_engine
 from core.logs import LogStore
 from core.models import RunSecret
 from core.secrets.encryption import SecretUnreadable, cipher_for
@@ -54,7 +56,7 @@ def test_the_admin_command_reencrypts_under_the_newest_key(
     value = canary()
     with TestClient(app) as api:
         set_secret(api, make_tenant(api), "wandb", value)
-    app.state.engine.dispose()
+    app_engine(app).dispose()
     monkeypatch.setenv("TRAINPORT_DATABASE_URL", url)
     monkeypatch.setenv("TRAINPORT_SECRETS_KEY", f"{KEY_B},{KEY_A}")
     get_settings.cache_clear()
@@ -70,9 +72,20 @@ def test_the_admin_command_reencrypts_under_the_newest_key(
     assert only_new.decrypt(row.org_id, "", "wandb", row.ciphertext) == value
 
 
+class ProductionBasics(TypedDict):
+    """What a production server needs besides its secrets key."""
+
+    environment: Environment
+    secret_key: str
+    database_url: str
+
+
 def test_production_refuses_to_start_without_a_secrets_key() -> None:
-    production = {"environment": Environment.PRODUCTION, "secret_key": "x" * 40}
-    production["database_url"] = "postgresql+psycopg://db/trainport"
+    production = ProductionBasics(
+        environment=Environment.PRODUCTION,
+        secret_key="x" * 40,
+        database_url="postgresql+psycopg://db/trainport",
+    )
     with pytest.raises(ValidationError, match="TRAINPORT_SECRETS_KEY"):
         Settings(**production)
     with pytest.raises(ValidationError, match="at least 32 characters"):

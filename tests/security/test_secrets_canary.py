@@ -25,6 +25,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy.engine import make_url
 
 from api.app import create_app
+from api.app_state import app_engine
 from core.settings import Settings
 from tests.factories import make_tenant
 from tests.workers.conftest import (  # noqa: F401 - fixtures
@@ -75,7 +76,7 @@ def api(database_url: str, tmp_path: Path) -> Iterator[TestClient]:
     )
     app = create_app(settings)
     yield TestClient(app, raise_server_exceptions=False)
-    app.state.engine.dispose()
+    app_engine(app).dispose()
 
 
 def test_a_secret_value_appears_nowhere_but_the_runs_own_environment(
@@ -156,7 +157,8 @@ def _in_redis(value: str) -> list[str]:
 
 
 def _redis_items(client: redis.Redis, key: bytes) -> list[Any]:
-    kind = client.type(key).decode()
+    answer = client.type(key)  # bytes: the client does not decode responses
+    kind = answer.decode() if isinstance(answer, bytes) else answer
     if kind == "string":
         return [client.get(key)]
     if kind == "list":

@@ -21,6 +21,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from api.app_state import app_engine
 from core.secrets.service import legacy_worker_variables
 from core.settings import Settings
 from tests.factories import Tenant, create_run, make_tenant
@@ -52,7 +53,7 @@ def settings(make_database: Callable[[], str], tmp_path: Path) -> Settings:  # n
 def api(settings: Settings) -> Iterator[TestClient]:
     app = create_app(settings)
     yield TestClient(app, raise_server_exceptions=False)
-    app.state.engine.dispose()
+    app_engine(app).dispose()
 
 
 def _context(api: TestClient, settings: Settings) -> WorkerContext:

@@ -10,15 +10,15 @@ import os
 from typing import Any
 
 import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from api.app_state import app_settings
 from core.kubernetes.config import ClusterConfig
 from core.kubernetes.manifests import build_attempt
 from core.launch_request import LaunchRequest
 from core.logs import LogStore
 from core.settings import Settings
-from tests.factories import make_tenant
+from tests.factories import app_of, make_tenant
 from tests.security.storage_fixtures import (
     PLATFORM_CREDENTIALS,
     s3_endpoint,
@@ -63,14 +63,14 @@ def assert_holds_no_credential(env: dict[str, str], text: str, settings: Setting
 def test_the_launch_environment_on_s3_holds_no_platform_credential(
     storage_api: TestClient,
 ) -> None:
-    app: FastAPI = storage_api.app  # type: ignore[assignment]
+    app = app_of(storage_api)
     env = launched_env(storage_api)
     assert env["TRAINPORT_CHECKPOINT_URI"].startswith("s3://")  # S3 storage is in use
-    assert_holds_no_credential(env, json.dumps(env), app.state.settings)
+    assert_holds_no_credential(env, json.dumps(env), app_settings(app))
 
 
 def test_a_rendered_kubernetes_pod_holds_no_platform_credential(storage_api: TestClient) -> None:
-    app: FastAPI = storage_api.app  # type: ignore[assignment]
+    app = app_of(storage_api)
     env = launched_env(storage_api)
     spec: dict[str, Any] = {"image": "python:3.11-slim", "command": ["python", "train.py"]}
     request = LaunchRequest("run_01jd5xabcdefghjkmnpqrstvwx", "org_01jd5x", 1, spec, env)
@@ -78,7 +78,7 @@ def test_a_rendered_kubernetes_pod_holds_no_platform_credential(storage_api: Tes
     pod = built.job["spec"]["template"]["spec"]
     names = {v["name"]: v for c in pod["containers"] for v in c.get("env", [])}
     rendered = json.dumps([built.job, built.service])
-    assert_holds_no_credential({n: "" for n in names}, rendered, app.state.settings)
+    assert_holds_no_credential({n: "" for n in names}, rendered, app_settings(app))
     assert "TRAINPORT_RUN_TOKEN" in names  # the run's own credential is the only one
 
 
@@ -86,8 +86,8 @@ def test_a_local_rank_holds_no_platform_credential(
     storage_api: TestClient, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The worker itself holds the credentials (as in production); its ranks must not."""
-    app: FastAPI = storage_api.app  # type: ignore[assignment]
-    settings: Settings = app.state.settings
+    app = app_of(storage_api)
+    settings: Settings = app_settings(app)
     worker_env = {
         "AWS_ACCESS_KEY_ID": PLATFORM_CREDENTIALS["s3_access_key_id"],
         "AWS_SECRET_ACCESS_KEY": PLATFORM_CREDENTIALS["s3_secret_access_key"],

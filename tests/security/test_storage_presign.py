@@ -14,8 +14,9 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from api.app_state import app_settings
 from core.runs.attempts import AttemptOutcome
-from tests.factories import Tenant, make_tenant
+from tests.factories import Tenant, app_of, make_tenant
 from tests.security.storage_fixtures import s3_endpoint, storage_api, storage_app
 from tests.support.training import (
     Started,
@@ -87,7 +88,7 @@ def test_the_urls_are_short_lived(storage_api: TestClient) -> None:
     run = start(storage_api, submit(storage_api, make_tenant(storage_api)))
     before = datetime.now(UTC)
     response = presign(storage_api, run, ("PUT", CKPT))
-    seconds = storage_api.app.state.settings.run_presigned_url_seconds  # type: ignore[attr-defined]
+    seconds = app_settings(app_of(storage_api)).run_presigned_url_seconds
     expires = datetime.fromisoformat(response.json()["expires_at"])
     assert before + timedelta(seconds=seconds - 5) <= expires <= before + timedelta(seconds + 5)
     query = parse_qs(urlsplit(response.json()["operations"][0]["url"]).query)

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from api.app_state import app_sessionmaker, app_settings
 from core.db import session_scope
 from core.launch import freeze_and_mint_environment
 from core.models import Run, utcnow
@@ -24,7 +24,7 @@ from core.runs.attempts import AttemptOutcome, Ending, Grant, open_attempt, sett
 from core.runs.states import RunStatus, StatusReason, transition
 from core.scheduling.admission import accept_pending
 from core.settings import Settings
-from tests.factories import Tenant
+from tests.factories import Tenant, app_of
 
 SECRET = "training-tests-secret-key"
 
@@ -105,32 +105,32 @@ def submit(client: TestClient, tenant: Tenant, **spec: Any) -> str:
 
 def admit(client: TestClient, run_id: str) -> None:
     """The scheduler's accept step (pending → queued), which pins datasets."""
-    app: FastAPI = client.app  # type: ignore[assignment]
-    with session_scope(app.state.sessionmaker) as session:
+    app = app_of(client)
+    with session_scope(app_sessionmaker(app)) as session:
         accept_pending(session, [run_id])
 
 
 def start(client: TestClient, run_id: str) -> Started:
     """Admit the queued run as the next attempt and build its launch environment."""
-    app: FastAPI = client.app  # type: ignore[assignment]
-    with session_scope(app.state.sessionmaker) as session:
+    app = app_of(client)
+    with session_scope(app_sessionmaker(app)) as session:
         run = session.get(Run, run_id, with_for_update=True)
         assert run is not None
         if run.status == RunStatus.PENDING:
             accept_pending(session, [run_id])
         transition(session, run, RunStatus.STARTING, StatusReason.LAUNCHING, next_attempt=True)
         open_attempt(session, run, Grant("local", None, 0, 1), utcnow())
-        env = freeze_and_mint_environment(session, run, run.attempt, app.state.settings)
+        env = freeze_and_mint_environment(session, run, run.attempt, app_settings(app))
         return Started(run.id, run.attempt, env)
 
 
 def end_attempt(client: TestClient, run_id: str, outcome: AttemptOutcome) -> str:
     """The attempt ends as the reconciler would settle it: retried (queued) or finished."""
-    app: FastAPI = client.app  # type: ignore[assignment]
+    app = app_of(client)
     reason = (
         StatusReason.COMPLETED if outcome is AttemptOutcome.SUCCEEDED else StatusReason.NODE_LOST
     )
-    with session_scope(app.state.sessionmaker) as session:
+    with session_scope(app_sessionmaker(app)) as session:
         run = session.get(Run, run_id, with_for_update=True)
         assert run is not None
         return settle(session, run, Ending(outcome, reason, "ended by the test"), 3).value

@@ -14,7 +14,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from tests.factories import Tenant, make_tenant
+from api.app_state import app_settings
+from tests.factories import Tenant, app_of, make_tenant
 from tests.support.training import _settings, create_dataset, make_bucket, s3_settings, upload
 
 PRIVATE = {"secret.txt": b"org A's private data"}
@@ -102,8 +103,8 @@ def test_an_allowed_prefix_is_registered_and_nothing_outside_it(s3_api_with: Mak
 
 def test_an_allow_list_entry_names_an_org_by_name_too(s3_api_with: MakeApi) -> None:
     probe = s3_api_with()
-    tenant = make_tenant(probe, name="sources-by-name-" + probe.app.state.settings.state_dir.name)
-    name = "sources-by-name-" + probe.app.state.settings.state_dir.name
+    name = "sources-by-name-" + app_settings(app_of(probe)).state_dir.name
+    tenant = make_tenant(probe, name=name)
     api = s3_api_with(dataset_sources={name: ["s3://customer-sources/text/"]})
     create_dataset(api, tenant, "external")
     assert _register(api, tenant, "s3://customer-sources/text/v1/").status_code == 201

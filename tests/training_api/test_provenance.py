@@ -11,14 +11,14 @@ import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from api.app_state import app_sessionmaker
 from core.db import session_scope
 from core.models import RunProvenance
 from core.provenance.signing import canonical, hmac_key_id, hmac_sign
 from core.runs.attempts import AttemptOutcome
-from tests.factories import Tenant, make_tenant
+from tests.factories import Tenant, app_of, make_tenant
 from tests.support.training import (
     SECRET,
     create_dataset,
@@ -87,7 +87,7 @@ def test_a_stored_version_1_record_is_still_served_and_verifies(
     api: TestClient, org: Tenant
 ) -> None:
     run_id, checkpoint, _ = _started_with_checkpoint(api, org)
-    app: FastAPI = api.app  # type: ignore[assignment]
+    app = app_of(api)
     version_1 = {
         "run_id": run_id,
         "organization_id": org.org_id,
@@ -97,7 +97,7 @@ def test_a_stored_version_1_record_is_still_served_and_verifies(
         "datasets": {},
         "platform_version": "0.1.0",
     }
-    with session_scope(app.state.sessionmaker) as session:
+    with session_scope(app_sessionmaker(app)) as session:
         frozen = session.get(RunProvenance, run_id)
         assert frozen is not None
         frozen.record = version_1

@@ -10,12 +10,12 @@ from typing import Any
 
 import psycopg
 import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import make_url
 
+from api.app_state import app_settings
 from tests.api.expect import assert_problem
-from tests.factories import Tenant, make_key
+from tests.factories import Tenant, app_of, make_key
 from tests.support.training import admit
 
 # What differs between two creates of one body: identity, time and order.
@@ -31,8 +31,8 @@ BODY = {
 
 
 def _dsn(client: TestClient) -> str:
-    app: FastAPI = client.app  # type: ignore[assignment]
-    url = make_url(app.state.settings.database_url).set(drivername="postgresql")
+    app = app_of(client)
+    url = make_url(app_settings(app).database_url).set(drivername="postgresql")
     return url.render_as_string(hide_password=False)
 
 

@@ -11,25 +11,25 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import make_url
 
+from api.app_state import app_async_db, app_sessionmaker, app_settings
 from core.aio import APPLICATION_NAME, AsyncDatabase
 from core.db import session_scope
 from core.runs.attempts import AttemptOutcome
 from core.scheduling import explain
 from core.tenants.schemas import Principal, Role
 from tests.api.expect import assert_problem
-from tests.factories import Tenant, make_key, make_tenant
+from tests.factories import Tenant, app_of, make_key, make_tenant
 from tests.support.training import end_attempt, start, submit
 
 
 def _orm_read(client: TestClient, tenant: Tenant, run_id: str) -> dict[str, Any]:
-    app: FastAPI = client.app  # type: ignore[assignment]
+    app = app_of(client)
     caller = Principal(org_id=tenant.org_id, key_id="key_test", role=Role.VIEWER)
-    with session_scope(app.state.sessionmaker) as session:
-        run = explain.describe_run(session, caller, run_id, app.state.settings)
+    with session_scope(app_sessionmaker(app)) as session:
+        run = explain.describe_run(session, caller, run_id, app_settings(app))
         document: dict[str, Any] = run.model_dump(mode="json")
         return document
 
@@ -107,8 +107,8 @@ def test_a_cancelled_runs_read_and_304_agree_on_both_databases(any_client: TestC
 def test_on_postgres_the_event_loop_read_equals_the_threadpool_read(
     api: TestClient, threadpool_api: TestClient, org: Tenant
 ) -> None:
-    assert isinstance(api.app.state.async_db, AsyncDatabase)  # type: ignore[attr-defined]
-    assert threadpool_api.app.state.async_db is None  # type: ignore[attr-defined]
+    assert isinstance(app_async_db(app_of(api)), AsyncDatabase)
+    assert app_async_db(app_of(threadpool_api)) is None
     run_id = submit(api, org, labels={"team": "nlp"})
     work = start(api, run_id)
     url = f"/v1/runs/{run_id}"

@@ -28,6 +28,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.app import create_app
+from api.app_state import app_engine
 from core import db, migrate
 from core.logs import LogStore
 from core.settings import Settings
@@ -97,7 +98,7 @@ def fresh_client(fresh_url: str) -> Iterator[TestClient]:
     """The API on this test's own database (no lifespan: nothing here long-polls)."""
     app = create_app(Settings(database_url=fresh_url, key_touch_interval_seconds=0))
     yield TestClient(app, raise_server_exceptions=False)
-    app.state.engine.dispose()
+    app_engine(app).dispose()
 
 
 # -- a real worker process tree ---------------------------------------------------------------

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
+from api.app_state import app_sessionmaker
 from core.db import session_scope
 from core.models import Run, RunAttempt, utcnow
 from core.runs.attempts import AttemptOutcome, Ending, settle
@@ -16,15 +17,14 @@ from core.runs.states import StatusReason
 from core.scheduling.admission import accept_pending, admit_queued_runs
 from core.scheduling.clusters import Inventory, register_cluster
 from core.settings import Settings
-from tests.factories import Tenant, create_run, make_key, make_tenant
+from tests.factories import Tenant, app_of, create_run, make_key, make_tenant
 
 Factory = sessionmaker[Session]
 SETTINGS = Settings(database_url="postgresql://unused", scheduler_starvation_seconds=600)
 
 
 def sessions(client: TestClient) -> Factory:
-    factory: Factory = client.app.state.sessionmaker  # type: ignore[attr-defined]
-    return factory
+    return app_sessionmaker(app_of(client))
 
 
 def gpus(count: int, nodes: int = 1, **scheduling: Any) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.app import create_app
+from api.app_state import app_engine, app_sessionmaker
 from core.db import session_scope
 from core.models import BudgetAlert, Run, RunAttempt, WebhookDelivery, utcnow
 from core.scheduling.admission import accept_pending, admit_queued_runs
@@ -20,7 +21,7 @@ from core.scheduling.clusters import Inventory, register_cluster
 from core.settings import Settings
 from core.usage import budgets, rollup
 from core.usage.rates import RateCard
-from tests.factories import PUBLIC_HOOK, Tenant, create_run, make_key, make_tenant
+from tests.factories import PUBLIC_HOOK, Tenant, app_of, create_run, make_key, make_tenant
 
 Factory = sessionmaker[Session]
 RATES = {"h100": 2.0}
@@ -35,12 +36,11 @@ def settings(fresh_url: str) -> Settings:
 def rated(settings: Settings) -> Iterator[TestClient]:
     app = create_app(settings)
     yield TestClient(app, raise_server_exceptions=False)
-    app.state.engine.dispose()
+    app_engine(app).dispose()
 
 
 def sessions(client: TestClient) -> Factory:
-    factory: Factory = client.app.state.sessionmaker  # type: ignore[attr-defined]
-    return factory
+    return app_sessionmaker(app_of(client))
 
 
 def spend(client: TestClient, tenant: Tenant, gpu_hours: float, project: str | None = None) -> None:

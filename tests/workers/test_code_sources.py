@@ -24,6 +24,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from api.app_state import app_engine
 from core.settings import Settings
 from tests.api.conftest import StartServer, start_server
 from tests.factories import Tenant, make_tenant
@@ -81,7 +82,7 @@ def live(
     with TestClient(app) as client:
         tenant = make_tenant(client)
     yield Live(server.url, tenant, state)
-    app.state.engine.dispose()
+    app_engine(app).dispose()
 
 
 def cli(live: Live, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

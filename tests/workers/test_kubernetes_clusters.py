@@ -24,6 +24,7 @@ import yaml
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from api.app_state import app_engine
 from core.db import session_scope
 from core.kubernetes import naming
 from core.logs import LogKey
@@ -99,7 +100,7 @@ def api(clusters: Clusters) -> Iterator[TestClient]:
     """The API with the worker's settings (no lifespan: nothing here long-polls)."""
     app = create_app(clusters.settings)
     yield TestClient(app, raise_server_exceptions=False)
-    app.state.engine.dispose()
+    app_engine(app).dispose()
 
 
 def executor_for_cluster(name: str, settings: Settings) -> Any:

@@ -268,6 +268,7 @@ class WorkersMachine(RuleBasedStateMachine):
         reached = dict.fromkeys(statuses, RunStatus.PENDING.value)
         for run_id, before, after in events:
             assert before == reached[run_id], (run_id, before, reached[run_id])
+            assert after is not None  # a status event names the status it moved to
             assert RunStatus(after) in TRANSITIONS[RunStatus(before)], (run_id, before, after)
             reached[run_id] = after
         assert reached == statuses
@@ -352,7 +353,7 @@ class WorkersMachine(RuleBasedStateMachine):
 
     def _status(self, run_id: str) -> RunStatus:
         with db.session_scope(self.factory) as session:
-            return RunStatus(session.scalar(select(Run.status).where(Run.id == run_id)))
+            return RunStatus(session.scalars(select(Run.status).where(Run.id == run_id)).one())
 
     def _in(self, statuses: set[RunStatus]) -> list[tuple[str, int]]:
         with db.session_scope(self.factory) as session:
@@ -406,7 +407,7 @@ def _live_commands() -> Iterator[tuple[int, dict[str, str]]]:
         if state in "ZX" or int(group) != int(entry):
             continue  # exited, or a fork of the command's shell (the command leads its group)
         pairs = (item.split("=", 1) for item in raw.decode(errors="replace").split("\0"))
-        yield int(entry), dict(pair for pair in pairs if len(pair) == 2)  # type: ignore[misc]
+        yield int(entry), dict(pair for pair in pairs if len(pair) == 2)
 
 
 @pytest.mark.slow

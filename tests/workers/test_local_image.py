@@ -8,16 +8,17 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
+from api.app_state import app_sessionmaker
 from core.db import session_scope
 from core.runs.schemas import LOCAL_IMAGE_WARNING
 from core.scheduling.admission import accept_pending, admit_queued_runs
 from core.scheduling.clusters import Inventory, register_cluster
 from core.settings import LocalImagePolicy, Settings
-from tests.factories import create_run, make_tenant
+from tests.factories import app_of, create_run, make_tenant
 
 
 def admit_all(client: TestClient, settings: Settings, executor: str = "local") -> None:
-    factory = client.app.state.sessionmaker  # type: ignore[attr-defined]
+    factory = app_sessionmaker(app_of(client))
     with session_scope(factory) as session:
         register_cluster(session, "local", executor, Inventory({}, 8, 1))
     with session_scope(factory) as session:

@@ -22,6 +22,7 @@ from prometheus_client.samples import Sample
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.app import create_app
+from api.app_state import app_engine
 from core.models import Cluster, Run, RunAttempt
 from core.runs.states import RunStatus, StatusReason, transition
 from core.settings import Settings
@@ -71,7 +72,7 @@ def metrics_client(fresh_url: str) -> Iterator[TestClient]:
     app = create_app(settings)
     with TestClient(app, raise_server_exceptions=False) as client:
         yield client
-    app.state.engine.dispose()
+    app_engine(app).dispose()
 
 
 def scrape(client: TestClient) -> list[Sample]:

@@ -12,12 +12,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.app import create_app
+from api.app_state import app_engine, app_sessionmaker
 from core.db import session_scope
 from core.models import OutboxMessage, Run, RunEvent
 from core.provenance.record import freeze
 from core.scheduling.clusters import Inventory, register_cluster
 from core.settings import Settings
-from tests.factories import create_run, make_key, make_tenant, run_spec
+from tests.factories import app_of, create_run, make_key, make_tenant, run_spec
 
 Factory = sessionmaker[Session]
 
@@ -29,20 +30,20 @@ def rated(fresh_url: str) -> Iterator[TestClient]:
     )
     app = create_app(settings)
     yield TestClient(app, raise_server_exceptions=False)
-    app.state.engine.dispose()
+    app_engine(app).dispose()
 
 
 def sessions(client: TestClient) -> Factory:
-    factory: Factory = client.app.state.sessionmaker  # type: ignore[attr-defined]
-    return factory
+    return app_sessionmaker(app_of(client))
 
 
 def counts(client: TestClient) -> tuple[int, int, int]:
     with session_scope(sessions(client)) as session:
-        return tuple(  # type: ignore[return-value]
+        runs, events, messages = (
             int(session.scalar(select(func.count()).select_from(table)) or 0)
             for table in (Run, RunEvent, OutboxMessage)
         )
+        return runs, events, messages
 
 
 def gpu_spec(**scheduling: Any) -> dict[str, Any]:

@@ -19,13 +19,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from api.app_state import app_sessionmaker, app_settings
 from core.kubernetes.config import ClusterConfig
 from core.kubernetes.manifests import CHECKPOINT_DIR, build_attempt
 from core.run_storage.service import leftovers_location
-from tests.factories import Tenant, make_tenant
+from tests.factories import Tenant, app_of, make_tenant
 from tests.k8s.conftest import launch_request
 from tests.security.storage_fixtures import (
     PLATFORM_CREDENTIALS,
@@ -100,8 +100,8 @@ def _run_pod(
 
 
 def _keep(storage_api: TestClient, started: Started) -> None:
-    app: FastAPI = storage_api.app  # type: ignore[assignment]
-    keep_uploaded(app.state.sessionmaker, app.state.settings, started.run_id, started.attempt)
+    app = app_of(storage_api)
+    keep_uploaded(app_sessionmaker(app), app_settings(app), started.run_id, started.attempt)
 
 
 def test_the_pod_uploads_what_it_leaves_and_keeps_the_commands_exit_code(
@@ -134,8 +134,8 @@ def test_the_pod_uploads_what_it_leaves_and_keeps_the_commands_exit_code(
     assert series["steps"] == [0, 1, 2, 3, 4]
     assert series["values"][0] == 2.0
 
-    app: FastAPI = storage_api.app  # type: ignore[assignment]
-    store = leftovers_location(app.state.settings, tenant.org_id, run_id, started.attempt)
+    app = app_of(storage_api)
+    store = leftovers_location(app_settings(app), tenant.org_id, run_id, started.attempt)
     assert store.list() == []  # the uploaded copies are gone once kept
 
 
@@ -159,9 +159,9 @@ def test_a_command_that_is_not_there_exits_127_as_from_a_shell(
     storage_api: TestClient, live_storage_api: str, tmp_path: Path
 ) -> None:
     tenant = make_tenant(storage_api)
-    spec = {"outputs": ["out/**"]}
-    started = start(storage_api, submit(storage_api, tenant, **spec))
-    request = launch_request(nodes=1, command=["/no/such/trainer"], **spec)
+    outputs = ["out/**"]
+    started = start(storage_api, submit(storage_api, tenant, outputs=outputs))
+    request = launch_request(nodes=1, command=["/no/such/trainer"], outputs=outputs)
     request = dataclasses.replace(request, run_id=started.run_id, env=started.env)
     pod = build_attempt(request, ClusterConfig(default_image="t:1")).job
     [container] = pod["spec"]["template"]["spec"]["containers"]

@@ -98,7 +98,7 @@ def test_a_non_preemptible_run_is_never_a_victim(api: TestClient, clusters: Clus
     queued = api.get(f"/v1/runs/{urgent}", headers=tenant.headers).json()
     assert queued["queue"]["reason"] == "no_capacity"
     with session_scope(ctx.factory) as session:
-        assert session.get(RunAttempt, (pinned, 1)).preempted_by is None  # type: ignore[union-attr]
+        assert session.get_one(RunAttempt, (pinned, 1)).preempted_by is None
 
 
 def test_a_queued_run_past_max_pending_fails_pending_timeout(

@@ -66,14 +66,14 @@ def _create(
         return service.create_run(session, caller, body).run.id
 
 
-def _status(ctx: WorkerContext, run_id: str) -> tuple[str, str]:
+def _status(ctx: WorkerContext, run_id: str) -> tuple[str, str | None]:
     with db.session_scope(ctx.factory) as session:
         run = session.get(Run, run_id)
         assert run is not None
         return run.status, run.status_reason
 
 
-def _reconcile_until(ctx: WorkerContext, run_id: str, statuses: set[str]) -> tuple[str, str]:
+def _reconcile_until(ctx: WorkerContext, run_id: str, statuses: set[str]) -> tuple[str, str | None]:
     deadline = time.monotonic() + DEADLINE_S
     while time.monotonic() < deadline:
         reconcile_once(ctx)

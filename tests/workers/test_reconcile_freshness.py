@@ -22,6 +22,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import db
+from core.executor_kinds import ExecutorKind
 from core.launch_request import LaunchRequest
 from core.logs import LogStore
 from core.models import Run, RunAttempt, TaskDelivery
@@ -34,7 +35,7 @@ from core.settings import Settings
 from core.tenants.schemas import Principal, Role
 from core.tenants.service import bootstrap
 from workers import scheduler
-from workers.executors.base import AttemptObservation, RankPhase
+from workers.executors.base import AttemptObservation, Executor, RankPhase
 from workers.executors.local import LocalExecutor
 from workers.reconciler import WorkerContext, launch_attempt, reconcile_once
 
@@ -53,8 +54,8 @@ class StaleExecutor:
     (another worker acting between this pass's observe and its load) commits."""
 
     inner: LocalExecutor
-    meanwhile: list[Callable[[], None]] = field(default_factory=list)
-    kind: str = "local"
+    meanwhile: list[Callable[[], object]] = field(default_factory=list)  # results are ignored
+    kind: ExecutorKind = ExecutorKind.LOCAL
 
     def launch(self, request: LaunchRequest) -> None:
         self.inner.launch(request)
@@ -84,7 +85,7 @@ class World:
     marker: Path
     gate: Path
 
-    def ctx(self, executor: LocalExecutor | StaleExecutor) -> WorkerContext:
+    def ctx(self, executor: Executor) -> WorkerContext:
         return WorkerContext(self.factory, self.settings, lambda where: executor)
 
     def submit(self, max_retries: int = 1) -> str:
@@ -207,7 +208,7 @@ def test_a_run_that_moved_to_running_after_the_observation_is_not_declared_lost(
 def test_a_launch_completed_after_the_observation_is_not_declared_lost(world: World) -> None:
     run_id = world.submit()
     launch = world.ctx(world.executor)
-    world.stale.meanwhile.append(lambda: launch_attempt(launch, run_id, 1) and None)
+    world.stale.meanwhile.append(lambda: launch_attempt(launch, run_id, 1))
 
     reconcile_once(world.ctx(world.stale))  # observed nothing, then loaded a launched run
 

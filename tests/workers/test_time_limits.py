@@ -30,7 +30,7 @@ from tests.workers.test_kubernetes_clusters import (  # noqa: F401 - fixtures, u
     h100_run,
     reconcile_until,
 )
-from workers.reconciler import reconcile_once
+from workers.reconciler import WorkerContext, reconcile_once
 
 
 def _backdate(api: TestClient, run_id: str, seconds: float, *, launched: bool) -> None:
@@ -45,12 +45,12 @@ def _backdate(api: TestClient, run_id: str, seconds: float, *, launched: bool) -
             session.execute(update(Run).where(Run.id == run_id).values(started_at=past))
 
 
-def _rounds(api: TestClient, clusters: Clusters, ctx: object, rounds: int = 3) -> None:
+def _rounds(api: TestClient, clusters: Clusters, ctx: WorkerContext, rounds: int = 3) -> None:
     executor = executor_for_cluster("west", clusters.settings)
     for _ in range(rounds):
         clusters.west.step()
         executor.pods.wait_for(lambda: False, 0.05)
-        reconcile_once(ctx)  # type: ignore[arg-type]
+        reconcile_once(ctx)
 
 
 def test_time_spent_pending_does_not_count_against_max_duration(

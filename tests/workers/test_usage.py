@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.app import create_app
+from api.app_state import app_engine, app_sessionmaker
 from core import migrate
 from core.db import session_scope
 from core.models import Run, RunAttempt, UsageDaily, utcnow
@@ -29,7 +30,7 @@ from core.runs.states import StatusReason
 from core.settings import Settings
 from core.usage import budgets, rollup
 from core.usage.rates import RateCard
-from tests.factories import Tenant, create_run, make_key, make_tenant
+from tests.factories import Tenant, app_of, create_run, make_key, make_tenant
 
 Factory = sessionmaker[Session]
 RATES = {"h100": 2.5, "a100": 1.2}
@@ -44,12 +45,11 @@ def rated(fresh_url: str) -> Iterator[TestClient]:
     )
     app = create_app(settings)
     yield TestClient(app, raise_server_exceptions=False)
-    app.state.engine.dispose()
+    app_engine(app).dispose()
 
 
 def sessions(client: TestClient) -> Factory:
-    factory: Factory = client.app.state.sessionmaker  # type: ignore[attr-defined]
-    return factory
+    return app_sessionmaker(app_of(client))
 
 
 def attempt(
@@ -238,7 +238,7 @@ def either(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TestClien
     settings = Settings(database_url=url, key_touch_interval_seconds=0, gpu_hour_rates=RATES)
     app = create_app(settings)
     yield TestClient(app, raise_server_exceptions=False)
-    app.state.engine.dispose()
+    app_engine(app).dispose()
 
 
 def test_the_rollup_report_and_budget_alerts_agree_on_both_backends(either: TestClient) -> None:

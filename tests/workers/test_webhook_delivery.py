@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 import trainport
 from api.app import create_app
+from api.app_state import app_engine
 from core.db import session_scope
 from core.models import WebhookDelivery, WebhookEndpoint
 from core.settings import Settings
@@ -44,7 +45,7 @@ def api(fresh_url: str) -> Iterator[TestClient]:
     )
     app = create_app(settings)
     yield TestClient(app, raise_server_exceptions=False)
-    app.state.engine.dispose()
+    app_engine(app).dispose()
 
 
 def _endpoint(api: TestClient, tenant: Tenant, url: str, **body: Any) -> dict[str, Any]:
