@@ -3,8 +3,8 @@ GPU-hour rates a request prices usage at."""
 
 from __future__ import annotations
 
+import random
 import re
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
@@ -20,6 +20,12 @@ from core.usage import rates
 from core.usage.rates import RateCard
 
 
+def _minted() -> str:
+    # A correlation id, not a secret: the Mersenne Twister (reseeded in each forked worker),
+    # not a system call for os.urandom on every request.
+    return f"{random.getrandbits(64):016x}"
+
+
 class RequestIdMiddleware:
     """Honours a sane incoming `X-Request-Id`, otherwise mints one; echoes it on the response."""
 
@@ -31,9 +37,7 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        request_id = (
-            incoming if 0 < len(incoming) <= 64 and incoming.isalnum() else secrets.token_hex(8)
-        )
+        request_id = incoming if 0 < len(incoming) <= 64 and incoming.isalnum() else _minted()
         scope.setdefault("state", {})["request_id"] = request_id
 
         async def send_with_id(message: Message) -> None:
