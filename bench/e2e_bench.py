@@ -14,7 +14,8 @@ children) and otherwise their defaults; `--env NAME=VALUE` adds settings. Every 
 trivial command, `python -c "print(1)"` (the latency runs write a time stamp first). On each:
 
 1. **idle memory**: RSS (and PSS) of every process of the platform, after it started and
-   settled (Redis and PostgreSQL themselves are shared and not counted);
+   settled (Redis and PostgreSQL themselves are shared and not counted), in all and per
+   process tree (`--idle-only`: this alone, then the next platform);
 2. **submit → running**: `--latency-runs` runs one at a time; the command's first statement
    writes `time.time()`; latency = that minus the wall clock just before the submit. On
    Trainport, the **stages** of those runs are read back from the database (run, outbox rows,
@@ -30,6 +31,7 @@ average before and after each platform (2 cores shared by others: compare ratios
 
     python -m bench.e2e_bench                                   # all three, ~3 min
     python -m bench.e2e_bench --only celery,embedded --runs 100 --clients 4 --latency-runs 10
+    python -m bench.e2e_bench --only postgres --idle-only         # the production processes
 """
 
 from __future__ import annotations
@@ -421,6 +423,12 @@ def measure(name: str, args: argparse.Namespace, extra: dict[str, str]) -> dict[
         rss, pss, count = tree_memory_mb(target.pids)
         found["idle memory MB"] = round(rss)
         found["idle PSS MB / processes"] = f"{pss:.0f} / {count}"
+        found["idle RSS / PSS MB by process tree"] = {
+            _label(pid): "{:.0f} / {:.0f} ({} processes)".format(*tree_memory_mb((pid,)))
+            for pid in target.pids
+        }
+        if args.idle_only:
+            return found | {"load after": load()}
         lat, marks = latencies(target, args.latency_runs, Path(tmp))
         found["submit -> running ms p50"] = round(statistics.median(lat), 1)
         found["submit -> running ms p95"] = round(percentile(lat, 0.95), 1)
@@ -533,6 +541,7 @@ def main() -> None:
     parser.add_argument("--reads", type=int, default=200, help="GETs of one run")
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for Trainport")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--idle-only", action="store_true", help="only the idle memory")
     args = parser.parse_args()
     # A SIGTERM (`timeout`) unwinds the platforms' context managers, so no process is left.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))

@@ -26,15 +26,16 @@ import time
 from dataclasses import asdict, dataclass
 
 import psycopg
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, select
 from sqlalchemy.engine import make_url
 
 from core import migrate
 from core.db import make_sessionmaker, session_scope
 from core.ids import new_id
-from core.models import Project
+from core.models import Organization, Project
 from core.runs.spec import RunCreate
-from core.tenants.service import bootstrap
+from core.tenants.schemas import ApiKeyCreate, Principal, Role
+from core.tenants.service import bootstrap, create_key
 
 ADMIN_URL = os.environ.get(
     "TRAINPORT_BENCH_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -187,6 +188,20 @@ def _tenants(url: str) -> Tenants:
         other_orgs=[o.org.id for o in others],
         other_projects=[o.project.id for o in others],
     )
+
+
+def measured_org_key(url: str, key_name: str) -> tuple[str, str]:
+    """The measured org of an earlier seed, and a fresh admin key of it (for `--reuse`)."""
+    engine = create_engine(url)
+    try:
+        with session_scope(make_sessionmaker(engine)) as session:
+            org = session.scalars(select(Organization).where(Organization.name == MEASURED_ORG))
+            org_id = org.one().id
+            admin = Principal(org_id, MEASURED_ORG, Role.ADMIN)
+            _, secret = create_key(session, admin, ApiKeyCreate(name=key_name, role="admin"))
+    finally:
+        engine.dispose()
+    return org_id, secret
 
 
 def _fill(url: str, runs: int, tenants: Tenants) -> tuple[int, int]:

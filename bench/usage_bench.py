@@ -27,10 +27,8 @@ from api.app import create_app
 from bench import seed
 from core import migrate
 from core.db import build_engine, make_sessionmaker, session_scope
-from core.models import Organization, RunAttempt, utcnow
+from core.models import RunAttempt, utcnow
 from core.settings import Settings
-from core.tenants.schemas import ApiKeyCreate, Principal, Role
-from core.tenants.service import create_key
 from core.usage import rollup
 
 DATABASE = "trainport_usage_bench"
@@ -84,13 +82,9 @@ def prepare(runs: int) -> tuple[str, seed.Seeded]:
 def reuse() -> tuple[str, seed.Seeded]:
     """The database the last run seeded, with a fresh admin key of its measured org."""
     url = seed.database_url(DATABASE)
-    factory = make_sessionmaker(build_engine(Settings(database_url=url)))
-    with session_scope(factory) as session:
-        org = session.scalars(select(Organization).where(Organization.name == "bench")).one()
-        admin = Principal(org.id, "bench", Role.ADMIN)
-        _, secret = create_key(session, admin, ApiKeyCreate(name="usage-bench", role="admin"))
+    org_id, secret = seed.measured_org_key(url, "usage-bench")
     facts = seed.Seeded(
-        database_url=url, runs=0, measured_runs=0, org_id=org.id, other_org_id="",
+        database_url=url, runs=0, measured_runs=0, org_id=org_id, other_org_id="",
         api_key=secret, project_ids=[], head_version=0, seconds=0.0,
     )  # fmt: skip
     return url, facts

@@ -46,6 +46,11 @@ class LocalImagePolicy(StrEnum):
     REFUSE = "refuse"  # image runs are refused rather than run without their image
 
 
+class WorkerPool(StrEnum):
+    THREADS = "threads"  # one process; its tasks mostly wait on the database and clusters
+    PREFORK = "prefork"  # a child process per concurrent task (~100 MB each)
+
+
 class Environment(StrEnum):
     DEVELOPMENT = "development"
     PRODUCTION = "production"
@@ -100,6 +105,13 @@ class Settings(BaseSettings):
         default=None, ge=1, le=65535, description="Serve the workers' metrics on this port"
     )
     # Workers and scheduling.
+    worker_pool: WorkerPool = Field(
+        default=WorkerPool.THREADS,
+        description="`celery worker`'s pool: threads (one process) or prefork (one per task)",
+    )
+    worker_concurrency: int = Field(
+        default=4, ge=1, le=64, description="Tasks a worker runs at once (threads or processes)"
+    )
     celery_queue: str = Field(default="trainport", description="Celery queue the workers consume")
     local_cpu_slots: int | None = Field(
         default=None, ge=1, description="CPU-only ranks the local cluster runs at once; empty: CPUs"

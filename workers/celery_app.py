@@ -6,11 +6,16 @@ transport on a SQLite file in the state directory (`<state_dir>/broker.db`), pol
 a message out when it is fetched, so a message a killed worker held is lost; the reconciler
 re-drives whatever it was doing.)
 
+The pool: `celery worker` runs `TRAINPORT_WORKER_POOL` (threads by default: one process, whose
+`TRAINPORT_WORKER_CONCURRENCY` tasks mostly wait on the database, the broker and clusters;
+prefork holds a ~100 MB process per task slot) unless its command line names another.
+
 Delivery: JSON only, no result backend (tasks write their results to the database), late acks
 with `task_reject_on_worker_lost` (a task whose worker dies is redelivered, never lost), one
 message prefetched at a time. Redis redelivers an unacknowledged message only after its
 visibility timeout, so that timeout is longer than any task's hard time limit: a slow task is
-never handed to a second worker while it still runs; a worker told to stop (SIGTERM) gives its
+never handed to a second worker while it still runs (under the threads pool, which cannot stop
+a task, workers/shutdown.py enforces the limit); a worker told to stop (SIGTERM) gives its
 running tasks `worker_shutdown_grace_seconds`, then requeues the rest (workers/shutdown.py).
 Every beat entry carries `expires`, so a backlog of periodic messages built up while workers
 were away is dropped, not replayed.
@@ -28,7 +33,7 @@ from core.sandbox import SandboxRequired, announce
 from core.settings import Settings, get_settings
 from core.storage.backends import StoreUnreachableByRuns, check_store_reachable_by_runs
 from workers import telemetry  # noqa: F401 - its signal handlers serve the workers' metrics
-from workers.shutdown import bound_warm_shutdown
+from workers.shutdown import bound_warm_shutdown, enforce_hard_time_limits
 
 TASK_TIME_LIMIT = 300  # seconds; the longest any task may run before it is killed
 VISIBILITY_TIMEOUT = 3600  # seconds; must stay above every task's time limit
@@ -67,7 +72,7 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
 def create_celery(settings: Settings | None = None) -> Celery:
     settings = settings or get_settings()
     settings.state_dir.mkdir(parents=True, exist_ok=True)  # beat's schedule, maybe the broker
-    app = Celery("trainport", broker=broker_url(settings), include=["workers.tasks"])
+    app = Celery("trainport", broker=broker_url(settings))  # tasks: _register_tasks
     if settings.broker_url:
         transport: dict[str, Any] = {"visibility_timeout": VISIBILITY_TIMEOUT}
     else:
@@ -81,6 +86,8 @@ def create_celery(settings: Settings | None = None) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
+        worker_pool=settings.worker_pool.value,  # `celery worker`'s; the embedded mode: threads
+        worker_concurrency=settings.worker_concurrency,
         task_time_limit=TASK_TIME_LIMIT,
         task_soft_time_limit=TASK_TIME_LIMIT - 30,
         task_default_queue=settings.celery_queue,
@@ -93,6 +100,13 @@ def create_celery(settings: Settings | None = None) -> Celery:
         worker_hijack_root_logger=False,
     )
     return app
+
+
+@signals.celeryd_init.connect  # type: ignore[untyped-decorator]
+def _register_tasks(**_: object) -> None:
+    """Import the tasks where a worker starts (`celery worker`, the embedded worker), not in
+    beat, which sends each by name as the relay does and so stays ~35 MB smaller."""
+    import workers.tasks  # noqa: F401 - registers them on `app`
 
 
 @signals.worker_init.connect  # type: ignore[untyped-decorator]
@@ -111,3 +125,5 @@ def _checks_at_start(**_: object) -> None:
 app = create_celery()
 
 bound_warm_shutdown(get_settings().worker_shutdown_grace_seconds)
+if get_settings().broker_url:  # Redis redelivers; the embedded broker never does
+    enforce_hard_time_limits(TASK_TIME_LIMIT)

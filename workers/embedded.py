@@ -4,7 +4,7 @@ Run it beside the API with the same `TRAINPORT_*` settings (no broker URL needed
 a SQLite file under the state directory):
 
     python -m workers.embedded                    # migrate, then worker + beat + relay
-    python -m workers.embedded --concurrency 8    # more tasks at once (threads)
+    python -m workers.embedded --concurrency 8    # more tasks at once (threads; default 4)
     python -m workers.embedded --no-migrate       # the schema is already current
 
 Everything runs in one process, to keep the platform small (at most 300 MB
@@ -76,14 +76,16 @@ def run(settings: Settings, concurrency: int) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m workers.embedded", description=__doc__)
-    parser.add_argument("--concurrency", type=int, default=4, help="tasks at once (threads)")
+    parser.add_argument(
+        "--concurrency", type=int, help="tasks at once (threads); TRAINPORT_WORKER_CONCURRENCY"
+    )
     parser.add_argument("--no-migrate", action="store_true", help="skip the schema upgrade")
     args = parser.parse_args(argv)
     settings = get_settings()
     process_logging.configure(settings)
     if not args.no_migrate:
         migrate.upgrade(settings.database_url)
-    return run(settings, args.concurrency)
+    return run(settings, args.concurrency or settings.worker_concurrency)
 
 
 if __name__ == "__main__":

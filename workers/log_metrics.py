@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.db import session_scope
+from core.db import among, session_scope
 from core.log_archive import LogArchive
 from core.logs import LogKey
 from core.metrics.from_logs import patterns_of
@@ -61,11 +61,13 @@ def tail_attempts(
 def _specs_with_patterns(
     factory: sessionmaker[Session], run_ids: set[str]
 ) -> dict[str, dict[str, Any]]:
+    """The specs (their `metrics` part: all that patterns_of reads) that name log patterns."""
     if not run_ids:
         return {}
     with session_scope(factory) as session:
-        rows = session.execute(select(Run.id, Run.spec).where(Run.id.in_(run_ids))).all()
-    return {row[0]: row[1] for row in rows if (row[1].get("metrics") or {}).get("from_logs")}
+        query = select(Run.id, Run.spec["metrics"]).where(among(session, Run.id, run_ids))
+        rows = session.execute(query).all()
+    return {row[0]: {"metrics": row[1]} for row in rows if (row[1] or {}).get("from_logs")}
 
 
 def _tail(

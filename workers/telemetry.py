@@ -5,8 +5,8 @@ Metrics: `TRAINPORT_WORKER_METRICS_PORT` on the worker's main process.
 A prefork worker's tasks run in child processes, so with `PROMETHEUS_MULTIPROC_DIR` set (an
 empty folder, cleared before the worker starts) each child writes its counters and histograms
 there, and the endpoint, served by the parent, adds them up; a child that exits is marked dead
-so its live gauges drop out. Without the variable (the embedded worker's threads, one
-process) the endpoint serves the process's own registry.
+so its live gauges drop out. Without the variable (the threads pool, the default, and
+the embedded worker: one process) the endpoint serves the process's own registry.
 
 The platform's gauges (runs by status, queue depth, relay lag, GPUs) are read from the database
 by the API's `/metrics` (core/telemetry.py), not here: one place per installation computes them.

@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.db import session_scope
+from core.db import among, session_scope
 from core.metrics.observed import LogBytes, tail_event_file
 from core.metrics.tensorboard import EVENT_FILE_GLOB, CorruptEventFile
 from core.models import Run
@@ -106,5 +106,6 @@ def _tensorboard_dirs(factory: sessionmaker[Session], run_ids: set[str]) -> dict
     if not run_ids:
         return {}
     with session_scope(factory) as session:
-        rows = session.execute(select(Run.id, Run.spec).where(Run.id.in_(run_ids))).all()
-    return {row[0]: folder for row in rows if (folder := tensorboard_dir(row[1]))}
+        query = select(Run.id, Run.spec["metrics"]).where(among(session, Run.id, run_ids))
+        rows = session.execute(query).all()
+    return {row[0]: folder for row in rows if (folder := tensorboard_dir({"metrics": row[1]}))}

@@ -29,6 +29,7 @@ ORG_SECRET_PREFIX = "trainport-secrets-"  # noqa: S105 - a name prefix, not a se
 _BASE_LIMIT = 40
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-_.A-Za-z0-9]*[A-Za-z0-9])?)?$")
 _DNS_LABEL_BODY = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_NOT_DNS = re.compile(r"[^a-z0-9]+")
 # Label key prefixes a user's labels may not set: the cluster's and its controllers'.
 _FOREIGN_PREFIXES = ("kubernetes.io", "k8s.io", "x-k8s.io", "trainport.dev")
 
@@ -39,7 +40,7 @@ def _digest(text: str, length: int = 10) -> str:
 
 def _name_base(run_id: str) -> str:
     """The run id as a DNS label body, with a hash wherever the mapping could collide."""
-    cleaned = re.sub(r"[^a-z0-9]+", "-", run_id.lower()).strip("-")
+    cleaned = _NOT_DNS.sub("-", run_id.lower()).strip("-")
     if cleaned == run_id.replace("_", "-") and len(cleaned) <= _BASE_LIMIT and cleaned:
         return cleaned
     return f"{cleaned[: _BASE_LIMIT - 11].strip('-') or 'run'}-{_digest(run_id)}"
@@ -73,7 +74,7 @@ def namespace_for(template: str, org_id: str) -> str:
     """The training namespace: `template` with `{org}` replaced by the org as a DNS label."""
     if "{org}" not in template:
         return template
-    org = re.sub(r"[^a-z0-9]+", "-", org_id.lower()).strip("-") or "org"
+    org = _NOT_DNS.sub("-", org_id.lower()).strip("-") or "org"
     namespace = template.replace("{org}", org)
     if len(namespace) > MAX_NAME or not _DNS_LABEL_BODY.fullmatch(namespace):
         namespace = template.replace("{org}", _digest(org_id))
@@ -83,7 +84,7 @@ def namespace_for(template: str, org_id: str) -> str:
 def org_secret_name(org_id: str) -> str:
     """The org's Secret in the training namespace, `trainport-secrets-<org id as a DNS label>`,
     holding only that org's run-secret values (a hash where the id would not map one to one)."""
-    cleaned = re.sub(r"[^a-z0-9]+", "-", org_id.lower()).strip("-")
+    cleaned = _NOT_DNS.sub("-", org_id.lower()).strip("-")
     if cleaned != org_id.replace("_", "-") or not cleaned or len(cleaned) > _BASE_LIMIT:
         cleaned = f"{cleaned[: _BASE_LIMIT - 11].strip('-') or 'org'}-{_digest(org_id)}"
     return f"{ORG_SECRET_PREFIX}{cleaned}"

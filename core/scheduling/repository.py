@@ -13,10 +13,16 @@ from core.models import Organization, Project, Quota, Run, RunAttempt, RunProgre
 from core.runs.states import RunStatus
 
 
-def queued_runs(session: Session) -> Sequence[Row[tuple[str, str, str, str, datetime, Any]]]:
-    """The columns a plan needs of every queued run (no ORM objects: a pass may see 10 000)."""
+def queued_runs(
+    session: Session,
+) -> Sequence[Row[tuple[str, str, str, str, datetime, Any, Any]]]:
+    """The columns a plan needs of every queued run: no ORM objects, and of the spec only its
+    `compute` and `scheduling` parts (a pass may see 10,000; decoding whole specs was a third
+    of such a pass: bench/README.md, issue 17's scale check)."""
     return session.execute(
-        select(Run.id, Run.org_id, Run.project_id, Run.priority, Run.queued_at, Run.spec)
+        select(Run.id, Run.org_id, Run.project_id, Run.priority, Run.queued_at)
+        .add_columns(Run.spec["compute"].label("compute"))
+        .add_columns(Run.spec["scheduling"].label("scheduling"))
         .where(Run.status == RunStatus.QUEUED.value, Run.deleted_at.is_(None))
         .order_by(Run.queued_at, Run.id)
     ).all()
@@ -33,12 +39,16 @@ def holdings(session: Session) -> list[tuple[RunAttempt, str, Any, datetime | No
     return [(row[0], row[1], row[2], row[3]) for row in rows]
 
 
-def estimated_finishes(session: Session, attempts: Sequence[RunAttempt]) -> dict[str, datetime]:
+def estimated_finishes(session: Session) -> dict[str, datetime]:
     """When each open attempt's runtime says it will finish (its step rate), where it says."""
-    current = {attempt.run_id: attempt.attempt for attempt in attempts}
+    open_attempt = (
+        (RunAttempt.run_id == RunProgress.run_id)
+        & (RunAttempt.attempt == RunProgress.attempt)
+        & RunAttempt.ended_at.is_(None)
+    )
     rows = session.scalars(
         select(RunProgress)
-        .where(RunProgress.run_id.in_(list(current)))
+        .join(RunAttempt, open_attempt)
         .options(
             load_only(
                 RunProgress.attempt, RunProgress.step, RunProgress.total_steps,
@@ -46,11 +56,7 @@ def estimated_finishes(session: Session, attempts: Sequence[RunAttempt]) -> dict
             )
         )
     )  # fmt: skip
-    return {
-        row.run_id: finish
-        for row in rows
-        if row.attempt == current.get(row.run_id) and (finish := row.estimated_finish) is not None
-    }
+    return {row.run_id: finish for row in rows if (finish := row.estimated_finish) is not None}
 
 
 def lock_runs(

@@ -35,7 +35,7 @@ def load_snapshot(
 ) -> Snapshot:
     rows = repository.holdings(session)
     held: list[RunAttempt] = [row[0] for row in rows]
-    finishes = repository.estimated_finishes(session, held) if held else {}
+    finishes = repository.estimated_finishes(session) if held else {}
     states = free_capacity(clusters if clusters is not None else list_clusters(session), held)
     return Snapshot(
         candidates=[
@@ -45,8 +45,8 @@ def load_snapshot(
                 row.project_id,
                 row.priority,
                 row.queued_at or now,
-                Needs.of(row.spec),
-                ((row.spec or {}).get("scheduling") or {}).get("max_pending"),
+                Needs.of({"compute": row.compute}),
+                (row.scheduling or {}).get("max_pending"),
             )
             for row in repository.queued_runs(session)
         ],

@@ -1,5 +1,9 @@
 """What every process imports at start-up stays lean (issue 17: idle memory, start-up time).
 
+Beat loads the Celery app as a worker does, but only sends tasks by name, as the relay does:
+the task modules (the executors, the reconciler, webhooks' aiohttp, ...: ~35 MB) are imported
+where a worker starts (`celeryd_init`), so beat holds ~90 MB instead of ~125.
+
 boto3 and botocore cost ~24 MB and a few hundred ms in each of the API, the workers, beat and
 the relay; only a store on S3 needs them, so they load on first use (core/storage/s3.py). The
 workers never query through asyncpg (only the API does, on PostgreSQL: core/aio.py), so the
@@ -37,6 +41,22 @@ def test_the_api_and_the_workers_start_without_boto3(tmp_path: Path) -> None:
 def test_the_workers_start_without_asyncpg(tmp_path: Path) -> None:
     workers = "workers.tasks, workers.relay, workers.embedded"
     assert _loaded(workers, ("asyncpg",), tmp_path) == "[]"
+
+
+def test_beat_loads_the_celery_app_without_the_tasks() -> None:
+    """What `celery -A workers.celery_app beat` imports before it starts: the app module, then
+    its loader's default modules (a worker's `include`s and `imports`)."""
+    heavy = ("workers.tasks", "workers.reconciler", "workers.executors.local", "aiohttp")
+    probe = (
+        "import sys, workers.celery_app as c; c.app.loader.import_default_modules();"
+        f"print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    )
+    env = {"TRAINPORT_DATABASE_URL": "sqlite:///unused.db", "PATH": "/usr/bin:/bin"}
+    found = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True,
+        check=True, timeout=120,
+    )  # fmt: skip
+    assert found.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_a_ranks_shim_starts_without_dataclasses_or_typing() -> None:

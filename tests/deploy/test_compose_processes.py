@@ -13,7 +13,8 @@ then runs side by side. Runs go in through the API, one after another, and must 
 outbox row each submission wrote must have been published by the relay process (it logs every
 row it publishes) rather than picked up by a worker's reconcile pass a second later.
 Submit → running (when the run's processes existed, minus its `created_at`) is printed, not
-asserted.
+asserted. The worker runs the threads pool (TRAINPORT_WORKER_POOL's default: one process, no
+prefork children), and runs submitted all at once by as many clients each start exactly once.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -54,6 +56,7 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 RUNS = 8
+CONCURRENT_RUNS = 8
 READY_TIMEOUT_S = 60.0
 RUN_TIMEOUT_S = 60.0
 IDLE_BETWEEN_RUNS_S = 0.7
@@ -317,3 +320,43 @@ def test_the_compose_processes_run_jobs_delivered_by_the_relay(stack: Stack) -> 
     # A worker's own drain can win a row now and then (it drains after each pass); the relay,
     # woken by the submission's NOTIFY, must deliver nearly all of them.
     assert len(by_relay) >= RUNS - 2, (rows, relay_log[-3000:])
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            parent = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if parent == pid:
+            found.append(int(entry))
+    return found
+
+
+def _submit(stack: Stack, headers: dict[str, str], command: list[str]) -> str:
+    with httpx.Client(base_url=stack.api_url, headers=headers, timeout=30) as client:
+        response = client.post("/v1/runs", json={"command": command})
+        while response.status_code == 429:  # a well-behaved client: wait as told, then retry
+            time.sleep(float(response.headers.get("Retry-After", "1")))
+            response = client.post("/v1/runs", json={"command": command})
+    assert response.status_code == 201, response.text
+    run_id: str = response.json()["id"]
+    return run_id
+
+
+def test_the_compose_worker_is_one_process_that_starts_concurrent_runs_once(stack: Stack) -> None:
+    worker = stack.services["worker"]
+    assert "(thread)" in worker.text()  # Celery's banner: "concurrency: 4 (thread)"
+    assert _children(worker.process.pid) == []  # no prefork pool
+    headers = _bootstrap(stack)
+    commands = [[sys.executable, "-c", f"print('ran {i}')"] for i in range(CONCURRENT_RUNS)]
+    with ThreadPoolExecutor(CONCURRENT_RUNS) as clients:
+        ids = list(clients.map(lambda command: _submit(stack, headers, command), commands))
+    with httpx.Client(base_url=stack.api_url, headers=headers, timeout=30) as client:
+        runs = [_finished(client, run_id) for run_id in ids]
+        logs = [client.get(f"/v1/runs/{run_id}/logs").text for run_id in ids]
+    assert [run["status"] for run in runs] == ["succeeded"] * CONCURRENT_RUNS, runs
+    assert [len(run["attempts"]) for run in runs] == [1] * CONCURRENT_RUNS
+    printed = [log.count(f" stdout ran {i}") for i, log in enumerate(logs)]  # each line once
+    assert printed == [1] * CONCURRENT_RUNS, logs

@@ -26,7 +26,7 @@ from pydantic import BaseModel
 from api.app import create_app
 from core.runs.spec import RunCreate
 from core.runs.states import TRANSITIONS
-from core.settings import Environment, Settings
+from core.settings import Environment, Settings, WorkerPool
 from core.storage.backends import check_store_reachable_by_runs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,6 +40,8 @@ PROCESSES = {
     "relay": ["python", "-m", "workers.relay"],
     "migrate": ["python", "-m", "api.admin", "migrate"],
 }
+# Options of `celery worker` that would override TRAINPORT_WORKER_POOL / _CONCURRENCY.
+POOL_OPTIONS = ("-P", "--pool", "-c", "--concurrency")
 # The Kubernetes versions the README supports (tests/k8s/test_manifests.py checks the same).
 SUPPORTED_VERSIONS = ("1.31.0", "1.37.0")
 NAMESPACES = {"trainport", "trainport-runs"}
@@ -118,6 +120,31 @@ def test_compose_commands_run_the_api_and_both_celery_processes() -> None:
     assert services["beat"]["command"][:4] == ["celery", "-A", "workers.celery_app", "beat"]
     for module in ("api.main", "api.admin", "workers.celery_app"):
         assert importlib.util.find_spec(module) is not None, module
+
+
+def _pool_options(command: list[str]) -> list[str]:
+    return [part for part in command if part.split("=")[0] in POOL_OPTIONS]
+
+
+def test_the_compose_and_kubernetes_workers_run_threads_as_their_settings_say() -> None:
+    """Neither worker's command names a pool or a size, so the settings decide, and in both the
+    pool is threads (one process; prefork holds ~100 MB per child): the same four tasks at once."""
+    compose = _compose()
+    compose_env = {k: _expand(str(v)) for k, v in compose["x-trainport"]["environment"].items()}
+    worker = _of_kind("Deployment")["trainport-worker"]["spec"]["template"]["spec"]
+    k8s_env = {
+        **_of_kind("ConfigMap")["trainport-config"]["data"],
+        **_of_kind("Secret")["trainport-secrets"]["stringData"],
+    }
+    chosen = []
+    for command, env in (
+        (compose["services"]["worker"]["command"], compose_env),
+        (worker["containers"][0]["command"], k8s_env),
+    ):
+        assert _pool_options(command) == [], command
+        settings = _settings_from(env)
+        chosen.append((settings.worker_pool, settings.worker_concurrency))
+    assert chosen == [(WorkerPool.THREADS, 4)] * 2
 
 
 def _starts(commands: list[list[str]], prefix: list[str]) -> bool:

@@ -8,7 +8,7 @@ import pytest
 
 import workers.tasks  # noqa: F401 - registers the tasks on the app
 from core.outbox import Task
-from core.settings import Settings
+from core.settings import Settings, WorkerPool
 from workers.celery_app import VISIBILITY_TIMEOUT, app, create_celery
 
 
@@ -34,6 +34,14 @@ def test_redis_visibility_timeout_outlasts_every_task(tmp_path: Path) -> None:
         assert task.time_limit is not None, task.name
         assert task.time_limit < visibility, task.name
     assert app.conf.task_time_limit < visibility
+
+
+def test_the_worker_pool_and_its_size_are_settings(tmp_path: Path) -> None:
+    default = create_celery(Settings(state_dir=tmp_path))
+    assert (default.conf.worker_pool, default.conf.worker_concurrency) == ("threads", 4)
+    chosen = Settings(state_dir=tmp_path, worker_pool=WorkerPool.PREFORK, worker_concurrency=2)
+    prefork = create_celery(chosen)
+    assert (prefork.conf.worker_pool, prefork.conf.worker_concurrency) == ("prefork", 2)
 
 
 def test_every_beat_entry_expires() -> None:

@@ -6,7 +6,8 @@ resourceVersion it saw, and when the server answers 410 Gone (that version is co
 lists again. Every `resync_seconds` it re-lists anyway, which heals anything a watch missed. A
 restarted worker starts with an empty mirror, so its first act is a list: the view is rebuilt
 from the cluster, never from memory. Objects are kept as the API's JSON, which is all the
-classifier reads and half the memory of the client's models.
+classifier reads and half the memory of the client's models; after each list they are frozen
+out of the garbage collector's full collections (workers/heap.py).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
+
+from workers import heap
 
 GONE = 410
 RETRY_SECONDS = 1.0
@@ -123,6 +126,7 @@ class Mirror:
             self.resource_version = document["metadata"].get("resourceVersion")
             self.listed_at = self._clock()
             self._changed.notify_all()
+        heap.settle()  # long-lived until the next list: out of every full collection's way
 
     def watch_once(self) -> None:
         """Apply events until the server ends the watch; 410 Gone means list again."""

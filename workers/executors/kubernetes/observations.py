@@ -76,9 +76,11 @@ def _view_of(views: dict[tuple[str, int], AttemptView], obj: Obj) -> AttemptView
     attempt = (meta.get("labels") or {}).get(naming.ATTEMPT_KEY, "")
     if not run_id or not attempt.isdigit():
         return None  # not ours, or edited by hand: never guess
-    name = naming.attempt_name(run_id, int(attempt))
     key = (run_id, int(attempt))
-    return views.setdefault(key, AttemptView(run_id, int(attempt), meta["namespace"], name))
+    if key not in views:  # the name once per attempt, not once per object (issue 17's scale)
+        name = naming.attempt_name(run_id, int(attempt))
+        views[key] = AttemptView(run_id, int(attempt), meta["namespace"], name)
+    return views[key]
 
 
 def completion_index(pod: Obj, job: Obj | None = None) -> int | None:
