@@ -125,8 +125,8 @@ def node_object(index: int) -> dict[str, Any]:
 
 def attempt_objects(store: Any, attempt: dict[str, Any]) -> None:
     """An admitted attempt's Indexed Job and its pods, Running on the nodes of its placement."""
-    from workers.executors.kubernetes import naming
-    from workers.executors.kubernetes.manifests import CONTAINER
+    from core.kubernetes import naming
+    from core.kubernetes.manifests import CONTAINER
 
     run_id, number, nodes = attempt["run_id"], attempt["attempt"], attempt["nodes"]
     name = naming.attempt_name(run_id, number)
