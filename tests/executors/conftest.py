@@ -12,16 +12,7 @@ from pathlib import Path
 import pytest
 
 from core.logs import LogStore
-from tests.support.executors import (  # noqa: F401 - re-exported for older imports
-    FINISHED,
-    PY,
-    RUNNING,
-    Gate,
-    all_in,
-    launch_request,
-    observed,
-    wait_until,
-)
+from tests.support.executors import Gate
 from workers.executors.local import LocalExecutor
 
 

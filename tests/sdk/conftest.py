@@ -18,12 +18,7 @@ from fastapi.testclient import TestClient
 import trainport
 from core.log_archive import LogArchive
 from tests.factories import Tenant, log_archive, make_tenant
-from tests.support.servers import (  # noqa: F401 - re-exported for older imports
-    READY_TIMEOUT_S,
-    ROOT,
-    _wait_until_ready,
-    free_port,
-)
+from tests.support.servers import ROOT, _wait_until_ready, free_port
 
 
 @pytest.fixture(scope="session")

@@ -26,7 +26,6 @@ from core.secrets.service import legacy_worker_variables
 from core.settings import Settings
 from tests.factories import Tenant, create_run, make_tenant
 from tests.security.test_secrets_api import canary, set_secret
-from tests.workers.conftest import make_database, template_db  # noqa: F401 - fixtures
 from tests.workers.test_admission import sessions
 from workers import scheduler
 from workers.executors.registry import executor_for
@@ -39,7 +38,7 @@ PRINT_DIGEST = (
 
 
 @pytest.fixture
-def settings(make_database: Callable[[], str], tmp_path: Path) -> Settings:  # noqa: F811
+def settings(make_database: Callable[[], str], tmp_path: Path) -> Settings:
     return Settings(
         database_url=make_database(),
         state_dir=tmp_path / "state",

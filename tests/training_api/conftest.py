@@ -1,8 +1,8 @@
-"""Fixtures for the training API: apps with their own object stores, and a real S3 endpoint.
+"""Fixtures for the training API: apps with their own object stores.
 
-S3 is moto's server mode listening on 127.0.0.1 (a real HTTP endpoint, reached by boto3 and by
-httpx through presigned URLs); nothing is patched. Runs are moved to `starting` the way the
-scheduler and the launch task do it, which also builds their launch environment.
+S3 is moto's server mode listening on 127.0.0.1 (`s3_endpoint`, tests/support/s3.py); nothing
+is patched. Runs are moved to `starting` the way the scheduler and the launch task do it, which
+also builds their launch environment (tests/support/training.py).
 """
 
 from __future__ import annotations
@@ -12,34 +12,10 @@ from collections.abc import Iterator
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from moto.server import ThreadedMotoServer
 
 from api.app import create_app
 from tests.factories import Tenant, make_tenant
-from tests.support.training import (  # noqa: F401 - re-exported for older imports
-    S3_CREDENTIALS,
-    SECRET,
-    Started,
-    _free_port,
-    _settings,
-    admit,
-    create_dataset,
-    end_attempt,
-    make_bucket,
-    s3_settings,
-    start,
-    submit,
-    upload,
-)
-
-
-@pytest.fixture(scope="session")
-def s3_endpoint() -> Iterator[str]:
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
+from tests.support.training import _settings, make_bucket, s3_settings
 
 
 @pytest.fixture(scope="session")

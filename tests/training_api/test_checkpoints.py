@@ -11,8 +11,8 @@ import httpx
 from fastapi.testclient import TestClient
 
 from tests.factories import Tenant, make_tenant
+from tests.support.checkpointing import commit_files, commit_sha256
 from tests.support.training import start, submit
-from tests.training_api.checkpointing import commit_files, commit_sha256
 
 WEIGHTS = b"\x00\x01weights" * 5000
 

@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from core.settings import Settings
 from tests.factories import make_tenant
+from tests.support.checkpointing import commit_files
 from tests.support.training import SECRET, create_dataset, start, submit, upload
-from tests.training_api.checkpointing import commit_files
 
 
 @pytest.fixture(scope="module")

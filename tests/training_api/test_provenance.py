@@ -19,6 +19,7 @@ from core.models import RunProvenance
 from core.provenance.signing import canonical, hmac_key_id, hmac_sign
 from core.runs.attempts import AttemptOutcome
 from tests.factories import Tenant, app_of, make_tenant
+from tests.support.checkpointing import commit_files
 from tests.support.training import (
     SECRET,
     create_dataset,
@@ -27,7 +28,6 @@ from tests.support.training import (
     submit,
     upload,
 )
-from tests.training_api.checkpointing import commit_files
 
 CODE = {"repo": "https://git.example.com/ml/train.git", "commit": "0123456789abcdef"}
 

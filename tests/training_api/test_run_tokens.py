@@ -7,6 +7,7 @@ from fastapi.testclient import TestClient
 from core.runs import run_tokens
 from core.runs.attempts import AttemptOutcome
 from tests.factories import Tenant
+from tests.support.checkpointing import commit_files
 from tests.support.training import (
     SECRET,
     create_dataset,
@@ -15,7 +16,6 @@ from tests.support.training import (
     submit,
     upload,
 )
-from tests.training_api.checkpointing import commit_files
 
 
 def test_the_token_works_on_the_runs_own_routes(api: TestClient, org: Tenant) -> None:

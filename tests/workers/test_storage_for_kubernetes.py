@@ -17,7 +17,8 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from core.settings import Settings
 from core.storage.backends import StoreUnreachableByRuns, check_store_reachable_by_runs
-from tests.workers.conftest import ROOT, platform_env
+from tests.support.platforms import platform_env
+from tests.support.servers import ROOT
 
 CLUSTERS = '{"main": {}}'
 

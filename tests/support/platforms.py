@@ -1,10 +1,9 @@
-"""Fixtures for the workers: fresh databases, a real worker process tree, a throwaway Redis.
+"""A real worker process tree for the tests, and waiting for what it does (a pytest plugin).
 
-Scheduling state is global (clusters, the queue), so these tests do not share the session's
-database: each test (or module) gets its own, cloned in milliseconds from a template that
-Alembic migrated once. `start_platform` runs `python -m workers.embedded` (Celery worker, beat
-and relay) as a subprocess on such a database with real Redis as the broker, each platform on
-a queue of its own, exactly as it runs in production.
+`start_platform` runs `python -m workers.embedded` (Celery worker, beat and relay) as a
+subprocess on a database of the test's own (tests/support/databases.py) with real Redis as the
+broker, each platform on a queue of its own, exactly as it runs in production. Registered for
+the whole suite by tests/conftest.py; nothing starts until a test asks for a platform.
 """
 
 from __future__ import annotations
@@ -12,7 +11,6 @@ from __future__ import annotations
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,87 +19,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session, sessionmaker
 
 from api.app import create_app
-from api.app_state import app_engine
-from core import db, migrate
 from core.logs import LogStore
 from core.settings import Settings
-from tests.conftest import ADMIN_URL
 from tests.factories import Tenant
+from tests.support.postgres import clone_database, database_url, drop_database
+from tests.support.servers import ROOT
 from workers.executors.local import LocalExecutor
 
-ROOT = Path(__file__).resolve().parents[2]
 REDIS_URL = os.environ.get("TRAINPORT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 READY_TIMEOUT_S = 30.0
-
-
-def _admin(sql: str) -> None:
-    dsn = make_url(ADMIN_URL).set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(sql)
-
-
-def _url(name: str) -> str:
-    return make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-
-
-@pytest.fixture(scope="session")
-def template_db() -> Iterator[str]:
-    """A migrated database that fresh ones are cloned from (its name)."""
-    name = f"trainport_wtmpl_{secrets.token_hex(4)}"
-    _admin(f'CREATE DATABASE "{name}"')
-    migrate.upgrade(_url(name))
-    yield name
-    _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def _clone(template: str) -> str:
-    name = f"trainport_w_{secrets.token_hex(4)}"
-    _admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
-    return name
-
-
-@pytest.fixture
-def make_database(template_db: str) -> Iterator[Callable[[], str]]:
-    """Clone fresh, migrated databases; every one is dropped when the test ends."""
-    made: list[str] = []
-
-    def clone() -> str:
-        made.append(_clone(template_db))
-        return _url(made[-1])
-
-    yield clone
-    for name in made:
-        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@pytest.fixture
-def fresh_url(make_database: Callable[[], str]) -> str:
-    return make_database()
-
-
-@pytest.fixture
-def factory(fresh_url: str) -> Iterator[sessionmaker[Session]]:
-    engine = db.build_engine(Settings(database_url=fresh_url))
-    yield db.make_sessionmaker(engine)
-    engine.dispose()
-
-
-@pytest.fixture
-def fresh_client(fresh_url: str) -> Iterator[TestClient]:
-    """The API on this test's own database (no lifespan: nothing here long-polls)."""
-    app = create_app(Settings(database_url=fresh_url, key_touch_interval_seconds=0))
-    yield TestClient(app, raise_server_exceptions=False)
-    app_engine(app).dispose()
-
-
-# -- a real worker process tree ---------------------------------------------------------------
 
 
 @dataclass
@@ -213,15 +143,16 @@ class Shared:
 @pytest.fixture(scope="module")
 def shared_platform(template_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shared]:
     """One database, one worker tree and one API client for a whole module."""
-    name = _clone(template_db)
+    name = clone_database(template_db)
+    url = database_url(name)
     platforms = Platforms(tmp_path_factory.mktemp("platform"))
-    app = create_app(Settings(database_url=_url(name), key_touch_interval_seconds=0))
+    app = create_app(Settings(database_url=url, key_touch_interval_seconds=0))
     try:
         with TestClient(app, raise_server_exceptions=False) as client:
-            yield Shared(client, _url(name), platforms.start(_url(name)))
+            yield Shared(client, url, platforms.start(url))
     finally:
         platforms.stop_all()
-        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_database(name)
 
 
 def wait_for_run(
@@ -259,10 +190,3 @@ def wait_for_file(path: Path, lines: int = 1, timeout: float = 30.0) -> list[str
             return found
         time.sleep(0.05)
     raise AssertionError(f"{path} never got {lines} line(s)")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
