@@ -97,7 +97,18 @@ NEEDS_SERVICES = frozenset(
         "embedded_server",
     }
 )
-SLOW_PACKAGES = ("dashboard", "k8s_real", "k8s", "deploy", "contract", "security", "runtime")
+# Packages whose tests are slow whatever they ask for (browsers, clusters, subprocess-heavy
+# suites), as paths under tests/; a package's subpackages are included.
+SLOW_PACKAGES = (
+    "dashboard",
+    "k8s_real",
+    "k8s",
+    "deploy",
+    "contract",
+    "security",
+    "sdk/runtime",
+)
+TESTS = Path(__file__).parent
 
 
 def _is_fast(item: pytest.Item) -> bool:
@@ -108,9 +119,10 @@ def _is_fast(item: pytest.Item) -> bool:
     callspec = getattr(item, "callspec", None)
     if callspec is not None and "postgres" in callspec.params.values():
         return False  # `any_client`'s PostgreSQL half
-    package = item.path.relative_to(Path(__file__).parent).parts[0]
+    where = item.path.relative_to(TESTS).parent.as_posix() + "/"
     assert isinstance(item, pytest.Function)  # the suite collects test functions only
-    return package not in SLOW_PACKAGES and "ADMIN_URL" not in item.module.__dict__
+    slow = any(where.startswith(f"{package}/") for package in SLOW_PACKAGES)
+    return not slow and "ADMIN_URL" not in item.module.__dict__
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.runtime.stand_ins import MakeRun, StubAPI
+from tests.sdk.runtime.stand_ins import MakeRun, StubAPI
 from trainport.runtime import MetricNameError, Run
 from trainport.runtime.metrics import MetricBuffer, MetricPoint, make_point
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.runtime.stand_ins import MakeRun
+from tests.sdk.runtime.stand_ins import MakeRun
 from trainport.runtime import Run, RunEnvironment, RuntimeConfigError
 
 

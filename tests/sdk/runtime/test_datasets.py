@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.runtime.stand_ins import MakeRun, StubAPI
+from tests.sdk.runtime.stand_ins import MakeRun, StubAPI
 from trainport.runtime import DatasetVerificationError, Run
 from trainport.runtime.digests import describe_files, tree_digest
 from trainport.runtime.environment import DatasetRef

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.runtime.stand_ins import MakeRun, StubAPI
+from tests.sdk.runtime.stand_ins import MakeRun, StubAPI
 from trainport.runtime import CheckpointCorruptError, Checkpoints, Run, UnsafeCheckpointError
 from trainport.runtime.stores import LocalStore
 

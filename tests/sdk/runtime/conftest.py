@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.runtime.stand_ins import MakeRun, StubAPI, recording_handler, run_environment
+from tests.sdk.runtime.stand_ins import MakeRun, StubAPI, recording_handler, run_environment
 from trainport.runtime import Run
 
 # torch's CPU wheels warn on import that NumPy is missing; nothing here needs NumPy.
