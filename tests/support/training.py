@@ -2,7 +2,7 @@
 lifecycle the way the scheduler and the launch task move them (their launch environment too).
 
 Plain functions, shared by every test package that needs them (the apps built from them are
-tests/training_api/conftest.py's fixtures; the S3 endpoint is tests/support/s3.py's).
+tests/core/conftest.py's fixtures; the S3 endpoint is tests/support/s3.py's).
 """
 
 from __future__ import annotations

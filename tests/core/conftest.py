@@ -1,8 +1,10 @@
-"""Fixtures for the training API: apps with their own object stores.
+"""Fixtures for the core rooms' tests through the API: apps with their own object stores.
 
-S3 is moto's server mode listening on 127.0.0.1 (`s3_endpoint`, tests/support/s3.py); nothing
-is patched. Runs are moved to `starting` the way the scheduler and the launch task do it, which
-also builds their launch environment (tests/support/training.py).
+The training side of the platform (runs, datasets, checkpoints, metrics, code, provenance,
+storage) is tested through its routes on apps whose objects are on the local filesystem (`api`,
+`org`) or in S3 (`s3_api`: moto's server mode on 127.0.0.1, `s3_endpoint` of
+tests/support/s3.py); nothing is patched. Runs are moved to `starting` the way the scheduler and
+the launch task do it, which also builds their launch environment (tests/support/training.py).
 """
 
 from __future__ import annotations

@@ -96,7 +96,7 @@ def test_an_s3_prefix_is_registered_by_reading_and_hashing_it(
     for path, data in FILES.items():
         client.put_object(Bucket="customer-data", Key=f"text/v1/{path}", Body=data)
     tenant = make_tenant(s3_api)
-    # An operator allowed this org the prefix (tests/training_api/test_dataset_sources.py).
+    # An operator allowed this org the prefix (tests/core/datasets/test_dataset_sources.py).
     allowed = {"dataset_sources": {tenant.org_id: ["s3://customer-data/text/"]}}
     store = s3_settings(s3_endpoint, "trainport-objects", s3_prefix="platform/", **allowed)
     with TestClient(create_app(_settings(postgres_url, tmp_path, **store))) as s3_api:
