@@ -20,8 +20,8 @@ from core.scheduling.clusters import Inventory, register_cluster
 from core.scheduling.preflight import PLANNED_ID
 from core.scheduling.preflight_manifests import MINTED_AT_LAUNCH, PACKED_AT_LAUNCH
 from core.settings import Settings
+from tests.core.scheduling.test_plan_and_clone import sessions
 from tests.factories import Tenant, make_tenant, run_spec
-from tests.workers.test_plan_and_clone import sessions
 
 NEWEST = "1.37.0"  # the README's supported range ends here (tests/k8s/test_manifests.py)
 CLUSTERS = {
