@@ -29,7 +29,7 @@ from tests.factories import Tenant, create_run, log_archive, make_tenant
 from workers.executors.base import AttemptObservation, RankPhase
 from workers.executors.registry import Where, executor_for
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 LINES = 200
 # Prints LINES numbered lines, 10 ms apart: about two seconds of output to kill a worker in.
 COUNTING = (

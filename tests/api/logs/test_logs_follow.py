@@ -24,7 +24,7 @@ from tests.factories import create_run, log_archive, make_tenant
 from workers.executors.base import RankPhase
 from workers.executors.local import LocalExecutor
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 # Prints, waits for the gate file argv[1] (which the test creates only after it has received
 # the first line through the API), then prints again and exits.
 GATED = (
