@@ -32,18 +32,33 @@ def free_port() -> int:
         return port
 
 
-def _wait_until_ready(url: str, server: subprocess.Popen[bytes], log: Path) -> None:
+def _wait_until_ready(
+    url: str, server: subprocess.Popen[bytes], log: Path, probe: str = "/readyz"
+) -> None:
+    """Until `probe` answers 200 (`/healthz` for a server that has no usable database)."""
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise RuntimeError(f"uvicorn exited early:\n{log.read_text()}")
+            raise RuntimeError(f"uvicorn exited early:\n{log.read_text(errors='replace')}")
         try:
-            if httpx.get(f"{url}/readyz", timeout=1.0).status_code == 200:
+            if httpx.get(f"{url}{probe}", timeout=1.0).status_code == 200:
                 return
         except httpx.TransportError:
             pass
-        time.sleep(0.1)
-    raise RuntimeError(f"uvicorn did not become ready in {READY_TIMEOUT_S}s:\n{log.read_text()}")
+        time.sleep(0.05)  # a bounded poll: the process gives no other readiness signal
+    raise RuntimeError(
+        f"uvicorn did not become ready in {READY_TIMEOUT_S}s:\n{log.read_text(errors='replace')}"
+    )
+
+
+def stop_server(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within 10 s."""
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 @dataclass(frozen=True)
@@ -56,30 +71,6 @@ class LiveServer:
 
 
 StartServer = Callable[..., LiveServer]
-
-
-def _wait_until_alive(server: LiveServer, process: subprocess.Popen[bytes]) -> None:
-    """Until `/healthz` answers (not `/readyz`: some servers here have no usable database)."""
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"uvicorn exited early:\n{server.log_text()}")
-        try:
-            if httpx.get(f"{server.url}/healthz", timeout=1.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)  # a bounded poll: the process gives no other readiness signal
-    raise RuntimeError(f"uvicorn was not ready in {READY_TIMEOUT_S}s:\n{server.log_text()}")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 @pytest.fixture(scope="session")
@@ -109,11 +100,11 @@ def start_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartServ
                 stderr=subprocess.STDOUT,
             )
         processes.append(process)
-        _wait_until_alive(server, process)
+        _wait_until_ready(server.url, process, server.log, probe="/healthz")
         return server
 
     try:
         yield start
     finally:
         for process in processes:
-            _stop(process)
+            stop_server(process)
