@@ -24,8 +24,8 @@ sys.path.insert(0, str(ROOT))
 from core.kubernetes import naming  # noqa: E402
 from core.kubernetes.config import ClusterConfig  # noqa: E402
 from core.logs import LogStore  # noqa: E402
-from tests.k8s.conftest import make_apis  # noqa: E402
 from tests.k8s.fake_api import FakeApiServer  # noqa: E402
+from tests.support.kubernetes import make_apis  # noqa: E402
 from workers.executors.kubernetes.executor import KubernetesExecutor  # noqa: E402
 
 NS = "trainport-runs"

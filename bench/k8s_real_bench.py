@@ -38,17 +38,17 @@ from api.app import create_app  # noqa: E402
 from core import migrate  # noqa: E402
 from core.db import session_scope  # noqa: E402
 from core.models import Run  # noqa: E402
-from tests.conftest import ADMIN_URL  # noqa: E402
 from tests.factories import create_run, make_tenant  # noqa: E402
-from tests.k8s_real.conftest import (  # noqa: E402
+from tests.k8s_real.control_plane import ControlPlane, kube_bin  # noqa: E402
+from tests.k8s_real.harness import (  # noqa: E402
     NAMESPACE,
     Plane,
     install_trainport,
     new_executor,
     real_settings,
 )
-from tests.k8s_real.control_plane import ControlPlane, kube_bin  # noqa: E402
 from tests.k8s_real.kubelet import Kubelet  # noqa: E402
+from tests.support.postgres import ADMIN_URL  # noqa: E402
 from workers import scheduler  # noqa: E402
 from workers.executors.base import Executor  # noqa: E402
 from workers.executors.registry import Where  # noqa: E402

@@ -6,42 +6,39 @@ never meet. Tests isolate themselves by tenancy: each makes its own organisation
 
 from __future__ import annotations
 
-import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy.engine import make_url
 
 from api.app import create_app
 from core import migrate
 from core.settings import Settings
 from tests.factories import Tenant, make_tenant
+from tests.support.postgres import admin_execute, database_url, drop_database
 
-ADMIN_URL = os.environ.get(
-    "TRAINPORT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
-
-
-def _admin_dsn() -> str:
-    return make_url(ADMIN_URL).set(drivername="postgresql").render_as_string(hide_password=False)
+# Fixtures that tests in several packages ask for, defined in tests/support/ (each is made only
+# when a test asks for it). A package's own fixtures stay in its conftest.py.
+pytest_plugins = [
+    "tests.support.servers",  # start_server: live uvicorn processes
+    "tests.support.databases",  # template_db, make_database, fresh_url, factory, fresh_client
+    "tests.support.platforms",  # start_platform, shared_platform: real worker trees
+    "tests.support.s3",  # s3_endpoint: moto's S3 server
+]
 
 
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A fresh database for this session, at the latest migration."""
     name = f"trainport_test_{secrets.token_hex(4)}"
-    with psycopg.connect(_admin_dsn(), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    admin_execute(f'CREATE DATABASE "{name}"')
+    url = database_url(name)
     migrate.upgrade(url)
     yield url
-    with psycopg.connect(_admin_dsn(), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    drop_database(name)
 
 
 @pytest.fixture(scope="session")
@@ -100,7 +97,18 @@ NEEDS_SERVICES = frozenset(
         "embedded_server",
     }
 )
-SLOW_PACKAGES = ("dashboard", "k8s_real", "k8s", "deploy", "contract", "security", "runtime")
+# Packages whose tests are slow whatever they ask for (browsers, clusters, subprocess-heavy
+# suites), as paths under tests/; a package's subpackages are included.
+SLOW_PACKAGES = (
+    "dashboard",
+    "k8s_real",
+    "k8s",
+    "deploy",
+    "contract",
+    "security",
+    "sdk/runtime",
+)
+TESTS = Path(__file__).parent
 
 
 def _is_fast(item: pytest.Item) -> bool:
@@ -111,9 +119,10 @@ def _is_fast(item: pytest.Item) -> bool:
     callspec = getattr(item, "callspec", None)
     if callspec is not None and "postgres" in callspec.params.values():
         return False  # `any_client`'s PostgreSQL half
-    package = item.path.relative_to(Path(__file__).parent).parts[0]
+    where = item.path.relative_to(TESTS).parent.as_posix() + "/"
     assert isinstance(item, pytest.Function)  # the suite collects test functions only
-    return package not in SLOW_PACKAGES and "ADMIN_URL" not in item.module.__dict__
+    slow = any(where.startswith(f"{package}/") for package in SLOW_PACKAGES)
+    return not slow and "ADMIN_URL" not in item.module.__dict__
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -1,105 +1,16 @@
 """Fixtures for the API behaviour suite: live uvicorn processes on this session's database.
 
 Most tests use the in-process `client`; the ones about several processes, real concurrency and
-long polls talk HTTP to servers started here as subprocesses, exactly as `uvicorn api.main:app`
-runs in production. Servers are shared by the session; tests isolate themselves by tenant.
+long polls talk HTTP to servers started by `start_server` (tests/support/servers.py) as
+subprocesses, exactly as `uvicorn api.main:app` runs in production. Servers are shared by the
+session; tests isolate themselves by tenant.
 """
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
-
-import httpx
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-READY_TIMEOUT_S = 30.0
-
-
-@dataclass(frozen=True)
-class LiveServer:
-    url: str
-    log: Path
-
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-
-StartServer = Callable[..., LiveServer]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _wait_until_ready(server: LiveServer, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"uvicorn exited early:\n{server.log_text()}")
-        try:
-            if httpx.get(f"{server.url}/healthz", timeout=1.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)  # a bounded poll: the process gives no other readiness signal
-    raise RuntimeError(f"uvicorn was not ready in {READY_TIMEOUT_S}s:\n{server.log_text()}")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
-@pytest.fixture(scope="session")
-def start_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartServer]:
-    """Start `uvicorn api.main:app` with extra `TRAINPORT_*` settings; stopped at session end."""
-    processes: list[subprocess.Popen[bytes]] = []
-
-    def start(database_url: str, **settings: str) -> LiveServer:
-        port = _free_port()
-        server = LiveServer(
-            f"http://127.0.0.1:{port}", tmp_path_factory.mktemp("uvicorn") / "server.log"
-        )
-        env = {
-            **os.environ,
-            "TRAINPORT_DATABASE_URL": database_url,
-            "TRAINPORT_KEY_TOUCH_INTERVAL_SECONDS": "0",
-            "TRAINPORT_LOG_LEVEL": "WARNING",
-            **{f"TRAINPORT_{name.upper()}": value for name, value in settings.items()},
-        }
-        command = [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1"]
-        with server.log.open("wb") as sink:
-            process = subprocess.Popen(
-                [*command, "--port", str(port), "--log-level", "warning"],
-                cwd=ROOT,
-                env=env,
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-            )
-        processes.append(process)
-        _wait_until_ready(server, process)
-        return server
-
-    try:
-        yield start
-    finally:
-        for process in processes:
-            _stop(process)
+from tests.support.servers import LiveServer, StartServer
 
 
 @pytest.fixture(scope="session")

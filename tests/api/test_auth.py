@@ -16,9 +16,9 @@ from api.app_state import app_sessionmaker
 from core.db import session_scope
 from core.models import utcnow
 from core.tenants.service import authenticate
-from tests.api.conftest import LiveServer
 from tests.api.expect import assert_problem
 from tests.factories import Tenant, app_of, make_key
+from tests.support.servers import LiveServer
 
 
 def _unauthenticated_shape(client: TestClient, headers: dict[str, str]) -> dict[str, object]:

@@ -20,8 +20,8 @@ from api.app_state import app_engine, app_sessionmaker
 from core.db import session_scope
 from core.models import Run
 from core.runs.states import RunStatus, StatusReason, transition
-from tests.api.conftest import LiveServer
 from tests.factories import Tenant, app_of, create_run, make_key, make_tenant, run_spec
+from tests.support.servers import LiveServer
 
 WRITERS = 4
 RUNS_PER_WRITER = 8

@@ -12,7 +12,7 @@ import time
 
 import httpx
 
-from tests.api.conftest import StartServer
+from tests.support.servers import StartServer
 
 BIG_YAML = b"command: [" + b", ".join(b"'a%d'" % i for i in range(100_000)) + b"]\n"
 

@@ -13,8 +13,8 @@ from sqlalchemy.engine import make_url
 
 from api.app import create_app
 from core.settings import Settings
-from tests.api.conftest import LiveServer, StartServer
 from tests.api.expect import assert_problem
+from tests.support.servers import LiveServer, StartServer
 
 UNREACHABLE_URL = "postgresql+psycopg://postgres@127.0.0.1:1/nowhere"
 

@@ -26,9 +26,9 @@ from core.db import session_scope
 from core.models import Run, RunEvent
 from core.runs.states import RunStatus, StatusReason, transition
 from core.settings import Settings
-from tests.api.conftest import LiveServer, StartServer
 from tests.api.test_change_feed import _blocked_on_a_lock, _write, _write_one
 from tests.factories import Tenant, app_of, create_run, make_key, make_tenant
+from tests.support.servers import LiveServer, StartServer
 
 WRITERS = 4
 SSE = {"Accept": "text/event-stream"}

@@ -7,9 +7,9 @@ import threading
 import httpx
 from fastapi.testclient import TestClient
 
-from tests.api.conftest import LiveServer
 from tests.api.expect import assert_problem
 from tests.factories import Tenant, make_tenant, run_spec
+from tests.support.servers import LiveServer
 
 CONCURRENT_POSTS = 8
 

@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 from fastapi.testclient import TestClient
 
-from tests.api.conftest import LiveServer
 from tests.factories import Tenant, create_run, make_tenant
+from tests.support.servers import LiveServer
 
 WAIT_S = 10
 PROMPT_S = 3.0  # "well under the wait time"

@@ -12,9 +12,9 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from core.settings import Settings
-from tests.api.conftest import LiveServer, StartServer
 from tests.api.test_long_poll import BLOCKED_S, PROMPT_S, WAIT_S, Poll
 from tests.factories import create_run, make_tenant
+from tests.support.servers import LiveServer, StartServer
 
 
 @pytest.fixture(scope="module")

@@ -15,9 +15,9 @@ import httpx
 from fastapi.testclient import TestClient
 
 from api.routing import UnitOfWorkRoute
-from tests.api.conftest import LiveServer
 from tests.api.routes import route_objects
 from tests.factories import Tenant, make_tenant, run_spec
+from tests.support.servers import LiveServer
 
 BURST = 60
 DEADLINE_S = 15.0

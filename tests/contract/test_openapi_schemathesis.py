@@ -34,9 +34,7 @@ from api.app_state import app_engine, app_sessionmaker
 from core.db import session_scope
 from core.settings import Settings
 from core.tenants.service import bootstrap
-from tests.api.conftest import ROOT, StartServer, start_server
-
-__all__ = ["start_server"]  # the live API process below is the suite's own fixture
+from tests.support.servers import ROOT, StartServer
 
 CHECKS = [
     not_a_server_error,

@@ -17,16 +17,16 @@ from sqlalchemy.engine import make_url
 
 from core import migrate
 from core.models import Base
-from tests.conftest import ADMIN_URL, _admin_dsn
+from tests.support.postgres import ADMIN_URL, admin_dsn
 
 
 @pytest.fixture
 def empty_postgres() -> Iterator[str]:
     name = f"trainport_migrations_{secrets.token_hex(4)}"
-    with psycopg.connect(_admin_dsn(), autocommit=True) as conn:
+    with psycopg.connect(admin_dsn(), autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     yield make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    with psycopg.connect(_admin_dsn(), autocommit=True) as conn:
+    with psycopg.connect(admin_dsn(), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 

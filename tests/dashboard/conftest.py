@@ -2,8 +2,8 @@
 
 One platform and one browser for the whole package (package-scoped: started once for every
 browser test, and stopped before later suites run, since Playwright's sync API keeps an event
-loop in this thread while it is open): one database of its own (cloned from the workers'
-migrated template, since a worker admits every run it finds), a live API
+loop in this thread while it is open): one database of its own (cloned from the migrated template of
+tests/support/databases.py, since a worker admits every run it finds), a live API
 (`uvicorn api.main:app`) and an embedded worker tree on it sharing one state folder (so the API
 reads the logs the local executor writes), an org with an admin key, and Debian's chromium driven
 by Playwright. axe-core (the accessibility checks) comes from tests/dashboard/node_modules,
@@ -15,9 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -27,27 +25,13 @@ from core import db
 from core.db import session_scope
 from core.settings import Settings
 from core.tenants.service import bootstrap
-from tests.api.conftest import StartServer, start_server
-from tests.workers.conftest import Platforms, _admin, _clone, _url, template_db
-
-__all__ = ["start_server", "template_db"]  # fixtures used here, defined beside other suites
+from tests.dashboard.live import Platform
+from tests.support.platforms import Platforms
+from tests.support.postgres import clone_database, database_url, drop_database
+from tests.support.servers import StartServer
 
 CHROMIUM = os.environ.get("TRAINPORT_TEST_CHROMIUM") or shutil.which("chromium")
 AXE = Path(__file__).parent / "node_modules" / "axe-core" / "axe.min.js"
-
-
-@dataclass(frozen=True)
-class Platform:
-    url: str
-    key: str
-    api: httpx.Client
-    database_url: str
-
-    def create_run(self, **spec: object) -> dict[str, Any]:
-        response = self.api.post("/v1/runs", json=spec)
-        assert response.status_code == 201, response.text
-        made: dict[str, Any] = response.json()
-        return made
 
 
 def _bootstrap_org(database_url: str) -> str:
@@ -63,19 +47,20 @@ def _bootstrap_org(database_url: str) -> str:
 def platform(
     template_db: str, start_server: StartServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Platform]:
-    name = _clone(template_db)
+    name = clone_database(template_db)
+    url = database_url(name)
     state = tmp_path_factory.mktemp("dashboard") / "state"
     platforms = Platforms(state.parent)
     try:
-        server = start_server(_url(name), state_dir=str(state))
-        platforms.start(_url(name), state_dir=state, public_url=server.url)
-        key = _bootstrap_org(_url(name))
+        server = start_server(url, state_dir=str(state))
+        platforms.start(url, state_dir=state, public_url=server.url)
+        key = _bootstrap_org(url)
         headers = {"Authorization": f"Bearer {key}"}
         with httpx.Client(base_url=server.url, headers=headers, timeout=30) as api:
-            yield Platform(server.url, key, api, _url(name))
+            yield Platform(server.url, key, api, url)
     finally:
         platforms.stop_all()
-        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_database(name)
 
 
 @pytest.fixture(scope="package")
@@ -109,10 +94,3 @@ def axe_source() -> str:
             "no axe-core: scripts/services.sh installs it (npm ci --prefix tests/dashboard)."
         )
     return AXE.read_text(encoding="utf-8")
-
-
-def sign_in(page: Page, platform: Platform, hash_: str = "#/runs", key: str | None = None) -> None:
-    page.goto(f"{platform.url}/ui/{hash_}")
-    page.fill("#api-key", key or platform.key)
-    page.click("form.signin button[type=submit]")
-    page.wait_for_selector("#identity")

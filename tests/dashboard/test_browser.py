@@ -9,7 +9,7 @@ import time
 
 from playwright.sync_api import Page, expect
 
-from tests.dashboard.conftest import Platform, sign_in
+from tests.dashboard.live import Platform, sign_in
 
 PY = sys.executable
 HOSTILE = "<img src=x onerror=window.__pwned=1><script>window.__pwned=2</script>"

@@ -22,7 +22,7 @@ from core.db import session_scope
 from core.runs.spec import RunCreate
 from core.settings import Settings
 from core.tenants.service import bootstrap
-from tests.dashboard.conftest import Platform, sign_in
+from tests.dashboard.live import Platform, sign_in
 from tests.dashboard.test_browser import SLEEP, TRAIN, _wait_until
 
 PY = sys.executable

@@ -11,7 +11,7 @@ import json
 import sys
 
 from tests.dashboard.bidi import firefox
-from tests.dashboard.conftest import Platform
+from tests.dashboard.live import Platform
 from tests.dashboard.test_browser import _wait_until
 
 PRINTS = "print('hello from firefox', flush=True)"

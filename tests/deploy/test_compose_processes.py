@@ -47,8 +47,8 @@ from sqlalchemy.engine import make_url
 from core.logs import LogStore
 from core.models import OutboxMessage
 from core.outbox import Task
-from tests.conftest import ADMIN_URL
-from tests.workers.conftest import REDIS_URL
+from tests.support.platforms import REDIS_URL
+from tests.support.postgres import ADMIN_URL
 from workers.executors.local import LocalExecutor
 
 pytestmark = pytest.mark.slow

@@ -14,8 +14,8 @@ from core.kubernetes.config import ClusterConfig
 from core.kubernetes.manifests import build_attempt
 from core.launch_request import CodeToRun
 from tests.k8s.cluster import ClusterSimulator
-from tests.k8s.conftest import launch_request
 from tests.k8s.test_manifests import SUPPORTED_VERSIONS
+from tests.support.kubernetes import launch_request
 from workers.executors.kubernetes.executor import KubernetesExecutor
 
 DIGEST = "sha256:" + "ab" * 32

@@ -5,8 +5,8 @@ from __future__ import annotations
 from core.kubernetes import naming
 from core.settings import Settings
 from tests.k8s.cluster import ClusterSimulator
-from tests.k8s.conftest import make_apis
 from tests.k8s.fake_api import FakeApiServer
+from tests.support.kubernetes import make_apis
 from workers.executors.kubernetes.inventory import read_inventory
 
 

@@ -18,8 +18,8 @@ from core.kubernetes.manifests import build_attempt, build_org_secret
 from core.secrets.schemas import LaunchSecrets
 from core.settings import Settings
 from tests.factories import log_archive
-from tests.k8s.conftest import launch_request, stored_log
 from tests.k8s.strict_dry_run import dropped_fields, dry_run_attempt, strict_options
+from tests.support.kubernetes import launch_request, stored_log
 from workers.executors.base import AttemptPhase, classify_attempt
 from workers.executors.kubernetes.client import apis_from_settings, read_json
 from workers.executors.kubernetes.executor import KubernetesExecutor

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.k8s.cluster import ClusterSimulator, image_id
-from tests.k8s.conftest import expect_seen, launch_request, outcome_after, seen
+from tests.support.kubernetes import expect_seen, launch_request, outcome_after, seen
 from workers.executors.kubernetes.executor import KubernetesExecutor
 
 

@@ -13,7 +13,8 @@ from core.kubernetes import naming
 from core.runs.states import StatusReason
 from core.secrets.schemas import LaunchSecrets
 from tests.k8s.cluster import ClusterSimulator
-from tests.k8s.conftest import (
+from tests.k8s.fake_api import FakeApiServer
+from tests.support.kubernetes import (
     Clock,
     expect_seen,
     launch_request,
@@ -23,7 +24,6 @@ from tests.k8s.conftest import (
     stored_log,
     wait_until,
 )
-from tests.k8s.fake_api import FakeApiServer
 from workers.executors.base import AttemptPhase, classify_attempt
 from workers.executors.kubernetes.executor import CANCEL_WHY, KubernetesExecutor
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 from core.kubernetes.config import cluster_config
 from core.kubernetes.manifests import AttemptManifests, build_attempt
 from core.settings import Settings
-from tests.k8s.conftest import NAMESPACE, launch_request, make_apis
 from tests.k8s.fake_api import FakeApiServer
 from tests.k8s.strict_dry_run import dropped_fields, dry_run_attempt, strict_options
+from tests.support.kubernetes import NAMESPACE, launch_request, make_apis
 
 
 def _built() -> AttemptManifests:

@@ -15,7 +15,7 @@ from core.scheduling.preflight import PLANNED_ID
 from core.scheduling.preflight_manifests import MINTED_AT_LAUNCH
 from tests.factories import create_run
 from tests.k8s.strict_dry_run import dry_run
-from tests.k8s_real.conftest import CLUSTER, IMAGE, NAMESPACE, Real
+from tests.k8s_real.harness import CLUSTER, IMAGE, NAMESPACE, Real
 from workers.executors.kubernetes.client import Apis
 from workers.executors.kubernetes.executor import KubernetesExecutor
 

@@ -28,8 +28,7 @@ from core.models import Cluster
 from core.runs.states import StatusReason
 from core.secrets.schemas import LaunchSecrets
 from tests.factories import app_of, create_run
-from tests.k8s.conftest import expect_seen, launch_request, stored_log
-from tests.k8s_real.conftest import (
+from tests.k8s_real.harness import (
     CLUSTER,
     IMAGE,
     NAMESPACE,
@@ -38,6 +37,7 @@ from tests.k8s_real.conftest import (
     Real,
     service_account_token,
 )
+from tests.support.kubernetes import expect_seen, launch_request, stored_log
 from workers import scheduler
 from workers.executors.base import AttemptPhase, classify_attempt
 from workers.executors.kubernetes.client import Apis, read_json

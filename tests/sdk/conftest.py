@@ -18,12 +18,7 @@ from fastapi.testclient import TestClient
 import trainport
 from core.log_archive import LogArchive
 from tests.factories import Tenant, log_archive, make_tenant
-from tests.support.servers import (  # noqa: F401 - re-exported for older imports
-    READY_TIMEOUT_S,
-    ROOT,
-    _wait_until_ready,
-    free_port,
-)
+from tests.support.servers import ROOT, _wait_until_ready, free_port, stop_server
 
 
 @pytest.fixture(scope="session")
@@ -65,12 +60,7 @@ def api_url(
         _wait_until_ready(url, server, log)
         yield url
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop_server(server)
 
 
 @pytest.fixture

@@ -24,7 +24,6 @@ from core.settings import Settings
 from tests.factories import Tenant, make_tenant
 from tests.sdk.test_cli import cli_env, run_file, trainport_cli  # noqa: F401 - fixtures
 from tests.support.servers import ROOT, _wait_until_ready, free_port
-from tests.workers.conftest import make_database, template_db  # noqa: F401 - fixtures
 
 # Not TRAINPORT_KUBERNETES_CLUSTERS: an API that names Kubernetes clusters refuses a local
 # object store at start-up, so this one renders `east` with its TRAINPORT_KUBERNETES_* settings.
@@ -37,7 +36,7 @@ KUBERNETES = {
 
 @pytest.fixture
 def kube_env(
-    make_database: Callable[[], str],  # noqa: F811 - fixture
+    make_database: Callable[[], str],
     tmp_path: Path,
     config_file: Path,
 ) -> Iterator[dict[str, str]]:

@@ -17,16 +17,13 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.app_state import app_settings
 from core.settings import Settings
-from tests.api.conftest import StartServer, start_server
+from tests.support.servers import StartServer
 from tests.support.training import make_bucket
-from tests.training_api.conftest import s3_endpoint
 
 __all__ = [
     "PLATFORM_CREDENTIALS",
     "live_storage_api",
     "platform_settings",
-    "s3_endpoint",
-    "start_server",
     "storage_api",
     "storage_app",
 ]

@@ -22,14 +22,12 @@ from tests.factories import make_tenant
 from tests.security.storage_fixtures import (
     PLATFORM_CREDENTIALS,
     live_storage_api,
-    s3_endpoint,
-    start_server,
     storage_api,
     storage_app,
 )
 from tests.support.training import start, submit
 
-__all__ = ["live_storage_api", "s3_endpoint", "start_server", "storage_api", "storage_app"]
+__all__ = ["live_storage_api", "storage_api", "storage_app"]
 
 
 def archive(*members: tuple[tarfile.TarInfo, bytes]) -> bytes:

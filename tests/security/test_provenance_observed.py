@@ -24,8 +24,8 @@ from core.scheduling.admission import accept_pending
 from core.scheduling.clusters import Inventory, register_cluster
 from tests.factories import Tenant, app_of, make_tenant
 from tests.security.provenance_fixtures import app_with, provenance, started_run
+from tests.support.checkpointing import commit_files
 from tests.support.training import start, submit
-from tests.training_api.checkpointing import commit_files
 
 NEVER_PULLED = "this-image/does-not-exist:never"
 

@@ -38,9 +38,9 @@ from tests.security.sandbox_probe import (
     probe_result,
     reached,
 )
+from tests.support.platforms import Platforms, wait_for_run
 from tests.support.servers import ROOT, _wait_until_ready, free_port
 from tests.support.training import create_dataset, upload
-from tests.workers.conftest import Platforms, wait_for_run
 
 CANARY = "canary-secret-key-e2e-77c2"
 ORG_A_RUN = (

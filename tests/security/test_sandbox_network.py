@@ -33,7 +33,6 @@ from core.settings import SandboxMode, Settings, embedded_database_url
 from tests.factories import Tenant, create_run
 from tests.support.executors import FINISHED, RUNNING, wait_until
 from tests.support.training import start
-from tests.training_api.conftest import s3_endpoint
 from workers.executors.base import RankPhase
 from workers.executors.local import LocalExecutor
 from workers.executors.local_netns import NETNS_DIR, namespace_name
@@ -43,7 +42,6 @@ pytestmark = pytest.mark.skipif(
     not detect(SandboxMode.AUTO).isolates_network,
     reason="this machine cannot give ranks their own network namespace (needs root and ip)",
 )
-__all__ = ["s3_endpoint"]  # a fixture this module uses
 
 NET_PROBE = r"""
 import json, os, socket, sys, urllib.error, urllib.request

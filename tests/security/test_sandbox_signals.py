@@ -1,7 +1,7 @@
 """Sandboxed ranks still stop, time out, get lost and re-adopted exactly as unsandboxed ones.
 
 The plain stopping scenarios (cancel by SIGTERM, SIGKILL after the grace period) run under the
-sandbox too, in tests/executors/test_local_stopping.py. Here, on the executor the
+sandbox too, in tests/workers/executors/test_local_stopping.py. Here, on the executor the
 worker builds from its settings (sandbox `auto`): the proof that the command really runs inside
 (another PID namespace, an unprivileged uid), and what only the sandbox changes: the grace
 period through bwrap, the exit status it reports, a lost shim, re-adoption, a stop that arrives
@@ -24,14 +24,14 @@ from core.logs import LogStore
 from core.runs.states import StatusReason
 from core.sandbox import detect
 from core.settings import SandboxMode, Settings, embedded_database_url
-from tests.executors.test_local_stopping import (
+from tests.factories import read_log
+from tests.support.executors import FINISHED, PY, RUNNING, launch_request, wait_until
+from tests.workers.executors.test_local_stopping import (
     OBEDIENT,
     cancel_until_done,
     shim_sessions,
     wait_until_ready,
 )
-from tests.factories import read_log
-from tests.support.executors import FINISHED, PY, RUNNING, launch_request, wait_until
 from workers.executors.base import RankPhase
 from workers.executors.local import LocalExecutor
 from workers.executors.local_attempt import session_members

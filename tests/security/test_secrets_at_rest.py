@@ -20,7 +20,6 @@ from core.secrets.encryption import SecretUnreadable, cipher_for
 from core.settings import Environment, Settings, get_settings
 from tests.factories import make_tenant
 from tests.security.test_secrets_api import canary, set_secret
-from tests.workers.conftest import make_database, template_db  # noqa: F401 - fixtures
 
 KEY_A = "a" * 16 + "first-operator-key-of-32-chars"
 KEY_B = "b" * 16 + "second-operator-key-of-32-chars"
@@ -48,7 +47,7 @@ def test_a_new_key_first_still_reads_old_values_and_reencrypting_retires_the_old
 
 
 def test_the_admin_command_reencrypts_under_the_newest_key(
-    make_database: Callable[[], str],  # noqa: F811
+    make_database: Callable[[], str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     url = make_database()

@@ -28,14 +28,7 @@ from api.app import create_app
 from api.app_state import app_engine
 from core.settings import Settings
 from tests.factories import make_tenant
-from tests.workers.conftest import (  # noqa: F401 - fixtures
-    REDIS_URL,
-    StartPlatform,
-    make_database,
-    start_platform,
-    template_db,
-    wait_for_run,
-)
+from tests.support.platforms import REDIS_URL, StartPlatform, wait_for_run
 
 SECRETS_KEY = "canary-test-secrets-key-" + "k" * 16
 PRINTS_ITS_SECRET = (
@@ -62,7 +55,7 @@ class Recorder:
 
 
 @pytest.fixture
-def database_url(make_database: Callable[[], str]) -> str:  # noqa: F811
+def database_url(make_database: Callable[[], str]) -> str:
     return make_database()
 
 
@@ -82,7 +75,7 @@ def api(database_url: str, tmp_path: Path) -> Iterator[TestClient]:
 def test_a_secret_value_appears_nowhere_but_the_runs_own_environment(
     api: TestClient,
     database_url: str,
-    start_platform: StartPlatform,  # noqa: F811
+    start_platform: StartPlatform,
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -20,7 +20,8 @@ from core.secrets.schemas import LaunchSecrets
 from core.secrets.service import store_key
 from tests.factories import read_log
 from tests.k8s.cluster import ClusterSimulator
-from tests.k8s.conftest import (  # noqa: F401 - fixtures
+from tests.security.test_secrets_api import canary
+from tests.support.kubernetes import (  # noqa: F401 - fixtures
     NAMESPACE,
     clock,
     cluster,
@@ -29,7 +30,6 @@ from tests.k8s.conftest import (  # noqa: F401 - fixtures
     outcome_after,
     server,
 )
-from tests.security.test_secrets_api import canary
 from workers.executors.kubernetes.executor import KubernetesExecutor
 
 ORG_A, ORG_B = "org_01jd5xaaaaaaaaaaaaaaaaaaaa", "org_01jd5xbbbbbbbbbbbbbbbbbbbb"

@@ -16,7 +16,6 @@ from fastapi.testclient import TestClient
 from core.kubernetes import naming
 from tests.factories import Tenant, create_run, make_tenant
 from tests.security.test_secrets_api import canary, set_secret
-from tests.workers.conftest import fresh_url, make_database, template_db  # noqa: F401 - fixtures
 from tests.workers.test_kubernetes_clusters import (  # noqa: F401 - fixtures
     H100,
     NAMESPACE,

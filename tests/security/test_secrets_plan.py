@@ -15,14 +15,13 @@ from fastapi.testclient import TestClient
 
 from core.kubernetes import naming
 from core.secrets.service import store_key
+from tests.core.scheduling.test_plan_manifests import NODES, api_with, register
 from tests.factories import make_tenant, run_spec
 from tests.security.test_secrets_api import canary, set_secret
-from tests.workers.conftest import fresh_url, make_database, template_db  # noqa: F401 - fixtures
-from tests.workers.test_plan_manifests import NODES, api_with, register
 
 
 @pytest.fixture
-def kube(fresh_url: str) -> Iterator[TestClient]:  # noqa: F811 - fixture
+def kube(fresh_url: str) -> Iterator[TestClient]:
     client = api_with(fresh_url)
     register(client, "east", "kubernetes", NODES)
     yield client

@@ -19,17 +19,12 @@ from core.launch_request import LaunchRequest
 from core.logs import LogStore
 from core.settings import Settings
 from tests.factories import app_of, make_tenant
-from tests.security.storage_fixtures import (
-    PLATFORM_CREDENTIALS,
-    s3_endpoint,
-    storage_api,
-    storage_app,
-)
+from tests.security.storage_fixtures import PLATFORM_CREDENTIALS, storage_api, storage_app
 from tests.support.executors import FINISHED, PY, launch_request, wait_until
 from tests.support.training import create_dataset, start, submit, upload
 from workers.executors.local import LocalExecutor
 
-__all__ = ["s3_endpoint", "storage_api", "storage_app"]  # fixtures used below
+__all__ = ["storage_api", "storage_app"]  # fixtures used below
 DUMP_ENV = "import json, os; print(json.dumps(dict(os.environ)))"
 
 FORBIDDEN_NAMES = ("TRAINPORT_SECRET_KEY", "TRAINPORT_DATABASE_URL", "TRAINPORT_BROKER_URL")

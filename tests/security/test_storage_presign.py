@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from api.app_state import app_settings
 from core.runs.attempts import AttemptOutcome
 from tests.factories import Tenant, app_of, make_tenant
-from tests.security.storage_fixtures import s3_endpoint, storage_api, storage_app
+from tests.security.storage_fixtures import storage_api, storage_app
 from tests.support.training import (
     Started,
     create_dataset,
@@ -27,7 +27,7 @@ from tests.support.training import (
     upload,
 )
 
-__all__ = ["s3_endpoint", "storage_api", "storage_app"]  # fixtures used below
+__all__ = ["storage_api", "storage_app"]  # fixtures used below
 
 CKPT = "checkpoints/step-0000000001/model.bin"
 

@@ -15,26 +15,13 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from tests.factories import make_tenant
-from tests.security.storage_fixtures import (
-    BUCKET,
-    live_storage_api,
-    s3_endpoint,
-    start_server,
-    storage_api,
-    storage_app,
-)
+from tests.security.storage_fixtures import BUCKET, live_storage_api, storage_api, storage_app
 from tests.support.training import create_dataset, start, submit, upload
 from trainport.runtime import Checkpoints
 from trainport.runtime.api import RunAPI
 from trainport.runtime.platform_store import PlatformStore
 
-__all__ = [  # fixtures
-    "live_storage_api",
-    "s3_endpoint",
-    "start_server",
-    "storage_api",
-    "storage_app",
-]
+__all__ = ["live_storage_api", "storage_api", "storage_app"]  # fixtures used below
 
 ROOT = Path(__file__).resolve().parents[2]
 # A run's process: no boto3 (so no platform credential could be used even if present).

@@ -15,7 +15,7 @@ from core.models import utcnow
 from core.settings import Settings
 from core.webhooks.delivery import Due, Outcome
 from core.webhooks.service import policy
-from tests.webhooks.receiver import start_receiver
+from tests.support.webhook_receiver import start_receiver
 from workers.webhooks import client, send
 
 SECRET = "whsec_" + "A" * 32

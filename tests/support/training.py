@@ -1,14 +1,13 @@
 """The training API tests' helpers: apps' settings, S3 buckets, and runs moved along their
 lifecycle the way the scheduler and the launch task move them (their launch environment too).
 
-Plain functions, shared by every test package that needs them (tests/training_api/conftest.py
-holds only the fixtures built from them).
+Plain functions, shared by every test package that needs them (the apps built from them are
+tests/core/conftest.py's fixtures; the S3 endpoint is tests/support/s3.py's).
 """
 
 from __future__ import annotations
 
 import json
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,13 +29,6 @@ SECRET = "training-tests-secret-key"
 
 
 S3_CREDENTIALS = {"s3_access_key_id": "testing", "s3_region": "us-east-1"}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def s3_settings(endpoint: str, bucket: str, **extra: Any) -> dict[str, Any]:

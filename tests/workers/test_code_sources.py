@@ -26,11 +26,10 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.app_state import app_engine
 from core.settings import Settings
-from tests.api.conftest import StartServer, start_server
 from tests.factories import Tenant, make_tenant
-from tests.workers.conftest import StartPlatform
+from tests.support.platforms import StartPlatform
+from tests.support.servers import StartServer
 
-__all__ = ["start_server"]  # the fixture, imported for this module
 PY = sys.executable
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = """\

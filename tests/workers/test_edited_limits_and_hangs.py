@@ -24,7 +24,7 @@ from core.runs.attempts import AttemptOutcome, Ending
 from core.runs.states import RunStatus, StatusReason
 from core.runs.time_limits import AttemptClock, over_limit
 from tests.factories import Tenant, create_run, make_tenant
-from tests.workers.conftest import Shared, wait_for_file, wait_for_run
+from tests.support.platforms import Shared, wait_for_file, wait_for_run
 
 PY = sys.executable
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)

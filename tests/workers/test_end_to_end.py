@@ -19,7 +19,7 @@ from api.app import create_app
 from core import migrate
 from core.settings import Settings
 from tests.factories import create_run, make_tenant
-from tests.workers.conftest import Shared, StartPlatform, wait_for_file, wait_for_run
+from tests.support.platforms import Shared, StartPlatform, wait_for_file, wait_for_run
 
 PY = sys.executable
 

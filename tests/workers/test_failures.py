@@ -18,7 +18,8 @@ from core import db, outbox
 from core.models import TaskDelivery
 from core.settings import Settings
 from tests.factories import create_run, make_tenant
-from tests.workers.conftest import StartPlatform, free_port, wait_for_file, wait_for_run
+from tests.support.platforms import StartPlatform, wait_for_file, wait_for_run
+from tests.support.servers import free_port
 
 PY = sys.executable
 

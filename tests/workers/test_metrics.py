@@ -27,7 +27,7 @@ from core.models import Cluster, Run, RunAttempt
 from core.runs.states import RunStatus, StatusReason, transition
 from core.settings import Settings
 from tests.factories import create_run, make_tenant
-from tests.workers.conftest import StartPlatform, wait_for_run
+from tests.support.platforms import StartPlatform, wait_for_run
 
 TOKEN = "scrape-me-0123456789"
 

@@ -26,19 +26,17 @@ from core.kubernetes.config import ClusterConfig
 from core.kubernetes.manifests import CHECKPOINT_DIR, build_attempt
 from core.run_storage.service import leftovers_location
 from tests.factories import Tenant, app_of, make_tenant
-from tests.k8s.conftest import launch_request
 from tests.security.storage_fixtures import (
     PLATFORM_CREDENTIALS,
     live_storage_api,
-    s3_endpoint,
-    start_server,
     storage_api,
     storage_app,
 )
-from tests.training_api.conftest import Started, start, submit
+from tests.support.kubernetes import launch_request
+from tests.support.training import Started, start, submit
 from workers.pod_leftovers import keep_uploaded
 
-__all__ = ["live_storage_api", "s3_endpoint", "start_server", "storage_api", "storage_app"]
+__all__ = ["live_storage_api", "storage_api", "storage_app"]
 PY = sys.executable
 TRAINER = textwrap.dedent("""\
     import os, pathlib, sys, time

@@ -26,7 +26,7 @@ from core.models import TaskDelivery
 from core.outbox import Task
 from core.settings import Settings
 from tests.factories import create_run, make_tenant
-from tests.workers.conftest import Platform, StartPlatform, wait_for_file, wait_for_run
+from tests.support.platforms import Platform, StartPlatform, wait_for_file, wait_for_run
 from tests.workers.test_failures import api, gated_command
 from workers.executors.local_attempt import AttemptFiles
 

@@ -20,7 +20,7 @@ from api.app import create_app
 from core.metrics.tensorboard import CorruptEventFile, records, scalars
 from core.settings import Settings
 from tests.factories import Tenant, create_run, make_tenant
-from tests.workers.conftest import StartPlatform, wait_for_run
+from tests.support.platforms import StartPlatform, wait_for_run
 
 PY = sys.executable
 WRITER = textwrap.dedent("""\

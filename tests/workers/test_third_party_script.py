@@ -27,7 +27,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from core.settings import Settings
 from tests.factories import Tenant, create_run, make_tenant
-from tests.workers.conftest import StartPlatform, wait_for_run
+from tests.support.platforms import StartPlatform, wait_for_run
 
 PY = sys.executable
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "nanotrainer"

@@ -24,8 +24,8 @@ from core.db import session_scope
 from core.models import WebhookDelivery, WebhookEndpoint
 from core.settings import Settings
 from tests.factories import Tenant, make_tenant, run_spec
-from tests.webhooks.receiver import Receiver, start_receiver
-from tests.workers.conftest import StartPlatform
+from tests.support.platforms import StartPlatform
+from tests.support.webhook_receiver import Receiver, start_receiver
 from workers import webhooks
 
 LOOPBACK = '["127.0.0.0/8"]'

@@ -1,0 +1,1 @@
+"""Tests of the run logs route: text and NDJSON, following a live run, and API replicas."""

@@ -1,1 +1,0 @@
-"""Tests of durable run logs: the log store and the logs route."""
