@@ -21,7 +21,7 @@ import redis
 from core.outbox import Task
 from core.settings import Settings
 from tests.factories import create_run, make_tenant
-from tests.workers.conftest import REDIS_URL, StartPlatform, wait_for_run
+from tests.support.platforms import REDIS_URL, StartPlatform, wait_for_run
 from tests.workers.test_failures import api, gated_command
 from tests.workers.test_task_redelivery import _settings, launch_deliveries, launch_held
 from workers.celery_app import create_celery
