@@ -1,14 +1,12 @@
 """The SDK's fixtures: the real API served by uvicorn on this session's Postgres database.
 
-The server runs as a subprocess on a free 127.0.0.1 port, exactly as users run it, so the SDK
-and CLI are tested over real HTTP. Each test makes its own tenant (organisation + admin key).
+The server runs as a subprocess on a free 127.0.0.1 port (`start_server`,
+tests/support/servers.py), exactly as users run it, so the SDK and CLI are tested over real
+HTTP. Each test makes its own tenant (organisation + admin key).
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +16,7 @@ from fastapi.testclient import TestClient
 import trainport
 from core.log_archive import LogArchive
 from tests.factories import Tenant, log_archive, make_tenant
-from tests.support.servers import ROOT, _wait_until_ready, free_port, stop_server
+from tests.support.servers import StartServer
 
 
 @pytest.fixture(scope="session")
@@ -34,33 +32,9 @@ def archive(postgres_url: str) -> LogArchive:
 
 
 @pytest.fixture(scope="session")
-def api_url(
-    postgres_url: str, log_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
+def api_url(postgres_url: str, log_dir: Path, start_server: StartServer) -> str:
     """The base URL of a live API process on this session's database."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("uvicorn") / "server.log"
-    env = {
-        **os.environ,
-        "TRAINPORT_DATABASE_URL": postgres_url,
-        "TRAINPORT_KEY_TOUCH_INTERVAL_SECONDS": "0",
-        "TRAINPORT_LOG_LEVEL": "WARNING",
-    }
-    command = [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1"]
-    with log.open("wb") as sink:
-        server = subprocess.Popen(
-            [*command, "--port", str(port), "--log-level", "warning"],
-            cwd=ROOT,
-            env=env,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_until_ready(url, server, log)
-        yield url
-    finally:
-        stop_server(server)
+    return start_server(postgres_url).url
 
 
 @pytest.fixture

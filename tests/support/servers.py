@@ -51,7 +51,7 @@ def _wait_until_ready(
     )
 
 
-def stop_server(process: subprocess.Popen[bytes]) -> None:
+def _stop_server(process: subprocess.Popen[bytes]) -> None:
     """SIGTERM, then SIGKILL if it has not exited within 10 s."""
     process.terminate()
     try:
@@ -107,4 +107,4 @@ def start_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartServ
         yield start
     finally:
         for process in processes:
-            stop_server(process)
+            _stop_server(process)
