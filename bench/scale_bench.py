@@ -66,7 +66,7 @@ from bench.workers_bench import machine
 from core import db, migrate
 from core.models import Run, RunAttempt
 from core.settings import Settings
-from workers import scheduler
+from workers import heap, scheduler
 from workers.clusters import forget_inventory_reads
 from workers.executors.registry import Where, executor_for
 from workers.reconciler import WorkerContext, reconcile_once
@@ -396,6 +396,7 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--reuse", action="store_true", help="the last run's database as it is")
     args = parser.parse_args()
+    heap.enable()  # the passes run here as in a Celery worker, which enables it at start
     report: dict[str, Any] = {"machine": machine(), "load at the start": load()}
     started = time.perf_counter()
     if args.reuse:

@@ -12,6 +12,11 @@ the moment nothing holds it (a replaced or deleted Job or Pod); only a reference
 the freeze that became garbage afterwards waits, until the next settle, which unfreezes before
 it collects. Mirrors re-list every `kubernetes_resync_seconds` (300 by default), so that is
 how late such a cycle may be freed, and how often a full collection still runs.
+
+Freezing is the worker process's choice (`enable()`, called as a Celery worker starts), not a
+library's: anything else that runs an executor in-process (a test session, a bench) would have
+everything it holds frozen too, and the engines and pools it drops (cycles) kept open until a
+next settle that may never come.
 """
 
 from __future__ import annotations
@@ -20,10 +25,26 @@ import gc
 import threading
 
 _lock = threading.Lock()
+_enabled = False
+
+
+def enable() -> None:
+    """This process is a worker: let `settle()` freeze (see the module docstring)."""
+    global _enabled
+    _enabled = True
+
+
+def disable() -> None:
+    global _enabled
+    _enabled = False
+    gc.unfreeze()
 
 
 def settle() -> None:
-    """Collect everything (what the last settle froze included), then freeze what is left."""
+    """Collect everything (what the last settle froze included), then freeze what is left;
+    nothing in a process that did not `enable()` it."""
+    if not _enabled:
+        return
     with _lock:
         gc.unfreeze()
         gc.collect()

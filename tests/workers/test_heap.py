@@ -21,8 +21,20 @@ class Node:
 
 @pytest.fixture(autouse=True)
 def unfrozen() -> Iterator[None]:
+    heap.enable()  # as a Celery worker does when it starts
     yield
-    gc.unfreeze()  # the other tests' objects stay the collector's as usual
+    heap.disable()  # the other tests' objects stay the collector's as usual
+
+
+def test_a_process_that_is_not_a_worker_freezes_nothing() -> None:
+    heap.disable()
+    cycle = Node()
+    cycle.me = cycle
+    gone = weakref.ref(cycle)
+    heap.settle()
+    del cycle
+    gc.collect()
+    assert gone() is None  # a test session or a bench running an executor keeps its collector
 
 
 def test_settle_freezes_what_is_alive_and_the_next_settle_frees_a_cycle_it_froze() -> None:
