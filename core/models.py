@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
-    Date,
     DateTime,
     Double,
     ForeignKey,
@@ -601,160 +600,15 @@ class EventFileCursor(Base):
     offset: Mapped[int] = mapped_column(BigInteger)
 
 
-# -- webhooks (migration 0012, issue 19) ----------------------------------------------------------
+# The rooms' own tables, defined beside their code and re-exported here (one metadata).
+from core.usage.models import Budget, BudgetAlert, UsageDaily  # noqa: E402
+from core.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint  # noqa: E402
 
-
-class WebhookEndpoint(Base):
-    """A URL an org's admins registered for its events (core/webhooks/).
-
-    The signing secret is stored encrypted (core/secrets/encryption.py, bound to the org and the
-    endpoint id); after a rotation the previous one keeps signing until `previous_secret_until`.
-    """
-
-    __tablename__ = "webhook_endpoints"
-    __table_args__ = (Index("ix_webhook_endpoints_org_id", "org_id", "id"),)
-
-    id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
-    project_id: Mapped[str | None] = mapped_column(String(40), default=None)
-    url: Mapped[str] = mapped_column(Text)
-    description: Mapped[str] = mapped_column(String(500), default="")
-    event_types: Mapped[list[str]] = mapped_column(JSONDocument, default=list)
-    enabled: Mapped[bool] = mapped_column(default=True)
-    disabled_reason: Mapped[str | None] = mapped_column(Text, default=None)
-    secret_ciphertext: Mapped[str] = mapped_column(Text)
-    previous_secret_ciphertext: Mapped[str | None] = mapped_column(Text, default=None)
-    previous_secret_until: Mapped[datetime | None] = mapped_column(default=None)
-    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
-    failing_since: Mapped[datetime | None] = mapped_column(default=None)
-    created_by: Mapped[str | None] = mapped_column(String(40), default=None)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-
-class WebhookDelivery(Base):
-    """One event for one endpoint; its id is the `webhook-id` every attempt carries.
-
-    `next_attempt_at` is set while the delivery is pending (the sweep picks up due rows);
-    `claimed_until` is a worker's lease on it, so a worker that dies mid-delivery only delays it.
-    """
-
-    __tablename__ = "webhook_deliveries"
-    __table_args__ = (
-        Index("ix_webhook_deliveries_endpoint", "endpoint_id", "id"),
-        Index(
-            "ix_webhook_deliveries_due",
-            "next_attempt_at",
-            postgresql_where=text("status = 'pending'"),
-            sqlite_where=text("status = 'pending'"),
-        ),
-    )
-
-    id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    endpoint_id: Mapped[str] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"))
-    org_id: Mapped[str] = mapped_column(String(40))
-    event_type: Mapped[str] = mapped_column(String(64))
-    payload: Mapped[dict[str, Any]]
-    status: Mapped[str] = mapped_column(String(16), default="pending")
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[datetime | None] = mapped_column(default=None)
-    claimed_until: Mapped[datetime | None] = mapped_column(default=None)
-    response_code: Mapped[int | None] = mapped_column(Integer, default=None)
-    latency_ms: Mapped[int | None] = mapped_column(Integer, default=None)
-    response_excerpt: Mapped[str | None] = mapped_column(Text, default=None)
-    error: Mapped[str | None] = mapped_column(Text, default=None)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-
-class WebhookAttempt(Base):
-    """The log of one delivery attempt: what the receiver answered, and how fast."""
-
-    __tablename__ = "webhook_attempts"
-    __table_args__ = (Index("ix_webhook_attempts_delivery", "delivery_id", "attempt"),)
-
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
-    delivery_id: Mapped[str] = mapped_column(
-        ForeignKey("webhook_deliveries.id", ondelete="CASCADE")
-    )
-    attempt: Mapped[int] = mapped_column(Integer)
-    succeeded: Mapped[bool] = mapped_column(default=False)
-    response_code: Mapped[int | None] = mapped_column(Integer, default=None)
-    latency_ms: Mapped[int] = mapped_column(Integer, default=0)
-    response_excerpt: Mapped[str | None] = mapped_column(Text, default=None)
-    error: Mapped[str | None] = mapped_column(Text, default=None)
-    started_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-
-# -- GPU usage and budgets (migration 0014, issue 20) ---------------------------------------------
-
-
-class UsageDaily(Base):
-    """GPU-seconds of ended attempts per UTC day, org, project and GPU type.
-
-    Written in the transaction that ends an attempt (core/usage/rollup.py), so it is exactly the
-    closed attempts split at midnight; running attempts are added live when usage is read.
-    """
-
-    __tablename__ = "usage_daily"
-
-    org_id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    day: Mapped[date] = mapped_column(Date, primary_key=True)
-    project_id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    gpu_type: Mapped[str] = mapped_column(String(63), primary_key=True)  # "" when untyped
-    gpu_seconds: Mapped[float] = mapped_column(Double)
-
-
-class Budget(Base):
-    """A spending limit for an org (`project_id` = "") or one project, per month or in total."""
-
-    __tablename__ = "budgets"
-    __table_args__ = (
-        UniqueConstraint("org_id", "project_id", name="uq_budgets_org_id_project_id"),
-    )
-
-    id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
-    project_id: Mapped[str] = mapped_column(String(40), default="")
-    amount: Mapped[float] = mapped_column(Double)
-    unit: Mapped[str] = mapped_column(String(16))  # currency | gpu_hours
-    period: Mapped[str] = mapped_column(String(16))  # monthly | total
-    enforcement: Mapped[str] = mapped_column(String(8))  # soft | hard
-    # Bumped by every change of the limit, so its alerts fire again for the new limit.
-    generation: Mapped[int] = mapped_column(Integer, default=1)
-    updated_by: Mapped[str | None] = mapped_column(String(40), default=None)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-
-class BudgetAlert(Base):
-    """A budget crossed 80% or 100% in a period: the event a notification is sent from.
-
-    The unique key makes each (budget, limit generation, period, threshold) fire exactly once,
-    however many scheduler passes see it crossed.
-    """
-
-    __tablename__ = "budget_alerts"
-    __table_args__ = (
-        UniqueConstraint(
-            "budget_id",
-            "generation",
-            "period_start",
-            "threshold",
-            name="uq_budget_alerts_once_per_period",
-        ),
-        Index("ix_budget_alerts_org_id_id", "org_id", "id"),
-    )
-
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
-    budget_id: Mapped[str] = mapped_column(String(40))
-    org_id: Mapped[str] = mapped_column(String(40))
-    project_id: Mapped[str] = mapped_column(String(40))
-    generation: Mapped[int] = mapped_column(Integer)
-    period_start: Mapped[date] = mapped_column(Date)
-    threshold: Mapped[int] = mapped_column(Integer)  # percent: 80 or 100
-    spent: Mapped[float] = mapped_column(Double)
-    amount: Mapped[float] = mapped_column(Double)
-    unit: Mapped[str] = mapped_column(String(16))
-    enforcement: Mapped[str] = mapped_column(String(8))
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+__all__ = [
+    "Budget",
+    "BudgetAlert",
+    "UsageDaily",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+]
