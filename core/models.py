@@ -24,7 +24,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-JSONDocument = JSON().with_variant(JSONB(), "postgresql")
+JSONDocument: JSON = JSON().with_variant(JSONB(), "postgresql")
 ACTIVE_RUN_STATUSES = "status IN ('pending', 'queued', 'starting', 'running', 'stopping')"
 
 

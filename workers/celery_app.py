@@ -23,9 +23,13 @@ were away is dropped, not replayed.
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
+from urllib.parse import urlsplit
 
+import redis
 from celery import Celery, signals
+from kombu.transport import redis as redis_transport
 from kombu.transport import sqlalchemy as sqla_transport
 
 from core.outbox import Task
@@ -54,6 +58,31 @@ class EmbeddedTransport(sqla_transport.Transport):
     polling_interval = EMBEDDED_POLL_SECONDS
 
 
+class RedisChannel(redis_transport.Channel):
+    """kombu's Redis channel, for which a connection that is gone is a connection error.
+
+    When Redis goes away while a task is in flight (delivered, not yet acknowledged) and the
+    consumer waits in BRPOP, kombu's first close of the channel stops half-way on the broken
+    socket and its connection is collected anyway. The channel's later calls (closing it again,
+    restoring its unacknowledged messages, the finished task's ack) then find no connection
+    and raised AttributeError, which Celery 5.7 takes for an unrecoverable error: the worker
+    stopped consuming for good (CI, stop 25; tests/workers/test_failures.py). As a connection
+    error each is what every caller already tolerates, and nothing is lost: the broker is
+    unreachable, so those messages stay in its `unacked` hash until the visibility timeout,
+    and every task is idempotent (core/outbox.py).
+    """
+
+    def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
+        if self.connection.client is None:
+            raise redis.ConnectionError("the broker connection of this channel was closed")
+        params: dict[str, Any] = super()._connparams(asynchronous=asynchronous)  # type: ignore[no-untyped-call]
+        return params
+
+
+class RedisTransport(redis_transport.Transport):
+    Channel = RedisChannel
+
+
 def broker_url(settings: Settings) -> str:
     if settings.broker_url:
         return settings.broker_url
@@ -78,6 +107,11 @@ def create_celery(settings: Settings | None = None) -> Celery:
     app = Celery("trainport", broker=broker_url(settings))  # tasks: _register_tasks
     if settings.broker_url:
         transport: dict[str, Any] = {"visibility_timeout": VISIBILITY_TIMEOUT}
+        scheme = urlsplit(settings.broker_url).scheme
+        if scheme in ("redis", "rediss"):
+            app.conf.broker_transport = f"{__name__}:RedisTransport"
+        if scheme == "rediss":  # which naming the transport no longer implies; verified TLS
+            app.conf.broker_use_ssl = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
     else:
         transport = {}
         app.conf.broker_transport = f"{__name__}:EmbeddedTransport"

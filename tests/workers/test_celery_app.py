@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
 import workers.tasks  # noqa: F401 - registers the tasks on the app
 from core.outbox import Task
 from core.settings import Settings, WorkerPool
-from workers.celery_app import VISIBILITY_TIMEOUT, app, create_celery
+from workers.celery_app import VISIBILITY_TIMEOUT, RedisTransport, app, create_celery
 
 
 def test_the_app_delivers_json_at_least_once_one_message_at_a_time() -> None:
@@ -64,3 +66,20 @@ def test_without_a_broker_url_messages_travel_through_a_sqlite_file(tmp_path: Pa
         queue.close()
     assert message.payload == {"run_id": "run_x"}
     assert (tmp_path / "broker.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("url", "verified_tls"), [("redis://127.0.0.1:6379/0", False), ("rediss://broker:6380/0", True)]
+)
+def test_redis_brokers_use_the_transport_that_survives_a_lost_connection(
+    tmp_path: Path, url: str, verified_tls: bool
+) -> None:
+    redis_app = create_celery(Settings(broker_url=url, state_dir=tmp_path))
+    with redis_app.connection_for_write() as connection:
+        assert isinstance(connection.transport, RedisTransport)
+        assert (connection.hostname, connection.port) == (
+            urlsplit(url).hostname,
+            urlsplit(url).port,
+        )
+        # Naming the transport drops kombu's rediss default (TLS, certificates unchecked).
+        assert connection.ssl == ({"ssl_cert_reqs": ssl.CERT_REQUIRED} if verified_tls else False)

@@ -4,43 +4,20 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from fastapi.testclient import TestClient
 from sqlalchemy import update
 
-from api.app import create_app
 from core import db, outbox
 from core.models import TaskDelivery
 from core.settings import Settings
 from tests.factories import create_run, make_tenant
-from tests.support.platforms import StartPlatform, wait_for_file, wait_for_run
+from tests.support.launches import PY, api, gated_command, launch_deliveries, launch_held
+from tests.support.platforms import Platform, StartPlatform, wait_for_file, wait_for_run
 from tests.support.servers import free_port
-
-PY = sys.executable
-
-
-@contextmanager
-def api(database_url: str) -> Iterator[TestClient]:
-    app = create_app(Settings(database_url=database_url, key_touch_interval_seconds=0))
-    with TestClient(app, raise_server_exceptions=False) as client:
-        yield client
-
-
-def gated_command(marker: Path, gate: Path) -> list[str]:
-    """Appends its pid to `marker`, then waits (bounded) until the test opens `gate`."""
-    body = (
-        "import os, time, pathlib\n"
-        f"with open({str(marker)!r}, 'a') as out: out.write(f'{{os.getpid()}}\\n')\n"
-        f"gate = pathlib.Path({str(gate)!r})\n"
-        "deadline = time.monotonic() + 60\n"
-        "while not gate.exists() and time.monotonic() < deadline: time.sleep(0.02)\n"
-    )
-    return [PY, "-c", body]
 
 
 def test_a_worker_killed_between_launch_and_status_update_runs_the_command_once(
@@ -118,3 +95,41 @@ def test_runs_created_while_redis_is_down_start_once_it_is_back(
             except AssertionError as stuck:  # seen once in CI: show what the workers did
                 raise AssertionError(f"{stuck}\n{platform.log_text()[-8000:]}") from stuck
     assert [r["status"] for r in done] == ["succeeded"] * 3
+
+
+def _wait_for_log(platform: Platform, text: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in platform.log_text():  # bounded poll: the worker's log is all we can see
+        assert platform.process.poll() is None, f"the worker exited:\n{platform.log_text()}"
+        assert time.monotonic() < deadline, f"never logged {text!r}:\n{platform.log_text()}"
+        time.sleep(0.05)
+
+
+def test_a_worker_that_loses_redis_mid_task_reconnects_and_keeps_consuming(
+    make_database: Callable[[], str], start_platform: StartPlatform, tmp_path: Path
+) -> None:
+    """The broker dies while a task is in flight (delivered, not yet acknowledged) and the
+    consumer waits in BRPOP: kombu's channel close then fails half-way, and closing it again
+    through the collected transport raised AttributeError, which Celery 5.7 took for an
+    unrecoverable error: the worker stopped consuming for good (CI, stop 25)."""
+    url, port, state = make_database(), free_port(), tmp_path / "state"
+    marker, gate = tmp_path / "pids", tmp_path / "gate"
+    with redis_server(port) as stop_redis, api(url) as client:
+        platform = start_platform(
+            url, broker_url=f"redis://127.0.0.1:{port}/0", state_dir=state,
+            launch_grace_seconds=3600,
+        )  # fmt: skip
+        tenant = make_tenant(client)
+        held = create_run(client, tenant, command=gated_command(marker, gate))
+        with launch_held(state, held["id"]):
+            assert launch_deliveries(url, held["id"]) == 1  # in flight: delivered, unacked
+            stop_redis()
+            _wait_for_log(platform, "Connection to broker lost")
+        with redis_server(port):
+            gate.touch()
+            after = create_run(client, tenant, command=[PY, "-c", "print(1)"])
+            done = [wait_for_run(client, tenant, r["id"], {"succeeded", "failed"}, 60)
+                    for r in (after, held)]  # fmt: skip
+            assert platform.process.poll() is None, platform.log_text()[-8000:]
+    assert [r["status"] for r in done] == ["succeeded"] * 2
+    assert len(marker.read_text().splitlines()) == 1  # the held launch ran its command once

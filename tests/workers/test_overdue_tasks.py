@@ -21,9 +21,14 @@ import redis
 from core.outbox import Task
 from core.settings import Settings
 from tests.factories import create_run, make_tenant
+from tests.support.launches import (
+    api,
+    gated_command,
+    held_launch_settings,
+    launch_deliveries,
+    launch_held,
+)
 from tests.support.platforms import REDIS_URL, StartPlatform, wait_for_run
-from tests.workers.test_failures import api, gated_command
-from tests.workers.test_task_redelivery import _settings, launch_deliveries, launch_held
 from workers.celery_app import create_celery
 
 EXIT_TIMEOUT_S = 30.0
@@ -43,7 +48,7 @@ def test_a_task_past_its_hard_limit_is_failed_and_the_worker_restarts(
 ) -> None:
     url, queue = make_database(), f"test-{secrets.token_hex(4)}"
     state, marker, gate = tmp_path / "state", tmp_path / "pids", tmp_path / "gate"
-    settings = _settings(queue, state, grace=0.5)
+    settings = held_launch_settings(queue, state, grace=0.5)
     sender = create_celery(Settings(broker_url=REDIS_URL, state_dir=tmp_path / "sender"))
     with api(url) as client:
         tenant = make_tenant(client)

@@ -14,50 +14,21 @@ import secrets
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from sqlalchemy import select
-
-from core import db
-from core.models import TaskDelivery
-from core.outbox import Task
-from core.settings import Settings
 from tests.factories import create_run, make_tenant
+from tests.support.launches import (
+    api,
+    gated_command,
+    held_launch_settings,
+    launch_deliveries,
+    launch_held,
+)
 from tests.support.platforms import Platform, StartPlatform, wait_for_file, wait_for_run
-from tests.workers.test_failures import api, gated_command
-from workers.executors.local_attempt import AttemptFiles
 
 PY = sys.executable
 STOP_TIMEOUT_S = 15.0  # well under the embedded supervisor's 30 s before it SIGKILLs
-
-
-def launch_deliveries(url: str, run_id: str, at_least: int = 1, timeout: float = 30.0) -> int:
-    """Bounded poll: how often attempt 1's launch was delivered, once it is `at_least`."""
-    engine = db.build_engine(Settings(database_url=url))
-    query = select(TaskDelivery.deliveries).where(
-        TaskDelivery.task == Task.LAUNCH.value, TaskDelivery.run_id == run_id
-    )
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            with db.session_scope(db.make_sessionmaker(engine)) as session:
-                count = int(session.scalar(query) or 0)
-            if count >= at_least:
-                return count
-            time.sleep(0.05)
-    finally:
-        engine.dispose()
-    raise AssertionError(f"the launch of {run_id} was not delivered {at_least} time(s)")
-
-
-@contextmanager
-def launch_held(state: Path, run_id: str) -> Iterator[None]:
-    """Hold attempt 1's lock: its launch, once delivered, waits here before starting anything."""
-    with AttemptFiles(state.resolve() / "runs" / run_id, 1).locked():
-        yield
 
 
 def terminate(platform: Platform) -> int:
@@ -79,22 +50,12 @@ def _group_alive(group: int) -> bool:
     return True
 
 
-def _settings(queue: str, state: Path, grace: float) -> dict[str, Any]:
-    # Neither worker re-drives a launch on its own: only the broker's delivery can finish it.
-    return {
-        "celery_queue": queue,
-        "state_dir": state,
-        "launch_grace_seconds": 3600,
-        "worker_shutdown_grace_seconds": grace,
-    }
-
-
 def test_sigterm_during_a_slow_launch_requeues_it_and_another_worker_finishes_the_run(
     make_database: Callable[[], str], start_platform: StartPlatform, tmp_path: Path
 ) -> None:
     url, queue = make_database(), f"test-{secrets.token_hex(4)}"
     state, marker, gate = tmp_path / "state", tmp_path / "pids", tmp_path / "gate"
-    settings = _settings(queue, state, grace=0.5)
+    settings = held_launch_settings(queue, state, grace=0.5)
     with api(url) as client:
         tenant = make_tenant(client)
         run = create_run(client, tenant, command=gated_command(marker, gate))
@@ -118,7 +79,7 @@ def test_sigterm_during_a_launch_that_ends_within_the_grace_lets_it_finish_there
 ) -> None:
     url, queue = make_database(), f"test-{secrets.token_hex(4)}"
     state, marker, gate = tmp_path / "state", tmp_path / "pids", tmp_path / "gate"
-    settings = _settings(queue, state, grace=STOP_TIMEOUT_S / 2)
+    settings = held_launch_settings(queue, state, grace=STOP_TIMEOUT_S / 2)
     with api(url) as client:
         tenant = make_tenant(client)
         run = create_run(client, tenant, command=gated_command(marker, gate))
