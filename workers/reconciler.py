@@ -31,6 +31,8 @@ pass goes on, so one run's trouble never stalls the others.
 from __future__ import annotations
 
 import logging
+import time
+from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -76,6 +78,14 @@ ENDED = frozenset({AttemptPhase.SUCCEEDED, AttemptPhase.FAILED, AttemptPhase.SYS
 log = logging.getLogger("trainport.reconciler")
 
 
+@dataclass
+class PassCursor:
+    """Where the last pass was cut short: the next one starts at that run (by id), so a pass
+    that never gets through every run still visits each in turn."""
+
+    resume_at: str = ""
+
+
 @dataclass(frozen=True)
 class WorkerContext:
     factory: sessionmaker[Session]
@@ -84,6 +94,7 @@ class WorkerContext:
     # Attempts this process is stopping for a time limit, with the ending first judged: its
     # words (what a pending attempt waited for) are gone once its objects are.
     over_limit: dict[tuple[str, int], Ending] = field(default_factory=dict)
+    cursor: PassCursor = field(default_factory=PassCursor)
 
 
 @dataclass(frozen=True)
@@ -110,6 +121,7 @@ class ActiveRun:
 class Summary:
     settled: int = 0  # attempts that ended: capacity came back, a pass may admit more
     orphans: int = 0
+    deferred: int = 0  # active runs left to the next pass: this one ran out of time
 
 
 # -- launch and stop (tasks) --------------------------------------------------------------------
@@ -221,7 +233,13 @@ def _apply_ending(
 # -- the periodic pass --------------------------------------------------------------------------
 
 
-def reconcile_once(ctx: WorkerContext) -> Summary:
+def reconcile_once(ctx: WorkerContext, deadline: float | None = None) -> Summary:
+    """Compare what the executors see with the active runs, and act on each difference.
+
+    Each run's step commits on its own, so a pass past `deadline` (a `time.monotonic()`) stops
+    between runs and loses nothing: it has acted on at least one run, and the next pass starts
+    where it stopped (`ctx.cursor`). Orphans go first: they hold capacity nobody accounts for.
+    """
     observed_at = utcnow()
     observed = _observe(ctx)  # before loading runs: what it shows was admitted before it
     tail_attempts(  # before settling: an ended attempt's last lines count
@@ -234,18 +252,34 @@ def reconcile_once(ctx: WorkerContext) -> Summary:
     )
     with session_scope(ctx.factory) as session:
         active = _active_runs(session)
+    live = {(run.id, run.attempt) for run in active}
     summary = Summary()
-    for run in active:
-        seen = observed.pop((run.id, run.attempt), None)
+    for (run_id, attempt), (executor, _) in observed.items():
+        if (run_id, attempt) not in live:
+            step = partial(_stop_orphan, executor, run_id, attempt)
+            summary.orphans += int(_isolated("stopping orphaned", run_id, attempt, step))
+    queue = _resuming(active, ctx.cursor.resume_at)
+    for done, run in enumerate(queue):
+        if done and deadline is not None and time.monotonic() > deadline:
+            ctx.cursor.resume_at, summary.deferred = run.id, len(queue) - done
+            log.info("reconcile pass out of time after %d of %d runs; the next goes on from %s",
+                     done, len(queue), run.id)  # fmt: skip
+            break
+        seen = observed.get((run.id, run.attempt))
         step = partial(_reconcile_run, ctx, run, seen[1] if seen else None, observed_at)
         summary.settled += int(_isolated("reconciling", run.id, run.attempt, step))
-    for (run_id, attempt), (executor, _) in observed.items():
-        step = partial(_stop_orphan, executor, run_id, attempt)
-        summary.orphans += int(_isolated("stopping orphaned", run_id, attempt, step))
-    live = {(run.id, run.attempt) for run in active}
+    else:
+        ctx.cursor.resume_at = ""
     for key in [key for key in ctx.over_limit if key not in live]:
         del ctx.over_limit[key]  # settled or cancelled elsewhere
     return summary
+
+
+def _resuming(active: list[ActiveRun], resume_at: str) -> list[ActiveRun]:
+    """The active runs by id, from `resume_at` round to the one before it."""
+    ordered = sorted(active, key=lambda run: run.id)
+    start = bisect_left([run.id for run in ordered], resume_at)
+    return ordered[start:] + ordered[:start]
 
 
 def _isolated(what: str, run_id: str, attempt: int, step: Callable[[], bool]) -> bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -33,6 +34,9 @@ from workers.executors.registry import Where, executor_for
 from workers.reconciler import WorkerContext, launch_attempt, reconcile_once, stop_run
 
 SHORT_LIMIT = 60  # seconds; schedule, stop, reconcile and prune are quick
+# A reconcile call stops starting runs' steps after this, far inside SHORT_LIMIT: a catch-up
+# pass (thousands of runs seen running at once, a transaction each) goes on in the next call.
+RECONCILE_BUDGET_SECONDS = 20.0
 LAUNCH_LIMIT = 120  # seconds; starting processes or creating pods
 OUTBOX_KEEP = timedelta(days=1)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -149,19 +153,22 @@ def reconcile() -> int:
     """
     _reconcile_wanted.set()
     settled = 0
+    deadline = time.monotonic() + RECONCILE_BUDGET_SECONDS
     while _reconcile_wanted.is_set() and _reconciling.acquire(blocking=False):
         try:
             _reconcile_wanted.clear()
-            settled += _reconcile_pass(context())
+            settled += _reconcile_pass(context(), deadline)
         finally:
             _reconciling.release()
+        if time.monotonic() > deadline:
+            break  # a wish left standing is the next call's (beat's next tick, or a shim's)
     return settled
 
 
-def _reconcile_pass(ctx: WorkerContext) -> int:
+def _reconcile_pass(ctx: WorkerContext, deadline: float) -> int:
     try:
         with telemetry.timed(telemetry.RECONCILE_PASS):
-            summary = reconcile_once(ctx)
+            summary = reconcile_once(ctx, deadline)
     except Exception:
         telemetry.RECONCILE_FAILURES.inc()
         raise

@@ -338,3 +338,27 @@ def wait_until_a_session_waits_for_a_lock(factory: sessionmaker[Session]) -> Non
                 return
         time.sleep(0.01)
     raise AssertionError("the reconcile pass never waited for the run's row lock")
+
+
+def test_a_pass_out_of_time_stops_between_runs_and_the_next_goes_on_where_it_stopped(
+    world: World,
+) -> None:
+    """A catch-up pass (thousands of runs seen running at once) outlasted the reconcile task's
+    60 s limit (issue 17's scale bench): a pass past its deadline now stops between two runs'
+    steps, each committed on its own, and the next pass starts at the run it did not reach."""
+    first, second = sorted([world.submit(), world.submit()])
+    for run_id in (first, second):
+        assert launch_attempt(world.ctx(world.executor), run_id, 1) == "launched"
+        world.wait_for(run_id, 1, RankPhase.RUNNING)
+    ctx = world.ctx(world.executor)  # one worker's passes, one after the other
+
+    cut = reconcile_once(ctx, deadline=time.monotonic())  # out of time after its first run
+    assert (cut.deferred, world.run(first), world.run(second)) == (
+        1, (RunStatus.RUNNING, 1), (RunStatus.STARTING, 1),
+    )  # fmt: skip
+    cut = reconcile_once(ctx, deadline=time.monotonic())  # starts at the one it did not reach
+    assert (cut.deferred, world.run(second)) == (1, (RunStatus.RUNNING, 1))
+    whole = reconcile_once(ctx, deadline=time.monotonic() + 60)
+    assert whole.deferred == 0
+    assert ctx.cursor.resume_at == ""  # a pass that got through starts from the top again
+    assert [world.run(run_id) for run_id in (first, second)] == [(RunStatus.RUNNING, 1)] * 2
