@@ -30,11 +30,11 @@ from core.kubernetes import naming
 from core.logs import LogKey
 from core.models import Cluster
 from core.settings import Settings
-from tests.core.scheduling.test_admission import sessions
 from tests.factories import Tenant, create_run, log_archive, make_tenant, read_log
 from tests.k8s.cluster import ClusterSimulator
 from tests.k8s.fake_api import FakeApiServer
 from tests.support.checkpointing import commit_files
+from tests.support.scheduling import sessions
 from workers import scheduler
 from workers.clusters import forget_inventory_reads, sync_clusters
 from workers.executors.registry import Where, executor_for

@@ -18,8 +18,8 @@ from sqlalchemy import update
 
 from core.db import session_scope
 from core.models import Run, RunAttempt, utcnow
-from tests.core.scheduling.test_admission import sessions
 from tests.factories import make_tenant
+from tests.support.scheduling import sessions
 from tests.workers.test_kubernetes_clusters import (  # noqa: F401 - fixtures, used as arguments
     Clusters,
     admit_and_launch,
