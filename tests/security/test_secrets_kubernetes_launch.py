@@ -15,7 +15,6 @@ from fastapi.testclient import TestClient
 
 from core.kubernetes import naming
 from tests.factories import Tenant, create_run, make_tenant
-from tests.security.test_secrets_api import canary, set_secret
 from tests.support.kubernetes_clusters import (  # noqa: F401 - fixtures, used as arguments
     H100,
     NAMESPACE,
@@ -25,6 +24,7 @@ from tests.support.kubernetes_clusters import (  # noqa: F401 - fixtures, used a
     clusters,
     context,
 )
+from tests.support.secrets import canary, set_secret
 from workers import scheduler
 from workers.reconciler import launch_attempt
 

@@ -25,8 +25,8 @@ from api.app_state import app_engine
 from core.secrets.service import legacy_worker_variables
 from core.settings import Settings
 from tests.factories import Tenant, create_run, make_tenant
-from tests.security.test_secrets_api import canary, set_secret
 from tests.support.scheduling import sessions
+from tests.support.secrets import canary, set_secret
 from workers import scheduler
 from workers.executors.registry import executor_for
 from workers.reconciler import WorkerContext, launch_attempt, reconcile_once
