@@ -27,6 +27,7 @@ pytest_plugins = [
     "tests.support.databases",  # template_db, make_database, fresh_url, factory, fresh_client
     "tests.support.platforms",  # start_platform, shared_platform: real worker trees
     "tests.support.s3",  # s3_endpoint: moto's S3 server
+    "tests.support.rate_limits",  # limited: clients of apps with tight rate limits
 ]
 
 

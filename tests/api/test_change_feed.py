@@ -8,24 +8,22 @@ every run at exactly the version the database holds.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, select, text
+from sqlalchemy import select
 
 from api.app_state import app_engine, app_sessionmaker
 from core.db import session_scope
 from core.models import Run
 from core.runs.states import RunStatus, StatusReason, transition
-from tests.factories import Tenant, app_of, create_run, make_key, make_tenant, run_spec
+from tests.factories import Tenant, app_of, create_run, make_key, make_tenant
+from tests.support.feed_writers import RUNS_PER_WRITER, blocked_on_a_lock, write_one, write_runs
 from tests.support.servers import LiveServer
 
 WRITERS = 4
-RUNS_PER_WRITER = 8
-LOCK_WAIT_TIMEOUT_S = 10.0
 
 
 def _feed(
@@ -69,23 +67,6 @@ def test_the_feed_pages_in_version_order(client: TestClient, tenant: Tenant) -> 
     assert rest["has_more"] is False
 
 
-def _write(url: str, tenant: Tenant, index: int) -> None:
-    """One writer's share: create runs, edit each twice, cancel half, delete a quarter."""
-    with httpx.Client(base_url=url, headers=tenant.headers, timeout=30) as http:
-        ids = []
-        for n in range(RUNS_PER_WRITER):
-            created = http.post("/v1/runs", json=run_spec(name=f"w{index}-{n}"))
-            created.raise_for_status()
-            ids.append(created.json()["id"])
-        for priority in ["high", "low"]:
-            for run_id in ids:
-                http.patch(f"/v1/runs/{run_id}", json={"priority": priority}).raise_for_status()
-        for run_id in ids[::2]:
-            http.post(f"/v1/runs/{run_id}/cancel").raise_for_status()
-        for run_id in ids[::4]:
-            assert http.delete(f"/v1/runs/{run_id}").status_code == 204
-
-
 def _follow(url: str, tenant: Tenant, writing: threading.Event) -> Iterator[dict[str, Any]]:
     """Every feed entry, in small pages, until the writers are done and the feed is drained."""
     since = 0
@@ -109,7 +90,8 @@ def test_no_change_is_skipped_with_concurrent_writers(
     writing.set()
     servers = [server_a.url, server_b.url]
     writers = [
-        threading.Thread(target=_write, args=(servers[i % 2], tenant, i)) for i in range(WRITERS)
+        threading.Thread(target=write_runs, args=(servers[i % 2], tenant, i))
+        for i in range(WRITERS)
     ]
     seen: dict[str, tuple[int, bool]] = {}
 
@@ -139,23 +121,6 @@ def _database_view(client: TestClient, tenant: Tenant) -> dict[str, tuple[int, b
         return {run_id: (version, deleted is not None) for run_id, version, deleted in rows}
 
 
-def _blocked_on_a_lock(engine: Engine, writer: threading.Thread) -> bool:
-    """True once another backend waits for a lock (or the writer finished without waiting)."""
-    deadline = time.monotonic() + LOCK_WAIT_TIMEOUT_S
-    query = text(
-        "SELECT count(*) FROM pg_stat_activity "
-        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-    )
-    while time.monotonic() < deadline:
-        with engine.connect() as conn:  # outside the held transaction
-            if conn.execute(query).scalar_one() > 0:
-                return True
-        if not writer.is_alive():
-            return False
-        time.sleep(0.02)  # a bounded poll: Postgres offers no event for "a backend waits"
-    raise AssertionError("the concurrent writer neither waited nor finished")
-
-
 def test_a_change_that_commits_late_is_not_skipped(
     client: TestClient, server_b: LiveServer
 ) -> None:
@@ -171,9 +136,9 @@ def test_a_change_that_commits_late_is_not_skipped(
         loaded = slow.get(Run, run["id"])
         assert loaded is not None
         transition(slow, loaded, RunStatus.QUEUED, StatusReason.QUEUED_FOR_CAPACITY)
-        writer = threading.Thread(target=_write_one, args=(server_b.url, tenant))
+        writer = threading.Thread(target=write_one, args=(server_b.url, tenant))
         writer.start()
-        _blocked_on_a_lock(app_engine(app), writer)
+        blocked_on_a_lock(app_engine(app), writer)
         page = _feed(client, reader, since)  # read while the slow change is uncommitted
         seen.update({r["id"]: r["resource_version"] for r in page["data"]})
         since = page["resource_version"]
@@ -183,11 +148,6 @@ def test_a_change_that_commits_late_is_not_skipped(
     truth = _database_view(client, tenant)
     assert seen == {run_id: version for run_id, (version, _) in truth.items()}
     assert len(seen) == 2
-
-
-def _write_one(url: str, tenant: Tenant) -> None:
-    with httpx.Client(base_url=url, headers=tenant.headers, timeout=30) as http:
-        http.post("/v1/runs", json=run_spec(name="fast")).raise_for_status()
 
 
 def test_filters_with_the_feed_are_refused_not_ignored(client: TestClient, tenant: Tenant) -> None:

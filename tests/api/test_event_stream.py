@@ -26,8 +26,8 @@ from core.db import session_scope
 from core.models import Run, RunEvent
 from core.runs.states import RunStatus, StatusReason, transition
 from core.settings import Settings
-from tests.api.test_change_feed import _blocked_on_a_lock, _write, _write_one
 from tests.factories import Tenant, app_of, create_run, make_key, make_tenant
+from tests.support.feed_writers import blocked_on_a_lock, write_one, write_runs
 from tests.support.servers import LiveServer, StartServer
 
 WRITERS = 4
@@ -209,7 +209,7 @@ def test_resuming_loses_and_repeats_nothing_under_concurrent_writers(
     follower.start()
     urls = [streaming.url, server_b.url]
     writers = [
-        threading.Thread(target=_write, args=(urls[i % 2], tenant, i)) for i in range(WRITERS)
+        threading.Thread(target=write_runs, args=(urls[i % 2], tenant, i)) for i in range(WRITERS)
     ]
     for writer in writers:
         writer.start()
@@ -221,9 +221,9 @@ def test_resuming_loses_and_repeats_nothing_under_concurrent_writers(
         loaded = slow.get(Run, run["id"])
         assert loaded is not None
         transition(slow, loaded, RunStatus.QUEUED, StatusReason.QUEUED_FOR_CAPACITY)
-        fast = threading.Thread(target=_write_one, args=(server_b.url, tenant))
+        fast = threading.Thread(target=write_one, args=(server_b.url, tenant))
         fast.start()
-        _blocked_on_a_lock(app_engine(app), fast)
+        blocked_on_a_lock(app_engine(app), fast)
     fast.join()
     for writer in writers:
         writer.join()

@@ -7,7 +7,6 @@ waiter (Postgres LISTEN/NOTIFY), and waiting clients must not hold database conn
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from typing import Any
 
@@ -15,31 +14,10 @@ import httpx
 from fastapi.testclient import TestClient
 
 from tests.factories import Tenant, create_run, make_tenant
+from tests.support.long_polls import BLOCKED_S, PROMPT_S, WAIT_S, Poll
 from tests.support.servers import LiveServer
 
-WAIT_S = 10
-PROMPT_S = 3.0  # "well under the wait time"
-BLOCKED_S = 0.5  # long enough to see that a poll is really waiting
 WAITERS = 50
-
-
-class Poll(threading.Thread):
-    """One long poll in the background; `result` and `elapsed` once it answers."""
-
-    def __init__(self, url: str, tenant: Tenant, run: dict[str, Any], wait: int = WAIT_S) -> None:
-        super().__init__(daemon=True)
-        self.target_url = f"{url}/v1/runs/{run['id']}"
-        self.params = {"wait": wait, "resource_version": run["resource_version"]}
-        self.headers = tenant.headers
-        self.result: httpx.Response | None = None
-        self.elapsed = 0.0
-
-    def run(self) -> None:
-        started = time.monotonic()
-        self.result = httpx.get(
-            self.target_url, params=self.params, headers=self.headers, timeout=WAIT_S + 20
-        )
-        self.elapsed = time.monotonic() - started
 
 
 def _cancel_and_time(url: str, tenant: Tenant, run_id: str, poll: Poll) -> float:

@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from core.settings import Settings
-from tests.api.test_long_poll import BLOCKED_S, PROMPT_S, WAIT_S, Poll
 from tests.factories import create_run, make_tenant
+from tests.support.long_polls import BLOCKED_S, PROMPT_S, WAIT_S, Poll
 from tests.support.servers import LiveServer, StartServer
 
 

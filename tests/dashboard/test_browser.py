@@ -5,36 +5,13 @@ from __future__ import annotations
 
 import re
 import sys
-import time
 
 from playwright.sync_api import Page, expect
 
 from tests.dashboard.live import Platform, sign_in
+from tests.support.dashboard import HOSTILE, SLEEP, TRAIN, wait_until
 
 PY = sys.executable
-HOSTILE = "<img src=x onerror=window.__pwned=1><script>window.__pwned=2</script>"
-SLEEP = "import time; time.sleep(120)"
-TRAIN = f"""
-import os, time, trainport.runtime as rt
-run = rt.init()
-print({HOSTILE!r}, flush=True)
-lr = float(os.environ.get("LR", "1"))
-for i in range(int(os.environ.get("STEPS", "40"))):
-    print(f"step {{i}} loss {{lr / (i + 1):.4f}}", flush=True)
-    run.log(step=i, loss=lr / (i + 1))
-    time.sleep(0.1)
-"""
-
-
-def _wait_until(platform: Platform, run_id: str, statuses: set[str], timeout: float = 45) -> None:
-    deadline, version = time.monotonic() + timeout, 0
-    while time.monotonic() < deadline:
-        params = {"wait": 10, "resource_version": version}
-        run = platform.api.get(f"/v1/runs/{run_id}", params=params).json()
-        if run["status"] in statuses:
-            return
-        version = run["resource_version"]
-    raise AssertionError(f"{run_id} stayed {run['status']}")
 
 
 def test_sign_in_shows_who_you_are_a_bad_key_a_clear_error_and_the_key_stays_in_the_tab(
@@ -145,7 +122,7 @@ def test_compare_overlays_the_loss_of_two_runs_and_diffs_their_specs(
         for n in ("1", "2")
     ]
     for run in runs:
-        _wait_until(platform, str(run["id"]), {"succeeded"})
+        wait_until(platform, str(run["id"]), {"succeeded"})
     sign_in(page, platform, f"#/compare?ids={runs[0]['id']},{runs[1]['id']}")
     chart = page.locator(".chart[data-metric=loss]")
     expect(chart).to_have_attribute("data-points", "20")

@@ -23,7 +23,7 @@ from core.runs.spec import RunCreate
 from core.settings import Settings
 from core.tenants.service import bootstrap
 from tests.dashboard.live import Platform, sign_in
-from tests.dashboard.test_browser import SLEEP, TRAIN, _wait_until
+from tests.support.dashboard import SLEEP, TRAIN, wait_until
 
 PY = sys.executable
 CHECKPOINTED = """
@@ -45,7 +45,7 @@ def _dsn(database_url: str) -> str:
 
 def _finished(platform: Platform, **spec: Any) -> dict[str, Any]:
     run = platform.create_run(**spec)
-    _wait_until(platform, str(run["id"]), {"succeeded", "failed"}, timeout=60)
+    wait_until(platform, str(run["id"]), {"succeeded", "failed"}, timeout=60)
     made: dict[str, Any] = platform.api.get(f"/v1/runs/{run['id']}").json()
     assert made["status"] == "succeeded", made
     return made
@@ -133,7 +133,7 @@ def test_clone_opens_a_copy_and_edit_changes_priority_and_labels_with_if_match(
     page: Page, platform: Platform
 ) -> None:
     run = platform.create_run(name="to-clone", labels={"a": "1"}, command=[PY, "-c", SLEEP])
-    _wait_until(platform, str(run["id"]), {"running"})  # an edit on a stale copy is refused
+    wait_until(platform, str(run["id"]), {"running"})  # an edit on a stale copy is refused
     sign_in(page, platform, f"#/runs/{run['id']}")
     expect(page.locator("#run-status")).to_have_text("running")
     page.click("#edit-run")
@@ -167,7 +167,7 @@ def test_the_queue_lists_waiting_runs_in_order_with_quota_beside_usage(
         for n in range(2)
     ]
     for run in runs:
-        _wait_until(platform, str(run["id"]), {"queued"})
+        wait_until(platform, str(run["id"]), {"queued"})
     sign_in(page, platform, "#/queue")
     waiting = page.locator("#queue tbody tr", has_text="parked-")
     expect(waiting).to_have_count(2)

@@ -12,7 +12,7 @@ import sys
 
 from tests.dashboard.bidi import firefox
 from tests.dashboard.live import Platform
-from tests.dashboard.test_browser import _wait_until
+from tests.support.dashboard import wait_until
 
 PRINTS = "print('hello from firefox', flush=True)"
 
@@ -20,7 +20,7 @@ PRINTS = "print('hello from firefox', flush=True)"
 def test_the_dashboard_works_in_firefox(platform: Platform) -> None:
     run = platform.create_run(name="firefox-run", command=[sys.executable, "-c", PRINTS])
     run_id = str(run["id"])
-    _wait_until(platform, run_id, {"succeeded"})
+    wait_until(platform, run_id, {"succeeded"})
 
     with firefox() as ff:
         ff.goto(f"{platform.url}/ui/#/runs")

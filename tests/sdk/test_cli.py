@@ -20,41 +20,11 @@ from fastapi.testclient import TestClient
 import trainport
 from core.log_archive import LogArchive
 from tests.factories import Tenant, write_log
-from tests.sdk.test_training import launch
+from tests.support.cli import RUN_YAML, TRAINPORT, trainport_cli
 from tests.support.servers import free_port
+from tests.support.training import launch
 
-TRAINPORT = Path(sys.executable).with_name("trainport")
-RUN_YAML = """\
-image: python:3.11-slim
-command: ["python", "-c", "print('hi')"]
-labels:
-  team: cli
-"""
 SPEC = yaml.safe_load(RUN_YAML)
-
-
-@pytest.fixture
-def cli_env(api_url: str, sdk_tenant: Tenant, config_file: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINPORT_")}
-    return {
-        **env,
-        "TRAINPORT_CONFIG": str(config_file),
-        "TRAINPORT_API_URL": api_url,
-        "TRAINPORT_API_KEY": sdk_tenant.key,
-    }
-
-
-@pytest.fixture
-def run_file(tmp_path: Path) -> Path:
-    path = tmp_path / "run.yaml"
-    path.write_text(RUN_YAML)
-    return path
-
-
-def trainport_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(TRAINPORT), *args], env=env, capture_output=True, text=True, timeout=60, check=False
-    )
 
 
 def test_run_submits_the_file_with_overrides(

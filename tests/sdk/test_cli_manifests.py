@@ -22,7 +22,7 @@ from core.scheduling.clusters import Inventory, register_cluster
 from core.scheduling.preflight import PLANNED_ID
 from core.settings import Settings
 from tests.factories import Tenant, make_tenant
-from tests.sdk.test_cli import cli_env, run_file, trainport_cli  # noqa: F401 - fixtures
+from tests.support.cli import trainport_cli
 from tests.support.servers import ROOT, _wait_until_ready, free_port
 
 # Not TRAINPORT_KUBERNETES_CLUSTERS: an API that names Kubernetes clusters refuses a local
@@ -76,7 +76,7 @@ def kube_env(
 
 def test_plan_manifests_prints_the_job_and_service_as_yaml_documents_or_json(
     kube_env: dict[str, str],
-    run_file: Path,  # noqa: F811 - fixture
+    run_file: Path,
 ) -> None:
     done = trainport_cli(kube_env, "run", "-f", str(run_file), "--plan", "--manifests")
     assert done.returncode == 0, done.stderr
@@ -93,8 +93,8 @@ def test_plan_manifests_prints_the_job_and_service_as_yaml_documents_or_json(
 
 
 def test_plan_manifests_on_local_processes_says_there_are_none(
-    cli_env: dict[str, str],  # noqa: F811 - fixture
-    run_file: Path,  # noqa: F811 - fixture
+    cli_env: dict[str, str],
+    run_file: Path,
 ) -> None:
     done = trainport_cli(cli_env, "run", "-f", str(run_file), "--plan", "--manifests")
     assert done.returncode == 0, done.stderr

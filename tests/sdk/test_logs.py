@@ -12,7 +12,7 @@ import trainport
 from core.log_archive import LogArchive
 from core.logs import LogKey, format_lines
 from tests.factories import write_log
-from tests.sdk.test_training import launch
+from tests.support.training import launch
 
 SPEC = {"image": "python:3.11-slim", "command": ["python", "-c", "print('hi')"]}
 

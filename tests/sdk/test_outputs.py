@@ -16,7 +16,7 @@ import trainport
 from api.app_state import app_sessionmaker
 from core.settings import Settings
 from tests.factories import app_of
-from tests.sdk.test_training import cli, cli_env  # noqa: F401 - the fixture is used below
+from tests.support.cli import trainport_cli
 from tests.support.servers import ROOT
 from workers.executors.base import Leftovers
 from workers.harvest import harvest
@@ -51,18 +51,24 @@ def test_outputs_are_listed_and_downloaded_checked_by_sha256(
     assert not (folder / "out" / "passwd").exists()
 
 
+@pytest.fixture
+def cli_env(cli_env: dict[str, str]) -> dict[str, str]:
+    """tests/sdk/conftest.py's CLI environment, 100 columns wide."""
+    return {**cli_env, "COLUMNS": "100"}
+
+
 def test_the_cli_lists_and_downloads_outputs(
-    cli_env: dict[str, str],  # noqa: F811
+    cli_env: dict[str, str],
     kept_run: str,
     tmp_path: Path,
 ) -> None:
-    listed = cli(cli_env, "outputs", kept_run, "-o", "json")
+    listed = trainport_cli(cli_env, "outputs", kept_run, "-o", "json")
     assert listed.returncode == 0, listed.stderr
     assert {f["path"] for f in json.loads(listed.stdout)} == {
         "notes.txt", "out/deep/eval.json", "out/model.bin",
     }  # fmt: skip
-    table = cli(cli_env, "outputs", kept_run)
+    table = trainport_cli(cli_env, "outputs", kept_run)
     assert "out/model.bin" in table.stdout
-    saved = cli(cli_env, "outputs", kept_run, "--download", str(tmp_path / "d"))
+    saved = trainport_cli(cli_env, "outputs", kept_run, "--download", str(tmp_path / "d"))
     assert saved.returncode == 0, saved.stderr
     assert (tmp_path / "d" / "out" / "deep" / "eval.json").read_text() == '{"loss": 1.5}'

@@ -19,7 +19,7 @@ from core.runs import service
 from core.runs.spec import RunCreate
 from core.tenants.service import authenticate
 from tests.factories import Tenant, app_of
-from tests.sdk.test_training import launch
+from tests.support.training import launch
 
 SPEC: dict[str, Any] = {"image": "python:3.11-slim", "command": ["python", "-c", "print('hi')"]}
 

@@ -9,9 +9,6 @@ that environment, exactly as a rank would.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -20,33 +17,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 import trainport
-from api.app_state import app_sessionmaker, app_settings
-from core.db import session_scope
-from core.launch import freeze_and_mint_environment
-from core.models import Run as RunRow
-from core.models import utcnow
-from core.runs.attempts import Grant, open_attempt
-from core.runs.states import RunStatus, StatusReason, transition
-from core.scheduling.admission import accept_pending
-from tests.factories import Tenant, app_of
+from tests.support.cli import trainport_cli
+from tests.support.training import launch
 from trainport.runtime import Run, RunEnvironment
 from trainport.runtime.digests import describe_files, tree_digest
-
-TRAINPORT = Path(sys.executable).with_name("trainport")
-
-
-def launch(client: TestClient, run_id: str, api_url: str) -> dict[str, str]:
-    """Admit and start the run's next attempt; the environment its ranks would get."""
-    app = app_of(client)
-    with session_scope(app_sessionmaker(app)) as session:
-        run = session.get(RunRow, run_id, with_for_update=True)
-        assert run is not None
-        if run.status == RunStatus.PENDING:
-            accept_pending(session, [run_id])
-        transition(session, run, RunStatus.STARTING, StatusReason.LAUNCHING, next_attempt=True)
-        open_attempt(session, run, Grant("local", None, 0, 1), utcnow())
-        env = freeze_and_mint_environment(session, run, run.attempt, app_settings(app))
-    return {**env, "TRAINPORT_API_URL": api_url}
 
 
 @pytest.fixture
@@ -139,55 +113,45 @@ def test_a_downloaded_checkpoint_matches_and_verifies(
     assert not trainport.verify_offline(forged, key["public_key"])
 
 
-def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(TRAINPORT), *args], env=env, capture_output=True, text=True, timeout=60, check=False
-    )
-
-
 @pytest.fixture
-def cli_env(api_url: str, sdk_tenant: Tenant, config_file: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINPORT_")}
-    return {
-        **env,
-        "TRAINPORT_CONFIG": str(config_file),
-        "TRAINPORT_API_URL": api_url,
-        "TRAINPORT_API_KEY": sdk_tenant.key,
-        "COLUMNS": "100",
-    }
+def cli_env(cli_env: dict[str, str]) -> dict[str, str]:
+    """tests/sdk/conftest.py's CLI environment, 100 columns wide."""
+    return {**cli_env, "COLUMNS": "100"}
 
 
 def test_the_cli_shows_metrics_checkpoints_and_verified_provenance(
     cli_env: dict[str, str], trained: dict[str, Any]
 ) -> None:
     run_id = trained["run"].id
-    chart = cli(cli_env, "metrics", run_id)
+    chart = trainport_cli(cli_env, "metrics", run_id)
     assert chart.returncode == 0, chart.stderr
     assert "┤" in chart.stdout
     assert "loss" in chart.stdout
     assert any(0x2800 < ord(c) <= 0x28FF for c in chart.stdout)  # braille dots
-    listed = cli(cli_env, "checkpoints", run_id, "-o", "json")
+    listed = trainport_cli(cli_env, "checkpoints", run_id, "-o", "json")
     assert [c["step"] for c in json.loads(listed.stdout)] == [2000]
-    verified = cli(
+    verified = trainport_cli(
         cli_env, "provenance", run_id, "--verify", "--checkpoint-dir", str(trained["checkpoint"])
     )
     assert verified.returncode == 0, verified.stderr
     assert "verified" in verified.stderr
     assert "corpus" in verified.stdout
-    here = cli(cli_env, "provenance", run_id, "--offline", "-o", "json")
+    here = trainport_cli(cli_env, "provenance", run_id, "--offline", "-o", "json")
     assert here.returncode == 0, here.stderr
     assert "record (here) verified (ed25519" in here.stderr
 
 
 def test_the_cli_pushes_and_lists_datasets(cli_env: dict[str, str], corpus: Path) -> None:
-    pushed = cli(cli_env, "datasets", "push", str(corpus), "--name", "from-cli")
+    pushed = trainport_cli(cli_env, "datasets", "push", str(corpus), "--name", "from-cli")
     assert pushed.returncode == 0, pushed.stderr
     assert pushed.stdout.strip() == "from-cli@1"
-    listed = cli(cli_env, "datasets", "ls", "-o", "json")
+    listed = trainport_cli(cli_env, "datasets", "ls", "-o", "json")
     [dataset] = json.loads(listed.stdout)
     assert (dataset["name"], dataset["versions"][0]["file_count"]) == ("from-cli", 2)
-    shown = cli(cli_env, "datasets", "ls")
+    shown = trainport_cli(cli_env, "datasets", "ls")
     assert "from-cli" in shown.stdout
-    direct = cli(cli_env, "datasets", "push", str(corpus), "--name", "from-cli", "--direct")
+    direct = trainport_cli(
+        cli_env, "datasets", "push", str(corpus), "--name", "from-cli", "--direct"
+    )
     assert direct.returncode != 0  # this server keeps objects on local disk
     assert "need S3 object storage" in direct.stderr

@@ -5,40 +5,15 @@ app with tight limits on this session's PostgreSQL (and Redis for the shared cou
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from api.app import create_app
 from api.app_state import app_rate_limiter, app_settings
 from core.runs import run_tokens
-from core.settings import Settings
 from tests.factories import app_of, make_key, make_tenant, run_spec
-
-MakeClient = Callable[..., TestClient]
-
-
-@pytest.fixture
-def limited(postgres_url: str) -> Iterator[MakeClient]:
-    """A client of a fresh app with `settings` (and a client address, for per-address limits)."""
-    opened: list[TestClient] = []
-
-    def make(address: str = "203.0.113.7", app: Any = None, **settings: Any) -> TestClient:
-        """With `app`: another client address on that app (whose lifespan is already on)."""
-        fresh = app is None
-        app = app or create_app(
-            Settings(database_url=postgres_url, key_touch_interval_seconds=0, **settings)
-        )
-        client = TestClient(app, raise_server_exceptions=False, client=(address, 40000))
-        if fresh:
-            opened.append(client.__enter__())
-        return client
-
-    yield make
-    for client in opened:
-        client.__exit__(None, None, None)
+from tests.support.rate_limits import MakeClient
 
 
 def _assert_rate_limited(response: Any, code: str = "rate_limited") -> None:

@@ -25,11 +25,15 @@ from core.runs.states import StatusReason
 from core.sandbox import detect
 from core.settings import SandboxMode, Settings, embedded_database_url
 from tests.factories import read_log
-from tests.support.executors import FINISHED, PY, RUNNING, launch_request, wait_until
-from tests.workers.executors.test_local_stopping import (
+from tests.support.executors import (
+    FINISHED,
     OBEDIENT,
+    PY,
+    RUNNING,
     cancel_until_done,
+    launch_request,
     shim_sessions,
+    wait_until,
     wait_until_ready,
 )
 from workers.executors.base import RankPhase

@@ -7,9 +7,6 @@ holds only ciphertext bound to its org, project and name.
 
 from __future__ import annotations
 
-import secrets
-from typing import Any
-
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
@@ -18,17 +15,7 @@ from core.db import session_scope
 from tests.api.expect import assert_problem
 from tests.api.routes import ROUTES
 from tests.factories import Tenant, app_of, make_key
-
-
-def canary() -> str:
-    return f"canary-{secrets.token_hex(16)}"
-
-
-def set_secret(client: TestClient, who: Tenant, name: str, value: str, **extra: Any) -> Any:
-    body = {"name": name, "value": value, **extra}
-    response = client.post("/v1/secrets", json=body, headers=who.headers)
-    assert response.status_code == 201, response.text
-    return response.json()
+from tests.support.secrets import canary, set_secret
 
 
 def test_an_admin_creates_a_secret_and_sees_only_its_metadata(

@@ -19,7 +19,7 @@ from core.models import RunSecret
 from core.secrets.encryption import SecretUnreadable, cipher_for
 from core.settings import Environment, Settings, get_settings
 from tests.factories import make_tenant
-from tests.security.test_secrets_api import canary, set_secret
+from tests.support.secrets import canary, set_secret
 
 KEY_A = "a" * 16 + "first-operator-key-of-32-chars"
 KEY_B = "b" * 16 + "second-operator-key-of-32-chars"

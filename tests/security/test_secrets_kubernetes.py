@@ -20,7 +20,6 @@ from core.secrets.schemas import LaunchSecrets
 from core.secrets.service import store_key
 from tests.factories import read_log
 from tests.k8s.cluster import ClusterSimulator
-from tests.security.test_secrets_api import canary
 from tests.support.kubernetes import (  # noqa: F401 - fixtures
     NAMESPACE,
     clock,
@@ -30,6 +29,7 @@ from tests.support.kubernetes import (  # noqa: F401 - fixtures
     outcome_after,
     server,
 )
+from tests.support.secrets import canary
 from workers.executors.kubernetes.executor import KubernetesExecutor
 
 ORG_A, ORG_B = "org_01jd5xaaaaaaaaaaaaaaaaaaaa", "org_01jd5xbbbbbbbbbbbbbbbbbbbb"

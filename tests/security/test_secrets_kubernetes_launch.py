@@ -2,7 +2,7 @@
 database and writes them into that org's Secret on the cluster the run landed on (issue 12).
 
 The real scheduler, `launch_attempt` and the Kubernetes executor, against fake API servers
-reached through kubeconfig files (tests/workers/test_kubernetes_clusters.py's fixtures).
+reached through kubeconfig files (tests/support/kubernetes_clusters.py's fixtures).
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ from fastapi.testclient import TestClient
 
 from core.kubernetes import naming
 from tests.factories import Tenant, create_run, make_tenant
-from tests.security.test_secrets_api import canary, set_secret
-from tests.workers.test_kubernetes_clusters import (  # noqa: F401 - fixtures
+from tests.support.kubernetes_clusters import (  # noqa: F401 - fixtures, used as arguments
     H100,
     NAMESPACE,
     Clusters,
@@ -25,6 +24,7 @@ from tests.workers.test_kubernetes_clusters import (  # noqa: F401 - fixtures
     clusters,
     context,
 )
+from tests.support.secrets import canary, set_secret
 from workers import scheduler
 from workers.reconciler import launch_attempt
 

@@ -24,9 +24,9 @@ from api.app import create_app
 from api.app_state import app_engine
 from core.secrets.service import legacy_worker_variables
 from core.settings import Settings
-from tests.core.scheduling.test_admission import sessions
 from tests.factories import Tenant, create_run, make_tenant
-from tests.security.test_secrets_api import canary, set_secret
+from tests.support.scheduling import sessions
+from tests.support.secrets import canary, set_secret
 from workers import scheduler
 from workers.executors.registry import executor_for
 from workers.reconciler import WorkerContext, launch_attempt, reconcile_once

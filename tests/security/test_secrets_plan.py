@@ -15,9 +15,9 @@ from fastapi.testclient import TestClient
 
 from core.kubernetes import naming
 from core.secrets.service import store_key
-from tests.core.scheduling.test_plan_manifests import NODES, api_with, register
 from tests.factories import make_tenant, run_spec
-from tests.security.test_secrets_api import canary, set_secret
+from tests.support.plans import NODES, api_with, register
+from tests.support.secrets import canary, set_secret
 
 
 @pytest.fixture

@@ -11,10 +11,8 @@ from typing import Any
 import pytest
 
 from tests.factories import Tenant, make_key, make_tenant, run_spec
-from tests.security.test_edge_rate_limits import MakeClient, limited
+from tests.support.rate_limits import MakeClient
 from tests.support.training import admit, start
-
-__all__ = ["limited"]  # the fixture used below
 
 
 def _run(api: Any, tenant: Tenant) -> str:

@@ -1,8 +1,10 @@
-"""The local executor tests' helpers: launch requests, and waiting (with a deadline) for what
-the executor observes."""
+"""The local executor tests' helpers: launch requests, waiting (with a deadline) for what the
+executor observes, and stopping ranks: a command that waits for signals, cancel called until it
+is done, and the shims' session ids (for the stopping tests, with and without the sandbox)."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -10,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from core.launch_request import LaunchRequest
+from core.logs import LogStore
 from workers.executors.base import AttemptObservation, RankPhase
 from workers.executors.local import LocalExecutor
 
@@ -61,3 +64,35 @@ FINISHED = all_in(RankPhase.SUCCEEDED, RankPhase.FAILED, RankPhase.LOST)
 
 
 RUNNING = all_in(RankPhase.RUNNING)
+
+
+# A command that says it is ready, then waits for signals: SIGTERM ends it.
+OBEDIENT = "import signal\nprint('ready', flush=True)\nwhile True: signal.pause()\n"
+
+
+def wait_until_ready(executor: LocalExecutor, log_store: LogStore, request: LaunchRequest) -> None:
+    path = log_store.ref(request.run_id, request.attempt, 0).path
+    wait_until(executor, request, lambda seen: RUNNING(seen) and " stdout ready" in _text(path))
+
+
+def _text(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
+
+
+def cancel_until_done(
+    executor: LocalExecutor, request: LaunchRequest, timeout: float = 10.0
+) -> int:
+    """Call cancel the way a reconciler does, until it says nothing is left; the call count."""
+    deadline = time.monotonic() + timeout
+    calls = 0
+    while time.monotonic() < deadline:
+        calls += 1
+        if executor.cancel(request.run_id, request.attempt):
+            return calls
+        time.sleep(0.05)
+    raise AssertionError("cancel never finished")
+
+
+def shim_sessions(executor: LocalExecutor, request: LaunchRequest) -> list[int]:
+    folder = executor.state_dir / "runs" / request.run_id / f"attempt-{request.attempt}"
+    return [json.loads(p.read_text())["pid"] for p in folder.glob("ranks/rank-*.pid")]

@@ -116,6 +116,12 @@ def start(client: TestClient, run_id: str) -> Started:
         return Started(run.id, run.attempt, env)
 
 
+def launch(client: TestClient, run_id: str, api_url: str) -> dict[str, str]:
+    """Admit and start the run's next attempt; the environment its ranks would get, with the
+    API's URL (`api_url`, a live server's) for the runtime to reach."""
+    return {**start(client, run_id).env, "TRAINPORT_API_URL": api_url}
+
+
 def end_attempt(client: TestClient, run_id: str, outcome: AttemptOutcome) -> str:
     """The attempt ends as the reconciler would settle it: retried (queued) or finished."""
     app = app_of(client)

@@ -18,9 +18,8 @@ from sqlalchemy import update
 
 from core.db import session_scope
 from core.models import Run, RunAttempt, utcnow
-from tests.core.scheduling.test_admission import sessions
 from tests.factories import make_tenant
-from tests.workers.test_kubernetes_clusters import (  # noqa: F401 - fixtures, used as arguments
+from tests.support.kubernetes_clusters import (  # noqa: F401 - fixtures, used as arguments
     Clusters,
     admit_and_launch,
     api,
@@ -30,6 +29,7 @@ from tests.workers.test_kubernetes_clusters import (  # noqa: F401 - fixtures, u
     h100_run,
     reconcile_until,
 )
+from tests.support.scheduling import sessions
 from workers.reconciler import WorkerContext, reconcile_once
 
 

@@ -9,8 +9,8 @@ from core.db import session_scope
 from core.models import Run, RunAttempt
 from core.runs.attempts import AttemptOutcome, Ending, settle
 from core.runs.states import StatusReason
-from tests.core.scheduling.test_admission import admit, cluster, sessions, submit
 from tests.factories import make_tenant
+from tests.support.scheduling import admit, cluster, sessions, submit
 
 PULL = Ending(AttemptOutcome.FAILED, StatusReason.IMAGE_PULL_FAILED, "ErrImagePull: not found")
 REFUSED = Ending(AttemptOutcome.FAILED, StatusReason.SPEC_REFUSED, "the run names no image")

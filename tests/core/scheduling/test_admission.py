@@ -7,46 +7,19 @@ from datetime import timedelta
 from typing import Any
 
 from fastapi.testclient import TestClient
-from sqlalchemy.orm import Session, sessionmaker
 
-from api.app_state import app_sessionmaker
 from core.db import session_scope
 from core.models import Run, RunAttempt, utcnow
 from core.runs.attempts import AttemptOutcome, Ending, settle
 from core.runs.states import StatusReason
-from core.scheduling.admission import accept_pending, admit_queued_runs
 from core.scheduling.clusters import Inventory, register_cluster
-from core.settings import Settings
-from tests.factories import Tenant, app_of, create_run, make_key, make_tenant
-
-Factory = sessionmaker[Session]
-SETTINGS = Settings(database_url="postgresql://unused", scheduler_starvation_seconds=600)
-
-
-def sessions(client: TestClient) -> Factory:
-    return app_sessionmaker(app_of(client))
+from tests.factories import Tenant, create_run, make_key, make_tenant
+from tests.support.scheduling import Factory, admit, cluster, sessions, submit
 
 
 def gpus(count: int, nodes: int = 1, **scheduling: Any) -> dict[str, Any]:
     compute = {"nodes": nodes, "gpus_per_node": count // nodes, "gpu_type": "a100"}
     return {"compute": compute, "scheduling": scheduling}
-
-
-def cluster(factory: Factory, a100: int, nodes: int = 1, cpu_slots: int | None = 8) -> None:
-    with session_scope(factory) as session:
-        register_cluster(session, "gpu", "local", Inventory({"a100": a100}, cpu_slots, nodes))
-
-
-def submit(client: TestClient, tenant: Tenant, **spec: Any) -> str:
-    run_id: str = create_run(client, tenant, **spec)["id"]
-    with session_scope(sessions(client)) as session:
-        accept_pending(session, [run_id])
-    return run_id
-
-
-def admit(factory: Factory, later: timedelta = timedelta()) -> set[str]:
-    with session_scope(factory) as session:
-        return {a.run_id for a in admit_queued_runs(session, SETTINGS, utcnow() + later)}
 
 
 def finish(factory: Factory, run_id: str) -> None:

@@ -9,18 +9,16 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, sessionmaker
 
 from api.app import create_app
-from api.app_state import app_engine, app_sessionmaker
+from api.app_state import app_engine
 from core.db import session_scope
 from core.models import OutboxMessage, Run, RunEvent
 from core.provenance.record import freeze
 from core.scheduling.clusters import Inventory, register_cluster
 from core.settings import Settings
-from tests.factories import app_of, create_run, make_key, make_tenant, run_spec
-
-Factory = sessionmaker[Session]
+from tests.factories import create_run, make_key, make_tenant, run_spec
+from tests.support.scheduling import sessions
 
 
 @pytest.fixture
@@ -31,10 +29,6 @@ def rated(fresh_url: str) -> Iterator[TestClient]:
     app = create_app(settings)
     yield TestClient(app, raise_server_exceptions=False)
     app_engine(app).dispose()
-
-
-def sessions(client: TestClient) -> Factory:
-    return app_sessionmaker(app_of(client))
 
 
 def counts(client: TestClient) -> tuple[int, int, int]:

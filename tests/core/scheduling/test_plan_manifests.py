@@ -13,35 +13,13 @@ import kubernetes_validate
 import pytest
 from fastapi.testclient import TestClient
 
-from api.app import create_app
-from core.db import session_scope
 from core.kubernetes import naming
-from core.scheduling.clusters import Inventory, register_cluster
 from core.scheduling.preflight import PLANNED_ID
 from core.scheduling.preflight_manifests import MINTED_AT_LAUNCH, PACKED_AT_LAUNCH
-from core.settings import Settings
-from tests.core.scheduling.test_plan_and_clone import sessions
 from tests.factories import Tenant, make_tenant, run_spec
+from tests.support.plans import NODES, api_with, register
 
 NEWEST = "1.37.0"  # the README's supported range ends here (tests/k8s/test_manifests.py)
-CLUSTERS = {
-    "east": {"namespace": "team-{org}", "queue_name": "east-queue"},
-    "west": {"default_image": "west/trainer:2"},
-}
-NODES = {"gpu-a": {"h100": 4}, "gpu-b": {"h100": 4}, "gpu-c": {"h100": 4}}
-
-
-def api_with(fresh_url: str, **settings: Any) -> TestClient:
-    values: dict[str, Any] = {
-        "database_url": fresh_url,
-        "key_touch_interval_seconds": 0,
-        "local_cluster": False,
-        "installation_id": "plan-test",
-        "kubernetes_default_image": "python:3.11-slim",
-        "kubernetes_clusters": CLUSTERS,
-        **settings,
-    }
-    return TestClient(create_app(Settings(**values)), raise_server_exceptions=False)
 
 
 @pytest.fixture
@@ -49,12 +27,6 @@ def kube(fresh_url: str) -> Iterator[TestClient]:
     client = api_with(fresh_url)
     yield client
     client.app.state.engine.dispose()  # type: ignore[attr-defined]
-
-
-def register(client: TestClient, name: str, executor: str, nodes: dict[str, Any]) -> None:
-    gpus = {"h100": sum(held.get("h100", 0) for held in nodes.values())}
-    with session_scope(sessions(client)) as session:
-        register_cluster(session, name, executor, Inventory(gpus, None, len(nodes), nodes))
 
 
 def plan(client: TestClient, tenant: Tenant, **spec: Any) -> dict[str, Any]:

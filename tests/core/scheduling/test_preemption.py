@@ -13,18 +13,18 @@ from sqlalchemy import select, update
 from core.db import session_scope
 from core.models import Run, RunAttempt, RunEvent, WebhookDelivery, utcnow
 from tests.factories import PUBLIC_HOOK, make_tenant
-from tests.workers.test_kubernetes_clusters import (  # noqa: F401 - fixtures, used as arguments
+from tests.support.kubernetes_clusters import (  # noqa: F401 - fixtures, used as arguments
     Clusters,
-    _beat,
-    _env,
-    _latest_checkpoint,
-    _save_checkpoint,
     admit_and_launch,
     api,
     clusters,
     context,
     h100_run,
+    heartbeat,
+    job_env,
+    latest_checkpoint,
     reconcile_until,
+    save_checkpoint,
 )
 from workers import scheduler
 from workers.reconciler import launch_attempt
@@ -40,9 +40,9 @@ def test_a_high_priority_run_preempts_a_preemptible_one_and_takes_its_nodes(
     victim = h100_run(api, tenant, preemptible=True, priority="low", max_retries=0)
     admit_and_launch(api, ctx, victim)
     reconcile_until(api, tenant, ctx, "west", victim, {"running"})
-    [first] = [_env(job) for job in clusters.west.jobs()]
-    _save_checkpoint(api, first, step=50)
-    _beat(api, first, step=60)
+    [first] = [job_env(job) for job in clusters.west.jobs()]
+    save_checkpoint(api, first, step=50)
+    heartbeat(api, first, step=60)
     urgent = h100_run(api, tenant, priority="high")
     assert scheduler.run_pass(ctx.factory, ctx.settings, [urgent]).admitted == []
     queued = api.get(f"/v1/runs/{urgent}", headers=tenant.headers).json()
@@ -80,8 +80,10 @@ def test_a_high_priority_run_preempts_a_preemptible_one_and_takes_its_nodes(
     clusters.west.fates = {}
     reconcile_until(api, tenant, ctx, "west", urgent, {"succeeded"})
     assert admit_and_launch(api, ctx, victim) == 2  # resumed from its last checkpoint
-    [second] = [_env(job) for job in clusters.west.jobs() if _env(job)["TRAINPORT_ATTEMPT"] == "2"]
-    _beat(api, second, step=50, resumed_from_step=_latest_checkpoint(api, second))
+    [second] = [
+        job_env(job) for job in clusters.west.jobs() if job_env(job)["TRAINPORT_ATTEMPT"] == "2"
+    ]
+    heartbeat(api, second, step=50, resumed_from_step=latest_checkpoint(api, second))
     run = reconcile_until(api, tenant, ctx, "west", victim, {"succeeded"})
     resumed = [(a["outcome"], a["resumed_from_step"], a["steps_lost"]) for a in run["attempts"]]
     assert resumed == [("preempted", None, None), ("succeeded", 50, 10)]
@@ -148,9 +150,9 @@ def test_the_eta_comes_sooner_when_the_running_work_s_progress_says_so(
     holder = h100_run(api, tenant, max_duration=3600)
     admit_and_launch(api, ctx, holder)
     reconcile_until(api, tenant, ctx, "west", holder, {"running"})
-    [env] = [_env(job) for job in clusters.west.jobs()]
-    _beat(api, env, step=10, total_steps=1000)
-    _beat(api, env, step=990, total_steps=1000)  # fast: nearly done
+    [env] = [job_env(job) for job in clusters.west.jobs()]
+    heartbeat(api, env, step=10, total_steps=1000)
+    heartbeat(api, env, step=990, total_steps=1000)  # fast: nearly done
     waiting = h100_run(api, tenant)
     scheduler.run_pass(ctx.factory, ctx.settings, [waiting])
     queue = api.get(f"/v1/runs/{waiting}", headers=tenant.headers).json()["queue"]

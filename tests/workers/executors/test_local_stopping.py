@@ -10,19 +10,27 @@ tests/security/test_sandbox_signals.py for what only the sandbox adds).
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from core.launch_request import LaunchRequest
 from core.logs import LogStore
 from core.runs.states import StatusReason
 from core.sandbox import detect
 from core.settings import SandboxMode, Settings, embedded_database_url
-from tests.support.executors import FINISHED, PY, RUNNING, launch_request, observed, wait_until
+from tests.support.executors import (
+    FINISHED,
+    OBEDIENT,
+    PY,
+    cancel_until_done,
+    launch_request,
+    observed,
+    shim_sessions,
+    wait_until,
+    wait_until_ready,
+)
 from workers.executors.base import RankPhase
 from workers.executors.local import LocalExecutor
 from workers.executors.local_attempt import session_members
@@ -57,35 +65,6 @@ STUBBORN = (
     "print('ready', flush=True)\n"
     "while True: signal.pause()\n"
 )
-OBEDIENT = "import signal\nprint('ready', flush=True)\nwhile True: signal.pause()\n"
-
-
-def wait_until_ready(executor: LocalExecutor, log_store: LogStore, request: LaunchRequest) -> None:
-    path = log_store.ref(request.run_id, request.attempt, 0).path
-    wait_until(executor, request, lambda seen: RUNNING(seen) and " stdout ready" in _text(path))
-
-
-def _text(path: Path) -> str:
-    return path.read_text() if path.exists() else ""
-
-
-def cancel_until_done(
-    executor: LocalExecutor, request: LaunchRequest, timeout: float = 10.0
-) -> int:
-    """Call cancel the way a reconciler does, until it says nothing is left; the call count."""
-    deadline = time.monotonic() + timeout
-    calls = 0
-    while time.monotonic() < deadline:
-        calls += 1
-        if executor.cancel(request.run_id, request.attempt):
-            return calls
-        time.sleep(0.05)
-    raise AssertionError("cancel never finished")
-
-
-def shim_sessions(executor: LocalExecutor, request: LaunchRequest) -> list[int]:
-    folder = executor.state_dir / "runs" / request.run_id / f"attempt-{request.attempt}"
-    return [json.loads(p.read_text())["pid"] for p in folder.glob("ranks/rank-*.pid")]
 
 
 def test_cancel_stops_a_cooperative_command_with_sigterm(
