@@ -2,9 +2,10 @@
 
 `TRAINPORT_BROKER_URL=redis://...` selects Redis. Without it the broker is kombu's SQLAlchemy
 transport on a SQLite file in the state directory (`<state_dir>/broker.db`), polled every
-25 ms: the same tasks, the same code path, nothing to install or start. (That transport hands
-a message out when it is fetched, so a message a killed worker held is lost; the reconciler
-re-drives whatever it was doing.)
+25 ms: the same tasks, the same code path, nothing to install or start. (Its channel deletes a
+message when it hands it out, so the file stays as small as the queue and a message a killed
+worker held is lost; the reconciler re-drives whatever it was doing. The transports, each
+with what kombu's lacked: workers/brokers.py.)
 
 The pool: `celery worker` runs `TRAINPORT_WORKER_POOL` (threads by default: one process, whose
 `TRAINPORT_WORKER_CONCURRENCY` tasks mostly wait on the database, the broker and clusters;
@@ -27,10 +28,7 @@ import ssl
 from typing import Any
 from urllib.parse import urlsplit
 
-import redis
 from celery import Celery, signals
-from kombu.transport import redis as redis_transport
-from kombu.transport import sqlalchemy as sqla_transport
 
 from core.outbox import Task
 from core.sandbox import SandboxRequired, announce
@@ -44,43 +42,7 @@ from workers.shutdown import bound_warm_shutdown, enforce_hard_time_limits
 
 TASK_TIME_LIMIT = 300  # seconds; the longest any task may run before it is killed
 VISIBILITY_TIMEOUT = 3600  # seconds; must stay above every task's time limit
-EMBEDDED_POLL_SECONDS = 0.025  # how often a worker polls the serverless broker
 PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2}
-
-
-class EmbeddedTransport(sqla_transport.Transport):
-    """kombu's SQLAlchemy transport, polling often enough that a run starts promptly.
-
-    The interval is a class attribute because the transport hands its options, unfiltered, to
-    `create_engine`, which rejects `polling_interval`.
-    """
-
-    polling_interval = EMBEDDED_POLL_SECONDS
-
-
-class RedisChannel(redis_transport.Channel):
-    """kombu's Redis channel, for which a connection that is gone is a connection error.
-
-    When Redis goes away while a task is in flight (delivered, not yet acknowledged) and the
-    consumer waits in BRPOP, kombu's first close of the channel stops half-way on the broken
-    socket and its connection is collected anyway. The channel's later calls (closing it again,
-    restoring its unacknowledged messages, the finished task's ack) then find no connection
-    and raised AttributeError, which Celery 5.7 takes for an unrecoverable error: the worker
-    stopped consuming for good (CI, stop 25; tests/workers/test_failures.py). As a connection
-    error each is what every caller already tolerates, and nothing is lost: the broker is
-    unreachable, so those messages stay in its `unacked` hash until the visibility timeout,
-    and every task is idempotent (core/outbox.py).
-    """
-
-    def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
-        if self.connection.client is None:
-            raise redis.ConnectionError("the broker connection of this channel was closed")
-        params: dict[str, Any] = super()._connparams(asynchronous=asynchronous)  # type: ignore[no-untyped-call]
-        return params
-
-
-class RedisTransport(redis_transport.Transport):
-    Channel = RedisChannel
 
 
 def broker_url(settings: Settings) -> str:
@@ -109,12 +71,12 @@ def create_celery(settings: Settings | None = None) -> Celery:
         transport: dict[str, Any] = {"visibility_timeout": VISIBILITY_TIMEOUT}
         scheme = urlsplit(settings.broker_url).scheme
         if scheme in ("redis", "rediss"):
-            app.conf.broker_transport = f"{__name__}:RedisTransport"
+            app.conf.broker_transport = "workers.brokers:RedisTransport"
         if scheme == "rediss":  # which naming the transport no longer implies; verified TLS
             app.conf.broker_use_ssl = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
     else:
         transport = {}
-        app.conf.broker_transport = f"{__name__}:EmbeddedTransport"
+        app.conf.broker_transport = "workers.brokers:EmbeddedTransport"
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],

@@ -11,7 +11,8 @@ import pytest
 import workers.tasks  # noqa: F401 - registers the tasks on the app
 from core.outbox import Task
 from core.settings import Settings, WorkerPool
-from workers.celery_app import VISIBILITY_TIMEOUT, RedisTransport, app, create_celery
+from workers.brokers import RedisTransport
+from workers.celery_app import VISIBILITY_TIMEOUT, app, create_celery
 
 
 def test_the_app_delivers_json_at_least_once_one_message_at_a_time() -> None:
