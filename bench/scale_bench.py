@@ -68,6 +68,7 @@ from core.models import Run, RunAttempt
 from core.settings import Settings
 from workers import heap, scheduler
 from workers.clusters import forget_inventory_reads
+from workers.executors.kubernetes.executor import KubernetesExecutor
 from workers.executors.registry import Where, executor_for
 from workers.reconciler import WorkerContext, reconcile_once
 from workers.tasks import RECONCILE_BUDGET_SECONDS
@@ -426,7 +427,9 @@ def main() -> None:
         print(json.dumps(report, indent=2), flush=True)
         if args.profile:
             print(profile(ctx))
-        executor_for(Where("main", "kubernetes"), settings).stop()
+        executor = executor_for(Where("main", "kubernetes"), settings)
+        if isinstance(executor, KubernetesExecutor):
+            executor.stop()  # its mirrors' watch threads
 
 
 if __name__ == "__main__":
