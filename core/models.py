@@ -335,59 +335,7 @@ class TaskDelivery(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-# -- training (migration 0003): datasets, metrics, progress, checkpoints, provenance -------------
-
-
-class Dataset(Base):
-    __tablename__ = "datasets"
-    __table_args__ = (UniqueConstraint("org_id", "name", name="uq_datasets_org_id_name"),)
-
-    id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
-    name: Mapped[str] = mapped_column(String(63))
-    description: Mapped[str] = mapped_column(String(1000), default="")
-    created_by: Mapped[str | None] = mapped_column(String(40), default=None)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-
-class DatasetVersion(Base):
-    """An immutable set of files, named by its content digest; `files` is its manifest."""
-
-    __tablename__ = "dataset_versions"
-    __table_args__ = (
-        UniqueConstraint("dataset_id", "version", name="uq_dataset_versions_dataset_id_version"),
-        UniqueConstraint("dataset_id", "digest", name="uq_dataset_versions_dataset_id_digest"),
-        Index("ix_dataset_versions_org_id_digest", "org_id", "digest"),
-    )
-
-    id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
-    org_id: Mapped[str] = mapped_column(String(40))
-    version: Mapped[int] = mapped_column(Integer)
-    digest: Mapped[str] = mapped_column(String(71))
-    file_count: Mapped[int] = mapped_column(Integer)
-    size_bytes: Mapped[int] = mapped_column(BigInteger)
-    uri: Mapped[str] = mapped_column(Text)
-    # The org-scoped store key of the files, or null when they live at an external `source`.
-    storage_key: Mapped[str | None] = mapped_column(Text, default=None)
-    source: Mapped[str | None] = mapped_column(Text, default=None)
-    files: Mapped[list[Any]] = mapped_column(JSONDocument)
-    created_by: Mapped[str | None] = mapped_column(String(40), default=None)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-
-class RunDataset(Base):
-    """A dataset version pinned on a run at admission, under the dataset's name."""
-
-    __tablename__ = "run_datasets"
-
-    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
-    name: Mapped[str] = mapped_column(String(63), primary_key=True)
-    dataset_version_id: Mapped[str] = mapped_column(
-        ForeignKey("dataset_versions.id", ondelete="CASCADE")
-    )
-    version: Mapped[int] = mapped_column(Integer)
-    digest: Mapped[str] = mapped_column(String(71))
+# -- training (migration 0003): metrics, progress, checkpoints, provenance --------------------
 
 
 class MetricPoint(Base):
@@ -497,32 +445,6 @@ class CodeSnapshot(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-# -- secrets per org (migration 0004) --------------------------------------------------
-
-
-class RunSecret(Base):
-    """A secret value runs name as `{secret: NAME}`: org-wide (`project_id` = "") or a project's.
-
-    Only ciphertext is stored (core/secrets/encryption.py), bound to its org, project and name.
-    """
-
-    __tablename__ = "run_secrets"
-    __table_args__ = (
-        UniqueConstraint("org_id", "project_id", "name", name="uq_run_secrets_org_project_name"),
-    )
-
-    id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
-    project_id: Mapped[str] = mapped_column(String(40), default="")
-    name: Mapped[str] = mapped_column(String(128))
-    ciphertext: Mapped[str] = mapped_column(Text)
-    version: Mapped[int] = mapped_column(Integer, default=1)
-    created_by: Mapped[str | None] = mapped_column(String(40), default=None)
-    updated_by: Mapped[str | None] = mapped_column(String(40), default=None)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-
 # -- run logs (migration 0007) ----------------------------------------------------------
 
 
@@ -601,12 +523,18 @@ class EventFileCursor(Base):
 
 
 # The rooms' own tables, defined beside their code and re-exported here (one metadata).
+from core.datasets.models import Dataset, DatasetVersion, RunDataset  # noqa: E402
+from core.secrets.models import RunSecret  # noqa: E402
 from core.usage.models import Budget, BudgetAlert, UsageDaily  # noqa: E402
 from core.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint  # noqa: E402
 
 __all__ = [
     "Budget",
     "BudgetAlert",
+    "Dataset",
+    "DatasetVersion",
+    "RunDataset",
+    "RunSecret",
     "UsageDaily",
     "WebhookAttempt",
     "WebhookDelivery",
