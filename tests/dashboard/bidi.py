@@ -21,6 +21,8 @@ from typing import Any
 
 from websockets.sync.client import ClientConnection, connect
 
+from tests.support.servers import stop_process
+
 FIREFOX = os.environ.get("TRAINPORT_TEST_FIREFOX") or shutil.which("firefox-esr")
 LISTENING = re.compile(r"WebDriver BiDi listening on (ws://\S+)")
 
@@ -99,12 +101,7 @@ def firefox() -> Iterator[Firefox]:
             with socket:
                 yield Firefox(socket)
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process)
 
 
 def _endpoint(log: Path, process: subprocess.Popen[bytes], timeout: float = 60.0) -> str:

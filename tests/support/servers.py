@@ -51,8 +51,8 @@ def _wait_until_ready(
     )
 
 
-def _stop_server(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM, then SIGKILL if it has not exited within 10 s."""
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within 10 s (a server, a browser)."""
     process.terminate()
     try:
         process.wait(timeout=10)
@@ -107,4 +107,4 @@ def start_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartServ
         yield start
     finally:
         for process in processes:
-            _stop_server(process)
+            stop_process(process)

@@ -26,24 +26,25 @@ def unfrozen() -> Iterator[None]:
     heap.disable()  # the other tests' objects stay the collector's as usual
 
 
-def test_a_process_that_is_not_a_worker_freezes_nothing() -> None:
-    heap.disable()
+def settled_then_dropped_cycle() -> weakref.ref[Node]:
+    """A reference cycle alive at a settle, dropped after it, then a full collection."""
     cycle = Node()
     cycle.me = cycle
     gone = weakref.ref(cycle)
     heap.settle()
     del cycle
     gc.collect()
+    return gone
+
+
+def test_a_process_that_is_not_a_worker_freezes_nothing() -> None:
+    heap.disable()
+    gone = settled_then_dropped_cycle()
     assert gone() is None  # a test session or a bench running an executor keeps its collector
 
 
 def test_settle_freezes_what_is_alive_and_the_next_settle_frees_a_cycle_it_froze() -> None:
-    cycle = Node()
-    cycle.me = cycle
-    gone = weakref.ref(cycle)
-    heap.settle()
-    del cycle
-    gc.collect()
+    gone = settled_then_dropped_cycle()
     assert gone() is not None  # frozen: a full collection no longer walks it (the point)
     heap.settle()
     assert gone() is None  # unfrozen and collected by the next settle: never leaked for good
