@@ -9,10 +9,19 @@ hand work over without importing the workers.
 Relays claim rows with `FOR UPDATE SKIP LOCKED` and a short lease (`claimed_until`), publish
 outside any transaction, then mark them sent: several relays never block one another, and a
 relay that dies mid-publish only delays its rows until the lease runs out.
+
+A commit that wrote rows wakes the relays: on PostgreSQL with `NOTIFY` (delivered only if it
+commits); on SQLite, which carries nothing between processes, with an empty datagram to an
+abstract Unix socket named after the database file (`wake_address`), sent after the commit.
+Either is a hint only: a relay that missed it finds the rows on its next poll.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import os
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,6 +36,7 @@ from core.models import OutboxMessage, utcnow
 
 CHANNEL = "trainport_outbox"
 _SESSION_KEY = "trainport.outbox_written"
+_WAKE_KEY = "trainport.outbox_wake"  # the SQLite database to wake the relay of, after commit
 
 
 class Task(StrEnum):
@@ -103,13 +113,42 @@ def prune(session: Session, sent_before: datetime) -> int:
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
+def wake_address(database: str) -> str:
+    """The SQLite relay's wake-up socket for `database` (a file path): an abstract name, so
+    there is no file to clean up and no path-length limit; processes sharing the file (and a
+    network namespace, as the API and the embedded workers do) agree on it."""
+    digest = hashlib.sha256(os.path.realpath(database).encode()).hexdigest()[:32]
+    return f"\0trainport-outbox-{digest}"
+
+
+def wake_relay(database: str) -> None:
+    """Tell the relay of `database` that rows are waiting; nobody listening is not an error."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sender:
+        sender.setblocking(False)
+        # No relay bound yet, or its queue is full (then it is awake): either way it will look.
+        with contextlib.suppress(OSError):
+            sender.sendto(b"", wake_address(database))
+
+
 @sa_event.listens_for(Session, "before_commit")
 def _notify_relays(session: Session) -> None:
-    # On PostgreSQL the relays LISTEN; NOTIFY is delivered only if this transaction commits.
-    if session.info.pop(_SESSION_KEY, False) and session.get_bind().dialect.name == "postgresql":
+    if not session.info.pop(_SESSION_KEY, False):
+        return
+    bind = session.get_bind()
+    if bind.dialect.name == "postgresql":  # the relays LISTEN; delivered only if this commits
         session.execute(text(f"NOTIFY {CHANNEL}"))
+    elif bind.dialect.name == "sqlite" and bind.engine.url.database not in (None, "", ":memory:"):
+        session.info[_WAKE_KEY] = bind.engine.url.database
+
+
+@sa_event.listens_for(Session, "after_commit")
+def _wake_sqlite_relay(session: Session) -> None:
+    database = session.info.pop(_WAKE_KEY, None)
+    if database:
+        wake_relay(database)
 
 
 @sa_event.listens_for(Session, "after_rollback")
 def _forget(session: Session) -> None:
     session.info.pop(_SESSION_KEY, None)
+    session.info.pop(_WAKE_KEY, None)

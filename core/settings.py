@@ -147,7 +147,10 @@ class Settings(BaseSettings):
         default=1.0, gt=0, description="How often the reconciler compares runs with executors"
     )
     relay_poll_seconds: float = Field(
-        default=0.025, gt=0, description="Outbox poll interval where LISTEN/NOTIFY is unavailable"
+        default=0.5,
+        gt=0,
+        description="How often the SQLite relay looks for unsent outbox rows besides the wake-ups"
+        " each commit that writes some sends it",
     )
     public_url: str = Field(default="http://127.0.0.1:8000", description="URL runs call back")
     state_dir: Path = Field(

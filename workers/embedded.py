@@ -9,10 +9,11 @@ a SQLite file under the state directory):
 
 Everything runs in one process, to keep the platform small (at most 300 MB
 with the API): the Celery worker (`--pool threads`) in the main thread, beat and the relay in
-threads beside it. SIGINT or SIGTERM is Celery's warm shutdown (bounded: see
-workers/shutdown.py); the relay and beat stop once the worker has. Training processes are not
-children of the worker's session (each rank runs in its own), so they survive a restart and are
-re-adopted.
+threads beside it. The relay runs a created run's admission pass and its launch itself, in its
+thread (workers/tasks.py `publisher`), rather than through the broker and back. SIGINT or
+SIGTERM is Celery's warm shutdown (bounded: see workers/shutdown.py); the relay and beat stop
+once the worker has. Training processes are not children of the worker's session (each rank
+runs in its own), so they survive a restart and are re-adopted.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ from celery.beat import EmbeddedService
 from core import migrate, process_logging
 from core.process_logging import lifecycle
 from core.settings import Settings, get_settings
+from workers import tasks
 from workers.celery_app import app
-from workers.relay import Relay, celery_publisher
+from workers.relay import Relay
 
 RELAY_STOP_SECONDS = 5.0
 
@@ -53,7 +55,7 @@ def _say_ready(**_: object) -> None:
 
 def run(settings: Settings, concurrency: int) -> int:
     """Run the worker with beat and the relay beside it; return once the worker has stopped."""
-    relay = Relay(settings, celery_publisher(app))
+    relay = Relay(settings, tasks.publisher(settings))
     beat = EmbeddedService(app, thread=True, schedule_filename=app.conf.beat_schedule_filename)
     relay_thread = threading.Thread(target=relay.run, name="relay", daemon=True)
     relay_thread.start()

@@ -6,11 +6,12 @@ embedded mode starts one in `workers.embedded`). Each round claims a batch of un
 transaction open, then marks them sent. If the broker is down the rows stay unsent and the
 relay retries with backoff; a run created meanwhile simply starts once the broker is back.
 
-It wakes on PostgreSQL `NOTIFY trainport_outbox` (sent by the committing transaction) and
-otherwise polls every `relay_poll_seconds` on SQLite, and every second on PostgreSQL in case
-a notification was missed. SQLite's poll is a read on a read-only connection of its own (is any
-row unsent?): only when one is does the relay open a write transaction to claim it, so an idle
-relay never takes the one write lock the API's creates need (40 times a second, before).
+It wakes on PostgreSQL `NOTIFY trainport_outbox` (sent by the committing transaction) and on
+SQLite on a datagram the committing process sends after its commit (core/outbox.py
+`wake_relay`), and otherwise polls, in case a wake-up was missed: every second on PostgreSQL,
+every `relay_poll_seconds` on SQLite. SQLite's poll is a read on a read-only connection of its
+own (is any row unsent?): only when one is does the relay open a write transaction to claim
+it, so an idle relay never takes the one write lock the API's creates need.
 Workers also call `drain` right after their own commits, so a launch does not wait for the
 relay's next round. The relay logs the ids of the rows it published (INFO), so an operator
 can tell its deliveries from the workers' own.
@@ -24,7 +25,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import select
 import signal
+import socket
 import sqlite3
 import threading
 import time
@@ -130,6 +133,8 @@ class Relay:
 
     def stop(self) -> None:
         self._stop.set()
+        if self.settings.is_sqlite:  # out of its wait now, not at its next poll
+            outbox.wake_relay(str(make_url(self.settings.database_url).database))
 
     def run(self) -> None:
         failures = 0
@@ -163,11 +168,16 @@ class Relay:
     @contextmanager
     def _wakeups(self) -> Iterator[Callable[[], None]]:
         if self.settings.is_sqlite:
-            uri = f"file:{make_url(self.settings.database_url).database}?mode=ro"
-            with contextlib.closing(sqlite3.connect(uri, uri=True)) as reader:
+            database = str(make_url(self.settings.database_url).database)
+            uri = f"file:{database}?mode=ro"
+            with (
+                contextlib.closing(sqlite3.connect(uri, uri=True)) as reader,
+                _wake_socket(database) as wakes,
+            ):
 
                 def pause() -> None:
-                    while not self._stop.wait(self.settings.relay_poll_seconds):
+                    while not self._stop.is_set():
+                        _wait_for_wake(wakes, self.settings.relay_poll_seconds)
                         self._beat()
                         if reader.execute(UNSENT).fetchone() is not None:
                             return
@@ -183,6 +193,34 @@ class Relay:
                     pass
 
             yield wait
+
+
+@contextmanager
+def _wake_socket(database: str) -> Iterator[socket.socket | None]:
+    """The socket a commit that wrote outbox rows wakes (core/outbox.py `wake_relay`); None when
+    another relay of the same file holds it: this one then finds rows by its poll alone."""
+    wakes = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        wakes.bind(outbox.wake_address(database))
+    except OSError as exc:
+        wakes.close()
+        log.info("relay wake-ups are another relay's (%s); polling every round", exc)
+        yield None
+        return
+    with wakes:
+        yield wakes
+
+
+def _wait_for_wake(wakes: socket.socket | None, poll_seconds: float) -> None:
+    """Until a wake-up arrives or `poll_seconds` pass; then every wake-up queued is consumed,
+    so one round answers them all."""
+    if wakes is None:
+        time.sleep(poll_seconds)
+        return
+    ready, _, _ = select.select([wakes], [], [], poll_seconds)
+    while ready:
+        wakes.recv(16)
+        ready, _, _ = select.select([wakes], [], [], 0)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -90,24 +90,35 @@ def _task(name: Task, limit: int = SHORT_LIMIT) -> Callable[[F], F]:
 
 def _publish_now(factory: sessionmaker[Session]) -> None:
     try:
-        relay.drain(factory, _publisher(context().settings))
+        relay.drain(factory, publisher(context().settings))
     except relay.BrokerUnavailable as exc:  # the relay publishes them once it can
         log.warning("left outbox rows for the relay: %s", exc)
 
 
-def _publisher(settings: Settings) -> relay.Publish:
-    """The broker. On the embedded broker, which workers poll, a launch is run right here
-    instead (the task itself, in this thread): that saves the poll, and the row is marked sent
-    only once the launch returned, so a worker that dies meanwhile leaves it to the relay."""
-    send = relay.celery_publisher(app)
+def publisher(settings: Settings, send: relay.Publish | None = None) -> relay.Publish:
+    """The broker. On the embedded broker, which workers poll, an admission pass or a launch is
+    run right here instead (the task itself, in this thread; the embedded relay publishes with
+    this too): that saves the broker's round trip, and the row is marked sent only once the task
+    returned, so a worker that dies meanwhile leaves it to the relay. A task that raises goes
+    to the broker after all, where Celery's limits and logging apply (tasks are idempotent).
+    `send` is the broker's publish (this app's by default)."""
+    to_broker = send or relay.celery_publisher(app)
     if settings.broker_url:
-        return send
+        return to_broker
+    inline: dict[str, Callable[..., object]] = {
+        Task.SCHEDULE.value: schedule,
+        Task.LAUNCH.value: launch,
+    }
 
     def publish(task: str, payload: dict[str, Any]) -> None:
-        if task == Task.LAUNCH.value:
-            launch(**payload)
-        else:
-            send(task, payload)
+        if task not in inline:
+            to_broker(task, payload)
+            return
+        try:
+            inline[task](**payload)
+        except Exception:
+            log.exception("%s failed in the publishing thread; handing it to the broker", task)
+            to_broker(task, payload)
 
     return publish
 

@@ -1,0 +1,103 @@
+"""The embedded relay runs a created run's admission pass and its launch in its own thread.
+
+Before (issue 17), a run created on the embedded platform waited for the relay's poll, went into
+the broker's file as a schedule task, waited for a consumer's poll, and came back out; the
+launch the pass wrote did the same unless the worker's own drain caught it. Now the relay's
+publisher runs both tasks itself, and only a task that raises is handed to the broker.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.app import create_app
+from core import db, migrate
+from core.db import session_scope
+from core.models import Run, RunAttempt
+from core.settings import Settings
+from tests.factories import create_run, make_tenant
+from workers import relay, tasks
+from workers.reconciler import WorkerContext
+
+Sent = list[tuple[str, dict[str, Any]]]
+
+
+@pytest.fixture
+def embedded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[TestClient, Settings, sessionmaker[Session]]]:
+    """An embedded database, the API on it, and this process as its worker (its context)."""
+    url = f"sqlite:///{tmp_path / 'trainport.db'}"
+    migrate.upgrade(url)
+    settings = Settings(
+        database_url=url, broker_url="", state_dir=tmp_path / "state", sandbox="off",
+        local_cpu_slots=2, key_touch_interval_seconds=0,
+    )  # fmt: skip
+    factory = db.make_sessionmaker(db.build_engine(settings))
+    context = WorkerContext(factory, settings, tasks._executors(settings))
+    monkeypatch.setattr(tasks, "_contexts", {os.getpid(): context})
+    app = create_app(settings)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield client, settings, factory
+
+
+def run_state(factory: sessionmaker[Session], run_id: str) -> tuple[str, RunAttempt | None]:
+    with session_scope(factory) as session:
+        run = session.get(Run, run_id)
+        assert run is not None
+        attempt = session.get(RunAttempt, (run_id, 1))
+        if attempt is not None:
+            session.expunge(attempt)
+        return run.status, attempt
+
+
+def test_a_created_run_is_admitted_and_launched_in_the_relays_thread(
+    embedded: tuple[TestClient, Settings, sessionmaker[Session]],
+) -> None:
+    client, settings, factory = embedded
+    tenant = make_tenant(client)
+    run = create_run(client, tenant, command=[sys.executable, "-c", "print(1)"])
+    sent: Sent = []
+    publish = tasks.publisher(settings, lambda task, payload: sent.append((task, payload)))
+    relay.drain(factory, publish)  # what the embedded relay's round does with the created row
+    status, attempt = run_state(factory, run["id"])
+    assert status in {"starting", "running", "succeeded"}  # admitted and launched: no broker
+    assert attempt is not None
+    assert attempt.started_at is not None  # the launch had returned
+    deadline = time.monotonic() + 30
+    while status != "succeeded" and time.monotonic() < deadline:  # bounded: the shim's exit
+        time.sleep(0.05)  # settles it (the executor asks for a reconcile pass at once)
+        status, _ = run_state(factory, run["id"])
+    assert status == "succeeded"
+    assert sent == []  # nothing went through the broker
+
+
+def test_a_task_that_raises_in_the_relays_thread_goes_to_the_broker(
+    embedded: tuple[TestClient, Settings, sessionmaker[Session]],
+) -> None:
+    _, settings, _ = embedded
+    sent: Sent = []
+    publish = tasks.publisher(settings, lambda task, payload: sent.append((task, payload)))
+    publish("trainport.launch", {"run_id": "run_does_not_exist"})  # no attempt: a TypeError
+    publish("trainport.prune_outbox", {})  # not run inline at all
+    assert sent == [
+        ("trainport.launch", {"run_id": "run_does_not_exist"}),
+        ("trainport.prune_outbox", {}),
+    ]
+
+
+def test_with_a_broker_every_task_goes_to_it(tmp_path: Path) -> None:
+    sent: Sent = []
+    settings = Settings(broker_url="redis://127.0.0.1:6379/0", state_dir=tmp_path)
+    publish = tasks.publisher(settings, lambda task, payload: sent.append((task, payload)))
+    publish("trainport.schedule", {"run_id": "run_x"})
+    assert sent == [("trainport.schedule", {"run_id": "run_x"})]
