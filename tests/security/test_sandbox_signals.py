@@ -191,7 +191,7 @@ def test_a_stop_asked_while_the_sandbox_starts_reaches_the_command_once_it_runs(
         pid_path=str(tmp_path / "rank.pid"), exit_path=str(tmp_path / "rank.exit"),
         sandbox=sandbox.argv(sandbox.uid_for("run_early"), [workdir], [], workdir),
     )  # fmt: skip
-    shim = Shim(config)
+    shim = Shim(config, {"PATH": os.environ["PATH"]})
     shim.cancelled = True  # as if SIGTERM had come before the command was started
     previous = signal.getsignal(signal.SIGTERM)
     started = time.monotonic()

@@ -70,6 +70,7 @@ from workers.executors.local_attempt import (
     shim_alive,
     signal_session,
 )
+from workers.executors.local_forkserver import PROJECT_ROOT, ForkServer, clean_environment
 from workers.executors.local_logs import SpoolShipper
 from workers.executors.local_netns import (
     Endpoint,
@@ -87,7 +88,6 @@ from workers.executors.local_shim import REDACT_VARIABLE, write_atomically
 
 SHIM_START_SECONDS = 30.0  # a claimed-by-nobody rank older than this is declared lost
 CANCEL_SETTLE_SECONDS = 0.25  # how long cancel waits for processes to exit before answering
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 INHERITED_ENV = frozenset(
     {"PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM",
      "VIRTUAL_ENV", "PYTHONPATH", "LD_LIBRARY_PATH", "CUDA_VISIBLE_DEVICES"}
@@ -127,6 +127,7 @@ class LocalExecutor:
         # Called (from a thread of its own) when a shim this instance started exits, so the
         # worker can settle the attempt now instead of at its next periodic pass.
         self.on_shim_exit: Callable[[], object] | None = None
+        self.forks = ForkServer(self._shim_exited)  # started on the first launch
 
     def _files(self, run_id: str, attempt: int) -> AttemptFiles:
         self.log_store.ref(run_id, attempt, 0)  # validates the id before it becomes a path
@@ -275,30 +276,48 @@ class LocalExecutor:
         sandbox: list[str] | None,
         forwards: Forwards,
     ) -> None:
+        """Start the rank's shim: forked by the fork server, or (when it cannot) as a new
+        interpreter. Either way the shim's own environment is clean and the rank's `env`
+        travels beside it, for the command alone (local_shim.py says why)."""
         config_path = files.rank_file(rank, "json")
+        fds = [listener.fileno() for listener, _ in forwards]
         forward = [{"fd": s.fileno(), "host": e.host, "port": e.port} for s, e in forwards]
         config = self._rank_config(files, request, rank) | {"sandbox": sandbox, "forward": forward}
         config_path.write_text(json.dumps(config))
-        with files.rank_file(rank, "shim.log").open("ab") as shim_log:
-            child = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-                # -S: no site-packages; the shim needs only the standard library and core.logs,
-                # and skipping `site` starts every rank sooner.
-                [sys.executable, "-S", "-m", "workers.executors.local_shim", str(config_path)],
-                cwd=PROJECT_ROOT,  # so `-m` finds our package even when it is not installed
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=shim_log,
-                stderr=shim_log,
-                start_new_session=True,  # survives the worker; its session id is its pid
-                pass_fds=[listener.fileno() for listener, _ in forwards],
-            )
+        shim_log = files.rank_file(rank, "shim.log")
+        if self.forks.spawn(config_path, shim_log, env, fds) is not None:
+            return  # the fork server reaps it and reports its exit (_shim_exited)
+        environment = os.memfd_create("trainport-rank-environment")
+        try:
+            os.write(environment, json.dumps(env).encode())
+            os.lseek(environment, 0, os.SEEK_SET)
+            with shim_log.open("ab") as output:
+                child = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+                    # -S: no site-packages; the shim needs only the standard library and
+                    # core.logs, and skipping `site` starts every rank sooner.
+                    [sys.executable, "-S", "-m", "workers.executors.local_shim",
+                     str(config_path), str(environment)],
+                    cwd=PROJECT_ROOT,  # so `-m` finds our package even when it is not installed
+                    env=clean_environment(),
+                    stdin=subprocess.DEVNULL,
+                    stdout=output,
+                    stderr=output,
+                    start_new_session=True,  # survives the worker; its session id is its pid
+                    pass_fds=[*fds, environment],
+                )  # fmt: skip
+        finally:
+            os.close(environment)
         self._children.append(child)
         if self.on_shim_exit is not None:
             threading.Thread(target=self._watch, args=(child,), daemon=True).start()
 
     def _watch(self, child: subprocess.Popen[bytes]) -> None:
         child.wait()
-        assert self.on_shim_exit is not None
+        self._shim_exited()
+
+    def _shim_exited(self) -> None:
+        if self.on_shim_exit is None:
+            return
         try:
             self.on_shim_exit()
         except Exception:  # the periodic pass settles it instead; never kill the thread loudly

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from core.sandbox import SandboxSupport, for_settings
 from core.settings import DEFAULT_STATE_DIR, Settings, StorageBackend
+from workers.executors.local_shim import ENVIRONMENT_FD
 
 SYSTEM_DIRS = ("/usr", "/etc", "/opt", "/sys")
 SYSTEM_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
@@ -98,7 +99,10 @@ class RankSandbox:
     ) -> list[str]:
         """The prefix that runs a command in the sandbox; `network` (the attempt's namespace
         and the rank's hosts file) when it has a network of its own."""
-        args = [self.bwrap, "--die-with-parent", "--unshare-pid", "--unshare-ipc"]
+        # The command's environment comes from the shim through a descriptor (`--args`):
+        # bwrap and nsenter themselves run with none (local_shim.py says why).
+        args = [self.bwrap, "--args", ENVIRONMENT_FD, "--die-with-parent", "--unshare-pid"]
+        args += ["--unshare-ipc"]
         args += ["--unshare-cgroup-try", "--proc", "/proc", "--dev", "/dev"]
         args += ["--perms", "1777", "--tmpfs", "/tmp"]  # noqa: S108 - the sandbox's own
         args += _system() + _gpus()
@@ -108,7 +112,7 @@ class RankSandbox:
             args += ["--ro-bind", str(hosts), "/etc/hosts"]
         own = [*readable, *writable]
         masks = _masked(self.hidden, self.code)
-        made: set[Path] = {Path("/"), Path("/tmp")}  # noqa: S108 - the sandbox's own tmpfs
+        made = {"/", "/tmp"}  # noqa: S108 - the sandbox's own tmpfs
         args += _parents([*self.code, *own], self.code, [], made)
         args += _each("--ro-bind-try", self.code)
         args += [arg for path in masks for arg in _mask(path)]
@@ -192,26 +196,40 @@ def _mask(path: Path) -> list[str]:
 
 
 def _parents(
-    targets: list[Path], shown: tuple[Path, ...], masks: list[Path], made: set[Path]
+    targets: list[Path], shown: tuple[Path, ...], masks: list[Path], made: set[str]
 ) -> list[str]:
     """Create the folders above mount points traversable (0755), before the mounts: bwrap
     would make them 0700 and root's, and a rank that dropped to its uid could not reach what
     is mounted below. Folders a read-only mount provides are left alone (they exist, and
-    cannot be changed); called again after the masks for folders inside those."""
+    cannot be changed); called again after the masks for folders inside those.
+
+    On strings, not `Path`s: this runs for every folder above every mount on every launch,
+    where pathlib cost ~7 ms of the worker's CPU a launch (issue 17)."""
+    shown_at, masked = [str(p) for p in shown], [str(p) for p in masks]
     args = []
     for target in targets:
-        for parent in reversed(target.parents):
-            if parent in made or parent in masks or target == parent:
+        for parent in _ancestors(str(target)):
+            if parent in made or parent in masked:
                 continue
-            if _under(parent, shown) and not _under(parent, masks):
+            if _under(parent, shown_at) and not _under(parent, masked):
                 continue
             made.add(parent)
-            args += ["--perms", "0755", "--dir", str(parent)]
+            args += ["--perms", "0755", "--dir", parent]
     return args
 
 
-def _under(path: Path, roots: tuple[Path, ...] | list[Path]) -> bool:
-    return any(path == root or path.is_relative_to(root) for root in roots)
+def _ancestors(path: str) -> list[str]:
+    """The folders above an absolute, normalised `path`, from the root down: `/a/b/c` gives
+    `/`, `/a`, `/a/b` (`reversed(Path(path).parents)`)."""
+    parts = path.strip("/").split("/")[:-1]
+    return ["/"] + ["/" + "/".join(parts[: depth + 1]) for depth in range(len(parts))]
+
+
+def _under(path: str | Path, roots: tuple[str | Path, ...] | list[str] | list[Path]) -> bool:
+    """`path` is a root or lies under one: `Path.is_relative_to`'s lexical test, on strings (the
+    paths here are absolute and normalised)."""
+    text = str(path)
+    return any(text == str(root) or text.startswith(f"{str(root).rstrip('/')}/") for root in roots)
 
 
 def _each(option: str, paths: list[Path] | tuple[Path, ...]) -> list[str]:

@@ -1,4 +1,4 @@
-"""The per-rank shim of the local executor: `python -m workers.executors.local_shim <rank.json>`.
+"""The per-rank shim of the local executor: `python -m workers.executors.local_shim <rank.json> FD`.
 
 The executor starts one shim per rank in its own session, so the shim outlives a worker restart.
 The shim first claims the rank by creating its pid file exclusively (a hard link, so the file
@@ -9,7 +9,14 @@ the end closes the log and writes the exit record atomically — in that
 order, so whoever sees the exit record also sees the complete log.
 
 SIGTERM to the shim (the executor's cancel) is forwarded to the command's process group.
-Standard library plus core.logs only: this runs on every launch and must start fast.
+Standard library plus core.logs only: this runs on every launch and must start fast (most
+ranks are forked from the executor's fork server, local_forkserver.py, which has it loaded).
+
+The rank's environment (the run's `env` among it) is the command's alone. The shim runs with
+a clean one of its own and reads the rank's as JSON from descriptor FD (`read_environment`);
+a sandboxed command gets it from bwrap's `--setenv`s, read from a descriptor too (`--args`),
+while nsenter and bwrap themselves run with none. Outside the sandbox, the run's
+`PYTHONPATH` or `LD_PRELOAD` would run the run's own code with the worker's privileges.
 
 A sandboxed rank (`sandbox`: the bwrap prefix from local_sandbox.py) runs as `bwrap ... --
 COMMAND`, still in that one process group. Two things differ. bwrap's outer process has no
@@ -45,6 +52,9 @@ READER_JOIN_SECONDS = 5.0
 REDACT_VARIABLE = "TRAINPORT_SHIM_REDACT"
 SANDBOX_START_SECONDS = 10.0  # how long a stop request waits for the sandboxed command to exist
 SANDBOX_POLL_SECONDS = 0.01
+# In the sandbox prefix (local_sandbox.py), right after bwrap: `--args` and this, which the
+# shim replaces with the descriptor it writes the command's `--setenv`s to.
+ENVIRONMENT_FD = "{environment-fd}"
 
 
 class RankConfig(Record):
@@ -118,8 +128,11 @@ def write_atomically(path: Path, record: dict[str, Any], *, exclusive: bool) -> 
 
 
 class Shim:
-    def __init__(self, config: RankConfig, redact: list[str] | None = None) -> None:
+    def __init__(
+        self, config: RankConfig, environment: dict[str, str], redact: list[str] | None = None
+    ) -> None:
         self.config = config
+        self.environment = environment  # the command's, never the shim's own
         self.log: LogWriter = LogStore(Path(config.log_root)).writer(
             config.run_id, config.attempt, config.rank, redact or ()
         )
@@ -165,14 +178,27 @@ class Shim:
         self.log.write("system", message)
 
     def _start(self) -> subprocess.Popen[bytes]:
+        if not self.config.sandbox:  # the worker's own user runs it: nothing to keep apart
+            return self._popen(self.config.command, self.environment, ())
+        settings = environment_file(self.environment)
+        try:
+            prefix = [str(settings) if a == ENVIRONMENT_FD else a for a in self.config.sandbox]
+            return self._popen([*prefix, *self.config.command], {}, (settings,))
+        finally:
+            os.close(settings)
+
+    def _popen(
+        self, argv: list[str], env: dict[str, str], fds: tuple[int, ...]
+    ) -> subprocess.Popen[bytes]:
         return subprocess.Popen(  # noqa: S603 - the command is the user's, run as the user asked
-            [*(self.config.sandbox or []), *self.config.command],
+            argv,
             cwd=self.config.workdir,
-            env=dict(os.environ),
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             process_group=0,
+            pass_fds=fds,
         )
 
     def _reader(self, pipe: IO[bytes] | None, stream: str) -> threading.Thread:
@@ -308,13 +334,37 @@ def _parent(pid: int) -> int | None:
     return int(stat[1]) if stat else None
 
 
-def main(argv: list[str]) -> int:
-    config = RankConfig.load(Path(argv[1]))
-    redact = json.loads(os.environ.pop(REDACT_VARIABLE, "[]"))  # never reaches the command
+def environment_file(environment: dict[str, str]) -> int:
+    """A descriptor (an anonymous file, at its start) holding bwrap's `--setenv NAME VALUE`
+    arguments for `environment`, NUL-separated as `--args` reads them."""
+    fd = os.memfd_create("trainport-rank-environment")
+    pairs = [part for name, value in environment.items() for part in ("--setenv", name, value)]
+    os.write(fd, b"".join(f"{part}\0".encode() for part in pairs))
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
+def read_environment(fd: int) -> dict[str, str]:
+    """The rank's environment, as the executor wrote it to `fd` (JSON); closes `fd`."""
+    with os.fdopen(fd, "rb") as source:
+        found: dict[str, str] = json.loads(source.read())
+    return found
+
+
+def run_rank(config_path: Path, environment: dict[str, str]) -> int:
+    """Claim the rank, then run it to its end (the shim's whole life, after start-up)."""
+    config = RankConfig.load(config_path)
+    redact = json.loads(environment.pop(REDACT_VARIABLE, "[]"))  # never reaches the command
     identity = {"pid": os.getpid(), "start_time": process_start_time(os.getpid())}
     if not write_atomically(Path(config.pid_path), identity, exclusive=True):
         return 0  # another shim, or a cancel, owns this rank: never run a second copy
-    return Shim(config, redact).run()
+    return Shim(config, environment, redact).run()
+
+
+def main(argv: list[str]) -> int:
+    # A shim an older executor started has the rank's environment as its own.
+    environment = read_environment(int(argv[2])) if len(argv) > 2 else dict(os.environ)
+    return run_rank(Path(argv[1]), environment)
 
 
 if __name__ == "__main__":
