@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.checkpoints import repository as checkpoint_rows
@@ -64,10 +65,13 @@ def harvest(
 ) -> None:
     """Keep the attempt's outputs and loose checkpoint files (see the module docstring)."""
     with session_scope(factory) as session:
-        run = session.get(Run, run_id)
-        if run is None:
+        # Two columns, not the Run: its attempts and progress load with it (on every settle).
+        row = session.execute(select(Run.org_id, Run.spec).where(Run.id == run_id)).first()
+        if row is None:
             return
-        facts = RunFacts(run.org_id, dict(run.spec), bool(outputs.of_run(session, run_id, attempt)))
+        wanted = bool(row.spec.get("outputs"))
+        harvested = wanted and bool(outputs.of_run(session, run_id, attempt))
+        facts = RunFacts(row.org_id, dict(row.spec), harvested)
     globs = facts.spec.get("outputs") or []
     if globs and not facts.harvested:
         store = outputs.location(settings, facts.org_id, run_id, attempt)

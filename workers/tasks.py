@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core import db, outbox, process_logging, telemetry
 from core.models import utcnow
 from core.outbox import Task
+from core.scheduling import repository
 from core.secrets.service import legacy_worker_variables
 from core.settings import Settings, get_settings
 from core.webhooks import delivery as webhook_delivery
@@ -184,10 +185,19 @@ def _reconcile_pass(ctx: WorkerContext, deadline: float) -> int:
         telemetry.RECONCILE_FAILURES.inc()
         raise
     telemetry.RECONCILE_LAST_SUCCESS.set_to_current_time()
-    if summary.settled:
+    if summary.settled and _anything_waiting(ctx):
         schedule()
     _publish_now(ctx.factory)  # launches the pass re-drove
     return summary.settled
+
+
+def _anything_waiting(ctx: WorkerContext) -> bool:
+    """Whether what an ended attempt freed can go to anyone: a whole admission pass (three
+    write transactions) after every settle was a quarter of the embedded workers' CPU when
+    runs came one at a time and nothing waited (issue 17). Beat's pass still comes every few
+    seconds (budget alerts ride on it); a run created after this look brings its own."""
+    with db.session_scope(ctx.factory) as session:
+        return repository.any_waiting(session)
 
 
 @_task(Task.PRUNE)

@@ -59,6 +59,12 @@ def estimated_finishes(session: Session) -> dict[str, datetime]:
     return {row.run_id: finish for row in rows if (finish := row.estimated_finish) is not None}
 
 
+def any_waiting(session: Session) -> bool:
+    """Whether a run waits for admission (pending or queued): one row of an index."""
+    waiting = [RunStatus.PENDING.value, RunStatus.QUEUED.value]
+    return session.scalar(select(Run.id).where(Run.status.in_(waiting)).limit(1)) is not None
+
+
 def lock_runs(
     session: Session, status: RunStatus, ids: Sequence[str] | None = None, limit: int = 1000
 ) -> Sequence[Run]:

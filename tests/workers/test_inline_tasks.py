@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client import REGISTRY
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.app import create_app
@@ -101,3 +102,43 @@ def test_with_a_broker_every_task_goes_to_it(tmp_path: Path) -> None:
     publish = tasks.publisher(settings, lambda task, payload: sent.append((task, payload)))
     publish("trainport.schedule", {"run_id": "run_x"})
     assert sent == [("trainport.schedule", {"run_id": "run_x"})]
+
+
+def _passes() -> float:
+    """Admission passes this process has run (the histogram's count)."""
+    value = REGISTRY.get_sample_value("trainport_admission_pass_duration_seconds_count")
+    return value or 0.0
+
+
+def _run_to_the_end(
+    client: TestClient, settings: Settings, factory: sessionmaker[Session], count: int
+) -> list[str]:
+    tenant = make_tenant(client)
+    ids = [create_run(client, tenant, command=[sys.executable, "-c", "print(1)"])["id"]]
+    ids += [create_run(client, tenant, command=[sys.executable, "-c", "print(1)"])["id"]
+            for _ in range(count - 1)]  # fmt: skip
+    relay.drain(factory, tasks.publisher(settings))  # the created runs' schedule tasks
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # bounded: each shim's exit settles its run
+        if all(run_state(factory, run_id)[0] == "succeeded" for run_id in ids):
+            return ids
+        time.sleep(0.05)
+    raise AssertionError([run_state(factory, run_id)[0] for run_id in ids])
+
+
+def test_a_run_that_ends_with_nothing_waiting_costs_no_admission_pass(
+    embedded: tuple[TestClient, Settings, sessionmaker[Session]],
+) -> None:
+    """Before, every settled run was followed by a whole admission pass (three write
+    transactions), a quarter of the embedded workers' CPU when runs came one at a time."""
+    client, settings, factory = embedded
+    before = _passes()
+    _run_to_the_end(client, settings, factory, 1)
+    assert _passes() - before == 1  # its own, at creation; none after it ended
+
+
+def test_a_run_that_ends_admits_the_one_waiting_for_its_slot(
+    embedded: tuple[TestClient, Settings, sessionmaker[Session]],
+) -> None:
+    client, settings, factory = embedded  # 2 CPU slots: the third run waits, queued
+    _run_to_the_end(client, settings, factory, 3)  # no beat here: the settle admitted it
