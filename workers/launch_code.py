@@ -19,6 +19,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.code import git, snapshots
@@ -59,10 +60,14 @@ def code_for_launch(
 
 
 def _load(session: Session, settings: Settings, run_id: str) -> _Plan | None:
-    run = session.get(Run, run_id)
-    if run is None or run.status != RunStatus.STARTING:
+    # The two columns first: most runs ship no code, and the Run loads its attempts with it.
+    found = session.execute(select(Run.status, Run.spec).where(Run.id == run_id)).first()
+    if found is None or found.status != RunStatus.STARTING:
         return None  # moved on: the launch step says so, and nothing is fetched for it
-    if not (run.spec.get("workdir") or run.spec.get("git")):
+    if not (found.spec.get("workdir") or found.spec.get("git")):
+        return None
+    run = session.get(Run, run_id)
+    if run is None:
         return None
     spec = dict(run.spec)
     digest = spec.get("workdir") or shipped_digest(session.get(RunProvenance, run.id))

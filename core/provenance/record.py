@@ -15,6 +15,7 @@ See docs/runtime-api.md, "Provenance".
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from datetime import datetime
 from importlib import metadata
@@ -41,6 +42,7 @@ IMAGE_NOT_YET_SEEN = "the cluster has not reported the image it ran (yet)"
 LIVE_KEYS = ("attempts", "checkpoints", "outputs")  # added at each read, never frozen
 
 
+@functools.cache  # it scans every installed distribution; an upgrade restarts the process
 def platform_version() -> str:
     try:
         return metadata.version("trainport-server")

@@ -252,9 +252,10 @@ def cursor_position(after: str | None) -> str | None:
 def run_page(runs: Sequence[RunOut], limit: int) -> RunPage:
     """A list page from up to `limit + 1` runs: the extra one only says that more exist."""
     page, more = list(runs[:limit]), len(runs) > limit
-    return RunPage(
-        data=page, has_more=more, next_cursor=RUN_CURSOR.encode(page[-1].id) if more else None
-    )
+    cursor = RUN_CURSOR.encode(page[-1].id) if more else None
+    # Constructed, not validated: each RunOut is validated already, and validating the page
+    # ran every run's validators again (a third of a 200-run page's time; issue 17).
+    return RunPage.model_construct(data=page, has_more=more, next_cursor=cursor)
 
 
 def _scoped_project(session: Session, caller: Principal, project: str | None) -> str | None:
@@ -297,7 +298,7 @@ def feed_page(runs: Sequence[RunOut], limit: int, after: int, upto: int) -> RunP
     """
     page, more = list(runs[:limit]), len(runs) > limit
     next_version = page[-1].resource_version if more else max(upto, after)
-    return RunPage(data=page, has_more=more, resource_version=next_version)
+    return RunPage.model_construct(data=page, has_more=more, resource_version=next_version)
 
 
 def list_version(session: Session, caller: Principal) -> int:
