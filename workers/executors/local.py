@@ -4,8 +4,11 @@ Construct it as `LocalExecutor(state_dir, log_store, api_url, grace_seconds=10.0
 settings that is `LocalExecutor(s.state_dir, LogStore(s.log_root), s.public_url,
 s.cancel_grace_seconds)`.
 
-Each rank runs under `workers.executors.local_shim`, started in a session of its own so it
-outlives the worker that launched it; all state lives in files (see `local_attempt`), so a new
+Each rank runs under `workers.executors.local_shim`, in a session of its own so it outlives
+the worker that launched it: forked by this process's fork server, which has the shim loaded
+(local_forkserver.py), or, when that cannot, started as an interpreter of its own. The shim's
+own environment is clean; the rank's (the run's `env` among it) is its command's alone. All
+state lives in files (see `local_attempt`), so a new
 executor instance (a restarted worker) re-adopts live ranks and reads finished ones.
 `launch` is idempotent: it writes the plan once, under a lock, and starts a shim only for ranks
 nobody has claimed; a redundant shim loses the exclusive claim and exits, so a rank's command
