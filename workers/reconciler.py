@@ -51,6 +51,7 @@ from core.launch_request import CodeToRun, LaunchRequest
 from core.models import Cluster, Run, RunAttempt, RunProgress, TaskDelivery, utcnow
 from core.outbox import Task
 from core.runs.attempts import AttemptOutcome, Ending, close_attempt, mark_started, settle
+from core.runs.repository import BARE
 from core.runs.states import RunStatus, StatusReason, transition
 from core.runs.time_limits import AttemptClock, over_limit
 from core.secrets.service import LaunchSecretsMissing, resolve_for_launch
@@ -133,7 +134,7 @@ def launch_attempt(ctx: WorkerContext, run_id: str, attempt: int) -> str:
         code = code_for_launch(ctx.factory, ctx.settings, run_id)  # git and storage: no txn
     except CodeUnavailable as missing:
         with session_scope(ctx.factory) as session:
-            run = session.get(Run, run_id, with_for_update=True)
+            run = session.get(Run, run_id, with_for_update=True, options=BARE)
             if run is None or run.status != RunStatus.STARTING or run.attempt != attempt:
                 return "moved on"
             _fail(session, run, f"launch refused: {missing}")
@@ -157,7 +158,7 @@ def _prepare_launch(
     attempt: int,
     code: tuple[ShippedCode, CodeToRun] | None = None,
 ) -> tuple[LaunchRequest, Where] | str:
-    run = session.get(Run, run_id, with_for_update=True)
+    run = session.get(Run, run_id, with_for_update=True, options=BARE)
     if run is None or run.status != RunStatus.STARTING or run.attempt != attempt:
         return "moved on"
     count = deliveries.record_delivery(session, Task.LAUNCH, run_id, attempt)
@@ -203,7 +204,7 @@ def _where(session: Session, run_id: str, attempt: int) -> Where:
 def stop_run(ctx: WorkerContext, run_id: str) -> bool:
     """Stop a `stopping` run's processes; cancel it once none is left. True when done."""
     with session_scope(ctx.factory) as session:
-        run = session.get(Run, run_id)
+        run = session.get(Run, run_id, options=BARE)
         if run is None or run.status != RunStatus.STOPPING:
             return True
         attempt, where = run.attempt, _where(session, run_id, run.attempt)
@@ -223,7 +224,7 @@ def _apply_ending(
     ctx: WorkerContext, run_id: str, attempt: int, ending: Ending, expected: set[RunStatus]
 ) -> bool:
     with session_scope(ctx.factory) as session:
-        run = session.get(Run, run_id, with_for_update=True)
+        run = session.get(Run, run_id, with_for_update=True, options=BARE)
         if run is None or run.status not in expected or run.attempt != attempt:
             return False  # someone else settled it first
         settle(session, run, ending, ctx.settings.system_retry_limit)
@@ -479,7 +480,7 @@ def _exit_code(seen: AttemptObservation) -> int | None:
 
 def _mark_running(ctx: WorkerContext, run: ActiveRun, seen: AttemptObservation) -> None:
     with session_scope(ctx.factory) as session:
-        row = session.get(Run, run.id, with_for_update=True)
+        row = session.get(Run, run.id, with_for_update=True, options=BARE)
         if row is None or row.status != RunStatus.STARTING or row.attempt != run.attempt:
             return
         transition(session, row, RunStatus.RUNNING, StatusReason.RUNNING, "all ranks running")
@@ -515,7 +516,7 @@ def _lost(ctx: WorkerContext, run: ActiveRun, message: str, observed_at: datetim
     """A system failure, on evidence newer than the attempt's last change only."""
     ending = Ending(AttemptOutcome.SYSTEM_FAILED, StatusReason.NODE_LOST, message)
     with session_scope(ctx.factory) as session:
-        row = session.get(Run, run.id, with_for_update=True)
+        row = session.get(Run, run.id, with_for_update=True, options=BARE)
         if row is None or row.status != run.status or row.attempt != run.attempt:
             return False  # someone else settled it first
         if _changed_since(session, row, observed_at):

@@ -102,7 +102,11 @@ def publisher(settings: Settings, send: relay.Publish | None = None) -> relay.Pu
     this too): that saves the broker's round trip, and the row is marked sent only once the task
     returned, so a worker that dies meanwhile leaves it to the relay. A task that raises goes
     to the broker after all, where Celery's limits and logging apply (tasks are idempotent).
-    `send` is the broker's publish (this app's by default)."""
+    `send` is the broker's publish (this app's by default).
+
+    With a broker every task goes to it: a launch redelivered by the broker after its worker
+    died is the launch itself, at once (tests/workers/test_overdue_tasks.py), where one run
+    inside the task that admitted it would wait for its outbox row's lease to lapse."""
     to_broker = send or relay.celery_publisher(app)
     if settings.broker_url:
         return to_broker

@@ -8,12 +8,17 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ARRAY, Connection, Row, Select, String, and_, any_, bindparam, func, select
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session, joinedload, lazyload
 
 from core.ids import lowest_id_at
 from core.models import ApiKey, Run, RunAttempt, RunEvent, RunLabel, RunProgress, VersionCounter
 from core.runs.versions import RUNS_COUNTER
 from core.tenants.repository import KEY_STATE_COLUMNS
+
+# A Run for a worker's step, which changes it or reads its columns: its attempts and progress
+# (loaded with it for the API's documents: two more statements each time) load only if the step
+# reads them (issue 17).
+BARE = (lazyload(Run.attempts), lazyload(Run.training))
 
 
 @dataclass

@@ -10,6 +10,7 @@ from sqlalchemy import Row, func, select
 from sqlalchemy.orm import Session, load_only
 
 from core.models import Organization, Project, Quota, Run, RunAttempt, RunProgress
+from core.runs.repository import BARE
 from core.runs.states import RunStatus
 
 
@@ -69,7 +70,7 @@ def lock_runs(
     session: Session, status: RunStatus, ids: Sequence[str] | None = None, limit: int = 1000
 ) -> Sequence[Run]:
     """Runs still in `status`, locked; rows another transaction holds are skipped, not awaited."""
-    query = select(Run).where(Run.status == status.value, Run.deleted_at.is_(None))
+    query = select(Run).options(*BARE).where(Run.status == status.value, Run.deleted_at.is_(None))
     if ids is not None:
         query = query.where(Run.id.in_(list(ids)))
     query = query.order_by(Run.id).limit(limit).with_for_update(skip_locked=True)

@@ -97,11 +97,16 @@ def test_a_task_that_raises_in_the_relays_thread_goes_to_the_broker(
 
 
 def test_with_a_broker_every_task_goes_to_it(tmp_path: Path) -> None:
+    """Its redelivery after a worker died must be the task itself (test_overdue_tasks.py)."""
     sent: Sent = []
     settings = Settings(broker_url="redis://127.0.0.1:6379/0", state_dir=tmp_path)
     publish = tasks.publisher(settings, lambda task, payload: sent.append((task, payload)))
     publish("trainport.schedule", {"run_id": "run_x"})
-    assert sent == [("trainport.schedule", {"run_id": "run_x"})]
+    publish("trainport.launch", {"run_id": "run_x", "attempt": 1})
+    assert sent == [
+        ("trainport.schedule", {"run_id": "run_x"}),
+        ("trainport.launch", {"run_id": "run_x", "attempt": 1}),
+    ]
 
 
 def _passes() -> float:
