@@ -28,6 +28,7 @@ import socket
 import struct
 import subprocess
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -103,20 +104,33 @@ def _add(path: Path) -> None:
         os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
     except FileExistsError:
         return  # made meanwhile: launches of one attempt hold its lock, so it is complete
-    failed: list[OSError] = []
 
     def unshare_and_bind() -> None:  # a namespace is per thread: this one's, kept by the bind
+        _call("unshare", CLONE_NEWNET)
+        _call("mount", b"/proc/thread-self/ns/net", str(path).encode(), None, MS_BIND, None)
+
+    try:
+        _in_a_thread(unshare_and_bind, "netns-add")
+    except OSError:
+        path.unlink(missing_ok=True)
+        raise
+
+
+def _in_a_thread(step: Callable[[], None], name: str) -> None:
+    """Run `step` in a short-lived thread of its own (namespace calls change only the calling
+    thread, which then ends), raising the OSError it raised."""
+    failed: list[OSError] = []
+
+    def guarded() -> None:
         try:
-            _call("unshare", CLONE_NEWNET)
-            _call("mount", b"/proc/thread-self/ns/net", str(path).encode(), None, MS_BIND, None)
+            step()
         except OSError as exc:
             failed.append(exc)
 
-    thread = threading.Thread(target=unshare_and_bind, name="netns-add")
+    thread = threading.Thread(target=guarded, name=name)
     thread.start()
     thread.join()
     if failed:
-        path.unlink(missing_ok=True)
         raise failed[0]
 
 
@@ -168,23 +182,18 @@ def listen_inside(namespace: Path, ports: list[int]) -> list[socket.socket]:
     by a restarted worker, listens on the same port; the kernel lets only sockets of the same
     uid share it, so a rank (another uid) cannot."""
     made: list[socket.socket] = []
-    failed: list[BaseException] = []
 
     def enter_and_listen() -> None:
-        try:
-            _enter(namespace)
-            _loopback_up()
-            made.extend(_listener(port) for port in ports)
-        except OSError as exc:
-            failed.append(exc)
+        _enter(namespace)
+        _loopback_up()
+        made.extend(_listener(port) for port in ports)
 
-    thread = threading.Thread(target=enter_and_listen, name="netns-listen")
-    thread.start()
-    thread.join()
-    if failed:
+    try:
+        _in_a_thread(enter_and_listen, "netns-listen")
+    except OSError as exc:
         for sock in made:
             sock.close()
-        raise NetworkUnavailable(f"cannot listen inside {namespace}: {failed[0]}")
+        raise NetworkUnavailable(f"cannot listen inside {namespace}: {exc}") from exc
     return made
 
 
