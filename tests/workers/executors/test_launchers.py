@@ -14,7 +14,12 @@ from workers.executors.local import LocalExecutor
 from workers.executors.local_shim import oom_kills
 
 FINISHED = lambda seen: all(r.phase in {RankPhase.SUCCEEDED, RankPhase.FAILED} for r in seen.ranks)  # noqa: E731
-SHOW = "import os; print('ENV', os.environ.get('RANK', '-'), os.environ.get('WORLD_SIZE', '-'))"
+# One write a line: torchrun's ranks share its stdout, and with PYTHONUNBUFFERED (every rank
+# has it) print() writes each word on its own, so two ranks' words could interleave in a line.
+SHOW = (
+    "import os; e = os.environ.get; "
+    "os.write(1, f\"ENV {e('RANK', '-')} {e('WORLD_SIZE', '-')}\\n\".encode())"
+)
 
 
 def printed(log_store: LogStore, run_id: str, rank: int = 0) -> list[str]:
