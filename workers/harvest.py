@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.checkpoints import repository as checkpoint_rows
@@ -44,6 +43,7 @@ from core.db import session_scope
 from core.metrics.repository import step_at
 from core.models import Run
 from core.outputs import service as outputs
+from core.runs.repository import BARE
 from core.settings import Settings
 from core.storage.base import HashingReader, ObjectStore
 from workers.executors.base import Leftovers
@@ -65,13 +65,11 @@ def harvest(
 ) -> None:
     """Keep the attempt's outputs and loose checkpoint files (see the module docstring)."""
     with session_scope(factory) as session:
-        # Two columns, not the Run: its attempts and progress load with it (on every settle).
-        row = session.execute(select(Run.org_id, Run.spec).where(Run.id == run_id)).first()
-        if row is None:
+        run = session.get(Run, run_id, options=BARE)
+        if run is None:
             return
-        wanted = bool(row.spec.get("outputs"))
-        harvested = wanted and bool(outputs.of_run(session, run_id, attempt))
-        facts = RunFacts(row.org_id, dict(row.spec), harvested)
+        harvested = bool(run.spec.get("outputs")) and bool(outputs.of_run(session, run_id, attempt))
+        facts = RunFacts(run.org_id, dict(run.spec), harvested)
     globs = facts.spec.get("outputs") or []
     if globs and not facts.harvested:
         store = outputs.location(settings, facts.org_id, run_id, attempt)

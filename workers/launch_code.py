@@ -19,7 +19,6 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.code import git, snapshots
@@ -29,6 +28,7 @@ from core.errors import TrainportError
 from core.launch_request import CodeToRun
 from core.models import Run, RunProvenance
 from core.provenance.record import shipped_digest
+from core.runs.repository import BARE
 from core.runs.states import RunStatus
 from core.secrets.service import LaunchSecretsMissing, resolve_git_password
 from core.settings import Settings
@@ -60,14 +60,10 @@ def code_for_launch(
 
 
 def _load(session: Session, settings: Settings, run_id: str) -> _Plan | None:
-    # The two columns first: most runs ship no code, and the Run loads its attempts with it.
-    found = session.execute(select(Run.status, Run.spec).where(Run.id == run_id)).first()
-    if found is None or found.status != RunStatus.STARTING:
+    run = session.get(Run, run_id, options=BARE)
+    if run is None or run.status != RunStatus.STARTING:
         return None  # moved on: the launch step says so, and nothing is fetched for it
-    if not (found.spec.get("workdir") or found.spec.get("git")):
-        return None
-    run = session.get(Run, run_id)
-    if run is None:
+    if not (run.spec.get("workdir") or run.spec.get("git")):
         return None
     spec = dict(run.spec)
     digest = spec.get("workdir") or shipped_digest(session.get(RunProvenance, run.id))

@@ -49,6 +49,7 @@ from workers.celery_app import app
 BATCH = 200
 LEASE_SECONDS = 30.0  # a relay that dies mid-publish delays its claimed rows this long
 BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)
+WAKE_BATCH = 256  # wake-ups one round consumes at most (their socket queues a few hundred)
 HEARTBEAT_SECONDS = 5.0  # how often `--heartbeat-file` is touched; probes allow far more
 Publish = Callable[[str, dict[str, Any]], None]
 log = logging.getLogger("trainport.relay")
@@ -212,13 +213,16 @@ def _wake_socket(database: str) -> Iterator[socket.socket | None]:
 
 
 def _wait_for_wake(wakes: socket.socket | None, poll_seconds: float) -> None:
-    """Until a wake-up arrives or `poll_seconds` pass; then every wake-up queued is consumed,
-    so one round answers them all."""
+    """Until a wake-up arrives or `poll_seconds` pass; then the wake-ups queued are consumed
+    (up to WAKE_BATCH: a process that sends without end, e.g. a rank on a shared network, can
+    make the relay look more often, never stop it looking), so one round answers them all."""
     if wakes is None:
         time.sleep(poll_seconds)
         return
     ready, _, _ = select.select([wakes], [], [], poll_seconds)
-    while ready:
+    for _ in range(WAKE_BATCH):
+        if not ready:
+            return
         wakes.recv(16)
         ready, _, _ = select.select([wakes], [], [], 0)
 

@@ -73,7 +73,7 @@ from workers.executors.local_attempt import (
     shim_alive,
     signal_session,
 )
-from workers.executors.local_forkserver import PROJECT_ROOT, ForkServer, clean_environment
+from workers.executors.local_forkserver import ForkServer, start_alone
 from workers.executors.local_logs import SpoolShipper
 from workers.executors.local_netns import (
     Endpoint,
@@ -290,26 +290,7 @@ class LocalExecutor:
         shim_log = files.rank_file(rank, "shim.log")
         if self.forks.spawn(config_path, shim_log, env, fds) is not None:
             return  # the fork server reaps it and reports its exit (_shim_exited)
-        environment = os.memfd_create("trainport-rank-environment")
-        try:
-            os.write(environment, json.dumps(env).encode())
-            os.lseek(environment, 0, os.SEEK_SET)
-            with shim_log.open("ab") as output:
-                child = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-                    # -S: no site-packages; the shim needs only the standard library and
-                    # core.logs, and skipping `site` starts every rank sooner.
-                    [sys.executable, "-S", "-m", "workers.executors.local_shim",
-                     str(config_path), str(environment)],
-                    cwd=PROJECT_ROOT,  # so `-m` finds our package even when it is not installed
-                    env=clean_environment(),
-                    stdin=subprocess.DEVNULL,
-                    stdout=output,
-                    stderr=output,
-                    start_new_session=True,  # survives the worker; its session id is its pid
-                    pass_fds=[*fds, environment],
-                )  # fmt: skip
-        finally:
-            os.close(environment)
+        child = start_alone(config_path, shim_log, env, fds)
         self._children.append(child)
         if self.on_shim_exit is not None:
             threading.Thread(target=self._watch, args=(child,), daemon=True).start()

@@ -42,7 +42,7 @@ from workers.executors import local_shim
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from typing import Any
+    from typing import IO, Any
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 MAX_MESSAGE = 1 << 20  # a rank's environment and config paths; spec env is far smaller
@@ -167,8 +167,9 @@ class ForkServer:
     """This process's fork server, started on first use and again after it died.
 
     `spawn` returns the shim's pid, or None when the server cannot fork it (then the caller
-    starts the shim itself). A spawn the server may have forked before it failed to answer is
-    harmless to start again: the second shim loses the rank's exclusive claim and exits.
+    starts the shim alone: `start_alone`). A spawn the server may have forked before it failed
+    to answer is harmless to start again: the second shim loses the rank's exclusive claim and
+    exits.
     """
 
     def __init__(self, on_exit: Callable[[], None] | None = None) -> None:
@@ -197,10 +198,6 @@ class ForkServer:
             self._stop()
             return None
 
-    def close(self) -> None:
-        with self._lock:
-            self._stop()
-
     def _started(self) -> socket.socket:
         if self._requests is not None and self._owner == os.getpid():
             assert self._process is not None
@@ -209,15 +206,9 @@ class ForkServer:
         self._stop()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         exits_read, exits_write = os.pipe()
-        try:
-            self._process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-                [sys.executable, "-S", "-m", __name__, str(theirs.fileno()), str(exits_write)],
-                cwd=PROJECT_ROOT,  # so `-m` finds our package even when it is not installed
-                env=clean_environment(),
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,  # the worker's signals are not its
-                pass_fds=[theirs.fileno(), exits_write],
-            )
+        try:  # in a session of its own: the worker's signals are not its
+            fds = [theirs.fileno(), exits_write]
+            self._process = _our_module(__name__, [str(fd) for fd in fds], fds)
         finally:
             theirs.close()
             os.close(exits_write)
@@ -242,6 +233,39 @@ class ForkServer:
                 self._process.kill()
                 self._process.wait()
         self._requests = self._process = None
+
+
+def start_alone(
+    config: Path, log_path: Path, environment: dict[str, str], fds: list[int]
+) -> subprocess.Popen[bytes]:
+    """The shim as an interpreter of its own, where the server cannot fork it: the same clean
+    environment, with the rank's on a descriptor (`local_shim.read_environment`)."""
+    rank_environment = local_shim.memory_file(json.dumps(environment).encode())
+    try:
+        with log_path.open("ab") as output:
+            arguments = [str(config), str(rank_environment)]
+            return _our_module(local_shim.__name__, arguments, [*fds, rank_environment], output)
+    finally:
+        os.close(rank_environment)
+
+
+def _our_module(
+    module: str, args: list[str], fds: list[int], output: IO[bytes] | None = None
+) -> subprocess.Popen[bytes]:
+    """`python -S -m module ARGS` in a session of its own (it outlives the worker; its session
+    id is its pid), with a clean environment and `fds` passed at their numbers. -S: no
+    site-packages; our modules need only the standard library and core.logs, and skipping
+    `site` starts them sooner."""
+    return subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-S", "-m", module, *args],
+        cwd=PROJECT_ROOT,  # so `-m` finds our package even when it is not installed
+        env=clean_environment(),
+        stdin=subprocess.DEVNULL,
+        stdout=output,
+        stderr=output,
+        start_new_session=True,
+        pass_fds=fds,
+    )
 
 
 def clean_environment() -> dict[str, str]:

@@ -27,7 +27,7 @@ import glob
 import hashlib
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -225,7 +225,7 @@ def _ancestors(path: str) -> list[str]:
     return ["/"] + ["/" + "/".join(parts[: depth + 1]) for depth in range(len(parts))]
 
 
-def _under(path: str | Path, roots: tuple[str | Path, ...] | list[str] | list[Path]) -> bool:
+def _under(path: str | Path, roots: Sequence[str | Path]) -> bool:
     """`path` is a root or lies under one: `Path.is_relative_to`'s lexical test, on strings (the
     paths here are absolute and normalised)."""
     text = str(path)

@@ -335,11 +335,17 @@ def _parent(pid: int) -> int | None:
 
 
 def environment_file(environment: dict[str, str]) -> int:
-    """A descriptor (an anonymous file, at its start) holding bwrap's `--setenv NAME VALUE`
-    arguments for `environment`, NUL-separated as `--args` reads them."""
-    fd = os.memfd_create("trainport-rank-environment")
+    """A descriptor holding bwrap's `--setenv NAME VALUE` arguments for `environment`,
+    NUL-separated as `--args` reads them."""
     pairs = [part for name, value in environment.items() for part in ("--setenv", name, value)]
-    os.write(fd, b"".join(f"{part}\0".encode() for part in pairs))
+    return memory_file(b"".join(f"{part}\0".encode() for part in pairs))
+
+
+def memory_file(data: bytes) -> int:
+    """A descriptor of an anonymous file holding `data`, at its start: a rank's environment
+    handed to a process without a file on disk or a value on a command line."""
+    fd = os.memfd_create("trainport-rank-environment")
+    os.write(fd, data)
     os.lseek(fd, 0, os.SEEK_SET)
     return fd
 
