@@ -97,6 +97,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         if listener is not None:
             listener.stop()
         app.state.engine.dispose()
+        app.state.read_engine.dispose()  # its own pool on SQLite (`core.db.read_engine`)
 
 
 def _run_access(app: FastAPI, db: AsyncDatabase | None) -> RunAccess:
@@ -106,7 +107,6 @@ def _run_access(app: FastAPI, db: AsyncDatabase | None) -> RunAccess:
         state.settings,
         state.sessionmaker,
         state.read_engine,
-        state.read_sessionmaker,
         state.rate_limiter,
         state.waiting_room,
     )

@@ -142,14 +142,12 @@ class ThreadpoolRunAccess:
         settings: Settings,
         sessions: sessionmaker[Session],
         read_engine: Engine,
-        read_sessions: sessionmaker[Session],
         limiter: RateLimiter,
         waiting: WaitingRoom,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
-        self.read_engine = read_engine  # autocommit on PostgreSQL (`core.db.read_engine`)
-        self.read_sessions = read_sessions
+        self.read_engine = read_engine  # autocommit, no write lock (`core.db.read_engine`)
         self.limiter = limiter
         self.waiting = waiting
 
@@ -218,26 +216,24 @@ class ThreadpoolRunAccess:
     async def _read_by_key(
         self, secret: str | None, run_id: str, if_none_match: str | None
     ) -> Response:
-        return await run_in_threadpool(self._read_by_key_in_thread, secret, run_id, if_none_match)
+        # An API key's plain or conditional GET: one statement in a worker thread (the run's
+        # rows, core/runs/reads.py; a conditional GET compares their version), then back on the
+        # event loop, where the limiter lives, it counts against the key's org and answers.
+        # Counting from the thread instead was a round trip to the loop and back in every read.
+        keyed = await run_in_threadpool(self._keyed_run, secret, run_id)
+        await self.count(keyed[0])
+        if if_none_match:
+            etag = run_etag(reads.version_of(keyed, run_id))
+            if matches(if_none_match, etag):
+                return _not_modified(etag)
+        run = reads.shown(keyed, run_id)
+        if run is not None:
+            return run_json(run)
+        return await run_in_threadpool(self._orm_read, keyed[0], None, run_id, None)
 
-    def _read_by_key_in_thread(
-        self, secret: str | None, run_id: str, if_none_match: str | None
-    ) -> Response:
-        # An API key's plain or conditional GET: one statement per read (core/runs/reads.py),
-        # counted against the key's org between the statement and the answer.
-        touch_s = self.settings.key_touch_interval_seconds
+    def _keyed_run(self, secret: str | None, run_id: str) -> reads.Keyed:
         with read_scope(self.read_engine) as conn:
-            if if_none_match:
-                keyed = reads.keyed_version(conn, secret, run_id, touch_s)
-                self.count_from_thread(keyed[0])
-                version = reads.version_of(keyed, run_id)
-                if matches(if_none_match, run_etag(version)):
-                    return _not_modified(run_etag(version))
-            keyed = reads.keyed_run(conn, secret, run_id, touch_s)
-            if not if_none_match:
-                self.count_from_thread(keyed[0])
-            run = reads.shown(keyed, run_id)
-        return run_json(run) if run is not None else self._orm_read(keyed[0], None, run_id, None)
+            return reads.keyed_run(conn, secret, run_id, self.settings.key_touch_interval_seconds)
 
     def _orm_read(
         self,
@@ -300,21 +296,22 @@ class ThreadpoolRunAccess:
     def _list_in_thread(
         self, secret: str | None, query: RunQuery, if_none_match: str | None
     ) -> Response:
-        # Reads only, so autocommit on PostgreSQL (`core.db.read_engine`): each statement sees
-        # what was committed before it, as in a READ COMMITTED transaction.
-        with session_scope(self.read_sessions) as session:
-            caller = tenants.authenticate(session, secret, self.settings.key_touch_interval_seconds)
+        # Reads only (`core.db.read_engine`): each statement sees what was committed before it,
+        # as in a READ COMMITTED transaction, and none waits for a writer.
+        touch_s = self.settings.key_touch_interval_seconds
+        with read_scope(self.read_engine) as conn:
+            caller = tenants.authenticate(conn, secret, touch_s)
             self.count_from_thread(caller)
-            etag = list_etag(service.list_version(session, caller), query.query)
+            etag = list_etag(reads.org_version(conn, caller), query.query)
             if matches(if_none_match, etag):
                 return _not_modified(etag)
             if query.changed_since is not None:
-                page = service.changes_since(
-                    session, caller, query.changed_since, query.limit, query.project
+                page = reads.changes_page(
+                    conn, caller, query.changed_since, query.limit, query.project
                 )
             else:
-                page = service.list_runs(
-                    session, caller, query.criteria(caller), query.limit, query.after
+                page = reads.list_page(
+                    conn, caller, query.criteria(caller), query.limit, query.after
                 )
         return _page_json(page, etag)
 
@@ -328,11 +325,10 @@ class EventLoopRunAccess(ThreadpoolRunAccess):
         settings: Settings,
         sessions: sessionmaker[Session],
         read_engine: Engine,
-        read_sessions: sessionmaker[Session],
         limiter: RateLimiter,
         waiting: WaitingRoom,
     ) -> None:
-        super().__init__(settings, sessions, read_engine, read_sessions, limiter, waiting)
+        super().__init__(settings, sessions, read_engine, limiter, waiting)
         self.db = db
 
     async def create_run(

@@ -13,8 +13,9 @@ from typing import Any
 from sqlalchemy import create_engine, event
 from sqlalchemy.orm import Session
 
-from core.runs import repository
+from core.runs import reads
 from core.runs.repository import RunFilter
+from core.tenants.schemas import Principal, Role
 
 
 @dataclass(frozen=True)
@@ -69,28 +70,26 @@ def explain_all(
     `org_id` holds most runs; `small_org_id` few, where the planner should pick the org indexes.
     """
     engine = create_engine(database_url)
+    caller, small = (Principal(org, "key_bench", Role.ADMIN) for org in (org_id, small_org_id))
+
+    def listed(who: Principal, **criteria: Any) -> Callable[[Session], Any]:
+        return lambda s: reads.list_page(
+            s.connection(), who, RunFilter(who.org_id, **criteria), 50, None
+        )
+
     cases: dict[str, Callable[[Session], Any]] = {
-        "list ?limit=50": lambda s: repository.list_runs(s, RunFilter(org_id), 50, None),
-        "list ?status=running": lambda s: repository.list_runs(
-            s, RunFilter(org_id, statuses=["running"]), 50, None
-        ),
-        "list ?status=failed": lambda s: repository.list_runs(
-            s, RunFilter(org_id, statuses=["failed"]), 50, None
-        ),
-        "list ?labels=team=nlp": lambda s: repository.list_runs(
-            s, RunFilter(org_id, labels_equal={"team": "nlp"}), 50, None
-        ),
-        "list ?labels=exp=e7": lambda s: repository.list_runs(
-            s, RunFilter(org_id, labels_equal={"exp": "e7"}), 50, None
-        ),
-        "list ?project=P": lambda s: repository.list_runs(
-            s, RunFilter(org_id, project_id=project_id), 50, None
-        ),
-        "list ETag (org max version)": lambda s: repository.org_version(s, org_id),
-        "list, small org": lambda s: repository.list_runs(s, RunFilter(small_org_id), 50, None),
-        "list ETag, small org": lambda s: repository.org_version(s, small_org_id),
-        "feed ?changed_since=head-N": lambda s: repository.changed_runs(
-            s, org_id, None, feed[0], feed[1], 50
+        "list ?limit=50": listed(caller),
+        "list ?status=running": listed(caller, statuses=["running"]),
+        "list ?status=failed": listed(caller, statuses=["failed"]),
+        "list ?labels=team=nlp": listed(caller, labels_equal={"team": "nlp"}),
+        "list ?labels=exp=e7": listed(caller, labels_equal={"exp": "e7"}),
+        "list ?project=P": listed(caller, project_id=project_id),
+        "list ETag (org max version)": lambda s: reads.org_version(s.connection(), caller),
+        "list, small org": listed(small),
+        "list ETag, small org": lambda s: reads.org_version(s.connection(), small),
+        # the feed from version feed[0], up to the newest (feed[1] when nothing wrote since)
+        "feed ?changed_since=head-N": lambda s: reads.changes_page(
+            s.connection(), caller, feed[0], 50
         ),
     }
     plans: list[Plan] = []

@@ -63,10 +63,10 @@ from sqlalchemy import func, select
 
 from bench import loadgen, seed, servers
 from bench.workers_bench import machine
-from core import db, migrate
+from core import db, heap, migrate
 from core.models import Run, RunAttempt
 from core.settings import Settings
-from workers import heap, scheduler
+from workers import scheduler
 from workers.clusters import forget_inventory_reads
 from workers.executors.kubernetes.executor import KubernetesExecutor
 from workers.executors.registry import Where, executor_for

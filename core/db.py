@@ -33,6 +33,10 @@ from core.settings import Settings
 
 # A pooled connection idle longer than this is pinged before use (see `_ping_when_idle`).
 PING_IF_IDLE_SECONDS = 1.0
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+# JSON columns (JSONB on PostgreSQL, text on SQLite) decoded by pydantic-core's parser: run
+# specs several times faster than json.loads (about 9% of a 50-run list's CPU, bench/README.md).
+_from_json = pydantic_core.from_json
 
 
 class QueuedSQLiteConnection(sqlite3.Connection):
@@ -99,7 +103,7 @@ def _prepare_sqlite(engine: Engine, url: str) -> None:
         # failing them; foreign keys are off by default in SQLite.
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
         # Let SQLAlchemy issue BEGIN IMMEDIATE so a write transaction takes the lock up front.
@@ -125,16 +129,14 @@ def build_engine(settings: Settings) -> Engine:
     url = settings.database_url
     if settings.is_sqlite:
         connect_args = {"check_same_thread": False, "factory": QueuedSQLiteConnection}
-        engine = create_engine(url, connect_args=connect_args)
+        engine = create_engine(url, connect_args=connect_args, json_deserializer=_from_json)
         _prepare_sqlite(engine, url)
         return engine
     engine = create_engine(
         url,
         pool_size=settings.database_pool_size,
         max_overflow=settings.database_pool_size,
-        # JSONB arrives as bytes; pydantic-core's parser decodes run specs several times faster
-        # than json.loads (about 9% of a 50-run list's CPU, see bench/README.md).
-        json_deserializer=pydantic_core.from_json,
+        json_deserializer=_from_json,
     )
     _ping_when_idle(engine)
     return engine
@@ -166,14 +168,33 @@ def _ping_when_idle(engine: Engine) -> None:
 
 
 def read_engine(engine: Engine) -> Engine:
-    """`engine` for reads of one statement: no BEGIN/COMMIT round trips around it on PostgreSQL.
+    """`engine` for reads of one statement: no BEGIN/COMMIT around it, no write lock.
 
-    One statement is its own snapshot, so autocommit changes nothing it can see. It shares the
-    engine's pool (the level is set on checkout, reset on return). SQLite keeps its transaction.
+    One statement is its own snapshot, so autocommit changes nothing it can see. On PostgreSQL
+    it shares the engine's pool (the level is set on checkout, reset on return). On SQLite every
+    transaction of `engine` is `BEGIN IMMEDIATE` behind the writer queue, so a read would wait
+    for each worker's write (and the API's reads for each other): the reader is a pool of its
+    own whose statements run in SQLite's autocommit mode, which in WAL read the last commit
+    beside an open write transaction. Its rare write (an API key's touch) commits alone, and
+    waits on SQLite's busy handler rather than the queue.
     """
     if engine.dialect.name == "postgresql":
         return engine.execution_options(isolation_level="AUTOCOMMIT")
-    return engine
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or database in (None, "", ":memory:"):
+        return engine  # an in-memory database is one connection's: there is no other reader
+    connect_args = {"check_same_thread": False}
+    reader = create_engine(engine.url, connect_args=connect_args, json_deserializer=_from_json)
+
+    @event.listens_for(reader, "connect")
+    def _autocommit(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+        dbapi_conn.isolation_level = None  # no BEGIN from sqlite3, none from SQLAlchemy
+
+    return reader
 
 
 @contextmanager

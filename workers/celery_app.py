@@ -30,14 +30,12 @@ from urllib.parse import urlsplit
 
 from celery import Celery, signals
 
+from core import heap
 from core.outbox import Task
 from core.sandbox import SandboxRequired, announce
 from core.settings import Settings, get_settings
 from core.storage.backends import StoreUnreachableByRuns, check_store_reachable_by_runs
-from workers import (
-    heap,
-    telemetry,  # noqa: F401 - its signal handlers serve the workers' metrics
-)
+from workers import telemetry  # noqa: F401 - its signal handlers serve the workers' metrics
 from workers.shutdown import bound_warm_shutdown, enforce_hard_time_limits
 
 TASK_TIME_LIMIT = 300  # seconds; the longest any task may run before it is killed
@@ -114,6 +112,7 @@ def _checks_at_start(**_: object) -> None:
     dispatch swallows Exceptions) with TRAINPORT_SANDBOX=bwrap and no way to sandbox, or with
     Kubernetes clusters and an object store their pods cannot reach."""
     settings = get_settings()
+    heap.start_up()  # before a prefork pool forks: what it froze stays shared
     heap.enable()  # a worker's Kubernetes mirrors stay out of full collections
     try:
         check_store_reachable_by_runs(settings)

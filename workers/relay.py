@@ -41,7 +41,7 @@ from celery import Celery
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import db, outbox, process_logging
+from core import db, heap, outbox, process_logging
 from core.process_logging import lifecycle
 from core.settings import Settings, get_settings
 from workers.celery_app import app
@@ -237,6 +237,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     process_logging.configure(get_settings())
     relay = Relay(get_settings(), celery_publisher(app), heartbeat=args.heartbeat_file)
+    heap.start_up()
     signal.signal(signal.SIGTERM, lambda *_: relay.stop())
     signal.signal(signal.SIGINT, lambda *_: relay.stop())
     lifecycle.info("outbox relay started")

@@ -147,9 +147,15 @@ def _assemble(
     return document
 
 
-# The run list and the change feed on the event loop (PostgreSQL): the ORM path's statements
-# (`repository.page_query`, `changes_query`), selected as columns, then the page's attempts and
-# progress in one statement each.
+# The run list and the change feed, in both ways to the database: the statements of
+# `repository.page_query` and `changes_query` selected as columns, then the page's attempts and
+# progress in one statement each, assembled into documents without the ORM (its identity map
+# and selectin loads were half of a 200-run page's time on SQLite; issue 17).
+
+
+def org_version(conn: Connection, caller: Principal) -> int:
+    """The newest version of any run in the caller's org: the list's ETag."""
+    return int(conn.execute(repository.ORG_VERSION, {"org_id": caller.org_id}).scalar() or 0)
 
 
 async def org_version_async(reader: AsyncDatabase, caller: Principal) -> int:
@@ -157,36 +163,65 @@ async def org_version_async(reader: AsyncDatabase, caller: Principal) -> int:
     return int(rows[0]["version"] or 0)
 
 
+def list_page(
+    conn: Connection, caller: Principal, criteria: RunFilter, limit: int, after: str | None
+) -> RunPage:
+    """A keyset page of the runs `criteria` selects, newest first, scoped to the caller."""
+    criteria.project_id = _scoped_project(conn, caller, criteria.project_id)
+    query, params = repository.page_query(criteria, limit, service.cursor_position(after))
+    rows = [row._mapping for row in conn.execute(_columns(query), params)]
+    return service.run_page(_runs_out(conn, rows), limit)
+
+
 async def list_async(
     reader: AsyncDatabase, caller: Principal, criteria: RunFilter, limit: int, after: str | None
 ) -> RunPage:
-    """`service.list_runs` on the event loop."""
-    criteria.project_id = await _scoped_project(reader, caller, criteria.project_id)
+    """`list_page` on the event loop."""
+    criteria.project_id = await _scoped_project_async(reader, caller, criteria.project_id)
     query, params = repository.page_query(criteria, limit, service.cursor_position(after))
-    built_once = _AS_COLUMNS.get(query)
-    if built_once is not None:
-        rows = await reader.fetch(built_once, params)
-    else:  # a filtered list: its statement is built (and compiled) for this request
-        rows = await reader.fetch(_as_columns(query), params, cache=False)
-    return service.run_page(await _runs_out(reader, rows), limit)
+    # A filtered list's statement is built (and compiled) for this request: not cached.
+    rows = await reader.fetch(_columns(query), params, cache=query in _AS_COLUMNS)
+    return service.run_page(await _runs_out_async(reader, rows), limit)
+
+
+def changes_page(
+    conn: Connection, caller: Principal, after: int, limit: int, project: str | None = None
+) -> RunPage:
+    """Every run changed after version `after` (deletions too), oldest first, and the version
+    to ask from next time."""
+    project_id = _scoped_project(conn, caller, project)
+    upto = int(conn.execute(repository.CURRENT_VERSION).scalar() or 0)
+    query, params = repository.changes_query(caller.org_id, project_id, after, upto, limit)
+    rows = [row._mapping for row in conn.execute(_AS_COLUMNS[query], params)]
+    return service.feed_page(_runs_out(conn, rows), limit, after, upto)
 
 
 async def changes_async(
     reader: AsyncDatabase, caller: Principal, after: int, limit: int, project: str | None = None
 ) -> RunPage:
-    """`service.changes_since` on the event loop."""
-    project_id = await _scoped_project(reader, caller, project)
+    """`changes_page` on the event loop."""
+    project_id = await _scoped_project_async(reader, caller, project)
     current = await reader.fetch(repository.CURRENT_VERSION, {})
     upto = int(current[0]["value"]) if current else 0
     query, params = repository.changes_query(caller.org_id, project_id, after, upto, limit)
     rows = await reader.fetch(_AS_COLUMNS[query], params)
-    return service.feed_page(await _runs_out(reader, rows), limit, after, upto)
+    return service.feed_page(await _runs_out_async(reader, rows), limit, after, upto)
 
 
-async def _scoped_project(
+def _scoped_project(conn: Connection, caller: Principal, project: str | None) -> str | None:
+    """The named project (judged by `tenants.judge_project`), else the key's own, if any."""
+    if project is None:
+        return caller.project_id
+    wanted = tenants.wanted_project(caller, project)
+    found = conn.execute(PROJECT_ID, {"org_id": caller.org_id, "wanted": wanted}).scalar()
+    tenants.judge_project(caller, wanted, found)
+    return found
+
+
+async def _scoped_project_async(
     reader: AsyncDatabase, caller: Principal, project: str | None
 ) -> str | None:
-    """As `service._scoped_project`: the named project (judged by `tenants.judge_project`)."""
+    """`_scoped_project` on the event loop."""
     if project is None:
         return caller.project_id
     wanted = tenants.wanted_project(caller, project)
@@ -201,22 +236,42 @@ def _as_columns(query: Select[Any]) -> Select[Any]:
     return query.with_only_columns(*columns, maintain_column_froms=True)
 
 
-# The statements built once, as columns, so that the reader compiles each once.
+# The statements built once, as columns, so that each is compiled once.
 _AS_COLUMNS = {
     query: _as_columns(query)
     for query in (*repository.PAGES.values(), repository.CHANGES, repository.CHANGES_IN_PROJECT)
 }
 
 
-async def _runs_out(reader: AsyncDatabase, rows: Rows) -> list[RunOut]:
+def _columns(query: Select[Any]) -> Select[Any]:
+    """`query` as columns: built once for the unfiltered lists, per request for a filtered one."""
+    built_once = _AS_COLUMNS.get(query)
+    return built_once if built_once is not None else _as_columns(query)
+
+
+def _runs_out(conn: Connection, rows: Sequence[Row]) -> list[RunOut]:
     ids = [row["id"] for row in rows]
-    attempts: dict[str, list[Row]] = {run_id: [] for run_id in ids}
-    progress: dict[str, Row] = {}
-    if ids:
-        for row in await reader.fetch(repository.ATTEMPTS_OF, {"run_ids": ids}):
-            attempts[row["run_id"]].append(row)
-        for row in await reader.fetch(repository.PROGRESS_OF, {"run_ids": ids}):
-            progress[row["run_id"]] = row
+    attempts, progress = repository.attempts_and_progress(conn, ids) if ids else ((), ())
+    return _documents(rows, [a._mapping for a in attempts], [p._mapping for p in progress])
+
+
+async def _runs_out_async(reader: AsyncDatabase, rows: Rows) -> list[RunOut]:
+    ids = [row["id"] for row in rows]
+    if not ids:
+        return []
+    params = {"run_ids": ids}
+    attempts = await reader.fetch(repository.ATTEMPTS_OF, params)
+    return _documents(rows, attempts, await reader.fetch(repository.PROGRESS_OF, params))
+
+
+def _documents(
+    rows: Sequence[Row], attempt_rows: Sequence[Row], progress_rows: Sequence[Row]
+) -> list[RunOut]:
+    """The runs' documents, from their rows and their attempts' (in order) and progress rows."""
+    attempts: dict[str, list[Row]] = {row["id"]: [] for row in rows}
+    for row in attempt_rows:
+        attempts[row["run_id"]].append(row)
+    progress = {row["run_id"]: row for row in progress_rows}
     outs = []
     for row in rows:
         document = _assemble(row, attempts[row["id"]], progress.get(row["id"]))

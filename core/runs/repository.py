@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
@@ -153,14 +154,6 @@ def _label_runs(org_id: str, key: str, value: str | None) -> Select[str]:
     return query.where(RunLabel.value == value) if value is not None else query
 
 
-def list_runs(
-    session: Session, criteria: RunFilter, limit: int, before_id: str | None
-) -> list[Run]:
-    """Newest first, keyset-paged on id; fetches one extra row to tell whether more exist."""
-    query, params = page_query(criteria, limit, before_id)
-    return list(session.scalars(query, params))
-
-
 def _page(in_project: bool, below: bool) -> Select[Run]:
     query = select(Run).where(Run.org_id == bindparam("org_id"), Run.deleted_at.is_(None))
     if in_project:
@@ -182,7 +175,7 @@ PAGES = {
 def page_query(
     criteria: RunFilter, limit: int, before_id: str | None
 ) -> tuple[Select[Run], dict[str, Any]]:
-    """`list_runs`'s statement and its parameters (also run as columns on asyncpg)."""
+    """The run list's statement and its parameters (run as columns: core/runs/reads.py)."""
     params: dict[str, Any] = {"rows": limit + 1}
     if not criteria.narrowed:
         params |= {"org_id": criteria.org_id, "project_id": criteria.project_id}
@@ -200,14 +193,6 @@ def current_version(session: Session) -> int:
 
 
 CURRENT_VERSION = select(VersionCounter.value).where(VersionCounter.name == RUNS_COUNTER)
-
-
-def changed_runs(
-    session: Session, org_id: str, project_id: str | None, after: int, upto: int, limit: int
-) -> list[Run]:
-    """Runs (deleted ones included) whose version lies in (after, upto], oldest change first."""
-    query, params = changes_query(org_id, project_id, after, upto, limit)
-    return list(session.scalars(query, params))
 
 
 def _changes(in_project: bool) -> Select[Run]:
@@ -230,16 +215,12 @@ CHANGES_IN_PROJECT = _changes(in_project=True)
 def changes_query(
     org_id: str, project_id: str | None, after: int, upto: int, limit: int
 ) -> tuple[Select[Run], dict[str, Any]]:
-    """`changed_runs`'s statement and its parameters (also run as columns on asyncpg)."""
+    """The change feed's statement: runs (deleted ones included) whose version lies in
+    (after, upto], oldest change first; and its parameters (run as columns: core/runs/reads.py)."""
     params = {"org_id": org_id, "after": after, "upto": upto, "rows": limit + 1}
     if project_id:
         return CHANGES_IN_PROJECT, {**params, "project_id": project_id}
     return CHANGES, params
-
-
-def org_version(session: Session, org_id: str) -> int:
-    """The highest version of any run in the org: changes whenever any of its runs does."""
-    return int(session.scalar(ORG_VERSION, {"org_id": org_id}) or 0)
 
 
 ORG_VERSION = select(func.max(Run.resource_version).label("version")).where(
@@ -254,6 +235,30 @@ ATTEMPTS_OF = (
 PROGRESS_OF = select(*(getattr(RunProgress, name) for name in PROGRESS_COLUMNS)).where(
     RunProgress.run_id == any_(bindparam("run_ids", type_=ARRAY(String)))
 )
+# The same on SQLite, which has no arrays: the ids as one JSON array, unpacked by json_each (an
+# expanding IN of 200 placeholders cost more to render than the query).
+_IDS_IN_JSON = select(func.json_each(bindparam("run_ids_json")).table_valued("value").c.value)
+ATTEMPTS_OF_JSON = (
+    select(RunAttempt.run_id, *(getattr(RunAttempt, name) for name in ATTEMPT_COLUMNS))
+    .where(RunAttempt.run_id.in_(_IDS_IN_JSON))
+    .order_by(RunAttempt.run_id, RunAttempt.attempt)
+)
+PROGRESS_OF_JSON = select(*(getattr(RunProgress, name) for name in PROGRESS_COLUMNS)).where(
+    RunProgress.run_id.in_(_IDS_IN_JSON)
+)
+
+
+def attempts_and_progress(
+    conn: Connection, run_ids: list[str]
+) -> tuple[Sequence[Row[Any]], Sequence[Row[Any]]]:
+    """The attempts (in order) and progress rows of these runs: a page read as columns."""
+    if conn.dialect.name == "postgresql":
+        params: dict[str, Any] = {"run_ids": run_ids}
+        attempts, progress = ATTEMPTS_OF, PROGRESS_OF
+    else:
+        params = {"run_ids_json": json.dumps(run_ids)}
+        attempts, progress = ATTEMPTS_OF_JSON, PROGRESS_OF_JSON
+    return conn.execute(attempts, params).all(), conn.execute(progress, params).all()
 
 
 def replace_labels(session: Session, run: Run, labels: dict[str, str]) -> None:

@@ -235,15 +235,6 @@ def run_filter(
     )
 
 
-def list_runs(
-    session: Session, caller: Principal, criteria: RunFilter, limit: int, after: str | None
-) -> RunPage:
-    """A keyset page of the runs `criteria` selects, newest first, scoped to the caller."""
-    criteria.project_id = _scoped_project(session, caller, criteria.project_id)
-    rows = repository.list_runs(session, criteria, limit, cursor_position(after))
-    return run_page([RunOut.model_validate(r) for r in rows], limit)
-
-
 def cursor_position(after: str | None) -> str | None:
     """The run id an `after` cursor points below (422 for a cursor we did not make)."""
     return RUN_CURSOR.decode(after) if after else None
@@ -256,12 +247,6 @@ def run_page(runs: Sequence[RunOut], limit: int) -> RunPage:
     # Constructed, not validated: each RunOut is validated already, and validating the page
     # ran every run's validators again (a third of a 200-run page's time; issue 17).
     return RunPage.model_construct(data=page, has_more=more, next_cursor=cursor)
-
-
-def _scoped_project(session: Session, caller: Principal, project: str | None) -> str | None:
-    if project is None:
-        return caller.project_id
-    return tenants.resolve_project(session, caller, project).id
 
 
 def refuse_feed_filters(filters: Mapping[str, object]) -> None:
@@ -277,19 +262,6 @@ def refuse_feed_filters(filters: Mapping[str, object]) -> None:
         ).with_code("filter_not_with_changed_since")
 
 
-def changes_since(
-    session: Session, caller: Principal, after: int, limit: int, project: str | None = None
-) -> RunPage:
-    """Every run changed after version `after`, and the version to ask from next time."""
-    project_id = _scoped_project(session, caller, project)
-    upto = repository.current_version(session)
-    rows = repository.changed_runs(session, caller.org_id, project_id, after, upto, limit)
-    data = [
-        RunOut.model_validate(r).model_copy(update={"deleted": bool(r.deleted_at)}) for r in rows
-    ]
-    return feed_page(data, limit, after, upto)
-
-
 def feed_page(runs: Sequence[RunOut], limit: int, after: int, upto: int) -> RunPage:
     """A change-feed page from up to `limit + 1` runs changed in (after, upto], oldest first.
 
@@ -299,11 +271,6 @@ def feed_page(runs: Sequence[RunOut], limit: int, after: int, upto: int) -> RunP
     page, more = list(runs[:limit]), len(runs) > limit
     next_version = page[-1].resource_version if more else max(upto, after)
     return RunPage.model_construct(data=page, has_more=more, resource_version=next_version)
-
-
-def list_version(session: Session, caller: Principal) -> int:
-    """The newest resource_version among the caller's org's runs: a list's ETag basis."""
-    return repository.org_version(session, caller.org_id)
 
 
 def run_version(session: Session, caller: Principal, run_id: str) -> int | None:

@@ -78,3 +78,51 @@ def test_a_blocked_writer_starts_as_soon_as_the_lock_is_free(tmp_path: Path) -> 
         lateness.append(got_in - committed[0])
     engine.dispose()
     assert min(lateness) < 0.04, lateness
+
+
+def test_a_read_does_not_wait_for_a_writer(tmp_path: Path) -> None:
+    """The API's reads (`db.read_engine`: a run, a page, a key) take no write lock: in WAL they
+    read the last commit beside an open write transaction, as on PostgreSQL, instead of queueing
+    behind every worker's transaction (and each other)."""
+    engine = _engine(tmp_path)
+    reader = db.read_engine(engine)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO t VALUES (1)"))
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO t VALUES (2)"))
+            holding.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert holding.wait(10)
+        started = time.perf_counter()
+        with db.read_scope(reader) as conn:
+            seen = conn.execute(text("SELECT count(*) FROM t")).scalar_one()
+        waited = time.perf_counter() - started
+        assert not _queue_free(tmp_path / "queue.db.writer")  # the writer still holds it
+    finally:
+        release.set()
+        holder.join()
+    assert seen == 1  # the last commit, not the open transaction's row
+    assert waited < 1.0, waited
+    with db.read_scope(reader) as conn:
+        assert conn.execute(text("SELECT count(*) FROM t")).scalar_one() == 2
+    reader.dispose()
+    engine.dispose()
+
+
+def test_a_read_scope_may_still_write_once(tmp_path: Path) -> None:
+    """A read scope's one best-effort write (an API key's touch) commits on its own."""
+    engine = _engine(tmp_path)
+    reader = db.read_engine(engine)
+    with db.read_scope(reader) as conn:
+        conn.execute(text("INSERT INTO t VALUES (3)"))
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT x FROM t")).scalars().all() == [3]
+    reader.dispose()
+    engine.dispose()

@@ -7,7 +7,7 @@ lists again. Every `resync_seconds` it re-lists anyway, which heals anything a w
 restarted worker starts with an empty mirror, so its first act is a list: the view is rebuilt
 from the cluster, never from memory. Objects are kept as the API's JSON, which is all the
 classifier reads and half the memory of the client's models; after each list they are frozen
-out of the garbage collector's full collections (workers/heap.py).
+out of the garbage collector's full collections (core/heap.py).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 
-from workers import heap
+from core import heap
 
 GONE = 410
 RETRY_SECONDS = 1.0

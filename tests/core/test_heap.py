@@ -1,9 +1,12 @@
-"""workers/heap.py: what a mirror lists is frozen out of full collections, and nothing leaks."""
+"""core/heap.py: what a mirror lists is frozen out of full collections, and nothing leaks."""
 
 from __future__ import annotations
 
 import gc
 import json
+import os
+import subprocess
+import sys
 import weakref
 from collections.abc import Iterator
 from types import SimpleNamespace
@@ -11,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from workers import heap
+from core import heap
 from workers.executors.kubernetes.mirror import Mirror
 
 
@@ -63,3 +66,26 @@ def test_a_mirror_s_list_is_frozen_out_of_full_collections() -> None:
     listed = mirror.objects()
     assert len(listed) == 100
     assert all(gc.is_tracked(pod) and id(pod) not in collected for pod in listed)
+
+
+@pytest.mark.parametrize(
+    "start",
+    [
+        "import api.main",  # what uvicorn serves
+        "from workers import celery_app; celery_app._checks_at_start()",  # a worker starting
+    ],
+)
+def test_a_service_process_freezes_its_start_up_and_spaces_out_young_collections(
+    start: str,
+) -> None:
+    """In a process of its own: freezing here would keep the test session's garbage."""
+    shown = "print(json.dumps([gc.get_threshold()[0], gc.get_freeze_count()]))"
+    code = f"import gc, json\n{start}\n{shown}"
+    env = {**os.environ, "TRAINPORT_DATABASE_URL": "sqlite:///:memory:", "TRAINPORT_SANDBOX": "off"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    young, frozen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert young == heap.YOUNG_THRESHOLD
+    assert frozen > 10_000  # the imported modules' objects
