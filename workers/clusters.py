@@ -1,4 +1,4 @@
-"""The clusters this worker serves, registered for the scheduler before each admission pass.
+"""The clusters this worker serves, registered for the scheduler at each admission pass.
 
 The local machine (`local`, unless TRAINPORT_LOCAL_CLUSTER is false) and every Kubernetes
 cluster of TRAINPORT_KUBERNETES_CLUSTERS, each with its nodes' inventory (allocatable GPUs per
@@ -35,14 +35,19 @@ _next_read: dict[str, float] = {}  # cluster name -> monotonic time of its next 
 _warned: set[tuple[str, str]] = set()  # (cluster, version) whose lack of support was logged
 
 
-def sync_clusters(
+def sync_local(session: Session, settings: Settings) -> None:
+    """The local machine's row, in the admission pass's own transaction: it writes only when
+    the inventory changed, so a transaction of its own was one more per pass (issue 17)."""
+    if settings.local_cluster:
+        sync_local_cluster(session, settings)
+
+
+def sync_kubernetes_clusters(
     factory: sessionmaker[Session],
     settings: Settings,
     clock: Callable[[], float] = time.monotonic,
 ) -> None:
-    if settings.local_cluster:
-        with session_scope(factory) as session:
-            sync_local_cluster(session, settings)
+    """Each Kubernetes cluster's nodes and version when due, read outside any transaction."""
     for name in settings.kubernetes_clusters:
         if not _due(name, clock(), settings.kubernetes_inventory_seconds):
             continue

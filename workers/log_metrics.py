@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.db import among, session_scope
+from core.db import session_scope
 from core.log_archive import LogArchive
 from core.logs import LogKey
 from core.metrics.from_logs import patterns_of
 from core.metrics.observed import LogBytes, tail_log
-from core.models import Run
 
 METRICS_RANK = 0
 log = logging.getLogger("trainport.log_metrics")
@@ -45,29 +43,22 @@ def archive_reader(archive: LogArchive, key: LogKey) -> LogBytes:
 
 
 def tail_attempts(
-    factory: sessionmaker[Session], attempts: Iterable[tuple[str, int, bool]]
+    factory: sessionmaker[Session],
+    attempts: Iterable[tuple[str, int, bool]],
+    metrics: Mapping[str, dict[str, Any] | None],
 ) -> None:
-    """Parse the logs of `(run id, attempt, ended)`; an ended attempt's to its end."""
-    wanted = list(attempts)
-    specs = _specs_with_patterns(factory, {run_id for run_id, _, _ in wanted})
-    for run_id, attempt, ended in wanted:
-        if run_id in specs:
-            try:
-                _tail(factory, run_id, attempt, specs[run_id], ended)
-            except Exception:  # one run's log never holds up the pass for the others
-                log.exception("parsing metrics from the log of %s/%d failed", run_id, attempt)
+    """Parse the logs of `(run id, attempt, ended)`; an ended attempt's to its end.
 
-
-def _specs_with_patterns(
-    factory: sessionmaker[Session], run_ids: set[str]
-) -> dict[str, dict[str, Any]]:
-    """The specs (their `metrics` part: all that patterns_of reads) that name log patterns."""
-    if not run_ids:
-        return {}
-    with session_scope(factory) as session:
-        query = select(Run.id, Run.spec["metrics"]).where(among(session, Run.id, run_ids))
-        rows = session.execute(query).all()
-    return {row[0]: {"metrics": row[1]} for row in rows if (row[1] or {}).get("from_logs")}
+    `metrics`: each run's spec `metrics` part (`repository.metrics_parts`), all that
+    `patterns_of` reads."""
+    for run_id, attempt, ended in attempts:
+        part = metrics.get(run_id) or {}
+        if not part.get("from_logs"):
+            continue
+        try:
+            _tail(factory, run_id, attempt, {"metrics": part}, ended)
+        except Exception:  # one run's log never holds up the pass for the others
+            log.exception("parsing metrics from the log of %s/%d failed", run_id, attempt)
 
 
 def _tail(

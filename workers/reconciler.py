@@ -50,6 +50,7 @@ from core.launch import freeze_and_mint_environment
 from core.launch_request import CodeToRun, LaunchRequest
 from core.models import Cluster, Run, RunAttempt, RunProgress, TaskDelivery, utcnow
 from core.outbox import Task
+from core.runs import repository
 from core.runs.attempts import AttemptOutcome, Ending, close_attempt, mark_started, settle
 from core.runs.repository import BARE
 from core.runs.states import RunStatus, StatusReason, transition
@@ -243,16 +244,19 @@ def reconcile_once(ctx: WorkerContext, deadline: float | None = None) -> Summary
     """
     observed_at = utcnow()
     observed = _observe(ctx)  # before loading runs: what it shows was admitted before it
+    with session_scope(ctx.factory) as session:
+        active = _active_runs(session)
+        metrics = repository.metrics_parts(session, {o.run_id for _, o in observed.values()})
     tail_attempts(  # before settling: an ended attempt's last lines count
         ctx.factory,
         [(o.run_id, o.attempt, _ended(o)) for _, o in observed.values()],
+        metrics,
     )
     import_live(  # the same for TensorBoard event files in folders on this machine
         ctx.factory,
         [(executor, o.run_id, o.attempt, _ended(o)) for executor, o in observed.values()],
+        metrics,
     )
-    with session_scope(ctx.factory) as session:
-        active = _active_runs(session)
     live = {(run.id, run.attempt) for run in active}
     summary = Summary()
     for (run_id, attempt), (executor, _) in observed.items():

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.db import session_scope
 from core.scheduling.admission import Admitted, accept_pending, admit_queued_runs
 from core.settings import Settings
-from workers.clusters import sync_clusters
+from workers.clusters import sync_kubernetes_clusters, sync_local
 
 log = logging.getLogger("trainport.scheduler")
 
@@ -39,8 +39,9 @@ def run_pass(
     factory: sessionmaker[Session], settings: Settings, run_ids: Sequence[str] | None = None
 ) -> PassResult:
     """Accept `run_ids` (every pending run when None) and admit whatever fits now."""
-    sync_clusters(factory, settings)
+    sync_kubernetes_clusters(factory, settings)
     with session_scope(factory) as session:
+        sync_local(session, settings)
         accepted = accept_pending(session, run_ids)
     with session_scope(factory) as session:
         admitted = admit_queued_runs(session, settings)

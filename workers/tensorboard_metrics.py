@@ -14,17 +14,15 @@ working directory, reached through no link — a run cannot make the worker read
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.db import among, session_scope
+from core.db import session_scope
 from core.metrics.observed import LogBytes, tail_event_file
 from core.metrics.tensorboard import EVENT_FILE_GLOB, CorruptEventFile
-from core.models import Run
 from workers.executors.base import Executor
 from workers.harvest import matches, open_regular
 
@@ -37,19 +35,22 @@ def tensorboard_dir(spec: dict[str, Any]) -> str | None:
 
 
 def import_live(
-    factory: sessionmaker[Session], attempts: Iterable[tuple[Executor, str, int, bool]]
+    factory: sessionmaker[Session],
+    attempts: Iterable[tuple[Executor, str, int, bool]],
+    metrics: Mapping[str, dict[str, Any] | None],
 ) -> None:
-    """Import the event files of `(executor, run id, attempt, ended)` whose folder is here."""
-    wanted = list(attempts)
-    folders = _tensorboard_dirs(factory, {run_id for _, run_id, _, _ in wanted})
-    for executor, run_id, attempt, ended in wanted:
-        if run_id not in folders:
+    """Import the event files of `(executor, run id, attempt, ended)` whose folder is here.
+
+    `metrics`: each run's spec `metrics` part (`repository.metrics_parts`)."""
+    for executor, run_id, attempt, ended in attempts:
+        folder = tensorboard_dir({"metrics": metrics.get(run_id)})
+        if not folder:
             continue
         found = executor.leftovers(run_id, attempt)
         if found is None:
             continue  # a pod's files: imported from what it uploads (workers/harvest.py)
         try:
-            import_folder(factory, run_id, attempt, found.workdir, folders[run_id], ended)
+            import_folder(factory, run_id, attempt, found.workdir, folder, ended)
         except Exception:  # one run's files never hold up the pass for the others
             log.exception("importing the TensorBoard files of %s/%d failed", run_id, attempt)
 
@@ -100,12 +101,3 @@ def _file_reader(path: Path) -> LogBytes:
             return source.read(limit)
 
     return read
-
-
-def _tensorboard_dirs(factory: sessionmaker[Session], run_ids: set[str]) -> dict[str, str]:
-    if not run_ids:
-        return {}
-    with session_scope(factory) as session:
-        query = select(Run.id, Run.spec["metrics"]).where(among(session, Run.id, run_ids))
-        rows = session.execute(query).all()
-    return {row[0]: folder for row in rows if (folder := tensorboard_dir({"metrics": row[1]}))}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import ARRAY, Connection, Row, Select, String, and_, any_, bindparam, func, select
 from sqlalchemy.orm import Session, joinedload, lazyload
 
+from core.db import among
 from core.ids import lowest_id_at
 from core.models import ApiKey, Run, RunAttempt, RunEvent, RunLabel, RunProgress, VersionCounter
 from core.runs.versions import RUNS_COUNTER
@@ -259,6 +260,15 @@ def attempts_and_progress(
         params = {"run_ids_json": json.dumps(run_ids)}
         attempts, progress = ATTEMPTS_OF_JSON, PROGRESS_OF_JSON
     return conn.execute(attempts, params).all(), conn.execute(progress, params).all()
+
+
+def metrics_parts(session: Session, run_ids: Collection[str]) -> dict[str, dict[str, Any] | None]:
+    """Each run's spec `metrics` part (log patterns, a TensorBoard folder): what a reconcile
+    pass reads for the attempts it observed, in its own read of the active runs."""
+    if not run_ids:
+        return {}
+    query = select(Run.id, Run.spec["metrics"]).where(among(session, Run.id, run_ids))
+    return {run_id: part for run_id, part in session.execute(query)}
 
 
 def replace_labels(session: Session, run: Run, labels: dict[str, str]) -> None:

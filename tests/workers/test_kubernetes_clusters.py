@@ -46,7 +46,7 @@ from tests.support.kubernetes_clusters import (  # noqa: F401 - fixtures, used a
 )
 from tests.support.scheduling import sessions
 from workers import scheduler
-from workers.clusters import sync_clusters
+from workers.clusters import sync_kubernetes_clusters
 from workers.reconciler import launch_attempt, reconcile_once
 
 
@@ -103,14 +103,14 @@ def test_each_cluster_s_nodes_are_listed_at_most_once_per_inventory_interval(
     factory, now = sessions(api), [0.0]
     interval = clusters.settings.kubernetes_inventory_seconds
     for _ in range(3):
-        sync_clusters(factory, clusters.settings, clock=lambda: now[0])
+        sync_kubernetes_clusters(factory, clusters.settings, clock=lambda: now[0])
     clusters.east.add_node("a-new", gpus=4, gpu_type=A100)
     now[0] = interval - 1
-    sync_clusters(factory, clusters.settings, clock=lambda: now[0])
+    sync_kubernetes_clusters(factory, clusters.settings, clock=lambda: now[0])
     assert clusters.east.server.store.requests["GET nodes"] == 1
     assert _inventory(api, "east")["gpus"] == {A100: 8}
     now[0] = interval
-    sync_clusters(factory, clusters.settings, clock=lambda: now[0])
+    sync_kubernetes_clusters(factory, clusters.settings, clock=lambda: now[0])
     assert clusters.east.server.store.requests["GET nodes"] == 2
     assert _inventory(api, "east")["gpus"] == {A100: 12}
 
