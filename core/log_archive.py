@@ -86,15 +86,18 @@ class LogArchive:
             row = session.get(LogStream, (key.run_id, key.attempt, key.rank))
             return Head() if row is None else _head(row)
 
-    def append(self, key: LogKey, data: bytes, *, expected: str, cursor: str) -> Appended:
+    def append(
+        self, key: LogKey, data: bytes, *, expected: str, cursor: str, finish: bool = False
+    ) -> Appended:
         """Store `data` (whole lines) after the stream's end if the stream's cursor is
-        `expected`, and move the cursor to `cursor`."""
+        `expected`, and move the cursor to `cursor`; with `finish`, the writer's last lines:
+        the stream is closed in the same transaction."""
         with session_scope(self.factory) as session:
             row = _lock_stream(session, key)
             if row.finished or row.cursor != expected:
                 return Appended(False, _head(row))
             self._store(session, key, row, data)
-            row.cursor, row.updated_at = cursor, utcnow()
+            row.cursor, row.updated_at, row.finished = cursor, utcnow(), finish
             _notify(session, key.run_id)
             return Appended(True, _head(row))
 

@@ -73,39 +73,36 @@ class SpoolShipper:
             file = ref.path.open("rb")
         except FileNotFoundError:
             if finish:  # a rank that never wrote: an empty, finished log
-                self._finish(key, self._position(key))
+                self._finish(key, self._offsets.get(key, 0))
             return
         with file:
             if not _lock(file, wait):
                 return
             done = finish or ref.finished  # before reading: all written before it is then read
-            offset = self._position(key)
-            if offset is not None and (done or os.fstat(file.fileno()).st_size > offset):
-                offset = self._copy(file, key, offset, done)
+            offset: int | None = self._offsets.get(key, 0)
+            if done or os.fstat(file.fileno()).st_size > (offset or 0):
+                offset = self._copy(file, key, offset or 0, done)
             if done:
                 self._finish(key, offset)
 
-    def _position(self, key: LogKey) -> int | None:
-        """How much of the spool file is stored; None once the stream is finished."""
-        if key not in self._offsets:
-            head = self.archive.head(key)
-            if head.finished:
-                return None
-            self._offsets[key] = int(head.cursor or 0)
-        return self._offsets[key]
-
     def _copy(self, file: IO[bytes], key: LogKey, offset: int, done: bool) -> int | None:
-        """Append the file from `offset` on; the offset reached, or None if now finished."""
+        """Append the file from `offset` on (once `done`, its last lines finish the stream in
+        the same transaction); the offset reached, or None if the stream is now finished.
+
+        A stream this process has not written to yet is taken to start at 0 rather than read
+        first: if it does not (another shipper, or this worker before a restart, stored some),
+        the append is refused with the stream's head, and the copy goes on from its cursor."""
         while True:
-            for data, after in _lines(file, offset, done):
+            appended = None
+            for data, after, last in _with_last(_lines(file, offset, done)):
                 appended = self.archive.append(
-                    key, data, expected=_cursor(offset), cursor=_cursor(after)
+                    key, data, expected=_cursor(offset), cursor=_cursor(after), finish=done and last
                 )
                 if not appended.stored:
                     break
                 offset = self._offsets[key] = after
             else:
-                return offset
+                return None if appended is not None and appended.head.finished else offset
             if appended.head.finished:  # another shipper finished it
                 return None
             # Another shipper got further: go on from where it stopped.
@@ -122,6 +119,15 @@ class SpoolShipper:
 def _cursor(offset: int) -> str:
     """A spool offset as a stream cursor; a new stream's cursor is empty, meaning 0."""
     return str(offset) if offset else ""
+
+
+def _with_last(items: Iterator[tuple[bytes, int]]) -> Iterator[tuple[bytes, int, bool]]:
+    """Each item, and whether it is the last one."""
+    held = next(items, None)
+    while held is not None:
+        following = next(items, None)
+        yield *held, following is None
+        held = following
 
 
 def _lock(file: IO[bytes], wait: bool) -> bool:
