@@ -8,7 +8,9 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
+import threading
 import time
+import weakref
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -195,6 +197,23 @@ def read_engine(engine: Engine) -> Engine:
         dbapi_conn.isolation_level = None  # no BEGIN from sqlite3, none from SQLAlchemy
 
     return reader
+
+
+_read_factories: weakref.WeakKeyDictionary[Engine, sessionmaker[Session]] = (
+    weakref.WeakKeyDictionary()
+)
+_read_factories_lock = threading.Lock()
+
+
+def read_sessions(factory: sessionmaker[Session]) -> sessionmaker[Session]:
+    """Sessions on `read_engine` of `factory`'s engine (one pool per engine): for a step that
+    only reads, so that on SQLite it neither takes nor waits for the write lock."""
+    engine = factory.kw["bind"]
+    with _read_factories_lock:
+        found = _read_factories.get(engine)
+        if found is None:
+            found = _read_factories[engine] = make_sessionmaker(read_engine(engine))
+        return found
 
 
 @contextmanager

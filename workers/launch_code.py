@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.code import git, snapshots
 from core.code.snapshots import ShippedCode
-from core.db import session_scope
+from core.db import read_sessions, session_scope
 from core.errors import TrainportError
 from core.launch_request import CodeToRun
 from core.models import Run, RunProvenance
@@ -50,7 +50,7 @@ def code_for_launch(
     factory: sessionmaker[Session], settings: Settings, run_id: str
 ) -> tuple[ShippedCode, CodeToRun] | None:
     """The snapshot the run's next attempt runs, or None when it ships no code."""
-    with session_scope(factory) as session:
+    with session_scope(read_sessions(factory)) as session:  # reads: no write lock
         plan = _load(session, settings, run_id)
     if plan is None:
         return None

@@ -44,7 +44,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core import deliveries, outbox, process_logging, telemetry
 from core.code.snapshots import ShippedCode
-from core.db import session_scope
+from core.db import read_sessions, session_scope
 from core.executor_kinds import LOCAL_CLUSTER, ExecutorKind
 from core.launch import freeze_and_mint_environment
 from core.launch_request import CodeToRun, LaunchRequest
@@ -244,7 +244,7 @@ def reconcile_once(ctx: WorkerContext, deadline: float | None = None) -> Summary
     """
     observed_at = utcnow()
     observed = _observe(ctx)  # before loading runs: what it shows was admitted before it
-    with session_scope(ctx.factory) as session:
+    with session_scope(read_sessions(ctx.factory)) as session:
         active = _active_runs(session)
         metrics = repository.metrics_parts(session, {o.run_id for _, o in observed.values()})
     tail_attempts(  # before settling: an ended attempt's last lines count
@@ -302,7 +302,7 @@ def _isolated(what: str, run_id: str, attempt: int, step: Callable[[], bool]) ->
 
 def _observe(ctx: WorkerContext) -> dict[tuple[str, int], tuple[Executor, AttemptObservation]]:
     """What every executor of this worker sees (each once: local clusters share one)."""
-    with session_scope(ctx.factory) as session:
+    with session_scope(read_sessions(ctx.factory)) as session:
         rows = session.execute(select(Cluster.name, Cluster.executor)).all()
     executors: dict[int, Executor] = {}
     for where in [Where(name, kind) for name, kind in rows] or [LOCAL]:

@@ -200,7 +200,7 @@ def _anything_waiting(ctx: WorkerContext) -> bool:
     write transactions) after every settle was a quarter of the embedded workers' CPU when
     runs came one at a time and nothing waited (issue 17). Beat's pass still comes every few
     seconds (budget alerts ride on it); a run created after this look brings its own."""
-    with db.session_scope(ctx.factory) as session:
+    with db.session_scope(db.read_sessions(ctx.factory)) as session:
         return repository.any_waiting(session)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
+from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.app import create_app
@@ -26,7 +28,8 @@ from core.db import session_scope
 from core.models import Run, RunAttempt
 from core.settings import Settings
 from tests.factories import create_run, make_tenant
-from workers import relay, tasks
+from workers import reconciler, relay, tasks
+from workers.launch_code import code_for_launch
 from workers.reconciler import WorkerContext
 
 Sent = list[tuple[str, dict[str, Any]]]
@@ -147,3 +150,39 @@ def test_a_run_that_ends_admits_the_one_waiting_for_its_slot(
 ) -> None:
     client, settings, factory = embedded  # 2 CPU slots: the third run waits, queued
     _run_to_the_end(client, settings, factory, 3)  # no beat here: the settle admitted it
+
+
+def test_the_worker_s_read_only_steps_do_not_wait_for_the_write_lock(
+    embedded: tuple[TestClient, Settings, sessionmaker[Session]],
+) -> None:
+    """What a settle's pass and a launch only read (the clusters, the active runs and their
+    metrics specs, whether anything waits, a launch's code) reads the last commit beside an
+    open write transaction (the API's submit, another step) instead of queueing behind it."""
+    client, settings, factory = embedded
+    tenant = make_tenant(client)
+    run = create_run(client, tenant, command=[sys.executable, "-c", "print(1)"])
+    context = tasks.context()
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with session_scope(factory) as session:
+            session.get(Run, run["id"], with_for_update=True)
+            session.execute(text("UPDATE runs SET updated_at = updated_at WHERE id = :id"),
+                            {"id": run["id"]})  # fmt: skip
+            holding.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert holding.wait(10)
+        started = time.monotonic()
+        assert tasks._anything_waiting(context)  # the run is pending
+        observed = reconciler._observe(context)
+        assert code_for_launch(factory, settings, run["id"]) is None  # it ships no code
+        waited = time.monotonic() - started
+    finally:
+        release.set()
+        holder.join()
+    assert observed == {}
+    assert waited < 1.0, waited
