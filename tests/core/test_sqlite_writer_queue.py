@@ -19,6 +19,7 @@ from sqlalchemy import Engine, text
 
 from core import db
 from core.settings import Settings
+from tests.support.databases import write_lock_held
 
 HOLD_S = 0.44  # SQLite's busy handler would next look at ~0.53 s: about 90 ms late
 
@@ -88,26 +89,12 @@ def test_a_read_does_not_wait_for_a_writer(tmp_path: Path) -> None:
     reader = db.read_engine(engine)
     with engine.begin() as conn:
         conn.execute(text("INSERT INTO t VALUES (1)"))
-    holding, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with engine.begin() as conn:
-            conn.execute(text("INSERT INTO t VALUES (2)"))
-            holding.set()
-            release.wait(10)
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    try:
-        assert holding.wait(10)
+    with write_lock_held(engine, "INSERT INTO t VALUES (2)"):
         started = time.perf_counter()
         with db.read_scope(reader) as conn:
             seen = conn.execute(text("SELECT count(*) FROM t")).scalar_one()
         waited = time.perf_counter() - started
         assert not _queue_free(tmp_path / "queue.db.writer")  # the writer still holds it
-    finally:
-        release.set()
-        holder.join()
     assert seen == 1  # the last commit, not the open transaction's row
     assert waited < 1.0, waited
     with db.read_scope(reader) as conn:

@@ -9,10 +9,14 @@ only when a test asks for one of these fixtures.
 from __future__ import annotations
 
 import secrets
+import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.app import create_app
@@ -64,3 +68,27 @@ def fresh_client(fresh_url: str) -> Iterator[TestClient]:
     app = create_app(Settings(database_url=fresh_url, key_touch_interval_seconds=0))
     yield TestClient(app, raise_server_exceptions=False)
     app_engine(app).dispose()
+
+
+@contextmanager
+def write_lock_held(
+    engine: Engine, statement: str, params: dict[str, Any] | None = None
+) -> Iterator[None]:
+    """`statement` in a write transaction of another thread, left open for the block: on
+    SQLite, the database's one write lock (and its writer queue) held meanwhile."""
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with engine.begin() as conn:
+            conn.execute(text(statement), params or {})
+            holding.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold, name="write-lock-holder")
+    holder.start()
+    try:
+        assert holding.wait(10), "the holder never got the write lock"
+        yield
+    finally:
+        release.set()
+        holder.join()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +18,6 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
-from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.app import create_app
@@ -28,6 +26,7 @@ from core.db import session_scope
 from core.models import Run, RunAttempt
 from core.settings import Settings
 from tests.factories import create_run, make_tenant
+from tests.support.databases import write_lock_held
 from workers import reconciler, relay, tasks
 from workers.launch_code import code_for_launch
 from workers.reconciler import WorkerContext
@@ -162,27 +161,12 @@ def test_the_worker_s_read_only_steps_do_not_wait_for_the_write_lock(
     tenant = make_tenant(client)
     run = create_run(client, tenant, command=[sys.executable, "-c", "print(1)"])
     context = tasks.context()
-    holding, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with session_scope(factory) as session:
-            session.get(Run, run["id"], with_for_update=True)
-            session.execute(text("UPDATE runs SET updated_at = updated_at WHERE id = :id"),
-                            {"id": run["id"]})  # fmt: skip
-            holding.set()
-            release.wait(10)
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    try:
-        assert holding.wait(10)
+    touch = "UPDATE runs SET updated_at = updated_at WHERE id = :id"
+    with write_lock_held(factory.kw["bind"], touch, {"id": run["id"]}):
         started = time.monotonic()
         assert tasks._anything_waiting(context)  # the run is pending
         observed = reconciler._observe(context)
         assert code_for_launch(factory, settings, run["id"]) is None  # it ships no code
         waited = time.monotonic() - started
-    finally:
-        release.set()
-        holder.join()
     assert observed == {}
     assert waited < 1.0, waited
