@@ -63,6 +63,20 @@ def enqueue(session: Session, task: Task, **payload: Any) -> None:
     session.info[_SESSION_KEY] = True
 
 
+def anything_to_claim(session: Session) -> bool:
+    """Whether a row is unsent and unleased: one index row, read before a claim's write."""
+    now = utcnow()
+    found = session.scalar(
+        select(OutboxMessage.id)
+        .where(
+            OutboxMessage.sent_at.is_(None),
+            or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now),
+        )
+        .limit(1)
+    )
+    return found is not None
+
+
 def claim(session: Session, limit: int, lease_seconds: float) -> list[Claimed]:
     """Unsent rows nobody else holds, oldest first, leased to the caller for `lease_seconds`."""
     now = utcnow()

@@ -75,6 +75,11 @@ def drain_ids(factory: sessionmaker[Session], publish: Publish, batch: int = BAT
     """`drain`, returning the ids of the rows sent (oldest first)."""
     total: list[int] = []
     while True:
+        # A read first: most drains (every settle's pass, every wake-up) find nothing, and a
+        # claim is a write transaction, which on SQLite waits behind every other writer.
+        with db.session_scope(db.read_sessions(factory)) as session:
+            if not outbox.anything_to_claim(session):
+                return total
         with db.session_scope(factory) as session:
             claimed = outbox.claim(session, batch, LEASE_SECONDS)
         sent = _publish_all(claimed, publish)

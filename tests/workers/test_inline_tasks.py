@@ -170,3 +170,19 @@ def test_the_worker_s_read_only_steps_do_not_wait_for_the_write_lock(
         waited = time.monotonic() - started
     assert observed == {}
     assert waited < 1.0, waited
+
+
+def test_a_drain_with_nothing_to_send_does_not_wait_for_the_write_lock(
+    embedded: tuple[TestClient, Settings, sessionmaker[Session]],
+) -> None:
+    """Every settle's pass drains the outbox, and the relay on every wake-up: with nothing
+    unsent, one read says so, where a claim took the write lock (behind the API's submits)."""
+    _, _, factory = embedded
+    relay.drain(factory, lambda _task, _payload: None)  # whatever was there, sent
+    sent: Sent = []
+    with write_lock_held(factory.kw["bind"], "UPDATE outbox SET sent_at = sent_at"):
+        started = time.monotonic()
+        assert relay.drain(factory, lambda task, payload: sent.append((task, payload))) == 0
+        waited = time.monotonic() - started
+    assert sent == []
+    assert waited < 1.0, waited
