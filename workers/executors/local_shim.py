@@ -102,12 +102,22 @@ def process_start_time(pid: int) -> int | None:
 
 
 def read_proc_stat(pid: int) -> list[str] | None:
-    """Fields of /proc/<pid>/stat after the command name (state first), or None if gone."""
+    """Fields of /proc/<pid>/stat after the command name (state first), or None if gone.
+
+    Read with os calls, not pathlib: a scan of every process for a session's members (a rank's
+    cleanup) was 3x slower through Path.read_text."""
     try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
-    return raw[raw.rindex(")") + 2 :].split()
+    try:
+        raw = os.read(fd, 4096)
+    except ProcessLookupError:  # exited between the open and the read
+        return None
+    finally:
+        os.close(fd)
+    end = raw.rfind(b")")  # the command name may hold ")" itself: the last one ends it
+    return raw[end + 2 :].decode().split() if end != -1 else None
 
 
 def write_atomically(path: Path, record: dict[str, Any], *, exclusive: bool) -> bool:
