@@ -7,8 +7,8 @@ and pydantic's schemas, the app) and allocates thousands of dicts in one request
 page set off about ten young collections and at times a full one, about a tenth of its time
 (issue 17). So, once the imports are done, what exists is frozen (`gc.freeze`: never scanned
 again; in a prefork parent, not written to by its children's collections, so its pages stay
-shared) and young collections run every `YOUNG_THRESHOLD` allocations. Cycles are still found
-and freed, in larger batches.
+shared) and young collections run every `TRAINPORT_GC_YOUNG_THRESHOLD` (20,000) allocations.
+Cycles are still found and freed, in larger batches.
 
 **In a Kubernetes worker** (`enable()`, then `settle()`). It holds a copy of every Job and Pod it
 manages (the executor's mirrors, workers/executors/kubernetes/mirror.py): at 10,000 of them some
@@ -31,22 +31,19 @@ and the engines and pools it drops (cycles) kept until a next settle that may ne
 from __future__ import annotations
 
 import gc
-import os
 import threading
-
-YOUNG_THRESHOLD = 20_000  # net container allocations between young collections (CPython: 700)
 
 _lock = threading.Lock()
 _enabled = False
 
 
-def start_up() -> None:
-    """Freeze what start-up made, and space out young collections (`TRAINPORT_GC_YOUNG`)."""
-    young = int(os.environ.get("TRAINPORT_GC_YOUNG", YOUNG_THRESHOLD))
+def start_up(young_threshold: int) -> None:
+    """Freeze what start-up made, and run a young collection every `young_threshold` net
+    allocations (`TRAINPORT_GC_YOUNG_THRESHOLD`)."""
     gc.collect()
     gc.freeze()
     _, middle, old = gc.get_threshold()
-    gc.set_threshold(young, middle, old)
+    gc.set_threshold(young_threshold, middle, old)
 
 
 def enable() -> None:

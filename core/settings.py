@@ -152,6 +152,12 @@ class Settings(BaseSettings):
         description="How often the SQLite relay looks for unsent outbox rows besides the wake-ups"
         " each commit that writes some sends it",
     )
+    gc_young_threshold: int = Field(
+        default=20_000,
+        ge=100,
+        description="Net container allocations between the garbage collector's young "
+        "collections in the API, worker and relay processes (CPython's default: 700)",
+    )
     public_url: str = Field(default="http://127.0.0.1:8000", description="URL runs call back")
     state_dir: Path = Field(
         default=DEFAULT_STATE_DIR, description="Local executor's attempt and checkpoint folders"

@@ -112,7 +112,7 @@ def _checks_at_start(**_: object) -> None:
     dispatch swallows Exceptions) with TRAINPORT_SANDBOX=bwrap and no way to sandbox, or with
     Kubernetes clusters and an object store their pods cannot reach."""
     settings = get_settings()
-    heap.start_up()  # before a prefork pool forks: what it froze stays shared
+    heap.start_up(settings.gc_young_threshold)  # before a prefork pool forks: stays shared
     heap.enable()  # a worker's Kubernetes mirrors stay out of full collections
     try:
         check_store_reachable_by_runs(settings)

@@ -242,7 +242,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     process_logging.configure(get_settings())
     relay = Relay(get_settings(), celery_publisher(app), heartbeat=args.heartbeat_file)
-    heap.start_up()
+    heap.start_up(get_settings().gc_young_threshold)
     signal.signal(signal.SIGTERM, lambda *_: relay.stop())
     signal.signal(signal.SIGINT, lambda *_: relay.stop())
     lifecycle.info("outbox relay started")
