@@ -113,10 +113,12 @@ class UnitOfWorkRoute(APIRoute):
             if kind is not None:  # before the body is read: see the module docstring
                 await authenticate_first(request, kind, on_loop)
             check_query(query, request)
-            # RFC 9110 8.3: a body without a Content-Type may be taken as octet-stream.
-            sent = media_type(request) or OCTET_STREAM
-            if media and _has_body(request) and not reads_media(media, sent):
-                raise UnsupportedMediaType(media, media_type(request))
+            # RFC 9110 8.3: a body without a Content-Type may be taken as octet-stream. (Looked
+            # at only where the route reads a body: most requests are GETs.)
+            if media and _has_body(request):
+                sent = media_type(request) or OCTET_STREAM
+                if not reads_media(media, sent):
+                    raise UnsupportedMediaType(media, media_type(request))
             return await handler(await self.prepare_body(request))
 
         return route
