@@ -1,16 +1,19 @@
-"""The hottest request, `GET /v1/runs/{id}` with an API key, in one statement and no ORM.
+"""The hottest reads without the ORM: `GET /v1/runs/{id}` with an API key in one statement, and
+the run list and change feed (below).
 
 One Core SELECT reads the presented key's row joined to the run, its progress and its attempts
-(`repository.keyed_run`); a conditional GET first reads only the run's version the same way.
+(`repository.keyed_run`); on the event loop, a conditional GET first reads only the run's
+version the same way (through a worker thread, on SQLite, the one statement serves both).
 The key is judged from that row by the rule every request uses (`tenants.accept_key`), so a
 revoked or expired key is refused at once, in every process. Each read is two steps: the
 statement, which returns the caller it admitted with the rows (`keyed_*`), then the answer
 (`version_of`, `shown`); between them the route counts the request against the key's org
 (api/edge.py), with no second query (the org comes back in the key's row) and before a run it
-may not see is answered 404. The connection comes from
-`core.db.read_engine`: on PostgreSQL in autocommit, since one statement is its own snapshot and
-BEGIN/COMMIT would be two more round trips. The `*_async` twins run the same statements and the
-same rules on the event loop, through asyncpg (core/aio.py), without a worker thread.
+may not see is answered 404. The connection comes from `core.db.read_engine`: on PostgreSQL in
+autocommit, since one statement is its own snapshot and BEGIN/COMMIT would be two more round
+trips; on SQLite a pool that never waits for the writer. The `*_async` twins run the same
+statements and the same rules on the event loop, through asyncpg (core/aio.py), without a
+worker thread.
 
 A queued run is left to the ORM path (`core.scheduling.explain.describe_run`): its `queue`
 needs the scheduler's plan. A pending one's is always the same (`schemas.SUBMITTED`).
@@ -60,20 +63,11 @@ def _visible(caller: Principal, run_id: str, row: Row | None) -> Row:
 Keyed = tuple[Principal, Sequence[Row]]  # the admitted caller, and the statement's rows
 
 
-def keyed_version(
-    conn: Connection, secret: str | None, run_id: str, touch_interval_s: int
-) -> Keyed:
-    """The key's caller and the run's version row: a conditional GET's one query."""
-    digest = tenants.presented_digest(secret)
-    row = repository.keyed_run_version(conn, digest, run_id)
-    rows = [row._mapping] if row is not None else []
-    return _caller(conn, rows[0] if rows else None, touch_interval_s), rows
-
-
 async def keyed_version_async(
     reader: AsyncDatabase, secret: str | None, run_id: str, touch_interval_s: int
 ) -> Keyed:
-    """`keyed_version` on the event loop (PostgreSQL, core/aio.py)."""
+    """The key's caller and the run's version row, on the event loop (PostgreSQL, core/aio.py):
+    a conditional GET's one query there."""
     params = {"digest": tenants.presented_digest(secret), "run_id": run_id}
     rows = await reader.fetch(repository.KEYED_VERSION, params)
     key = _key(rows[0] if rows else None)

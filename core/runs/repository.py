@@ -114,11 +114,6 @@ KEYED_RUN = (
 )
 
 
-def keyed_run_version(conn: Connection, digest: str, run_id: str) -> Row[Any] | None:
-    """The key with that digest, and the run's resource_version and project (None if absent)."""
-    return conn.execute(KEYED_VERSION, {"digest": digest, "run_id": run_id}).first()
-
-
 def keyed_run(conn: Connection, digest: str, run_id: str) -> Sequence[Row[Any]]:
     """The key, the run, its progress and one row per attempt (one row when it has none)."""
     return conn.execute(KEYED_RUN, {"digest": digest, "run_id": run_id}).all()
