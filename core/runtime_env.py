@@ -26,7 +26,7 @@ def attempt_environment(
     session: Session, run: Run, attempt: int, settings: Settings
 ) -> dict[str, str]:
     """The attempt's TRAINPORT_* variables, with a run token minted for `attempt`."""
-    versions = {name: version for name, (_, version) in pinned(session, run.id).items()}
+    versions = {name: version for name, (_, version) in pinned(session, run).items()}
     token = run_tokens.issue(settings.secret_key.get_secret_value(), run.id, attempt)
     return platform_environment(settings, run.org_id, run.id, attempt, token, versions)
 

@@ -7,6 +7,8 @@ comes back to the queue keeps them, so newer versions never change what a run tr
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy.orm import Session
 
 from core.datasets import repository
@@ -45,9 +47,14 @@ def _version(session: Session, dataset: Dataset, wanted: str) -> DatasetVersion 
     return None
 
 
+def _referenced(run: Run) -> list[Any]:
+    """The datasets the run's spec names: a run is pinned to these (at submit) and no others."""
+    return list((run.spec.get("data") or {}).get("datasets") or [])
+
+
 def pin_datasets(session: Session, run: Run) -> str | None:
     """Pin every referenced version on the run; None when done, else why the run must fail."""
-    refs = list((run.spec.get("data") or {}).get("datasets") or [])
+    refs = _referenced(run)
     if not refs or repository.pins_of(session, run.id):
         return None
     pins: dict[str, RunDataset] = {}
@@ -70,10 +77,13 @@ def pin_datasets(session: Session, run: Run) -> str | None:
     return None
 
 
-def pinned(session: Session, run_id: str) -> dict[str, tuple[RunDataset, DatasetVersion]]:
-    """The run's pins by dataset name, with their versions."""
+def pinned(session: Session, run: Run) -> dict[str, tuple[RunDataset, DatasetVersion]]:
+    """The run's pins by dataset name, with their versions (no query for a run that names no
+    dataset: most runs, at every launch; issue 17)."""
+    if not _referenced(run):
+        return {}
     found = {}
-    for pin in repository.pins_of(session, run_id):
+    for pin in repository.pins_of(session, run.id):
         version = repository.version_by_id(session, pin.dataset_version_id)
         if version is not None:
             found[pin.name] = (pin, version)

@@ -91,7 +91,7 @@ def _frozen(session: Session, run: Run, code: ShippedCode | None) -> dict[str, A
         "code": _code(spec, code),
         "datasets": {
             name: {"source": OBSERVED, "digest": pin.digest, "version": pin.version}
-            for name, (pin, _) in pinned(session, run.id).items()
+            for name, (pin, _) in pinned(session, run).items()
         },
     } | ({"cloned_from": run.cloned_from} if run.cloned_from else {})
 

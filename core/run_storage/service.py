@@ -114,7 +114,7 @@ def run_storage(session: Session, caller: Principal, settings: Settings, run_id:
             store_for_uri(settings, run.org_id, version.uri, version.storage_key),
             {str(f["path"]): int(f["size"]) for f in version.files},
         )
-        for name, (_, version) in pinned(session, run.id).items()
+        for name, (_, version) in pinned(session, run).items()
     }
     attempt = caller.attempt or run.attempt
     return RunStorage(
