@@ -39,7 +39,7 @@ from core.checkpoints.schemas import COMMIT_MARKER, step_folder
 from core.checkpoints.service import location as checkpoint_location
 from core.checkpoints.service import record_observed
 from core.datasets.schemas import FileEntry
-from core.db import session_scope
+from core.db import read_sessions, session_scope
 from core.metrics.repository import step_at
 from core.models import Run
 from core.outputs import service as outputs
@@ -64,7 +64,7 @@ def harvest(
     factory: sessionmaker[Session], settings: Settings, run_id: str, attempt: int, found: Leftovers
 ) -> None:
     """Keep the attempt's outputs and loose checkpoint files (see the module docstring)."""
-    with session_scope(factory) as session:
+    with session_scope(read_sessions(factory)) as session:  # reads: no write lock on SQLite
         run = session.get(Run, run_id, options=BARE)
         if run is None:
             return
