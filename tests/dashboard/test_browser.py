@@ -72,9 +72,10 @@ def test_filters_live_in_the_url_and_selected_runs_are_cancelled(
 def test_a_run_page_follows_logs_grows_its_loss_chart_and_shows_payloads_as_text(
     page: Page, platform: Platform
 ) -> None:
-    run = platform.create_run(
-        name="trainer", command=[PY, "-c", TRAIN], env={"STEPS": "40", "NOTE": HOSTILE}
-    )
+    # It lingers after its last step: the page must be seen following it live, and a page
+    # that loaded slowly (CI, under load) once found a 4 s run already over.
+    env = {"STEPS": "40", "NOTE": HOSTILE, "LINGER": "10"}
+    run = platform.create_run(name="trainer", command=[PY, "-c", TRAIN], env=env)
     sign_in(page, platform, f"#/runs/{run['id']}")
     chart = page.locator(".chart[data-metric=loss]")
     expect(chart.locator("canvas")).to_be_visible(timeout=20_000)

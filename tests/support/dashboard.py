@@ -20,6 +20,7 @@ for i in range(int(os.environ.get("STEPS", "40"))):
     print(f"step {{i}} loss {{lr / (i + 1):.4f}}", flush=True)
     run.log(step=i, loss=lr / (i + 1))
     time.sleep(0.1)
+time.sleep(float(os.environ.get("LINGER", "0")))  # still running after its last step
 """
 
 
