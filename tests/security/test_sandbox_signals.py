@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,8 +40,8 @@ from tests.support.executors import (
 from workers.executors.base import RankPhase
 from workers.executors.local import LocalExecutor
 from workers.executors.local_attempt import session_members
-from workers.executors.local_sandbox import rank_sandbox
-from workers.executors.local_shim import RankConfig, Shim
+from workers.executors.local_sandbox import RankSandbox, rank_sandbox
+from workers.executors.local_shim import ENVIRONMENT_FD, RankConfig, Shim
 from workers.executors.registry import Where, executor_for
 
 pytestmark = pytest.mark.skipif(
@@ -172,18 +173,24 @@ def test_a_restarted_worker_readopts_and_stops_a_sandboxed_rank(
     assert [json.loads(p.read_text()).get("pid") is not None for p in pid_files] == [True]
 
 
-def test_a_stop_asked_while_the_sandbox_starts_reaches_the_command_once_it_runs(
-    tmp_path: Path,
-) -> None:
-    """The shim was told to stop before bwrap had started the command (nothing to signal
-    yet but bwrap itself): the SIGTERM must still reach the command, not wait out its sleep."""
+def sandbox_with_workdir(tmp_path: Path, run_id: str) -> tuple[RankSandbox, Path]:
+    """The sandbox the worker's settings give, and a working folder given to `run_id`'s uid."""
     settings = Settings(
         state_dir=tmp_path / "state", database_url=embedded_database_url(tmp_path / "state")
     )
     sandbox = rank_sandbox(settings)
     assert sandbox is not None
     workdir = tmp_path / "state" / "work"
-    sandbox.give([workdir], sandbox.uid_for("run_early"))
+    sandbox.give([workdir], sandbox.uid_for(run_id))
+    return sandbox, workdir
+
+
+def test_a_stop_asked_while_the_sandbox_starts_reaches_the_command_once_it_runs(
+    tmp_path: Path,
+) -> None:
+    """The shim was told to stop before bwrap had started the command (nothing to signal
+    yet but bwrap itself): the SIGTERM must still reach the command, not wait out its sleep."""
+    sandbox, workdir = sandbox_with_workdir(tmp_path, "run_early")
     config = RankConfig(
         run_id="run_early", attempt=1, rank=0,
         command=[PY, "-c", "import time; time.sleep(60)"],
@@ -203,3 +210,24 @@ def test_a_stop_asked_while_the_sandbox_starts_reaches_the_command_once_it_runs(
     assert time.monotonic() - started < 10
     record = json.loads((tmp_path / "rank.exit").read_text())
     assert (record["exit_code"], record["reason"]) == (128 + 15, "user_cancelled")
+
+
+def test_code_folders_are_bound_once_and_still_import_inside(tmp_path: Path) -> None:
+    """A folder inside another code folder (`sys.prefix/bin` under `sys.prefix`) comes with its
+    parent's bind: it is not bound again (each mount is kernel work on every rank's start), and
+    the interpreter, its standard library and the venv's packages still load inside."""
+    sandbox, workdir = sandbox_with_workdir(tmp_path, "run_binds")
+    argv = sandbox.argv(sandbox.uid_for("run_binds"), [workdir], [], workdir)
+    bound = [argv[i + 1] for i, arg in enumerate(argv) if arg == "--ro-bind-try"]
+    code = [str(p) for p in sandbox.code]
+    assert all(p in bound for p in code if not any(p.startswith(f"{q}/") for q in code))
+    assert not [p for p in bound if p in code and any(p.startswith(f"{q}/") for q in code)]
+    environment = os.memfd_create("environment")  # bwrap's `--args`: no variables
+    argv = [str(environment) if a == ENVIRONMENT_FD else a for a in argv]
+    done = subprocess.run(
+        [*argv, PY, "-c", "import json, sqlalchemy, pydantic; print('imported')"],
+        capture_output=True, text=True, timeout=60, pass_fds=[environment], env={},
+    )  # fmt: skip
+    os.close(environment)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "imported"

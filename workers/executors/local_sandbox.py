@@ -114,7 +114,7 @@ class RankSandbox:
         masks = _masked(self.hidden, self.code)
         made = {"/", "/tmp"}  # noqa: S108 - the sandbox's own tmpfs
         args += _parents([*self.code, *own], self.code, [], made)
-        args += _each("--ro-bind-try", self.code)
+        args += _each("--ro-bind-try", _outermost(self.code))
         args += [arg for path in masks for arg in _mask(path)]
         args += _parents(own, self.code, masks, made)
         args += _each("--ro-bind-try", readable) + _each("--bind", writable)
@@ -162,6 +162,18 @@ def _code_paths() -> tuple[Path, ...]:
         found += os.environ.get(variable, "").split(os.pathsep)
     paths = {Path(p).resolve() for p in found if p and os.path.exists(p)}
     return tuple(sorted(p for p in paths if str(p) != "/"))
+
+
+def _outermost(paths: tuple[Path, ...]) -> list[Path]:
+    """`paths` without those inside another of them: a bind mount brings what lies below it
+    (`sys.prefix` brings its `bin` and `lib/python3.x`), and each mount is the kernel's work on
+    every rank's start (15 of a launch's 98 arguments here)."""
+    texts = [str(p) for p in paths]
+    return [
+        p
+        for p, text in zip(paths, texts, strict=True)
+        if not _under(text, [t for t in texts if t != text])
+    ]
 
 
 def _system() -> list[str]:
