@@ -101,15 +101,10 @@ def _prepare_sqlite(engine: Engine, url: str) -> None:
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-        # WAL lets readers run beside the single writer; busy_timeout queues writers instead of
-        # failing them; foreign keys are off by default in SQLite.
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.close()
+        # WAL lets readers run beside the single writer (it is the database's, set once here).
+        dbapi_conn.execute("PRAGMA journal_mode=WAL")
         # Let SQLAlchemy issue BEGIN IMMEDIATE so a write transaction takes the lock up front.
-        dbapi_conn.isolation_level = None
+        _connection_pragmas(dbapi_conn)
         if on_disk and isinstance(dbapi_conn, QueuedSQLiteConnection):
             dbapi_conn.queue_path = f"{path}.writer"
 
@@ -190,13 +185,18 @@ def read_engine(engine: Engine) -> Engine:
 
     @event.listens_for(reader, "connect")
     def _autocommit(dbapi_conn: Any, _record: Any) -> None:
-        cur = dbapi_conn.cursor()
-        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.close()
-        dbapi_conn.isolation_level = None  # no BEGIN from sqlite3, none from SQLAlchemy
+        _connection_pragmas(dbapi_conn)  # and no BEGIN: nothing here issues one
 
     return reader
+
+
+def _connection_pragmas(dbapi_conn: Any) -> None:
+    """What every SQLite connection of ours sets: busy_timeout makes a writer that does not
+    queue (migrations, another program, a reader's rare write) wait instead of failing; foreign
+    keys are off by default in SQLite; and sqlite3 issues no BEGIN of its own."""
+    dbapi_conn.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    dbapi_conn.execute("PRAGMA foreign_keys=ON")
+    dbapi_conn.isolation_level = None
 
 
 _read_factories: weakref.WeakKeyDictionary[Engine, sessionmaker[Session]] = (

@@ -4,11 +4,9 @@ one statement (it was a locked read, a savepoint, an insert and an update: issue
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 
 from fastapi.testclient import TestClient
-from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from api.app_state import app_sessionmaker
@@ -16,22 +14,17 @@ from core import deliveries
 from core.db import session_scope
 from core.outbox import Task
 from tests.factories import app_of, create_run, make_tenant
+from tests.support.databases import statements_run
 
 
-@contextmanager
-def statements(any_client: TestClient) -> Iterator[list[str]]:
-    """The SQL statements the app's engine ran meanwhile."""
-    engine = app_sessionmaker(app_of(any_client)).kw["bind"]
-    seen: list[str] = []
+def statements(any_client: TestClient) -> AbstractContextManager[list[str]]:
+    """The SQL statements the app's engine runs meanwhile."""
+    return statements_run(app_sessionmaker(app_of(any_client)).kw["bind"])
 
-    def before(_conn: object, _cursor: object, statement: str, *_: object) -> None:
-        seen.append(statement.split()[0].upper())
 
-    event.listen(engine, "before_cursor_execute", before)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", before)
+def verbs(statements: list[str]) -> list[str]:
+    """Each statement's first word, BEGIN left out."""
+    return [s.split()[0].upper() for s in statements if s.split()[0].upper() != "BEGIN"]
 
 
 def count(session: Session, run_id: str, attempt: int = 1) -> int | None:
@@ -71,5 +64,5 @@ def test_counting_and_completing_are_one_statement_each(any_client: TestClient) 
             assert count(session, run_id) == 1
         with statements(any_client) as done:
             deliveries.complete_delivery(session, Task.LAUNCH, run_id, 1)
-    assert [s for s in first if s not in {"BEGIN"}] == ["INSERT"]
-    assert [s for s in done if s not in {"BEGIN"}] == ["INSERT"]
+    assert verbs(first) == ["INSERT"]
+    assert verbs(done) == ["INSERT"]
